@@ -1,0 +1,31 @@
+"""igc: lossless image compression with ImageGPT, and an honest benchmark beside classical codecs."""
+
+from igc.errors import (
+    ChecksumError,
+    CodecUnavailable,
+    FormatError,
+    IgcError,
+    ImageError,
+    ModelError,
+    ModelMismatchError,
+    PluginError,
+    UsageError,
+)
+from igc.plugins.markers import hookimpl, hookspec
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ChecksumError",
+    "CodecUnavailable",
+    "FormatError",
+    "IgcError",
+    "ImageError",
+    "ModelError",
+    "ModelMismatchError",
+    "PluginError",
+    "UsageError",
+    "__version__",
+    "hookimpl",
+    "hookspec",
+]

@@ -1,0 +1,1 @@
+"""Core data types, protocols and the container format."""

@@ -1,0 +1,46 @@
+"""igc's exception types.
+
+Every failure a user can cause (bad image, bad file, missing model, wrong option) raises a
+subclass of `IgcError`, so the CLI can print one line and exit non-zero, and library callers can
+catch one type.
+"""
+
+
+class IgcError(Exception):
+    """Base class of every error igc raises on purpose."""
+
+    exit_code = 1
+
+
+class UsageError(IgcError):
+    """An option or argument that cannot work (unknown compressor, bad count...)."""
+
+    exit_code = 2
+
+
+class ImageError(IgcError):
+    """An input image that cannot be read or converted to 8-bit RGB."""
+
+
+class ModelError(IgcError):
+    """A model that is missing, incomplete, of another architecture, or unusable."""
+
+
+class PluginError(IgcError):
+    """A plugin that conflicts with another or cannot be loaded."""
+
+
+class CodecUnavailable(IgcError):
+    """A compressor whose library is not installed."""
+
+
+class FormatError(IgcError):
+    """A compressed file that is truncated, corrupted or not an igc file."""
+
+
+class ChecksumError(FormatError):
+    """Decoded pixels that do not match the checksum stored at encode time."""
+
+
+class ModelMismatchError(FormatError):
+    """A file encoded with another model than the one offered for decoding."""
