@@ -1,0 +1,100 @@
+"""Model-based compressors: a Tokenizer + Model + Coder behind the `Compressor` interface."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from igc.core import container
+from igc.core.types import Image
+from igc.errors import ModelError
+from igc.plugins.markers import hookimpl
+
+
+@lru_cache(maxsize=4)
+def load_model(spec: str | None):
+    """Models are large to load and immutable: load each once per process."""
+    if spec == "uniform":
+        from igc.models.uniform import UniformModel
+
+        return UniformModel()
+    from igc.models.imagegpt import ImageGPTModel
+
+    return ImageGPTModel(spec)
+
+
+class ModelCompressor:
+    """Shared behaviour of compressors that code with a model's probabilities."""
+
+    lossless = True
+    model_based = True
+    model_spec: str | None = None
+
+    def __init__(self, model: str | None = None, order: str = "interleaved",
+                 batch: int | None = None) -> None:
+        from igc.coders.range import RangeCoder
+        from igc.core.codec import DEFAULT_BATCH, NeuralCodec
+
+        self.model = load_model(model or self.model_spec)
+        self.codec = NeuralCodec(self.model, RangeCoder(), order=order,
+                                 batch=batch or DEFAULT_BATCH)
+
+    @property
+    def model_info(self) -> dict:
+        return {"model": self.model.name, "fingerprint": self.model.fingerprint,
+                "parameters": self.model.parameters, "tile": self.codec.tokenizer.tile}
+
+    def compress(self, image: Image) -> bytes:
+        return self.codec.encode(image).data
+
+    def compress_with_stats(self, image: Image):
+        return self.codec.encode(image)
+
+    def estimate_bits(self, image: Image) -> float:
+        return self.codec.estimate_bits(image)
+
+    def decompress(self, data: bytes) -> Image:
+        return self.codec.decode(data)
+
+
+class ImageGPTCompressor(ModelCompressor):
+    name = "imagegpt"
+    description = "ImageGPT next-subpixel probabilities + range coding (default: igc's own model)"
+
+    @classmethod
+    def available(cls) -> str | None:
+        import importlib.util
+
+        missing = [m for m in ("torch", "safetensors") if importlib.util.find_spec(m) is None]
+        if missing:
+            return f"needs {', '.join(missing)}: pip install 'igc-codec[model]'"
+        return None
+
+
+class UniformCompressor(ModelCompressor):
+    name = "uniform"
+    description = "every subpixel value equally likely, same tokenizer/coder/container (8 bpsp)"
+    model_spec = "uniform"
+
+    def __init__(self, order: str = "interleaved", batch: int | None = None, **_: object):
+        super().__init__(model="uniform", order=order, batch=batch)
+
+
+def decompress_any(data: bytes, model: str | None = None) -> Image:
+    """Decode a `.igc` file with the model its header names (or the one given)."""
+    header, _ = container.unpack(data)
+    spec = model or header.model_id
+    try:
+        compressor = (UniformCompressor(order=header.order) if spec == "uniform"
+                      else ImageGPTCompressor(model=spec, order=header.order))
+    except ModelError as exc:
+        if model:
+            raise
+        raise ModelError(f"this file needs model {header.model_id!r}, which cannot be loaded "
+                         f"({exc}); pass --model with its folder") from None
+    return compressor.decompress(data)
+
+
+@hookimpl
+def register_compressors(register):
+    register(ImageGPTCompressor)
+    register(UniformCompressor)

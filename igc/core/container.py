@@ -1,0 +1,160 @@
+"""The `.igc` file format (spec: docs/format.md).
+
+A small self-checking header (magic, version, image size, tokenizer and tile layout, coder, model
+id and weight fingerprint, pixel checksums, payload length, header CRC) followed by the range-coded
+payload. Everything a decoder needs to refuse a file early, before allocating or running a model,
+is in the header.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from dataclasses import dataclass
+
+from igc.errors import FormatError
+
+MAGIC = b"IGC"
+VERSION = 1
+DEFAULT_MAX_PIXELS = 1 << 28
+MAX_MODEL_ID = 64
+TOKENIZERS = {"subpixel": 0}
+ORDERS = {"interleaved": 0, "channel": 1}
+CODERS = {"range": 1}
+
+
+def max_pixels() -> int:
+    value = os.environ.get("IGC_MAX_PIXELS", "")
+    return int(value) if value.isdigit() else DEFAULT_MAX_PIXELS
+
+
+@dataclass
+class Header:
+    height: int
+    width: int
+    tile: int
+    model_id: str
+    fingerprint: str  # 16 hex digits
+    checksum: int  # CRC-32 of the decoded pixels, row-major RGB
+    region_checks: bytes  # one CRC-8-like byte per region of tiles, at most 8
+    payload_length: int
+    batch: int  # tiles stepped together: part of the computation the decoder must repeat
+    channels: int = 3
+    tokenizer: str = "subpixel"
+    order: str = "interleaved"
+    coder: str = "range"
+    precision: int = 24
+    version: int = VERSION
+
+    def to_dict(self) -> dict:
+        d = dict(vars(self))
+        d["region_checks"] = self.region_checks.hex()
+        d["checksum"] = f"{self.checksum:08x}"
+        return d
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+class _Reader:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def take(self, n: int) -> bytes:
+        if self.pos + n > len(self.data):
+            raise FormatError("file truncated inside the header")
+        chunk = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return chunk
+
+    def byte(self) -> int:
+        return self.take(1)[0]
+
+    def varint(self) -> int:
+        value = shift = 0
+        for _ in range(10):
+            b = self.byte()
+            value |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                return value
+        raise FormatError("corrupted header: malformed integer")
+
+
+def pack(header: Header, payload: bytes) -> bytes:
+    model_id = header.model_id.encode()[:MAX_MODEL_ID]
+    head = bytearray(MAGIC)
+    head.append(header.version)
+    head.append(TOKENIZERS[header.tokenizer] | (ORDERS[header.order] << 4))
+    head += _varint(header.height) + _varint(header.width)
+    head += bytes([header.channels, header.tile, CODERS[header.coder], header.precision])
+    head += _varint(header.batch)
+    head += bytes.fromhex(header.fingerprint)
+    head += bytes([len(model_id)]) + model_id
+    head += header.checksum.to_bytes(4, "little")
+    head += bytes([len(header.region_checks)]) + header.region_checks
+    head += _varint(len(payload))
+    head += (zlib.crc32(head) & 0xFFFF).to_bytes(2, "little")
+    return bytes(head) + payload
+
+
+def _lookup(table: dict, code: int, what: str) -> str:
+    for name, value in table.items():
+        if value == code:
+            return name
+    raise FormatError(f"corrupted header or newer file: unknown {what} code {code}")
+
+
+def unpack(data: bytes) -> tuple[Header, bytes]:
+    """Parse and check a file; raises FormatError for anything that is not a sound igc file."""
+    if len(data) < 4 or data[:3] != MAGIC:
+        raise FormatError("not an igc file (bad magic bytes)")
+    r = _Reader(data)
+    r.take(3)
+    version = r.byte()
+    if version != VERSION:
+        raise FormatError(f"igc file version {version} is not supported (this igc reads {VERSION})")
+    layout = r.byte()
+    tokenizer = _lookup(TOKENIZERS, layout & 0x0F, "tokenizer")
+    order = _lookup(ORDERS, layout >> 4, "token order")
+    height, width = r.varint(), r.varint()
+    channels, tile, coder_code, precision = r.take(4)
+    batch = r.varint()
+    fingerprint = r.take(8).hex()
+    model_id = r.take(r.byte()).decode("utf-8", errors="replace")
+    checksum = int.from_bytes(r.take(4), "little")
+    region_checks = r.take(r.byte())
+    payload_length = r.varint()
+    end = r.pos
+    stored_crc = int.from_bytes(r.take(2), "little")
+    if zlib.crc32(data[:end]) & 0xFFFF != stored_crc:
+        raise FormatError("corrupted file: header checksum mismatch")
+    coder = _lookup(CODERS, coder_code, "coder")
+    if channels != 3:
+        raise FormatError(f"corrupted header: {channels} channels (igc files hold RGB)")
+    if height < 1 or width < 1 or tile < 1 or batch < 1:
+        raise FormatError(f"corrupted header: image {height}x{width}, tile {tile}, batch {batch}")
+    if height * width > max_pixels():
+        raise FormatError(f"image of {height}x{width} pixels exceeds the limit of {max_pixels()} "
+                          "pixels (set IGC_MAX_PIXELS to raise it)")
+    payload = data[r.pos :]
+    if len(payload) < payload_length:
+        raise FormatError(f"file truncated: payload has {len(payload)} of {payload_length} bytes")
+    if len(payload) > payload_length:
+        raise FormatError(f"corrupted file: {len(payload) - payload_length} unexpected bytes after "
+                          "the payload")
+    header = Header(height, width, tile, model_id, fingerprint, checksum, bytes(region_checks),
+                    payload_length, batch, channels, tokenizer, order, coder, precision, version)
+    return header, payload
+
+
+def header_size(data: bytes) -> int:
+    return len(data) - unpack(data)[0].payload_length

@@ -1,0 +1,161 @@
+"""Loading ImageGPT checkpoints (HuggingFace format) as igc `Model`s.
+
+A model spec is one of: the name of a model shipped inside the package (the default), a local
+folder with `config.json` + `model.safetensors`, or a HuggingFace hub id, which is resolved through
+the local HuggingFace cache (and the hub, where reachable). Only safetensors weights are read: a
+pickle checkpoint could run code, so it is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from igc.errors import ModelError
+
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+DEFAULT_MODEL = "igc-rgb16"
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def packaged_models() -> list[str]:
+    if not WEIGHTS_DIR.is_dir():
+        return []
+    return sorted(p.name for p in WEIGHTS_DIR.iterdir() if (p / "config.json").is_file())
+
+
+def resolve(spec: str | None) -> tuple[str, Path]:
+    """Model spec -> (id to record in files, local folder holding its files)."""
+    spec = spec or DEFAULT_MODEL
+    if (WEIGHTS_DIR / spec / "config.json").is_file() and "/" not in spec:
+        return spec, WEIGHTS_DIR / spec
+    path = Path(spec).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise ModelError(f"model {spec!r} is a file; pass the folder holding config.json "
+                             "and model.safetensors")
+        return path.resolve().name, path
+    if spec == DEFAULT_MODEL:
+        raise ModelError(f"the default model {DEFAULT_MODEL!r} is not installed in {WEIGHTS_DIR}; "
+                         "reinstall igc-codec or pass --model")
+    if HUB_ID.match(spec) and not spec.startswith((".", "/", "~")):
+        return spec, _from_hub(spec)
+    raise ModelError(f"model {spec!r} not found: no such folder, and not a hub id like "
+                     f"'openai/imagegpt-small' (shipped models: {', '.join(packaged_models()) or 'none'})")
+
+
+def _from_hub(repo_id: str) -> Path:
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        raise ModelError(f"loading {repo_id!r} from the hub needs huggingface_hub "
+                         "(pip install 'igc-codec[model]')") from None
+    try:
+        folder = snapshot_download(
+            repo_id, allow_patterns=["*.json", "*.safetensors"],
+            local_files_only=os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"),
+        )
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"cannot get model {repo_id!r}: not in the local HuggingFace cache and "
+                         f"the hub could not be reached ({reason[:160]})") from None
+    return Path(folder)
+
+
+def read_config(folder: Path) -> dict:
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        raise ModelError(f"model folder {folder} has no config.json")
+    try:
+        config = json.loads(config_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot read {config_path}: {exc}") from None
+    if config.get("model_type") != "imagegpt":
+        raise ModelError(f"{folder} holds a {config.get('model_type', 'unknown')!r} model; igc "
+                         "needs an ImageGPT checkpoint (model_type 'imagegpt')")
+    return config
+
+
+def read_tensors(folder: Path) -> dict:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        pickles = [p.name for p in folder.glob("*.bin")] + [p.name for p in folder.glob("*.pt")]
+        hint = (f" (found {', '.join(pickles)}: pickle weights are refused because loading them "
+                "can run code; convert them to safetensors)") if pickles else ""
+        raise ModelError(f"model folder {folder} has no .safetensors weights{hint}")
+    tensors = {}
+    for file in files:
+        try:
+            tensors.update(load_file(file))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise ModelError(f"cannot read weights {file}: {exc}") from None
+    return tensors
+
+
+def fingerprint_of(tensors: dict) -> str:
+    """Digest of the weights' values, independent of how the file was serialised."""
+    digest = hashlib.sha256()
+    for key in sorted(tensors):
+        t = tensors[key].float().contiguous()
+        digest.update(key.removeprefix("transformer.").encode())
+        digest.update(str(tuple(t.shape)).encode())
+        digest.update(t.numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+class ImageGPTModel:
+    """An ImageGPT checkpoint behind igc's `Model` protocol."""
+
+    def __init__(self, spec: str | None = None, threads: int | None = None) -> None:
+        import torch
+
+        from igc.models.runtime import ImageGPTRuntime
+
+        self.name, self.folder = resolve(spec)
+        self.config = read_config(self.folder)
+        tensors = read_tensors(self.folder)
+        self.fingerprint = fingerprint_of(tensors)
+        self.runtime = ImageGPTRuntime(self.config, tensors)
+        self.context_length = self.runtime.n_positions
+        self.vocab_size = self.runtime.vocab_size - 1  # the start token is never predicted
+        self.threads = threads
+        self._torch = torch
+
+    @cached_property
+    def parameters(self) -> int:
+        r = self.runtime
+        return sum(t.numel() for t in (r.wte, r.wpe, r.ln_f, r.lm_head)) + sum(
+            t.numel() for layer in r.layers for t in vars(layer).values())
+
+    @property
+    def tokenizer_kind(self) -> str:
+        if self.runtime.vocab_size == 257:
+            return "subpixel"
+        if self.runtime.vocab_size == 513:
+            return "palette"
+        return f"unknown (vocabulary {self.runtime.vocab_size})"
+
+    def log_probs(self, sequences: np.ndarray, chunk: int = 64) -> np.ndarray:
+        torch = self._torch
+        out = []
+        for i in range(0, len(sequences), chunk):
+            ids = torch.from_numpy(np.ascontiguousarray(sequences[i : i + chunk]))
+            out.append(torch.log_softmax(self.runtime.logits(ids), dim=-1).numpy())
+        return np.concatenate(out) if out else np.zeros((0, sequences.shape[1], self.vocab_size))
+
+    def start(self, batch: int, length: int | None = None):
+        return self.runtime.start(batch, length)
+
+    def step(self, state, tokens: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        logits = self.runtime.step(state, torch.from_numpy(np.ascontiguousarray(tokens)))
+        return torch.softmax(logits, dim=-1).double().numpy()

@@ -1,0 +1,186 @@
+"""Finds plugins, collects what they register, and instantiates only what a user selects.
+
+Built-in modules are registered the same way as third-party packages (which are found through the
+`igc.plugins` entry-point group); a third-party plugin that fails to import is recorded with its
+error and shown by `igc plugins`, but breaks no other command.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+import pluggy
+
+from igc.errors import PluginError, UsageError
+from igc.plugins import hookspecs
+from igc.plugins.markers import PROJECT
+
+ENTRY_POINT_GROUP = "igc.plugins"
+DISABLE_ENV = "IGC_DISABLE_PLUGINS"  # "1": load built-ins only
+
+BUILTIN_MODULES = (
+    "igc.compressors.classical",
+    "igc.compressors.model_based",
+    "igc.models.registry",
+    "igc.coders.registry",
+    "igc.reporters.registry",
+    "igc.core.tokenizer",
+)
+
+KINDS = ("compressor", "tokenizer", "model", "coder", "reporter")
+
+
+@dataclass
+class Entry:
+    """One registered name: what provides it and how to build it."""
+
+    kind: str
+    name: str
+    factory: Any
+    plugin: str
+
+    @property
+    def description(self) -> str:
+        text = getattr(self.factory, "description", "") or (self.factory.__doc__ or "")
+        return text.strip().splitlines()[0] if text.strip() else ""
+
+    def unavailable_reason(self) -> str | None:
+        check = getattr(self.factory, "available", None)
+        if check is None:
+            return None
+        try:
+            return check()
+        except Exception as exc:  # a broken availability probe means unavailable, not a crash
+            return f"availability check failed: {exc}"
+
+
+@dataclass
+class PluginInfo:
+    name: str
+    version: str
+    builtin: bool
+    error: str | None = None
+    registered: dict[str, list[str]] = field(default_factory=dict)
+
+
+class Registry:
+    """Everything the loaded plugins registered, by kind and name."""
+
+    def __init__(self) -> None:
+        self.pm = pluggy.PluginManager(PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        self.entries: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
+        self.plugins: dict[str, PluginInfo] = {}
+
+    # -- loading -------------------------------------------------------------------------
+    def add_plugin(self, obj: Any, name: str, version: str, builtin: bool) -> None:
+        """Register one plugin object (a module or an instance) and collect its registrations."""
+        info = PluginInfo(name=name, version=version, builtin=builtin)
+        self.plugins[name] = info
+        try:
+            self.pm.register(obj, name=name)
+            # A misspelled hook (register_compresors) is an error, not silently ignored.
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            self.pm.unregister(name=name)
+            info.error = f"invalid plugin: {exc}"
+            return
+        for kind in KINDS:
+            hook = getattr(self.pm.hook, f"register_{kind}s")
+            impls = [impl for impl in hook.get_hookimpls() if impl.plugin_name == name]
+            for impl in impls:
+                impl.function(self._registrar(kind, name, info))
+
+    def _registrar(self, kind: str, plugin: str, info: PluginInfo):
+        def register(factory: Any, name: str | None = None) -> None:
+            entry_name = name or getattr(factory, "name", None)
+            if not isinstance(entry_name, str) or not entry_name:
+                raise PluginError(f"plugin {plugin!r} registered a {kind} without a name attribute")
+            existing = self.entries[kind].get(entry_name)
+            if existing is not None:
+                raise PluginError(
+                    f"{kind} {entry_name!r} is registered twice: by plugin {existing.plugin!r} "
+                    f"and by plugin {plugin!r}; uninstall one of them"
+                )
+            self.entries[kind][entry_name] = Entry(kind, entry_name, factory, plugin)
+            info.registered.setdefault(kind, []).append(entry_name)
+
+        return register
+
+    def load_builtins(self) -> None:
+        for module_name in BUILTIN_MODULES:
+            module = importlib.import_module(module_name)
+            self.add_plugin(module, module_name, _own_version(), builtin=True)
+
+    def load_entry_points(self) -> None:
+        if os.environ.get(DISABLE_ENV, "").strip() not in ("", "0"):
+            return
+        for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+            version = ep.dist.version if ep.dist is not None else "?"
+            label = ep.dist.name if ep.dist is not None else ep.name
+            try:
+                obj = ep.load()
+            except Exception as exc:  # shown by `igc plugins`, never fatal elsewhere
+                self.plugins[label] = PluginInfo(
+                    label, version, builtin=False, error=f"{type(exc).__name__}: {exc}"
+                )
+                continue
+            self.add_plugin(obj, label, version, builtin=False)
+
+    # -- lookup --------------------------------------------------------------------------
+    def names(self, kind: str) -> list[str]:
+        return sorted(self.entries[kind])
+
+    def entry(self, kind: str, name: str) -> Entry:
+        try:
+            return self.entries[kind][name]
+        except KeyError:
+            known = ", ".join(self.names(kind)) or "none"
+            raise UsageError(f"unknown {kind} {name!r}; known: {known}") from None
+
+    def create(self, kind: str, name: str, **options: Any) -> Any:
+        """Instantiate a registered factory, passing only the options it accepts."""
+        entry = self.entry(kind, name)
+        reason = entry.unavailable_reason()
+        if reason:
+            from igc.errors import CodecUnavailable
+
+            raise CodecUnavailable(f"{kind} {name!r} is unavailable: {reason}")
+        return entry.factory(**_accepted(entry.factory, options))
+
+
+def _accepted(factory: Any, options: dict[str, Any]) -> dict[str, Any]:
+    import inspect
+
+    options = {k: v for k, v in options.items() if v is not None}
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return options
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return options
+    return {k: v for k, v in options.items() if k in params}
+
+
+def _own_version() -> str:
+    from igc import __version__
+
+    return __version__
+
+
+_registry: Registry | None = None
+
+
+def get_registry(reload: bool = False) -> Registry:
+    """The process-wide registry, built on first use."""
+    global _registry
+    if _registry is None or reload:
+        registry = Registry()
+        registry.load_builtins()
+        registry.load_entry_points()
+        _registry = registry
+    return _registry
