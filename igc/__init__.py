@@ -11,6 +11,7 @@ from igc.errors import (
     PluginError,
     UsageError,
 )
+from igc.api import bench, compress, decompress, get_compressor, info, list_compressors
 from igc.plugins.markers import hookimpl, hookspec
 
 __version__ = "0.1.0"
@@ -26,6 +27,12 @@ __all__ = [
     "PluginError",
     "UsageError",
     "__version__",
+    "bench",
+    "compress",
+    "decompress",
+    "get_compressor",
+    "info",
+    "list_compressors",
     "hookimpl",
     "hookspec",
 ]

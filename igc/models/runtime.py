@@ -148,9 +148,10 @@ class ImageGPTRuntime:
             q, k, v = (p.view(b, self.n_head, 1, self.head_dim) for p in qkv.split(self.n_embd, -1))
             state.keys[i][:, :, pos : pos + 1] = k
             state.values[i][:, :, pos : pos + 1] = v
-            a = F.scaled_dot_product_attention(
-                q, state.keys[i][:, :, : pos + 1], state.values[i][:, :, : pos + 1], scale=self.scale
-            )
+            # Plain matmul + softmax, not scaled_dot_product_attention: SDPA's CPU kernel splits
+            # its reduction by thread count, so its rounding changed with the number of threads.
+            scores = (q @ state.keys[i][:, :, : pos + 1].transpose(-1, -2)) * self.scale
+            a = torch.softmax(scores, dim=-1) @ state.values[i][:, :, : pos + 1]
             x = x + torch.addmm(layer.c_proj_b, a.reshape(b, self.n_embd), layer.c_proj_w)
             x = self._mlp(x.unsqueeze(1), layer).squeeze(1)
         state.position = pos + 1

@@ -1,0 +1,62 @@
+"""The library API, mirroring the CLI."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from igc.core.types import Image
+
+
+def list_compressors(check: bool = False) -> list[str] | dict[str, str | None]:
+    """Registered compressor names; with check=True, name -> reason it is unavailable (or None)."""
+    from igc.plugins.manager import get_registry
+
+    registry = get_registry()
+    names = registry.names("compressor")
+    if not check:
+        return names
+    return {n: registry.entry("compressor", n).unavailable_reason() for n in names}
+
+
+def get_compressor(name: str, **options: Any):
+    """Instantiate a registered compressor (e.g. `get_compressor("imagegpt", model=DIR)`)."""
+    from igc.plugins.manager import get_registry
+
+    return get_registry().create("compressor", name, **options)
+
+
+def compress(image: Image, model: str | None = None, order: str = "interleaved") -> bytes:
+    """RGB uint8 (H, W, 3) -> `.igc` bytes, coded with ImageGPT (default: the packaged model)."""
+    from igc.compressors.model_based import ImageGPTCompressor, UniformCompressor
+    from igc.core.image import as_rgb_array
+
+    pixels = as_rgb_array(image)
+    if model == "uniform":
+        return UniformCompressor(order=order).compress(pixels)
+    return ImageGPTCompressor(model=model, order=order).compress(pixels)
+
+
+def decompress(data: bytes, model: str | None = None) -> Image:
+    """`.igc` bytes -> RGB pixels, verified against the checksum stored in the file."""
+    from igc.compressors.model_based import decompress_any
+
+    return decompress_any(bytes(data), model)
+
+
+def info(data: bytes) -> dict:
+    """The header of an `.igc` file as a dict."""
+    from igc.core import container
+
+    header, _ = container.unpack(bytes(data))
+    d = header.to_dict()
+    d["header_bytes"] = len(data) - header.payload_length
+    d["file_bytes"] = len(data)
+    d["bits_per_subpixel"] = len(data) * 8 / (header.height * header.width * 3)
+    return d
+
+
+def bench(images, compressors, **options: Any):
+    """Run compressors on images; see `igc.bench.bench`."""
+    from igc.bench import bench as run
+
+    return run(images, compressors, **options)

@@ -1,0 +1,255 @@
+"""The benchmark: every selected compressor on the same images, with honest bookkeeping.
+
+Ratios are original bits / compressed bits where the compressed bits are the full output (headers
+included). Every compressor that claims to be lossless is decoded and compared pixel for pixel,
+and for model-based compressors the model's own code length (-sum log2 p) is reported beside the
+file size, so the coder's overhead is visible.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from typing import Any
+
+import numpy as np
+
+from igc.core.types import LoadedImage
+from igc.errors import CodecUnavailable, IgcError, UsageError
+from igc.plugins.manager import get_registry
+
+
+@dataclass
+class Row:
+    image: str
+    compressor: str
+    height: int
+    width: int
+    original_bits: int
+    compressed_bits: int | None
+    bits_per_subpixel: float | None
+    ratio: float | None
+    lossless: bool
+    roundtrip_ok: bool | None  # None: not checked (lossy codec or --no-verify)
+    model_bits: float | None = None
+    overhead_percent: float | None = None  # (compressed - model bits) / model bits
+    estimate: bool = False  # compressed_bits are model bits, no file was written
+    encode_seconds: float = 0.0
+    decode_seconds: float | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        if self.model_bits is None:
+            for key in ("model_bits", "overhead_percent"):
+                d.pop(key)
+        return d
+
+
+@dataclass
+class BenchResult:
+    results: list[Row]
+    summary: dict[str, dict]
+    environment: dict[str, Any]
+    images: list[dict] = field(default_factory=list)
+    unavailable: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {
+            "results": [r.to_dict() for r in self.results],
+            "summary": self.summary,
+            "environment": self.environment,
+            "images": self.images,
+            "unavailable": self.unavailable,
+        }
+
+
+def _summarise(rows: list[Row], names: list[str]) -> dict[str, dict]:
+    summary = {}
+    for name in names:
+        ok = [r for r in rows if r.compressor == name and r.compressed_bits]
+        if not ok:
+            continue
+        original = sum(r.original_bits for r in ok)
+        compressed = sum(r.compressed_bits for r in ok)
+        entry = {
+            "total_ratio": original / compressed,
+            "mean_ratio": float(np.mean([r.ratio for r in ok])),
+            "bits_per_subpixel": compressed / (original / 8),
+            "images": len(ok),
+            "errors": sum(1 for r in rows if r.compressor == name and r.error),
+            "below_ratio_1": [r.image for r in ok if r.ratio < 1],
+            "roundtrip_ok": all(r.roundtrip_ok is not False for r in ok)
+            and not any(r.error for r in rows if r.compressor == name),
+            "encode_subpixels_per_second": (original / 8) / max(sum(r.encode_seconds for r in ok),
+                                                                  1e-9),
+        }
+        decoded = [r for r in ok if r.decode_seconds]
+        if decoded:
+            entry["decode_subpixels_per_second"] = sum(r.original_bits / 8 for r in decoded) / max(
+                sum(r.decode_seconds for r in decoded), 1e-9)
+        model_rows = [r for r in ok if r.model_bits is not None]
+        if model_rows:
+            mb = sum(r.model_bits for r in model_rows)
+            entry["model_bits"] = mb
+            entry["model_bits_per_subpixel"] = mb / sum(r.original_bits / 8 for r in model_rows)
+            entry["overhead_percent"] = 100 * (sum(r.compressed_bits for r in model_rows) - mb) / mb
+            entry["estimate"] = any(r.estimate for r in model_rows)
+        summary[name] = entry
+    return summary
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for dist in ("igc-codec", "numpy", "pillow", "imagecodecs", "constriction", "zstandard",
+                 "torch", "transformers", "safetensors", "scikit-image"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def environment(seed: int | None, extra: dict | None = None) -> dict[str, Any]:
+    env: dict[str, Any] = {
+        "versions": _versions(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "device": "cpu",
+        "seed": seed,
+    }
+    if "torch" in sys.modules:
+        import torch
+
+        env["torch_threads"] = torch.get_num_threads()
+    env.update(extra or {})
+    return env
+
+
+def create_compressors(names: Sequence[str], **options: Any) -> tuple[list, dict[str, str]]:
+    """Instantiate the named compressors; unavailable ones are reported, not fatal."""
+    registry = get_registry()
+    for name in names:
+        registry.entry("compressor", name)  # unknown names fail before any work
+    made, unavailable = [], {}
+    for name in names:
+        try:
+            made.append(registry.create("compressor", name, **options))
+        except CodecUnavailable as exc:
+            unavailable[name] = str(exc)
+    return made, unavailable
+
+
+def _as_loaded(images: Sequence[Any]) -> list[LoadedImage]:
+    from igc.core.image import as_rgb_array
+
+    out = []
+    for i, item in enumerate(images):
+        if isinstance(item, LoadedImage):
+            out.append(item)
+        else:
+            out.append(LoadedImage(name=f"image{i}", pixels=as_rgb_array(item), note=""))
+    return out
+
+
+def load_images(paths: Sequence[str] | None, count: int | None, seed: int,
+                crop: int | None = None) -> tuple[list[LoadedImage], str]:
+    """Pick `count` images (seeded) from paths or the bundled gallery, load, preprocess."""
+    from igc.core import sources
+
+    refs = sources.collect(list(paths)) if paths else sources.gallery()
+    if count is not None:
+        refs = sources.pick(refs, count, seed)
+    loaded = [ref.load(strict=False) for ref in refs]
+    preprocessing = "none (full resolution)"
+    if crop:
+        for item in loaded:
+            h, w = item.pixels.shape[:2]
+            item.pixels = sources.center_crop(item.pixels, crop)
+            if (h, w) != item.pixels.shape[:2]:
+                item.meta["original_size"] = [h, w]
+        preprocessing = f"center crop to at most {crop}x{crop} pixels, same for every compressor"
+    return loaded, preprocessing
+
+
+def bench(
+    images: Sequence[Any],
+    compressors: Sequence[str] | Sequence[Any],
+    *,
+    verify: bool = True,
+    estimate: bool = False,
+    seed: int | None = None,
+    model: str | None = None,
+    preprocessing: str = "none",
+    progress: Callable[[str, str], None] | None = None,
+) -> BenchResult:
+    """Run every compressor on every image. `images`: LoadedImage objects or RGB arrays;
+    `compressors`: names (instantiated through the plugin registry) or instances."""
+    loaded = _as_loaded(images)
+    if not loaded:
+        raise UsageError("no images to benchmark")
+    unavailable: dict[str, str] = {}
+    if compressors and isinstance(compressors[0], str):
+        made, unavailable = create_compressors(list(compressors), model=model)
+    else:
+        made = list(compressors)
+    rows = []
+    for item in loaded:
+        for comp in made:
+            if progress:
+                progress(item.name, comp.name)
+            rows.append(_run_one(comp, item, verify=verify, estimate=estimate))
+    names = [c.name for c in made]
+    models = {c.name: c.model_info for c in made if hasattr(c, "model_info")}
+    env = environment(seed, {"preprocessing": preprocessing, "models": models, "verify": verify,
+                             "estimate": estimate})
+    image_info = [{"image": i.name, "source": i.source, "height": int(i.pixels.shape[0]),
+                   "width": int(i.pixels.shape[1]), "note": i.note, **i.meta} for i in loaded]
+    return BenchResult(rows, _summarise(rows, names), env, image_info, unavailable)
+
+
+def _run_one(comp: Any, item: LoadedImage, *, verify: bool, estimate: bool) -> Row:
+    pixels = item.pixels
+    h, w = pixels.shape[:2]
+    original = h * w * 3 * 8
+    row = Row(item.name, comp.name, h, w, original, None, None, None, bool(comp.lossless), None)
+    model_based = getattr(comp, "model_based", False)
+    data = None
+    try:
+        start = time.perf_counter()
+        if model_based and estimate:
+            row.model_bits = comp.estimate_bits(pixels)
+            row.compressed_bits = int(np.ceil(row.model_bits))
+            row.estimate = True
+        elif model_based:
+            result = comp.compress_with_stats(pixels)
+            data, row.model_bits = result.data, result.model_bits
+            row.compressed_bits = len(data) * 8
+        else:
+            data = comp.compress(pixels)
+            row.compressed_bits = len(data) * 8
+        row.encode_seconds = time.perf_counter() - start
+        if data is not None and verify and comp.lossless:
+            start = time.perf_counter()
+            decoded = comp.decompress(data)
+            row.decode_seconds = time.perf_counter() - start
+            row.roundtrip_ok = bool(decoded.shape == pixels.shape
+                                    and np.array_equal(decoded, pixels))
+    except IgcError as exc:
+        row.error = str(exc)
+        if data is not None and row.compressed_bits and verify and comp.lossless:
+            row.roundtrip_ok = False
+    except Exception as exc:  # a codec library failing on one image must not end the run
+        row.error = f"{type(exc).__name__}: {exc}"
+    if row.compressed_bits:
+        row.bits_per_subpixel = row.compressed_bits / (h * w * 3)
+        row.ratio = original / row.compressed_bits
+        if row.model_bits:
+            row.overhead_percent = 100 * (row.compressed_bits - row.model_bits) / row.model_bits
+    return row

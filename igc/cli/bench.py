@@ -1,0 +1,92 @@
+"""`igc bench`: compressors side by side on the same images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from igc.cli.errors import handle_errors
+
+DEFAULT_COMPRESSORS = "imagegpt,png,zstd,webp,jxl"
+GALLERY_CROP = 64
+
+
+@handle_errors
+def bench(
+    compressors: str = typer.Option(DEFAULT_COMPRESSORS, "--compressors", "-c",
+                                    help="Comma-separated compressor names (see `igc plugins`)."),
+    images: list[str] = typer.Option(None, "--images", "-i",
+                                     help="Image files, folders or .npz arrays; repeatable. "
+                                          "Default: photos bundled with scikit-image."),
+    count: int = typer.Option(10, "--count", "-n", help="How many images to pick at random."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random pick."),
+    model: str = typer.Option(None, "--model", "-m",
+                              help="ImageGPT model: packaged name, local folder or hub id."),
+    crop: int = typer.Option(None, "--crop",
+                             help=f"Center-crop every image to at most N×N pixels before coding "
+                                  f"(all compressors alike). Default: {GALLERY_CROP} for the "
+                                  "bundled gallery, none for --images; 0 = full resolution."),
+    verify: bool = typer.Option(True, "--verify/--no-verify",
+                                help="Decode lossless outputs and compare pixels."),
+    estimate: bool = typer.Option(False, "--estimate",
+                                  help="Model-based compressors: report the model's code length "
+                                       "from one parallel pass instead of writing files (fast)."),
+    threads: int = typer.Option(None, "--threads", help="CPU threads for the model."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result dict as JSON."),
+    markdown: bool = typer.Option(False, "--markdown", help="Print a Markdown summary table."),
+    csv_path: Path = typer.Option(None, "--csv", help="Also write per-image rows to this CSV."),
+    plot_path: Path = typer.Option(None, "--plot", help="Also draw a bar chart to this PNG."),
+) -> None:
+    """Compress random images with each compressor and compare ratios (lossless codecs are
+    round-trip checked)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from igc.bench import bench as run_bench
+    from igc.bench import create_compressors, load_images
+    from igc.errors import UsageError
+    from igc.plugins.manager import get_registry
+
+    names = [n.strip() for n in compressors.split(",") if n.strip()]
+    if not names:
+        raise UsageError("--compressors is empty; known: "
+                         + ", ".join(get_registry().names("compressor")))
+    if count < 1:
+        raise UsageError(f"--count must be at least 1, got {count}")
+    if crop is None and not images:
+        crop = GALLERY_CROP
+    if crop is not None and crop < 0:
+        raise UsageError(f"--crop must be 0 (full resolution) or a positive size, got {crop}")
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    made, unavailable = create_compressors(names, model=model)
+    loaded, preprocessing = load_images(images, count, seed, crop or None)
+    err = Console(stderr=True)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err, transient=True) as bar:
+        task = bar.add_task("benchmarking", total=len(loaded) * max(len(made), 1))
+
+        def tick(image: str, compressor: str) -> None:
+            bar.update(task, description=f"{compressor} on {image}")
+            bar.advance(task)
+
+        result = run_bench(loaded, made, verify=verify, estimate=estimate, seed=seed,
+                           preprocessing=preprocessing, progress=tick)
+    result.unavailable.update(unavailable)
+    registry = get_registry()
+    if as_json:
+        registry.create("reporter", "json").report(result)
+    elif markdown:
+        registry.create("reporter", "markdown").report(result)
+    else:
+        registry.create("reporter", "table").report(result)
+    if csv_path:
+        registry.create("reporter", "csv").report(result, csv_path)
+    if plot_path:
+        registry.create("reporter", "plot").report(result, plot_path)
+    failed = [r for r in result.results if r.roundtrip_ok is False]
+    if failed:
+        raise typer.Exit(3)

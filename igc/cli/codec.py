@@ -1,0 +1,110 @@
+"""`igc compress`, `igc decompress`, `igc info`: the `.igc` codec on files."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import typer
+
+from igc.cli.errors import handle_errors
+from igc.errors import FormatError, UsageError
+
+
+def write_atomic(path: Path, data: bytes, force: bool) -> None:
+    """Write via a temporary file and rename, so a failure never truncates an existing output."""
+    if path.exists() and not force:
+        raise UsageError(f"{path} exists; pass --force to overwrite it")
+    if path.is_dir():
+        raise UsageError(f"{path} is a directory")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_file(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path} is a directory, not an igc file") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+
+
+@handle_errors
+def compress(
+    source: Path = typer.Argument(..., help="Image to compress (PNG, JPEG, ...)."),
+    output: Path = typer.Option(None, "--output", "-o", help="Output file (default: SOURCE.igc)."),
+    model: str = typer.Option(None, "--model", "-m", help="Packaged model, folder or hub id."),
+    order: str = typer.Option("interleaved", "--order", help="interleaved or channel."),
+    force: bool = typer.Option(False, "--force", "-f", help="Overwrite an existing output."),
+) -> None:
+    """Compress an image losslessly into an .igc file."""
+    from igc.compressors.model_based import ImageGPTCompressor, UniformCompressor
+    from igc.core.image import load_image
+
+    output = output or source.with_suffix(source.suffix + ".igc")
+    if output.exists() and not force:
+        raise UsageError(f"{output} exists; pass --force to overwrite it")
+    if not source.exists():
+        raise UsageError(f"{source}: no such file")
+    loaded = load_image(source, strict=True)
+    comp = (UniformCompressor(order=order) if model == "uniform"
+            else ImageGPTCompressor(model=model, order=order))
+    result = comp.compress_with_stats(loaded.pixels)
+    write_atomic(output, result.data, force)
+    h, w = loaded.pixels.shape[:2]
+    note = f" ({loaded.note})" if loaded.note else ""
+    typer.echo(f"{source} -> {output}: {w}×{h}{note}, {len(result.data):,} bytes, "
+               f"{len(result.data) * 8 / (h * w * 3):.3f} bits/subpixel, ratio "
+               f"{h * w * 24 / (len(result.data) * 8):.3f}")
+
+
+@handle_errors
+def decompress(
+    source: Path = typer.Argument(..., help=".igc file to decode."),
+    output: Path = typer.Option(None, "--output", "-o", help="Output PNG (default: SOURCE.png)."),
+    model: str = typer.Option(None, "--model", "-m",
+                              help="Model to decode with (default: the one the header names)."),
+    force: bool = typer.Option(False, "--force", "-f", help="Overwrite an existing output."),
+) -> None:
+    """Decode an .igc file to a PNG; the pixels are written only after their checksum matches."""
+    from igc.api import decompress as decode
+    from igc.core.image import encode_png
+
+    output = output or source.with_suffix(".png")
+    if output.exists() and not force:
+        raise UsageError(f"{output} exists; pass --force to overwrite it")
+    pixels = decode(read_file(source), model)
+    write_atomic(output, encode_png(pixels), force)
+    typer.echo(f"{source} -> {output}: {pixels.shape[1]}×{pixels.shape[0]}, checksum verified")
+
+
+@handle_errors
+def info(
+    source: Path = typer.Argument(..., help=".igc file."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Print the header of an .igc file."""
+    from igc.api import info as read_info
+
+    data = read_file(source)
+    try:
+        d = read_info(data)
+    except FormatError as exc:
+        raise FormatError(f"{source}: {exc}") from None
+    if as_json:
+        typer.echo(json.dumps(d, indent=2))
+        return
+    width = max(map(len, d))
+    for key, value in d.items():
+        typer.echo(f"{key:<{width}}  {value}")

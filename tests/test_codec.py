@@ -1,0 +1,165 @@
+"""The real codec: exact round trips, file size against the model's code length, bad files."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from igc.coders.range import RangeCoder
+from igc.compressors.model_based import ImageGPTCompressor, UniformCompressor, decompress_any
+from igc.core import container
+from igc.errors import ChecksumError, FormatError, ModelError, ModelMismatchError
+
+ODD_SIZES = [(1, 1), (1, 11), (11, 1), (4, 4), (5, 9), (12, 12), (13, 7), (17, 23)]
+
+
+@pytest.mark.parametrize("size", ODD_SIZES)
+def test_imagegpt_round_trip_odd_sizes(tiny_model, size, rng):
+    comp = ImageGPTCompressor(model=tiny_model)
+    image = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+    result = comp.compress_with_stats(image)
+    np.testing.assert_array_equal(comp.decompress(result.data), image)
+    # the range coder adds at most one 32-bit word of flush plus 0.1% over the model's bits
+    payload_bits = (len(result.data) - result.header_bytes) * 8
+    assert payload_bits <= result.model_bits * 1.001 + 64
+    assert result.header_bytes <= 64
+
+
+def test_many_tiles_and_small_batches(tiny_model, rng):
+    comp = ImageGPTCompressor(model=tiny_model, batch=5)  # 30 tiles in 6 batches
+    image = rng.integers(0, 256, (21, 22, 3), dtype=np.uint8)
+    data = comp.compress(image)
+    assert container.unpack(data)[0].batch == 5
+    np.testing.assert_array_equal(ImageGPTCompressor(model=tiny_model).decompress(data), image)
+
+
+def test_channel_major_round_trip(tiny_model, rng):
+    comp = ImageGPTCompressor(model=tiny_model, order="channel")
+    image = rng.integers(0, 256, (6, 10, 3), dtype=np.uint8)
+    data = comp.compress(image)
+    np.testing.assert_array_equal(decompress_any(data, tiny_model), image)
+
+
+def test_model_bits_match_one_shot_estimate(tiny_model, rng):
+    comp = ImageGPTCompressor(model=tiny_model)
+    image = rng.integers(0, 256, (9, 10, 3), dtype=np.uint8)
+    stepped = comp.compress_with_stats(image).model_bits
+    # the incremental and parallel passes differ only by float32 rounding
+    assert abs(comp.estimate_bits(image) - stepped) < 1e-4 * stepped
+
+
+def test_uniform_costs_exactly_8_bits(rng):
+    comp = UniformCompressor()
+    image = rng.integers(0, 256, (30, 31, 3), dtype=np.uint8)
+    result = comp.compress_with_stats(image)
+    assert result.model_bits == pytest.approx(30 * 31 * 3 * 8)
+    payload = len(result.data) - result.header_bytes
+    assert 30 * 31 * 3 <= payload <= 30 * 31 * 3 + 8
+    np.testing.assert_array_equal(decompress_any(result.data), image)
+
+
+def test_header_round_trip():
+    h = container.Header(height=300, width=7, tile=16, model_id="igc-rgb16",
+                         fingerprint="0123456789abcdef", checksum=0xDEADBEEF,
+                         region_checks=b"\x01\x02\x03", payload_length=5, batch=256,
+                         order="channel")
+    data = container.pack(h, b"abcde")
+    parsed, payload = container.unpack(data)
+    assert parsed == h and payload == b"abcde"
+    assert len(data) - 5 <= 64
+
+
+def test_wrong_model_is_refused_naming_both(tiny_model, other_tiny_model, rng):
+    data = ImageGPTCompressor(model=tiny_model).compress(rng.integers(0, 256, (4, 4, 3), np.uint8))
+    with pytest.raises(ModelMismatchError, match="fingerprint") as info:
+        decompress_any(data, other_tiny_model)
+    assert "tiny-imagegpt" in str(info.value) and "other-imagegpt" in str(info.value)
+
+
+@pytest.fixture
+def encoded(tiny_model, rng):
+    image = rng.integers(0, 256, (10, 10, 3), dtype=np.uint8)
+    return image, ImageGPTCompressor(model=tiny_model).compress(image)
+
+
+def test_truncated_file(tiny_model, encoded):
+    _, data = encoded
+    for cut in (2, 10, len(data) - 3):
+        with pytest.raises(FormatError, match="truncated|magic"):
+            decompress_any(data[:cut], tiny_model)
+
+
+def test_foreign_file(tiny_model):
+    with pytest.raises(FormatError, match="not an igc file"):
+        decompress_any(b"\x89PNG\r\n\x1a\n" + b"\0" * 40, tiny_model)
+
+
+def test_corrupted_header(tiny_model, encoded):
+    _, data = encoded
+    bad = bytearray(data)
+    bad[6] ^= 0x01  # inside the size fields
+    with pytest.raises(FormatError, match="header checksum"):
+        decompress_any(bytes(bad), tiny_model)
+
+
+def test_corrupted_payload_never_returns_pixels(tiny_model, encoded):
+    image, data = encoded
+    header_len = len(data) - container.unpack(data)[0].payload_length
+    for offset in (header_len, header_len + 7, len(data) - 1):
+        bad = bytearray(data)
+        bad[offset] ^= 0x5A
+        try:
+            out = decompress_any(bytes(bad), tiny_model)
+        except FormatError as exc:
+            assert isinstance(exc, ChecksumError) or "range decoder" in str(exc)
+        else:  # a flip that changes no decoded symbol must give the exact pixels
+            np.testing.assert_array_equal(out, image)
+
+
+def test_checksum_mismatch_names_regions(tiny_model, rng):
+    image = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    data = ImageGPTCompressor(model=tiny_model).compress(image)
+    header, payload = container.unpack(data)
+    header.checksum ^= 1
+    with pytest.raises(ChecksumError, match="checksum"):
+        decompress_any(container.pack(header, payload), tiny_model)
+
+
+def test_missing_model(encoded, tmp_path):
+    _, data = encoded
+    with pytest.raises(ModelError, match="cannot be loaded|not found"):
+        decompress_any(data)  # the header names a folder that only existed in the test
+    with pytest.raises(ModelError, match="no config.json"):
+        decompress_any(data, str(tmp_path))
+
+
+def test_coder_ideal_bits():
+    probs = np.full((4, 256), 1 / 256)
+    assert RangeCoder().ideal_bits(np.array([0, 5, 9, 255]), probs) == pytest.approx(32)
+
+
+DECODE_SCRIPT = """
+import sys, numpy as np, torch
+torch.set_num_threads(int(sys.argv[1]))
+from igc.compressors.model_based import ImageGPTCompressor
+comp = ImageGPTCompressor(model=sys.argv[2])
+if sys.argv[3] == "encode":
+    image = np.random.default_rng(5).integers(0, 256, (23, 19, 3), dtype=np.uint8)
+    open(sys.argv[4], "wb").write(comp.compress(image))
+else:
+    out = comp.decompress(open(sys.argv[4], "rb").read())
+    expected = np.random.default_rng(5).integers(0, 256, (23, 19, 3), dtype=np.uint8)
+    assert (out == expected).all()
+    print("ok")
+"""
+
+
+@pytest.mark.slow
+def test_encode_one_thread_decode_two_threads(tiny_model, tmp_path):
+    path = tmp_path / "x.igc"
+    subprocess.run([sys.executable, "-c", DECODE_SCRIPT, "1", tiny_model, "encode", str(path)],
+                   check=True)
+    out = subprocess.run([sys.executable, "-c", DECODE_SCRIPT, "2", tiny_model, "decode",
+                          str(path)], check=True, capture_output=True, text=True)
+    assert out.stdout.strip() == "ok"
