@@ -17,6 +17,7 @@ from igc.core.image import (
     DEFAULT_MAX_PIXELS,
     MAX_PIXELS_ENV,
     as_rgb_array,
+    encode_png,
     load_image,
     require_rgb,
     resolve_max_pixels,
@@ -337,6 +338,9 @@ def test_save_png_round_trip(tmp_path):
     np.testing.assert_array_equal(loaded.pixels, px)
     with pytest.raises(ImageError, match="cannot write PNG"):
         save_png(px, tmp_path / "missing-dir" / "out.png")
+    data = encode_png(px)
+    assert data.startswith(b"\x89PNG")
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(data))), px)
 
 
 # -- sources -----------------------------------------------------------------------------------

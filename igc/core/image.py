@@ -350,6 +350,17 @@ def load_image(
     )
 
 
+def encode_png(pixels: Any) -> bytes:
+    """Pixels (anything `as_rgb_array` accepts) as the bytes of a lossless 8-bit RGB PNG."""
+    import io
+
+    from PIL import Image as PILImage
+
+    buffer = io.BytesIO()
+    PILImage.fromarray(as_rgb_array(pixels), "RGB").save(buffer, format="PNG", compress_level=9)
+    return buffer.getvalue()
+
+
 def save_png(pixels: Any, path: str | os.PathLike) -> None:
     """Write pixels (anything `as_rgb_array` accepts) as a lossless 8-bit RGB PNG."""
     arr = as_rgb_array(pixels)
