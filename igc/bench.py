@@ -159,13 +159,16 @@ def _as_loaded(images: Sequence[Any]) -> list[LoadedImage]:
 
 
 def load_images(paths: Sequence[str] | None, count: int | None, seed: int,
-                crop: int | None = None) -> tuple[list[LoadedImage], str]:
-    """Pick `count` images (seeded) from paths or the bundled gallery, load, preprocess."""
+                crop: int | None = None, default_count: int | None = None,
+                ) -> tuple[list[LoadedImage], str]:
+    """Pick `count` images (seeded) from paths or the bundled gallery, load, preprocess.
+    With no explicit count, `default_count` applies, capped at the size of the pool."""
     from igc.core import sources
 
     refs = sources.collect(list(paths)) if paths else sources.gallery()
-    if count is not None:
-        refs = sources.pick(refs, count, seed)
+    if count is None and default_count is not None:
+        count = min(default_count, len(refs))
+    refs = sources.pick(refs, count, seed)
     loaded = [ref.load(strict=False) for ref in refs]
     preprocessing = "none (full resolution)"
     if crop:

@@ -86,7 +86,7 @@ def encoded(tiny_model, rng):
 def test_truncated_file(tiny_model, encoded):
     _, data = encoded
     for cut in (2, 10, len(data) - 3):
-        with pytest.raises(FormatError, match="truncated|magic"):
+        with pytest.raises(FormatError, match=r"truncated|magic"):
             decompress_any(data[:cut], tiny_model)
 
 
@@ -128,9 +128,9 @@ def test_checksum_mismatch_names_regions(tiny_model, rng):
 
 def test_missing_model(encoded, tmp_path):
     _, data = encoded
-    with pytest.raises(ModelError, match="cannot be loaded|not found"):
+    with pytest.raises(ModelError, match=r"cannot be loaded|not found"):
         decompress_any(data)  # the header names a folder that only existed in the test
-    with pytest.raises(ModelError, match="no config.json"):
+    with pytest.raises(ModelError, match=r"no config\.json"):
         decompress_any(data, str(tmp_path))
 
 

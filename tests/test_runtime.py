@@ -67,15 +67,15 @@ def test_other_architecture_is_refused(tmp_path):
 
 
 def test_partial_checkpoint_is_refused(tmp_path, tiny_model):
-    from safetensors.torch import load_file, save_file
-
     import shutil
+
+    from safetensors.torch import load_file, save_file
 
     shutil.copy(f"{tiny_model}/config.json", tmp_path / "config.json")
     tensors = load_file(f"{tiny_model}/model.safetensors")
     tensors = {k: v for k, v in tensors.items() if "h.1." not in k}
     save_file(tensors, tmp_path / "model.safetensors")
-    with pytest.raises(ModelError, match="lack 'h.1.ln_1.weight'"):
+    with pytest.raises(ModelError, match=r"lack 'h\.1\.ln_1\.weight'"):
         ImageGPTModel(str(tmp_path))
 
 

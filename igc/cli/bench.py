@@ -10,6 +10,7 @@ from igc.cli.errors import handle_errors
 
 DEFAULT_COMPRESSORS = "imagegpt,png,zstd,webp,jxl"
 GALLERY_CROP = 64
+DEFAULT_COUNT = 10
 
 
 @handle_errors
@@ -19,7 +20,9 @@ def bench(
     images: list[str] = typer.Option(None, "--images", "-i",
                                      help="Image files, folders or .npz arrays; repeatable. "
                                           "Default: photos bundled with scikit-image."),
-    count: int = typer.Option(10, "--count", "-n", help="How many images to pick at random."),
+    count: int = typer.Option(None, "--count", "-n",
+                              help="How many images to pick at random (default: 10, or all if "
+                                   "the source has fewer)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random pick."),
     model: str = typer.Option(None, "--model", "-m",
                               help="ImageGPT model: packaged name, local folder or hub id."),
@@ -52,7 +55,7 @@ def bench(
     if not names:
         raise UsageError("--compressors is empty; known: "
                          + ", ".join(get_registry().names("compressor")))
-    if count < 1:
+    if count is not None and count < 1:
         raise UsageError(f"--count must be at least 1, got {count}")
     if crop is None and not images:
         crop = GALLERY_CROP
@@ -63,7 +66,8 @@ def bench(
 
         torch.set_num_threads(threads)
     made, unavailable = create_compressors(names, model=model)
-    loaded, preprocessing = load_images(images, count, seed, crop or None)
+    loaded, preprocessing = load_images(images, count, seed, crop or None,
+                                        default_count=DEFAULT_COUNT)
     err = Console(stderr=True)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err, transient=True) as bar:

@@ -102,8 +102,8 @@ class ImageGPTRuntime:
         return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * weight
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
-        b, l, _ = x.shape
-        return x.view(b, l, self.n_head, self.head_dim).transpose(1, 2)
+        b, length, _ = x.shape
+        return x.view(b, length, self.n_head, self.head_dim).transpose(1, 2)
 
     def _mlp(self, x: torch.Tensor, layer: Layer) -> torch.Tensor:
         h = self._norm(x, layer.ln_2)
@@ -113,15 +113,15 @@ class ImageGPTRuntime:
     @torch.inference_mode()
     def logits(self, ids: torch.Tensor) -> torch.Tensor:
         """One-shot causal pass: (B, L) ids -> (B, L, vocab-1) logits."""
-        b, l = ids.shape
-        x = self.wte[ids] + self.wpe[:l]
+        b, n = ids.shape
+        x = self.wte[ids] + self.wpe[:n]
         for layer in self.layers:
             h = self._norm(x, layer.ln_1)
-            qkv = torch.addmm(layer.c_attn_b, h.reshape(b * l, -1), layer.c_attn_w).view(b, l, -1)
+            qkv = torch.addmm(layer.c_attn_b, h.reshape(b * n, -1), layer.c_attn_w).view(b, n, -1)
             q, k, v = (self._heads(part) for part in qkv.split(self.n_embd, dim=-1))
             a = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale)
-            a = a.transpose(1, 2).reshape(b * l, self.n_embd)
-            x = x + torch.addmm(layer.c_proj_b, a, layer.c_proj_w).view(b, l, -1)
+            a = a.transpose(1, 2).reshape(b * n, self.n_embd)
+            x = x + torch.addmm(layer.c_proj_b, a, layer.c_proj_w).view(b, n, -1)
             x = self._mlp(x, layer)
         return self._norm(x, self.ln_f) @ self.lm_head.T
 
