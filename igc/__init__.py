@@ -1,5 +1,6 @@
 """igc: lossless image compression with ImageGPT, and an honest benchmark beside classical codecs."""
 
+from igc.api import bench, compress, decompress, get_compressor, info, list_compressors
 from igc.errors import (
     ChecksumError,
     CodecUnavailable,
@@ -11,7 +12,6 @@ from igc.errors import (
     PluginError,
     UsageError,
 )
-from igc.api import bench, compress, decompress, get_compressor, info, list_compressors
 from igc.plugins.markers import hookimpl, hookspec
 
 __version__ = "0.1.0"
@@ -31,8 +31,8 @@ __all__ = [
     "compress",
     "decompress",
     "get_compressor",
-    "info",
-    "list_compressors",
     "hookimpl",
     "hookspec",
+    "info",
+    "list_compressors",
 ]
