@@ -26,7 +26,7 @@ def test_help_lists_commands():
 def test_bench_json_contract(photo_dir):
     out = invoke("bench", "-c", "uniform,png,zstd,webp,jxl", "--images", photo_dir, "--json")
     assert out.exit_code == 0, out.output
-    data = json.loads(out.output)
+    data = json.loads(out.stdout)
     assert set(data) >= {"results", "summary", "environment"}
     assert len(data["results"]) == 4 * 5
     for row in data["results"]:
@@ -58,14 +58,14 @@ def test_bench_table_csv_markdown_plot(photo_dir, tmp_path):
     assert len(csv_path.read_text().splitlines()) == 1 + 2 * 2
     assert plot_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     out = invoke("bench", "-c", "png", "--images", photo_dir, "--markdown")
-    assert out.output.startswith("| compressor |")
+    assert out.stdout.startswith("| compressor |")
 
 
 def test_bench_seeded_pick_is_reproducible(photo_dir):
     def picked(seed):
         out = invoke("bench", "-c", "zstd", "--images", photo_dir, "-n", "2", "--seed", seed,
                      "--json")
-        return [r["image"] for r in json.loads(out.output)["results"]]
+        return [r["image"] for r in json.loads(out.stdout)["results"]]
 
     assert picked(3) == picked(3)
     assert len(set(picked(1))) == 2
@@ -75,7 +75,7 @@ def test_bench_imagegpt_with_tiny_model(photo_dir, tiny_model):
     out = invoke("bench", "-c", "imagegpt,png", "--images", photo_dir, "--model", tiny_model,
                  "--json")
     assert out.exit_code == 0, out.output
-    data = json.loads(out.output)
+    data = json.loads(out.stdout)
     rows = [r for r in data["results"] if r["compressor"] == "imagegpt"]
     assert len(rows) == 4 and all(r["roundtrip_ok"] for r in rows)
     for r in rows:  # real file: model bits plus the header plus coder overhead
@@ -84,7 +84,7 @@ def test_bench_imagegpt_with_tiny_model(photo_dir, tiny_model):
     assert model["model"] == "tiny-imagegpt0" and len(model["fingerprint"]) == 16
     out = invoke("bench", "-c", "imagegpt", "--images", photo_dir, "--model", tiny_model,
                  "--estimate", "--json")
-    rows = json.loads(out.output)["results"]
+    rows = json.loads(out.stdout)["results"]
     assert all(r["estimate"] and r["roundtrip_ok"] is None for r in rows)
 
 
@@ -116,7 +116,7 @@ def test_compress_decompress_info(tmp_path, tiny_model):
     assert out.exit_code == 0, out.output
     np.testing.assert_array_equal(np.asarray(Image.open(png_path)), image)
     out = invoke("info", igc_path, "--json")
-    header = json.loads(out.output)
+    header = json.loads(out.stdout)
     assert (header["height"], header["width"], header["tile"]) == (9, 14, 4)
     assert header["model_id"] == "tiny-imagegpt0" and header["header_bytes"] <= 64
     # no overwrite without --force, and the existing file is untouched

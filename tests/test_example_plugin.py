@@ -28,7 +28,7 @@ def test_entry_point_plugin_is_listed():
     assert _installed(), "CI must install examples/igc-qoi"
     out = CliRunner().invoke(app, ["plugins", "--json"])
     assert out.exit_code == 0, out.output
-    plugins = {p["name"]: p for p in json.loads(out.output)["plugins"]}
+    plugins = {p["name"]: p for p in json.loads(out.stdout)["plugins"]}
     assert plugins["igc-qoi"]["registers"] == {"compressor": ["qoi"]}
     assert plugins["igc-qoi"]["builtin"] is False and plugins["igc-qoi"]["version"] == "0.1.0"
 
@@ -36,5 +36,5 @@ def test_entry_point_plugin_is_listed():
 def test_entry_point_plugin_runs_in_bench(photo_dir):
     out = CliRunner().invoke(app, ["bench", "-c", "qoi,png", "--images", str(photo_dir), "--json"])
     assert out.exit_code == 0, out.output
-    rows = [r for r in json.loads(out.output)["results"] if r["compressor"] == "qoi"]
+    rows = [r for r in json.loads(out.stdout)["results"] if r["compressor"] == "qoi"]
     assert len(rows) == 4 and all(r["roundtrip_ok"] for r in rows)
