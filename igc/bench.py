@@ -38,6 +38,8 @@ class Row:
     roundtrip_ok: bool | None  # None: not checked (lossy codec or --no-verify)
     model_bits: float | None = None
     overhead_percent: float | None = None  # (compressed - model bits) / model bits
+    header_bits: int | None = None  # container header, for model-based compressors
+    coder_overhead_percent: float | None = None  # (payload - model bits) / model bits
     estimate: bool = False  # compressed_bits are model bits, no file was written
     encode_seconds: float = 0.0
     decode_seconds: float | None = None
@@ -46,7 +48,8 @@ class Row:
     def to_dict(self) -> dict:
         d = asdict(self)
         if self.model_bits is None:
-            for key in ("model_bits", "overhead_percent"):
+            for key in ("model_bits", "overhead_percent", "header_bits",
+                        "coder_overhead_percent"):
                 d.pop(key)
         return d
 
@@ -99,6 +102,12 @@ def _summarise(rows: list[Row], names: list[str]) -> dict[str, dict]:
             entry["model_bits"] = mb
             entry["model_bits_per_subpixel"] = mb / sum(r.original_bits / 8 for r in model_rows)
             entry["overhead_percent"] = 100 * (sum(r.compressed_bits for r in model_rows) - mb) / mb
+            coded = [r for r in model_rows if r.header_bits is not None]
+            if coded:
+                mb_coded = sum(r.model_bits for r in coded)
+                payload = sum(r.compressed_bits - r.header_bits for r in coded)
+                entry["coder_overhead_percent"] = 100 * (payload - mb_coded) / mb_coded
+                entry["max_header_bytes"] = max(r.header_bits for r in coded) // 8
             entry["estimate"] = any(r.estimate for r in model_rows)
         summary[name] = entry
     return summary
@@ -233,6 +242,7 @@ def _run_one(comp: Any, item: LoadedImage, *, verify: bool, estimate: bool) -> R
         elif model_based:
             result = comp.compress_with_stats(pixels)
             data, row.model_bits = result.data, result.model_bits
+            row.header_bits = result.header_bytes * 8
             row.compressed_bits = len(data) * 8
         else:
             data = comp.compress(pixels)
@@ -255,4 +265,7 @@ def _run_one(comp: Any, item: LoadedImage, *, verify: bool, estimate: bool) -> R
         row.ratio = original / row.compressed_bits
         if row.model_bits:
             row.overhead_percent = 100 * (row.compressed_bits - row.model_bits) / row.model_bits
+            if row.header_bits is not None:
+                row.coder_overhead_percent = 100 * (
+                    row.compressed_bits - row.header_bits - row.model_bits) / row.model_bits
     return row

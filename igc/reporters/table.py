@@ -22,6 +22,8 @@ class TableReporter:
 
     def report(self, result: Any, destination: Any = None) -> None:
         console = destination if isinstance(destination, Console) else Console()
+        if not console.is_terminal:  # piped or captured: don't squeeze columns to 80
+            console = Console(width=160)
         rows = result.results
         detail = Table(title="Per image", title_justify="left")
         for col, justify in (("image", "left"), ("compressor", "left"), ("size", "right"),
@@ -47,7 +49,8 @@ class TableReporter:
         summary = Table(title="Summary (ratio = original bits / compressed bits; bpsp = bits per "
                         "subpixel)", title_justify="left")
         for col in ("compressor", "images", "total ratio", "mean ratio", "bpsp", "model bpsp",
-                    "overhead", "encode subpx/s", "decode subpx/s", "lossless ok"):
+                    "overhead", "coder overhead", "encode subpx/s", "decode subpx/s",
+                    "lossless ok"):
             summary.add_column(col, justify="left" if col == "compressor" else "right")
         for name, s in sorted(result.summary.items(), key=lambda kv: kv[1]["bits_per_subpixel"]):
             label = name + (" (estimate)" if s.get("estimate") else "")
@@ -55,6 +58,8 @@ class TableReporter:
                 label, str(s["images"]), _fmt(s["total_ratio"]), _fmt(s["mean_ratio"]),
                 _fmt(s["bits_per_subpixel"]), _fmt(s.get("model_bits_per_subpixel")),
                 "—" if "overhead_percent" not in s else f"{s['overhead_percent']:+.3f}%",
+                "—" if "coder_overhead_percent" not in s
+                else f"{s['coder_overhead_percent']:+.3f}%",
                 f"{s['encode_subpixels_per_second']:,.0f}",
                 "—" if "decode_subpixels_per_second" not in s
                 else f"{s['decode_subpixels_per_second']:,.0f}",
@@ -63,6 +68,9 @@ class TableReporter:
         notes = []
         env = result.environment
         notes.append(f"preprocessing: {env.get('preprocessing', 'none')}")
+        if any("coder_overhead_percent" in s for s in result.summary.values()):
+            notes.append("overhead: (file bits − model bits) / model bits, header included; coder "
+                         "overhead: the same for the payload alone")
         for name, info in env.get("models", {}).items():
             notes.append(f"{name}: model {info['model']} (fingerprint {info['fingerprint']}, "
                          f"{info['parameters']:,} parameters, {info['tile']}×{info['tile']} tiles)")
