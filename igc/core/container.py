@@ -8,7 +8,6 @@ is in the header.
 
 from __future__ import annotations
 
-import os
 import zlib
 from dataclasses import dataclass
 
@@ -18,14 +17,17 @@ MAGIC = b"IGC"
 VERSION = 1
 DEFAULT_MAX_PIXELS = 1 << 28
 MAX_MODEL_ID = 64
-TOKENIZERS = {"subpixel": 0}
+MAX_REGIONS = 8
+TOKENIZERS = {"subpixel": 0, "palette": 1, "palette+residual": 2}  # docs/palette.md
 ORDERS = {"interleaved": 0, "channel": 1}
 CODERS = {"range": 1}
 
 
 def max_pixels() -> int:
-    value = os.environ.get("IGC_MAX_PIXELS", "")
-    return int(value) if value.isdigit() else DEFAULT_MAX_PIXELS
+    """$IGC_MAX_PIXELS (read the same way as for input images), else 2**28."""
+    from igc.core.image import resolve_max_pixels
+
+    return resolve_max_pixels()
 
 
 @dataclass
@@ -90,7 +92,8 @@ class _Reader:
 
 
 def pack(header: Header, payload: bytes) -> bytes:
-    model_id = header.model_id.encode()[:MAX_MODEL_ID]
+    # cut to MAX_MODEL_ID bytes on a character boundary, so the id stays valid UTF-8
+    model_id = header.model_id.encode()[:MAX_MODEL_ID].decode("utf-8", "ignore").encode()
     head = bytearray(MAGIC)
     head.append(header.version)
     head.append(TOKENIZERS[header.tokenizer] | (ORDERS[header.order] << 4))
@@ -113,6 +116,17 @@ def _lookup(table: dict, code: int, what: str) -> str:
     raise FormatError(f"corrupted header or newer file: unknown {what} code {code}")
 
 
+def _model_id(raw: bytes) -> str:
+    """The header's model id; it becomes a model spec (a path or hub id), so it is kept sane."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = "\0"
+    if len(raw) > MAX_MODEL_ID or not text.isprintable():
+        raise FormatError(f"corrupted header: bad model id {raw[:MAX_MODEL_ID]!r}")
+    return text
+
+
 def unpack(data: bytes) -> tuple[Header, bytes]:
     """Parse and check a file; raises FormatError for anything that is not a sound igc file."""
     if len(data) < 4 or data[:3] != MAGIC:
@@ -129,7 +143,7 @@ def unpack(data: bytes) -> tuple[Header, bytes]:
     channels, tile, coder_code, precision = r.take(4)
     batch = r.varint()
     fingerprint = r.take(8).hex()
-    model_id = r.take(r.byte()).decode("utf-8", errors="replace")
+    raw_id = r.take(r.byte())
     checksum = int.from_bytes(r.take(4), "little")
     region_checks = r.take(r.byte())
     payload_length = r.varint()
@@ -138,6 +152,10 @@ def unpack(data: bytes) -> tuple[Header, bytes]:
     if zlib.crc32(data[:end]) & 0xFFFF != stored_crc:
         raise FormatError("corrupted file: header checksum mismatch")
     coder = _lookup(CODERS, coder_code, "coder")
+    model_id = _model_id(raw_id)
+    if len(region_checks) > MAX_REGIONS:
+        raise FormatError(f"corrupted header: {len(region_checks)} region checks "
+                          f"(at most {MAX_REGIONS})")
     if channels != 3:
         raise FormatError(f"corrupted header: {channels} channels (igc files hold RGB)")
     if height < 1 or width < 1 or tile < 1 or batch < 1:

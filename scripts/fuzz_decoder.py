@@ -1,0 +1,234 @@
+#!/usr/bin/env python
+"""Long fuzz run of the `.igc` decoder: a seeded random loop over mutations of real files.
+
+Each case mutates a file of the corpus (truncation, byte flips, flips with the header CRC
+recomputed, splices of two files, inserted or deleted bytes, header fields rewritten and
+repacked, payload replaced) or is random bytes, and decodes it. A case must end in pixels equal
+to an original image or in an `igc.IgcError`; anything else (another exception type, wrong
+pixels) is a failure: it is printed, its input saved under --crash-dir, and the exit status is 1.
+
+    OMP_NUM_THREADS=1 python scripts/fuzz_decoder.py --cases 100000
+
+The corpus is coded with the `uniform` model (fast) and, every --tiny-every cases, with a tiny
+random ImageGPT (4×4 tiles) built in a temporary folder (needs torch and transformers; pass
+--tiny-model DIR to use an existing one, or --tiny-model none to skip it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+import traceback
+import zlib
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+LIMIT = 4096  # IGC_MAX_PIXELS for the run: a mutated header cannot ask for a large decode
+
+
+def build_tiny_model(folder: Path) -> str:
+    """A randomly initialised 4×4-tile ImageGPT saved as safetensors."""
+    import torch
+    from transformers import ImageGPTConfig, ImageGPTForCausalImageModeling
+
+    torch.manual_seed(0)
+    config = ImageGPTConfig(vocab_size=257, n_positions=48, n_embd=32, n_layer=2, n_head=4)
+    model = ImageGPTForCausalImageModeling(config).eval()
+    with torch.no_grad():
+        model.lm_head.weight.mul_(20)
+    model.save_pretrained(folder, safe_serialization=True)
+    return str(folder)
+
+
+def make_corpus(tiny_model: str | None):
+    """[(image, file bytes, model to decode with)]: uniform files, then tiny-model files."""
+    from igc.compressors.model_based import ImageGPTCompressor, UniformCompressor
+
+    rng = np.random.default_rng(0)
+    uniform, tiny = [], []
+    specs = [((5, 7), "interleaved", None), ((17, 3), "interleaved", 1), ((1, 1), "interleaved",
+             None), ((3, 33), "channel", None), ((16, 16), "interleaved", None),
+             ((20, 18), "interleaved", 2)]
+    for size, order, batch in specs:
+        image = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+        uniform.append((image, UniformCompressor(order=order, batch=batch).compress(image), None))
+    if tiny_model:
+        for size, order, batch in [((6, 5), "interleaved", 3), ((4, 9), "channel", None)]:
+            image = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+            comp = ImageGPTCompressor(model=tiny_model, order=order, batch=batch)
+            tiny.append((image, comp.compress(image), tiny_model))
+    return uniform, tiny
+
+
+def recrc(data: bytes) -> bytes:
+    """`data` with the header CRC recomputed where the header still parses that far."""
+    from igc.core import container
+    from igc.errors import FormatError
+
+    r = container._Reader(data)
+    try:
+        r.take(5)
+        r.varint(), r.varint()
+        r.take(4)
+        r.varint()
+        r.take(8)
+        r.take(r.byte())
+        r.take(4)
+        r.take(r.byte())
+        r.varint()
+    except FormatError:
+        return data
+    end = r.pos
+    if end + 2 > len(data):
+        return data
+    return data[:end] + (zlib.crc32(data[:end]) & 0xFFFF).to_bytes(2, "little") + data[end + 2:]
+
+
+def random_header_field(rng: np.random.Generator, header):
+    field = rng.choice(["height", "width", "tile", "batch", "order", "model_id", "checksum",
+                        "region_checks", "channels", "precision", "fingerprint"])
+    value = {
+        "height": lambda: int(rng.integers(1, 80)), "width": lambda: int(rng.integers(1, 80)),
+        "tile": lambda: int(rng.integers(0, 256)), "batch": lambda: int(rng.integers(0, 1 << 40)),
+        "order": lambda: str(rng.choice(["interleaved", "channel"])),
+        "model_id": lambda: rng.choice(["", "uniform", "openai/imagegpt-small", ".", "/",
+                                        "x" * 70, "igc-rgb16", "\u00e9" * 40, "a b"]),
+        "checksum": lambda: int(rng.integers(0, 2**32)),
+        "region_checks": lambda: rng.bytes(int(rng.integers(0, 12))),
+        "channels": lambda: int(rng.integers(0, 256)),
+        "precision": lambda: int(rng.integers(0, 256)),
+        "fingerprint": lambda: rng.bytes(8).hex(),
+    }[str(field)]()
+    return replace(header, **{str(field): value})
+
+
+def mutate(rng: np.random.Generator, data: bytes, other: bytes) -> tuple[str, bytes]:
+    """(kind, mutated bytes)."""
+    from igc.core import container
+
+    kind = str(rng.choice(["truncate", "flip", "flip+crc", "splice", "splice+crc", "insert",
+                           "delete", "header", "payload", "random"]))
+    n = len(data)
+    if kind == "truncate":
+        return kind, data[: int(rng.integers(0, n))]
+    if kind.startswith("flip"):
+        buf = bytearray(data)
+        for _ in range(int(rng.integers(1, 5))):
+            # half the flips land in the header, where the parser lives
+            pos = int(rng.integers(0, min(n, 64))) if rng.random() < 0.5 else int(rng.integers(0, n))
+            buf[pos] ^= int(rng.integers(1, 256))
+        return kind, recrc(bytes(buf)) if kind.endswith("crc") else bytes(buf)
+    if kind.startswith("splice"):
+        out = data[: int(rng.integers(0, n + 1))] + other[int(rng.integers(0, len(other) + 1)):]
+        return kind, recrc(out) if kind.endswith("crc") else out
+    if kind == "insert":
+        pos = int(rng.integers(0, n + 1))
+        return kind, data[:pos] + rng.bytes(int(rng.integers(1, 9))) + data[pos:]
+    if kind == "delete":
+        pos = int(rng.integers(0, n))
+        return kind, data[:pos] + data[pos + int(rng.integers(1, 9)):]
+    header, payload = container.unpack(data)
+    if kind == "header":
+        return kind, container.pack(random_header_field(rng, header), payload)
+    if kind == "payload":
+        choice = int(rng.integers(0, 3))
+        if choice == 0:
+            payload = payload[: int(rng.integers(0, len(payload) + 1))]
+        elif choice == 1:
+            payload = payload + rng.bytes(int(rng.integers(1, 9)))
+        else:
+            payload = rng.bytes(int(rng.integers(0, len(payload) + 8)))
+        return kind, container.pack(header, payload)
+    prefix = b"IGC\x01" if rng.random() < 0.5 else b""
+    return kind, prefix + rng.bytes(int(rng.integers(0, 200)))
+
+
+def run_case(data: bytes, originals, model: str | None) -> str:
+    """'exact', an IgcError class name, or raises AssertionError/other exceptions."""
+    from igc.compressors.model_based import decompress_any
+    from igc.errors import IgcError
+
+    try:
+        out = decompress_any(data, model)
+    except IgcError as exc:
+        if not str(exc).strip():
+            raise AssertionError(f"{type(exc).__name__} without a message") from None
+        return type(exc).__name__
+    if not any(out.shape == o.shape and np.array_equal(out, o) for o in originals):
+        raise AssertionError("wrong pixels returned")
+    return "exact"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", type=int, default=10_000, help="number of cases to run")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tiny-model", default="auto",
+                        help="ImageGPT folder for the slow cases; 'auto' builds one, 'none' skips")
+    parser.add_argument("--tiny-every", type=int, default=20,
+                        help="one case in N uses a tiny-model file")
+    parser.add_argument("--crash-dir", default="fuzz-crashes", help="where failing inputs go")
+    parser.add_argument("--report-every", type=int, default=10_000)
+    args = parser.parse_args(argv)
+
+    os.environ["IGC_MAX_PIXELS"] = str(LIMIT)
+    os.environ["HF_HUB_OFFLINE"] = "1"  # mutated model ids must not reach the network
+    tmp = None
+    tiny = None if args.tiny_model == "none" else args.tiny_model
+    if tiny == "auto":
+        tmp = tempfile.TemporaryDirectory(prefix="igc-fuzz-")
+        tiny = build_tiny_model(Path(tmp.name) / "tiny-imagegpt")
+    uniform, tiny_files = make_corpus(tiny)
+    every = [img for img, _, _ in uniform + tiny_files]
+
+    rng = np.random.default_rng(args.seed)
+    counts: Counter[str] = Counter()
+    kinds: Counter[str] = Counter()
+    failures = 0
+    start = time.time()
+    for case in range(1, args.cases + 1):
+        pool = tiny_files if tiny_files and case % args.tiny_every == 0 else uniform
+        image, data, model = pool[int(rng.integers(0, len(pool)))]
+        other = pool[int(rng.integers(0, len(pool)))][1]
+        kind, bad = mutate(rng, data, other)
+        kinds[kind] += 1
+        originals = every if kind.startswith("splice") else [image]
+        try:
+            outcome = run_case(bad, originals, model)
+        except Exception as exc:
+            failures += 1
+            outcome = "wrong pixels" if isinstance(exc, AssertionError) else "crash"
+            Path(args.crash_dir).mkdir(exist_ok=True)
+            saved = Path(args.crash_dir) / f"case{case}-{kind}.igc"
+            saved.write_bytes(bad)
+            print(f"FAILURE case {case} ({kind}, model {model or 'uniform'}): "
+                  f"{type(exc).__name__}: {exc} -> {saved}", file=sys.stderr)
+            traceback.print_exc()
+        counts[outcome] += 1
+        if args.report_every and case % args.report_every == 0:
+            print(f"... {case} cases, {time.time() - start:.0f} s", flush=True)
+    elapsed = time.time() - start
+    errors = sum(v for k, v in counts.items() if k not in ("exact", "crash", "wrong pixels"))
+    print(f"cases {args.cases} (seed {args.seed}, {len(uniform)} uniform + {len(tiny_files)} "
+          f"tiny-model files, {elapsed:.0f} s, {args.cases / max(elapsed, 1e-9):.0f}/s)")
+    print(f"decoded exactly {counts['exact']}, clean errors {errors}, crashes {counts['crash']}, "
+          f"wrong pixels {counts['wrong pixels']}")
+    print("errors by type: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())
+                                         if k not in ("exact", "crash", "wrong pixels")))
+    print("mutations: " + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())))
+    if tmp is not None:
+        tmp.cleanup()
+    if failures:
+        print(f"FAILED: {failures} case(s), inputs in {args.crash_dir}/", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

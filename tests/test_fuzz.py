@@ -1,0 +1,242 @@
+"""Property-based fuzzing of the `.igc` container parser and decoder.
+
+Every mutated, truncated, spliced or random input must end in one of two ways: an `IgcError`
+subclass (library) or a one-line `igc: error:` with a non-zero exit (CLI), or else pixels equal to
+an original image. Any other exception, and any other pixels, fail the test. A longer run of the
+same idea: `scripts/fuzz_decoder.py --cases N`.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from dataclasses import replace
+from functools import cache
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from igc.cli.app import app
+from igc.compressors.model_based import ImageGPTCompressor, UniformCompressor, decompress_any
+from igc.core import container
+from igc.errors import FormatError, IgcError
+
+FUZZ_LIMIT = 4096  # IGC_MAX_PIXELS while fuzzing: a mutated header cannot ask for a large decode
+FAST = settings(max_examples=120, deadline=None, derandomize=True,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fuzz_environment():
+    """Small pixel limit, and no hub lookups for model ids that mutations invent."""
+    saved = {k: os.environ.get(k) for k in ("IGC_MAX_PIXELS", "HF_HUB_OFFLINE")}
+    os.environ.update(IGC_MAX_PIXELS=str(FUZZ_LIMIT), HF_HUB_OFFLINE="1")
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def _image(h: int, w: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+@cache
+def uniform_corpus() -> tuple[tuple[np.ndarray, bytes], ...]:
+    """(image, file) pairs coded with the uniform model: one tile, two tiles in two batches, a
+    1×1 image and channel-major order."""
+    cases = [((5, 7), "interleaved", None), ((17, 3), "interleaved", 1), ((1, 1), "interleaved",
+             None), ((3, 33), "channel", None)]
+    out = []
+    for i, (size, order, batch) in enumerate(cases):
+        image = _image(*size, seed=i)
+        out.append((image, UniformCompressor(order=order, batch=batch).compress(image)))
+    return tuple(out)
+
+
+@pytest.fixture(scope="module")
+def tiny_file(tiny_model):
+    image = _image(6, 5, seed=9)
+    return image, ImageGPTCompressor(model=tiny_model, batch=3).compress(image)
+
+
+def recrc(data: bytes) -> bytes:
+    """`data` with its header CRC recomputed (when the header still parses far enough), so a
+    mutation of the header reaches the field checks instead of stopping at the CRC."""
+    r = container._Reader(data)
+    try:
+        r.take(5)
+        r.varint(), r.varint()
+        r.take(4)
+        r.varint()
+        r.take(8)
+        r.take(r.byte())
+        r.take(4)
+        r.take(r.byte())
+        r.varint()
+    except FormatError:
+        return data
+    end = r.pos
+    if end + 2 > len(data):
+        return data
+    return data[:end] + (zlib.crc32(data[:end]) & 0xFFFF).to_bytes(2, "little") + data[end + 2:]
+
+
+def decodes_exactly_or_fails_cleanly(data: bytes, originals, model: str | None = None) -> str:
+    """'exact' or 'error'; raises AssertionError on wrong pixels, lets any other exception out."""
+    try:
+        out = decompress_any(data, model)
+    except IgcError as exc:
+        assert str(exc).strip(), f"{type(exc).__name__} without a message"
+        return "error"
+    assert any(out.shape == o.shape and np.array_equal(out, o) for o in originals), \
+        "decoder returned pixels that are not the original image"
+    return "exact"
+
+
+# -- mutations --------------------------------------------------------------------------------
+
+flips = st.lists(st.tuples(st.integers(0, 10_000), st.integers(1, 255)), min_size=1, max_size=4)
+
+
+def apply_flips(data: bytes, changes) -> bytes:
+    buf = bytearray(data)
+    for pos, xor in changes:
+        buf[pos % len(buf)] ^= xor
+    return bytes(buf)
+
+
+@FAST
+@given(index=st.integers(0, 3), cut=st.integers(0, 10_000))
+def test_truncated_files_fail_cleanly(index, cut):
+    image, data = uniform_corpus()[index]
+    cut %= len(data)
+    assert decodes_exactly_or_fails_cleanly(data[:cut], [image]) == "error"
+
+
+@FAST
+@given(index=st.integers(0, 3), changes=flips, fix_crc=st.booleans())
+def test_flipped_bytes_fail_cleanly_or_decode_exactly(index, changes, fix_crc):
+    image, data = uniform_corpus()[index]
+    bad = apply_flips(data, changes)
+    if fix_crc:
+        bad = recrc(bad)
+    decodes_exactly_or_fails_cleanly(bad, [image])
+
+
+@FAST
+@given(a=st.integers(0, 3), b=st.integers(0, 3), i=st.integers(0, 10_000),
+       j=st.integers(0, 10_000), fix_crc=st.booleans())
+def test_spliced_files(a, b, i, j, fix_crc):
+    corpus = uniform_corpus()
+    first, second = corpus[a][1], corpus[b][1]
+    spliced = first[: i % (len(first) + 1)] + second[j % (len(second) + 1):]
+    if fix_crc:
+        spliced = recrc(spliced)
+    decodes_exactly_or_fails_cleanly(spliced, [image for image, _ in corpus])
+
+
+@FAST
+@given(st.binary(max_size=400) | st.binary(max_size=200).map(lambda b: b"IGC\x01" + b))
+def test_random_bytes_fail_cleanly(data):
+    assert decodes_exactly_or_fails_cleanly(data, []) == "error"
+
+
+@FAST
+@given(index=st.integers(0, 3), data=st.data())
+def test_header_fields_with_valid_crc(index, data):
+    """Every header field rewritten (and the file repacked with a correct CRC and length)."""
+    image, original = uniform_corpus()[index]
+    header, payload = container.unpack(original)
+    field = data.draw(st.sampled_from(
+        ["height", "width", "tile", "batch", "order", "model_id", "checksum", "region_checks",
+         "channels", "precision", "fingerprint", "payload"]))
+    values = {
+        "height": st.integers(1, 80), "width": st.integers(1, 80), "tile": st.integers(0, 255),
+        "batch": st.integers(0, 1 << 40), "order": st.sampled_from(["interleaved", "channel"]),
+        "model_id": st.text(max_size=70), "checksum": st.integers(0, 2**32 - 1),
+        "region_checks": st.binary(max_size=12), "channels": st.integers(0, 255),
+        "precision": st.integers(0, 255),
+        "fingerprint": st.binary(min_size=8, max_size=8).map(bytes.hex),
+    }
+    if field == "payload":
+        payload = data.draw(st.binary(max_size=12) | st.just(payload[: len(payload) // 2])
+                            | st.just(payload + b"\0\0\0\0"))
+    else:
+        header = replace(header, **{field: data.draw(values[field])})
+    decodes_exactly_or_fails_cleanly(container.pack(header, payload), [image])
+
+
+@settings(max_examples=40, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(changes=flips, cut=st.integers(0, 10_000), mode=st.sampled_from(["flip", "cut", "both"]))
+def test_tiny_model_files(tiny_model, tiny_file, changes, cut, mode):
+    image, data = tiny_file
+    bad = data
+    if mode in ("flip", "both"):
+        bad = recrc(apply_flips(bad, changes))
+    if mode in ("cut", "both"):
+        bad = bad[: cut % len(bad)]
+    result = decodes_exactly_or_fails_cleanly(bad, [image], tiny_model)
+    assert result == "error" or mode == "flip"
+
+
+# -- the command line -------------------------------------------------------------------------
+
+runner = CliRunner()
+
+
+def assert_one_line_error(result) -> None:
+    assert result.exit_code != 0
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("igc: error:"), result.output
+    assert "unexpected" not in lines[0] and "Traceback" not in result.output, result.output
+
+
+@settings(max_examples=30, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(index=st.integers(0, 3), changes=flips, cut=st.integers(0, 10_000),
+       fix_crc=st.booleans())
+def test_cli_decompress_and_info(tmp_path_factory, index, changes, cut, fix_crc):
+    from PIL import Image
+
+    image, data = uniform_corpus()[index]
+    bad = apply_flips(data, changes)[: max(cut % (len(data) + 20), 0)]
+    if fix_crc:
+        bad = recrc(bad)
+    folder = tmp_path_factory.mktemp("cli-fuzz")
+    src, out = folder / "in.igc", folder / "out.png"
+    src.write_bytes(bad)
+    result = runner.invoke(app, ["decompress", str(src), "-o", str(out)])
+    if result.exit_code == 0:
+        with Image.open(out) as im:
+            np.testing.assert_array_equal(np.asarray(im.convert("RGB")), image)
+    else:
+        assert_one_line_error(result)
+        assert not out.exists()
+    assert sorted(p.name for p in folder.iterdir()) in (["in.igc"], ["in.igc", "out.png"])
+    result = runner.invoke(app, ["info", str(src), "--json"])
+    if result.exit_code:
+        assert_one_line_error(result)
+
+
+# -- the long run's driver, exercised briefly --------------------------------------------------
+
+
+def test_fuzz_script_runs(tiny_model, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / "fuzz_decoder.py"
+    spec = importlib.util.spec_from_file_location("fuzz_decoder", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--cases", "300", "--seed", "3", "--tiny-model", tiny_model,
+                        "--tiny-every", "50"]) == 0
+    out = capsys.readouterr().out
+    assert "cases 300" in out and "crashes 0" in out and "wrong pixels 0" in out
