@@ -87,8 +87,10 @@ def _summarise(rows: list[Row], names: list[str]) -> dict[str, dict]:
             "images": len(ok),
             "errors": sum(1 for r in rows if r.compressor == name and r.error),
             "below_ratio_1": [r.image for r in ok if r.ratio < 1],
-            "roundtrip_ok": all(r.roundtrip_ok is not False for r in ok)
-            and not any(r.error for r in rows if r.compressor == name),
+            # None when nothing was decoded (--no-verify, --estimate, lossy): not checked, not "ok"
+            "roundtrip_ok": None if all(r.roundtrip_ok is None for r in ok) else (
+                all(r.roundtrip_ok is not False for r in ok)
+                and not any(r.error for r in rows if r.compressor == name)),
             "encode_subpixels_per_second": (original / 8) / max(sum(r.encode_seconds for r in ok),
                                                                   1e-9),
         }
@@ -101,7 +103,9 @@ def _summarise(rows: list[Row], names: list[str]) -> dict[str, dict]:
             mb = sum(r.model_bits for r in model_rows)
             entry["model_bits"] = mb
             entry["model_bits_per_subpixel"] = mb / sum(r.original_bits / 8 for r in model_rows)
-            entry["overhead_percent"] = 100 * (sum(r.compressed_bits for r in model_rows) - mb) / mb
+            if not any(r.estimate for r in model_rows):
+                entry["overhead_percent"] = 100 * (
+                    sum(r.compressed_bits for r in model_rows) - mb) / mb
             coded = [r for r in model_rows if r.header_bits is not None]
             if coded:
                 mb_coded = sum(r.model_bits for r in coded)
@@ -263,7 +267,7 @@ def _run_one(comp: Any, item: LoadedImage, *, verify: bool, estimate: bool) -> R
     if row.compressed_bits:
         row.bits_per_subpixel = row.compressed_bits / (h * w * 3)
         row.ratio = original / row.compressed_bits
-        if row.model_bits:
+        if row.model_bits and not row.estimate:
             row.overhead_percent = 100 * (row.compressed_bits - row.model_bits) / row.model_bits
             if row.header_bits is not None:
                 row.coder_overhead_percent = 100 * (

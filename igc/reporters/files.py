@@ -55,7 +55,7 @@ class MarkdownReporter:
             label = name + (" (estimate)" if s.get("estimate") else "")
             lines.append(f"| {label} | {s['images']} | {s['total_ratio']:.3f} | "
                          f"{s['mean_ratio']:.3f} | {s['bits_per_subpixel']:.3f} | "
-                         f"{'yes' if s['roundtrip_ok'] else 'NO'} |")
+                         f"{ {True: 'yes', False: 'NO', None: 'not checked'}[s['roundtrip_ok']] } |")
         _write("\n".join(lines) + "\n", destination)
 
 
