@@ -25,15 +25,17 @@ def get_compressor(name: str, **options: Any):
     return get_registry().create("compressor", name, **options)
 
 
-def compress(image: Image, model: str | None = None, order: str = "interleaved") -> bytes:
-    """RGB uint8 (H, W, 3) -> `.igc` bytes, coded with ImageGPT (default: the packaged model)."""
+def compress(image: Image, model: str | None = None, order: str = "interleaved",
+             mode: str | None = None) -> bytes:
+    """RGB uint8 (H, W, 3) -> `.igc` bytes, coded with ImageGPT (default: the packaged model).
+    `mode` applies to palette models: "lossless" (default) or "palette" (lossy indices only)."""
     from igc.compressors.model_based import ImageGPTCompressor, UniformCompressor
     from igc.core.image import as_rgb_array
 
     pixels = as_rgb_array(image)
     if model == "uniform":
         return UniformCompressor(order=order).compress(pixels)
-    return ImageGPTCompressor(model=model, order=order).compress(pixels)
+    return ImageGPTCompressor(model=model, order=order, mode=mode).compress(pixels)
 
 
 def decompress(data: bytes, model: str | None = None) -> Image:

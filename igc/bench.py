@@ -44,6 +44,9 @@ class Row:
     encode_seconds: float = 0.0
     decode_seconds: float | None = None
     error: str | None = None
+    # compressor-specific fields, flattened into the JSON row (palette models: index/residual
+    # bits; the lossy palette mode: psnr, png_bits_quantized, jxl_bits_quantized)
+    extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -51,6 +54,7 @@ class Row:
             for key in ("model_bits", "overhead_percent", "header_bits",
                         "coder_overhead_percent"):
                 d.pop(key)
+        d.update(d.pop("extra"))
         return d
 
 
@@ -173,7 +177,7 @@ def _as_loaded(images: Sequence[Any]) -> list[LoadedImage]:
 
 def load_images(paths: Sequence[str] | None, count: int | None, seed: int,
                 crop: int | None = None, default_count: int | None = None,
-                ) -> tuple[list[LoadedImage], str]:
+                paper_size: bool = False) -> tuple[list[LoadedImage], str]:
     """Pick `count` images (seeded) from paths or the bundled gallery, load, preprocess.
     With no explicit count, `default_count` applies, capped at the size of the pool."""
     from igc.core import sources
@@ -191,6 +195,15 @@ def load_images(paths: Sequence[str] | None, count: int | None, seed: int,
             if (h, w) != item.pixels.shape[:2]:
                 item.meta["original_size"] = [h, w]
         preprocessing = f"center crop to at most {crop}x{crop} pixels, same for every compressor"
+    if paper_size:
+        from igc.core.palette import PAPER_SIZE, resize_to_paper
+
+        for item in loaded:
+            item.meta.setdefault("original_size", list(item.pixels.shape[:2]))
+            item.pixels = resize_to_paper(item.pixels)
+        preprocessing = (("" if preprocessing.startswith("none") else preprocessing + ", then ")
+                         + f"resized to {PAPER_SIZE}x{PAPER_SIZE} (ImageGPT paper setting, "
+                         "bilinear), same for every compressor")
     return loaded, preprocessing
 
 
@@ -204,6 +217,7 @@ def bench(
     model: str | None = None,
     preprocessing: str = "none",
     progress: Callable[[str, str], None] | None = None,
+    mode: str | None = None,
 ) -> BenchResult:
     """Run every compressor on every image. `images`: LoadedImage objects or RGB arrays;
     `compressors`: names (instantiated through the plugin registry) or instances."""
@@ -212,7 +226,7 @@ def bench(
         raise UsageError("no images to benchmark")
     unavailable: dict[str, str] = {}
     if compressors and isinstance(compressors[0], str):
-        made, unavailable = create_compressors(list(compressors), model=model)
+        made, unavailable = create_compressors(list(compressors), model=model, mode=mode)
     else:
         made = list(compressors)
     rows = []
@@ -248,6 +262,8 @@ def _run_one(comp: Any, item: LoadedImage, *, verify: bool, estimate: bool) -> R
             data, row.model_bits = result.data, result.model_bits
             row.header_bits = result.header_bytes * 8
             row.compressed_bits = len(data) * 8
+            if hasattr(comp, "report_fields"):
+                row.extra.update(comp.report_fields(pixels, result))
         else:
             data = comp.compress(pixels)
             row.compressed_bits = len(data) * 8

@@ -36,6 +36,13 @@ def bench(
                                   help="Model-based compressors: report the model's code length "
                                        "from one parallel pass instead of writing files (fast)."),
     threads: int = typer.Option(None, "--threads", help="CPU threads for the model."),
+    mode: str = typer.Option(None, "--mode",
+                             help="Palette (513-token) models: 'lossless' (default: palette "
+                                  "indices + exact residuals) or 'palette' (lossy, indices "
+                                  "only; PSNR reported). See docs/palette.md."),
+    paper_size: bool = typer.Option(False, "--paper-size",
+                                    help="Resize every image to 32×32 first (the ImageGPT "
+                                         "paper's setting), for all compressors alike."),
     as_json: bool = typer.Option(False, "--json", help="Print the result dict as JSON."),
     markdown: bool = typer.Option(False, "--markdown", help="Print a Markdown summary table."),
     csv_path: Path = typer.Option(None, "--csv", help="Also write per-image rows to this CSV."),
@@ -65,9 +72,9 @@ def bench(
         import torch
 
         torch.set_num_threads(threads)
-    made, unavailable = create_compressors(names, model=model)
+    made, unavailable = create_compressors(names, model=model, mode=mode)
     loaded, preprocessing = load_images(images, count, seed, crop or None,
-                                        default_count=DEFAULT_COUNT)
+                                        default_count=DEFAULT_COUNT, paper_size=paper_size)
     err = Console(stderr=True)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err, transient=True) as bar:

@@ -47,8 +47,14 @@ def compress(
     model: str = typer.Option(None, "--model", "-m", help="Packaged model, folder or hub id."),
     order: str = typer.Option("interleaved", "--order", help="interleaved or channel."),
     force: bool = typer.Option(False, "--force", "-f", help="Overwrite an existing output."),
+    mode: str = typer.Option(None, "--mode",
+                             help="Palette models: 'lossless' (default) or 'palette' (lossy: "
+                                  "nearest-cluster colours only)."),
+    paper_size: bool = typer.Option(False, "--paper-size",
+                                    help="Resize the image to 32×32 first (ImageGPT paper "
+                                         "setting; the file holds the resized image)."),
 ) -> None:
-    """Compress an image losslessly into an .igc file."""
+    """Compress an image into an .igc file (lossless unless --mode palette)."""
     from igc.compressors.model_based import ImageGPTCompressor, UniformCompressor
     from igc.core.image import load_image
 
@@ -58,8 +64,15 @@ def compress(
     if not source.exists():
         raise UsageError(f"{source}: no such file")
     loaded = load_image(source, strict=True)
+    if paper_size:
+        from igc.core.palette import PAPER_SIZE, resize_to_paper
+
+        h, w = loaded.pixels.shape[:2]
+        loaded.pixels = resize_to_paper(loaded.pixels)
+        loaded.note = ", ".join(filter(None, [loaded.note, f"resized from {w}×{h} to "
+                                              f"{PAPER_SIZE}×{PAPER_SIZE} (--paper-size)"]))
     comp = (UniformCompressor(order=order) if model == "uniform"
-            else ImageGPTCompressor(model=model, order=order))
+            else ImageGPTCompressor(model=model, order=order, mode=mode))
     result = comp.compress_with_stats(loaded.pixels)
     write_atomic(output, result.data, force)
     h, w = loaded.pixels.shape[:2]
@@ -67,6 +80,11 @@ def compress(
     typer.echo(f"{source} -> {output}: {w}×{h}{note}, {len(result.data):,} bytes, "
                f"{len(result.data) * 8 / (h * w * 3):.3f} bits/subpixel, ratio "
                f"{h * w * 24 / (len(result.data) * 8):.3f}")
+    for key, value in comp.report_fields(loaded.pixels, result).items():
+        if key == "psnr":
+            typer.echo(f"  lossy palette mode: PSNR {value:.2f} dB against the input")
+        elif key.endswith("_bits"):
+            typer.echo(f"  {key.replace('_', ' ')}: {value:,.0f}")
 
 
 @handle_errors

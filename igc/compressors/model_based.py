@@ -30,18 +30,31 @@ class ModelCompressor:
     model_spec: str | None = None
 
     def __init__(self, model: str | None = None, order: str = "interleaved",
-                 batch: int | None = None) -> None:
+                 batch: int | None = None, mode: str | None = None,
+                 tokenizer: str | None = None) -> None:
         from igc.coders.range import RangeCoder
-        from igc.core.codec import DEFAULT_BATCH, NeuralCodec
+        from igc.core.palette_codec import make_codec
 
         self.model = load_model(model or self.model_spec)
-        self.codec = NeuralCodec(self.model, RangeCoder(), order=order,
-                                 batch=batch or DEFAULT_BATCH)
+        # the model's vocabulary picks subpixel or palette coding (docs/palette.md)
+        self.codec = make_codec(self.model, RangeCoder(), mode=mode, tokenizer=tokenizer,
+                                order=order, batch=batch)
+        self.lossless = getattr(self.codec, "lossless", True)
+        if not self.lossless:
+            self.name = f"{self.name}-palette"  # lossy rows must not pass for the lossless codec
 
     @property
     def model_info(self) -> dict:
         return {"model": self.model.name, "fingerprint": self.model.fingerprint,
-                "parameters": self.model.parameters, "tile": self.codec.tokenizer.tile}
+                "parameters": self.model.parameters, "tile": self.codec.tokenizer.tile,
+                "tokenizer": self.codec.tokenizer.name,
+                "mode": getattr(self.codec, "mode", "subpixel")}
+
+    def report_fields(self, image: Image, result) -> dict:
+        """Extra per-image bench fields (palette models: bit split, PSNR of the lossy mode)."""
+        from igc.core.palette_codec import report_fields
+
+        return report_fields(result, image)
 
     def compress(self, image: Image) -> bytes:
         return self.codec.encode(image).data
@@ -75,17 +88,20 @@ class UniformCompressor(ModelCompressor):
     description = "every subpixel value equally likely, same tokenizer/coder/container (8 bpsp)"
     model_spec = "uniform"
 
-    def __init__(self, order: str = "interleaved", batch: int | None = None, **_: object):
-        super().__init__(model="uniform", order=order, batch=batch)
+    def __init__(self, order: str = "interleaved", batch: int | None = None,
+                 mode: str | None = None, **_: object):
+        super().__init__(model="uniform", order=order, batch=batch, mode=mode)
 
 
 def decompress_any(data: bytes, model: str | None = None) -> Image:
     """Decode a `.igc` file with the model its header names (or the one given)."""
     header, _ = container.unpack(data)
     spec = model or header.model_id
+    mode = {"palette": "palette", "palette+residual": "lossless"}.get(header.tokenizer)
     try:
         compressor = (UniformCompressor(order=header.order) if spec == "uniform"
-                      else ImageGPTCompressor(model=spec, order=header.order))
+                      else ImageGPTCompressor(model=spec, order=header.order, mode=mode,
+                                              batch=header.batch))
     except ModelError as exc:
         if model:
             raise

@@ -1,0 +1,151 @@
+"""Palette ImageGPT (OpenAI's checkpoint format) without downloads: a tiny random 513-token model
+with n_positions 1024 and 512 random clusters, saved the way HuggingFace saves the real ones."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import smooth_image
+
+from igc.compressors.model_based import ImageGPTCompressor, decompress_any
+from igc.core import container
+from igc.core.palette import PaletteTokenizer, load_clusters, psnr, quantize
+from igc.errors import ModelError, ModelMismatchError, UsageError
+
+
+def make_palette_model(folder, *, seed: int = 0, cluster_seed: int = 0) -> str:
+    import torch
+    from transformers import ImageGPTConfig, ImageGPTForCausalImageModeling, ImageGPTImageProcessor
+
+    torch.manual_seed(seed)
+    config = ImageGPTConfig(vocab_size=513, n_positions=1024, n_embd=32, n_layer=2, n_head=4)
+    model = ImageGPTForCausalImageModeling(config).eval()
+    with torch.no_grad():
+        model.lm_head.weight.mul_(10)  # far from uniform, like a trained model
+    model.save_pretrained(folder)
+    clusters = np.random.default_rng(cluster_seed).uniform(-1, 1, (512, 3)).astype(np.float32)
+    ImageGPTImageProcessor(clusters=clusters, size={"height": 32, "width": 32}).save_pretrained(
+        folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def palette_model(tmp_path_factory) -> str:
+    return make_palette_model(tmp_path_factory.mktemp("palette-imagegpt"))
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One model thread: the 1024-step tiles are latency-bound, and spare cores may be busy."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_tokens_equal_huggingface_processor(palette_model):
+    """Independent reference: HF's ImageGPTImageProcessor on a 32×32 image (resize = identity)."""
+    from transformers import ImageGPTImageProcessor
+
+    processor = ImageGPTImageProcessor.from_pretrained(palette_model)
+    clusters = load_clusters(palette_model)
+    tokenizer = PaletteTokenizer(clusters, tile=32)
+    rng = np.random.default_rng(7)
+    for image in (rng.integers(0, 256, (32, 32, 3), dtype=np.uint8), smooth_image(32, 32)):
+        reference = np.asarray(processor(image, return_tensors="np")["input_ids"]).reshape(-1)
+        tok = tokenizer.encode(image)
+        assert tok.tokens.shape == (1, 1024) and tok.coded.all()
+        np.testing.assert_array_equal(tok.tokens[0], reference)
+
+
+def test_quantize_is_nearest_centre():
+    rng = np.random.default_rng(3)
+    clusters = rng.uniform(-1, 1, (40, 3)).astype(np.float32)
+    pixels = rng.integers(0, 256, (50, 3), dtype=np.uint8)
+    x = pixels / 127.5 - 1
+    brute = np.argmin(((x[:, None, :] - clusters[None].astype(np.float64)) ** 2).sum(-1), axis=1)
+    np.testing.assert_array_equal(quantize(pixels, clusters), brute)
+
+
+def test_edge_padding_copies_earlier_positions():
+    tok = PaletteTokenizer(np.zeros((4, 3), np.float32), tile=4)
+    layout = tok.layout(5, 6)  # 2×2 tiles, the last one holds 1×2 real pixels
+    assert layout.coded.sum() == 30
+    src = layout.pad_source[3]
+    pos = np.nonzero(~layout.coded[3])[0]
+    assert (src[pos] < pos).all() and layout.coded[3, src[pos]].all()
+
+
+@pytest.mark.parametrize("size", [(1, 1), (5, 7), (33, 45)])
+def test_lossless_round_trip_odd_sizes(palette_model, size, rng):
+    comp = ImageGPTCompressor(model=palette_model)  # the vocabulary picks palette, lossless
+    assert comp.lossless and comp.codec.tokenizer.tile == 32
+    image = smooth_image(*size) if size[0] > 1 else rng.integers(0, 256, (*size, 3), np.uint8)
+    result = comp.compress_with_stats(image)
+    header, _ = container.unpack(result.data)
+    assert header.tokenizer == "palette+residual" and header.tile == 32
+    np.testing.assert_array_equal(decompress_any(result.data, palette_model), image)
+    payload_bits = (len(result.data) - result.header_bytes) * 8
+    assert result.model_bits == pytest.approx(result.index_bits + result.residual_bits)
+    assert payload_bits <= result.model_bits * 1.001 + 64
+    fields = comp.report_fields(image, result)
+    assert fields["residual_bits"] > 0 and fields["index_bits"] > 0 and "psnr" not in fields
+
+
+def test_lossy_mode_psnr_and_flags(palette_model):
+    comp = ImageGPTCompressor(model=palette_model, mode="palette")
+    assert not comp.lossless and comp.name == "imagegpt-palette"
+    image = smooth_image(20, 36)
+    result = comp.compress_with_stats(image)
+    assert container.unpack(result.data)[0].tokenizer == "palette"
+    decoded = decompress_any(result.data, palette_model)
+    np.testing.assert_array_equal(decoded, result.quantized)
+    fields = comp.report_fields(image, result)
+    assert fields["psnr"] == pytest.approx(psnr(image, decoded))
+    assert 10 < fields["psnr"] < 60
+    assert fields["residual_bits"] == 0 and fields["png_bits_quantized"] > 0
+
+
+def test_bench_reports_lossy_fields(palette_model):
+    from igc.bench import bench
+
+    result = bench([smooth_image(8, 9)], ["imagegpt"], model=palette_model, mode="palette")
+    row = result.to_dict()["results"][0]
+    assert row["lossless"] is False and row["roundtrip_ok"] is None
+    assert row["compressor"] == "imagegpt-palette" and row["psnr"] > 0
+    assert "png_bits_quantized" in row and "jxl_bits_quantized" in row
+
+
+def test_other_clusters_are_refused(palette_model, tmp_path):
+    image = smooth_image(6, 6)
+    data = ImageGPTCompressor(model=palette_model).compress(image)
+    other = tmp_path / "other"
+    other.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(Path(palette_model) / name, other / name)
+    config = json.loads((Path(palette_model) / "preprocessor_config.json").read_text())
+    config["clusters"][0][0] = -config["clusters"][0][0]
+    (other / "preprocessor_config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelMismatchError, match="palette"):
+        decompress_any(data, str(other))
+
+
+def test_mode_errors(tiny_model, palette_model, tmp_path):
+    with pytest.raises(UsageError, match="--mode palette needs a palette"):
+        ImageGPTCompressor(model=tiny_model, mode="palette")
+    with pytest.raises(UsageError, match="palette tokenizer needs"):
+        ImageGPTCompressor(model=tiny_model, tokenizer="palette")
+    with pytest.raises(UsageError, match="unknown mode"):
+        ImageGPTCompressor(model=palette_model, mode="jpeg")
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(Path(palette_model) / name, bare / name)
+    with pytest.raises(ModelError, match=r"preprocessor_config\.json"):
+        ImageGPTCompressor(model=str(bare))
