@@ -156,6 +156,9 @@ class ImageGPTModel:
         return self.runtime.start(batch, length)
 
     def step(self, state, tokens: np.ndarray) -> np.ndarray:
+        from igc.models.runtime import one_thread
+
         torch = self._torch
-        logits = self.runtime.step(state, torch.from_numpy(np.ascontiguousarray(tokens)))
-        return torch.softmax(logits, dim=-1).double().numpy()
+        with one_thread():  # the probabilities too must not depend on the thread count
+            logits = self.runtime.step(state, torch.from_numpy(np.ascontiguousarray(tokens)))
+            return torch.softmax(logits, dim=-1).double().numpy()

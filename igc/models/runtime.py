@@ -10,6 +10,8 @@ the same batch layout and dtype, which is what makes their probabilities bit-ide
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -24,6 +26,19 @@ ACTIVATIONS = {
     "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
     "relu": F.relu,
 }
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run torch on one thread inside the block (restored after): see `ImageGPTRuntime.step`."""
+    threads = torch.get_num_threads()
+    if threads != 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if threads != 1:
+            torch.set_num_threads(threads)
 
 
 @dataclass
@@ -42,9 +57,17 @@ class Layer:
 
 @dataclass
 class CacheState:
-    keys: list[torch.Tensor]  # per layer (B, heads, L, head_dim)
+    """Preallocated keys and values of one batch of sequences.
+
+    Per layer one (batch * heads, length, head_dim) tensor each: the batch and head dimensions are
+    merged so attention is a plain 3-D `bmm` over a prefix of the buffer (a 4-D `matmul` on the
+    same slice copied it every step).
+    """
+
+    keys: list[torch.Tensor]
     values: list[torch.Tensor]
     position: int
+    batch: int = 0
 
 
 class ImageGPTRuntime:
@@ -63,9 +86,12 @@ class ImageGPTRuntime:
         act = config.get("activation_function", "quick_gelu")
         if act not in ACTIVATIONS:
             raise ModelError(f"unsupported activation {act!r} in model config")
+        self.act_name = act
         self.act = ACTIVATIONS[act]
         if config.get("scale_attn_by_inverse_layer_idx") or config.get("reorder_and_upcast_attn"):
             raise ModelError("scale_attn_by_inverse_layer_idx/reorder_and_upcast_attn are unsupported")
+        if self.n_head < 1 or self.n_embd % self.n_head:
+            raise ModelError(f"n_embd {self.n_embd} is not a multiple of n_head {self.n_head}")
         self.head_dim = self.n_embd // self.n_head
         self.scale = 1.0 / math.sqrt(self.head_dim) if config.get("scale_attn_weights", True) else 1.0
         t = {k.removeprefix("transformer."): v.float().contiguous() for k, v in tensors.items()}
@@ -79,11 +105,14 @@ class ImageGPTRuntime:
         self.wpe = get("wpe.weight")
         self.ln_f = get("ln_f.weight")
         self.lm_head = get("lm_head.weight")
+        if self.wte.shape != (self.vocab_size, self.n_embd):
+            raise ModelError(f"wte has shape {tuple(self.wte.shape)}, config says "
+                             f"({self.vocab_size}, {self.n_embd})")
         self.layers = [
             Layer(
                 get(f"h.{i}.ln_1.weight"),
-                get(f"h.{i}.attn.c_attn.weight"),
-                get(f"h.{i}.attn.c_attn.bias"),
+                self._scale_queries(get(f"h.{i}.attn.c_attn.weight")),
+                self._scale_queries(get(f"h.{i}.attn.c_attn.bias")),
                 get(f"h.{i}.attn.c_proj.weight"),
                 get(f"h.{i}.attn.c_proj.bias"),
                 get(f"h.{i}.ln_2.weight"),
@@ -94,65 +123,88 @@ class ImageGPTRuntime:
             )
             for i in range(self.n_layer)
         ]
-        if self.wte.shape != (self.vocab_size, self.n_embd):
-            raise ModelError(f"wte has shape {tuple(self.wte.shape)}, config says "
-                             f"({self.vocab_size}, {self.n_embd})")
+        self.lm_head_t = self.lm_head.T.contiguous()
+
+    def _scale_queries(self, w: torch.Tensor) -> torch.Tensor:
+        """Fold the 1/sqrt(head_dim) attention scale into the query projection: one multiply
+        fewer per layer and step (the scores differ from HuggingFace's in the last bit only)."""
+        w = w.clone()
+        w[..., : self.n_embd] *= self.scale
+        return w
 
     def _norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * weight
+        # One fused kernel instead of pow/mean/add/rsqrt/mul/mul; it reduces each row on one
+        # thread, so its rounding does not depend on the thread count (tests check this).
+        return F.rms_norm(x, (self.n_embd,), weight, self.eps)
 
-    def _heads(self, x: torch.Tensor) -> torch.Tensor:
-        b, length, _ = x.shape
-        return x.view(b, length, self.n_head, self.head_dim).transpose(1, 2)
-
-    def _mlp(self, x: torch.Tensor, layer: Layer) -> torch.Tensor:
-        h = self._norm(x, layer.ln_2)
-        return x + torch.addmm(layer.mlp_proj_b, self.act(torch.addmm(
-            layer.fc_b, h.reshape(-1, h.shape[-1]), layer.fc_w)), layer.mlp_proj_w).view_as(x)
+    def _mlp_(self, x: torch.Tensor, layer: Layer) -> torch.Tensor:
+        """x += mlp(norm(x)), in place on x (2-D: rows × channels)."""
+        h = torch.addmm(layer.fc_b, self._norm(x, layer.ln_2), layer.fc_w)
+        if self.act_name == "quick_gelu":
+            h.mul_(torch.sigmoid(h * 1.702))
+        else:
+            h = self.act(h)
+        return x.add_(torch.addmm(layer.mlp_proj_b, h, layer.mlp_proj_w))
 
     @torch.inference_mode()
     def logits(self, ids: torch.Tensor) -> torch.Tensor:
         """One-shot causal pass: (B, L) ids -> (B, L, vocab-1) logits."""
         b, n = ids.shape
-        x = self.wte[ids] + self.wpe[:n]
+        c, heads, d = self.n_embd, self.n_head, self.head_dim
+        x = (self.wte[ids] + self.wpe[:n]).view(b * n, c)
         for layer in self.layers:
-            h = self._norm(x, layer.ln_1)
-            qkv = torch.addmm(layer.c_attn_b, h.reshape(b * n, -1), layer.c_attn_w).view(b, n, -1)
-            q, k, v = (self._heads(part) for part in qkv.split(self.n_embd, dim=-1))
-            a = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale)
-            a = a.transpose(1, 2).reshape(b * n, self.n_embd)
-            x = x + torch.addmm(layer.c_proj_b, a, layer.c_proj_w).view(b, n, -1)
-            x = self._mlp(x, layer)
-        return self._norm(x, self.ln_f) @ self.lm_head.T
+            qkv = torch.addmm(layer.c_attn_b, self._norm(x, layer.ln_1), layer.c_attn_w)
+            # (B, L, 3, heads, d) -> three (B, heads, L, d) views; SDPA takes them strided.
+            q, k, v = qkv.view(b, n, 3, heads, d).permute(2, 0, 3, 1, 4).unbind(0)
+            a = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=1.0)
+            a = a.transpose(1, 2).reshape(b * n, c)
+            x.add_(torch.addmm(layer.c_proj_b, a, layer.c_proj_w))
+            self._mlp_(x, layer)
+        return (self._norm(x, self.ln_f) @ self.lm_head_t).view(b, n, -1)
 
     def start(self, batch: int, length: int | None = None) -> CacheState:
         length = length or self.n_positions
-        shape = (batch, self.n_head, length, self.head_dim)
+        shape = (batch * self.n_head, length, self.head_dim)
         return CacheState(
             keys=[torch.zeros(shape) for _ in self.layers],
             values=[torch.zeros(shape) for _ in self.layers],
             position=0,
+            batch=batch,
         )
 
-    @torch.inference_mode()
     def step(self, state: CacheState, ids: torch.Tensor) -> torch.Tensor:
-        """Feed one token per sequence; returns (B, vocab-1) logits for the next token."""
+        """Feed one token per sequence; returns (B, vocab-1) logits for the next token.
+
+        Runs on one thread whatever torch's setting: MKL's sgemm splits a product with few rows
+        differently by thread count (measured: 5 rows gave other last bits with 2 threads than
+        with 1), and encoder and decoder must compute identical floats. Parallelism for coding
+        comes from sharding images across processes (igc.parallel), not from threads in a step.
+        """
+        with one_thread():
+            return self._step(state, ids)
+
+    @torch.inference_mode()
+    def _step(self, state: CacheState, ids: torch.Tensor) -> torch.Tensor:
         pos = state.position
-        if pos >= state.keys[0].shape[2]:
+        if pos >= state.keys[0].shape[1]:
             raise ModelError(f"sequence longer than the model's context of {self.n_positions}")
+        c, heads, d = self.n_embd, self.n_head, self.head_dim
         x = self.wte[ids] + self.wpe[pos]  # (B, C)
         b = x.shape[0]
+        if b * heads != state.keys[0].shape[0]:
+            raise ModelError(f"step got {b} tokens for a cache of batch {state.batch}")
         for i, layer in enumerate(self.layers):
-            h = self._norm(x, layer.ln_1)
-            qkv = torch.addmm(layer.c_attn_b, h, layer.c_attn_w)
-            q, k, v = (p.view(b, self.n_head, 1, self.head_dim) for p in qkv.split(self.n_embd, -1))
-            state.keys[i][:, :, pos : pos + 1] = k
-            state.values[i][:, :, pos : pos + 1] = v
-            # Plain matmul + softmax, not scaled_dot_product_attention: SDPA's CPU kernel splits
-            # its reduction by thread count, so its rounding changed with the number of threads.
-            scores = (q @ state.keys[i][:, :, : pos + 1].transpose(-1, -2)) * self.scale
-            a = torch.softmax(scores, dim=-1) @ state.values[i][:, :, : pos + 1]
-            x = x + torch.addmm(layer.c_proj_b, a.reshape(b, self.n_embd), layer.c_proj_w)
-            x = self._mlp(x.unsqueeze(1), layer).squeeze(1)
+            qkv = torch.addmm(layer.c_attn_b, self._norm(x, layer.ln_1), layer.c_attn_w)
+            qkv = qkv.view(b, 3, heads, d)
+            keys, values = state.keys[i], state.values[i]
+            keys[:, pos].view(b, heads, d).copy_(qkv[:, 1])
+            values[:, pos].view(b, heads, d).copy_(qkv[:, 2])
+            q = qkv[:, 0].reshape(b * heads, 1, d)
+            # Plain bmm + softmax, not scaled_dot_product_attention: SDPA's CPU kernel chooses
+            # its blocking by thread count and length, so its rounding changed with the threads.
+            scores = torch.bmm(q, keys[:, : pos + 1].transpose(1, 2))
+            a = torch.bmm(torch.softmax(scores, dim=-1), values[:, : pos + 1])
+            x.add_(torch.addmm(layer.c_proj_b, a.view(b, c), layer.c_proj_w))
+            self._mlp_(x, layer)
         state.position = pos + 1
-        return self._norm(x, self.ln_f) @ self.lm_head.T
+        return self._norm(x, self.ln_f) @ self.lm_head_t
