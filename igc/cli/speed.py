@@ -1,0 +1,100 @@
+"""`igc speed`: subpixels per second of igc's runtime and HuggingFace's, in one run."""
+
+from __future__ import annotations
+
+import typer
+
+from igc.cli.errors import handle_errors
+
+DEFAULT_COUNT = 2
+DEFAULT_CROP = 64
+
+
+@handle_errors
+def speed(
+    model: str = typer.Option(None, "--model", "-m",
+                              help="ImageGPT model: packaged name, local folder or hub id."),
+    images: list[str] = typer.Option(None, "--images", "-i",
+                                     help="Image files, folders or .npz arrays; repeatable. "
+                                          "Default: photos bundled with scikit-image."),
+    count: int = typer.Option(DEFAULT_COUNT, "--count", "-n",
+                              help="How many images to pick at random."),
+    crop: int = typer.Option(DEFAULT_CROP, "--crop",
+                             help="Center-crop every image to at most N×N pixels (0 = full)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random pick."),
+    threads: int = typer.Option(None, "--threads", help="CPU threads for torch."),
+    backend: str = typer.Option("hf,igc", "--backend", "-b",
+                                help="Comma-separated backends to time: hf, igc."),
+    batch: int = typer.Option(None, "--batch", help="Tiles stepped together (codec default)."),
+    repeat: int = typer.Option(1, "--repeat", "-r",
+                               help="Time everything N times, keep each phase's fastest run "
+                                    "(steadier on a busy machine)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
+) -> None:
+    """Time estimate (one-shot pass), encode and decode (round-trip checked) for each backend on
+    the same model and images, and print subpixels per second with the igc/hf ratio."""
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from igc.bench import load_images
+    from igc.errors import UsageError
+    from igc.speed import BACKENDS, PHASES, environment, load_backend, measure, ratios, to_dict
+
+    names = [b.strip() for b in backend.split(",") if b.strip()]
+    unknown = [b for b in names if b not in BACKENDS]
+    if not names or unknown:
+        raise UsageError(f"--backend {backend!r}: choose from {', '.join(BACKENDS)}")
+    if count < 1:
+        raise UsageError(f"--count must be at least 1, got {count}")
+    if crop < 0:
+        raise UsageError(f"--crop must be 0 (full resolution) or a positive size, got {crop}")
+    if threads is not None:
+        if threads < 1:
+            raise UsageError(f"--threads must be at least 1, got {threads}")
+        import torch
+
+        torch.set_num_threads(threads)
+    probe = load_backend("igc", model)  # fails early, with igc's message, on a bad model
+    info = {"fingerprint": probe.fingerprint, "parameters": probe.parameters,
+            "context": probe.context_length, "n_embd": probe.runtime.n_embd,
+            "n_layer": probe.runtime.n_layer, "n_head": probe.runtime.n_head}
+    loaded, preprocessing = load_images(images, count, seed, crop or None)
+    pixels = [item.pixels for item in loaded]
+    err = Console(stderr=True)
+    with err.status("measuring") as status:
+        results = measure(pixels, names, model=model, batch=batch, repeat=repeat,
+                          progress=lambda what: status.update(f"measuring {what}"))
+    env = environment(probe.name, info, {
+        "images": [item.name for item in loaded], "preprocessing": preprocessing,
+        "subpixels": results[0].subpixels, "repeat": repeat})
+    failed = [r for r in results if r.roundtrip_ok is False]
+    if as_json:
+        typer.echo(json.dumps(to_dict(results, env), indent=2))
+    else:
+        table = Table(title=f"subpixels per second — {env['model']} on {len(loaded)} image(s), "
+                            f"{env['subpixels']} subpixels")
+        table.add_column("phase")
+        for name in names:
+            table.add_column(name, justify="right")
+        both = "hf" in names and "igc" in names
+        if both:
+            table.add_column("igc/hf", justify="right")
+        by = {(r.backend, r.phase): r for r in results}
+        ratio = ratios(results)
+        for phase in PHASES:
+            cells = []
+            for name in names:
+                r = by[name, phase]
+                mark = " ✗" if r.roundtrip_ok is False else ""
+                cells.append(f"{r.subpixels_per_second:,.0f}{mark}")
+            if both:
+                cells.append(f"{ratio[phase]:.1f}×")
+            table.add_row(phase, *cells)
+        Console().print(table)
+        load = env.get("load_average_1min")
+        Console().print(f"device {env['device']} ({env['cpu']}), threads {env['threads']}, "
+                        f"dtype {env['dtype']}" + (f", load average {load}" if load else ""))
+    if failed:
+        raise typer.Exit(3)

@@ -1,0 +1,174 @@
+"""Speed of igc's ImageGPT runtime against HuggingFace's, on the same weights and images.
+
+Three phases, each timed over the whole image set and reported as real subpixels per second
+(edge padding is not counted, though the model computes it):
+
+- estimate: the one-shot causal pass (`NeuralCodec.estimate_bits`);
+- encode: the full codec, stepping every tile token by token and range coding;
+- decode: the full decoder, whose output is compared with the original pixels.
+
+Both backends run the same `NeuralCodec`, tile batch and coder, so the ratio igc/hf is the speed
+of the model computation plus the shared overhead (tokenizer, coder) that dilutes it. Each backend
+decodes its own files: the two compute slightly different floats (see hf_backend.py).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from igc.errors import IgcError, UsageError
+
+BACKENDS = ("hf", "igc")
+PHASES = ("estimate", "encode", "decode")
+
+
+@dataclass
+class SpeedResult:
+    backend: str
+    phase: str
+    subpixels: int
+    seconds: float
+    subpixels_per_second: float
+    bits: float | None = None  # model bits (estimate, encode) or None
+    roundtrip_ok: bool | None = None  # decode only
+
+
+def load_backend(name: str, spec: str | None):
+    if name == "igc":
+        from igc.models.imagegpt import ImageGPTModel
+
+        return ImageGPTModel(spec)
+    if name == "hf":
+        from igc.models.hf_backend import HFImageGPTModel
+
+        return HFImageGPTModel(spec)
+    raise UsageError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")
+
+
+def cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):  # noqa: SIM115
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _warm_up(codec) -> None:
+    """First calls pay one-off costs (kernel selection, lazy imports); keep them out of timings."""
+    model = codec.model
+    seq = np.full((1, model.context_length), codec.tokenizer.start_token, dtype=np.int64)
+    model.log_probs(seq)
+    state = model.start(2, 4)
+    for _ in range(4):
+        model.step(state, np.zeros(2, dtype=np.int64))
+
+
+def _time_backend(name: str, codec, images: Sequence[np.ndarray], subpixels: int,
+                  progress: Callable[[str], None] | None) -> list[SpeedResult]:
+    """One timing of the three phases of one backend."""
+    out = []
+    if progress:
+        progress(f"{name}: estimate")
+    start = time.perf_counter()
+    bits = sum(codec.estimate_bits(im) for im in images)
+    elapsed = time.perf_counter() - start
+    out.append(SpeedResult(name, "estimate", subpixels, elapsed, subpixels / elapsed, bits))
+    if progress:
+        progress(f"{name}: encode")
+    start = time.perf_counter()
+    encoded = [codec.encode(im) for im in images]
+    elapsed = time.perf_counter() - start
+    out.append(SpeedResult(name, "encode", subpixels, elapsed, subpixels / elapsed,
+                           sum(e.model_bits for e in encoded)))
+    if progress:
+        progress(f"{name}: decode")
+    ok = True
+    start = time.perf_counter()
+    for im, enc in zip(images, encoded, strict=True):
+        try:
+            ok &= bool(np.array_equal(codec.decode(enc.data), im))
+        except IgcError:
+            ok = False
+    elapsed = time.perf_counter() - start
+    out.append(SpeedResult(name, "decode", subpixels, elapsed, subpixels / elapsed, None, ok))
+    return out
+
+
+def measure(images: Sequence[np.ndarray], backends: Sequence[str] = BACKENDS,
+            model: str | None = None, batch: int | None = None, repeat: int = 1,
+            progress: Callable[[str], None] | None = None) -> list[SpeedResult]:
+    """Time the three phases for each backend; with `repeat` > 1 keep each phase's fastest run.
+
+    Backends take turns within each repetition, in alternating order, so a change in the load of
+    a shared machine hits both alike rather than whichever happened to run second.
+    """
+    from igc.coders.range import RangeCoder
+    from igc.core.codec import DEFAULT_BATCH, NeuralCodec
+
+    if not images:
+        raise UsageError("no images to measure")
+    if repeat < 1:
+        raise UsageError(f"--repeat must be at least 1, got {repeat}")
+    subpixels = int(sum(im.shape[0] * im.shape[1] * 3 for im in images))
+    codecs = {name: NeuralCodec(load_backend(name, model), RangeCoder(),
+                                batch=batch or DEFAULT_BATCH) for name in backends}
+    for codec in codecs.values():
+        _warm_up(codec)
+    best: dict[tuple[str, str], SpeedResult] = {}
+    for r in range(repeat):
+        order = list(backends) if r % 2 == 0 else list(reversed(backends))
+        for name in order:
+            for res in _time_backend(name, codecs[name], images, subpixels, progress):
+                key = (name, res.phase)
+                if key not in best or res.seconds < best[key].seconds:
+                    if key in best and best[key].roundtrip_ok is False:
+                        res.roundtrip_ok = False  # a failure in any repetition is kept
+                    best[key] = res
+                elif res.roundtrip_ok is False:
+                    best[key].roundtrip_ok = False
+    return [best[name, phase] for name in backends for phase in PHASES]
+
+
+def ratios(results: Sequence[SpeedResult], fast: str = "igc", slow: str = "hf") -> dict:
+    """Per phase: speed of `fast` over speed of `slow` (where both were measured)."""
+    by = {(r.backend, r.phase): r.subpixels_per_second for r in results}
+    return {p: by[fast, p] / by[slow, p] for p in PHASES if (fast, p) in by and (slow, p) in by}
+
+
+def environment(model_name: str, model_info: dict, extra: dict | None = None) -> dict[str, Any]:
+    import torch
+
+    from igc.bench import _versions
+
+    env = {
+        "device": "cpu",
+        "cpu": cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "dtype": "float32",
+        "model": model_name,
+        **model_info,
+        "versions": _versions(),
+        "platform": platform.platform(),
+    }
+    if hasattr(os, "getloadavg"):
+        # Other work on the machine slows every backend; the load average says how much there was.
+        env["load_average_1min"] = round(os.getloadavg()[0], 2)
+    env.update(extra or {})
+    return env
+
+
+def to_dict(results: Sequence[SpeedResult], env: dict) -> dict:
+    """The `igc speed --json` document: per backend and phase the (best) timing, the igc/hf
+    ratios, and where it was measured."""
+    return {"results": [asdict(r) for r in results], "ratios_igc_over_hf": ratios(results),
+            "environment": env}
