@@ -43,6 +43,9 @@ def bench(
     paper_size: bool = typer.Option(False, "--paper-size",
                                     help="Resize every image to 32×32 first (the ImageGPT "
                                          "paper's setting), for all compressors alike."),
+    workers: int = typer.Option(1, "--workers",
+                                help="Shard the images across N processes (torch.distributed "
+                                     "through accelerate, gloo on 127.0.0.1)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result dict as JSON."),
     markdown: bool = typer.Option(False, "--markdown", help="Print a Markdown summary table."),
     csv_path: Path = typer.Option(None, "--csv", help="Also write per-image rows to this CSV."),
@@ -76,16 +79,24 @@ def bench(
     loaded, preprocessing = load_images(images, count, seed, crop or None,
                                         default_count=DEFAULT_COUNT, paper_size=paper_size)
     err = Console(stderr=True)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=err, transient=True) as bar:
-        task = bar.add_task("benchmarking", total=len(loaded) * max(len(made), 1))
+    if workers > 1:
+        from igc.parallel import bench_sharded
 
-        def tick(image: str, compressor: str) -> None:
-            bar.update(task, description=f"{compressor} on {image}")
-            bar.advance(task)
+        with err.status(f"benchmarking on {workers} worker processes"):
+            result = bench_sharded(loaded, names, workers=workers, threads=threads,
+                                   verify=verify, estimate=estimate, seed=seed, model=model,
+                                   preprocessing=preprocessing, mode=mode)
+    else:
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=err, transient=True) as bar:
+            task = bar.add_task("benchmarking", total=len(loaded) * max(len(made), 1))
 
-        result = run_bench(loaded, made, verify=verify, estimate=estimate, seed=seed,
-                           preprocessing=preprocessing, progress=tick)
+            def tick(image: str, compressor: str) -> None:
+                bar.update(task, description=f"{compressor} on {image}")
+                bar.advance(task)
+
+            result = run_bench(loaded, made, verify=verify, estimate=estimate, seed=seed,
+                               preprocessing=preprocessing, progress=tick)
     result.unavailable.update(unavailable)
     registry = get_registry()
     if as_json:
