@@ -466,9 +466,6 @@ def test_long_invalid_model_id_in_a_valid_header(tmp_path):
     assert "bad model id" in error_line(invoke("decompress", path, "-o", tmp_path / "x.png"))
 
 
-@pytest.mark.xfail(raises=RuntimeError, strict=True,
-                   reason="found by scripts/fuzz_decoder.py: igc.models.imagegpt.resolve calls "
-                          "Path.expanduser, which raises RuntimeError for '~nosuchuser'")
 def test_model_id_naming_an_unknown_home_directory(small_png):
     data = container.pack(_header(2, 2, model_id="~niform"), b"")
     with pytest.raises(igc.IgcError):

@@ -35,7 +35,10 @@ def resolve(spec: str | None) -> tuple[str, Path]:
     spec = spec or DEFAULT_MODEL
     if (WEIGHTS_DIR / spec / "config.json").is_file() and "/" not in spec:
         return spec, WEIGHTS_DIR / spec
-    path = Path(spec).expanduser()
+    try:
+        path = Path(spec).expanduser()
+    except RuntimeError:  # "~user/..." for a user with no home: treat as a plain relative path
+        path = Path(spec)
     if path.exists():
         if not path.is_dir():
             raise ModelError(f"model {spec!r} is a file; pass the folder holding config.json "
