@@ -149,3 +149,24 @@ def test_mode_errors(tiny_model, palette_model, tmp_path):
         shutil.copy(Path(palette_model) / name, bare / name)
     with pytest.raises(ModelError, match=r"preprocessor_config\.json"):
         ImageGPTCompressor(model=str(bare))
+
+
+def test_cli_paper_size_and_modes(palette_model, tiny_model, photo_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from igc.cli.app import app
+
+    runner = CliRunner()
+    out = runner.invoke(app, ["bench", "-c", "imagegpt,png", "--images", str(photo_dir),
+                              "--count", "1", "--model", palette_model, "--paper-size",
+                              "--mode", "palette", "--json"])
+    assert out.exit_code == 0, out.output
+    result = json.loads(out.stdout)
+    assert "resized to 32x32" in result["environment"]["preprocessing"]
+    row = next(r for r in result["results"] if r["compressor"] == "imagegpt-palette")
+    assert (row["height"], row["width"]) == (32, 32) and row["lossless"] is False
+    assert row["psnr"] > 0
+    image = next(photo_dir.iterdir())
+    out = runner.invoke(app, ["compress", str(image), "-o", str(tmp_path / "a.igc"),
+                              "--model", tiny_model, "--mode", "palette"])
+    assert out.exit_code == 2 and "--mode palette needs a palette" in out.output

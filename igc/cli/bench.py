@@ -67,7 +67,7 @@ def bench(
                          + ", ".join(get_registry().names("compressor")))
     if count is not None and count < 1:
         raise UsageError(f"--count must be at least 1, got {count}")
-    if crop is None and not images:
+    if crop is None and not images and not paper_size:  # the paper resizes the whole image
         crop = GALLERY_CROP
     if crop is not None and crop < 0:
         raise UsageError(f"--crop must be 0 (full resolution) or a positive size, got {crop}")

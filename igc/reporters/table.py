@@ -73,7 +73,14 @@ class TableReporter:
                          "overhead: the same for the payload alone")
         for name, info in env.get("models", {}).items():
             notes.append(f"{name}: model {info['model']} (fingerprint {info['fingerprint']}, "
-                         f"{info['parameters']:,} parameters, {info['tile']}×{info['tile']} tiles)")
+                         f"{info['parameters']:,} parameters, {info['tile']}×{info['tile']} tiles"
+                         + (f", {info['mode']} tokens" if info.get("tokenizer") == "palette"
+                            else "") + ")")
+        for r in rows:  # the lossy palette mode: quality, and classical codecs on the same pixels
+            if getattr(r, "extra", {}).get("psnr") is not None:
+                png, jxl = r.extra.get("png_bits_quantized"), r.extra.get("jxl_bits_quantized")
+                notes.append(f"{r.compressor} on {r.image}: lossy, PSNR {r.extra['psnr']:.2f} dB; "
+                             f"same quantized image: png {png or '—'} bits, jxl {jxl or '—'} bits")
         if any(s.get("estimate") for s in result.summary.values()):
             notes.append("(estimate): compressed bits are the model's code length −Σlog2 p; "
                          "no file was written")
