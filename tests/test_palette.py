@@ -14,7 +14,7 @@ from conftest import smooth_image
 from igc.compressors.model_based import ImageGPTCompressor, decompress_any
 from igc.core import container
 from igc.core.palette import PaletteTokenizer, load_clusters, psnr, quantize
-from igc.errors import ModelError, ModelMismatchError, UsageError
+from igc.errors import FormatError, ModelError, ModelMismatchError, UsageError
 
 
 def make_palette_model(folder, *, seed: int = 0, cluster_seed: int = 0) -> str:
@@ -170,3 +170,13 @@ def test_cli_paper_size_and_modes(palette_model, tiny_model, photo_dir, tmp_path
     out = runner.invoke(app, ["compress", str(image), "-o", str(tmp_path / "a.igc"),
                               "--model", tiny_model, "--mode", "palette"])
     assert out.exit_code == 2 and "--mode palette needs a palette" in out.output
+
+
+def test_files_need_their_kind_of_model(palette_model, tiny_model):
+    palette_file = ImageGPTCompressor(model=palette_model, mode="palette").compress(
+        smooth_image(3, 4))
+    with pytest.raises(ModelMismatchError, match="palette tokens"):
+        decompress_any(palette_file, tiny_model)
+    subpixel_file = ImageGPTCompressor(model=tiny_model).compress(smooth_image(3, 4))
+    with pytest.raises(FormatError, match="subpixel tokens"):
+        decompress_any(subpixel_file, palette_model)

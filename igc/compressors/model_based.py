@@ -6,7 +6,7 @@ from functools import lru_cache
 
 from igc.core import container
 from igc.core.types import Image
-from igc.errors import ModelError
+from igc.errors import ModelError, ModelMismatchError, UsageError
 from igc.plugins.markers import hookimpl
 
 
@@ -107,6 +107,10 @@ def decompress_any(data: bytes, model: str | None = None) -> Image:
             raise
         raise ModelError(f"this file needs model {header.model_id!r}, which cannot be loaded "
                          f"({exc}); pass --model with its folder") from None
+    except UsageError as exc:  # e.g. palette tokens offered to a subpixel model
+        raise ModelMismatchError(f"file holds {header.tokenizer} tokens coded with model "
+                                 f"{header.model_id!r}; model {spec!r} cannot decode them "
+                                 f"({exc})") from None
     return compressor.decompress(data)
 
 
