@@ -58,7 +58,7 @@ def info(data: bytes) -> dict:
 
 
 def bench(images, compressors, **options: Any):
-    """Run compressors on images; see `igc.bench.bench`."""
-    from igc.bench import bench as run
+    """Run compressors on images; see `igc.benchmark.bench`."""
+    from igc.benchmark import bench as run
 
     return run(images, compressors, **options)

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from igc.bench import BenchResult, _as_loaded, _summarise
+from igc.benchmark import BenchResult, _as_loaded, _summarise
 from igc.errors import UsageError
 
 LOCALHOST = "127.0.0.1"
@@ -69,7 +69,7 @@ def _worker(local_rank: int, world: int, port: int, images: list, compressors: l
     import torch
     import torch.distributed as dist
 
-    from igc.bench import bench
+    from igc.benchmark import bench
 
     torch.set_num_threads(threads)
     PartialState = None
@@ -119,7 +119,7 @@ def _version(dist_name: str) -> str:
 def bench_sharded(images: Sequence[Any], compressors: Sequence[str], *, workers: int,
                   threads: int | None = None, engine: str = "auto", **options: Any,
                   ) -> BenchResult:
-    """`igc.bench.bench` over `workers` processes, each on a contiguous shard of the images.
+    """`igc.benchmark.bench` over `workers` processes, each on a contiguous shard of the images.
 
     `compressors` must be names (each process builds its own, loading its own model copy);
     `options` go to `bench` unchanged (verify, estimate, seed, model, preprocessing).

@@ -147,7 +147,7 @@ def ratios(results: Sequence[SpeedResult], fast: str = "igc", slow: str = "hf") 
 def environment(model_name: str, model_info: dict, extra: dict | None = None) -> dict[str, Any]:
     import torch
 
-    from igc.bench import _versions
+    from igc.benchmark import _versions
 
     env = {
         "device": "cpu",

@@ -113,7 +113,7 @@ def test_lossy_mode_psnr_and_flags(palette_model):
 
 
 def test_bench_reports_lossy_fields(palette_model):
-    from igc.bench import bench
+    from igc.benchmark import bench
 
     result = bench([smooth_image(8, 9)], ["imagegpt"], model=palette_model, mode="palette")
     row = result.to_dict()["results"][0]

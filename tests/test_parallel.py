@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from igc.bench import bench
+from igc.benchmark import bench
 from igc.parallel import _shard, bench_sharded, merge
 
 COMPRESSORS = ["png", "uniform"]
@@ -31,7 +31,7 @@ def test_shards_cover_everything_in_order():
 
 
 def test_merged_shards_equal_one_run(images):
-    from igc.bench import _as_loaded
+    from igc.benchmark import _as_loaded
 
     loaded = _as_loaded(images)
     whole = bench(loaded, COMPRESSORS)

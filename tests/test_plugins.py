@@ -133,7 +133,7 @@ def test_unknown_compressor_lists_known():
 
 
 def test_unavailable_codec_is_reported_not_fatal(monkeypatch, rng):
-    from igc.bench import create_compressors
+    from igc.benchmark import create_compressors
     from igc.compressors import classical
 
     monkeypatch.setattr(classical.JxlCompressor, "available",

@@ -56,8 +56,8 @@ def bench(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from igc.bench import bench as run_bench
-    from igc.bench import create_compressors, load_images
+    from igc.benchmark import bench as run_bench
+    from igc.benchmark import create_compressors, load_images
     from igc.errors import UsageError
     from igc.plugins.manager import get_registry
 

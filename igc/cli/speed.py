@@ -38,7 +38,7 @@ def speed(
     from rich.console import Console
     from rich.table import Table
 
-    from igc.bench import load_images
+    from igc.benchmark import load_images
     from igc.errors import UsageError
     from igc.speed import BACKENDS, PHASES, environment, load_backend, measure, ratios, to_dict
 
