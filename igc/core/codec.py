@@ -61,9 +61,8 @@ class NeuralCodec:
         return int(np.nonzero(coded_any)[0][-1]) + 1
 
     # -- encode -----------------------------------------------------------------------------
-    def encode(self, image: Image) -> EncodeResult:
-        tok = self.tokenizer.encode(image)
-        encoder = self.coder.encoder()
+    def encode_tokens(self, tok: TokenizedImage, encoder) -> float:
+        """Range-code the coded positions of every tile; returns the model bits spent."""
         bits = 0.0
         steps = self._steps(tok)
         for sl in self._batches(len(tok.tokens)):
@@ -78,6 +77,12 @@ class NeuralCodec:
                     encoder.encode(symbols, probs[mask])
                     bits += self.coder.ideal_bits(symbols, probs[mask])
                 prev = tokens[:, t]
+        return bits
+
+    def encode(self, image: Image) -> EncodeResult:
+        tok = self.tokenizer.encode(image)
+        encoder = self.coder.encoder()
+        bits = self.encode_tokens(tok, encoder)
         payload = encoder.finish()
         header = self._header(image, tok, len(payload))
         data = container.pack(header, payload)
@@ -95,7 +100,9 @@ class NeuralCodec:
     # -- estimate ---------------------------------------------------------------------------
     def estimate_bits(self, image: Image) -> float:
         """Model bits from one parallel pass: fast, but not what the coder uses bit for bit."""
-        tok = self.tokenizer.encode(image)
+        return self.one_shot_bits(self.tokenizer.encode(image))
+
+    def one_shot_bits(self, tok: TokenizedImage) -> float:
         inputs = np.concatenate(
             [np.full((len(tok.tokens), 1), self.tokenizer.start_token), tok.tokens[:, :-1]], axis=1)
         logp = self.model.log_probs(inputs)
@@ -113,14 +120,12 @@ class NeuralCodec:
             raise FormatError(f"file uses {header.tile}px tiles in {header.order} order; model "
                               f"{self.model.name!r} codes {self.tokenizer.tile}px tiles")
 
-    def decode(self, data: bytes) -> Image:
-        header, payload = container.unpack(data)
-        self.check_model(header)
-        if header.batch != self.batch:
-            self.batch = header.batch
+    def decode_tokens(self, header: container.Header, decoder) -> np.ndarray:
+        """Step the model over the header's tile layout, decoding coded positions and copying
+        padding ones; returns the (tiles, L) tokens."""
+        self.batch = header.batch
         layout = self.tokenizer.layout(header.height, header.width)
         tokens = layout.tokens
-        decoder = self.coder.decoder(payload)
         steps = self._steps(layout)
         for sl in self._batches(len(tokens)):
             block, coded, source = tokens[sl], layout.coded[sl], layout.pad_source[sl]
@@ -136,6 +141,12 @@ class NeuralCodec:
                 if pad.any():
                     block[pad, t] = block[rows[pad], source[pad, t]]
                 prev = block[:, t]
+        return tokens
+
+    def decode(self, data: bytes) -> Image:
+        header, payload = container.unpack(data)
+        self.check_model(header)
+        tokens = self.decode_tokens(header, self.coder.decoder(payload))
         image = self.tokenizer.decode(tokens, header.height, header.width)
         if pixel_checksum(image) != header.checksum:
             regions = _region_checks(tokens)

@@ -19,7 +19,6 @@ coder sees identical probabilities on any machine.
 from __future__ import annotations
 
 import hashlib
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -206,19 +205,7 @@ class PaletteCodec(NeuralCodec):
     def encode(self, image: Image) -> PaletteEncodeResult:
         tok = self.tokenizer.encode(image)
         encoder = self.coder.encoder()
-        index_bits = 0.0
-        steps = self._steps(tok)
-        for sl in self._batches(len(tok.tokens)):
-            tokens, coded = tok.tokens[sl], tok.coded[sl]
-            state = self.model.start(len(tokens), steps)
-            prev = np.full(len(tokens), self.tokenizer.start_token, dtype=np.int64)
-            for t in range(steps):
-                probs = self.model.step(state, prev)
-                mask = coded[:, t]
-                if mask.any():
-                    encoder.encode(tokens[mask, t], probs[mask])
-                    index_bits += self.coder.ideal_bits(tokens[mask, t], probs[mask])
-                prev = tokens[:, t]
+        index_bits = self.encode_tokens(tok, encoder)
         h, w = tok.height, tok.width
         quantized = self.tokenizer.decode(tok.tokens, h, w)
         residual_bits = 0.0
@@ -239,11 +226,7 @@ class PaletteCodec(NeuralCodec):
     def estimate_bits(self, image: Image) -> float:
         """Index bits from one parallel pass, plus the residual model's ideal bits (exact)."""
         tok = self.tokenizer.encode(image)
-        inputs = np.concatenate(
-            [np.full((len(tok.tokens), 1), self.tokenizer.start_token), tok.tokens[:, :-1]], axis=1)
-        logp = self.model.log_probs(inputs)
-        picked = np.take_along_axis(logp, tok.tokens[..., None], axis=-1)[..., 0]
-        bits = float(-(picked[tok.coded]).astype(np.float64).sum() / math.log(2))
+        bits = self.one_shot_bits(tok)
         if self.lossless:
             quantized = self.tokenizer.decode(tok.tokens, tok.height, tok.width)
             bits += _residual_encode(image, quantized, _NullEncoder(), self.coder)
@@ -266,25 +249,8 @@ class PaletteCodec(NeuralCodec):
     def decode(self, data: bytes) -> Image:
         header, payload = container.unpack(data)
         self.check_model(header)
-        self.batch = header.batch
-        layout = self.tokenizer.layout(header.height, header.width)
-        tokens = layout.tokens
         decoder = self.coder.decoder(payload)
-        steps = self._steps(layout)
-        for sl in self._batches(len(tokens)):
-            block, coded, source = tokens[sl], layout.coded[sl], layout.pad_source[sl]
-            rows = np.arange(len(block))
-            state = self.model.start(len(block), steps)
-            prev = np.full(len(block), self.tokenizer.start_token, dtype=np.int64)
-            for t in range(steps):
-                probs = self.model.step(state, prev)
-                mask = coded[:, t]
-                if mask.any():
-                    block[mask, t] = decoder.decode(probs[mask])
-                pad = ~mask
-                if pad.any():
-                    block[pad, t] = block[rows[pad], source[pad, t]]
-                prev = block[:, t]
+        tokens = self.decode_tokens(header, decoder)
         image = self.tokenizer.decode(tokens, header.height, header.width)
         if self.lossless:
             image = _residual_decode(image, decoder)
