@@ -22,7 +22,6 @@ import sys
 import tempfile
 import time
 import traceback
-import zlib
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -67,27 +66,9 @@ def make_corpus(tiny_model: str | None):
 
 
 def recrc(data: bytes) -> bytes:
-    """`data` with the header CRC recomputed where the header still parses that far."""
     from igc.core import container
-    from igc.errors import FormatError
 
-    r = container._Reader(data)
-    try:
-        r.take(5)
-        r.varint(), r.varint()
-        r.take(4)
-        r.varint()
-        r.take(8)
-        r.take(r.byte())
-        r.take(4)
-        r.take(r.byte())
-        r.varint()
-    except FormatError:
-        return data
-    end = r.pos
-    if end + 2 > len(data):
-        return data
-    return data[:end] + (zlib.crc32(data[:end]) & 0xFFFF).to_bytes(2, "little") + data[end + 2:]
+    return container.recompute_header_crc(data)
 
 
 def random_header_field(rng: np.random.Generator, header):

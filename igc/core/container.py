@@ -176,3 +176,27 @@ def unpack(data: bytes) -> tuple[Header, bytes]:
 
 def header_size(data: bytes) -> int:
     return len(data) - unpack(data)[0].payload_length
+
+
+def recompute_header_crc(data: bytes) -> bytes:
+    """`data` with its header CRC recomputed, where the header still parses that far.
+
+    For fuzzing: a mutated header then gets past the CRC and reaches the field checks.
+    """
+    r = _Reader(data)
+    try:
+        r.take(5)
+        r.varint(), r.varint()
+        r.take(4)
+        r.varint()
+        r.take(8)
+        r.take(r.byte())
+        r.take(4)
+        r.take(r.byte())
+        r.varint()
+    except FormatError:
+        return data
+    end = r.pos
+    if end + 2 > len(data):
+        return data
+    return data[:end] + (zlib.crc32(data[:end]) & 0xFFFF).to_bytes(2, "little") + data[end + 2:]
