@@ -28,6 +28,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from igc.core.container import encode_varint
 from igc.core.image import require_rgb
 from igc.core.types import Image
 from igc.errors import CodecUnavailable, FormatError, IgcError, ImageError
@@ -148,16 +149,6 @@ class PngCompressor(_Classical):
 # -- raw pixels + general-purpose compressor --------------------------------------------------
 
 
-def _uvarint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
 def _read_uvarint(data: bytes, pos: int) -> tuple[int, int]:
     value = shift = 0
     while pos < len(data) and shift < 35:  # at most 5 bytes: a 32-bit side
@@ -173,7 +164,7 @@ def _read_uvarint(data: bytes, pos: int) -> tuple[int, int]:
 def _raw_header(magic: bytes, pixels: Image) -> bytes:
     """2-byte magic + height + width as LEB128 varints: 4 bytes up to 127×127, 6 up to 16383²."""
     h, w = pixels.shape[:2]
-    return magic + _uvarint(h) + _uvarint(w)
+    return magic + encode_varint(h) + encode_varint(w)
 
 
 def _read_raw_header(magic: bytes, label: str, data: bytes) -> tuple[int, int, bytes]:

@@ -55,7 +55,8 @@ class Header:
         return d
 
 
-def _varint(n: int) -> bytes:
+def encode_varint(n: int) -> bytes:
+    """LEB128: 7 bits per byte, high bit set while more bytes follow."""
     out = bytearray()
     while True:
         byte = n & 0x7F
@@ -97,14 +98,14 @@ def pack(header: Header, payload: bytes) -> bytes:
     head = bytearray(MAGIC)
     head.append(header.version)
     head.append(TOKENIZERS[header.tokenizer] | (ORDERS[header.order] << 4))
-    head += _varint(header.height) + _varint(header.width)
+    head += encode_varint(header.height) + encode_varint(header.width)
     head += bytes([header.channels, header.tile, CODERS[header.coder], header.precision])
-    head += _varint(header.batch)
+    head += encode_varint(header.batch)
     head += bytes.fromhex(header.fingerprint)
     head += bytes([len(model_id)]) + model_id
     head += header.checksum.to_bytes(4, "little")
     head += bytes([len(header.region_checks)]) + header.region_checks
-    head += _varint(len(payload))
+    head += encode_varint(len(payload))
     head += (zlib.crc32(head) & 0xFFFF).to_bytes(2, "little")
     return bytes(head) + payload
 
