@@ -27,6 +27,7 @@ import pytest
 import torch
 
 from igc.coders.range import RangeCoder
+from igc.core import container
 from igc.core.codec import NeuralCodec
 from igc.models.hf_backend import HFImageGPTModel
 from igc.models.imagegpt import ImageGPTModel
@@ -92,7 +93,7 @@ import sys, numpy as np, torch
 torch.set_num_threads(int(sys.argv[1]))
 from igc.compressors.model_based import ImageGPTCompressor
 comp = ImageGPTCompressor(model=sys.argv[2])
-image = np.random.default_rng(7).integers(0, 256, (9, 21, 3), dtype=np.uint8)
+image = np.random.default_rng(7).integers(0, 256, (17, 40, 3), dtype=np.uint8)  # 6 tiles
 if sys.argv[3] == "encode":
     open(sys.argv[4], "wb").write(comp.compress(image))
 else:
@@ -102,12 +103,17 @@ else:
 
 
 @pytest.mark.slow
-def test_768_context_encode_one_thread_decode_two_threads(model768, tmp_path):
+@pytest.mark.parametrize(("encode_threads", "decode_threads"), [(1, 2), (2, 1)])
+def test_768_context_files_decode_with_another_thread_count(model768, tmp_path, encode_threads,
+                                                            decode_threads):
+    """6 tiles in two lanes of 3: stepped one after the other on one thread, side by side on two;
+    3-row products are the kind MKL splits by thread count, so this catches a leak."""
     path = tmp_path / "x.igc"
-    subprocess.run([sys.executable, "-c", CODEC_SCRIPT, "1", model768, "encode", str(path)],
-                   check=True)
-    out = subprocess.run([sys.executable, "-c", CODEC_SCRIPT, "2", model768, "decode", str(path)],
-                         check=True, capture_output=True, text=True)
+    subprocess.run([sys.executable, "-c", CODEC_SCRIPT, str(encode_threads), model768, "encode",
+                    str(path)], check=True)
+    assert container.unpack(path.read_bytes())[0].lane == 3
+    out = subprocess.run([sys.executable, "-c", CODEC_SCRIPT, str(decode_threads), model768,
+                          "decode", str(path)], check=True, capture_output=True, text=True)
     assert out.stdout.strip() == "ok"
 
 

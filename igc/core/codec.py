@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from igc.core import container
+from igc.core.lanes import LaneStepper, lane_pool, lane_size
 from igc.core.tokenizer import SubpixelTokenizer, tile_side_for_context
 from igc.core.types import Image, TokenizedImage
 from igc.errors import ChecksumError, FormatError, ModelMismatchError
@@ -44,16 +45,23 @@ def pixel_checksum(image: Image) -> int:
 class NeuralCodec:
     """Codes images with a model's next-token distributions."""
 
-    def __init__(self, model, coder, order: str = "interleaved", batch: int = DEFAULT_BATCH):
+    def __init__(self, model, coder, order: str = "interleaved", batch: int = DEFAULT_BATCH,
+                 lane: int | None = None):
         self.model = model
         self.coder = coder
         self.order = order
         self.batch = batch
+        self.lane = lane  # tiles per lane; None: igc.core.lanes.lane_size of the first batch
         self.tokenizer = SubpixelTokenizer(tile_side_for_context(model.context_length), order)
 
     # -- shared stepping --------------------------------------------------------------------
-    def _batches(self, n_tiles: int) -> list[slice]:
-        return [slice(i, min(i + self.batch, n_tiles)) for i in range(0, n_tiles, self.batch)]
+    def _batches(self, n_tiles: int, batch: int | None = None) -> list[slice]:
+        batch = batch or self.batch
+        return [slice(i, min(i + batch, n_tiles)) for i in range(0, n_tiles, batch)]
+
+    def lane_for(self, n_tiles: int) -> int:
+        """Tiles per lane for an image of `n_tiles` tiles (the header records it)."""
+        return min(self.lane or lane_size(min(self.batch, n_tiles)), self.batch)
 
     def _steps(self, layout: TokenizedImage) -> int:
         """Positions to step through: up to the last coded position of any tile."""
@@ -65,18 +73,26 @@ class NeuralCodec:
         """Range-code the coded positions of every tile; returns the model bits spent."""
         bits = 0.0
         steps = self._steps(tok)
-        for sl in self._batches(len(tok.tokens)):
-            tokens, coded = tok.tokens[sl], tok.coded[sl]
-            state = self.model.start(len(tokens), steps)
-            prev = np.full(len(tokens), self.tokenizer.start_token, dtype=np.int64)
-            for t in range(steps):
-                probs = self.model.step(state, prev)
-                mask = coded[:, t]
-                if mask.any():
-                    symbols = tokens[mask, t]
-                    encoder.encode(symbols, probs[mask])
-                    bits += self.coder.ideal_bits(symbols, probs[mask])
-                prev = tokens[:, t]
+        lane = self.lane_for(len(tok.tokens))
+        batches = self._batches(len(tok.tokens))
+        with lane_pool(-(-(batches[0].stop - batches[0].start) // lane)) as pool:
+            for sl in batches:
+                bits += self._encode_batch(tok.tokens[sl], tok.coded[sl], lane, steps, pool,
+                                           encoder)
+        return bits
+
+    def _encode_batch(self, tokens, coded, lane, steps, pool, encoder) -> float:
+        bits = 0.0
+        stepper = LaneStepper(self.model, len(tokens), lane, steps, pool)
+        prev = np.full(len(tokens), self.tokenizer.start_token, dtype=np.int64)
+        for t in range(steps):
+            probs = stepper.step(prev)
+            mask = coded[:, t]
+            if mask.any():
+                symbols = tokens[mask, t]
+                encoder.encode(symbols, probs[mask])
+                bits += self.coder.ideal_bits(symbols, probs[mask])
+            prev = tokens[:, t]
         return bits
 
     def encode(self, image: Image) -> EncodeResult:
@@ -93,8 +109,8 @@ class NeuralCodec:
             height=tok.height, width=tok.width, tile=tok.tile,
             model_id=self.model.name, fingerprint=self.model.fingerprint,
             checksum=pixel_checksum(image), region_checks=_region_checks(tok.tokens),
-            payload_length=payload_length, batch=self.batch, order=self.order,
-            coder=self.coder.name, precision=self.coder.precision,
+            payload_length=payload_length, batch=self.batch, lane=self.lane_for(len(tok.tokens)),
+            order=self.order, coder=self.coder.name, precision=self.coder.precision,
         )
 
     # -- estimate ---------------------------------------------------------------------------
@@ -123,25 +139,29 @@ class NeuralCodec:
     def decode_tokens(self, header: container.Header, decoder) -> np.ndarray:
         """Step the model over the header's tile layout, decoding coded positions and copying
         padding ones; returns the (tiles, L) tokens."""
-        self.batch = header.batch
         layout = self.tokenizer.layout(header.height, header.width)
         tokens = layout.tokens
         steps = self._steps(layout)
-        for sl in self._batches(len(tokens)):
-            block, coded, source = tokens[sl], layout.coded[sl], layout.pad_source[sl]
-            rows = np.arange(len(block))
-            state = self.model.start(len(block), steps)
-            prev = np.full(len(block), self.tokenizer.start_token, dtype=np.int64)
-            for t in range(steps):
-                probs = self.model.step(state, prev)
-                mask = coded[:, t]
-                if mask.any():
-                    block[mask, t] = decoder.decode(probs[mask])
-                pad = ~mask
-                if pad.any():
-                    block[pad, t] = block[rows[pad], source[pad, t]]
-                prev = block[:, t]
+        batches = self._batches(len(tokens), header.batch)
+        with lane_pool(-(-(batches[0].stop - batches[0].start) // header.lane)) as pool:
+            for sl in batches:
+                self._decode_batch(tokens[sl], layout.coded[sl], layout.pad_source[sl],
+                                   header.lane, steps, pool, decoder)
         return tokens
+
+    def _decode_batch(self, block, coded, source, lane, steps, pool, decoder) -> None:
+        rows = np.arange(len(block))
+        stepper = LaneStepper(self.model, len(block), lane, steps, pool)
+        prev = np.full(len(block), self.tokenizer.start_token, dtype=np.int64)
+        for t in range(steps):
+            probs = stepper.step(prev)
+            mask = coded[:, t]
+            if mask.any():
+                block[mask, t] = decoder.decode(probs[mask])
+            pad = ~mask
+            if pad.any():
+                block[pad, t] = block[rows[pad], source[pad, t]]
+            prev = block[:, t]
 
     def decode(self, data: bytes) -> Image:
         header, payload = container.unpack(data)

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from igc.errors import FormatError
 
 MAGIC = b"IGC"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)  # version 1 had no lane field: its lane is the whole batch
 DEFAULT_MAX_PIXELS = 1 << 28
 MAX_MODEL_ID = 64
 MAX_REGIONS = 8
@@ -47,6 +48,11 @@ class Header:
     coder: str = "range"
     precision: int = 24
     version: int = VERSION
+    lane: int = 0  # tiles per lane within a batch (0: the whole batch, as in version 1)
+
+    def __post_init__(self) -> None:
+        if not self.lane:
+            self.lane = self.batch
 
     def to_dict(self) -> dict:
         d = dict(vars(self))
@@ -101,6 +107,8 @@ def pack(header: Header, payload: bytes) -> bytes:
     head += encode_varint(header.height) + encode_varint(header.width)
     head += bytes([header.channels, header.tile, CODERS[header.coder], header.precision])
     head += encode_varint(header.batch)
+    if header.version >= 2:
+        head += encode_varint(header.lane)
     head += bytes.fromhex(header.fingerprint)
     head += bytes([len(model_id)]) + model_id
     head += header.checksum.to_bytes(4, "little")
@@ -135,14 +143,16 @@ def unpack(data: bytes) -> tuple[Header, bytes]:
     r = _Reader(data)
     r.take(3)
     version = r.byte()
-    if version != VERSION:
-        raise FormatError(f"igc file version {version} is not supported (this igc reads {VERSION})")
+    if version not in READABLE_VERSIONS:
+        raise FormatError(f"igc file version {version} is not supported (this igc reads "
+                          f"{', '.join(map(str, READABLE_VERSIONS))})")
     layout = r.byte()
     tokenizer = _lookup(TOKENIZERS, layout & 0x0F, "tokenizer")
     order = _lookup(ORDERS, layout >> 4, "token order")
     height, width = r.varint(), r.varint()
     channels, tile, coder_code, precision = r.take(4)
     batch = r.varint()
+    lane = r.varint() if version >= 2 else batch
     fingerprint = r.take(8).hex()
     raw_id = r.take(r.byte())
     checksum = int.from_bytes(r.take(4), "little")
@@ -159,8 +169,9 @@ def unpack(data: bytes) -> tuple[Header, bytes]:
                           f"(at most {MAX_REGIONS})")
     if channels != 3:
         raise FormatError(f"corrupted header: {channels} channels (igc files hold RGB)")
-    if height < 1 or width < 1 or tile < 1 or batch < 1:
-        raise FormatError(f"corrupted header: image {height}x{width}, tile {tile}, batch {batch}")
+    if height < 1 or width < 1 or tile < 1 or batch < 1 or not 1 <= lane <= batch:
+        raise FormatError(f"corrupted header: image {height}x{width}, tile {tile}, batch {batch}, "
+                          f"lane {lane}")
     if height * width > max_pixels():
         raise FormatError(f"image of {height}x{width} pixels exceeds the limit of {max_pixels()} "
                           "pixels (set IGC_MAX_PIXELS to raise it)")
@@ -171,7 +182,8 @@ def unpack(data: bytes) -> tuple[Header, bytes]:
         raise FormatError(f"corrupted file: {len(payload) - payload_length} unexpected bytes after "
                           "the payload")
     header = Header(height, width, tile, model_id, fingerprint, checksum, bytes(region_checks),
-                    payload_length, batch, channels, tokenizer, order, coder, precision, version)
+                    payload_length, batch, channels, tokenizer, order, coder, precision, version,
+                    lane)
     return header, payload
 
 
@@ -186,10 +198,12 @@ def recompute_header_crc(data: bytes) -> bytes:
     """
     r = _Reader(data)
     try:
-        r.take(5)
+        version = r.take(5)[3]
         r.varint(), r.varint()
         r.take(4)
         r.varint()
+        if version >= 2:
+            r.varint()
         r.take(8)
         r.take(r.byte())
         r.take(4)

@@ -217,7 +217,7 @@ class PaletteCodec(NeuralCodec):
             height=h, width=w, tile=tok.tile, model_id=self.model.name,
             fingerprint=self.fingerprint, checksum=pixel_checksum(target),
             region_checks=_region_checks(tok.tokens), payload_length=len(payload),
-            batch=self.batch, tokenizer=self.mode, coder=self.coder.name,
+            batch=self.batch, lane=self.lane_for(len(tok.tokens)), tokenizer=self.mode, coder=self.coder.name,
             precision=self.coder.precision)
         data = container.pack(header, payload)
         return PaletteEncodeResult(data, index_bits + residual_bits, len(data) - len(payload),

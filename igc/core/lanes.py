@@ -1,0 +1,81 @@
+"""Stepping the tiles of a batch in lanes, on several threads, without changing a single float.
+
+The codec's rule is that encoder and decoder compute identical probabilities, and BLAS kernels
+split their work differently with different thread counts. So every model operation runs on one
+thread; what runs in parallel are *lanes*: fixed groups of tiles whose arithmetic is independent
+of each other. How a batch splits into lanes depends only on the file (its header stores the lane
+size), never on the machine, so a file encoded on one core decodes on sixteen and vice versa.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from concurrent.futures import Executor, ThreadPoolExecutor
+from contextlib import contextmanager
+
+import numpy as np
+
+MAX_LANE = 16  # tiles per lane: larger lanes amortise each step's fixed cost on big images
+
+
+def lane_size(tiles: int) -> int:
+    """Tiles per lane for a batch of `tiles`: two lanes or more, so that two cores share even a
+    small image, and at most MAX_LANE tiles each."""
+    return max(1, min(MAX_LANE, -(-tiles // 2)))
+
+
+def split(rows: int, lane: int) -> list[slice]:
+    return [slice(i, min(i + lane, rows)) for i in range(0, rows, lane)]
+
+
+def _torch():
+    return sys.modules.get("torch")  # models that need torch have imported it; others don't
+
+
+def _one_thread_here() -> None:
+    torch = _torch()
+    if torch is not None:
+        torch.set_num_threads(1)  # OpenMP's thread count is per thread: set it in each worker
+
+
+@contextmanager
+def lane_pool(lanes: int) -> Iterator[Executor | None]:
+    """Threads for `lanes` lanes (at most torch's thread count), every torch operation on one
+    thread meanwhile. None when one thread will do."""
+    torch = _torch()
+    threads = torch.get_num_threads() if torch is not None else 1
+    if torch is not None and threads != 1:
+        torch.set_num_threads(1)
+    try:
+        workers = min(threads, lanes)
+        if workers <= 1:
+            yield None
+        else:
+            with ThreadPoolExecutor(workers, thread_name_prefix="igc-lane",
+                                    initializer=_one_thread_here) as pool:
+                yield pool
+    finally:
+        if torch is not None and threads != 1:
+            torch.set_num_threads(threads)
+
+
+class LaneStepper:
+    """Model states for the lanes of one batch; `step` feeds one token per tile and returns the
+    next-token distributions of all tiles, in tile order."""
+
+    def __init__(self, model, rows: int, lane: int, steps: int, pool: Executor | None) -> None:
+        self.model = model
+        self.lanes = split(rows, lane)
+        self.states = [model.start(sl.stop - sl.start, steps) for sl in self.lanes]
+        self.pool = pool if len(self.lanes) > 1 else None
+
+    def step(self, tokens: np.ndarray) -> np.ndarray:
+        if self.pool is None:
+            parts = [self.model.step(st, tokens[sl]) for st, sl in zip(self.states, self.lanes,
+                                                                      strict=True)]
+        else:
+            futures = [self.pool.submit(self.model.step, st, tokens[sl])
+                       for st, sl in zip(self.states, self.lanes, strict=True)]
+            parts = [f.result() for f in futures]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
