@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from igc.core.tokenizer import tile_layout
 from igc.core.types import Image, TokenizedImage
 from igc.errors import FormatError, ModelError, UsageError
 
@@ -98,32 +99,15 @@ class PaletteTokenizer:
         self.start_token = self.vocab_size
         self.tile = tile
         self.length = tile * tile
+        self._index = np.arange(self.length).reshape(tile, tile, 1)  # raster order
 
     def grid(self, height: int, width: int) -> tuple[int, int]:
         return -(-height // self.tile), -(-width // self.tile)
 
     def layout(self, height: int, width: int) -> TokenizedImage:
         """Tiles of this image with tokens at zero; padding copies the nearest real pixel of the
-        same row, or below the last real row that row's pixel of the last real row (both earlier
-        in raster order)."""
-        if height < 1 or width < 1:
-            raise FormatError(f"image size {height}x{width} has no pixels")
-        t = self.tile
-        rows, cols = self.grid(height, width)
-        n = rows * cols
-        h = np.minimum(t, height - np.arange(rows) * t).repeat(cols)
-        w = np.tile(np.minimum(t, width - np.arange(cols) * t), rows)
-        r, c = np.meshgrid(np.arange(t), np.arange(t), indexing="ij")
-        coded = np.zeros((n, self.length), dtype=bool)
-        source = np.full((n, self.length), -1, dtype=np.int64)
-        for hh, ww in {(int(a), int(b)) for a, b in zip(h, w, strict=True)}:
-            sel = (h == hh) & (w == ww)
-            inside = ((r < hh) & (c < ww)).reshape(-1)
-            src = (np.minimum(r, hh - 1) * t + np.minimum(c, ww - 1)).reshape(-1)
-            coded[sel] = inside
-            source[sel] = np.where(inside, -1, src)
-        return TokenizedImage(np.zeros((n, self.length), dtype=np.int64), coded, source,
-                              height, width, t)
+        tile (see igc.core.tokenizer.tile_layout)."""
+        return tile_layout(height, width, self.tile, self._index)
 
     def tiles_of(self, grid: np.ndarray, height: int, width: int) -> np.ndarray:
         """(H, W) per-pixel values -> (tiles, T*T) sequences, edges padded by replication."""

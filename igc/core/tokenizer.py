@@ -28,6 +28,38 @@ def tile_side_for_context(context: int, channels: int = 3) -> int:
     return side
 
 
+def tile_layout(height: int, width: int, tile: int, index: np.ndarray) -> TokenizedImage:
+    """The tiles of a height×width image, tokens at zero, with which positions are coded and where
+    each padding position copies from.
+
+    `index[r, c, ch]` is the sequence position of subpixel (r, c, ch) of a tile (one channel for
+    palette tokens). A padding position copies the same channel of the nearest real pixel of its
+    tile (clamping row and column), which always comes earlier in the sequence.
+    """
+    if height < 1 or width < 1:
+        raise FormatError(f"image size {height}x{width} has no pixels")
+    t, length = tile, index.size
+    rows, cols = -(-height // t), -(-width // t)
+    # real extent of each tile
+    h = np.minimum(t, height - np.arange(rows) * t).repeat(cols)
+    w = np.tile(np.minimum(t, width - np.arange(cols) * t), rows)
+    r, c, ch = np.meshgrid(np.arange(t), np.arange(t), np.arange(index.shape[2]), indexing="ij")
+    coded = np.zeros((rows * cols, length), dtype=bool)
+    source = np.full((rows * cols, length), -1, dtype=np.int64)
+    for hh, ww in {(int(a), int(b)) for a, b in zip(h, w, strict=True)}:
+        sel = (h == hh) & (w == ww)
+        inside = (r < hh) & (c < ww)
+        src = index[np.minimum(r, hh - 1), np.minimum(c, ww - 1), ch]
+        seq_inside = np.zeros(length, dtype=bool)
+        seq_inside[index[inside]] = True
+        seq_source = np.full(length, -1, dtype=np.int64)
+        seq_source[index[~inside]] = src[~inside]
+        coded[sel] = seq_inside
+        source[sel] = seq_source
+    return TokenizedImage(np.zeros((rows * cols, length), dtype=np.int64), coded, source, height,
+                          width, t)
+
+
 class SubpixelTokenizer:
     """Subpixel tokens 0..255 with start token 256, tiled to fit the model."""
 
@@ -55,29 +87,7 @@ class SubpixelTokenizer:
         return -(-height // self.tile), -(-width // self.tile)
 
     def layout(self, height: int, width: int) -> TokenizedImage:
-        if height < 1 or width < 1:
-            raise FormatError(f"image size {height}x{width} has no pixels")
-        t = self.tile
-        rows, cols = self.grid(height, width)
-        n = rows * cols
-        # real extent of each tile
-        h = np.minimum(t, height - np.arange(rows) * t).repeat(cols)
-        w = np.tile(np.minimum(t, width - np.arange(cols) * t), rows)
-        r, c, ch = np.meshgrid(np.arange(t), np.arange(t), np.arange(3), indexing="ij")
-        coded = np.zeros((n, self.length), dtype=bool)
-        source = np.full((n, self.length), -1, dtype=np.int64)
-        for shape in {(int(a), int(b)) for a, b in zip(h, w, strict=True)}:
-            sel = (h == shape[0]) & (w == shape[1])
-            inside = (r < shape[0]) & (c < shape[1])
-            src = self._index[np.minimum(r, shape[0] - 1), np.minimum(c, shape[1] - 1), ch]
-            seq_inside = np.zeros(self.length, dtype=bool)
-            seq_inside[self._index[inside]] = True
-            seq_source = np.full(self.length, -1, dtype=np.int64)
-            seq_source[self._index[~inside]] = src[~inside]
-            coded[sel] = seq_inside
-            source[sel] = seq_source
-        tokens = np.zeros((n, self.length), dtype=np.int64)
-        return TokenizedImage(tokens, coded, source, height, width, t)
+        return tile_layout(height, width, self.tile, self._index)
 
     def encode(self, image: Image) -> TokenizedImage:
         height, width = image.shape[:2]
