@@ -172,6 +172,7 @@ def test_speed_cli_json(tiny_model):
     assert all(r["roundtrip_ok"] for r in data["results"] if r["phase"] == "decode")
     env = data["environment"]
     assert env["device"] == "cpu" and env["threads"] == 1 and env["dtype"] == "float32"
+    assert env["lanes"] == ["4/2"]  # an 8×8 crop in 4×4 tiles: 4 tiles in two lanes of 2
     assert set(data["ratios_igc_over_hf"]) == {"estimate", "encode", "decode"}
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import typer
 
 from igc.cli.errors import handle_errors
@@ -68,7 +70,8 @@ def speed(
                           progress=lambda what: status.update(f"measuring {what}"))
     env = environment(probe.name, info, {
         "images": [item.name for item in loaded], "preprocessing": preprocessing,
-        "subpixels": results[0].subpixels, "repeat": repeat})
+        "subpixels": results[0].subpixels, "repeat": repeat,
+        "lanes": _lanes(probe, pixels, batch)})
     failed = [r for r in results if r.roundtrip_ok is False]
     if as_json:
         typer.echo(json.dumps(to_dict(results, env), indent=2))
@@ -95,6 +98,18 @@ def speed(
         Console().print(table)
         load = env.get("load_average_1min")
         Console().print(f"device {env['device']} ({env['cpu']}), threads {env['threads']}, "
-                        f"dtype {env['dtype']}" + (f", load average {load}" if load else ""))
+                        f"dtype {env['dtype']}, lanes {env['lanes']}"
+                        + (f", load average {load}" if load else ""))
     if failed:
         raise typer.Exit(3)
+
+
+def _lanes(model, pixels, batch: int | None) -> list[str]:
+    """How the codec splits each image's tiles, as 'tiles/tiles per lane' (docs/format.md)."""
+    from igc.core.codec import DEFAULT_BATCH
+    from igc.core.lanes import lane_for
+    from igc.core.tokenizer import SubpixelTokenizer, tile_side_for_context
+
+    grid = SubpixelTokenizer(tile_side_for_context(model.context_length)).grid
+    tiles = [math.prod(grid(p.shape[0], p.shape[1])) for p in pixels]
+    return [f"{n}/{lane_for(n, batch or DEFAULT_BATCH)}" for n in tiles]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from igc.core import container
-from igc.core.lanes import LaneStepper, lane_pool, lane_size
+from igc.core.lanes import LaneStepper, lane_for, lane_pool
 from igc.core.tokenizer import SubpixelTokenizer, tile_side_for_context
 from igc.core.types import Image, TokenizedImage
 from igc.errors import ChecksumError, FormatError, ModelMismatchError
@@ -61,7 +61,7 @@ class NeuralCodec:
 
     def lane_for(self, n_tiles: int) -> int:
         """Tiles per lane for an image of `n_tiles` tiles (the header records it)."""
-        return min(self.lane or lane_size(min(self.batch, n_tiles)), self.batch)
+        return lane_for(n_tiles, self.batch, self.lane)
 
     def _steps(self, layout: TokenizedImage) -> int:
         """Positions to step through: up to the last coded position of any tile."""

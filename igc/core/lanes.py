@@ -25,6 +25,12 @@ def lane_size(tiles: int) -> int:
     return max(1, min(MAX_LANE, -(-tiles // 2)))
 
 
+def lane_for(tiles: int, batch: int, lane: int | None = None) -> int:
+    """Tiles per lane for an image of `tiles` tiles coded in batches of `batch` (`lane` forces
+    one); the header records the result."""
+    return min(lane or lane_size(min(batch, tiles)), batch)
+
+
 def split(rows: int, lane: int) -> list[slice]:
     return [slice(i, min(i + lane, rows)) for i in range(0, rows, lane)]
 
