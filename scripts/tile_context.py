@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from igc.core.tokenizer import tile_side_for_context
 from igc.models.imagegpt import ImageGPTModel
 
 KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
@@ -45,7 +46,7 @@ def main() -> None:
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     model = ImageGPTModel(a.model)
-    tile = int(round((model.context_length // 3) ** 0.5))
+    tile = tile_side_for_context(model.context_length)
     half = tile // 2
     print(f"model {model.name} ({model.fingerprint}), {tile}x{tile} windows at stride {half}, "
           f"centre {a.crop}x{a.crop} crops; mean bits per subpixel")
