@@ -1,4 +1,4 @@
-"""How much would neighbouring tiles' pixels save? (docs/design.md, "Why independent tiles")
+"""How much would neighbouring tiles' pixels save? (docs/design.md, "Tiles")
 
     python scripts/tile_context.py [--model M] [--crop 192] [kodim01 kodim05 ...]
 
@@ -19,22 +19,32 @@ import numpy as np
 import torch
 from PIL import Image
 
-from igc.core.tokenizer import tile_side_for_context
+from igc.core.tokenizer import SubpixelTokenizer, tile_side_for_context
 from igc.models.imagegpt import ImageGPTModel
 
 KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
 
 
-def window_bits(model: ImageGPTModel, image: np.ndarray, tile: int, stride: int) -> np.ndarray:
-    """(windows, tile, tile, 3) bits of every subpixel of every window, from one parallel pass."""
+def window_bits(model: ImageGPTModel, tok: SubpixelTokenizer, image: np.ndarray,
+                stride: int) -> np.ndarray:
+    """(windows, positions) bits of every token of every tile-sized window, one parallel pass."""
+    t = tok.tile
     h, w = image.shape[:2]
-    windows = np.stack([image[r : r + tile, c : c + tile].reshape(-1)
-                        for r in range(0, h - tile + 1, stride)
-                        for c in range(0, w - tile + 1, stride)]).astype(np.int64)
-    inputs = np.concatenate([np.full((len(windows), 1), 256), windows[:, :-1]], axis=1)
+    windows = np.concatenate([tok.encode(image[r : r + t, c : c + t]).tokens
+                              for r in range(0, h - t + 1, stride)
+                              for c in range(0, w - t + 1, stride)])
+    inputs = np.concatenate([np.full((len(windows), 1), tok.start_token), windows[:, :-1]], axis=1)
     logp = model.log_probs(inputs)
-    bits = -np.take_along_axis(logp, windows[..., None], axis=-1)[..., 0] / np.log(2)
-    return bits.reshape(-1, tile, tile, 3)
+    return -np.take_along_axis(logp, windows[..., None], axis=-1)[..., 0] / np.log(2)
+
+
+def quadrants(tok: SubpixelTokenizer) -> np.ndarray:
+    """Quadrant (0 top-left, 1 top-right, 2 bottom-left, 3 bottom-right) of each token position,
+    found by tokenizing an image whose pixels hold their quadrant's number."""
+    t, half = tok.tile, tok.tile // 2
+    r, c = np.meshgrid(np.arange(t), np.arange(t), indexing="ij")
+    label = (2 * (r >= half) + (c >= half)).astype(np.uint8)
+    return tok.encode(np.repeat(label[..., None], 3, axis=2)).tokens[0]
 
 
 def main() -> None:
@@ -46,8 +56,9 @@ def main() -> None:
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     model = ImageGPTModel(a.model)
-    tile = tile_side_for_context(model.context_length)
-    half = tile // 2
+    tok = SubpixelTokenizer(tile_side_for_context(model.context_length))
+    tile, half = tok.tile, tok.tile // 2
+    quadrant = quadrants(tok)
     print(f"model {model.name} ({model.fingerprint}), {tile}x{tile} windows at stride {half}, "
           f"centre {a.crop}x{a.crop} crops; mean bits per subpixel")
     print(f"{'image':10} {'whole':>7} {'top-left':>9} {'top-right':>10} {'bottom-left':>12} "
@@ -59,9 +70,8 @@ def main() -> None:
         h, w = im.shape[:2]
         s = min(a.crop, h, w)
         im = im[(h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s]
-        b = window_bits(model, im, tile, half)
-        row = [b.mean(), b[:, :half, :half].mean(), b[:, :half, half:].mean(),
-               b[:, half:, :half].mean(), b[:, half:, half:].mean()]
+        b = window_bits(model, tok, im, half)
+        row = [b.mean(), *(b[:, quadrant == q].mean() for q in range(4))]
         rows.append(row)
         print(f"{path.stem:10} " + " ".join(f"{v:>{n}.3f}" for v, n in zip(row, (7, 9, 10, 12, 13),
                                                                            strict=True)))
