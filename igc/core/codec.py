@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from igc.core import container
-from igc.core.lanes import LaneStepper, lane_for, lane_pool
+from igc.core.lanes import LaneStepper, lane_for, lane_pool, numerics_of
 from igc.core.tokenizer import SubpixelTokenizer, tile_side_for_context
 from igc.core.types import Image, TokenizedImage
 from igc.errors import ChecksumError, FormatError, ModelMismatchError
@@ -83,7 +83,7 @@ class NeuralCodec:
 
     def _encode_batch(self, tokens, coded, lane, steps, pool, encoder) -> float:
         bits = 0.0
-        stepper = LaneStepper(self.model, len(tokens), lane, steps, pool)
+        stepper = LaneStepper(self.model, len(tokens), lane, steps, pool, numerics_of(self.model))
         prev = np.full(len(tokens), self.tokenizer.start_token, dtype=np.int64)
         for t in range(steps):
             probs = stepper.step(prev)
@@ -111,6 +111,7 @@ class NeuralCodec:
             checksum=pixel_checksum(image), region_checks=_region_checks(tok.tokens),
             payload_length=payload_length, batch=self.batch, lane=self.lane_for(len(tok.tokens)),
             order=self.order, coder=self.coder.name, precision=self.coder.precision,
+            numerics=numerics_of(self.model),
         )
 
     # -- estimate ---------------------------------------------------------------------------
@@ -132,9 +133,19 @@ class NeuralCodec:
                 f"file was encoded with model {header.model_id!r} (fingerprint "
                 f"{header.fingerprint}) but model {self.model.name!r} (fingerprint "
                 f"{self.model.fingerprint}) was given; decode with --model {header.model_id}")
+        self.check_numerics(header)
         if header.tile != self.tokenizer.tile or header.order != self.order:
             raise FormatError(f"file uses {header.tile}px tiles in {header.order} order; model "
                               f"{self.model.name!r} codes {self.tokenizer.tile}px tiles")
+
+    def check_numerics(self, header: container.Header) -> None:
+        """Refuse a file whose probabilities this model cannot recompute bit for bit."""
+        supported = getattr(self.model, "numerics_supported", (0,))
+        if header.numerics not in supported:
+            raise FormatError(
+                f"file was coded with numerics {header.numerics} (docs/format.md), but model "
+                f"{self.model.name!r} computes only {', '.join(map(str, supported))}: "
+                "decode it with the igc version or backend that wrote it")
 
     def decode_tokens(self, header: container.Header, decoder) -> np.ndarray:
         """Step the model over the header's tile layout, decoding coded positions and copying
@@ -146,12 +157,13 @@ class NeuralCodec:
         with lane_pool(-(-(batches[0].stop - batches[0].start) // header.lane)) as pool:
             for sl in batches:
                 self._decode_batch(tokens[sl], layout.coded[sl], layout.pad_source[sl],
-                                   header.lane, steps, pool, decoder)
+                                   header.lane, steps, pool, decoder, header.numerics)
         return tokens
 
-    def _decode_batch(self, block, coded, source, lane, steps, pool, decoder) -> None:
+    def _decode_batch(self, block, coded, source, lane, steps, pool, decoder,
+                      numerics) -> None:
         rows = np.arange(len(block))
-        stepper = LaneStepper(self.model, len(block), lane, steps, pool)
+        stepper = LaneStepper(self.model, len(block), lane, steps, pool, numerics)
         prev = np.full(len(block), self.tokenizer.start_token, dtype=np.int64)
         for t in range(steps):
             probs = stepper.step(prev)

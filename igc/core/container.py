@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from igc.errors import FormatError
 
 MAGIC = b"IGC"
-VERSION = 2
-READABLE_VERSIONS = (1, 2)  # version 1 had no lane field: its lane is the whole batch
+VERSION = 3
+# version 1 had no lane field (its lane is the whole batch); versions 1-2 no numerics (0)
+READABLE_VERSIONS = (1, 2, 3)
+MAX_NUMERICS = 255
 DEFAULT_MAX_PIXELS = 1 << 28
 MAX_MODEL_ID = 64
 MAX_REGIONS = 8
@@ -49,6 +51,9 @@ class Header:
     precision: int = 24
     version: int = VERSION
     lane: int = 0  # tiles per lane within a batch (0: the whole batch, as in version 1)
+    # which arithmetic computed the probabilities: 0 the model's reference step, 1 igc's fused
+    # kernels (igc/models/kernels.py); a decoder must compute the same
+    numerics: int = 0
 
     def __post_init__(self) -> None:
         if not self.lane:
@@ -109,6 +114,8 @@ def pack(header: Header, payload: bytes) -> bytes:
     head += encode_varint(header.batch)
     if header.version >= 2:
         head += encode_varint(header.lane)
+    if header.version >= 3:
+        head += encode_varint(header.numerics)
     head += bytes.fromhex(header.fingerprint)
     head += bytes([len(model_id)]) + model_id
     head += header.checksum.to_bytes(4, "little")
@@ -153,6 +160,7 @@ def unpack(data: bytes) -> tuple[Header, bytes]:
     channels, tile, coder_code, precision = r.take(4)
     batch = r.varint()
     lane = r.varint() if version >= 2 else batch
+    numerics = r.varint() if version >= 3 else 0
     fingerprint = r.take(8).hex()
     raw_id = r.take(r.byte())
     checksum = int.from_bytes(r.take(4), "little")
@@ -172,6 +180,8 @@ def unpack(data: bytes) -> tuple[Header, bytes]:
     if height < 1 or width < 1 or tile < 1 or batch < 1 or not 1 <= lane <= batch:
         raise FormatError(f"corrupted header: image {height}x{width}, tile {tile}, batch {batch}, "
                           f"lane {lane}")
+    if numerics > MAX_NUMERICS:
+        raise FormatError(f"corrupted header: numerics {numerics}")
     if height * width > max_pixels():
         raise FormatError(f"image of {height}x{width} pixels exceeds the limit of {max_pixels()} "
                           "pixels (set IGC_MAX_PIXELS to raise it)")
@@ -183,7 +193,7 @@ def unpack(data: bytes) -> tuple[Header, bytes]:
                           "the payload")
     header = Header(height, width, tile, model_id, fingerprint, checksum, bytes(region_checks),
                     payload_length, batch, channels, tokenizer, order, coder, precision, version,
-                    lane)
+                    lane, numerics)
     return header, payload
 
 
@@ -202,7 +212,7 @@ def recompute_header_crc(data: bytes) -> bytes:
         r.varint(), r.varint()
         r.take(4)
         r.varint()
-        if version >= 2:
+        for _ in range(min(version, 3) - 1):  # lane (v2), numerics (v3)
             r.varint()
         r.take(8)
         r.take(r.byte())

@@ -25,6 +25,7 @@ import numpy as np
 
 from igc.core import container
 from igc.core.codec import EncodeResult, NeuralCodec, _region_checks, pixel_checksum
+from igc.core.lanes import numerics_of
 from igc.core.palette import (
     PaletteTokenizer,
     clusters_fingerprint,
@@ -217,8 +218,9 @@ class PaletteCodec(NeuralCodec):
             height=h, width=w, tile=tok.tile, model_id=self.model.name,
             fingerprint=self.fingerprint, checksum=pixel_checksum(target),
             region_checks=_region_checks(tok.tokens), payload_length=len(payload),
-            batch=self.batch, lane=self.lane_for(len(tok.tokens)), tokenizer=self.mode, coder=self.coder.name,
-            precision=self.coder.precision)
+            batch=self.batch, lane=self.lane_for(len(tok.tokens)), tokenizer=self.mode,
+            coder=self.coder.name, precision=self.coder.precision,
+            numerics=numerics_of(self.model))
         data = container.pack(header, payload)
         return PaletteEncodeResult(data, index_bits + residual_bits, len(data) - len(payload),
                                    h * w * 3, index_bits, residual_bits, self.mode, quantized)
@@ -242,6 +244,7 @@ class PaletteCodec(NeuralCodec):
                 f"{header.fingerprint}) but model {self.model.name!r} with its clusters "
                 f"(fingerprint {self.fingerprint}) was given; decode with --model "
                 f"{header.model_id} and the same preprocessor_config.json")
+        self.check_numerics(header)
         if header.tile != self.tokenizer.tile:
             raise FormatError(f"file uses {header.tile}px tiles; model {self.model.name!r} codes "
                               f"{self.tokenizer.tile}px tiles")

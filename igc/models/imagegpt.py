@@ -133,6 +133,9 @@ class ImageGPTModel:
         self.threads = threads
         self._torch = torch
 
+    numerics = 1  # written into each file's header: igc.models.runtime.NUMERICS_FUSED
+    numerics_supported = (0, 1)  # 0: the torch step of format versions 1-2
+
     @cached_property
     def parameters(self) -> int:
         r = self.runtime
@@ -155,12 +158,16 @@ class ImageGPTModel:
             out.append(torch.log_softmax(self.runtime.logits(ids), dim=-1).numpy())
         return np.concatenate(out) if out else np.zeros((0, sequences.shape[1], self.vocab_size))
 
-    def start(self, batch: int, length: int | None = None):
-        return self.runtime.start(batch, length)
+    def start(self, batch: int, length: int | None = None, numerics: int | None = None):
+        """`numerics`: which step computes the probabilities (a file's header names it);
+        default: the fused kernels, which every new file uses."""
+        return self.runtime.start(batch, length, self.numerics if numerics is None else numerics)
 
     def step(self, state, tokens: np.ndarray) -> np.ndarray:
-        from igc.models.runtime import one_thread
+        from igc.models.runtime import FusedState, one_thread
 
+        if isinstance(state, FusedState):
+            return self.runtime.step_probs(state, np.ascontiguousarray(tokens, dtype=np.int64))
         torch = self._torch
         with one_thread():  # the probabilities too must not depend on the thread count
             logits = self.runtime.step(state, torch.from_numpy(np.ascontiguousarray(tokens)))

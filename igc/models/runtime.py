@@ -4,7 +4,12 @@ Computes what HuggingFace's `ImageGPTForCausalImageModeling` computes (RMS-style
 bias, GPT-2 attention scaled by 1/sqrt(head_dim), quick-GELU MLP, untied 256-class head) from the
 same weights, but with `scaled_dot_product_attention` and a preallocated key/value cache, so the
 codec can step all tiles of an image one token at a time. Encoder and decoder both run `step`, in
-the same batch layout and dtype, which is what makes their probabilities bit-identical.
+the same batch layout, dtype and *numerics*, which is what makes their probabilities bit-identical.
+
+Two steps exist, named by the numerics number a file records (docs/format.md): 0 is the plain
+torch step (what files of format versions 1-2 used, kept so they still decode), 1 runs attention,
+norms, activation and the output softmax in igc's fused kernels (igc/models/kernels.py) around
+torch's weight products, and is what igc writes now (docs/speed.md).
 """
 
 from __future__ import annotations
@@ -14,10 +19,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from igc.errors import ModelError
+from igc.errors import FormatError, ModelError
+
+NUMERICS_TORCH = 0
+NUMERICS_FUSED = 1  # igc.models.kernels.NUMERICS; a literal here so importing numba waits
+NUMERICS = {NUMERICS_TORCH: "torch reference step", NUMERICS_FUSED: "igc fused kernels v1"}
 
 ACTIVATIONS = {
     "quick_gelu": lambda x: x * torch.sigmoid(1.702 * x),
@@ -68,6 +78,26 @@ class CacheState:
     values: list[torch.Tensor]
     position: int
     batch: int = 0
+
+
+@dataclass
+class FusedState:
+    """Cache and scratch buffers of the fused step, as NumPy arrays for the kernels with torch
+    views of the same memory for the weight products (`out=`), so a step allocates nothing."""
+
+    keys: list[np.ndarray]  # per layer (batch * heads, blocks, head_dim, BLOCK) bf16 bits
+    values: list[np.ndarray]  # per layer (batch * heads, length, head_dim) bf16 bits
+    position: int
+    batch: int
+    x: np.ndarray  # (B, C) residual stream
+    h: np.ndarray  # (B, C) normed input of the next product
+    qkv: np.ndarray  # (B, 3C)
+    attn: np.ndarray  # (B, C)
+    delta: np.ndarray  # (B, C) output of a residual branch
+    ff: np.ndarray  # (B, 4C) or (B, n_inner)
+    logits: np.ndarray  # (B, vocab - 1)
+    scratch: np.ndarray
+    t: dict  # torch views: h, qkv, attn, delta, ff, logits
 
 
 class ImageGPTRuntime:
@@ -162,8 +192,14 @@ class ImageGPTRuntime:
             self._mlp_(x, layer)
         return (self._norm(x, self.ln_f) @ self.lm_head_t).view(b, n, -1)
 
-    def start(self, batch: int, length: int | None = None) -> CacheState:
+    def start(self, batch: int, length: int | None = None,
+              numerics: int = NUMERICS_FUSED) -> CacheState | FusedState:
         length = length or self.n_positions
+        if numerics == NUMERICS_FUSED:
+            return self._start_fused(batch, length)
+        if numerics != NUMERICS_TORCH:
+            raise FormatError(f"unknown numerics {numerics}: the file was written by a newer igc "
+                              f"(this one computes {', '.join(map(str, NUMERICS))})")
         shape = (batch * self.n_head, length, self.head_dim)
         return CacheState(
             keys=[torch.zeros(shape) for _ in self.layers],
@@ -208,3 +244,76 @@ class ImageGPTRuntime:
             self._mlp_(x, layer)
         state.position = pos + 1
         return self._norm(x, self.ln_f) @ self.lm_head_t
+
+    # -- the fused step (numerics 1) ---------------------------------------------------------
+    def _start_fused(self, batch: int, length: int) -> FusedState:
+        from igc.models import kernels
+
+        if kernels.NUMERICS != NUMERICS_FUSED:
+            raise AssertionError("igc.models.kernels.NUMERICS disagrees with the runtime")
+        c, heads, d = self.n_embd, self.n_head, self.head_dim
+        inner = self.layers[0].fc_w.shape[1] if self.layers else 4 * c
+        z = np.zeros
+        st = FusedState(
+            keys=[z((batch * heads, -(-length // kernels.BLOCK), d, kernels.BLOCK), np.uint16)
+                  for _ in self.layers],
+            values=[z((batch * heads, length, d), np.uint16) for _ in self.layers],
+            position=0, batch=batch,
+            x=z((batch, c), np.float32), h=z((batch, c), np.float32),
+            qkv=z((batch, 3 * c), np.float32), attn=z((batch, c), np.float32),
+            delta=z((batch, c), np.float32), ff=z((batch, inner), np.float32),
+            logits=z((batch, self.lm_head_t.shape[1]), np.float32),
+            scratch=z(2 * max(length, inner, self.lm_head_t.shape[1]), np.float32), t={},
+        )
+        st.t = {k: torch.from_numpy(getattr(st, k)) for k in ("h", "qkv", "attn", "delta", "ff",
+                                                              "logits")}
+        if not hasattr(self, "_np"):
+            self._np = {
+                "wte": self.wte.numpy(), "wpe": self.wpe.numpy(), "ln_f": self.ln_f.numpy(),
+                "ln_1": [layer.ln_1.numpy() for layer in self.layers],
+                "ln_2": [layer.ln_2.numpy() for layer in self.layers],
+            }
+        return st
+
+    def step_probs(self, state: FusedState, ids: np.ndarray) -> np.ndarray:
+        """The fused step: one token per sequence in, (B, vocab-1) float64 probabilities out.
+
+        The weight products run in torch on one thread (see `step`); everything else in
+        igc.models.kernels, whose arithmetic does not depend on the machine.
+        """
+        from igc.models import kernels as k
+
+        pos = state.position
+        if pos >= state.values[0].shape[1]:
+            raise ModelError(f"sequence longer than the model's context of {self.n_positions}")
+        if len(ids) != state.batch:
+            raise ModelError(f"step got {len(ids)} tokens for a cache of batch {state.batch}")
+        w, t = self._np, state.t
+        eps = np.float32(self.eps)
+        x = state.x
+        np.add(w["wte"][ids], w["wpe"][pos], out=x)
+        qkv = state.qkv.reshape(state.batch, 3, self.n_head, self.head_dim)
+        quick = self.act_name == "quick_gelu"
+        with one_thread(), torch.inference_mode():
+            for i, layer in enumerate(self.layers):
+                if i == 0:
+                    k.rms_norm(x, w["ln_1"][0], eps, state.h)
+                else:
+                    k.add_rms_norm(x, state.delta, w["ln_1"][i], eps, state.h)
+                torch.addmm(layer.c_attn_b, t["h"], layer.c_attn_w, out=t["qkv"])
+                k.attend(qkv, state.keys[i], state.values[i], pos, state.attn,
+                         state.scratch)
+                torch.addmm(layer.c_proj_b, t["attn"], layer.c_proj_w, out=t["delta"])
+                k.add_rms_norm(x, state.delta, w["ln_2"][i], eps, state.h)
+                torch.addmm(layer.fc_b, t["h"], layer.fc_w, out=t["ff"])
+                if quick:
+                    k.quick_gelu_(state.ff, state.scratch)
+                else:
+                    t["ff"].copy_(self.act(t["ff"]))
+                torch.addmm(layer.mlp_proj_b, t["ff"], layer.mlp_proj_w, out=t["delta"])
+            k.add_rms_norm(x, state.delta, w["ln_f"], eps, state.h)
+            torch.mm(t["h"], self.lm_head_t, out=t["logits"])
+        probs = np.empty(state.logits.shape, np.float64)
+        k.softmax(state.logits, probs, state.scratch)
+        state.position = pos + 1
+        return probs
