@@ -154,7 +154,9 @@ def environment(model_name: str, model_info: dict, extra: dict | None = None) ->
         "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "threads": torch.get_num_threads(),
-        "dtype": "float32",
+        "dtype": "float32",  # arithmetic; the caches below
+        "kv_cache": {"hf": "float32 (DynamicCache)",
+                     "igc": "bfloat16 (numerics 1: igc.models.kernels)"},
         "model": model_name,
         **model_info,
         "versions": _versions(),

@@ -98,7 +98,8 @@ def speed(
         Console().print(table)
         load = env.get("load_average_1min")
         Console().print(f"device {env['device']} ({env['cpu']}), threads {env['threads']}, "
-                        f"dtype {env['dtype']}, lanes {env['lanes']}"
+                        f"dtype {env['dtype']} (igc's key/value cache bfloat16), "
+                        f"lanes {env['lanes']}"
                         + (f", load average {load}" if load else ""))
     if failed:
         raise typer.Exit(3)
