@@ -8,6 +8,7 @@ elementwise work, and for a sum of n terms at most n·u times the sum of their m
 from __future__ import annotations
 
 import dataclasses
+import sys
 
 import numpy as np
 import pytest
@@ -133,3 +134,16 @@ def test_a_backend_without_the_fused_step_refuses_its_files(tiny_model, rng):
         rng.integers(0, 256, (8, 8, 3), np.uint8))
     with pytest.raises(FormatError, match="numerics 1"):
         NeuralCodec(HFImageGPTModel(tiny_model), RangeCoder()).decode(data)
+
+
+def test_missing_numba_is_a_clear_error(tiny_model, monkeypatch):
+    from igc.errors import ModelError
+    from igc.models.imagegpt import ImageGPTModel
+
+    model = ImageGPTModel(tiny_model)
+    import igc.models
+
+    monkeypatch.delattr(igc.models, "kernels", raising=False)
+    monkeypatch.setitem(sys.modules, "igc.models.kernels", None)  # as if numba were absent
+    with pytest.raises(ModelError, match="needs numba"):
+        model.start(2)

