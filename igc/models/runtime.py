@@ -18,6 +18,7 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -271,13 +272,17 @@ class ImageGPTRuntime:
         )
         st.t = {k: torch.from_numpy(getattr(st, k)) for k in ("h", "qkv", "attn", "delta", "ff",
                                                               "logits")}
-        if not hasattr(self, "_np"):
-            self._np = {
-                "wte": self.wte.numpy(), "wpe": self.wpe.numpy(), "ln_f": self.ln_f.numpy(),
-                "ln_1": [layer.ln_1.numpy() for layer in self.layers],
-                "ln_2": [layer.ln_2.numpy() for layer in self.layers],
-            }
+        self._kernels = kernels
         return st
+
+    @cached_property
+    def _np(self) -> dict:
+        """NumPy views of the weights the kernels read (no copies)."""
+        return {
+            "wte": self.wte.numpy(), "wpe": self.wpe.numpy(), "ln_f": self.ln_f.numpy(),
+            "ln_1": [layer.ln_1.numpy() for layer in self.layers],
+            "ln_2": [layer.ln_2.numpy() for layer in self.layers],
+        }
 
     def step_probs(self, state: FusedState, ids: np.ndarray) -> np.ndarray:
         """The fused step: one token per sequence in, (B, vocab-1) float64 probabilities out.
@@ -285,8 +290,7 @@ class ImageGPTRuntime:
         The weight products run in torch on one thread (see `step`); everything else in
         igc.models.kernels, whose arithmetic does not depend on the machine.
         """
-        from igc.models import kernels as k
-
+        k = self._kernels  # set by _start_fused, which made `state`
         pos = state.position
         if pos >= state.values[0].shape[1]:
             raise ModelError(f"sequence longer than the model's context of {self.n_positions}")
