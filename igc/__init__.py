@@ -1,6 +1,14 @@
 """igc: lossless image compression with ImageGPT, and an honest benchmark beside classical codecs."""
 
-from igc.api import bench, compress, decompress, get_compressor, info, list_compressors
+from igc.api import (
+    bench,
+    compress,
+    decompress,
+    get_compressor,
+    info,
+    list_compressors,
+    list_models,
+)
 from igc.errors import (
     ChecksumError,
     CodecUnavailable,
@@ -35,4 +43,5 @@ __all__ = [
     "hookspec",
     "info",
     "list_compressors",
+    "list_models",
 ]

@@ -57,6 +57,13 @@ def info(data: bytes) -> dict:
     return d
 
 
+def list_models() -> list[dict]:
+    """The models shipped inside the package (the default first), as `igc models --json`."""
+    from igc.models.catalog import shipped_models
+
+    return [m.to_dict() for m in shipped_models()]
+
+
 def bench(images, compressors, **options: Any):
     """Run compressors on images; see `igc.benchmark.bench`."""
     from igc.benchmark import bench as run

@@ -8,6 +8,7 @@ import typer
 from igc import __version__
 from igc.cli.bench import bench
 from igc.cli.codec import compress, decompress, info
+from igc.cli.models import models
 from igc.cli.plugins import plugins
 from igc.cli.speed import speed
 from igc.cli.train import train
@@ -39,6 +40,7 @@ app.command("bench")(bench)
 app.command("compress")(compress)
 app.command("decompress")(decompress)
 app.command("info")(info)
+app.command("models")(models)
 app.command("plugins")(plugins)
 app.command("speed")(speed)
 app.command("train")(train)

@@ -93,10 +93,32 @@ class UniformCompressor(ModelCompressor):
         super().__init__(model="uniform", order=order, batch=batch, mode=mode)
 
 
+def _spec_for(header: container.Header) -> str:
+    """The model a header names, as something `load_model` can load: the shipped or
+    $IGC_MODEL_PATH folder with the header's fingerprint, else the id itself (a hub id)."""
+    from igc.models.imagegpt import HUB_ID
+
+    if header.model_id == "uniform":
+        return "uniform"
+    from igc.models.catalog import locate, search_description
+
+    try:
+        found = locate(header.model_id, header.fingerprint)
+    except ImportError:  # no torch/safetensors to read candidates: the loader says what to install
+        return header.model_id
+    if found is not None:
+        return str(found)
+    if HUB_ID.match(header.model_id) and not header.model_id.startswith((".", "/", "~")):
+        return header.model_id  # a hub id: its weights may be in the HuggingFace cache
+    raise ModelError(f"this file needs model {header.model_id!r} (fingerprint "
+                     f"{header.fingerprint}), which is {search_description()}; pass "
+                     f"--model with its folder, or add the folder that holds it to IGC_MODEL_PATH")
+
+
 def decompress_any(data: bytes, model: str | None = None) -> Image:
     """Decode a `.igc` file with the model its header names (or the one given)."""
     header, _ = container.unpack(data)
-    spec = model or header.model_id
+    spec = model or _spec_for(header)
     mode = {"palette": "palette", "palette+residual": "lossless"}.get(header.tokenizer)
     try:
         compressor = (UniformCompressor(order=header.order) if spec == "uniform"

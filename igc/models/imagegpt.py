@@ -20,7 +20,7 @@ import numpy as np
 from igc.errors import ModelError
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-DEFAULT_MODEL = "igc-rgb16"
+DEFAULT_MODEL = "igc-rgb16-v2"
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 

@@ -1,0 +1,42 @@
+"""`igc models`: the models shipped inside the package, and where decoding looks for others."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+from igc.cli.errors import handle_errors
+
+
+@handle_errors
+def models(
+    as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+) -> None:
+    """List the shipped models: id, size, fingerprint, what each is for, which is the default."""
+    from igc.api import list_models
+    from igc.models.catalog import model_path
+
+    data = list_models()
+    search = [str(p) for p in model_path()]
+    if as_json:
+        typer.echo(json.dumps({"models": data, "model_path": search}, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="igc models (shipped)")
+    table.add_column("id", no_wrap=True)
+    table.add_column("parameters", justify="right", no_wrap=True)
+    table.add_column("MB", justify="right", no_wrap=True)
+    table.add_column("fingerprint", no_wrap=True)
+    table.add_column("what for")
+    for m in data:
+        name = f"{m['id']} [bold](default)[/]" if m["default"] else m["id"]
+        table.add_row(name, f"{m['parameters']:,}", f"{m['file_bytes'] / 1e6:.1f}",
+                      m["fingerprint"], m["purpose"])
+    console = Console()
+    console.print(table)
+    console.print("Decoding finds a file's model by its fingerprint: in these, then in the folders "
+                  "of IGC_MODEL_PATH" + (f" ({', '.join(search)})." if search else " (not set)."),
+                  highlight=False)

@@ -1,0 +1,146 @@
+"""Shipped models: the catalog, the default, old files decoding, and $IGC_MODEL_PATH."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import igc
+from igc.cli.app import app
+from igc.core import container
+from igc.models.catalog import shipped_models
+from igc.models.imagegpt import DEFAULT_MODEL, packaged_models
+
+FIXTURES = Path(__file__).parent / "data"
+runner = CliRunner()
+
+
+def invoke(*args, env=None):
+    return runner.invoke(app, [str(a) for a in args], env=env)
+
+
+def astronaut_crop() -> np.ndarray:
+    """The pixels of tests/data/igc-rgb16-v3.igc (made with igc 0.1.0 and the first default,
+    igc-rgb16, before igc-rgb16-v2 replaced it): a 24×20 crop, two edge tiles."""
+    import skimage.data
+
+    return np.ascontiguousarray(skimage.data.astronaut()[100:120, 200:224])
+
+
+def test_catalog_matches_the_shipped_weights():
+    from igc.models.imagegpt import ImageGPTModel
+
+    models = shipped_models()
+    assert {m.id for m in models} == set(packaged_models())
+    assert [m.id for m in models if m.default] == [DEFAULT_MODEL] == [models[0].id]
+    for m in models:
+        loaded = ImageGPTModel(m.id)
+        assert (loaded.fingerprint, loaded.parameters) == (m.fingerprint, m.parameters), m.id
+        assert m.file_bytes == (m.folder / "model.safetensors").stat().st_size
+
+
+def test_the_default_model_is_v2_and_headers_name_it():
+    image = astronaut_crop()[:5, :6]
+    data = igc.compress(image)
+    header, _ = container.unpack(data)
+    assert (header.model_id, header.fingerprint) == ("igc-rgb16-v2", "c862dd8d8d6cbab8")
+    assert np.array_equal(igc.decompress(data), image)
+
+
+def test_a_file_of_the_old_default_decodes_without_model(tmp_path):
+    data = (FIXTURES / "igc-rgb16-v3.igc").read_bytes()
+    header, _ = container.unpack(data)
+    assert (header.model_id, header.fingerprint, header.version) == (
+        "igc-rgb16", "c31ec73887b527b1", 3)
+    assert np.array_equal(igc.decompress(data), astronaut_crop())
+    out = invoke("decompress", FIXTURES / "igc-rgb16-v3.igc", "-o", tmp_path / "old.png")
+    assert out.exit_code == 0, out.output
+    from PIL import Image
+
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "old.png")), astronaut_crop())
+
+
+def test_a_file_coded_with_a_copy_of_shipped_weights_finds_them(tmp_path):
+    """The fingerprint decides, not the name: a renamed copy of the default codes files that
+    decode on a machine that has only the shipped weights."""
+    copy = tmp_path / "my-renamed-copy"
+    shutil.copytree(shipped_models()[0].folder, copy)
+    image = astronaut_crop()[:4, :4]
+    data = igc.compress(image, model=str(copy))
+    assert container.unpack(data)[0].model_id == "my-renamed-copy"
+    shutil.rmtree(copy)
+    assert np.array_equal(igc.decompress(data), image)
+
+
+@pytest.fixture
+def coded_with_local_model(tmp_path_factory, tiny_model):
+    """A file coded with a model folder that is not shipped, and where that folder lives."""
+    image = np.random.default_rng(3).integers(0, 256, (6, 7, 3), dtype=np.uint8)
+    home = tmp_path_factory.mktemp("model-home")
+    folder = home / "tiny-local"
+    shutil.copytree(tiny_model, folder)
+    data = igc.compress(image, model=str(folder))
+    return image, data, home, folder
+
+
+def test_model_path_finds_a_local_model(coded_with_local_model, monkeypatch, tmp_path):
+    image, data, home, folder = coded_with_local_model
+    monkeypatch.delenv("IGC_MODEL_PATH", raising=False)
+    with pytest.raises(igc.ModelError, match=r"'tiny-local' \(fingerprint [0-9a-f]{16}\).*"
+                                             r"IGC_MODEL_PATH is not set"):
+        igc.decompress(data)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for entry in (str(home), str(folder), f"{empty}:/no/such/dir:{home}"):
+        monkeypatch.setenv("IGC_MODEL_PATH", entry)
+        assert np.array_equal(igc.decompress(data), image), entry
+    # renamed: found by its fingerprint
+    renamed = home / "renamed"
+    folder.rename(renamed)
+    monkeypatch.setenv("IGC_MODEL_PATH", str(home))
+    assert np.array_equal(igc.decompress(data), image)
+
+
+def test_model_path_ignores_a_namesake_with_other_weights(coded_with_local_model, monkeypatch,
+                                                          tmp_path, other_tiny_model):
+    _, data, _, _ = coded_with_local_model
+    impostor_home = tmp_path / "elsewhere"
+    shutil.copytree(other_tiny_model, impostor_home / "tiny-local")
+    (impostor_home / "broken").mkdir()
+    (impostor_home / "broken" / "config.json").write_text("{}")  # unreadable: skipped
+    monkeypatch.setenv("IGC_MODEL_PATH", str(impostor_home))
+    with pytest.raises(igc.ModelError, match=f"IGC_MODEL_PATH={impostor_home}"):
+        igc.decompress(data)
+    out = invoke("decompress", _write(tmp_path, data), "-o", tmp_path / "x.png",
+                 env={"IGC_MODEL_PATH": str(impostor_home)})
+    lines = [line for line in out.output.splitlines() if line.strip()]
+    assert out.exit_code != 0 and len(lines) == 1 and lines[0].startswith("igc: error:")
+    assert "needs model 'tiny-local'" in lines[0] and "--model" in lines[0]
+
+
+def _write(folder: Path, data: bytes) -> Path:
+    path = folder / "coded.igc"
+    path.write_bytes(data)
+    return path
+
+
+def test_models_command_lists_shipped_models():
+    out = invoke("models", "--json")
+    assert out.exit_code == 0, out.output
+    listed = json.loads(out.stdout)
+    assert [m["id"] for m in listed["models"]] == [m.id for m in shipped_models()]
+    assert listed["models"][0] == igc.list_models()[0]
+    first = listed["models"][0]
+    assert first["default"] and first["id"] == DEFAULT_MODEL
+    assert first["parameters"] == 956_160 and first["file_bytes"] == 3_828_952
+    assert {m["fingerprint"] for m in listed["models"]} >= {"c862dd8d8d6cbab8", "c31ec73887b527b1"}
+    out = invoke("models", env={"COLUMNS": "80"})
+    assert out.exit_code == 0, out.output
+    for m in listed["models"]:
+        assert m["fingerprint"] in out.output and f"{m['parameters']:,}" in out.output
+    assert "(default)" in out.output and "IGC_MODEL_PATH" in out.output
