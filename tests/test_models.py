@@ -65,6 +65,24 @@ def test_a_file_of_the_old_default_decodes_without_model(tmp_path):
     assert np.array_equal(np.asarray(Image.open(tmp_path / "old.png")), astronaut_crop())
 
 
+def test_the_old_file_decodes_with_other_cpu_kernels(tmp_path):
+    """The fixture was coded with MKL, oneDNN and ATen free to use AVX-512; decoding it in a new
+    process held to AVX2 kernels and one thread must give the same pixels (the probabilities
+    may not depend on which vector code the libraries pick)."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, MKL_ENABLE_INSTRUCTIONS="AVX2", ONEDNN_MAX_CPU_ISA="AVX2",
+               ATEN_CPU_CAPABILITY="avx2", OMP_NUM_THREADS="1")
+    out = tmp_path / "old.npy"
+    code = ("import sys, numpy as np, igc; np.save(sys.argv[2], "
+            "igc.decompress(open(sys.argv[1], 'rb').read()))")
+    subprocess.run([sys.executable, "-c", code, str(FIXTURES / "igc-rgb16-v3.igc"), str(out)],
+                   env=env, check=True, timeout=300)
+    assert np.array_equal(np.load(out), astronaut_crop())
+
+
 def test_a_file_coded_with_a_copy_of_shipped_weights_finds_them(tmp_path):
     """The fingerprint decides, not the name: a renamed copy of the default codes files that
     decode on a machine that has only the shipped weights."""

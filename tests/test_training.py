@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +15,13 @@ import torch
 
 from igc.errors import UsageError
 from igc.training.data import Sampler, TileSource, load_training
-from igc.training.model import ImageGPT, ModelConfig, export_pretrained, tokens_from_tiles
+from igc.training.model import (
+    ImageGPT,
+    ModelConfig,
+    export_pretrained,
+    load_pretrained,
+    tokens_from_tiles,
+)
 from igc.training.trainer import Trainer, TrainSettings, lr_at
 
 TINY = ModelConfig(width=32, layers=2, heads=2, tile=4)
@@ -89,7 +96,7 @@ def test_tokenization_order():
 
 def test_training_reduces_loss(tmp_path):
     tr = _trainer(tmp_path, steps=40, lr=3e-3)
-    losses = [tr.train_step() for _ in range(40)]
+    losses = [tr.train_step().item() for _ in range(40)]
     assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:3])
 
 
@@ -146,6 +153,142 @@ def test_sampler_shapes_and_flips():
     src = TileSource(tile=4, photos=[np.zeros((10, 12, 3), np.uint8)], stacks=[_synthetic()])
     batch = Sampler(src, np.random.default_rng(0), small_fraction=0.5).batch(32)
     assert batch.shape == (32, 4, 4, 3) and batch.dtype == np.uint8
+
+
+def _windows(image: np.ndarray, t: int, step: int) -> set[bytes]:
+    """Every t×t window of `image` at positions that are multiples of `step`, and its mirror."""
+    out = set()
+    for y in range(0, image.shape[0] - t + 1, step):
+        for x in range(0, image.shape[1] - t + 1, step):
+            w = image[y : y + t, x : x + t]
+            out |= {w.tobytes(), w[:, ::-1].tobytes()}
+    return out
+
+
+def test_sampler_cuts_real_windows_from_every_source():
+    """Each tile is a window of a photo (any position) or of a small image (tile-aligned, as
+    the benchmark cuts them), mirrored or not; the small-image share is exact."""
+    rng = np.random.default_rng(5)
+    photos = [rng.integers(0, 128, (h, w, 3), dtype=np.uint8) for h, w in [(9, 13), (4, 4), (20, 7)]]
+    stacks = [rng.integers(128, 256, (5, 8, 12, 3), dtype=np.uint8),
+              rng.integers(128, 256, (3, 4, 8, 3), dtype=np.uint8)]
+    photo_windows = set().union(*(_windows(p, 4, 1) for p in photos))
+    small_windows = set().union(*(_windows(im, 4, 4) for st in stacks for im in st))
+    src = TileSource(tile=4, photos=[p.copy() for p in photos], stacks=[s.copy() for s in stacks])
+    sampler = Sampler(src, np.random.default_rng(0), small_fraction=0.25)
+    assert all(np.shares_memory(p, sampler._flat) for p in src.photos + src.stacks)
+    batch = sampler.batch(2000)
+    n_small = 500
+    assert all(t.tobytes() in small_windows for t in batch[:n_small])
+    assert all(t.tobytes() in photo_windows for t in batch[n_small:])
+    # mirrored tiles occur about half the time (a window equal to its mirror counts as both)
+    unflipped = set().union(*({p[y : y + 4, x : x + 4].tobytes()
+                               for y in range(p.shape[0] - 3) for x in range(p.shape[1] - 3)}
+                              for p in photos))
+    mirrored_only = sum(t.tobytes() not in unflipped for t in batch[n_small:])
+    assert 650 < mirrored_only < 850  # binomial(1500, 1/2): mean 750, sd 19.4
+    # photos in proportion to their tile positions: the 20×7 photo has 68 of 129 positions
+    tall = _windows(photos[2], 4, 1) - _windows(photos[0], 4, 1) - _windows(photos[1], 4, 1)
+    share = np.mean([t.tobytes() in tall for t in batch[n_small:]])
+    assert abs(share - 68 / 129) < 0.05  # sd of a 1500-draw share is 0.013
+    again = Sampler(TileSource(tile=4, photos=[p.copy() for p in photos],
+                               stacks=[s.copy() for s in stacks]), np.random.default_rng(0))
+    assert np.array_equal(again.batch(2000), batch)
+
+
+def _export_tiny(tmp_path) -> str:
+    tr = _trainer(tmp_path / "donor", steps=3, eval_every=100)
+    tr.run()
+    return str(tmp_path / "donor" / "run" / "best")
+
+
+def test_init_from_starts_from_the_exported_weights(tmp_path):
+    donor = _export_tiny(tmp_path)
+    donor_meta = json.loads((Path(donor) / "training.json").read_text())
+    tr = _trainer(tmp_path / "warm", steps=2, init_from=donor, lr=1e-3)
+    assert tr.step == 0 and tr.tokens == 0 and not tr.opt.state  # fresh optimizer and counters
+    from safetensors.torch import load_file
+
+    for k, v in load_file(Path(donor) / "model.safetensors").items():
+        assert torch.equal(tr.model.state_dict()[k], v), k
+    tr.run()
+    records = [json.loads(line) for line in (tmp_path / "warm" / "run" / "log.jsonl").open()]
+    # step 0 validates the donor's weights on the same tiles: the donor's own figure
+    assert records[0]["step"] == 0 and records[0]["val_bpsp"] == pytest.approx(
+        donor_meta["val_bpsp"], abs=1e-5)
+    from igc.models.imagegpt import fingerprint_of, read_tensors
+
+    meta = json.loads((tmp_path / "warm" / "run" / "best" / "training.json").read_text())
+    assert meta["init_from"]["fingerprint"] == fingerprint_of(read_tensors(Path(donor)))
+    # resuming the warm-started run keeps its provenance
+    again = _trainer(tmp_path / "warm", resume=True, steps=2, init_from=donor)
+    assert again.init_provenance == meta["init_from"]
+
+
+def test_init_from_an_hf_checkpoint_matches_its_logits(tmp_path, tiny_model):
+    """A model saved by transformers itself (the conftest's random ImageGPT) continues with
+    the same predictions."""
+    transformers = pytest.importorskip("transformers")
+    cfg, state, provenance = load_pretrained(tiny_model)
+    assert cfg == ModelConfig(width=32, layers=2, heads=4, tile=4)
+    ours = ImageGPT(cfg).eval()
+    ours.load_state_dict(state)
+    hf = transformers.ImageGPTForCausalImageModeling.from_pretrained(tiny_model).eval()
+    ids, _ = tokens_from_tiles(torch.randint(0, 256, (2, 4, 4, 3), dtype=torch.uint8))
+    with torch.no_grad():
+        assert (ours(ids) - hf(ids).logits).abs().max().item() < 1e-4
+    assert len(provenance["fingerprint"]) == 16
+
+
+def test_init_from_refuses_models_it_cannot_continue(tmp_path, tiny_model):
+    import shutil
+
+    palette = tmp_path / "palette"
+    shutil.copytree(tiny_model, palette)
+    config = json.loads((palette / "config.json").read_text())
+    config.update(vocab_size=513, n_positions=50, activation_function="gelu")
+    (palette / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UsageError, match=r"cannot continue a model with vocabulary 513.*"
+                                         r"n_positions 50.*activation 'gelu'"):
+        load_pretrained(str(palette))
+
+
+def test_train_cli_warm_start_and_its_errors(tmp_path, tiny_model):
+    from typer.testing import CliRunner
+
+    from igc.cli.app import app
+
+    np.savez(tmp_path / "train.npz", images=_synthetic(32, 8))
+    np.savez(tmp_path / "val.npz", images=_synthetic(4, 8, seed=1))
+    common = ["train", "--data", str(tmp_path / "train.npz"), "--val", str(tmp_path / "val.npz"),
+              "--val-count", "8", "--batch", "4", "--steps", "2", "--device", "cpu"]
+    runner = CliRunner()
+    out = runner.invoke(app, [*common, "--init-from", tiny_model, "--out", str(tmp_path / "r")])
+    assert out.exit_code == 0, out.output
+    meta = json.loads((tmp_path / "r" / "best" / "training.json").read_text())
+    assert meta["init_from"]["folder"] == tiny_model
+    for extra, message in [
+        (["--init-from", tiny_model, "--width", "64"], "--width 64 (the model has 32)"),
+        (["--init-from", tiny_model, "--resume"], "--init-from starts a new run"),
+        (["--init-from", str(tmp_path / "none")], "not found"),
+        (["--width", "30", "--heads", "4"], "must be divisible"),
+    ]:
+        out = runner.invoke(app, [*common, *extra, "--out", str(tmp_path / "x")])
+        lines = [line for line in out.output.splitlines() if line.strip()]
+        assert out.exit_code != 0 and len(lines) == 1, out.output
+        assert lines[0].startswith("igc: error:") and message in lines[0]
+
+
+@pytest.mark.slow
+def test_compiled_training_exports_plain_weights(tmp_path):
+    """--compile trains through torch.compile, while checkpoints and exports keep the module's
+    own parameter names (no `_orig_mod.` prefix), so they load as before (~40 s on 2 cores)."""
+    tr = _trainer(tmp_path, steps=3, compile=True, eval_every=100)
+    tr.run()
+    ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    assert set(ckpt["model"]) == set(ImageGPT(TINY).state_dict())
+    cfg, _, _ = load_pretrained(str(tmp_path / "run" / "best"))
+    assert cfg == TINY
 
 
 def test_evaluation_sets_refused(tmp_path):

@@ -11,14 +11,38 @@ from typing import Annotated
 
 import typer
 
+from igc.cli.errors import handle_errors
 from igc.errors import UsageError
 
 
+@handle_errors
 def train(
-    width: Annotated[int, typer.Option(help="Model width (n_embd).")] = 128,
-    layers: Annotated[int, typer.Option(help="Number of transformer blocks.")] = 4,
-    heads: Annotated[int, typer.Option(help="Attention heads (must divide width).")] = 4,
-    tile: Annotated[int, typer.Option(help="Tile side T; the model sees T*T*3 subpixels.")] = 16,
+    width: Annotated[int | None, typer.Option(help="Model width (n_embd). Default: 128.")] = None,
+    layers: Annotated[
+        int | None, typer.Option(help="Number of transformer blocks. Default: 4.")
+    ] = None,
+    heads: Annotated[
+        int | None, typer.Option(help="Attention heads (must divide width). Default: 4.")
+    ] = None,
+    tile: Annotated[
+        int | None, typer.Option(help="Tile side T; the model sees T*T*3 subpixels. Default: 16.")
+    ] = None,
+    init_from: Annotated[
+        str | None,
+        typer.Option(
+            "--init-from",
+            help="Start from an exported model (run folder's best/, a model folder or a shipped "
+            "id such as igc-rgb16-v2): its weights and architecture, with a fresh optimizer "
+            "and schedule.",
+        ),
+    ] = None,
+    compile_model: Annotated[
+        bool,
+        typer.Option(
+            "--compile", help="torch.compile the training step (pays off on a GPU; the first "
+            "steps are slow while it compiles)."
+        ),
+    ] = False,
     data: Annotated[
         list[Path] | None,
         typer.Option(
@@ -61,6 +85,19 @@ def train(
     from igc.training.model import ModelConfig
     from igc.training.trainer import Trainer, TrainSettings
 
+    given = {"width": width, "layers": layers, "heads": heads, "tile": tile}
+    if init_from is not None:
+        if resume:
+            raise UsageError("--init-from starts a new run; --resume continues one: pass one")
+        arch = _architecture_of(init_from)
+        clash = [f"--{k} {v} (the model has {arch[k]})" for k, v in given.items()
+                 if v is not None and v != arch[k]]
+        if clash:
+            raise UsageError(f"--init-from {init_from} fixes the architecture: " + ", ".join(clash))
+    else:
+        defaults = {"width": 128, "layers": 4, "heads": 4, "tile": 16}
+        arch = {k: defaults[k] if v is None else v for k, v in given.items()}
+    width, layers, heads, tile = (arch[k] for k in given)
     if width % heads:
         raise UsageError(f"--width {width} must be divisible by --heads {heads}")
     if min(width, layers, heads, tile, batch, threads, val_count) < 1:
@@ -86,5 +123,15 @@ def train(
         seed=seed,
         eval_every=eval_every,
         eval_minutes=eval_minutes,
+        init_from=init_from,
+        compile=compile_model,
     )
     Trainer(settings, resume=resume).run()
+
+
+def _architecture_of(spec: str) -> dict:
+    """Width, layers, heads and tile of an exported model, checked as the trainer will."""
+    from igc.training.model import load_pretrained
+
+    cfg, _, _ = load_pretrained(spec)
+    return {"width": cfg.width, "layers": cfg.layers, "heads": cfg.heads, "tile": cfg.tile}

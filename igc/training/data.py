@@ -136,6 +136,11 @@ class Sampler:
     A fraction `small_fraction` of each batch comes from the small-image stacks (CIFAR), cut at
     tile-aligned positions as the benchmark cuts them. Photos are drawn in proportion to their
     number of possible tile positions, so large photos are not under-sampled.
+
+    Every image lives in one flat buffer (`TileSource.photos` become views into it, so memory is
+    not doubled), and a batch is one call of a compiled copy loop over the drawn corners: on a
+    GPU the model step is fast enough that a Python loop over tiles on the training thread is a
+    visible share of each step (`scripts/train_speed.py` measures both).
     """
 
     def __init__(self, src: TileSource, rng: np.random.Generator, small_fraction: float = 0.25):
@@ -144,33 +149,74 @@ class Sampler:
         if not src.photos:
             self.small_fraction = 1.0
         t = self.tile
-        weights = np.array([(p.shape[0] - t + 1) * (p.shape[1] - t + 1) for p in src.photos], float)
+        self._flat, photo_starts, stack_starts = _pack(src)
+        self._rows = np.array([p.shape[0] for p in src.photos], np.int64)
+        self._cols = np.array([p.shape[1] for p in src.photos], np.int64)
+        self._photo_starts = photo_starts
+        weights = ((self._rows - t + 1) * (self._cols - t + 1)).astype(float)
         self.photo_p = weights / weights.sum() if len(weights) else weights
+        self._photo_cdf = np.cumsum(self.photo_p)
+        sizes = np.array([len(s) for s in src.stacks], float)
+        self._stack_cdf = np.cumsum(sizes / sizes.sum()) if len(sizes) else sizes
+        self._stack_starts = stack_starts
 
     def batch(self, n: int) -> np.ndarray:
-        """(n, tile, tile, 3) uint8."""
-        t, rng = self.tile, self.rng
-        out = np.empty((n, t, t, 3), np.uint8)
+        """(n, tile, tile, 3) uint8: the small-image tiles first, then the photo tiles (their
+        order within a batch does not change its mean loss)."""
+        from igc.training.kernels import cut_tiles
+
         n_small = round(n * self.small_fraction)
-        if n_small:
-            sizes = np.array([len(s) for s in self.src.stacks])
-            which = rng.choice(len(sizes), n_small, p=sizes / sizes.sum())
-            for k, si in enumerate(which):
-                stack = self.src.stacks[si]
-                img = stack[rng.integers(len(stack))]
-                y = rng.integers(img.shape[0] // t) * t
-                x = rng.integers(img.shape[1] // t) * t
-                out[k] = img[y : y + t, x : x + t]
-        if n > n_small:
-            idx = rng.choice(len(self.src.photos), n - n_small, p=self.photo_p)
-            for k, pi in enumerate(idx, start=n_small):
-                p = self.src.photos[pi]
-                y = rng.integers(p.shape[0] - t + 1)
-                x = rng.integers(p.shape[1] - t + 1)
-                out[k] = p[y : y + t, x : x + t]
-        flip = rng.random(n) < 0.5
-        out[flip] = out[flip, :, ::-1]
-        return out[rng.permutation(n)]
+        small, photo = self._small_corners(n_small), self._photo_corners(n - n_small)
+        corner = np.concatenate([small[0], photo[0]])
+        stride = np.concatenate([small[1], photo[1]])
+        flip = self.rng.random(n) < 0.5  # horizontal mirror, per tile
+        out = np.empty((n, self.tile, self.tile, 3), np.uint8)
+        cut_tiles(self._flat, corner, stride, flip, out)
+        return out
+
+    def _draw(self, cdf: np.ndarray, n: int) -> np.ndarray:
+        """`n` indices drawn with the probabilities whose running sum is `cdf`."""
+        return np.minimum(np.searchsorted(cdf, self.rng.random(n), side="right"), len(cdf) - 1)
+
+    def _photo_corners(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Flat offsets of `n` random tile corners in the photos, and their row strides."""
+        t, rng = self.tile, self.rng
+        idx = self._draw(self._photo_cdf, n)
+        y = rng.integers(self._rows[idx] - t + 1)
+        x = rng.integers(self._cols[idx] - t + 1)
+        stride = self._cols[idx] * 3
+        return self._photo_starts[idx] + y * stride + x * 3, stride
+
+    def _small_corners(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The same for tile-aligned corners in the small-image stacks."""
+        t, rng = self.tile, self.rng
+        if not n:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        which = self._draw(self._stack_cdf, n)
+        shapes = np.array([s.shape[:3] for s in self.src.stacks], np.int64)  # (count, H, W)
+        count, h, w = shapes[which].T
+        img = rng.integers(count)
+        y = rng.integers(h // t) * t
+        x = rng.integers(w // t) * t
+        stride = w * 3
+        return self._stack_starts[which] + img * h * stride + y * stride + x * 3, stride
+
+
+def _pack(src: TileSource) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Photos then stacks in one flat uint8 buffer, and each array's start; the source's arrays
+    are replaced by views into the buffer."""
+    arrays = list(src.photos) + list(src.stacks)
+    sizes = np.array([a.size for a in arrays], np.int64)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    flat = np.empty(int(sizes.sum()), np.uint8)
+    views = []
+    for array, start in zip(arrays, starts, strict=True):
+        view = flat[start : start + array.size].reshape(array.shape)
+        view[...] = array
+        views.append(view)
+    n = len(src.photos)
+    src.photos[:], src.stacks[:] = views[:n], views[n:]
+    return flat, starts[:n], starts[n:]
 
 
 def load_validation(path: Path | str, tile: int, count: int = 1024, seed: int = 1234) -> np.ndarray:

@@ -187,6 +187,48 @@ def tokens_from_tiles(tiles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.cat([start, targets[:, :-1]], dim=1), targets
 
 
+def load_pretrained(spec: str) -> tuple[ModelConfig, dict[str, torch.Tensor], dict]:
+    """An exported model (shipped id or folder) as (architecture, state_dict, provenance), for a
+    warm start. Only models this trainer can continue are accepted: subpixel vocabulary, square
+    tiles, quick-GELU with a 4x MLP, epsilon 1e-5, no tied head."""
+    from igc.errors import UsageError
+    from igc.models.imagegpt import fingerprint_of, read_config, read_tensors, resolve
+
+    name, folder = resolve(spec)
+    config = read_config(folder)
+    width, layers, heads = config.get("n_embd"), config.get("n_layer"), config.get("n_head")
+    n_positions = config.get("n_positions", 0)
+    tile = math.isqrt(n_positions // 3) if isinstance(n_positions, int) and n_positions > 0 else 0
+    problems = []
+    if config.get("vocab_size") != VOCAB_SIZE:
+        problems.append(f"vocabulary {config.get('vocab_size')} (subpixel models have {VOCAB_SIZE})")
+    if not tile or tile * tile * 3 != n_positions:
+        problems.append(f"n_positions {n_positions} is not a square tile's T*T*3")
+    if config.get("activation_function", "quick_gelu") != "quick_gelu":
+        problems.append(f"activation {config.get('activation_function')!r}")
+    if config.get("n_inner") not in (None, 4 * (width or 0)):
+        problems.append(f"n_inner {config.get('n_inner')}")
+    if config.get("layer_norm_epsilon", 1e-5) != 1e-5:
+        problems.append(f"layer_norm_epsilon {config.get('layer_norm_epsilon')}")
+    if config.get("tie_word_embeddings"):
+        problems.append("a tied output head")
+    if problems:
+        raise UsageError(f"--init-from {spec}: this trainer cannot continue a model with "
+                         + ", ".join(problems))
+    cfg = ModelConfig(width=width, layers=layers, heads=heads, tile=tile)
+    tensors = read_tensors(folder)
+    provenance = {"model": name, "folder": str(folder), "fingerprint": fingerprint_of(tensors)}
+    expected = ImageGPT(cfg).state_dict()
+    state = {k: v for k, v in tensors.items() if k in expected}
+    missing = sorted(set(expected) - set(state))
+    wrong = [k for k in state if state[k].shape != expected[k].shape]
+    if missing or wrong:
+        raise UsageError(f"--init-from {spec}: weights do not fit its config.json (missing: "
+                         f"{', '.join(missing[:3]) or 'none'}; wrong shape: "
+                         f"{', '.join(wrong[:3]) or 'none'})")
+    return cfg, {k: v.float() for k, v in state.items()}, provenance
+
+
 def export_pretrained(
     model: ImageGPT, config_dict: dict, out_dir: str | Path, extra: dict | None = None
 ) -> Path:

@@ -23,7 +23,13 @@ import torch.nn.functional as F
 
 from igc.errors import UsageError
 from igc.training.data import Sampler, TileSource, load_training, load_validation
-from igc.training.model import ImageGPT, ModelConfig, export_pretrained, tokens_from_tiles
+from igc.training.model import (
+    ImageGPT,
+    ModelConfig,
+    export_pretrained,
+    load_pretrained,
+    tokens_from_tiles,
+)
 
 LN2 = math.log(2.0)
 
@@ -51,6 +57,8 @@ class TrainSettings:
     eval_minutes: float = 5.0
     checkpoint_minutes: float = 3.0
     log_every: int = 10
+    init_from: str | None = None  # an exported model (folder or shipped id) to start from
+    compile: bool = False  # torch.compile the training forward pass
 
 
 def pick_device(name: str) -> torch.device:
@@ -101,8 +109,10 @@ def hardware(device: torch.device, threads: int) -> str:
     return f"{cpu}, {threads} thread(s)"
 
 
-def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    """Decay matrices only: decaying norm gains, biases or nothing else would only add noise."""
+def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float,
+                   fused: bool = False) -> torch.optim.AdamW:
+    """Decay matrices only: decaying norm gains, biases or nothing else would only add noise.
+    `fused`: one kernel for the whole update (CUDA), instead of a few per parameter group."""
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     return torch.optim.AdamW(
@@ -112,6 +122,7 @@ def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> to
         ],
         lr=lr,
         betas=(0.9, 0.95),
+        fused=fused,
     )
 
 
@@ -173,20 +184,31 @@ class Trainer:
         self.s, self.quiet = s, quiet
         self.out = Path(s.out)
         self.ckpt_path = self.out / "checkpoint.pt"
-        ckpt = None
+        ckpt, init_state, self.init_provenance = None, None, None
         if resume:
             if not self.ckpt_path.exists():
                 raise UsageError(f"--resume: no checkpoint at {self.ckpt_path}")
             ckpt = torch.load(self.ckpt_path, map_location="cpu", weights_only=False)
             # The checkpoint's architecture wins: the weights only fit it.
             s.model = ModelConfig(**ckpt["settings"]["model"])
+            self.init_provenance = ckpt.get("init_from")
+        elif s.init_from:
+            # A warm start: the exported model's weights and architecture, with a fresh
+            # optimizer, schedule and counters.
+            s.model, init_state, self.init_provenance = load_pretrained(s.init_from)
         torch.set_num_threads(s.threads)
         self.device = pick_device(s.device)
         self.dtype = pick_dtype(s.precision, self.device)
         torch.manual_seed(s.seed)
         random.seed(s.seed)
-        self.model = ImageGPT(s.model).to(self.device)
-        self.opt = make_optimizer(self.model, s.lr, s.weight_decay)
+        self.model = ImageGPT(s.model)
+        if init_state is not None:
+            self.model.load_state_dict(init_state)
+        self.model.to(self.device)
+        self.opt = make_optimizer(self.model, s.lr, s.weight_decay,
+                                  fused=self.device.type in ("cpu", "cuda"))
+        # compiled for the training step only; validation and export use the module itself
+        self.train_forward = torch.compile(self.model) if s.compile else self.model
         self.rng = np.random.default_rng(s.seed)
         self.step, self.tokens, self.elapsed = 0, 0, 0.0
         self.best = float("inf")
@@ -222,6 +244,7 @@ class Trainer:
             "torch_rng": torch.get_rng_state(),
             "python_rng": random.getstate(),
             "settings": s,
+            "init_from": self.init_provenance,
         }
 
     def save_checkpoint(self) -> None:
@@ -242,6 +265,7 @@ class Trainer:
                 "precision": str(self.dtype or torch.float32),
                 "data": {"paths": [str(p) for p in self.s.data], **self.source.description},
                 "tile": self.s.model.tile,
+                "init_from": self.init_provenance,
                 "tokenization": "start token 256, then subpixels 0..255, RGB interleaved, raster order",
             },
         )
@@ -252,16 +276,23 @@ class Trainer:
 
     # -- loop --------------------------------------------------------------------------------
 
-    def train_step(self) -> float:
+    def next_batch(self) -> torch.Tensor:
+        tiles = torch.from_numpy(self.sampler.batch(self.s.batch))
+        if self.device.type == "cuda":  # copied while the GPU is still busy with earlier steps
+            return tiles.pin_memory().to(self.device, non_blocking=True)
+        return tiles
+
+    def train_step(self) -> torch.Tensor:
+        """One optimizer step; returns the loss as a tensor on the device. Reading it (`.item()`)
+        would make the host wait for the GPU every step, so the caller reads it rarely."""
         s = self.s
         for g in self.opt.param_groups:
             g["lr"] = lr_at(s, self.step, self.elapsed)
-        tiles = torch.from_numpy(self.sampler.batch(s.batch)).to(self.device)
-        ids, tgt = tokens_from_tiles(tiles)
+        ids, tgt = tokens_from_tiles(self.next_batch())
         with torch.autocast(
             self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None
         ):
-            logits = self.model(ids)
+            logits = self.train_forward(ids)
         loss = F.cross_entropy(logits.float().reshape(-1, 256), tgt.reshape(-1))
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -269,7 +300,7 @@ class Trainer:
         self.opt.step()
         self.step += 1
         self.tokens += tgt.numel()
-        return loss.item()
+        return loss.detach()
 
     def done(self) -> bool:
         return budget_progress(self.s, self.step, self.elapsed) >= 1.0
@@ -303,11 +334,16 @@ class Trainer:
         next_eval_step = self.step + s.eval_every
         last_ckpt = time.monotonic()
         # `elapsed` is wall-clock (validation and checkpoints included), so a `minutes` budget
-        # ends on time; `train_time` only feeds the tokens/s display.
+        # ends on time. The tokens/s figure leaves out validation and checkpoints; it is read
+        # after a loss was read, which waits for the GPU, so queued work is counted too.
         t_start = time.monotonic() - self.elapsed
-        train_time = 1e-9
+        t_run, paused = time.monotonic(), 0.0
+
+        def train_time() -> float:
+            return max(time.monotonic() - t_run - paused, 1e-9)
+
         tokens_at_start = self.tokens
-        losses: list[float] = []
+        losses: list[torch.Tensor] = []
         val = self.best if self.best < float("inf") else None
         console = Console(stderr=True)
         next_line = 0.0
@@ -324,26 +360,30 @@ class Trainer:
             while True:
                 finished = self.done()
                 if finished or self.step >= next_eval_step or self.elapsed >= next_eval_t:
-                    train_bpsp = round(float(np.mean(losses)) / LN2, 5) if losses else None
-                    rate = (self.tokens - tokens_at_start) / train_time if losses else None
+                    train_bpsp = (round(torch.stack(losses).mean().item() / LN2, 5)
+                                  if losses else None)
+                    rate = (self.tokens - tokens_at_start) / train_time() if losses else None
+                    t0 = time.monotonic()
                     val = self.validate(train_bpsp, rate)
+                    paused += time.monotonic() - t0
                     self.elapsed = time.monotonic() - t_start
                     losses = []
                     next_eval_step = self.step + s.eval_every
                     next_eval_t = self.elapsed + 60 * s.eval_minutes
                 if finished:
                     break
-                t0 = time.monotonic()
                 losses.append(self.train_step())
-                train_time += time.monotonic() - t0
                 self.elapsed = time.monotonic() - t_start
                 if time.monotonic() - last_ckpt > 60 * s.checkpoint_minutes:
+                    t0 = time.monotonic()
                     self.save_checkpoint()
                     last_ckpt = time.monotonic()
+                    paused += last_ckpt - t0
                 if self.step % s.log_every == 0:
-                    rate = (self.tokens - tokens_at_start) / train_time
+                    loss = losses[-1].item()
+                    rate = (self.tokens - tokens_at_start) / train_time()
                     line = (
-                        f"step {self.step}  loss {losses[-1] / LN2:.3f} bpsp  "
+                        f"step {self.step}  loss {loss / LN2:.3f} bpsp  "
                         f"val {val if val is None else f'{val:.4f}'}  {rate:,.0f} tok/s"
                     )
                     progress.update(
