@@ -64,7 +64,7 @@ def _load_rgb(path: Path):
         raise ImageError(f"cannot read image {path}: {exc}") from exc
 
 
-def _image_files(path: Path) -> list[Path]:
+def image_files(path: Path) -> list[Path]:
     if path.is_dir():
         return sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     return [path]
@@ -117,7 +117,7 @@ def load_training(paths: list[Path | str], tile: int, scales=SCALES) -> TileSour
                 )
             src.stacks.append(arr)
             continue
-        for f in _image_files(path):
+        for f in image_files(path):
             im = _load_rgb(f)
             for s in scales:
                 w, h = round(im.width * s), round(im.height * s)
@@ -231,7 +231,7 @@ def load_validation(path: Path | str, tile: int, count: int = 1024, seed: int = 
     if path.suffix == ".npz":
         imgs = list(_load_npz(path))
     else:
-        imgs = [np.asarray(_load_rgb(f), np.uint8) for f in _image_files(path)]
+        imgs = [np.asarray(_load_rgb(f), np.uint8) for f in image_files(path)]
     t = tile
     cells = [
         (i, y, x)
