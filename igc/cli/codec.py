@@ -13,8 +13,11 @@ from igc.errors import FormatError, UsageError
 
 
 def read_file(path: Path) -> bytes:
+    """An .igc file, read no further than its header allows (igc.core.container.read_file)."""
+    from igc.core import container
+
     try:
-        return path.read_bytes()
+        return container.read_file(path)
     except FileNotFoundError:
         raise UsageError(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -96,9 +99,8 @@ def info(
     """Print the header of an .igc file."""
     from igc.api import info as read_info
 
-    data = read_file(source)
     try:
-        d = read_info(data)
+        d = read_info(read_file(source))
     except FormatError as exc:
         raise FormatError(f"{source}: {exc}") from None
     if as_json:

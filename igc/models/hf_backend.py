@@ -48,6 +48,7 @@ class HFImageGPTModel:
             raise ModelError("the HuggingFace backend needs transformers "
                              "(pip install 'igc-codec[model]')") from None
         self.name, self.folder = resolve(spec)
+        self.spec = spec or self.name  # as the user gave it, for messages
         self.config = read_config(self.folder)
         self.fingerprint = fingerprint_of(read_tensors(self.folder))
         hf_logging.disable_progress_bar()  # its loading bar would interleave with igc's output

@@ -124,6 +124,7 @@ class ImageGPTModel:
         from igc.models.runtime import ImageGPTRuntime
 
         self.name, self.folder = resolve(spec)
+        self.spec = spec or self.name  # as the user gave it, for messages
         self.config = read_config(self.folder)
         tensors = read_tensors(self.folder)
         self.fingerprint = fingerprint_of(tensors)
