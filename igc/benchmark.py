@@ -260,13 +260,13 @@ def _describe(value: Any) -> str:
                    else f"{cls.__module__}.{cls.__qualname__}")
 
 
-def _checked_bytes(comp: Any, data: Any) -> bytes:
+def _checked_bytes(comp: Any, data: Any, source: str = "compress()") -> bytes:
     """A compressor's output as bytes; anything else would be measured wrongly (len() of a str
     counts characters, of an array its rows), so it is an error naming the plugin."""
     if isinstance(data, (bytes, bytearray, memoryview)):
         return bytes(data)
     raise PluginError(f"compressor {comp.name!r} (plugin {_plugin_of(comp)!r}) returned "
-                      f"{_describe(data)} from compress(), not bytes")
+                      f"{_describe(data)} from {source}, not bytes")
 
 
 def _failure(exc: BaseException) -> str:
@@ -283,7 +283,8 @@ def _encode(comp: Any, pixels: np.ndarray, row: Row, estimate: bool) -> bytes | 
         row.estimate = True
     elif getattr(comp, "model_based", False):
         result = comp.compress_with_stats(pixels)
-        data, row.model_bits = result.data, result.model_bits
+        data = _checked_bytes(comp, result.data, "compress_with_stats()")
+        row.model_bits = result.model_bits
         row.header_bits = result.header_bytes * 8
         row.compressed_bits = len(data) * 8
         if hasattr(comp, "report_fields"):

@@ -100,6 +100,18 @@ def test_compress_result_that_is_not_bytes_is_an_error_naming_the_plugin(
     assert "liar" not in data["summary"] and "png" in data["summary"]
 
 
+def test_model_based_plugin_results_are_checked_too(install, photo_dir):
+    stats = types.SimpleNamespace(data="not bytes", model_bits=8.0, header_bytes=0)
+    codec = raw_codec("modelish")
+    codec.model_based = True
+    codec.compress_with_stats = lambda self, image: stats
+    install(entry("modelish", codec))
+    result, data = bench_json(photo_dir, "modelish")
+    assert result.exit_code == 0, result.output
+    assert data["results"][0]["error"] == ("compressor 'modelish' (plugin 'igc-modelish') "
+                                           "returned a str from compress_with_stats(), not bytes")
+
+
 def test_bytes_like_results_are_measured_in_bytes(install, photo_dir):
     """A memoryview over uint32 words: len() counts words, the file is 4 times as many bytes."""
 
