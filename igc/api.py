@@ -38,18 +38,28 @@ def compress(image: Image, model: str | None = None, order: str = "interleaved",
     return ImageGPTCompressor(model=model, order=order, mode=mode).compress(pixels)
 
 
+def _file_bytes(data: Any, caller: str) -> bytes:
+    """`data` as bytes, refusing anything else: `bytes(n)` of an int would allocate n bytes."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return bytes(data)
+    from igc.errors import UsageError
+
+    raise UsageError(f"{caller} expects the bytes of an .igc file, got {type(data).__name__}")
+
+
 def decompress(data: bytes, model: str | None = None) -> Image:
     """`.igc` bytes -> RGB pixels, verified against the checksum stored in the file."""
     from igc.compressors.model_based import decompress_any
 
-    return decompress_any(bytes(data), model)
+    return decompress_any(_file_bytes(data, "igc.decompress"), model)
 
 
 def info(data: bytes) -> dict:
     """The header of an `.igc` file as a dict."""
     from igc.core import container
 
-    header, _ = container.unpack(bytes(data))
+    data = _file_bytes(data, "igc.info")
+    header, _ = container.unpack(data)
     d = header.to_dict()
     d["header_bytes"] = len(data) - header.payload_length
     d["file_bytes"] = len(data)

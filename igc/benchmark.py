@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from igc.core.types import LoadedImage
-from igc.errors import CodecUnavailable, IgcError, UsageError
+from igc.errors import CodecUnavailable, IgcError, PluginError, UsageError
 from igc.plugins.manager import get_registry
 
 
@@ -244,42 +244,94 @@ def bench(
     return BenchResult(rows, _summarise(rows, names), env, image_info, unavailable)
 
 
+def _plugin_of(comp: Any) -> str:
+    """The plugin that registered this compressor (for messages), else its class's module."""
+    entry = get_registry().entries["compressor"].get(getattr(comp, "name", None))
+    if entry is not None and isinstance(entry.factory, type) and isinstance(comp, entry.factory):
+        return entry.plugin
+    return type(comp).__module__
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, np.ndarray):
+        return f"a {value.dtype} array of shape {value.shape}"
+    cls = type(value)
+    return "a " + (cls.__name__ if cls.__module__ == "builtins"
+                   else f"{cls.__module__}.{cls.__qualname__}")
+
+
+def _checked_bytes(comp: Any, data: Any, source: str = "compress()") -> bytes:
+    """A compressor's output as bytes; anything else would be measured wrongly (len() of a str
+    counts characters, of an array its rows), so it is an error naming the plugin."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return bytes(data)
+    raise PluginError(f"compressor {comp.name!r} (plugin {_plugin_of(comp)!r}) returned "
+                      f"{_describe(data)} from {source}, not bytes")
+
+
+def _failure(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, IgcError) else f"{type(exc).__name__}: {exc}"
+
+
+def _encode(comp: Any, pixels: np.ndarray, row: Row, estimate: bool) -> bytes | None:
+    """Run the compressor, filling the row's sizes; the bytes to verify (None for estimates)."""
+    data = None
+    start = time.perf_counter()
+    if getattr(comp, "model_based", False) and estimate:
+        row.model_bits = comp.estimate_bits(pixels)
+        row.compressed_bits = int(np.ceil(row.model_bits))
+        row.estimate = True
+    elif getattr(comp, "model_based", False):
+        result = comp.compress_with_stats(pixels)
+        data = _checked_bytes(comp, result.data, "compress_with_stats()")
+        row.model_bits = result.model_bits
+        row.header_bits = result.header_bytes * 8
+        row.compressed_bits = len(data) * 8
+        if hasattr(comp, "report_fields"):
+            row.extra.update(comp.report_fields(pixels, result))
+    else:
+        data = _checked_bytes(comp, comp.compress(pixels))
+        row.compressed_bits = len(data) * 8
+    row.encode_seconds = time.perf_counter() - start
+    return data
+
+
+def _verify(comp: Any, data: bytes, pixels: np.ndarray, row: Row) -> None:
+    """Decode and compare. A lossless claim fails (✗) when decoding raises or returns anything
+    but the (H, W, 3) uint8 pixels, exactly as when the pixels differ."""
+    start = time.perf_counter()
+    try:
+        decoded = comp.decompress(data)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # a plugin's SystemExit too: the run goes on
+        row.roundtrip_ok, row.error = False, _failure(exc)
+        return
+    row.decode_seconds = time.perf_counter() - start
+    if not (isinstance(decoded, np.ndarray) and decoded.dtype == np.uint8
+            and decoded.ndim == 3 and decoded.shape[2] == 3):
+        row.roundtrip_ok = False
+        row.error = (f"compressor {comp.name!r} (plugin {_plugin_of(comp)!r}) returned "
+                     f"{_describe(decoded)} from decompress(), not uint8 (H, W, 3) pixels")
+        return
+    row.roundtrip_ok = bool(decoded.shape == pixels.shape and np.array_equal(decoded, pixels))
+
+
 def _run_one(comp: Any, item: LoadedImage, *, verify: bool, estimate: bool) -> Row:
     pixels = item.pixels
     h, w = pixels.shape[:2]
     original = h * w * 3 * 8
     row = Row(item.name, comp.name, h, w, original, None, None, None, bool(comp.lossless), None)
-    model_based = getattr(comp, "model_based", False)
     data = None
     try:
-        start = time.perf_counter()
-        if model_based and estimate:
-            row.model_bits = comp.estimate_bits(pixels)
-            row.compressed_bits = int(np.ceil(row.model_bits))
-            row.estimate = True
-        elif model_based:
-            result = comp.compress_with_stats(pixels)
-            data, row.model_bits = result.data, result.model_bits
-            row.header_bits = result.header_bytes * 8
-            row.compressed_bits = len(data) * 8
-            if hasattr(comp, "report_fields"):
-                row.extra.update(comp.report_fields(pixels, result))
-        else:
-            data = comp.compress(pixels)
-            row.compressed_bits = len(data) * 8
-        row.encode_seconds = time.perf_counter() - start
-        if data is not None and verify and comp.lossless:
-            start = time.perf_counter()
-            decoded = comp.decompress(data)
-            row.decode_seconds = time.perf_counter() - start
-            row.roundtrip_ok = bool(decoded.shape == pixels.shape
-                                    and np.array_equal(decoded, pixels))
-    except IgcError as exc:
-        row.error = str(exc)
-        if data is not None and row.compressed_bits and verify and comp.lossless:
-            row.roundtrip_ok = False
-    except Exception as exc:  # a codec library failing on one image must not end the run
-        row.error = f"{type(exc).__name__}: {exc}"
+        data = _encode(comp, pixels, row, estimate)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # one codec failing on one image must not end the run
+        row.error = _failure(exc)
+        row.compressed_bits = None
+    if data is not None and verify and comp.lossless:
+        _verify(comp, data, pixels, row)
     if row.compressed_bits:
         row.bits_per_subpixel = row.compressed_bits / (h * w * 3)
         row.ratio = original / row.compressed_bits

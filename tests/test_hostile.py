@@ -405,7 +405,7 @@ def test_failing_compress_leaves_existing_output_untouched_even_with_force(tmp_p
 
 
 def test_failing_write_removes_its_temp_file(tmp_path, small_png, monkeypatch):
-    from igc.cli import codec
+    from igc.cli import outputs
 
     out = tmp_path / "out.igc"
     out.write_bytes(b"precious")
@@ -413,7 +413,7 @@ def test_failing_write_removes_its_temp_file(tmp_path, small_png, monkeypatch):
     def refuse(src, dst):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(codec.os, "replace", refuse)
+    monkeypatch.setattr(outputs.os, "replace", refuse)
     result = invoke("compress", small_png, "-o", out, "--force", "--model", "uniform")
     assert result.exit_code != 0 and "No space left on device" in result.output
     assert out.read_bytes() == b"precious"

@@ -71,6 +71,10 @@ def bench(
         crop = GALLERY_CROP
     if crop is not None and crop < 0:
         raise UsageError(f"--crop must be 0 (full resolution) or a positive size, got {crop}")
+    if workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {workers}")
+    if csv_path or plot_path:
+        _check_reports(images, csv_path, plot_path)
     if threads:
         import torch
 
@@ -112,3 +116,19 @@ def bench(
     failed = [r for r in result.results if r.roundtrip_ok is False]
     if failed:
         raise typer.Exit(3)
+
+
+def _check_reports(images: list[str] | None, csv_path: Path | None,
+                   plot_path: Path | None) -> None:
+    """--csv and --plot, checked before the run: writable, and never one of the input images."""
+    from igc.cli.outputs import check_report
+    from igc.core import sources
+    from igc.errors import UsageError
+
+    refs = sources.collect(images) if images else sources.gallery()
+    inputs = [Path(ref.path) for ref in refs]
+    for option, path in (("--csv", csv_path), ("--plot", plot_path)):
+        if path:
+            check_report(path, option, inputs)
+    if csv_path and plot_path and Path(csv_path).resolve() == Path(plot_path).resolve():
+        raise UsageError(f"--csv and --plot both name {csv_path}; give them different files")

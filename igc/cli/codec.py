@@ -3,35 +3,21 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import typer
 
 from igc.cli.errors import handle_errors
+from igc.cli.outputs import check_output, write_atomic
 from igc.errors import FormatError, UsageError
 
 
-def write_atomic(path: Path, data: bytes, force: bool) -> None:
-    """Write via a temporary file and rename, so a failure never truncates an existing output."""
-    if path.exists() and not force:
-        raise UsageError(f"{path} exists; pass --force to overwrite it")
-    if path.is_dir():
-        raise UsageError(f"{path} is a directory")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def read_file(path: Path) -> bytes:
+    """An .igc file, read no further than its header allows (igc.core.container.read_file)."""
+    from igc.core import container
+
     try:
-        return path.read_bytes()
+        return container.read_file(path)
     except FileNotFoundError:
         raise UsageError(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -59,10 +45,9 @@ def compress(
     from igc.core.image import load_image
 
     output = output or source.with_suffix(source.suffix + ".igc")
-    if output.exists() and not force:
-        raise UsageError(f"{output} exists; pass --force to overwrite it")
     if not source.exists():
         raise UsageError(f"{source}: no such file")
+    check_output(output, force=force, inputs=[source])
     loaded = load_image(source, strict=True)
     if paper_size:
         from igc.core.palette import PAPER_SIZE, resize_to_paper
@@ -100,8 +85,7 @@ def decompress(
     from igc.core.image import encode_png
 
     output = output or source.with_suffix(".png")
-    if output.exists() and not force:
-        raise UsageError(f"{output} exists; pass --force to overwrite it")
+    check_output(output, force=force, inputs=[source])
     pixels = decode(read_file(source), model)
     write_atomic(output, encode_png(pixels), force)
     typer.echo(f"{source} -> {output}: {pixels.shape[1]}×{pixels.shape[0]}, checksum verified")
@@ -115,9 +99,8 @@ def info(
     """Print the header of an .igc file."""
     from igc.api import info as read_info
 
-    data = read_file(source)
     try:
-        d = read_info(data)
+        d = read_info(read_file(source))
     except FormatError as exc:
         raise FormatError(f"{source}: {exc}") from None
     if as_json:

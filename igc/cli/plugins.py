@@ -15,6 +15,7 @@ def plugins(
 ) -> None:
     """List plugins (built-in and installed), their versions and what they register."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from igc.plugins.manager import get_registry
@@ -38,7 +39,8 @@ def plugins(
     for entry in data:
         kind = "built-in" if entry["builtin"] else "installed"
         if entry["error"]:
-            table.add_row(entry["name"], entry["version"], kind, f"[red]failed: {entry['error']}[/]")
+            table.add_row(entry["name"], entry["version"], kind,
+                          f"[red]failed: {escape(entry['error'])}[/]")
             continue
         parts = []
         for what, names in entry["registers"].items():

@@ -19,7 +19,7 @@ from igc.core import container
 from igc.core.lanes import LaneStepper, lane_for, lane_pool, numerics_of
 from igc.core.tokenizer import SubpixelTokenizer, tile_side_for_context
 from igc.core.types import Image, TokenizedImage
-from igc.errors import ChecksumError, FormatError, ModelMismatchError
+from igc.errors import ChecksumError, FormatError, ImageError, ModelMismatchError
 
 DEFAULT_BATCH = 256
 REGIONS = 8
@@ -36,6 +36,17 @@ class EncodeResult:
 def _region_checks(tokens: np.ndarray) -> bytes:
     groups = np.array_split(np.arange(len(tokens)), min(REGIONS, len(tokens)))
     return bytes(zlib.crc32(tokens[g].astype(np.uint8).tobytes()) & 0xFF for g in groups)
+
+
+MISMATCH_HINT = ("decode without --model (igc finds the file's model by its fingerprint) or "
+                 "with --model naming the folder that holds")
+
+
+def offered(model, fingerprint: str) -> str:
+    """The model a decoder was given, as the user named it (--model) and as it names itself."""
+    spec = str(getattr(model, "spec", None) or model.name)
+    named = f"model {model.name!r}, " if spec != model.name else ""
+    return f"model {spec!r} ({named}fingerprint {fingerprint})"
 
 
 def pixel_checksum(image: Image) -> int:
@@ -96,6 +107,7 @@ class NeuralCodec:
         return bits
 
     def encode(self, image: Image) -> EncodeResult:
+        container.check_pixels(*image.shape[:2], ImageError)  # a file igc could not read back
         tok = self.tokenizer.encode(image)
         encoder = self.coder.encoder()
         bits = self.encode_tokens(tok, encoder)
@@ -131,8 +143,8 @@ class NeuralCodec:
         if header.fingerprint != self.model.fingerprint:
             raise ModelMismatchError(
                 f"file was encoded with model {header.model_id!r} (fingerprint "
-                f"{header.fingerprint}) but model {self.model.name!r} (fingerprint "
-                f"{self.model.fingerprint}) was given; decode with --model {header.model_id}")
+                f"{header.fingerprint}) but {offered(self.model, self.model.fingerprint)} was "
+                f"given; {MISMATCH_HINT} {header.model_id!r}")
         self.check_numerics(header)
         if header.tile != self.tokenizer.tile or header.order != self.order:
             raise FormatError(f"file uses {header.tile}px tiles in {header.order} order; model "

@@ -8,6 +8,8 @@ is in the header.
 
 from __future__ import annotations
 
+import os
+import stat
 import zlib
 from dataclasses import dataclass
 
@@ -21,6 +23,11 @@ MAX_NUMERICS = 255
 DEFAULT_MAX_PIXELS = 1 << 28
 MAX_MODEL_ID = 64
 MAX_REGIONS = 8
+# the longest header the parser can read: magic, version, layout, 7 varints (height, width,
+# batch, lane, numerics, payload length: at most 10 bytes each), 4 layout bytes, fingerprint,
+# model id and region checks (a length byte and up to 255 bytes each), checksum, CRC
+MAX_HEADER_BYTES = 3 + 1 + 1 + 6 * 10 + 4 + 8 + 2 * (1 + 255) + 4 + 2
+MAX_PAYLOAD_PER_PIXEL = 16
 TOKENIZERS = {"subpixel": 0, "palette": 1, "palette+residual": 2}  # docs/palette.md
 ORDERS = {"interleaved": 0, "channel": 1}
 CODERS = {"range": 1}
@@ -143,8 +150,9 @@ def _model_id(raw: bytes) -> str:
     return text
 
 
-def unpack(data: bytes) -> tuple[Header, bytes]:
-    """Parse and check a file; raises FormatError for anything that is not a sound igc file."""
+def read_header(data: bytes) -> tuple[Header, int]:
+    """Parse and check the header at the start of `data` (which may hold only its first
+    MAX_HEADER_BYTES); returns it and its length. Raises FormatError."""
     if len(data) < 4 or data[:3] != MAGIC:
         raise FormatError("not an igc file (bad magic bytes)")
     r = _Reader(data)
@@ -182,19 +190,61 @@ def unpack(data: bytes) -> tuple[Header, bytes]:
                           f"lane {lane}")
     if numerics > MAX_NUMERICS:
         raise FormatError(f"corrupted header: numerics {numerics}")
-    if height * width > max_pixels():
-        raise FormatError(f"image of {height}x{width} pixels exceeds the limit of {max_pixels()} "
-                          "pixels (set IGC_MAX_PIXELS to raise it)")
-    payload = data[r.pos :]
-    if len(payload) < payload_length:
-        raise FormatError(f"file truncated: payload has {len(payload)} of {payload_length} bytes")
-    if len(payload) > payload_length:
-        raise FormatError(f"corrupted file: {len(payload) - payload_length} unexpected bytes after "
-                          "the payload")
+    check_pixels(height, width, FormatError)
     header = Header(height, width, tile, model_id, fingerprint, checksum, bytes(region_checks),
                     payload_length, batch, channels, tokenizer, order, coder, precision, version,
                     lane, numerics)
+    return header, r.pos
+
+
+def check_pixels(height: int, width: int, error: type[Exception]) -> None:
+    """Raise `error` when an image is larger than IGC_MAX_PIXELS: the limit files are read
+    under, so it bounds what igc writes too."""
+    if height * width > max_pixels():
+        raise error(f"image of {height}x{width} pixels exceeds the limit of {max_pixels()} "
+                    "pixels (set IGC_MAX_PIXELS to raise it)")
+
+
+def unpack(data: bytes) -> tuple[Header, bytes]:
+    """Parse and check a file; raises FormatError for anything that is not a sound igc file."""
+    header, end = read_header(data)
+    payload_length = header.payload_length
+    payload = data[end:]
+    if len(payload) < payload_length:
+        raise FormatError(f"file truncated: payload has {len(payload)} of {payload_length} bytes")
+    if len(payload) > payload_length:
+        raise FormatError(f"corrupted file: {len(payload) - payload_length} extra bytes after "
+                          "the payload")
     return header, payload
+
+
+def max_payload(header: Header) -> int:
+    """The most payload bytes an igc encoder can write for the header's image: at most 4
+    symbols per pixel (palette index + 3 residuals; subpixels: 3), each under 32 bits with
+    24-bit probabilities, plus the coder's final words."""
+    return MAX_PAYLOAD_PER_PIXEL * header.height * header.width + 256
+
+
+def read_file(path: str | os.PathLike) -> bytes:
+    """An .igc file's bytes, reading no more than its header allows: at most MAX_HEADER_BYTES,
+    then the payload it declares (bounded by `max_payload`) and one byte to detect trailing
+    data. A hostile file or a device (/dev/zero) cannot make igc read without end.
+    Raises FormatError, or OSError for the file itself."""
+    with open(path, "rb") as fh:
+        head = fh.read(MAX_HEADER_BYTES)
+        header, end = read_header(head)
+        if header.payload_length > max_payload(header):
+            raise FormatError(f"corrupted header: a payload of {header.payload_length} bytes for "
+                              f"{header.height}x{header.width} pixels (at most "
+                              f"{max_payload(header)})")
+        wanted = end + header.payload_length + 1 - len(head)
+        data = head + (fh.read(wanted) if wanted > 0 else b"")
+        if len(data) > end + header.payload_length:
+            st = os.fstat(fh.fileno())
+            extra = (f"{st.st_size - end - header.payload_length} extra bytes"
+                     if stat.S_ISREG(st.st_mode) else "extra bytes")
+            raise FormatError(f"corrupted file: {extra} after the payload")
+    return data
 
 
 def header_size(data: bytes) -> int:

@@ -12,6 +12,8 @@ P (palette)            expanded to RGB (exact, noted); with transparency: treate
 RGBA, LA, PA           opaque alpha: dropped (exact, noted)
   non-opaque alpha     refused                        alpha dropped, noted "alpha dropped (not coded)"
 16-bit, 32-bit int     refused                        scaled to 8 bits (high byte), noted
+PPM/PGM maxval != 255  refused (read rescaled)        rescaled by Pillow, noted
+RGB/L + tRNS key       refused if a pixel matches     key dropped, noted
 float (F)              refused                        scaled to 8 bits, noted
 CMYK, YCbCr, LAB, HSV  refused (conversion inexact)   converted by Pillow, noted
 animated / multi-page  refused                        first frame, noted
@@ -20,7 +22,8 @@ animated / multi-page  refused                        first frame, noted
 Empty, unreadable, non-image and zero-size files, and images with more pixels than the cap
 (``max_pixels``, else ``$IGC_MAX_PIXELS``, else 2**28; checked from the header before any
 decoding) raise `ImageError` with one line naming the file. No Pillow exception or warning escapes.
-Pixels are coded as stored: EXIF orientation and ICC profiles are not applied.
+Pixels are coded as stored: an EXIF orientation and an ICC profile are not applied, and when a file
+has one the note says it was dropped (never silently).
 """
 
 from __future__ import annotations
@@ -189,6 +192,77 @@ def _scale_to_8bit(values: np.ndarray, bits: int) -> tuple[np.ndarray, str]:
     )
 
 
+def _maxval(im: Any) -> int | None:
+    """A PPM/PGM file's maxval, read before decoding: Pillow rescales any other than 255."""
+    if im.format != "PPM" or not im.tile:
+        return None
+    args = im.tile[0][3]
+    if isinstance(args, tuple) and len(args) == 2 and isinstance(args[1], int):
+        return args[1]
+    return None
+
+
+def _check_maxval(maxval: int | None, mode: str, strict: bool, label: str,
+                  notes: list[str]) -> None:
+    """Refuse (strict) or note a maxval other than 255: the values read are not the file's."""
+    if maxval is None or maxval == 255:
+        return
+    if strict:
+        if maxval > 255:
+            raise ImageError(f"{label}: 16-bit image (maxval {maxval}): igc codes 8-bit RGB only")
+        raise ImageError(f"{label}: maxval {maxval}, not 255: the samples are rescaled when "
+                         "read, so they cannot be coded as stored; igc codes 8-bit RGB only")
+    if maxval < 255:
+        notes.append(f"maxval {maxval} → 255 (rescaled)")
+    elif mode == "RGB":  # Pillow scaled the samples to 8 bits itself (gray ones: to 16 bits)
+        notes.append(f"16-bit (maxval {maxval}) → 8-bit (scaled)")
+
+
+def _keyed(im: Any, strict: bool, label: str, notes: list[str]) -> np.ndarray:
+    """RGB or grayscale with a tRNS colour key: pixels of that colour are transparent."""
+    rgba = np.asarray(im.convert("RGBA"), dtype=np.uint8)
+    transparent = int((rgba[:, :, 3] != 255).sum())
+    if im.mode != "RGB":
+        notes.append("grayscale → RGB (replicated)")
+    if not transparent:
+        notes.append("transparency key matches no pixel (dropped)")
+    elif strict:
+        raise ImageError(f"{label} has a transparency key (tRNS) that makes {transparent} "
+                         "pixel(s) transparent; igc codes RGB only")
+    else:
+        notes.append("transparency key dropped (not coded)")
+    return rgba[:, :, :3]
+
+
+def _dropped_metadata(im: Any) -> list[str]:
+    """Notes for what igc does not apply: an EXIF orientation and an ICC profile."""
+    notes = []
+    try:
+        orientation = im.getexif().get(0x0112)
+    except Exception:  # a malformed EXIF block: nothing we could apply either
+        orientation = None
+    if orientation not in (None, 1):
+        notes.append(f"EXIF orientation {orientation} not applied (pixels coded as stored)")
+    profile = im.info.get("icc_profile")
+    if profile:
+        name = _profile_name(profile)
+        notes.append(f"ICC profile{f' {name!r}' if name else ''} dropped (colours coded as "
+                     "stored, not converted)")
+    return notes
+
+
+def _profile_name(profile: bytes) -> str:
+    """The profile's description ('sRGB IEC61966-2.1'), or "" when it cannot be read."""
+    try:
+        import io
+
+        from PIL import ImageCms
+
+        return ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(profile))).strip()
+    except Exception:  # no LittleCMS in this Pillow, or a malformed profile
+        return ""
+
+
 def _alpha(rgb: np.ndarray, alpha: np.ndarray, strict: bool, label: str, notes: list[str]):
     if bool((alpha == 255).all()):
         notes.append("opaque alpha dropped")
@@ -218,6 +292,8 @@ def _to_rgb(im: Any, bits: int, strict: bool, label: str, notes: list[str]) -> n
         # RGB/RGBA/LA read from 16-bit samples: Pillow already kept the high byte.
         notes.append("16-bit → 8-bit (high byte)")
 
+    if mode in ("RGB", "L") and "transparency" in im.info:
+        return _keyed(im, strict, label, notes)
     if mode == "RGB":
         return np.asarray(im, dtype=np.uint8)
     if mode == "RGBX":
@@ -309,9 +385,14 @@ def load_image(
                     im.seek(0)
                     notes.append(f"first of {frames} frames")
                 bits = _source_bits(im)
+                maxval = _maxval(im)
+                if maxval is not None and maxval > 255 and im.mode.startswith("I"):
+                    bits = 16  # Pillow widens a 9-16 bit PGM to 16 bits
+                _check_maxval(maxval, im.mode, strict, label, notes)
                 PILImage.MAX_IMAGE_PIXELS = cap  # frames and sub-images are checked too
                 im.load()
                 pixels = _to_rgb(im, bits, strict, label, notes)
+                notes.extend(_dropped_metadata(im))
         except ImageError:
             raise
         except PILImage.UnidentifiedImageError:

@@ -24,7 +24,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from igc.core import container
-from igc.core.codec import EncodeResult, NeuralCodec, _region_checks, pixel_checksum
+from igc.core.codec import (
+    MISMATCH_HINT,
+    EncodeResult,
+    NeuralCodec,
+    _region_checks,
+    offered,
+    pixel_checksum,
+)
 from igc.core.lanes import numerics_of
 from igc.core.palette import (
     PaletteTokenizer,
@@ -32,7 +39,7 @@ from igc.core.palette import (
     tile_side_for_palette,
 )
 from igc.core.types import Image
-from igc.errors import ChecksumError, FormatError, ModelMismatchError, UsageError
+from igc.errors import ChecksumError, FormatError, ImageError, ModelMismatchError, UsageError
 
 MODES = {"palette": "palette", "lossless": "palette+residual"}
 
@@ -204,6 +211,7 @@ class PaletteCodec(NeuralCodec):
         return self.mode == "palette+residual"
 
     def encode(self, image: Image) -> PaletteEncodeResult:
+        container.check_pixels(*image.shape[:2], ImageError)
         tok = self.tokenizer.encode(image)
         encoder = self.coder.encoder()
         index_bits = self.encode_tokens(tok, encoder)
@@ -241,9 +249,9 @@ class PaletteCodec(NeuralCodec):
         if header.fingerprint != self.fingerprint:
             raise ModelMismatchError(
                 f"file was encoded with model {header.model_id!r} and its palette (fingerprint "
-                f"{header.fingerprint}) but model {self.model.name!r} with its clusters "
-                f"(fingerprint {self.fingerprint}) was given; decode with --model "
-                f"{header.model_id} and the same preprocessor_config.json")
+                f"{header.fingerprint}) but {offered(self.model, self.fingerprint)} with its "
+                f"clusters was given; {MISMATCH_HINT} {header.model_id!r} and the same "
+                "preprocessor_config.json")
         self.check_numerics(header)
         if header.tile != self.tokenizer.tile:
             raise FormatError(f"file uses {header.tile}px tiles; model {self.model.name!r} codes "

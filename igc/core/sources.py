@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -69,7 +70,8 @@ class ImageRef:
     def load(self, strict: bool = False, max_pixels: int | None = None) -> LoadedImage:
         if self.index is None:
             return load_image(self.path, strict=strict, max_pixels=max_pixels, name=self.name)
-        images = _npz_images(self.path, _mtime(self.path))
+        # the array is held to $IGC_MAX_PIXELS (as `collect` did), the image to max_pixels
+        images = _npz_images(self.path, _mtime(self.path), resolve_max_pixels())
         if not 0 <= self.index < len(images):
             raise ImageError(f"{self.name}: {self.path} holds only {len(images)} images")
         pixels = images[self.index]
@@ -89,27 +91,52 @@ def _mtime(path: str) -> float:
         raise ImageError(f"{path}: cannot read: {exc.strerror or exc}") from None
 
 
+def _npy_header(archive: Any, path: str) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of the archive's `images` array, from its .npy header alone."""
+    member = "images.npy" if "images.npy" in archive.zip.namelist() else "images"
+    with archive.zip.open(member) as fp:
+        version = np.lib.format.read_magic(fp)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(fp)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(fp)
+        else:
+            raise ImageError(f"{path}: 'images' is a .npy array of version {version}, which "
+                             "igc does not read")
+    return shape, dtype
+
+
+def _check_declared(path: str, shape: tuple[int, ...], dtype: np.dtype, cap: int) -> None:
+    """Refuse an `images` array by what its header declares, before it is allocated."""
+    if dtype != np.uint8 or len(shape) != 4 or shape[3] != 3:
+        raise ImageError(f"{path}: 'images' must be uint8 of shape (N, H, W, 3), got {dtype} {shape}")
+    if shape[1] < 1 or shape[2] < 1:
+        raise ImageError(f"{path}: 'images' has zero-size images {shape}")
+    pixels = shape[0] * shape[1] * shape[2]
+    if pixels > cap:
+        raise ImageError(f"{path}: 'images' declares {'×'.join(map(str, shape))} = {pixels} "
+                         f"pixels, which exceeds the limit of {cap} (possible decompression bomb; "
+                         "raise it with $IGC_MAX_PIXELS)")
+
+
 @lru_cache(maxsize=2)
-def _npz_images(path: str, mtime: float) -> np.ndarray:
-    """The validated `images` array of an .npz file (cached: bench loads its entries one by one)."""
+def _npz_images(path: str, mtime: float, cap: int) -> np.ndarray:
+    """The validated `images` array of an .npz file (cached: bench loads its entries one by one).
+
+    Its header is checked first: a small file can declare a huge array, so the pixel cap
+    applies to all its images together, before anything is allocated."""
     del mtime  # part of the cache key only
     try:
         with np.load(path, allow_pickle=False) as archive:
             if "images" not in archive.files:
                 found = ", ".join(archive.files) or "nothing"
                 raise ImageError(f"{path}: no 'images' array in this .npz (found: {found})")
+            _check_declared(path, *_npy_header(archive, path), cap)
             images = archive["images"]
     except ImageError:
         raise
     except Exception as exc:  # zipfile.BadZipFile, ValueError (pickled object arrays), OSError
         raise ImageError(f"{path}: not a readable .npz file: {exc}") from None
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] != 3:
-        raise ImageError(
-            f"{path}: 'images' must be uint8 of shape (N, H, W, 3), "
-            f"got {images.dtype} {images.shape}"
-        )
-    if images.shape[1] < 1 or images.shape[2] < 1:
-        raise ImageError(f"{path}: 'images' has zero-size images {images.shape}")
     images.setflags(write=False)
     return images
 
@@ -145,7 +172,7 @@ def collect(paths: Iterable[str | os.PathLike], *, recursive: bool = False) -> l
                 raise ImageError(f"no images found in {where} (looked for {_looked_for()})")
             refs.extend(ImageRef(f.name, str(f)) for f in files)
         elif path.suffix.lower() == ".npz":
-            images = _npz_images(str(path), _mtime(str(path)))
+            images = _npz_images(str(path), _mtime(str(path)), resolve_max_pixels())
             if len(images) == 0:
                 raise ImageError(f"no images found in {path} ('images' is empty)")
             refs.extend(ImageRef(f"{path.name}[{i}]", str(path), i) for i in range(len(images)))

@@ -15,7 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from igc.errors import ModelError
-from igc.models.imagegpt import DEFAULT_MODEL, WEIGHTS_DIR, fingerprint_of, read_tensors
+from igc.models.imagegpt import (
+    DEFAULT_MODEL,
+    WEIGHTS_DIR,
+    fingerprint_of,
+    read_config,
+    read_tensors,
+)
 
 CATALOG = WEIGHTS_DIR / "catalog.json"
 MODEL_PATH_VARIABLE = "IGC_MODEL_PATH"
@@ -76,7 +82,7 @@ def _candidates(root: Path, model_id: str) -> list[Path]:
 
 def _fingerprint_of_folder(folder: Path) -> str | None:
     try:
-        return fingerprint_of(read_tensors(folder))
+        return fingerprint_of(read_tensors(folder), read_config(folder))
     except ModelError:
         return None  # an unreadable folder on the path is not the one we look for
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from igc.errors import ModelError
-from igc.models.imagegpt import fingerprint_of, read_config, read_tensors, resolve
+from igc.models.imagegpt import fingerprint_of, load_checked, resolve
 
 
 @dataclass
@@ -48,8 +48,10 @@ class HFImageGPTModel:
             raise ModelError("the HuggingFace backend needs transformers "
                              "(pip install 'igc-codec[model]')") from None
         self.name, self.folder = resolve(spec)
-        self.config = read_config(self.folder)
-        self.fingerprint = fingerprint_of(read_tensors(self.folder))
+        self.spec = spec or self.name  # as the user gave it, for messages
+        self.config, tensors = load_checked(self.folder)
+        self.fingerprint = fingerprint_of(tensors, self.config)
+        del tensors  # transformers loads its own copy
         hf_logging.disable_progress_bar()  # its loading bar would interleave with igc's output
         try:
             # .float(): transformers 5 loads in the checkpoint's dtype by default ("auto").

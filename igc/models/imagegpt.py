@@ -79,6 +79,8 @@ def read_config(folder: Path) -> dict:
         config = json.loads(config_path.read_text())
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot read {config_path}: {exc}") from None
+    if not isinstance(config, dict):
+        raise ModelError(f"{config_path} must hold a JSON object, got {type(config).__name__}")
     if config.get("model_type") != "imagegpt":
         raise ModelError(f"{folder} holds a {config.get('model_type', 'unknown')!r} model; igc "
                          "needs an ImageGPT checkpoint (model_type 'imagegpt')")
@@ -104,15 +106,42 @@ def read_tensors(folder: Path) -> dict:
     return tensors
 
 
-def fingerprint_of(tensors: dict) -> str:
-    """Digest of the weights' values, independent of how the file was serialised."""
+# Config fields that change what the weights compute without changing their shapes, at the
+# values every model had before they entered the fingerprint (ImageGPT's defaults, which both
+# shipped models use). A field is mixed into the digest only when it differs from its value here,
+# so those models keep their fingerprints and the files that record them keep decoding.
+COMPUTATION_DEFAULTS = {"layer_norm_epsilon": 1e-5, "activation_function": "quick_gelu",
+                        "scale_attn_weights": True}
+
+
+def fingerprint_of(tensors: dict, config: dict | None = None) -> str:
+    """Digest of the weights' values, independent of how the file was serialised, and of the
+    config fields that change the computation (`COMPUTATION_DEFAULTS`): the same weights with
+    another epsilon or activation are another model, refused as such rather than failing the
+    pixel checksum after a whole decode."""
     digest = hashlib.sha256()
     for key in sorted(tensors):
         t = tensors[key].float().contiguous()
         digest.update(key.removeprefix("transformer.").encode())
         digest.update(str(tuple(t.shape)).encode())
         digest.update(t.numpy().tobytes())
+    changed = {field: config.get(field, default) for field, default in COMPUTATION_DEFAULTS.items()
+               if config is not None and config.get(field, default) != default}
+    if changed:
+        digest.update(json.dumps(changed, sort_keys=True).encode())
     return digest.hexdigest()[:16]
+
+
+def load_checked(folder: Path) -> tuple[dict, dict]:
+    """(config, tensors) of a model folder, each config field and weight checked
+    (igc.models.checks): a broken folder fails here with one line naming what is wrong."""
+    from igc.models.checks import check_config, check_weights
+
+    config = read_config(folder)
+    check_config(config, folder)
+    tensors = read_tensors(folder)
+    check_weights(tensors, config, folder)
+    return config, tensors
 
 
 class ImageGPTModel:
@@ -124,9 +153,9 @@ class ImageGPTModel:
         from igc.models.runtime import ImageGPTRuntime
 
         self.name, self.folder = resolve(spec)
-        self.config = read_config(self.folder)
-        tensors = read_tensors(self.folder)
-        self.fingerprint = fingerprint_of(tensors)
+        self.spec = spec or self.name  # as the user gave it, for messages
+        self.config, tensors = load_checked(self.folder)
+        self.fingerprint = fingerprint_of(tensors, self.config)
         self.runtime = ImageGPTRuntime(self.config, tensors)
         self.context_length = self.runtime.n_positions
         self.vocab_size = self.runtime.vocab_size - 1  # the start token is never predicted

@@ -1,8 +1,9 @@
 """Finds plugins, collects what they register, and instantiates only what a user selects.
 
 Built-in modules are registered the same way as third-party packages (which are found through the
-`igc.plugins` entry-point group); a third-party plugin that fails to import is recorded with its
-error and shown by `igc plugins`, but breaks no other command.
+`igc.plugins` entry-point group). Plugin code runs only inside guards: a plugin that fails to
+import, or whose hook raises (even `SystemExit`; only KeyboardInterrupt passes), is recorded with
+its error and shown by `igc plugins`, registers nothing, and breaks no other command.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 import pluggy
 
-from igc.errors import PluginError, UsageError
+from igc.errors import IgcError, PluginError, UsageError
 from igc.plugins import hookspecs
 from igc.plugins.markers import PROJECT
 
@@ -53,9 +54,12 @@ class Entry:
         if check is None:
             return None
         try:
-            return check()
-        except Exception as exc:  # a broken availability probe means unavailable, not a crash
-            return f"availability check failed: {exc}"
+            reason = check()
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # a broken availability probe means unavailable
+            return f"availability check failed: {crash_line(exc)}"
+        return str(reason) if reason else None
 
 
 @dataclass
@@ -78,22 +82,45 @@ class Registry:
 
     # -- loading -------------------------------------------------------------------------
     def add_plugin(self, obj: Any, name: str, version: str, builtin: bool) -> None:
-        """Register one plugin object (a module or an instance) and collect its registrations."""
+        """Register one plugin object (a module or an instance) and collect its registrations.
+
+        A hook that raises leaves nothing of its plugin registered and the error in its
+        `PluginInfo`; only a name clash (PluginError) and KeyboardInterrupt propagate.
+        """
         info = PluginInfo(name=name, version=version, builtin=builtin)
         self.plugins[name] = info
         try:
             self.pm.register(obj, name=name)
+        except ValueError as exc:  # pluggy: this object or name is already registered
+            info.error = f"invalid plugin: {exc}"
+            return
+        try:
             # A misspelled hook (register_compresors) is an error, not silently ignored.
             self.pm.check_pending()
         except pluggy.PluginValidationError as exc:
             self.pm.unregister(name=name)
-            info.error = f"invalid plugin: {exc}"
+            info.error = "invalid plugin: " + (str(exc).strip().splitlines() or [""])[0]
             return
         for kind in KINDS:
             hook = getattr(self.pm.hook, f"register_{kind}s")
             impls = [impl for impl in hook.get_hookimpls() if impl.plugin_name == name]
             for impl in impls:
-                impl.function(self._registrar(kind, name, info))
+                try:
+                    impl.function(self._registrar(kind, name, info))
+                except (PluginError, KeyboardInterrupt):
+                    raise
+                except BaseException as exc:  # SystemExit too: a plugin cannot end the host
+                    self._drop(name, info)
+                    info.error = f"register_{kind}s raised {crash_line(exc)}"
+                    return
+
+    def _drop(self, name: str, info: PluginInfo) -> None:
+        """Forget everything plugin `name` registered (its hook failed half way)."""
+        for kind, names in info.registered.items():
+            for entry_name in names:
+                self.entries[kind].pop(entry_name, None)
+        info.registered.clear()
+        self.pm.unregister(name=name)
 
     def _registrar(self, kind: str, plugin: str, info: PluginInfo):
         def register(factory: Any, name: str | None = None) -> None:
@@ -124,11 +151,18 @@ class Registry:
             label = ep.dist.name if ep.dist is not None else ep.name
             try:
                 obj = ep.load()
-            except Exception as exc:  # shown by `igc plugins`, never fatal elsewhere
-                self.plugins[label] = PluginInfo(
-                    label, version, builtin=False, error=f"{type(exc).__name__}: {exc}"
-                )
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # SystemExit too; shown by `igc plugins`, never fatal
+                if label in self.plugins and not self.plugins[label].error:
+                    label = f"{label} ({ep.name})"
+                self.plugins[label] = PluginInfo(label, version, builtin=False,
+                                                 error=crash_line(exc))
                 continue
+            if self.pm.is_registered(obj):
+                continue  # a second entry point to the same module: one plugin, loaded once
+            if label in self.plugins:  # one package, two plugin modules
+                label = f"{label} ({ep.name})"
             self.add_plugin(obj, label, version, builtin=False)
 
     # -- lookup --------------------------------------------------------------------------
@@ -140,7 +174,10 @@ class Registry:
             return self.entries[kind][name]
         except KeyError:
             known = ", ".join(self.names(kind)) or "none"
-            raise UsageError(f"unknown {kind} {name!r}; known: {known}") from None
+            failed = [p.name for p in self.plugins.values() if p.error]
+            hint = (f" (plugins that failed to load, see `igc plugins`: {', '.join(failed)})"
+                    if failed else "")
+            raise UsageError(f"unknown {kind} {name!r}; known: {known}{hint}") from None
 
     def create(self, kind: str, name: str, **options: Any) -> Any:
         """Instantiate a registered factory, passing only the options it accepts."""
@@ -150,7 +187,21 @@ class Registry:
             from igc.errors import CodecUnavailable
 
             raise CodecUnavailable(f"{kind} {name!r} is unavailable: {reason}")
-        return entry.factory(**_accepted(entry.factory, options))
+        try:
+            return entry.factory(**_accepted(entry.factory, options))
+        except (IgcError, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            if self.plugins[entry.plugin].builtin:
+                raise  # igc's own bug: the CLI asks for a report
+            raise PluginError(f"{kind} {name!r} of plugin {entry.plugin!r} failed to start: "
+                              f"{crash_line(exc)}") from None
+
+
+def crash_line(exc: BaseException) -> str:
+    """One line for an exception raised by plugin code: its type and first line."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 def _accepted(factory: Any, options: dict[str, Any]) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 
@@ -31,9 +32,9 @@ class TableReporter:
                              ("model bits", "right"), ("overhead", "right"), ("round trip", "center")):
             detail.add_column(col, justify=justify)
         for r in rows:
-            if r.error:
-                detail.add_row(r.image, r.compressor, f"{r.width}×{r.height}", "—", "—", "—", "—",
-                               "—", f"[red]error: {r.error}[/]")
+            if r.error and not r.compressed_bits:  # nothing was measured
+                detail.add_row(r.image, r.compressor, f"{r.width}×{r.height}", "—", "—", "—",
+                               "—", "—", f"[red]error: {escape(r.error)}[/]")
                 continue
             ratio = _fmt(r.ratio)
             if r.ratio is not None and r.ratio < 1:
@@ -43,7 +44,7 @@ class TableReporter:
                 r.image, r.compressor, f"{r.width}×{r.height}", bits, _fmt(r.bits_per_subpixel),
                 ratio, "—" if r.model_bits is None else f"{r.model_bits:,.0f}",
                 "—" if r.overhead_percent is None else f"{r.overhead_percent:+.2f}%",
-                _check(r.roundtrip_ok))
+                _check(r.roundtrip_ok) + (f" [red]{escape(r.error)}[/]" if r.error else ""))
         console.print(detail)
 
         summary = Table(title="Summary (ratio = original bits / compressed bits; bpsp = bits per "

@@ -1,0 +1,209 @@
+"""Model folders validated at load (issue 16, item 7): each bad config field or weight is one line
+naming it, and the fingerprint covers the config fields that change the computation without
+changing the shipped models' fingerprints.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_hostile import error_line, invoke
+
+import igc
+from igc.errors import ModelError, ModelMismatchError
+
+PIXELS = np.random.default_rng(11).integers(0, 256, (6, 5, 3), dtype=np.uint8)
+
+
+def variant(tiny_model: str, folder: Path, config: dict | None = None, drop=(),
+            weights=None) -> Path:
+    """A copy of the tiny model with config fields replaced (None: removed) or dropped, and
+    `weights(tensors)` applied to its tensors (a dict it may change)."""
+    from safetensors.torch import load_file, save_file
+
+    folder.mkdir()
+    settings = json.loads((Path(tiny_model) / "config.json").read_text())
+    for key, value in (config or {}).items():
+        settings[key] = value
+    for key in drop:
+        settings.pop(key)
+    (folder / "config.json").write_text(json.dumps(settings))
+    if weights is None:
+        shutil.copy(Path(tiny_model) / "model.safetensors", folder)
+    else:
+        tensors = load_file(Path(tiny_model) / "model.safetensors")
+        weights(tensors)
+        save_file(tensors, folder / "model.safetensors")
+    return folder
+
+
+def refusal(folder: Path, tmp_path: Path) -> str:
+    """The error line of `igc compress` with this model folder (nothing written)."""
+    image = tmp_path / "in.png"
+    if not image.exists():
+        from PIL import Image
+
+        Image.fromarray(PIXELS).save(image)
+    out = tmp_path / "out.igc"
+    line = error_line(invoke("compress", image, "-o", out, "--model", folder))
+    assert not out.exists()
+    return line.removeprefix("igc: error: ")
+
+
+CONFIG_ERRORS = {  # tiny model: n_embd 32, n_head 4, n_layer 2, n_positions 48, vocab 257
+    "n_embd as text": ({"n_embd": "32"}, "'n_embd' must be a positive integer, got '32'"),
+    "n_head zero": ({"n_head": 0}, "'n_head' must be a positive integer, got 0"),
+    "n_head not dividing": ({"n_head": 5}, "'n_embd' 32 is not a multiple of 'n_head' 5"),
+    "n_layer bool": ({"n_layer": True}, "'n_layer' must be a positive integer, got True"),
+    "n_layer float": ({"n_layer": 2.0}, "'n_layer' must be a positive integer, got 2.0"),
+    "vocab_size one": ({"vocab_size": 1}, "'vocab_size' must be an integer of at least 2, got 1"),
+    "n_inner zero": ({"n_inner": 0}, "'n_inner' must be null or a positive integer, got 0"),
+    "epsilon negative": ({"layer_norm_epsilon": -1e-5},
+                         "'layer_norm_epsilon' must be a positive finite number, got -1e-05"),
+    "epsilon text": ({"layer_norm_epsilon": "1e-5"},
+                     "'layer_norm_epsilon' must be a positive finite number, got '1e-5'"),
+    "epsilon nan": ({"layer_norm_epsilon": math.nan},
+                    "'layer_norm_epsilon' must be a positive finite number, got nan"),
+    "activation": ({"activation_function": "swish"},
+                   "'activation_function' must be one of gelu, gelu_new, gelu_pytorch_tanh, "
+                   "quick_gelu, relu, got 'swish'"),
+    "scale flag": ({"scale_attn_weights": "yes"},
+                   "'scale_attn_weights' must be true or false, got 'yes'"),
+    "unsupported flag": ({"reorder_and_upcast_attn": True},
+                         "'reorder_and_upcast_attn' must be false (igc's runtime does not "
+                         "implement it), got True"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CONFIG_ERRORS))
+def test_bad_config_field_is_named(tiny_model, tmp_path, case):
+    fields, message = CONFIG_ERRORS[case]
+    folder = variant(tiny_model, tmp_path / "model", fields)
+    assert refusal(folder, tmp_path) == f"{folder}/config.json: {message}"
+
+
+def test_missing_config_field_and_non_object_config(tiny_model, tmp_path):
+    folder = variant(tiny_model, tmp_path / "model", drop=["n_positions"])
+    assert refusal(folder, tmp_path) == f"{folder}/config.json lacks 'n_positions'"
+    (folder / "config.json").write_text("[1, 2]")
+    assert refusal(folder, tmp_path) == f"{folder}/config.json must hold a JSON object, got list"
+
+
+def _set(key, value):
+    def change(tensors):
+        tensors[key] = value(tensors[key])
+
+    return change
+
+
+def _nan_at(key, value):
+    def change(tensors):
+        tensors[key] = tensors[key].clone()
+        tensors[key].view(-1)[3] = value
+
+    return change
+
+
+WEIGHT_ERRORS = {
+    "n_positions huge": (
+        {"n_positions": 10**9}, None,
+        "{folder}/config.json: 'n_positions' is 1000000000 but the position embedding "
+        "'wpe.weight' has 48 rows"),
+    "vocab mismatch": (
+        {"vocab_size": 513}, None,
+        "{folder}: weight 'wte.weight' has shape (257, 32); the config (vocab_size 513, n_embd "
+        "32) needs (513, 32)"),
+    "n_inner mismatch": (
+        {"n_inner": 64}, None,
+        "{folder}: weight 'h.0.mlp.c_fc.weight' has shape (32, 128); the config (n_embd 32, "
+        "n_inner 64) needs (32, 64)"),
+    "short bias": (
+        None, _set("transformer.h.1.attn.c_attn.bias", lambda t: t[:90].clone()),
+        "{folder}: weight 'h.1.attn.c_attn.bias' has shape (90,); the config (n_embd 32) "
+        "needs (96,)"),
+    "layer beyond n_layer": (
+        {"n_layer": 1}, None,
+        "{folder}: the weights hold layer h.1 but config.json's 'n_layer' is 1"),
+    "layer missing": (
+        {"n_layer": 3}, None,
+        "model weights lack 'h.2.ln_1.weight': not a complete ImageGPT checkpoint"),
+    "nan weight": (
+        None, _nan_at("transformer.h.1.attn.c_proj.weight", math.nan),
+        "{folder}: weight 'h.1.attn.c_proj.weight' holds NaN or infinite values"),
+    "inf weight": (
+        None, _nan_at("lm_head.weight", -math.inf),
+        "{folder}: weight 'lm_head.weight' holds NaN or infinite values"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(WEIGHT_ERRORS))
+def test_bad_weights_are_named(tiny_model, tmp_path, case):
+    fields, weights, message = WEIGHT_ERRORS[case]
+    folder = variant(tiny_model, tmp_path / "model", fields, weights=weights)
+    assert refusal(folder, tmp_path) == message.format(folder=folder)
+
+
+def test_the_hf_backend_checks_the_same(tiny_model, tmp_path):
+    from igc.models.hf_backend import HFImageGPTModel
+
+    folder = variant(tiny_model, tmp_path / "model", {"n_positions": 10**9})
+    with pytest.raises(ModelError, match="'n_positions' is 1000000000 but the position "):
+        HFImageGPTModel(str(folder))
+
+
+def test_activation_names_match_the_runtime():
+    from igc.models.checks import ACTIVATION_NAMES
+    from igc.models.runtime import ACTIVATIONS
+
+    assert sorted(ACTIVATIONS) == list(ACTIVATION_NAMES)
+
+
+# -- the fingerprint covers the computation --------------------------------------------------
+
+
+def test_shipped_fingerprints_are_unchanged():
+    """Files record these (tests/data/igc-rgb16-v3.igc: c31ec73887b527b1); they must not move."""
+    from igc.models.imagegpt import ImageGPTModel, fingerprint_of, load_checked, resolve
+
+    expected = {"igc-rgb16-v2": "c862dd8d8d6cbab8", "igc-rgb16": "c31ec73887b527b1"}
+    for name, fingerprint in expected.items():
+        config, tensors = load_checked(resolve(name)[1])
+        assert fingerprint_of(tensors, config) == fingerprint_of(tensors) == fingerprint, name
+        assert ImageGPTModel(name).fingerprint == fingerprint
+    catalog = json.loads((Path(igc.__file__).parent / "weights" / "catalog.json").read_text())
+    assert {k: v["fingerprint"] for k, v in catalog.items()} == expected
+
+
+def test_config_at_the_defaults_keeps_the_fingerprint(tiny_model, tmp_path):
+    from igc.models.imagegpt import ImageGPTModel
+
+    base = ImageGPTModel(tiny_model).fingerprint
+    spelled = variant(tiny_model, tmp_path / "spelled", {"layer_norm_epsilon": 0.00001,
+                                                         "activation_function": "quick_gelu",
+                                                         "scale_attn_weights": True})
+    implied = variant(tiny_model, tmp_path / "implied",
+                      drop=["layer_norm_epsilon", "activation_function", "scale_attn_weights"])
+    assert ImageGPTModel(str(spelled)).fingerprint == base
+    assert ImageGPTModel(str(implied)).fingerprint == base
+
+
+@pytest.mark.parametrize("fields", [{"layer_norm_epsilon": 1e-6}, {"activation_function": "gelu"},
+                                    {"scale_attn_weights": False}],
+                         ids=["epsilon", "activation", "scale"])
+def test_same_weights_other_computation_is_another_model(tiny_model, tmp_path, fields):
+    from igc.models.imagegpt import ImageGPTModel
+
+    other = variant(tiny_model, tmp_path / "other", fields)
+    model = ImageGPTModel(str(other))
+    assert model.fingerprint != ImageGPTModel(tiny_model).fingerprint
+    data = igc.compress(PIXELS, model=tiny_model)
+    with pytest.raises(ModelMismatchError, match=f"but model '{other}' .*fingerprint "
+                                                 f"{model.fingerprint}"):
+        igc.decompress(data, model=str(other))
+    np.testing.assert_array_equal(igc.decompress(igc.compress(PIXELS, model=str(other)),
+                                                 model=str(other)), PIXELS)

@@ -1,0 +1,176 @@
+"""Output files (issue 16, item 5): the user's umask, --force keeping a file's mode, and every
+output that cannot or must not be written refused before any coding.
+
+"Before any coding" is shown by giving a model that does not exist: the output's error comes
+first, so nothing was loaded or coded.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from contextlib import contextmanager
+
+import numpy as np
+import pytest
+from PIL import Image
+from test_hostile import error_line, invoke
+
+import igc
+
+PIXELS = np.random.default_rng(3).integers(0, 256, (6, 5, 3), dtype=np.uint8)
+NO_MODEL = "/nonexistent/igc-model"  # loading it would fail: its error must not be the one seen
+not_as_root = pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0,
+                             reason="root writes regardless of permissions")
+
+
+@contextmanager
+def umask(mask: int):
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+@pytest.fixture
+def png(tmp_path):
+    path = tmp_path / "in.png"
+    Image.fromarray(PIXELS).save(path)
+    return path
+
+
+@pytest.fixture
+def igc_file(tmp_path):
+    path = tmp_path / "in.igc"
+    path.write_bytes(igc.compress(PIXELS, model="uniform"))
+    return path
+
+
+def compress(png, out, *extra):
+    return invoke("compress", png, "-o", out, "--model", "uniform", *extra)
+
+
+# -- modes -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("mask", "expected"), [(0o022, 0o644), (0o027, 0o640), (0o002, 0o664)],
+                         ids=["umask-022", "umask-027", "umask-002"])
+def test_outputs_get_the_users_umask(png, igc_file, tmp_path, mask, expected):
+    with umask(mask):
+        assert compress(png, tmp_path / "a.igc").exit_code == 0
+        assert invoke("decompress", igc_file, "-o", tmp_path / "a.png").exit_code == 0
+    assert (mode(tmp_path / "a.igc"), mode(tmp_path / "a.png")) == (expected, expected)
+
+
+@pytest.mark.parametrize("kept", [0o600, 0o664, 0o640], ids=["600", "664", "640"])
+def test_force_keeps_the_replaced_files_mode(png, igc_file, tmp_path, kept):
+    for out, result in ((tmp_path / "a.igc", lambda o: compress(png, o, "--force")),
+                        (tmp_path / "a.png",
+                         lambda o: invoke("decompress", igc_file, "-o", o, "--force"))):
+        out.write_bytes(b"old")
+        out.chmod(kept)
+        with umask(0o022):
+            assert result(out).exit_code == 0
+        assert mode(out) == kept and out.read_bytes() != b"old"
+    np.testing.assert_array_equal(igc.decompress((tmp_path / "a.igc").read_bytes()), PIXELS)
+
+
+# -- refused before any coding ---------------------------------------------------------------
+
+
+def test_missing_output_folder_is_refused_before_coding(png, igc_file, tmp_path):
+    out = tmp_path / "no" / "such" / "x.igc"
+    line = error_line(invoke("compress", png, "-o", out, "--model", NO_MODEL))
+    assert line == f"igc: error: cannot write {out}: folder {out.parent} does not exist"
+    out = tmp_path / "missing" / "x.png"
+    line = error_line(invoke("decompress", igc_file, "-o", out, "--model", NO_MODEL))
+    assert line == f"igc: error: cannot write {out}: folder {out.parent} does not exist"
+
+
+def test_output_that_is_a_directory_is_refused_even_with_force(png, igc_file, tmp_path):
+    folder = tmp_path / "dir"
+    folder.mkdir()
+    for command in (["compress", png], ["decompress", igc_file]):
+        line = error_line(invoke(*command, "-o", folder, "--force", "--model", NO_MODEL))
+        assert line == f"igc: error: {folder} is a directory, not a file"
+    assert list(folder.iterdir()) == []
+
+
+def test_output_equal_to_the_input_is_refused_even_with_force(png, igc_file, tmp_path):
+    before = png.read_bytes(), igc_file.read_bytes()
+    link = tmp_path / "link.png"
+    link.symlink_to(png)
+    for source, out in ((png, png), (png, link), (igc_file, igc_file)):
+        command = "compress" if source.suffix == ".png" else "decompress"
+        line = error_line(invoke(command, source, "-o", out, "--force", "--model", NO_MODEL))
+        assert line == f"igc: error: {out} is the input file; write the output elsewhere"
+    assert (png.read_bytes(), igc_file.read_bytes()) == before
+
+
+def test_a_dangling_symlink_counts_as_an_existing_output(png, tmp_path):
+    out = tmp_path / "out.igc"
+    target = tmp_path / "elsewhere" / "target.igc"
+    out.symlink_to(target)
+    line = error_line(invoke("compress", png, "-o", out, "--model", NO_MODEL))
+    assert line == f"igc: error: {out} exists; pass --force to overwrite it"
+    result = compress(png, out, "--force")
+    assert result.exit_code == 0, result.output
+    assert not out.is_symlink() and not target.exists()  # the link is replaced, not followed
+    np.testing.assert_array_equal(igc.decompress(out.read_bytes()), PIXELS)
+
+
+@not_as_root
+def test_output_folder_without_write_permission(png, tmp_path):
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        line = error_line(invoke("compress", png, "-o", folder / "x.igc", "--model", NO_MODEL))
+        assert line == f"igc: error: cannot write {folder / 'x.igc'}: folder {folder} is not writable"
+    finally:
+        folder.chmod(0o755)
+
+
+def test_a_failed_write_is_one_line_and_leaves_nothing(png, tmp_path, monkeypatch):
+    from igc.cli import outputs
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(outputs.os, "replace", full)
+    out = tmp_path / "out.igc"
+    line = error_line(compress(png, out))
+    assert line == f"igc: error: cannot write {out}: No space left on device"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png"]
+
+
+# -- bench reports ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("option", ["--csv", "--plot"])
+def test_reports_never_overwrite_an_input_image(photo_dir, option):
+    victim = photo_dir / "img1.png"
+    before = victim.read_bytes()
+    for images in (victim, photo_dir):
+        line = error_line(invoke("bench", "-c", "png", "--images", images, option, victim))
+        assert line == (f"igc: error: {option} {victim} is one of the input images; it would be "
+                        "overwritten")
+    assert victim.read_bytes() == before
+
+
+def test_reports_are_checked_before_the_run(photo_dir, tmp_path):
+    bench = ("bench", "-c", "imagegpt", "--model", NO_MODEL, "--images", photo_dir)
+    missing = tmp_path / "nowhere" / "r.csv"
+    line = error_line(invoke(*bench, "--csv", missing))
+    assert line == f"igc: error: --csv {missing}: folder {missing.parent} does not exist"
+    line = error_line(invoke(*bench, "--plot", tmp_path))
+    assert line == f"igc: error: --plot {tmp_path} is a directory, not a file"
+    same = tmp_path / "r.out"
+    line = error_line(invoke(*bench, "--csv", same, "--plot", same))
+    assert line == f"igc: error: --csv and --plot both name {same}; give them different files"
+    assert list(tmp_path.glob("*.csv")) == [] and not same.exists()
