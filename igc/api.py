@@ -8,41 +8,52 @@ from igc.core.types import Image
 
 
 def list_compressors(check: bool = False) -> list[str] | dict[str, str | None]:
-    """Registered compressor names; with check=True, name -> reason it is unavailable (or None)."""
-    from igc.plugins.manager import get_registry
+    """Names `get_compressor` and `igc bench -c` accept: registered compressors and models; with
+    check=True, name -> reason it is unavailable (or None)."""
+    from igc.plugins.compose import compressor_names, unavailable_reason
 
-    registry = get_registry()
-    names = registry.names("compressor")
+    names = compressor_names()
     if not check:
         return names
-    return {n: registry.entry("compressor", n).unavailable_reason() for n in names}
+    return {n: unavailable_reason(n) for n in names}
 
 
 def get_compressor(name: str, **options: Any):
-    """Instantiate a registered compressor (e.g. `get_compressor("imagegpt", model=DIR)`)."""
-    from igc.plugins.manager import get_registry
+    """A registered compressor, or a registered model composed with a tokenizer and a coder:
+    `get_compressor("imagegpt", model=DIR)`, `get_compressor("imagegpt", coder="ans")`,
+    `get_compressor("mymodel")`."""
+    from igc.plugins.compose import create_compressor
 
-    return get_registry().create("compressor", name, **options)
+    return create_compressor(name, **options)
 
 
 def compress(image: Image, model: str | None = None, order: str = "interleaved",
-             mode: str | None = None) -> bytes:
-    """RGB uint8 (H, W, 3) -> `.igc` bytes, coded with ImageGPT (default: the packaged model).
-    `mode` applies to palette models: "lossless" (default) or "palette" (lossy indices only)."""
-    from igc.compressors.model_based import ImageGPTCompressor, UniformCompressor
+             mode: str | None = None, tokenizer: str | None = None,
+             coder: str | None = None) -> bytes:
+    """RGB uint8 (H, W, 3) -> `.igc` bytes. `model`: a registered model's name, or an ImageGPT
+    spec (default: the packaged model); `tokenizer`, `coder`: registered names (default: the
+    model's tokenizer, the range coder). `mode` applies to palette models: "lossless" (default)
+    or "palette" (lossy indices only)."""
     from igc.core.image import as_rgb_array
 
     pixels = as_rgb_array(image)
-    if model == "uniform":
-        return UniformCompressor(order=order).compress(pixels)
-    return ImageGPTCompressor(model=model, order=order, mode=mode).compress(pixels)
+    return compressor(model, order=order, mode=mode, tokenizer=tokenizer,
+                      coder=coder).compress(pixels)
+
+
+def compressor(model: str | None = None, **options: Any):
+    """The compressor `compress` uses, for repeated use or `compress_with_stats`."""
+    from igc.plugins.compose import model_compressor
+
+    return model_compressor(model, **options)
 
 
 def decompress(data: bytes, model: str | None = None) -> Image:
-    """`.igc` bytes -> RGB pixels, verified against the checksum stored in the file."""
-    from igc.compressors.model_based import decompress_any
+    """`.igc` bytes -> RGB pixels, verified against the checksum stored in the file. The model,
+    tokenizer and coder are the ones the header names (or `model`)."""
+    from igc.plugins.compose import decompress as decode
 
-    return decompress_any(bytes(data), model)
+    return decode(bytes(data), model)
 
 
 def info(data: bytes) -> dict:

@@ -19,9 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from igc.core.types import LoadedImage
+from igc.core.types import Image, LoadedImage
 from igc.errors import CodecUnavailable, IgcError, UsageError
-from igc.plugins.manager import get_registry
 
 
 @dataclass
@@ -150,17 +149,44 @@ def environment(seed: int | None, extra: dict | None = None) -> dict[str, Any]:
 
 
 def create_compressors(names: Sequence[str], **options: Any) -> tuple[list, dict[str, str]]:
-    """Instantiate the named compressors; unavailable ones are reported, not fatal."""
-    registry = get_registry()
-    for name in names:
-        registry.entry("compressor", name)  # unknown names fail before any work
+    """Instantiate the named compressors (registered compressors or models); unavailable ones
+    are reported, not fatal."""
+    from igc.plugins.compose import check_names, create_compressor
+
+    check_names(list(names))  # unknown names fail before any work
     made, unavailable = [], {}
     for name in names:
         try:
-            made.append(registry.create("compressor", name, **options))
+            made.append(create_compressor(name, **options))
         except CodecUnavailable as exc:
             unavailable[name] = str(exc)
     return made, unavailable
+
+
+def report_fields(codec: Any, result: Any, image: Image) -> dict:
+    """Extra bench fields of an encode with a lossy tokenizer (the palette): the bit split, and
+    for a lossy file its PSNR and what PNG and JPEG-XL take for the same approximated image (the
+    fair comparison)."""
+    if result.approximation is None:
+        return {}
+    from igc.core.palette import psnr
+
+    out = {"tokenizer": codec.tokenizer.name, "mode": codec.mode,
+           "index_bits": result.token_bits, "residual_bits": result.residual_bits}
+    if not codec.lossless:
+        out["psnr"] = psnr(image, result.approximation)
+        out["png_bits_quantized"] = _classical_bits("png", result.approximation)
+        out["jxl_bits_quantized"] = _classical_bits("jxl", result.approximation)
+    return out
+
+
+def _classical_bits(name: str, image: Image) -> int | None:
+    from igc.compressors.classical import COMPRESSORS
+
+    try:
+        return len({c.name: c for c in COMPRESSORS}[name]().compress(image)) * 8
+    except IgcError:
+        return None
 
 
 def _as_loaded(images: Sequence[Any]) -> list[LoadedImage]:
@@ -218,6 +244,8 @@ def bench(
     preprocessing: str = "none",
     progress: Callable[[str, str], None] | None = None,
     mode: str | None = None,
+    tokenizer: str | None = None,
+    coder: str | None = None,
 ) -> BenchResult:
     """Run every compressor on every image. `images`: LoadedImage objects or RGB arrays;
     `compressors`: names (instantiated through the plugin registry) or instances."""
@@ -226,7 +254,8 @@ def bench(
         raise UsageError("no images to benchmark")
     unavailable: dict[str, str] = {}
     if compressors and isinstance(compressors[0], str):
-        made, unavailable = create_compressors(list(compressors), model=model, mode=mode)
+        made, unavailable = create_compressors(list(compressors), model=model, mode=mode,
+                                               tokenizer=tokenizer, coder=coder)
     else:
         made = list(compressors)
     rows = []
@@ -262,8 +291,7 @@ def _run_one(comp: Any, item: LoadedImage, *, verify: bool, estimate: bool) -> R
             data, row.model_bits = result.data, result.model_bits
             row.header_bits = result.header_bytes * 8
             row.compressed_bits = len(data) * 8
-            if hasattr(comp, "report_fields"):
-                row.extra.update(comp.report_fields(pixels, result))
+            row.extra.update(report_fields(comp.codec, result, pixels))
         else:
             data = comp.compress(pixels)
             row.compressed_bits = len(data) * 8

@@ -67,7 +67,7 @@ def _warm_up(codec) -> None:
     model = codec.model
     seq = np.full((1, model.context_length), codec.tokenizer.start_token, dtype=np.int64)
     model.log_probs(seq)
-    state = model.start(2, 4)
+    state = model.start(2, 4, model.numerics)
     for _ in range(4):
         model.step(state, np.zeros(2, dtype=np.int64))
 
@@ -120,7 +120,8 @@ def measure(images: Sequence[np.ndarray], backends: Sequence[str] = BACKENDS,
         raise UsageError(f"--repeat must be at least 1, got {repeat}")
     subpixels = int(sum(im.shape[0] * im.shape[1] * 3 for im in images))
     codecs = {name: NeuralCodec(load_backend(name, model), RangeCoder(),
-                                batch=batch or DEFAULT_BATCH) for name in backends}
+                                batch=batch or DEFAULT_BATCH, plugin="imagegpt")
+              for name in backends}
     for codec in codecs.values():
         _warm_up(codec)
     best: dict[tuple[str, str], SpeedResult] = {}

@@ -38,16 +38,19 @@ class ThirdParty:
 def test_builtins_are_registered_through_hooks():
     registry = fresh_registry()
     names = registry.names("compressor")
-    for expected in ("imagegpt", "uniform", "png", "zstd", "webp", "jxl", "jpeg2000", "jpegls",
-                     "lzma"):
+    for expected in ("png", "zstd", "webp", "jxl", "jpeg2000", "jpegls", "lzma"):
         assert expected in names
     assert "range" in registry.names("coder")
-    assert "subpixel" in registry.names("tokenizer")
+    assert {"subpixel", "palette"} <= set(registry.names("tokenizer"))
     assert {"table", "json", "csv", "markdown", "plot"} <= set(registry.names("reporter"))
     assert {"imagegpt", "uniform"} <= set(registry.names("model"))
-    owners = {registry.entry("compressor", "png").plugin, registry.entry("compressor", "uniform")
+    owners = {registry.entry("compressor", "png").plugin, registry.entry("model", "uniform")
               .plugin}
-    assert owners == {"igc.compressors.classical", "igc.compressors.model_based"}
+    assert owners == {"igc.compressors.classical", "igc.models.registry"}
+    # models are compressors by name: composed with their tokenizer and the range coder
+    from igc.plugins.compose import compressor_names
+
+    assert {"imagegpt", "uniform", "png"} <= set(compressor_names(registry))
 
 
 def test_listing_imports_no_heavy_library():

@@ -25,7 +25,14 @@ def bench(
                                    "the source has fewer)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random pick."),
     model: str = typer.Option(None, "--model", "-m",
-                              help="ImageGPT model: packaged name, local folder or hub id."),
+                              help="ImageGPT model: packaged name, local folder or hub id (given "
+                                   "to every model plugin that takes a spec)."),
+    tokenizer: str = typer.Option(None, "--tokenizer",
+                                  help="Registered tokenizer for the model-based compressors "
+                                       "(default: each model's own)."),
+    coder: str = typer.Option(None, "--coder",
+                              help="Registered coder for the model-based compressors (default: "
+                                   "range)."),
     crop: int = typer.Option(None, "--crop",
                              help=f"Center-crop every image to at most N×N pixels before coding "
                                   f"(all compressors alike). Default: {GALLERY_CROP} for the "
@@ -59,12 +66,12 @@ def bench(
     from igc.benchmark import bench as run_bench
     from igc.benchmark import create_compressors, load_images
     from igc.errors import UsageError
+    from igc.plugins.compose import compressor_names
     from igc.plugins.manager import get_registry
 
     names = [n.strip() for n in compressors.split(",") if n.strip()]
     if not names:
-        raise UsageError("--compressors is empty; known: "
-                         + ", ".join(get_registry().names("compressor")))
+        raise UsageError("--compressors is empty; known: " + ", ".join(compressor_names()))
     if count is not None and count < 1:
         raise UsageError(f"--count must be at least 1, got {count}")
     if crop is None and not images and not paper_size:  # the paper resizes the whole image
@@ -75,7 +82,8 @@ def bench(
         import torch
 
         torch.set_num_threads(threads)
-    made, unavailable = create_compressors(names, model=model, mode=mode)
+    made, unavailable = create_compressors(names, model=model, mode=mode, tokenizer=tokenizer,
+                                           coder=coder)
     loaded, preprocessing = load_images(images, count, seed, crop or None,
                                         default_count=DEFAULT_COUNT, paper_size=paper_size)
     err = Console(stderr=True)
@@ -85,7 +93,8 @@ def bench(
         with err.status(f"benchmarking on {workers} worker processes"):
             result = bench_sharded(loaded, names, workers=workers, threads=threads,
                                    verify=verify, estimate=estimate, seed=seed, model=model,
-                                   preprocessing=preprocessing, mode=mode)
+                                   preprocessing=preprocessing, mode=mode, tokenizer=tokenizer,
+                                   coder=coder)
     else:
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), console=err, transient=True) as bar:

@@ -24,10 +24,10 @@ def plugins(
     for info in registry.plugins.values():
         entry = {"name": info.name, "version": info.version, "builtin": info.builtin,
                  "registers": info.registered, "error": info.error}
-        comps = info.registered.get("compressor", [])
         entry["unavailable"] = {
-            name: reason for name in comps
-            if (reason := registry.entry("compressor", name).unavailable_reason())}
+            name: reason for kind in ("compressor", "model")
+            for name in info.registered.get(kind, [])
+            if (reason := registry.entry(kind, name).unavailable_reason())}
         data.append(entry)
     if as_json:
         typer.echo(json.dumps({"plugins": data}, indent=2))

@@ -4,7 +4,8 @@ from igc.models.imagegpt import ImageGPTModel
 from igc.models.uniform import UniformModel
 from igc.plugins.markers import hookimpl
 
-ImageGPTModel.description = "HuggingFace-format ImageGPT checkpoint (packaged, local folder or hub id)"
+ImageGPTModel.description = ("ImageGPT next-token probabilities (default: igc's own model; or a "
+                             "shipped id, local folder or hub id)")
 UniformModel.description = "every subpixel value equally likely (8 bits per subpixel)"
 
 

@@ -24,7 +24,6 @@ DISABLE_ENV = "IGC_DISABLE_PLUGINS"  # "1": load built-ins only
 
 BUILTIN_MODULES = (
     "igc.compressors.classical",
-    "igc.compressors.model_based",
     "igc.models.registry",
     "igc.coders.registry",
     "igc.reporters.registry",
@@ -117,7 +116,7 @@ class Registry:
             self.add_plugin(module, module_name, _own_version(), builtin=True)
 
     def load_entry_points(self) -> None:
-        if os.environ.get(DISABLE_ENV, "").strip() not in ("", "0"):
+        if entry_points_disabled():
             return
         for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
             version = ep.dist.version if ep.dist is not None else "?"
@@ -134,6 +133,9 @@ class Registry:
     # -- lookup --------------------------------------------------------------------------
     def names(self, kind: str) -> list[str]:
         return sorted(self.entries[kind])
+
+    def has(self, kind: str, name: str) -> bool:
+        return name in self.entries[kind]
 
     def entry(self, kind: str, name: str) -> Entry:
         try:
@@ -164,6 +166,11 @@ def _accepted(factory: Any, options: dict[str, Any]) -> dict[str, Any]:
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return options
     return {k: v for k, v in options.items() if k in params}
+
+
+def entry_points_disabled() -> bool:
+    """Whether $IGC_DISABLE_PLUGINS keeps installed plugins from loading."""
+    return os.environ.get(DISABLE_ENV, "").strip() not in ("", "0")
 
 
 def _own_version() -> str:
