@@ -8,6 +8,8 @@ from igc.api import (
     info,
     list_compressors,
     list_models,
+    register_plugin,
+    report,
 )
 from igc.errors import (
     ChecksumError,
@@ -44,4 +46,6 @@ __all__ = [
     "info",
     "list_compressors",
     "list_models",
+    "register_plugin",
+    "report",
 ]

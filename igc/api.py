@@ -75,6 +75,29 @@ def list_models() -> list[dict]:
     return [m.to_dict() for m in shipped_models()]
 
 
+def report(result, reporter: str = "table", destination: Any = None) -> None:
+    """Hand a bench result to a registered reporter ("table", "json", "csv", a plugin's...)."""
+    from igc.plugins.manager import get_registry
+
+    get_registry().create("reporter", reporter).report(result, destination)
+
+
+def register_plugin(plugin: Any, name: str | None = None) -> None:
+    """Register a plugin object (a module or an instance with `@igc.hookimpl` hooks) in this
+    process, as an installed package's entry point is: for scripts, notebooks and tests."""
+    from igc.errors import PluginError
+    from igc.plugins.manager import get_registry
+
+    name = name or getattr(plugin, "__name__", None) or type(plugin).__name__
+    registry = get_registry()
+    if name in registry.plugins:
+        raise PluginError(f"a plugin named {name!r} is already registered")
+    registry.add_plugin(plugin, name, "0", builtin=False)
+    error = registry.plugins[name].error
+    if error:
+        raise PluginError(f"plugin {name!r}: {error}")
+
+
 def bench(images, compressors, **options: Any):
     """Run compressors on images; see `igc.benchmark.bench`."""
     from igc.benchmark import bench as run

@@ -227,3 +227,18 @@ def test_names_in_headers_are_checked():
         container.pack(dataclasses.replace(header, coder="c" * 64), b"")
     with pytest.raises(ValueError, match="cannot be recorded"):
         container.pack(dataclasses.replace(header, coder="two words"), b"")
+
+
+def test_bench_table_names_a_plugin_model_and_reporters_are_selectable(installed, photo_dir):
+    out = runner.invoke(app, ["bench", "-c", "repeat,png", "--coder", "wide-range", "--images",
+                              str(photo_dir), "-n", "1"], env={"COLUMNS": "200"})
+    assert out.exit_code == 0, out.output
+    assert "repeat: model repeat-v1 (fingerprint 5e9ea7000000c0de, 4×4 tiles, coder wide-range)" \
+        in out.output
+    out = runner.invoke(app, ["bench", "-c", "png", "--images", str(photo_dir), "--reporter",
+                              "markdown"])
+    assert out.exit_code == 0 and out.stdout.startswith("| compressor |"), out.output
+    out = runner.invoke(app, ["bench", "-c", "png", "--images", str(photo_dir), "-r", "nope"])
+    assert out.exit_code == 2 and "unknown reporter 'nope'; known: csv, json" in out.output
+    with pytest.raises(PluginError, match="already registered"):
+        igc.register_plugin(Plugin(), "plugin-0")

@@ -53,6 +53,9 @@ def bench(
     workers: int = typer.Option(1, "--workers",
                                 help="Shard the images across N processes (torch.distributed "
                                      "through accelerate, gloo on 127.0.0.1)."),
+    reporter: str = typer.Option(None, "--reporter", "-r",
+                                 help="Print the result with this registered reporter (table, "
+                                      "json, markdown, csv or a plugin's; see `igc plugins`)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result dict as JSON."),
     markdown: bool = typer.Option(False, "--markdown", help="Print a Markdown summary table."),
     csv_path: Path = typer.Option(None, "--csv", help="Also write per-image rows to this CSV."),
@@ -78,6 +81,8 @@ def bench(
         crop = GALLERY_CROP
     if crop is not None and crop < 0:
         raise UsageError(f"--crop must be 0 (full resolution) or a positive size, got {crop}")
+    if reporter:
+        get_registry().entry("reporter", reporter)  # an unknown name fails before any work
     if threads:
         import torch
 
@@ -108,7 +113,9 @@ def bench(
                                preprocessing=preprocessing, progress=tick)
     result.unavailable.update(unavailable)
     registry = get_registry()
-    if as_json:
+    if reporter:
+        registry.create("reporter", reporter).report(result)
+    elif as_json:
         registry.create("reporter", "json").report(result)
     elif markdown:
         registry.create("reporter", "markdown").report(result)
