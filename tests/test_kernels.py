@@ -126,8 +126,8 @@ def test_unknown_numerics_is_a_clear_error(tiny_model, rng):
 
 
 def test_a_backend_without_the_fused_step_refuses_its_files(tiny_model, rng):
+    from igc.codec.neural import NeuralCodec
     from igc.coders.range import RangeCoder
-    from igc.core.codec import NeuralCodec
     from igc.models.hf_backend import HFImageGPTModel
 
     data = get_compressor("imagegpt", model=tiny_model).compress(

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from igc import get_compressor
+from igc.codec.lanes import LaneStepper, lane_pool, lane_size, split
 from igc.core import container
-from igc.core.lanes import LaneStepper, lane_pool, lane_size, split
 from igc.errors import FormatError
 
 

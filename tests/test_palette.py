@@ -12,7 +12,7 @@ import pytest
 from conftest import smooth_image
 
 from igc import decompress, get_compressor
-from igc.benchmark import report_fields
+from igc.bench.run import report_fields
 from igc.core import container
 from igc.core.palette import PaletteTokenizer, load_clusters, psnr, quantize
 from igc.errors import FormatError, ModelError, ModelMismatchError, UsageError
@@ -115,7 +115,7 @@ def test_lossy_mode_psnr_and_flags(palette_model):
 
 
 def test_bench_reports_lossy_fields(palette_model):
-    from igc.benchmark import bench
+    from igc import bench
 
     result = bench([smooth_image(8, 9)], ["imagegpt"], model=palette_model, mode="palette")
     row = result.to_dict()["results"][0]

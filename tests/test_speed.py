@@ -37,9 +37,9 @@ import numpy as np
 import pytest
 import torch
 
+from igc.codec.neural import NeuralCodec
 from igc.coders.range import RangeCoder
 from igc.core import container
-from igc.core.codec import NeuralCodec
 from igc.models.hf_backend import HFImageGPTModel
 from igc.models.imagegpt import ImageGPTModel
 

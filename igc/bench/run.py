@@ -8,19 +8,16 @@ file size, so the coder's overhead is visible.
 
 from __future__ import annotations
 
-import os
-import platform
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from typing import Any
 
 import numpy as np
 
+from igc.bench.environment import environment
 from igc.core.types import Image, LoadedImage
-from igc.errors import CodecUnavailable, IgcError, UsageError
+from igc.errors import IgcError, UsageError
 
 
 @dataclass
@@ -75,7 +72,7 @@ class BenchResult:
         }
 
 
-def _summarise(rows: list[Row], names: list[str]) -> dict[str, dict]:
+def summarise(rows: list[Row], names: list[str]) -> dict[str, dict]:
     summary = {}
     for name in names:
         ok = [r for r in rows if r.compressor == name and r.compressed_bits]
@@ -120,49 +117,6 @@ def _summarise(rows: list[Row], names: list[str]) -> dict[str, dict]:
     return summary
 
 
-def _versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for dist in ("igc-codec", "numpy", "pillow", "imagecodecs", "constriction", "zstandard",
-                 "torch", "transformers", "safetensors", "scikit-image"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
-
-
-def environment(seed: int | None, extra: dict | None = None) -> dict[str, Any]:
-    env: dict[str, Any] = {
-        "versions": _versions(),
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "device": "cpu",
-        "seed": seed,
-    }
-    if "torch" in sys.modules:
-        import torch
-
-        env["torch_threads"] = torch.get_num_threads()
-    env.update(extra or {})
-    return env
-
-
-def create_compressors(names: Sequence[str], **options: Any) -> tuple[list, dict[str, str]]:
-    """Instantiate the named compressors (registered compressors or models); unavailable ones
-    are reported, not fatal."""
-    from igc.plugins.compose import check_names, create_compressor
-
-    check_names(list(names))  # unknown names fail before any work
-    made, unavailable = [], {}
-    for name in names:
-        try:
-            made.append(create_compressor(name, **options))
-        except CodecUnavailable as exc:
-            unavailable[name] = str(exc)
-    return made, unavailable
-
-
 def report_fields(codec: Any, result: Any, image: Image) -> dict:
     """Extra bench fields of an encode with a lossy tokenizer (the palette): the bit split, and
     for a lossy file its PSNR and what PNG and JPEG-XL take for the same approximated image (the
@@ -189,7 +143,8 @@ def _classical_bits(name: str, image: Image) -> int | None:
         return None
 
 
-def _as_loaded(images: Sequence[Any]) -> list[LoadedImage]:
+def as_loaded(images: Sequence[Any]) -> list[LoadedImage]:
+    """Bench inputs as LoadedImage: RGB arrays get names image0, image1, ..."""
     from igc.core.image import as_rgb_array
 
     out = []
@@ -206,7 +161,7 @@ def load_images(paths: Sequence[str] | None, count: int | None, seed: int,
                 paper_size: bool = False) -> tuple[list[LoadedImage], str]:
     """Pick `count` images (seeded) from paths or the bundled gallery, load, preprocess.
     With no explicit count, `default_count` applies, capped at the size of the pool."""
-    from igc.core import sources
+    from igc.bench import sources
 
     refs = sources.collect(list(paths)) if paths else sources.gallery()
     if count is None and default_count is not None:
@@ -235,29 +190,22 @@ def load_images(paths: Sequence[str] | None, count: int | None, seed: int,
 
 def bench(
     images: Sequence[Any],
-    compressors: Sequence[str] | Sequence[Any],
+    compressors: Sequence[Any],
     *,
     verify: bool = True,
     estimate: bool = False,
     seed: int | None = None,
-    model: str | None = None,
     preprocessing: str = "none",
     progress: Callable[[str, str], None] | None = None,
-    mode: str | None = None,
-    tokenizer: str | None = None,
-    coder: str | None = None,
+    unavailable: dict[str, str] | None = None,
 ) -> BenchResult:
     """Run every compressor on every image. `images`: LoadedImage objects or RGB arrays;
-    `compressors`: names (instantiated through the plugin registry) or instances."""
-    loaded = _as_loaded(images)
+    `compressors`: instances (igc.bench(), in igc/api.py, also takes names); `unavailable`:
+    name -> reason for those that could not be made, carried into the result."""
+    loaded = as_loaded(images)
     if not loaded:
         raise UsageError("no images to benchmark")
-    unavailable: dict[str, str] = {}
-    if compressors and isinstance(compressors[0], str):
-        made, unavailable = create_compressors(list(compressors), model=model, mode=mode,
-                                               tokenizer=tokenizer, coder=coder)
-    else:
-        made = list(compressors)
+    made = list(compressors)
     rows = []
     for item in loaded:
         for comp in made:
@@ -266,11 +214,11 @@ def bench(
             rows.append(_run_one(comp, item, verify=verify, estimate=estimate))
     names = [c.name for c in made]
     models = {c.name: c.model_info for c in made if hasattr(c, "model_info")}
-    env = environment(seed, {"preprocessing": preprocessing, "models": models, "verify": verify,
-                             "estimate": estimate})
+    env = environment(seed=seed, preprocessing=preprocessing, models=models, verify=verify,
+                      estimate=estimate)
     image_info = [{"image": i.name, "source": i.source, "height": int(i.pixels.shape[0]),
                    "width": int(i.pixels.shape[1]), "note": i.note, **i.meta} for i in loaded]
-    return BenchResult(rows, _summarise(rows, names), env, image_info, unavailable)
+    return BenchResult(rows, summarise(rows, names), env, image_info, dict(unavailable or {}))
 
 
 def _run_one(comp: Any, item: LoadedImage, *, verify: bool, estimate: bool) -> Row:

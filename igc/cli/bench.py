@@ -66,15 +66,12 @@ def bench(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from igc.benchmark import bench as run_bench
-    from igc.benchmark import create_compressors, load_images
+    from igc import api
     from igc.errors import UsageError
-    from igc.plugins.compose import compressor_names
-    from igc.plugins.manager import get_registry
 
     names = [n.strip() for n in compressors.split(",") if n.strip()]
     if not names:
-        raise UsageError("--compressors is empty; known: " + ", ".join(compressor_names()))
+        raise UsageError("--compressors is empty; known: " + ", ".join(api.list_compressors()))
     if count is not None and count < 1:
         raise UsageError(f"--count must be at least 1, got {count}")
     if crop is None and not images and not paper_size:  # the paper resizes the whole image
@@ -82,24 +79,20 @@ def bench(
     if crop is not None and crop < 0:
         raise UsageError(f"--crop must be 0 (full resolution) or a positive size, got {crop}")
     if reporter:
-        get_registry().entry("reporter", reporter)  # an unknown name fails before any work
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
-    made, unavailable = create_compressors(names, model=model, mode=mode, tokenizer=tokenizer,
-                                           coder=coder)
-    loaded, preprocessing = load_images(images, count, seed, crop or None,
-                                        default_count=DEFAULT_COUNT, paper_size=paper_size)
+        api.check_reporter(reporter)  # an unknown name fails before any work
+    threads = threads or None  # 0: leave torch's default
+    api.set_threads(threads)
+    made_with = {"model": model, "mode": mode, "tokenizer": tokenizer, "coder": coder}
+    made, unavailable = api.create_compressors(names, **made_with)  # before reading any image
+    loaded, preprocessing = api.load_images(images, count, seed, crop or None,
+                                            default_count=DEFAULT_COUNT, paper_size=paper_size)
+    options = {"verify": verify, "estimate": estimate, "seed": seed,
+               "preprocessing": preprocessing}
     err = Console(stderr=True)
     if workers > 1:
-        from igc.parallel import bench_sharded
-
         with err.status(f"benchmarking on {workers} worker processes"):
-            result = bench_sharded(loaded, names, workers=workers, threads=threads,
-                                   verify=verify, estimate=estimate, seed=seed, model=model,
-                                   preprocessing=preprocessing, mode=mode, tokenizer=tokenizer,
-                                   coder=coder)
+            result = api.bench(loaded, names, workers=workers, threads=threads, **made_with,
+                               **options)
     else:
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), console=err, transient=True) as bar:
@@ -109,22 +102,13 @@ def bench(
                 bar.update(task, description=f"{compressor} on {image}")
                 bar.advance(task)
 
-            result = run_bench(loaded, made, verify=verify, estimate=estimate, seed=seed,
-                               preprocessing=preprocessing, progress=tick)
+            result = api.bench(loaded, made, progress=tick, **options)
     result.unavailable.update(unavailable)
-    registry = get_registry()
-    if reporter:
-        registry.create("reporter", reporter).report(result)
-    elif as_json:
-        registry.create("reporter", "json").report(result)
-    elif markdown:
-        registry.create("reporter", "markdown").report(result)
-    else:
-        registry.create("reporter", "table").report(result)
+    api.report(result, reporter or ("json" if as_json else "markdown" if markdown else "table"))
     if csv_path:
-        registry.create("reporter", "csv").report(result, csv_path)
+        api.report(result, "csv", csv_path)
     if plot_path:
-        registry.create("reporter", "plot").report(result, plot_path)
+        api.report(result, "plot", plot_path)
     failed = [r for r in result.results if r.roundtrip_ok is False]
     if failed:
         raise typer.Exit(3)

@@ -60,8 +60,7 @@ def compress(
                                          "setting; the file holds the resized image)."),
 ) -> None:
     """Compress an image into an .igc file (lossless unless --mode palette)."""
-    from igc.api import compressor
-    from igc.benchmark import report_fields
+    from igc.api import compressor, report_fields
     from igc.core.image import load_image
 
     output = output or source.with_suffix(source.suffix + ".igc")
@@ -85,7 +84,7 @@ def compress(
     typer.echo(f"{source} -> {output}: {w}×{h}{note}, {len(result.data):,} bytes, "
                f"{len(result.data) * 8 / (h * w * 3):.3f} bits/subpixel, ratio "
                f"{h * w * 24 / (len(result.data) * 8):.3f}")
-    for key, value in report_fields(comp.codec, result, loaded.pixels).items():
+    for key, value in report_fields(comp, result, loaded.pixels).items():
         if key == "psnr":
             typer.echo(f"  lossy palette mode: PSNR {value:.2f} dB against the input")
         elif key.endswith("_bits"):

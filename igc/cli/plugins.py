@@ -17,18 +17,9 @@ def plugins(
     from rich.console import Console
     from rich.table import Table
 
-    from igc.plugins.manager import get_registry
+    from igc.api import list_plugins
 
-    registry = get_registry()
-    data = []
-    for info in registry.plugins.values():
-        entry = {"name": info.name, "version": info.version, "builtin": info.builtin,
-                 "registers": info.registered, "error": info.error}
-        entry["unavailable"] = {
-            name: reason for kind in ("compressor", "model")
-            for name in info.registered.get(kind, [])
-            if (reason := registry.entry(kind, name).unavailable_reason())}
-        data.append(entry)
+    data = list_plugins()
     if as_json:
         typer.echo(json.dumps({"plugins": data}, indent=2))
         return

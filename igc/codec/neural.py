@@ -8,7 +8,7 @@ matches the one the encoder stored.
 
 The pieces are used only through the members of igc/core/protocols.py. A lossy tokenizer (the
 palette) either makes a lossy file or, with `residual`, is followed in the same stream by every
-subpixel's exact value (igc/core/residual.py).
+subpixel's exact value (igc/codec/residual.py).
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from igc.core import container, residual
-from igc.core.lanes import LaneStepper, lane_for, lane_pool
+from igc.codec import residual
+from igc.codec.lanes import LaneStepper, lane_for, lane_pool
+from igc.core import container
 from igc.core.tokenizer import SubpixelTokenizer
 from igc.core.types import Image, TokenizedImage
 from igc.errors import ChecksumError, FormatError, ModelMismatchError
@@ -75,7 +76,7 @@ class NeuralCodec:
         self.tokenizer = tokenizer or SubpixelTokenizer(order=order, model=model)
         self.order = self.tokenizer.order
         self.batch = batch or DEFAULT_BATCH
-        self.lane = lane  # tiles per lane; None: igc.core.lanes.lane_size of the first batch
+        self.lane = lane  # tiles per lane; None: igc.codec.lanes.lane_size of the first batch
         self.residual = bool(residual) and not self.tokenizer.lossless
         self.plugin = plugin or model.name
         self.fingerprint = combined_fingerprint(model.fingerprint, self.tokenizer)

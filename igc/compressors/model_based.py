@@ -6,7 +6,7 @@ CLI read: a name, a lossless flag, file statistics and the model's description.
 
 from __future__ import annotations
 
-from igc.core.codec import EncodeResult, NeuralCodec
+from igc.codec.neural import EncodeResult, NeuralCodec
 from igc.core.types import Image
 
 

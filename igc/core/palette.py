@@ -7,7 +7,7 @@ pixels with T = floor(sqrt(context)) (1024 → 32), read in raster order; edge t
 copies of earlier positions, exactly like the subpixel tokenizer, so padding costs no bits.
 
 Quantizing is lossy: `decode` maps indices back to the rounded centre colours. The lossless mode
-adds each pixel's exact value on top of its centre (igc/core/residual.py).
+adds each pixel's exact value on top of its centre (igc/codec/residual.py).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 A model-based compressor is `Tokenizer` + `Model` + `Coder`: the tokenizer turns an image into
 token sequences (one per tile), the model gives a distribution over the next token at every
 position, and the coder turns tokens and distributions into bytes. `NeuralCodec`
-(igc/core/codec.py) calls exactly the members below and nothing else, so a plugin that has them
+(igc/codec/neural.py) calls exactly the members below and nothing else, so a plugin that has them
 composes with the other pieces; `conform` refuses one that lacks any, naming what is missing.
 A classical codec implements `Compressor` directly; a `Reporter` turns bench results into output.
 

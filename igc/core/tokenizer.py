@@ -15,7 +15,6 @@ import numpy as np
 
 from igc.core.types import Image, TokenizedImage
 from igc.errors import FormatError, UsageError
-from igc.plugins.markers import hookimpl
 
 ORDERS = ("interleaved", "channel")
 
@@ -118,10 +117,3 @@ class SubpixelTokenizer:
         image = tiles.transpose(0, 2, 1, 3, 4).reshape(rows * t, cols * t, 3)
         return np.ascontiguousarray(image[:height, :width].astype(np.uint8))
 
-
-@hookimpl
-def register_tokenizers(register):
-    from igc.core.palette import PaletteTokenizer
-
-    register(SubpixelTokenizer)
-    register(PaletteTokenizer)

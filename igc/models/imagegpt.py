@@ -118,6 +118,9 @@ def fingerprint_of(tensors: dict) -> str:
 class ImageGPTModel:
     """An ImageGPT checkpoint behind igc's `Model` protocol."""
 
+    description = ("ImageGPT next-token probabilities (default: igc's own model; or a shipped id, "
+                   "local folder or hub id)")
+
     def __init__(self, spec: str | None = None, threads: int | None = None) -> None:
         import torch
 

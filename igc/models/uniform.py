@@ -11,6 +11,7 @@ import numpy as np
 
 class UniformModel:
     name = "uniform"
+    description = "every subpixel value equally likely (8 bits per subpixel)"
     vocab_size = 256
     context_length = 16 * 16 * 3
     fingerprint = "0" * 16

@@ -13,10 +13,10 @@ import re
 from functools import lru_cache
 from typing import Any
 
+from igc.codec.neural import DEFAULT_BATCH, NeuralCodec
 from igc.core import container
-from igc.core.codec import DEFAULT_BATCH, NeuralCodec
 from igc.core.protocols import Coder, Model, Tokenizer, conform
-from igc.errors import ModelError, ModelMismatchError, PluginError, UsageError
+from igc.errors import CodecUnavailable, ModelError, ModelMismatchError, PluginError, UsageError
 from igc.plugins.manager import Registry, entry_points_disabled, get_registry
 
 DEFAULT_MODEL = "imagegpt"  # the plugin a spec that names no registered model is given to
@@ -131,6 +131,19 @@ def create_compressor(name: str, registry: Registry | None = None, **options: An
     keep = ("tokenizer", "coder", "mode", "order", "batch", "lane")
     return model_compressor(options.get("model"), plugin=name, name=name, registry=registry,
                             **{k: v for k, v in options.items() if k in keep})
+
+
+def create_compressors(names: list[str], **options: Any) -> tuple[list, dict[str, str]]:
+    """The named compressors (registered compressors or models); unavailable ones are reported
+    (name -> reason), not fatal. Unknown names fail before anything is made."""
+    check_names(list(names))
+    made, unavailable = [], {}
+    for name in names:
+        try:
+            made.append(create_compressor(name, **options))
+        except CodecUnavailable as exc:
+            unavailable[name] = str(exc)
+    return made, unavailable
 
 
 def _require(registry: Registry, kind: str, name: str, header: container.Header) -> None:

@@ -22,13 +22,7 @@ from igc.plugins.markers import PROJECT
 ENTRY_POINT_GROUP = "igc.plugins"
 DISABLE_ENV = "IGC_DISABLE_PLUGINS"  # "1": load built-ins only
 
-BUILTIN_MODULES = (
-    "igc.compressors.classical",
-    "igc.models.registry",
-    "igc.coders.registry",
-    "igc.reporters.registry",
-    "igc.core.tokenizer",
-)
+BUILTIN_MODULES = ("igc.plugins.builtins",)  # the one module that lists igc's own pieces
 
 KINDS = ("compressor", "tokenizer", "model", "coder", "reporter")
 

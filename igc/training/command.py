@@ -1,7 +1,8 @@
-"""`igc train`: train an ImageGPT model on CPU or GPU and export it for the codec.
+"""The `igc train` command: train an ImageGPT model on CPU or GPU and export it for the codec.
 
-Registered by igc/cli/app.py as `app.command("train")(train)`. torch is imported inside the
-function so that `igc --help` stays fast.
+It lives with the trainer so that `python -m igc.training` runs it without the CLI; igc/cli/train.py
+mounts it on `igc` with the CLI's one-line errors. torch is imported inside the function so that
+`igc --help` stays fast.
 """
 
 from __future__ import annotations
@@ -11,11 +12,9 @@ from typing import Annotated
 
 import typer
 
-from igc.cli.errors import handle_errors
 from igc.errors import UsageError
 
 
-@handle_errors
 def train(
     width: Annotated[int | None, typer.Option(help="Model width (n_embd). Default: 128.")] = None,
     layers: Annotated[
