@@ -202,9 +202,11 @@ def bench(images: Sequence[Any], compressors: Sequence[Any], *, verify: bool = T
 
 def report(result, reporter: str = "table", destination: Any = None) -> None:
     """Hand a bench result to a registered reporter ("table", "json", "csv", a plugin's...)."""
+    from igc.core.protocols import Reporter, conform
     from igc.plugins.manager import get_registry
 
-    get_registry().create("reporter", reporter).report(result, destination)
+    made = get_registry().create("reporter", reporter)
+    conform(made, Reporter, f"reporter {reporter!r}").report(result, destination)
 
 
 def check_reporter(name: str) -> None:

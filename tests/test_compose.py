@@ -182,6 +182,21 @@ class NoPrecision:
     def decoder(self, data): ...
 
 
+class NoDecompress:
+    name = "half"
+    lossless = True
+
+    def compress(self, image):
+        return b""
+
+
+class NoFinish(WideRange):
+    name = "no-finish"
+
+    def encoder(self):
+        return object()
+
+
 def test_a_piece_that_does_not_fit_is_refused_naming_what_it_lacks():
     class Broken:
         @igc.hookimpl
@@ -191,6 +206,11 @@ def test_a_piece_that_does_not_fit_is_refused_naming_what_it_lacks():
         @igc.hookimpl
         def register_coders(self, register):
             register(NoPrecision)
+            register(NoFinish)
+
+        @igc.hookimpl
+        def register_compressors(self, register):
+            register(NoDecompress)
 
     registry = registry_with(Broken())
     with pytest.raises(PluginError, match=r"model 'nostart' does not fit igc's Model protocol: "
@@ -199,6 +219,14 @@ def test_a_piece_that_does_not_fit_is_refused_naming_what_it_lacks():
     with pytest.raises(PluginError, match=r"coder 'sloppy' does not fit igc's Coder protocol: "
                                           r"it lacks precision"):
         model_compressor("uniform", coder="sloppy", registry=registry)
+    with pytest.raises(PluginError, match=r"coder 'no-finish''s encoder does not fit igc's "
+                                          r"SymbolEncoder protocol: it lacks encode, finish"):
+        model_compressor("uniform", coder="no-finish", registry=registry).compress(smooth(2, 2))
+    from igc.plugins.compose import create_compressor
+
+    with pytest.raises(PluginError, match=r"compressor 'half' does not fit igc's Compressor "
+                                          r"protocol: it lacks decompress"):
+        create_compressor("half", registry=registry)
 
 
 def test_version_4_fixture_and_older_versions_decode():

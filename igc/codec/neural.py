@@ -23,6 +23,7 @@ import numpy as np
 from igc.codec import residual
 from igc.codec.lanes import LaneStepper, lane_for, lane_pool
 from igc.core import container
+from igc.core.protocols import SymbolDecoder, SymbolEncoder, conform
 from igc.core.tokenizer import SubpixelTokenizer
 from igc.core.types import Image, TokenizedImage
 from igc.errors import ChecksumError, FormatError, ModelMismatchError
@@ -133,7 +134,8 @@ class NeuralCodec:
 
     def encode(self, image: Image) -> EncodeResult:
         tok = self.tokenizer.encode(image)
-        encoder = self.coder.encoder()
+        encoder = conform(self.coder.encoder(), SymbolEncoder,
+                          f"coder {self.coder.name!r}'s encoder")
         token_bits = self.encode_tokens(tok, encoder)
         approximation, residual_bits = None, 0.0
         if not self.tokenizer.lossless:
@@ -243,7 +245,8 @@ class NeuralCodec:
     def decode(self, data: bytes) -> Image:
         header, payload = container.unpack(data)
         self.check_model(header)
-        decoder = self.coder.decoder(payload)
+        decoder = conform(self.coder.decoder(payload), SymbolDecoder,
+                          f"coder {self.coder.name!r}'s decoder")
         tokens = self.decode_tokens(header, decoder)
         image = self.tokenizer.decode(tokens, header.height, header.width)
         if self.residual:

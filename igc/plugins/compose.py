@@ -15,7 +15,7 @@ from typing import Any
 
 from igc.codec.neural import DEFAULT_BATCH, NeuralCodec
 from igc.core import container
-from igc.core.protocols import Coder, Model, Tokenizer, conform
+from igc.core.protocols import Coder, Compressor, Model, Tokenizer, conform
 from igc.errors import CodecUnavailable, ModelError, ModelMismatchError, PluginError, UsageError
 from igc.plugins.manager import Registry, entry_points_disabled, get_registry
 
@@ -127,7 +127,8 @@ def create_compressor(name: str, registry: Registry | None = None, **options: An
     registry = registry or get_registry()
     check_names([name], registry)
     if registry.has("compressor", name):
-        return registry.create("compressor", name, **options)
+        return conform(registry.create("compressor", name, **options), Compressor,
+                       f"compressor {name!r}")
     keep = ("tokenizer", "coder", "mode", "order", "batch", "lane")
     return model_compressor(options.get("model"), plugin=name, name=name, registry=registry,
                             **{k: v for k, v in options.items() if k in keep})
