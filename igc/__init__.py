@@ -1,5 +1,8 @@
 """igc: lossless image compression with ImageGPT, and an honest benchmark beside classical codecs."""
 
+# The benchmark package is loaded before the API binds `igc.bench` to the bench function: loading
+# the package later would otherwise rebind the name to it (importing igc.bench.run still works).
+import igc.bench  # noqa: F401
 from igc.api import (
     bench,
     compress,
@@ -8,6 +11,8 @@ from igc.api import (
     info,
     list_compressors,
     list_models,
+    register_plugin,
+    report,
 )
 from igc.errors import (
     ChecksumError,
@@ -44,4 +49,6 @@ __all__ = [
     "info",
     "list_compressors",
     "list_models",
+    "register_plugin",
+    "report",
 ]

@@ -1,41 +1,79 @@
-"""The library API, mirroring the CLI."""
+"""The library API, mirroring the CLI (which is a thin layer over it).
+
+Compressors are made from names through igc/plugins/compose.py, so a plugin's compressor, model,
+tokenizer or coder works here exactly as a built-in does. Heavy modules are imported inside the
+functions: `import igc` stays cheap.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from igc.core.types import Image
+from igc.errors import PluginError, UsageError
 
 
+# -- compressors ----------------------------------------------------------------------------------
 def list_compressors(check: bool = False) -> list[str] | dict[str, str | None]:
-    """Registered compressor names; with check=True, name -> reason it is unavailable (or None)."""
-    from igc.plugins.manager import get_registry
+    """Names `get_compressor` and `igc bench -c` accept: registered compressors and models; with
+    check=True, name -> reason it is unavailable (or None)."""
+    from igc.plugins.compose import compressor_names, unavailable_reason
 
-    registry = get_registry()
-    names = registry.names("compressor")
+    names = compressor_names()
     if not check:
         return names
-    return {n: registry.entry("compressor", n).unavailable_reason() for n in names}
+    return {n: unavailable_reason(n) for n in names}
 
 
 def get_compressor(name: str, **options: Any):
-    """Instantiate a registered compressor (e.g. `get_compressor("imagegpt", model=DIR)`)."""
-    from igc.plugins.manager import get_registry
+    """A registered compressor, or a registered model composed with a tokenizer and a coder:
+    `get_compressor("imagegpt", model=DIR)`, `get_compressor("imagegpt", coder="ans")`,
+    `get_compressor("mymodel")`."""
+    from igc.plugins.compose import create_compressor
 
-    return get_registry().create("compressor", name, **options)
+    return create_compressor(name, **options)
 
 
+def image_files(paths: Sequence[str] | None) -> list[Path]:
+    """The files a bench over `paths` reads (default: the bundled gallery), e.g. so that no
+    report is written over one of them."""
+    from igc.bench import sources
+
+    refs = sources.collect(list(paths)) if paths else sources.gallery()
+    return [Path(ref.path) for ref in refs]
+
+
+def create_compressors(names: Sequence[str], **options: Any) -> tuple[list, dict[str, str]]:
+    """`get_compressor` for each name; those whose library is missing are returned as
+    name -> reason instead of raising. Unknown names fail before anything is made."""
+    from igc.plugins.compose import create_compressors as make
+
+    return make(list(names), **options)
+
+
+def compressor(model: str | None = None, **options: Any):
+    """The compressor `compress` uses: `model` is a registered model's name or an ImageGPT spec
+    (default: the packaged model); options: tokenizer, coder, mode, order, batch."""
+    from igc.plugins.compose import model_compressor
+
+    return model_compressor(model, **options)
+
+
+# -- files ----------------------------------------------------------------------------------------
 def compress(image: Image, model: str | None = None, order: str = "interleaved",
-             mode: str | None = None) -> bytes:
-    """RGB uint8 (H, W, 3) -> `.igc` bytes, coded with ImageGPT (default: the packaged model).
-    `mode` applies to palette models: "lossless" (default) or "palette" (lossy indices only)."""
-    from igc.compressors.model_based import ImageGPTCompressor, UniformCompressor
+             mode: str | None = None, tokenizer: str | None = None,
+             coder: str | None = None) -> bytes:
+    """RGB uint8 (H, W, 3) -> `.igc` bytes. `model`: a registered model's name, or an ImageGPT
+    spec (default: the packaged model); `tokenizer`, `coder`: registered names (default: the
+    model's tokenizer, the range coder). `mode` applies to palette models: "lossless" (default)
+    or "palette" (lossy indices only)."""
     from igc.core.image import as_rgb_array
 
     pixels = as_rgb_array(image)
-    if model == "uniform":
-        return UniformCompressor(order=order).compress(pixels)
-    return ImageGPTCompressor(model=model, order=order, mode=mode).compress(pixels)
+    return compressor(model, order=order, mode=mode, tokenizer=tokenizer,
+                      coder=coder).compress(pixels)
 
 
 def _file_bytes(data: Any, caller: str) -> bytes:
@@ -48,10 +86,11 @@ def _file_bytes(data: Any, caller: str) -> bytes:
 
 
 def decompress(data: bytes, model: str | None = None) -> Image:
-    """`.igc` bytes -> RGB pixels, verified against the checksum stored in the file."""
-    from igc.compressors.model_based import decompress_any
+    """`.igc` bytes -> RGB pixels, verified against the checksum stored in the file. The model,
+    tokenizer and coder are the ones the header names (or `model`)."""
+    from igc.plugins.compose import decompress as decode
 
-    return decompress_any(_file_bytes(data, "igc.decompress"), model)
+    return decode(_file_bytes(data, "igc.decompress"), model)
 
 
 def info(data: bytes) -> dict:
@@ -67,6 +106,15 @@ def info(data: bytes) -> dict:
     return d
 
 
+def report_fields(compressor: Any, result: Any, image: Image) -> dict:
+    """What bench adds to a model-based row beyond sizes (a palette model's bit split and, for a
+    lossy file, its PSNR and what PNG and JPEG-XL take for the same quantized image)."""
+    from igc.bench.run import report_fields as fields
+
+    return fields(compressor.codec, result, image)
+
+
+# -- models and plugins ---------------------------------------------------------------------------
 def list_models() -> list[dict]:
     """The models shipped inside the package (the default first), as `igc models --json`."""
     from igc.models.catalog import shipped_models
@@ -74,8 +122,138 @@ def list_models() -> list[dict]:
     return [m.to_dict() for m in shipped_models()]
 
 
-def bench(images, compressors, **options: Any):
-    """Run compressors on images; see `igc.benchmark.bench`."""
-    from igc.benchmark import bench as run
+def model_search_path() -> list[str]:
+    """The folders of $IGC_MODEL_PATH, where decoding looks for a file's model after the shipped
+    ones."""
+    from igc.models.catalog import model_path
 
-    return run(images, compressors, **options)
+    return [str(p) for p in model_path()]
+
+
+def list_plugins() -> list[dict]:
+    """Every plugin loaded (built-in and installed): name, version, what it registers, its
+    error if it failed to load, and which of its compressors and models are unavailable."""
+    from igc.plugins.manager import get_registry
+
+    registry = get_registry()
+    out = []
+    for plugin in registry.plugins.values():
+        entry = {"name": plugin.name, "version": plugin.version, "builtin": plugin.builtin,
+                 "registers": plugin.registered, "error": plugin.error}
+        entry["unavailable"] = {
+            name: reason for kind in ("compressor", "model")
+            for name in plugin.registered.get(kind, [])
+            if (reason := registry.entry(kind, name).unavailable_reason())}
+        out.append(entry)
+    return out
+
+
+def register_plugin(plugin: Any, name: str | None = None) -> None:
+    """Register a plugin object (a module or an instance with `@igc.hookimpl` hooks) in this
+    process, as an installed package's entry point is: for scripts, notebooks and tests."""
+    from igc.plugins.manager import get_registry
+
+    name = name or getattr(plugin, "__name__", None) or type(plugin).__name__
+    registry = get_registry()
+    if name in registry.plugins:
+        raise PluginError(f"a plugin named {name!r} is already registered")
+    registry.add_plugin(plugin, name, "0", builtin=False)
+    error = registry.plugins[name].error
+    if error:
+        raise PluginError(f"plugin {name!r}: {error}")
+
+
+# -- the benchmark --------------------------------------------------------------------------------
+def set_threads(threads: int | None) -> None:
+    """torch's CPU thread count for model-based compressors (None: leave it)."""
+    if threads is None:
+        return
+    if threads < 1:
+        raise UsageError(f"--threads must be at least 1, got {threads}")
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def load_images(paths: Sequence[str] | None = None, count: int | None = None, seed: int = 0,
+                crop: int | None = None, default_count: int | None = None,
+                paper_size: bool = False):
+    """(images, preprocessing): `count` images picked with `seed` from files, folders and .npz
+    arrays (default: the bundled gallery), center-cropped to `crop` pixels and/or resized to
+    32×32 (`paper_size`); `preprocessing` says what was done."""
+    from igc.bench.run import load_images as load
+
+    return load(paths, count, seed, crop, default_count=default_count, paper_size=paper_size)
+
+
+def bench(images: Sequence[Any], compressors: Sequence[Any], *, verify: bool = True,
+          estimate: bool = False, seed: int | None = None, model: str | None = None,
+          mode: str | None = None, tokenizer: str | None = None, coder: str | None = None,
+          workers: int = 1, threads: int | None = None, engine: str = "auto",
+          preprocessing: str = "none",
+          progress: Callable[[str, str], None] | None = None):
+    """Run compressors on images (RGB arrays or `load_images` results) and return a
+    `BenchResult` (`.to_dict()` is what `igc bench --json` prints). `compressors`: names or
+    instances; names are made with `model`, `mode`, `tokenizer` and `coder`. `workers` > 1
+    shards the images over processes (names only), `threads` torch threads each."""
+    from igc.bench.run import bench as run
+
+    options = {"verify": verify, "estimate": estimate, "seed": seed,
+               "preprocessing": preprocessing}
+    if workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {workers}")
+    named = bool(compressors) and isinstance(compressors[0], str)
+    made_with = {"model": model, "mode": mode, "tokenizer": tokenizer, "coder": coder}
+    if workers > 1:
+        from igc.bench.shard import bench_sharded
+
+        if not named:
+            raise UsageError("sharding over workers takes compressor names, not instances")
+        create_compressors(compressors, **made_with)  # fail here, not in every worker
+        return bench_sharded(images, list(compressors), workers=workers, threads=threads,
+                             engine=engine, make=create_compressors, made_with=made_with,
+                             **options)
+    set_threads(threads)
+    unavailable: dict[str, str] = {}
+    if named:
+        compressors, unavailable = create_compressors(compressors, **made_with)
+    return run(images, compressors, progress=progress, unavailable=unavailable, **options)
+
+
+def report(result, reporter: str = "table", destination: Any = None) -> None:
+    """Hand a bench result to a registered reporter ("table", "json", "csv", a plugin's...)."""
+    from igc.core.protocols import Reporter, conform
+    from igc.plugins.manager import get_registry
+
+    made = get_registry().create("reporter", reporter)
+    conform(made, Reporter, f"reporter {reporter!r}").report(result, destination)
+
+
+def check_reporter(name: str) -> None:
+    """Raise the usage error for an unknown reporter name now, before a long run."""
+    from igc.plugins.manager import get_registry
+
+    get_registry().entry("reporter", name)
+
+
+def speed(model: str | None = None, images: Sequence[str] | None = None, count: int = 2,
+          crop: int | None = 64, seed: int = 0, backends: Sequence[str] = ("hf", "igc"),
+          threads: int | None = None, batch: int | None = None, repeat: int = 1,
+          progress: Callable[[str], None] | None = None):
+    """Subpixels per second of igc's ImageGPT runtime and HuggingFace's on the same model and
+    images (estimate, encode, decode), as a `SpeedReport` (`.to_dict()`: `igc speed --json`)."""
+    from igc.bench import speed as timing
+
+    unknown = [b for b in backends if b not in timing.BACKENDS]
+    if not backends or unknown:
+        raise UsageError(f"--backend {','.join(backends)!r}: choose from "
+                         f"{', '.join(timing.BACKENDS)}")
+    if count < 1:
+        raise UsageError(f"--count must be at least 1, got {count}")
+    if crop is not None and crop < 0:
+        raise UsageError(f"--crop must be 0 (full resolution) or a positive size, got {crop}")
+    set_threads(threads)
+    probe = timing.load_backend("igc", model)  # fails early, with igc's message, on a bad model
+    loaded, preprocessing = load_images(images, count, seed, crop or None)
+    return timing.run(probe, loaded, preprocessing, list(backends), model=model, batch=batch,
+                      repeat=repeat, progress=progress)

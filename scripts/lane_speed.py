@@ -14,8 +14,8 @@ import time
 import numpy as np
 import torch
 
+from igc.codec.neural import NeuralCodec
 from igc.coders.range import RangeCoder
-from igc.core.codec import NeuralCodec
 from igc.models.imagegpt import ImageGPTModel
 
 

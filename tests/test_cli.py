@@ -136,3 +136,17 @@ def test_decompress_corrupt_file_leaves_no_output(tmp_path, tiny_model):
     assert out.exit_code != 0 and "igc: error:" in out.output
     assert not (tmp_path / "x.png").exists()
     assert list(tmp_path.glob("*.tmp")) == []
+
+
+def test_help_and_a_classical_bench_import_no_torch(photo_dir):
+    import subprocess
+    import sys
+
+    code = ("import sys; from typer.testing import CliRunner; from igc.cli.app import app; "
+            "r = CliRunner(); assert r.invoke(app, ['--help']).exit_code == 0; "
+            "out = r.invoke(app, ['bench', '-c', 'png,zstd', '--images', sys.argv[1], '--json']); "
+            "assert out.exit_code == 0, out.output; "
+            "print([m for m in ('torch', 'transformers', 'numba') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code, str(photo_dir)], capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.strip() == "[]"

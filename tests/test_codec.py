@@ -6,8 +6,8 @@ import sys
 import numpy as np
 import pytest
 
+from igc import decompress, get_compressor
 from igc.coders.range import RangeCoder
-from igc.compressors.model_based import ImageGPTCompressor, UniformCompressor, decompress_any
 from igc.core import container
 from igc.errors import ChecksumError, FormatError, ModelError, ModelMismatchError
 
@@ -16,7 +16,7 @@ ODD_SIZES = [(1, 1), (1, 11), (11, 1), (4, 4), (5, 9), (12, 12), (13, 7), (17, 2
 
 @pytest.mark.parametrize("size", ODD_SIZES)
 def test_imagegpt_round_trip_odd_sizes(tiny_model, size, rng):
-    comp = ImageGPTCompressor(model=tiny_model)
+    comp = get_compressor("imagegpt", model=tiny_model)
     image = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
     result = comp.compress_with_stats(image)
     np.testing.assert_array_equal(comp.decompress(result.data), image)
@@ -27,22 +27,22 @@ def test_imagegpt_round_trip_odd_sizes(tiny_model, size, rng):
 
 
 def test_many_tiles_and_small_batches(tiny_model, rng):
-    comp = ImageGPTCompressor(model=tiny_model, batch=5)  # 30 tiles in 6 batches
+    comp = get_compressor("imagegpt", model=tiny_model, batch=5)  # 30 tiles in 6 batches
     image = rng.integers(0, 256, (21, 22, 3), dtype=np.uint8)
     data = comp.compress(image)
     assert container.unpack(data)[0].batch == 5
-    np.testing.assert_array_equal(ImageGPTCompressor(model=tiny_model).decompress(data), image)
+    np.testing.assert_array_equal(get_compressor("imagegpt", model=tiny_model).decompress(data), image)
 
 
 def test_channel_major_round_trip(tiny_model, rng):
-    comp = ImageGPTCompressor(model=tiny_model, order="channel")
+    comp = get_compressor("imagegpt", model=tiny_model, order="channel")
     image = rng.integers(0, 256, (6, 10, 3), dtype=np.uint8)
     data = comp.compress(image)
-    np.testing.assert_array_equal(decompress_any(data, tiny_model), image)
+    np.testing.assert_array_equal(decompress(data, tiny_model), image)
 
 
 def test_model_bits_match_one_shot_estimate(tiny_model, rng):
-    comp = ImageGPTCompressor(model=tiny_model)
+    comp = get_compressor("imagegpt", model=tiny_model)
     image = rng.integers(0, 256, (9, 10, 3), dtype=np.uint8)
     stepped = comp.compress_with_stats(image).model_bits
     # the incremental and parallel passes differ only by float32 rounding
@@ -50,13 +50,13 @@ def test_model_bits_match_one_shot_estimate(tiny_model, rng):
 
 
 def test_uniform_costs_exactly_8_bits(rng):
-    comp = UniformCompressor()
+    comp = get_compressor("uniform")
     image = rng.integers(0, 256, (30, 31, 3), dtype=np.uint8)
     result = comp.compress_with_stats(image)
     assert result.model_bits == pytest.approx(30 * 31 * 3 * 8)
     payload = len(result.data) - result.header_bytes
     assert 30 * 31 * 3 <= payload <= 30 * 31 * 3 + 8
-    np.testing.assert_array_equal(decompress_any(result.data), image)
+    np.testing.assert_array_equal(decompress(result.data), image)
 
 
 def test_header_round_trip():
@@ -71,28 +71,28 @@ def test_header_round_trip():
 
 
 def test_wrong_model_is_refused_naming_both(tiny_model, other_tiny_model, rng):
-    data = ImageGPTCompressor(model=tiny_model).compress(rng.integers(0, 256, (4, 4, 3), np.uint8))
+    data = get_compressor("imagegpt", model=tiny_model).compress(rng.integers(0, 256, (4, 4, 3), np.uint8))
     with pytest.raises(ModelMismatchError, match="fingerprint") as info:
-        decompress_any(data, other_tiny_model)
+        decompress(data, other_tiny_model)
     assert "tiny-imagegpt" in str(info.value) and "other-imagegpt" in str(info.value)
 
 
 @pytest.fixture
 def encoded(tiny_model, rng):
     image = rng.integers(0, 256, (10, 10, 3), dtype=np.uint8)
-    return image, ImageGPTCompressor(model=tiny_model).compress(image)
+    return image, get_compressor("imagegpt", model=tiny_model).compress(image)
 
 
 def test_truncated_file(tiny_model, encoded):
     _, data = encoded
     for cut in (2, 10, len(data) - 3):
         with pytest.raises(FormatError, match=r"truncated|magic"):
-            decompress_any(data[:cut], tiny_model)
+            decompress(data[:cut], tiny_model)
 
 
 def test_foreign_file(tiny_model):
     with pytest.raises(FormatError, match="not an igc file"):
-        decompress_any(b"\x89PNG\r\n\x1a\n" + b"\0" * 40, tiny_model)
+        decompress(b"\x89PNG\r\n\x1a\n" + b"\0" * 40, tiny_model)
 
 
 def test_corrupted_header(tiny_model, encoded):
@@ -100,7 +100,7 @@ def test_corrupted_header(tiny_model, encoded):
     bad = bytearray(data)
     bad[6] ^= 0x01  # inside the size fields
     with pytest.raises(FormatError, match="header checksum"):
-        decompress_any(bytes(bad), tiny_model)
+        decompress(bytes(bad), tiny_model)
 
 
 def test_corrupted_payload_never_returns_pixels(tiny_model, encoded):
@@ -110,7 +110,7 @@ def test_corrupted_payload_never_returns_pixels(tiny_model, encoded):
         bad = bytearray(data)
         bad[offset] ^= 0x5A
         try:
-            out = decompress_any(bytes(bad), tiny_model)
+            out = decompress(bytes(bad), tiny_model)
         except FormatError as exc:
             assert isinstance(exc, ChecksumError) or "range decoder" in str(exc)
         else:  # a flip that changes no decoded symbol must give the exact pixels
@@ -119,19 +119,19 @@ def test_corrupted_payload_never_returns_pixels(tiny_model, encoded):
 
 def test_checksum_mismatch_names_regions(tiny_model, rng):
     image = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
-    data = ImageGPTCompressor(model=tiny_model).compress(image)
+    data = get_compressor("imagegpt", model=tiny_model).compress(image)
     header, payload = container.unpack(data)
     header.checksum ^= 1
     with pytest.raises(ChecksumError, match="checksum"):
-        decompress_any(container.pack(header, payload), tiny_model)
+        decompress(container.pack(header, payload), tiny_model)
 
 
 def test_missing_model(encoded, tmp_path):
     _, data = encoded
     with pytest.raises(ModelError, match=r"needs model .* not among the models shipped"):
-        decompress_any(data)  # the header names a folder that only existed in the test
+        decompress(data)  # the header names a folder that only existed in the test
     with pytest.raises(ModelError, match=r"no config\.json"):
-        decompress_any(data, str(tmp_path))
+        decompress(data, str(tmp_path))
 
 
 def test_coder_ideal_bits():
@@ -142,8 +142,8 @@ def test_coder_ideal_bits():
 DECODE_SCRIPT = """
 import sys, numpy as np, torch
 torch.set_num_threads(int(sys.argv[1]))
-from igc.compressors.model_based import ImageGPTCompressor
-comp = ImageGPTCompressor(model=sys.argv[2])
+from igc import get_compressor
+comp = get_compressor("imagegpt", model=sys.argv[2])
 if sys.argv[3] == "encode":
     image = np.random.default_rng(5).integers(0, 256, (23, 19, 3), dtype=np.uint8)
     open(sys.argv[4], "wb").write(comp.compress(image))

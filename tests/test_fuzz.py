@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from igc import decompress, get_compressor
 from igc.cli.app import app
-from igc.compressors.model_based import ImageGPTCompressor, UniformCompressor, decompress_any
 from igc.core import container
 from igc.errors import IgcError
 
@@ -54,14 +54,14 @@ def uniform_corpus() -> tuple[tuple[np.ndarray, bytes], ...]:
     out = []
     for i, (size, order, batch) in enumerate(cases):
         image = _image(*size, seed=i)
-        out.append((image, UniformCompressor(order=order, batch=batch).compress(image)))
+        out.append((image, get_compressor("uniform", order=order, batch=batch).compress(image)))
     return tuple(out)
 
 
 @pytest.fixture(scope="module")
 def tiny_file(tiny_model):
     image = _image(6, 5, seed=9)
-    return image, ImageGPTCompressor(model=tiny_model, batch=3).compress(image)
+    return image, get_compressor("imagegpt", model=tiny_model, batch=3).compress(image)
 
 
 def recrc(data: bytes) -> bytes:
@@ -73,7 +73,7 @@ def recrc(data: bytes) -> bytes:
 def decodes_exactly_or_fails_cleanly(data: bytes, originals, model: str | None = None) -> str:
     """'exact' or 'error'; raises AssertionError on wrong pixels, lets any other exception out."""
     try:
-        out = decompress_any(data, model)
+        out = decompress(data, model)
     except IgcError as exc:
         assert str(exc).strip(), f"{type(exc).__name__} without a message"
         return "error"

@@ -368,7 +368,7 @@ def test_disable_plugins_never_imports_third_party_code(monkeypatch):
     monkeypatch.setattr(manager, "_registry", None)
     result = invoke("plugins", "--json")
     names = {p["name"] for p in json.loads(result.stdout)["plugins"]}
-    assert "igc-intruder" not in names and "igc.compressors.classical" in names
+    assert "igc-intruder" not in names and "igc.plugins.builtins" in names
     assert "unknown compressor 'intruder'" in error_line(invoke("bench", "-c", "intruder"))
     assert not _FakeEntryPoint.loaded
     monkeypatch.setattr(manager, "_registry", None)  # the next test builds a clean registry

@@ -80,7 +80,7 @@ def test_strict_refuses_netpbm_maxval_other_than_255(tmp_path, name):
 def test_netpbm_with_maxval_255_is_coded_exactly(tmp_path):
     path = tmp_path / "plain.ppm"
     path.write_bytes(b"P3\n2 1\n255\n0 1 2 253 254 255\n")
-    assert "plain.ppm.igc: 2×1, 48 bytes" in compress_line(path)  # no note: nothing changed
+    assert "plain.ppm.igc: 2×1, 50 bytes" in compress_line(path)  # no note: nothing changed
     pixels = decoded(path)
     assert pixels.tolist() == [[[0, 1, 2], [253, 254, 255]]]
 
@@ -144,7 +144,7 @@ def _npz_declaring(path, shape, dtype="|u1", data=b"\0" * 1024) -> None:
 def test_npz_is_checked_against_the_pixel_cap_before_it_is_loaded(tmp_path):
     import tracemalloc
 
-    from igc.core import sources
+    from igc.bench import sources
     from igc.errors import ImageError
 
     path = tmp_path / "bomb.npz"

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from igc.core import sources
+from igc.bench import sources
+from igc.bench.sources import ImageRef, center_crop, collect, gallery, pick
 from igc.core.image import (
     DEFAULT_MAX_PIXELS,
     MAX_PIXELS_ENV,
@@ -23,7 +24,6 @@ from igc.core.image import (
     resolve_max_pixels,
     save_png,
 )
-from igc.core.sources import ImageRef, center_crop, collect, gallery, pick
 from igc.errors import ImageError, UsageError
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from igc.compressors.model_based import ImageGPTCompressor
+from igc import get_compressor
 from igc.core import container
 from igc.errors import FormatError
 from igc.models import kernels as K
@@ -104,21 +104,21 @@ def test_norm_gelu_and_softmax_match_their_definitions():
 def test_new_files_record_the_fused_numerics_and_old_ones_still_decode(tiny_model, rng,
                                                                        monkeypatch):
     image = rng.integers(0, 256, (9, 10, 3), dtype=np.uint8)
-    new = ImageGPTCompressor(model=tiny_model).compress(image)
+    new = get_compressor("imagegpt", model=tiny_model).compress(image)
     assert container.unpack(new)[0].numerics == 1
-    old_comp = ImageGPTCompressor(model=tiny_model)
+    old_comp = get_compressor("imagegpt", model=tiny_model)
     with monkeypatch.context() as m:  # loaded models are shared: undo before the decode
         m.setattr(old_comp.codec.model, "numerics", 0, raising=False)  # as version 2 files
         header, payload = container.unpack(old_comp.compress(image))
     v2 = container.pack(dataclasses.replace(header, version=2), payload)
     assert container.unpack(v2)[0].numerics == 0
-    fresh = ImageGPTCompressor(model=tiny_model)
+    fresh = get_compressor("imagegpt", model=tiny_model)
     np.testing.assert_array_equal(fresh.decompress(v2), image)
     np.testing.assert_array_equal(fresh.decompress(new), image)
 
 
 def test_unknown_numerics_is_a_clear_error(tiny_model, rng):
-    comp = ImageGPTCompressor(model=tiny_model)
+    comp = get_compressor("imagegpt", model=tiny_model)
     header, payload = container.unpack(comp.compress(rng.integers(0, 256, (8, 8, 3), np.uint8)))
     bad = container.pack(dataclasses.replace(header, numerics=9), payload)
     with pytest.raises(FormatError, match="numerics 9"):
@@ -126,11 +126,11 @@ def test_unknown_numerics_is_a_clear_error(tiny_model, rng):
 
 
 def test_a_backend_without_the_fused_step_refuses_its_files(tiny_model, rng):
+    from igc.codec.neural import NeuralCodec
     from igc.coders.range import RangeCoder
-    from igc.core.codec import NeuralCodec
     from igc.models.hf_backend import HFImageGPTModel
 
-    data = ImageGPTCompressor(model=tiny_model).compress(
+    data = get_compressor("imagegpt", model=tiny_model).compress(
         rng.integers(0, 256, (8, 8, 3), np.uint8))
     with pytest.raises(FormatError, match="numerics 1"):
         NeuralCodec(HFImageGPTModel(tiny_model), RangeCoder()).decode(data)

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from conftest import smooth_image
 
-from igc.compressors.model_based import ImageGPTCompressor, decompress_any
+from igc import decompress, get_compressor
+from igc.bench.run import report_fields
 from igc.core import container
 from igc.core.palette import PaletteTokenizer, load_clusters, psnr, quantize
 from igc.errors import FormatError, ModelError, ModelMismatchError, UsageError
@@ -84,36 +85,37 @@ def test_edge_padding_copies_earlier_positions():
 
 @pytest.mark.parametrize("size", [(1, 1), (5, 7), (33, 45)])
 def test_lossless_round_trip_odd_sizes(palette_model, size, rng):
-    comp = ImageGPTCompressor(model=palette_model)  # the vocabulary picks palette, lossless
+    comp = get_compressor("imagegpt", model=palette_model)  # the vocabulary picks palette, lossless
     assert comp.lossless and comp.codec.tokenizer.tile == 32
     image = smooth_image(*size) if size[0] > 1 else rng.integers(0, 256, (*size, 3), np.uint8)
     result = comp.compress_with_stats(image)
     header, _ = container.unpack(result.data)
-    assert header.tokenizer == "palette+residual" and header.tile == 32
-    np.testing.assert_array_equal(decompress_any(result.data, palette_model), image)
+    assert (header.tokenizer, header.residual, header.tile) == ("palette", True, 32)
+    np.testing.assert_array_equal(decompress(result.data, palette_model), image)
     payload_bits = (len(result.data) - result.header_bytes) * 8
-    assert result.model_bits == pytest.approx(result.index_bits + result.residual_bits)
+    assert result.model_bits == pytest.approx(result.token_bits + result.residual_bits)
     assert payload_bits <= result.model_bits * 1.001 + 64
-    fields = comp.report_fields(image, result)
+    fields = report_fields(comp.codec, result, image)
     assert fields["residual_bits"] > 0 and fields["index_bits"] > 0 and "psnr" not in fields
 
 
 def test_lossy_mode_psnr_and_flags(palette_model):
-    comp = ImageGPTCompressor(model=palette_model, mode="palette")
+    comp = get_compressor("imagegpt", model=palette_model, mode="palette")
     assert not comp.lossless and comp.name == "imagegpt-palette"
     image = smooth_image(20, 36)
     result = comp.compress_with_stats(image)
-    assert container.unpack(result.data)[0].tokenizer == "palette"
-    decoded = decompress_any(result.data, palette_model)
-    np.testing.assert_array_equal(decoded, result.quantized)
-    fields = comp.report_fields(image, result)
+    header = container.unpack(result.data)[0]
+    assert (header.tokenizer, header.residual) == ("palette", False)
+    decoded = decompress(result.data, palette_model)
+    np.testing.assert_array_equal(decoded, result.approximation)
+    fields = report_fields(comp.codec, result, image)
     assert fields["psnr"] == pytest.approx(psnr(image, decoded))
     assert 10 < fields["psnr"] < 60
     assert fields["residual_bits"] == 0 and fields["png_bits_quantized"] > 0
 
 
 def test_bench_reports_lossy_fields(palette_model):
-    from igc.benchmark import bench
+    from igc import bench
 
     result = bench([smooth_image(8, 9)], ["imagegpt"], model=palette_model, mode="palette")
     row = result.to_dict()["results"][0]
@@ -124,7 +126,7 @@ def test_bench_reports_lossy_fields(palette_model):
 
 def test_other_clusters_are_refused(palette_model, tmp_path):
     image = smooth_image(6, 6)
-    data = ImageGPTCompressor(model=palette_model).compress(image)
+    data = get_compressor("imagegpt", model=palette_model).compress(image)
     other = tmp_path / "other"
     other.mkdir()
     for name in ("config.json", "model.safetensors"):
@@ -133,22 +135,22 @@ def test_other_clusters_are_refused(palette_model, tmp_path):
     config["clusters"][0][0] = -config["clusters"][0][0]
     (other / "preprocessor_config.json").write_text(json.dumps(config))
     with pytest.raises(ModelMismatchError, match="palette"):
-        decompress_any(data, str(other))
+        decompress(data, str(other))
 
 
 def test_mode_errors(tiny_model, palette_model, tmp_path):
     with pytest.raises(UsageError, match="--mode palette needs a palette"):
-        ImageGPTCompressor(model=tiny_model, mode="palette")
+        get_compressor("imagegpt", model=tiny_model, mode="palette")
     with pytest.raises(UsageError, match="palette tokenizer needs"):
-        ImageGPTCompressor(model=tiny_model, tokenizer="palette")
+        get_compressor("imagegpt", model=tiny_model, tokenizer="palette")
     with pytest.raises(UsageError, match="unknown mode"):
-        ImageGPTCompressor(model=palette_model, mode="jpeg")
+        get_compressor("imagegpt", model=palette_model, mode="jpeg")
     bare = tmp_path / "bare"
     bare.mkdir()
     for name in ("config.json", "model.safetensors"):
         shutil.copy(Path(palette_model) / name, bare / name)
     with pytest.raises(ModelError, match=r"preprocessor_config\.json"):
-        ImageGPTCompressor(model=str(bare))
+        get_compressor("imagegpt", model=str(bare))
 
 
 def test_cli_paper_size_and_modes(palette_model, tiny_model, photo_dir, tmp_path):
@@ -173,10 +175,10 @@ def test_cli_paper_size_and_modes(palette_model, tiny_model, photo_dir, tmp_path
 
 
 def test_files_need_their_kind_of_model(palette_model, tiny_model):
-    palette_file = ImageGPTCompressor(model=palette_model, mode="palette").compress(
+    palette_file = get_compressor("imagegpt", model=palette_model, mode="palette").compress(
         smooth_image(3, 4))
     with pytest.raises(ModelMismatchError, match="palette tokens"):
-        decompress_any(palette_file, tiny_model)
-    subpixel_file = ImageGPTCompressor(model=tiny_model).compress(smooth_image(3, 4))
+        decompress(palette_file, tiny_model)
+    subpixel_file = get_compressor("imagegpt", model=tiny_model).compress(smooth_image(3, 4))
     with pytest.raises(FormatError, match="subpixel tokens"):
-        decompress_any(subpixel_file, palette_model)
+        decompress(subpixel_file, palette_model)

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from igc.benchmark import bench
-from igc.parallel import _shard, bench_sharded, merge
+from igc import bench
+from igc.bench.shard import merge, shard
 
 COMPRESSORS = ["png", "uniform"]
 
@@ -25,15 +25,15 @@ def _bits(result):
 
 def test_shards_cover_everything_in_order():
     items = list(range(11))
-    shards = [_shard(items, r, 3) for r in range(3)]
+    shards = [shard(items, r, 3) for r in range(3)]
     assert [i for shard in shards for i in shard] == items
     assert [len(s) for s in shards] == [4, 4, 3]
 
 
 def test_merged_shards_equal_one_run(images):
-    from igc.benchmark import _as_loaded
+    from igc.bench.run import as_loaded
 
-    loaded = _as_loaded(images)
+    loaded = as_loaded(images)
     whole = bench(loaded, COMPRESSORS)
     parts = [bench(loaded[:2], COMPRESSORS), bench(loaded[2:], COMPRESSORS)]
     merged = merge(parts, COMPRESSORS, {"workers": 2})
@@ -48,7 +48,7 @@ def test_merged_shards_equal_one_run(images):
 
 @pytest.mark.slow
 def test_two_processes_torch_distributed(images):
-    result = bench_sharded(images, COMPRESSORS, workers=2, threads=1, engine="torch")
+    result = bench(images, COMPRESSORS, workers=2, threads=1, engine="torch")
     assert _bits(result) == _bits(bench(images, COMPRESSORS))
     assert result.environment["distributed"] == "torch.distributed (gloo)"
     assert all(row.roundtrip_ok for row in result.results)
@@ -75,4 +75,4 @@ def test_bad_worker_count(images):
     from igc.errors import UsageError
 
     with pytest.raises(UsageError, match="at least 1"):
-        bench_sharded(images, COMPRESSORS, workers=0)
+        bench(images, COMPRESSORS, workers=0)

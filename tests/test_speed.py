@@ -37,9 +37,9 @@ import numpy as np
 import pytest
 import torch
 
+from igc.codec.neural import NeuralCodec
 from igc.coders.range import RangeCoder
 from igc.core import container
-from igc.core.codec import NeuralCodec
 from igc.models.hf_backend import HFImageGPTModel
 from igc.models.imagegpt import ImageGPTModel
 
@@ -106,8 +106,8 @@ def test_step_leaves_the_thread_setting_alone(model768):
 CODEC_SCRIPT = """
 import sys, numpy as np, torch
 torch.set_num_threads(int(sys.argv[1]))
-from igc.compressors.model_based import ImageGPTCompressor
-comp = ImageGPTCompressor(model=sys.argv[2])
+from igc import get_compressor
+comp = get_compressor("imagegpt", model=sys.argv[2])
 image = np.random.default_rng(7).integers(0, 256, (17, 40, 3), dtype=np.uint8)  # 6 tiles
 if sys.argv[3] == "encode":
     open(sys.argv[4], "wb").write(comp.compress(image))

@@ -25,7 +25,14 @@ def bench(
                                    "the source has fewer)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random pick."),
     model: str = typer.Option(None, "--model", "-m",
-                              help="ImageGPT model: packaged name, local folder or hub id."),
+                              help="ImageGPT model: packaged name, local folder or hub id (given "
+                                   "to every model plugin that takes a spec)."),
+    tokenizer: str = typer.Option(None, "--tokenizer",
+                                  help="Registered tokenizer for the model-based compressors "
+                                       "(default: each model's own)."),
+    coder: str = typer.Option(None, "--coder",
+                              help="Registered coder for the model-based compressors (default: "
+                                   "range)."),
     crop: int = typer.Option(None, "--crop",
                              help=f"Center-crop every image to at most N×N pixels before coding "
                                   f"(all compressors alike). Default: {GALLERY_CROP} for the "
@@ -46,6 +53,9 @@ def bench(
     workers: int = typer.Option(1, "--workers",
                                 help="Shard the images across N processes (torch.distributed "
                                      "through accelerate, gloo on 127.0.0.1)."),
+    reporter: str = typer.Option(None, "--reporter", "-r",
+                                 help="Print the result with this registered reporter (table, "
+                                      "json, markdown, csv or a plugin's; see `igc plugins`)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result dict as JSON."),
     markdown: bool = typer.Option(False, "--markdown", help="Print a Markdown summary table."),
     csv_path: Path = typer.Option(None, "--csv", help="Also write per-image rows to this CSV."),
@@ -56,15 +66,12 @@ def bench(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from igc.benchmark import bench as run_bench
-    from igc.benchmark import create_compressors, load_images
+    from igc import api
     from igc.errors import UsageError
-    from igc.plugins.manager import get_registry
 
     names = [n.strip() for n in compressors.split(",") if n.strip()]
     if not names:
-        raise UsageError("--compressors is empty; known: "
-                         + ", ".join(get_registry().names("compressor")))
+        raise UsageError("--compressors is empty; known: " + ", ".join(api.list_compressors()))
     if count is not None and count < 1:
         raise UsageError(f"--count must be at least 1, got {count}")
     if crop is None and not images and not paper_size:  # the paper resizes the whole image
@@ -75,21 +82,21 @@ def bench(
         raise UsageError(f"--workers must be at least 1, got {workers}")
     if csv_path or plot_path:
         _check_reports(images, csv_path, plot_path)
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
-    made, unavailable = create_compressors(names, model=model, mode=mode)
-    loaded, preprocessing = load_images(images, count, seed, crop or None,
-                                        default_count=DEFAULT_COUNT, paper_size=paper_size)
+    if reporter:
+        api.check_reporter(reporter)  # an unknown name fails before any work
+    threads = threads or None  # 0: leave torch's default
+    api.set_threads(threads)
+    made_with = {"model": model, "mode": mode, "tokenizer": tokenizer, "coder": coder}
+    made, unavailable = api.create_compressors(names, **made_with)  # before reading any image
+    loaded, preprocessing = api.load_images(images, count, seed, crop or None,
+                                            default_count=DEFAULT_COUNT, paper_size=paper_size)
+    options = {"verify": verify, "estimate": estimate, "seed": seed,
+               "preprocessing": preprocessing}
     err = Console(stderr=True)
     if workers > 1:
-        from igc.parallel import bench_sharded
-
         with err.status(f"benchmarking on {workers} worker processes"):
-            result = bench_sharded(loaded, names, workers=workers, threads=threads,
-                                   verify=verify, estimate=estimate, seed=seed, model=model,
-                                   preprocessing=preprocessing, mode=mode)
+            result = api.bench(loaded, names, workers=workers, threads=threads, **made_with,
+                               **options)
     else:
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), console=err, transient=True) as bar:
@@ -99,20 +106,13 @@ def bench(
                 bar.update(task, description=f"{compressor} on {image}")
                 bar.advance(task)
 
-            result = run_bench(loaded, made, verify=verify, estimate=estimate, seed=seed,
-                               preprocessing=preprocessing, progress=tick)
+            result = api.bench(loaded, made, progress=tick, **options)
     result.unavailable.update(unavailable)
-    registry = get_registry()
-    if as_json:
-        registry.create("reporter", "json").report(result)
-    elif markdown:
-        registry.create("reporter", "markdown").report(result)
-    else:
-        registry.create("reporter", "table").report(result)
+    api.report(result, reporter or ("json" if as_json else "markdown" if markdown else "table"))
     if csv_path:
-        registry.create("reporter", "csv").report(result, csv_path)
+        api.report(result, "csv", csv_path)
     if plot_path:
-        registry.create("reporter", "plot").report(result, plot_path)
+        api.report(result, "plot", plot_path)
     failed = [r for r in result.results if r.roundtrip_ok is False]
     if failed:
         raise typer.Exit(3)
@@ -121,12 +121,11 @@ def bench(
 def _check_reports(images: list[str] | None, csv_path: Path | None,
                    plot_path: Path | None) -> None:
     """--csv and --plot, checked before the run: writable, and never one of the input images."""
+    from igc import api
     from igc.cli.outputs import check_report
-    from igc.core import sources
     from igc.errors import UsageError
 
-    refs = sources.collect(images) if images else sources.gallery()
-    inputs = [Path(ref.path) for ref in refs]
+    inputs = api.image_files(images)
     for option, path in (("--csv", csv_path), ("--plot", plot_path)):
         if path:
             check_report(path, option, inputs)

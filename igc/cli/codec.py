@@ -30,7 +30,12 @@ def read_file(path: Path) -> bytes:
 def compress(
     source: Path = typer.Argument(..., help="Image to compress (PNG, JPEG, ...)."),
     output: Path = typer.Option(None, "--output", "-o", help="Output file (default: SOURCE.igc)."),
-    model: str = typer.Option(None, "--model", "-m", help="Packaged model, folder or hub id."),
+    model: str = typer.Option(None, "--model", "-m",
+                              help="A registered model's name (see `igc plugins`), or an ImageGPT "
+                                   "model: packaged name, folder or hub id."),
+    tokenizer: str = typer.Option(None, "--tokenizer",
+                                  help="Registered tokenizer (default: the model's own)."),
+    coder: str = typer.Option(None, "--coder", help="Registered coder (default: range)."),
     order: str = typer.Option("interleaved", "--order", help="interleaved or channel."),
     force: bool = typer.Option(False, "--force", "-f", help="Overwrite an existing output."),
     mode: str = typer.Option(None, "--mode",
@@ -41,7 +46,7 @@ def compress(
                                          "setting; the file holds the resized image)."),
 ) -> None:
     """Compress an image into an .igc file (lossless unless --mode palette)."""
-    from igc.compressors.model_based import ImageGPTCompressor, UniformCompressor
+    from igc.api import compressor, report_fields
     from igc.core.image import load_image
 
     output = output or source.with_suffix(source.suffix + ".igc")
@@ -56,8 +61,7 @@ def compress(
         loaded.pixels = resize_to_paper(loaded.pixels)
         loaded.note = ", ".join(filter(None, [loaded.note, f"resized from {w}×{h} to "
                                               f"{PAPER_SIZE}×{PAPER_SIZE} (--paper-size)"]))
-    comp = (UniformCompressor(order=order) if model == "uniform"
-            else ImageGPTCompressor(model=model, order=order, mode=mode))
+    comp = compressor(model, order=order, mode=mode, tokenizer=tokenizer, coder=coder)
     result = comp.compress_with_stats(loaded.pixels)
     write_atomic(output, result.data, force)
     h, w = loaded.pixels.shape[:2]
@@ -65,7 +69,7 @@ def compress(
     typer.echo(f"{source} -> {output}: {w}×{h}{note}, {len(result.data):,} bytes, "
                f"{len(result.data) * 8 / (h * w * 3):.3f} bits/subpixel, ratio "
                f"{h * w * 24 / (len(result.data) * 8):.3f}")
-    for key, value in comp.report_fields(loaded.pixels, result).items():
+    for key, value in report_fields(comp, result, loaded.pixels).items():
         if key == "psnr":
             typer.echo(f"  lossy palette mode: PSNR {value:.2f} dB against the input")
         elif key.endswith("_bits"):

@@ -14,11 +14,10 @@ def models(
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
     """List the shipped models: id, size, fingerprint, what each is for, which is the default."""
-    from igc.api import list_models
-    from igc.models.catalog import model_path
+    from igc.api import list_models, model_search_path
 
     data = list_models()
-    search = [str(p) for p in model_path()]
+    search = model_search_path()
     if as_json:
         typer.echo(json.dumps({"models": data, "model_path": search}, indent=2))
         return

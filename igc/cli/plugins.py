@@ -18,18 +18,9 @@ def plugins(
     from rich.markup import escape
     from rich.table import Table
 
-    from igc.plugins.manager import get_registry
+    from igc.api import list_plugins
 
-    registry = get_registry()
-    data = []
-    for info in registry.plugins.values():
-        entry = {"name": info.name, "version": info.version, "builtin": info.builtin,
-                 "registers": info.registered, "error": info.error}
-        comps = info.registered.get("compressor", [])
-        entry["unavailable"] = {
-            name: reason for name in comps
-            if (reason := registry.entry("compressor", name).unavailable_reason())}
-        data.append(entry)
+    data = list_plugins()
     if as_json:
         typer.echo(json.dumps({"plugins": data}, indent=2))
         return

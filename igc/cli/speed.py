@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import typer
 
 from igc.cli.errors import handle_errors
@@ -40,44 +38,21 @@ def speed(
     from rich.console import Console
     from rich.table import Table
 
-    from igc.benchmark import load_images
-    from igc.errors import UsageError
-    from igc.speed import BACKENDS, PHASES, environment, load_backend, measure, ratios, to_dict
+    from igc import api
 
     names = [b.strip() for b in backend.split(",") if b.strip()]
-    unknown = [b for b in names if b not in BACKENDS]
-    if not names or unknown:
-        raise UsageError(f"--backend {backend!r}: choose from {', '.join(BACKENDS)}")
-    if count < 1:
-        raise UsageError(f"--count must be at least 1, got {count}")
-    if crop < 0:
-        raise UsageError(f"--crop must be 0 (full resolution) or a positive size, got {crop}")
-    if threads is not None:
-        if threads < 1:
-            raise UsageError(f"--threads must be at least 1, got {threads}")
-        import torch
-
-        torch.set_num_threads(threads)
-    probe = load_backend("igc", model)  # fails early, with igc's message, on a bad model
-    info = {"fingerprint": probe.fingerprint, "parameters": probe.parameters,
-            "context": probe.context_length, "n_embd": probe.runtime.n_embd,
-            "n_layer": probe.runtime.n_layer, "n_head": probe.runtime.n_head}
-    loaded, preprocessing = load_images(images, count, seed, crop or None)
-    pixels = [item.pixels for item in loaded]
     err = Console(stderr=True)
     with err.status("measuring") as status:
-        results = measure(pixels, names, model=model, batch=batch, repeat=repeat,
-                          progress=lambda what: status.update(f"measuring {what}"))
-    env = environment(probe.name, info, {
-        "images": [item.name for item in loaded], "preprocessing": preprocessing,
-        "subpixels": results[0].subpixels, "repeat": repeat,
-        "lanes": _lanes(probe, pixels, batch)})
+        report = api.speed(model, images, count, crop, seed, names, threads=threads,
+                           batch=batch, repeat=repeat,
+                           progress=lambda what: status.update(f"measuring {what}"))
+    results, env = report.results, report.environment
     failed = [r for r in results if r.roundtrip_ok is False]
     if as_json:
-        typer.echo(json.dumps(to_dict(results, env), indent=2))
+        typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
-        table = Table(title=f"subpixels per second — {env['model']} on {len(loaded)} image(s), "
-                            f"{env['subpixels']} subpixels")
+        table = Table(title=f"subpixels per second — {env['model']} on {len(env['images'])} "
+                            f"image(s), {env['subpixels']} subpixels")
         table.add_column("phase")
         for name in names:
             table.add_column(name, justify="right")
@@ -85,8 +60,8 @@ def speed(
         if both:
             table.add_column("igc/hf", justify="right")
         by = {(r.backend, r.phase): r for r in results}
-        ratio = ratios(results)
-        for phase in PHASES:
+        ratio = report.ratios()
+        for phase in report.phases:
             cells = []
             for name in names:
                 r = by[name, phase]
@@ -103,14 +78,3 @@ def speed(
                         + (f", load average {load}" if load else ""))
     if failed:
         raise typer.Exit(3)
-
-
-def _lanes(model, pixels, batch: int | None) -> list[str]:
-    """How the codec splits each image's tiles, as 'tiles/tiles per lane' (docs/format.md)."""
-    from igc.core.codec import DEFAULT_BATCH
-    from igc.core.lanes import lane_for
-    from igc.core.tokenizer import SubpixelTokenizer, tile_side_for_context
-
-    grid = SubpixelTokenizer(tile_side_for_context(model.context_length)).grid
-    tiles = [math.prod(grid(p.shape[0], p.shape[1])) for p in pixels]
-    return [f"{n}/{lane_for(n, batch or DEFAULT_BATCH)}" for n in tiles]

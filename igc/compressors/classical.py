@@ -32,7 +32,6 @@ from igc.core.container import encode_varint
 from igc.core.image import require_rgb
 from igc.core.types import Image
 from igc.errors import CodecUnavailable, FormatError, IgcError, ImageError
-from igc.plugins.markers import hookimpl
 
 _INSTALL = "pip install imagecodecs"
 
@@ -417,8 +416,3 @@ COMPRESSORS = (
     LzmaCompressor,
 )
 
-
-@hookimpl
-def register_compressors(register):
-    for cls in COMPRESSORS:
-        register(cls)

@@ -7,7 +7,7 @@ pixels with T = floor(sqrt(context)) (1024 → 32), read in raster order; edge t
 copies of earlier positions, exactly like the subpixel tokenizer, so padding costs no bits.
 
 Quantizing is lossy: `decode` maps indices back to the rounded centre colours. The lossless mode
-(`palette_codec`) adds each pixel's exact value on top of its centre.
+adds each pixel's exact value on top of its centre (igc/codec/residual.py).
 """
 
 from __future__ import annotations
@@ -85,15 +85,38 @@ def tile_side_for_palette(context: int) -> int:
 
 
 class PaletteTokenizer:
-    """Nearest-cluster indices 0..K−1 with start token K, one token per pixel, raster order."""
+    """Nearest-cluster indices 0..K−1 with start token K, one token per pixel, raster order.
+
+    Built for a model (`model=`), it takes the model's clusters (`model.clusters`, a palette
+    ImageGPT's preprocessor_config.json) and the largest tile its context holds.
+    """
 
     name = "palette"
     description = "index of the nearest colour cluster per pixel (OpenAI ImageGPT), start token K"
+    lossless = False  # decodes to the centre colours; the codec may add exact residuals
+    order = "interleaved"
+    batch = 16  # tiles stepped together: 1024-token caches of imagegpt-small, 16 tiles ≈ 1.6 GB
 
-    def __init__(self, clusters: np.ndarray, tile: int = 32) -> None:
+    def __init__(self, clusters: np.ndarray | None = None, tile: int | None = None, model=None,
+                 order: str = "interleaved") -> None:
+        if order != "interleaved":
+            raise UsageError("palette models see one token per pixel: --order does not apply")
+        if clusters is None:
+            clusters = getattr(model, "clusters", None) if model is not None else None
+            if clusters is None:
+                what = (f"model {model.name!r} has a {model.vocab_size + 1}-token vocabulary and "
+                        "no clusters" if model is not None else "no clusters were given")
+                raise UsageError("the palette tokenizer needs a palette model (colour clusters in "
+                                 f"preprocessor_config.json, 513-token vocabulary): {what}")
+        if tile is None:
+            tile = tile_side_for_palette(model.context_length) if model is not None else 32
         if tile < 1:
             raise UsageError(f"tile side must be at least 1, got {tile}")
+        if model is not None and len(clusters) != model.vocab_size:
+            raise UsageError(f"model {model.name!r} predicts {model.vocab_size} classes but its "
+                             f"palette has {len(clusters)} clusters")
         self.clusters = np.asarray(clusters, dtype=np.float32)
+        self.fingerprint = clusters_fingerprint(self.clusters)
         self.colours = centre_colours(self.clusters)
         self.vocab_size = len(self.clusters)
         self.start_token = self.vocab_size

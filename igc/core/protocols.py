@@ -1,23 +1,34 @@
-"""The four interfaces a compressor is built from, and the one a classical codec implements.
+"""What igc calls on each piece of a compressor: the contract plugin authors implement.
 
 A model-based compressor is `Tokenizer` + `Model` + `Coder`: the tokenizer turns an image into
 token sequences (one per tile), the model gives a distribution over the next token at every
-position, and the coder turns tokens and distributions into bytes. Keeping them apart lets a
-plugin swap one piece (a new coder, a palette tokenizer) without touching the others.
+position, and the coder turns tokens and distributions into bytes. `NeuralCodec`
+(igc/codec/neural.py) calls exactly the members below and nothing else, so a plugin that has them
+composes with the other pieces; `conform` refuses one that lacks any, naming what is missing.
+A classical codec implements `Compressor` directly; a `Reporter` turns bench results into output.
+
+Every member listed in a protocol is required. Optional extras that igc uses when present are
+listed in each docstring under "Optional".
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from igc.core.types import Image, TokenizedImage
+from igc.errors import PluginError
 
 
 @runtime_checkable
 class Compressor(Protocol):
-    """Anything that turns an (H, W, 3) uint8 image into bytes and, if lossless, back."""
+    """Anything that turns an (H, W, 3) uint8 image into bytes and, if lossless, back.
+
+    Optional: `available()` (classmethod) returning a reason string when a library is missing,
+    so `igc bench` lists the compressor as unavailable instead of failing.
+    """
 
     name: str
     lossless: bool
@@ -29,70 +40,110 @@ class Compressor(Protocol):
 
 @runtime_checkable
 class Tokenizer(Protocol):
-    """Image <-> token sequences, exactly invertible.
+    """Image <-> token sequences, one per tile.
 
-    `encode` returns every tile as a fixed-length sequence plus a mask of the positions that carry
-    information; the other positions are padding that the decoder fills from already-decoded
-    tokens (`TokenizedImage.pad_source`), so padding never costs bits.
+    The factory igc registers is called with the keyword arguments it names among `model` (the
+    `Model` it will code for, whose `context_length` bounds a tile's sequence) and `order` (the
+    token order a user asked for, "interleaved" or "channel"), and raises `igc.UsageError` for a
+    model or order it cannot serve.
+
+    Optional: `fingerprint` (16 hex digits) for tokenizers with data of their own (the palette's
+    colour clusters): it is combined with the model's into the header's fingerprint, so a file
+    refuses another palette. `batch`: tiles to step together by default (long sequences have large
+    caches).
     """
 
-    name: str
+    name: str  # the registered name, recorded in file headers
     vocab_size: int  # symbols a position can take (256 for subpixels), start token excluded
-    start_token: int
+    start_token: int  # fed to the model before a tile's first token; not coded
+    tile: int  # tile side in pixels, recorded in file headers
+    order: str  # "interleaved" or "channel", recorded in file headers
+    lossless: bool  # decode(encode(x)) == x; if False the codec may code exact residuals after
 
-    def encode(self, image: Image) -> TokenizedImage: ...
-
-    def decode(self, tokens: np.ndarray, height: int, width: int) -> Image: ...
-
-    def layout(self, height: int, width: int) -> TokenizedImage:
-        """The tiling of an image of this size with tokens left at zero (what a decoder knows)."""
+    def encode(self, image: Image) -> TokenizedImage:
+        """Every tile as a fixed-length sequence, with a mask of the positions that carry
+        information; the others are padding the decoder fills from earlier positions."""
         ...
 
+    def decode(self, tokens: np.ndarray, height: int, width: int) -> Image:
+        """(tiles, L) tokens -> the image (its approximation, for a lossy tokenizer). Raise
+        `igc.FormatError` for tokens out of range: they come from a possibly corrupted file."""
+        ...
 
-class DecodingState(Protocol):
-    """Opaque per-batch state of an incremental model (its key/value cache)."""
+    def layout(self, height: int, width: int) -> TokenizedImage:
+        """The tiling of an image of this size with tokens left at zero: what a decoder knows
+        before decoding (which positions are coded, where padding copies from)."""
+        ...
 
 
 @runtime_checkable
 class Model(Protocol):
     """Token sequences -> distributions over the next token at every position.
 
-    `log_probs` is the one-shot pass used for estimates. `start`/`step` is the incremental pass
-    used by the real codec; encoder and decoder both use it so they compute identical floats.
+    The factory igc registers is called with `spec` (the `--model` text beyond the plugin's own
+    name, or the model id a file's header records) if its signature names it.
+
+    `start`/`step` is the pass the codec uses: encoder and decoder both step the same tiles in the
+    same batches and lanes, and must get bit-identical probabilities (docs/plugins.md,
+    "Determinism"). `log_probs` is the one-shot pass used only by `--estimate`.
+
+    Optional: `tokenizer` (the registered tokenizer name it is coded with by default, else
+    "subpixel"), `parameters` (reported by bench), and on the factory a classmethod
+    `spec_for(model_id, fingerprint) -> str` that finds the weights a file names (ImageGPT looks in
+    the shipped models and $IGC_MODEL_PATH; without it the id itself is the spec).
     """
 
-    name: str
-    vocab_size: int  # output classes (the start token is never predicted)
+    name: str  # the model id recorded in file headers (at most 64 bytes)
+    vocab_size: int  # output classes; equals the tokenizer's vocab_size (start token excluded)
     context_length: int  # tokens per sequence the model accepts, start token included
-    fingerprint: str  # hex digest of the weights; identifies the exact model in a file header
+    fingerprint: str  # 16 hex digits identifying the exact model (weights); headers record it
+    numerics: int  # which arithmetic new files are coded with (0 for a model with one step)
+    numerics_supported: tuple[int, ...]  # numerics it can recompute to decode a file
 
     def log_probs(self, sequences: np.ndarray) -> np.ndarray:
-        """(N, L) int tokens (start token first) -> (N, L, vocab_size) float32 natural-log probs,
+        """(N, L) int tokens (start token first) -> (N, L, vocab_size) natural-log probabilities,
         row t being the distribution of token t+1."""
         ...
 
-    def start(self, batch: int) -> Any: ...
+    def start(self, batch: int, length: int, numerics: int) -> Any:
+        """A fresh state for `batch` sequences of up to `length` steps, computing with the
+        arithmetic `numerics` (one of `numerics_supported`; a file's header names it)."""
+        ...
 
     def step(self, state: Any, tokens: np.ndarray) -> np.ndarray:
-        """Feed one token per sequence, get (batch, vocab_size) float64 probabilities."""
+        """Feed one token per sequence ((batch,) int64, the start token first) and get the
+        (batch, vocab_size) float64 distributions of the next token, each row summing to 1."""
         ...
 
 
+@runtime_checkable
 class SymbolEncoder(Protocol):
-    def encode(self, symbols: np.ndarray, probs: np.ndarray) -> None: ...
+    """One stream being written; `encode` is called in coding order, `finish` once."""
+
+    def encode(self, symbols: np.ndarray, probs: np.ndarray) -> None:
+        """Code (n,) int symbols, row i of the (n, k) float64 `probs` being symbol i's
+        distribution."""
+        ...
 
     def finish(self) -> bytes: ...
 
 
+@runtime_checkable
 class SymbolDecoder(Protocol):
-    def decode(self, probs: np.ndarray) -> np.ndarray: ...
+    """One stream being read, in the order it was written."""
+
+    def decode(self, probs: np.ndarray) -> np.ndarray:
+        """(n, k) distributions -> the (n,) int symbols coded with them. Raise
+        `igc.FormatError` on a stream that cannot be decoded."""
+        ...
 
 
 @runtime_checkable
 class Coder(Protocol):
-    """Symbols + distributions -> bytes and back."""
+    """Symbols + distributions -> bytes and back. The factory is called without arguments."""
 
-    name: str
+    name: str  # the registered name, recorded in file headers
+    precision: int  # bits of fixed-point probability precision, recorded in file headers
 
     def ideal_bits(self, symbols: np.ndarray, probs: np.ndarray) -> float:
         """-sum(log2 p(symbol)): what an ideal entropy coder would spend."""
@@ -110,3 +161,36 @@ class Reporter(Protocol):
     name: str
 
     def report(self, result: Any, destination: Any = None) -> None: ...
+
+
+def members(protocol: type) -> list[str]:
+    """The members a protocol requires: its annotated attributes, then its methods."""
+    attributes = list(inspect.get_annotations(protocol))
+    methods = [name for name, value in vars(protocol).items()
+               if callable(value) and not name.startswith("_")]
+    return attributes + [m for m in methods if m not in attributes]
+
+
+def missing(obj: Any, protocol: type) -> list[str]:
+    """Required members `obj` lacks (or has but cannot call, for methods)."""
+    methods = {name for name, value in vars(protocol).items() if callable(value)}
+    out = []
+    for name in members(protocol):
+        try:
+            value = getattr(obj, name)
+        except AttributeError:
+            out.append(name)
+            continue
+        if name in methods and not callable(value):
+            out.append(name)
+    return out
+
+
+def conform(obj: Any, protocol: type, label: str) -> Any:
+    """`obj` itself if it has every member of `protocol`; else a PluginError naming the missing
+    ones, e.g. "model 'pixelcnn' does not fit igc's Model protocol: it lacks start, numerics"."""
+    lacking = missing(obj, protocol)
+    if lacking:
+        raise PluginError(f"{label} does not fit igc's {protocol.__name__} protocol: it lacks "
+                          f"{', '.join(lacking)} (see docs/plugins.md)")
+    return obj

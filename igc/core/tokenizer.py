@@ -15,7 +15,6 @@ import numpy as np
 
 from igc.core.types import Image, TokenizedImage
 from igc.errors import FormatError, UsageError
-from igc.plugins.markers import hookimpl
 
 ORDERS = ("interleaved", "channel")
 
@@ -61,14 +60,20 @@ def tile_layout(height: int, width: int, tile: int, index: np.ndarray) -> Tokeni
 
 
 class SubpixelTokenizer:
-    """Subpixel tokens 0..255 with start token 256, tiled to fit the model."""
+    """Subpixel tokens 0..255 with start token 256, tiled to fit the model.
+
+    The tile side is `tile`, or else the largest whose subpixels fit `model.context_length`.
+    """
 
     name = "subpixel"
     description = "subpixel values 0..255, RGB interleaved in raster order, start token 256"
     vocab_size = 256
     start_token = 256
+    lossless = True
 
-    def __init__(self, tile: int = 16, order: str = "interleaved") -> None:
+    def __init__(self, tile: int | None = None, order: str = "interleaved", model=None) -> None:
+        if tile is None:
+            tile = tile_side_for_context(model.context_length) if model is not None else 16
         if order not in ORDERS:
             raise UsageError(f"unknown token order {order!r}; choose one of {', '.join(ORDERS)}")
         if tile < 1:
@@ -112,7 +117,3 @@ class SubpixelTokenizer:
         image = tiles.transpose(0, 2, 1, 3, 4).reshape(rows * t, cols * t, 3)
         return np.ascontiguousarray(image[:height, :width].astype(np.uint8))
 
-
-@hookimpl
-def register_tokenizers(register):
-    register(SubpixelTokenizer)

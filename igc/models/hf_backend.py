@@ -71,9 +71,9 @@ class HFImageGPTModel:
     def parameters(self) -> int:
         return sum(p.numel() for p in self.hf.parameters())
 
-    @property
-    def tokenizer_kind(self) -> str:
-        return "subpixel" if self.vocab_size == 256 else f"unknown (vocabulary {self.vocab_size + 1})"
+    numerics = 0  # one step: HuggingFace's
+    numerics_supported = (0,)
+    tokenizer = "subpixel"
 
     def log_probs(self, sequences: np.ndarray, chunk: int = 64) -> np.ndarray:
         torch = self._torch
@@ -85,7 +85,9 @@ class HFImageGPTModel:
                 out.append(torch.log_softmax(logits, dim=-1).numpy())
         return np.concatenate(out) if out else np.zeros((0, sequences.shape[1], self.vocab_size))
 
-    def start(self, batch: int, length: int | None = None) -> HFState:
+    def start(self, batch: int, length: int | None = None, numerics: int = 0) -> HFState:
+        if numerics != 0:
+            raise ModelError(f"the HuggingFace backend computes numerics 0 only, not {numerics}")
         return HFState(batch, length or self.context_length)
 
     def step(self, state: HFState, tokens: np.ndarray) -> np.ndarray:

@@ -147,6 +147,9 @@ def load_checked(folder: Path) -> tuple[dict, dict]:
 class ImageGPTModel:
     """An ImageGPT checkpoint behind igc's `Model` protocol."""
 
+    description = ("ImageGPT next-token probabilities (default: igc's own model; or a shipped id, "
+                   "local folder or hub id)")
+
     def __init__(self, spec: str | None = None, threads: int | None = None) -> None:
         import torch
 
@@ -162,6 +165,15 @@ class ImageGPTModel:
         self.threads = threads
         self._torch = torch
 
+    @classmethod
+    def available(cls) -> str | None:
+        import importlib.util
+
+        missing = [m for m in ("torch", "safetensors") if importlib.util.find_spec(m) is None]
+        if missing:
+            return f"needs {', '.join(missing)}: pip install 'igc-codec[model]'"
+        return None
+
     numerics = 1  # written into each file's header: igc.models.runtime.NUMERICS_FUSED
     numerics_supported = (0, 1)  # 0: the torch step of format versions 1-2
 
@@ -172,12 +184,37 @@ class ImageGPTModel:
             t.numel() for layer in r.layers for t in vars(layer).values())
 
     @property
-    def tokenizer_kind(self) -> str:
-        if self.runtime.vocab_size == 257:
-            return "subpixel"
-        if self.runtime.vocab_size == 513:
-            return "palette"
-        return f"unknown (vocabulary {self.runtime.vocab_size})"
+    def tokenizer(self) -> str:
+        """The tokenizer its vocabulary calls for: 513 tokens are a palette (OpenAI's
+        checkpoints), anything else is coded as subpixels (and refused unless it has 257)."""
+        return "palette" if self.runtime.vocab_size == 513 else "subpixel"
+
+    @cached_property
+    def clusters(self) -> np.ndarray | None:
+        """A palette model's colour clusters (its preprocessor_config.json); None otherwise."""
+        if self.tokenizer != "palette":
+            return None
+        from igc.core.palette import load_clusters
+
+        return load_clusters(self.folder)
+
+    @classmethod
+    def spec_for(cls, model_id: str, fingerprint: str) -> str:
+        """The spec that loads the model a file names: the shipped or $IGC_MODEL_PATH folder
+        with the header's fingerprint, else the id itself if it is a hub id."""
+        from igc.models.catalog import locate, search_description
+
+        try:
+            found = locate(model_id, fingerprint)
+        except ImportError:  # no torch/safetensors to read candidates: the loader says what to add
+            return model_id
+        if found is not None:
+            return str(found)
+        if HUB_ID.match(model_id) and not model_id.startswith((".", "/", "~")):
+            return model_id  # a hub id: its weights may be in the HuggingFace cache
+        raise ModelError(f"this file needs model {model_id!r} (fingerprint {fingerprint}), which "
+                         f"is {search_description()}; pass --model with its folder, or add the "
+                         "folder that holds it to IGC_MODEL_PATH")
 
     def log_probs(self, sequences: np.ndarray, chunk: int = 64) -> np.ndarray:
         torch = self._torch

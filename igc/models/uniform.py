@@ -11,11 +11,14 @@ import numpy as np
 
 class UniformModel:
     name = "uniform"
+    description = "every subpixel value equally likely (8 bits per subpixel)"
     vocab_size = 256
     context_length = 16 * 16 * 3
     fingerprint = "0" * 16
     parameters = 0
-    tokenizer_kind = "subpixel"
+    tokenizer = "subpixel"
+    numerics = 0
+    numerics_supported = (0,)
 
     def __init__(self, context_length: int = 16 * 16 * 3) -> None:
         self.context_length = context_length
@@ -24,7 +27,7 @@ class UniformModel:
         n, length = sequences.shape
         return np.full((n, length, self.vocab_size), -np.log(self.vocab_size), dtype=np.float32)
 
-    def start(self, batch: int, length: int | None = None) -> list[int]:
+    def start(self, batch: int, length: int | None = None, numerics: int = 0) -> list[int]:
         return [batch]
 
     def step(self, state, tokens: np.ndarray) -> np.ndarray:

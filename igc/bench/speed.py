@@ -14,8 +14,7 @@ decodes its own files: the two compute slightly different floats (see hf_backend
 
 from __future__ import annotations
 
-import os
-import platform
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -23,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from igc.bench.environment import environment
 from igc.errors import IgcError, UsageError
 
 BACKENDS = ("hf", "igc")
@@ -52,22 +52,12 @@ def load_backend(name: str, spec: str | None):
     raise UsageError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")
 
 
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):  # noqa: SIM115
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _warm_up(codec) -> None:
     """First calls pay one-off costs (kernel selection, lazy imports); keep them out of timings."""
     model = codec.model
     seq = np.full((1, model.context_length), codec.tokenizer.start_token, dtype=np.int64)
     model.log_probs(seq)
-    state = model.start(2, 4)
+    state = model.start(2, 4, model.numerics)
     for _ in range(4):
         model.step(state, np.zeros(2, dtype=np.int64))
 
@@ -111,8 +101,8 @@ def measure(images: Sequence[np.ndarray], backends: Sequence[str] = BACKENDS,
     Backends take turns within each repetition, in alternating order, so a change in the load of
     a shared machine hits both alike rather than whichever happened to run second.
     """
+    from igc.codec.neural import DEFAULT_BATCH, NeuralCodec
     from igc.coders.range import RangeCoder
-    from igc.core.codec import DEFAULT_BATCH, NeuralCodec
 
     if not images:
         raise UsageError("no images to measure")
@@ -120,7 +110,8 @@ def measure(images: Sequence[np.ndarray], backends: Sequence[str] = BACKENDS,
         raise UsageError(f"--repeat must be at least 1, got {repeat}")
     subpixels = int(sum(im.shape[0] * im.shape[1] * 3 for im in images))
     codecs = {name: NeuralCodec(load_backend(name, model), RangeCoder(),
-                                batch=batch or DEFAULT_BATCH) for name in backends}
+                                batch=batch or DEFAULT_BATCH, plugin="imagegpt")
+              for name in backends}
     for codec in codecs.values():
         _warm_up(codec)
     best: dict[tuple[str, str], SpeedResult] = {}
@@ -144,29 +135,50 @@ def ratios(results: Sequence[SpeedResult], fast: str = "igc", slow: str = "hf") 
     return {p: by[fast, p] / by[slow, p] for p in PHASES if (fast, p) in by and (slow, p) in by}
 
 
-def environment(model_name: str, model_info: dict, extra: dict | None = None) -> dict[str, Any]:
+def lanes(model, pixels: Sequence[np.ndarray], batch: int | None) -> list[str]:
+    """How the codec splits each image's tiles, as 'tiles/tiles per lane' (docs/format.md)."""
+    from igc.codec.lanes import lane_for
+    from igc.codec.neural import DEFAULT_BATCH
+    from igc.core.tokenizer import SubpixelTokenizer
+
+    grid = SubpixelTokenizer(model=model).grid
+    tiles = [math.prod(grid(p.shape[0], p.shape[1])) for p in pixels]
+    return [f"{n}/{lane_for(n, batch or DEFAULT_BATCH)}" for n in tiles]
+
+
+@dataclass
+class SpeedReport:
+    results: list[SpeedResult]
+    environment: dict[str, Any]
+    phases: tuple[str, ...] = PHASES
+
+    def ratios(self) -> dict:
+        return ratios(self.results)
+
+    def to_dict(self) -> dict:
+        return to_dict(self.results, self.environment)
+
+
+def run(probe, loaded: Sequence[Any], preprocessing: str, backends: Sequence[str] = BACKENDS,
+        model: str | None = None, batch: int | None = None, repeat: int = 1,
+        progress: Callable[[str], None] | None = None) -> SpeedReport:
+    """`measure` on loaded images, with where and on what it ran. `probe`: igc's backend of the
+    model, loaded first so that a bad model fails before any image is read."""
     import torch
 
-    from igc.benchmark import _versions
-
-    env = {
-        "device": "cpu",
-        "cpu": cpu_name(),
-        "cpu_count": os.cpu_count(),
-        "threads": torch.get_num_threads(),
-        "dtype": "float32",  # arithmetic; the caches below
-        "kv_cache": {"hf": "float32 (DynamicCache)",
-                     "igc": "bfloat16 (numerics 1: igc.models.kernels)"},
-        "model": model_name,
-        **model_info,
-        "versions": _versions(),
-        "platform": platform.platform(),
-    }
-    if hasattr(os, "getloadavg"):
-        # Other work on the machine slows every backend; the load average says how much there was.
-        env["load_average_1min"] = round(os.getloadavg()[0], 2)
-    env.update(extra or {})
-    return env
+    pixels = [item.pixels for item in loaded]
+    results = measure(pixels, backends, model=model, batch=batch, repeat=repeat, progress=progress)
+    r = probe.runtime
+    env = environment(
+        threads=torch.get_num_threads(),
+        dtype="float32",  # arithmetic; the caches below
+        kv_cache={"hf": "float32 (DynamicCache)",
+                  "igc": "bfloat16 (numerics 1: igc.models.kernels)"},
+        model=probe.name, fingerprint=probe.fingerprint, parameters=probe.parameters,
+        context=probe.context_length, n_embd=r.n_embd, n_layer=r.n_layer, n_head=r.n_head,
+        images=[item.name for item in loaded], preprocessing=preprocessing,
+        subpixels=results[0].subpixels, repeat=repeat, lanes=lanes(probe, pixels, batch))
+    return SpeedReport(results, env)
 
 
 def to_dict(results: Sequence[SpeedResult], env: dict) -> dict:

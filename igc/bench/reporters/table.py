@@ -73,10 +73,15 @@ class TableReporter:
             notes.append("overhead: (file bits − model bits) / model bits, header included; coder "
                          "overhead: the same for the payload alone")
         for name, info in env.get("models", {}).items():
-            notes.append(f"{name}: model {info['model']} (fingerprint {info['fingerprint']}, "
-                         f"{info['parameters']:,} parameters, {info['tile']}×{info['tile']} tiles"
-                         + (f", {info['mode']} tokens" if info.get("tokenizer") == "palette"
-                            else "") + ")")
+            parts = [f"fingerprint {info['fingerprint']}"]
+            if info.get("parameters") is not None:
+                parts.append(f"{info['parameters']:,} parameters")
+            parts.append(f"{info['tile']}×{info['tile']} tiles")
+            if info.get("tokenizer") not in (None, "subpixel"):
+                parts.append(f"{info['mode']} tokens")
+            if info.get("coder") not in (None, "range"):
+                parts.append(f"coder {info['coder']}")
+            notes.append(f"{name}: model {info['model']} ({', '.join(parts)})")
         for r in rows:  # the lossy palette mode: quality, and classical codecs on the same pixels
             if getattr(r, "extra", {}).get("psnr") is not None:
                 png, jxl = r.extra.get("png_bits_quantized"), r.extra.get("jxl_bits_quantized")

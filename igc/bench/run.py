@@ -8,20 +8,16 @@ file size, so the coder's overhead is visible.
 
 from __future__ import annotations
 
-import os
-import platform
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from typing import Any
 
 import numpy as np
 
-from igc.core.types import LoadedImage
-from igc.errors import CodecUnavailable, IgcError, PluginError, UsageError
-from igc.plugins.manager import get_registry
+from igc.bench.environment import environment
+from igc.core.types import Image, LoadedImage
+from igc.errors import IgcError, PluginError, UsageError
 
 
 @dataclass
@@ -76,7 +72,7 @@ class BenchResult:
         }
 
 
-def _summarise(rows: list[Row], names: list[str]) -> dict[str, dict]:
+def summarise(rows: list[Row], names: list[str]) -> dict[str, dict]:
     summary = {}
     for name in names:
         ok = [r for r in rows if r.compressor == name and r.compressed_bits]
@@ -121,49 +117,34 @@ def _summarise(rows: list[Row], names: list[str]) -> dict[str, dict]:
     return summary
 
 
-def _versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for dist in ("igc-codec", "numpy", "pillow", "imagecodecs", "constriction", "zstandard",
-                 "torch", "transformers", "safetensors", "scikit-image"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
+def report_fields(codec: Any, result: Any, image: Image) -> dict:
+    """Extra bench fields of an encode with a lossy tokenizer (the palette): the bit split, and
+    for a lossy file its PSNR and what PNG and JPEG-XL take for the same approximated image (the
+    fair comparison)."""
+    if result.approximation is None:
+        return {}
+    from igc.core.palette import psnr
+
+    out = {"tokenizer": codec.tokenizer.name, "mode": codec.mode,
+           "index_bits": result.token_bits, "residual_bits": result.residual_bits}
+    if not codec.lossless:
+        out["psnr"] = psnr(image, result.approximation)
+        out["png_bits_quantized"] = _classical_bits("png", result.approximation)
+        out["jxl_bits_quantized"] = _classical_bits("jxl", result.approximation)
     return out
 
 
-def environment(seed: int | None, extra: dict | None = None) -> dict[str, Any]:
-    env: dict[str, Any] = {
-        "versions": _versions(),
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "device": "cpu",
-        "seed": seed,
-    }
-    if "torch" in sys.modules:
-        import torch
+def _classical_bits(name: str, image: Image) -> int | None:
+    from igc.compressors.classical import COMPRESSORS
 
-        env["torch_threads"] = torch.get_num_threads()
-    env.update(extra or {})
-    return env
+    try:
+        return len({c.name: c for c in COMPRESSORS}[name]().compress(image)) * 8
+    except IgcError:
+        return None
 
 
-def create_compressors(names: Sequence[str], **options: Any) -> tuple[list, dict[str, str]]:
-    """Instantiate the named compressors; unavailable ones are reported, not fatal."""
-    registry = get_registry()
-    for name in names:
-        registry.entry("compressor", name)  # unknown names fail before any work
-    made, unavailable = [], {}
-    for name in names:
-        try:
-            made.append(registry.create("compressor", name, **options))
-        except CodecUnavailable as exc:
-            unavailable[name] = str(exc)
-    return made, unavailable
-
-
-def _as_loaded(images: Sequence[Any]) -> list[LoadedImage]:
+def as_loaded(images: Sequence[Any]) -> list[LoadedImage]:
+    """Bench inputs as LoadedImage: RGB arrays get names image0, image1, ..."""
     from igc.core.image import as_rgb_array
 
     out = []
@@ -180,7 +161,7 @@ def load_images(paths: Sequence[str] | None, count: int | None, seed: int,
                 paper_size: bool = False) -> tuple[list[LoadedImage], str]:
     """Pick `count` images (seeded) from paths or the bundled gallery, load, preprocess.
     With no explicit count, `default_count` applies, capped at the size of the pool."""
-    from igc.core import sources
+    from igc.bench import sources
 
     refs = sources.collect(list(paths)) if paths else sources.gallery()
     if count is None and default_count is not None:
@@ -209,26 +190,22 @@ def load_images(paths: Sequence[str] | None, count: int | None, seed: int,
 
 def bench(
     images: Sequence[Any],
-    compressors: Sequence[str] | Sequence[Any],
+    compressors: Sequence[Any],
     *,
     verify: bool = True,
     estimate: bool = False,
     seed: int | None = None,
-    model: str | None = None,
     preprocessing: str = "none",
     progress: Callable[[str, str], None] | None = None,
-    mode: str | None = None,
+    unavailable: dict[str, str] | None = None,
 ) -> BenchResult:
     """Run every compressor on every image. `images`: LoadedImage objects or RGB arrays;
-    `compressors`: names (instantiated through the plugin registry) or instances."""
-    loaded = _as_loaded(images)
+    `compressors`: instances (igc.bench(), in igc/api.py, also takes names); `unavailable`:
+    name -> reason for those that could not be made, carried into the result."""
+    loaded = as_loaded(images)
     if not loaded:
         raise UsageError("no images to benchmark")
-    unavailable: dict[str, str] = {}
-    if compressors and isinstance(compressors[0], str):
-        made, unavailable = create_compressors(list(compressors), model=model, mode=mode)
-    else:
-        made = list(compressors)
+    made = list(compressors)
     rows = []
     for item in loaded:
         for comp in made:
@@ -237,19 +214,17 @@ def bench(
             rows.append(_run_one(comp, item, verify=verify, estimate=estimate))
     names = [c.name for c in made]
     models = {c.name: c.model_info for c in made if hasattr(c, "model_info")}
-    env = environment(seed, {"preprocessing": preprocessing, "models": models, "verify": verify,
-                             "estimate": estimate})
+    env = environment(seed=seed, preprocessing=preprocessing, models=models, verify=verify,
+                      estimate=estimate)
     image_info = [{"image": i.name, "source": i.source, "height": int(i.pixels.shape[0]),
                    "width": int(i.pixels.shape[1]), "note": i.note, **i.meta} for i in loaded]
-    return BenchResult(rows, _summarise(rows, names), env, image_info, unavailable)
+    return BenchResult(rows, summarise(rows, names), env, image_info, dict(unavailable or {}))
 
 
 def _plugin_of(comp: Any) -> str:
-    """The plugin that registered this compressor (for messages), else its class's module."""
-    entry = get_registry().entries["compressor"].get(getattr(comp, "name", None))
-    if entry is not None and isinstance(entry.factory, type) and isinstance(comp, entry.factory):
-        return entry.plugin
-    return type(comp).__module__
+    """The plugin that registered this compressor (the registry stamps its instances), else its
+    class's module: messages name who to blame."""
+    return getattr(comp, "plugin", None) or type(comp).__module__
 
 
 def _describe(value: Any) -> str:
@@ -287,8 +262,8 @@ def _encode(comp: Any, pixels: np.ndarray, row: Row, estimate: bool) -> bytes | 
         row.model_bits = result.model_bits
         row.header_bits = result.header_bytes * 8
         row.compressed_bits = len(data) * 8
-        if hasattr(comp, "report_fields"):
-            row.extra.update(comp.report_fields(pixels, result))
+        if hasattr(comp, "codec"):
+            row.extra.update(report_fields(comp.codec, result, pixels))
     else:
         data = _checked_bytes(comp, comp.compress(pixels))
         row.compressed_bits = len(data) * 8

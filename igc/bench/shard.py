@@ -6,7 +6,9 @@ processes, one shard of images each. The processes form a torch.distributed grou
 (`PartialState.split_between_processes`, `gather_object`); without accelerate installed the same
 group is made with torch.distributed directly. Rank 0 merges the gathered rows into one
 `BenchResult` and recomputes the summary over all of them, so a sharded run reports exactly what a
-single-process run over the same images would (timings aside).
+single-process run over the same images would (timings aside). Each process makes its own
+compressors from their names with the `make` function it is given (igc's registry lives a layer
+above the benchmark).
 
 Workers are spawned, not forked: a fork of a process whose OpenMP pool has run can hang.
 """
@@ -17,11 +19,11 @@ import os
 import pickle
 import socket
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from igc.benchmark import BenchResult, _as_loaded, _summarise
+from igc.bench.run import BenchResult, as_loaded, summarise
 from igc.errors import UsageError
 
 LOCALHOST = "127.0.0.1"
@@ -33,7 +35,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _shard(items: list, rank: int, world: int) -> list:
+def shard(items: list, rank: int, world: int) -> list:
     """Contiguous shards, sizes differing by at most one (what accelerate's splitter does)."""
     base, extra = divmod(len(items), world)
     start = rank * base + min(rank, extra)
@@ -55,11 +57,12 @@ def merge(parts: Sequence[BenchResult], names: Sequence[str], extra_env: dict | 
     present = [n for n in names if any(r.compressor == n for r in rows)]
     env = dict(parts[0].environment)
     env.update(extra_env or {})
-    return BenchResult(rows, _summarise(rows, present), env, images, unavailable)
+    return BenchResult(rows, summarise(rows, present), env, images, unavailable)
 
 
-def _worker(local_rank: int, world: int, port: int, images: list, compressors: list,
-            options: dict, threads: int, out_path: str, engine: str = "auto") -> None:
+def _worker(local_rank: int, world: int, port: int, images: list, names: list, make: Callable,
+            made_with: dict, options: dict, threads: int, out_path: str,
+            engine: str = "auto") -> None:
     """Entry point of one spawned process: join the group, bench its shard, gather to rank 0."""
     os.environ.update({
         "MASTER_ADDR": LOCALHOST, "MASTER_PORT": str(port), "RANK": str(local_rank),
@@ -69,9 +72,11 @@ def _worker(local_rank: int, world: int, port: int, images: list, compressors: l
     import torch
     import torch.distributed as dist
 
-    from igc.benchmark import bench
+    from igc.bench.run import bench
 
     torch.set_num_threads(threads)
+    compressors, unavailable = make(names, **made_with)
+    options = {**options, "unavailable": unavailable}
     PartialState = None
     if engine != "torch":
         try:
@@ -85,23 +90,22 @@ def _worker(local_rank: int, world: int, port: int, images: list, compressors: l
         state = PartialState(cpu=True, backend="gloo")
         rank = state.process_index
         with state.split_between_processes(list(range(len(images)))) as indices:
-            shard = [images[i] for i in indices]
-        result = bench(shard, compressors, **options) if shard else None
+            part = [images[i] for i in indices]
+        result = bench(part, compressors, **options) if part else None
         gathered = gather_object([result])
         engine = f"accelerate {_version('accelerate')} (torch.distributed, gloo)"
     else:
         dist.init_process_group("gloo", init_method=f"tcp://{LOCALHOST}:{port}",
                                 rank=local_rank, world_size=world)
         rank = dist.get_rank()
-        shard = _shard(images, rank, world)
-        result = bench(shard, compressors, **options) if shard else None
+        part = shard(images, rank, world)
+        result = bench(part, compressors, **options) if part else None
         gathered = [None] * world if rank == 0 else None
         dist.gather_object(result, gathered, dst=0)
         engine = "torch.distributed (gloo)"
     if rank == 0:
-        names = [c if isinstance(c, str) else c.name for c in compressors]
-        merged = merge(gathered, names, {"workers": world, "threads_per_worker": threads,
-                                         "distributed": engine})
+        merged = merge(gathered, [c.name for c in compressors],
+                       {"workers": world, "threads_per_worker": threads, "distributed": engine})
         Path(out_path).write_bytes(pickle.dumps(merged))
     dist.barrier()
     dist.destroy_process_group()
@@ -116,13 +120,15 @@ def _version(dist_name: str) -> str:
         return "?"
 
 
-def bench_sharded(images: Sequence[Any], compressors: Sequence[str], *, workers: int,
-                  threads: int | None = None, engine: str = "auto", **options: Any,
-                  ) -> BenchResult:
-    """`igc.benchmark.bench` over `workers` processes, each on a contiguous shard of the images.
+def bench_sharded(images: Sequence[Any], names: Sequence[str], *, workers: int, make: Callable,
+                  made_with: dict | None = None, threads: int | None = None,
+                  engine: str = "auto", **options: Any) -> BenchResult:
+    """`igc.bench.run.bench` over `workers` processes, each on a contiguous shard of the images.
 
-    `compressors` must be names (each process builds its own, loading its own model copy);
-    `options` go to `bench` unchanged (verify, estimate, seed, model, preprocessing).
+    Each process builds its own compressors (loading its own model copy) with
+    `make(names, **made_with) -> (compressors, unavailable)`, a module-level function so that it
+    reaches the spawned processes (igc/api.py passes igc's registry lookup); `options` go to
+    `bench` unchanged (verify, estimate, seed, preprocessing).
     `threads`: torch threads per worker (default: the machine's cores split evenly).
     `engine`: "accelerate", "torch" (torch.distributed directly) or "auto" (accelerate if
     installed).
@@ -133,16 +139,16 @@ def bench_sharded(images: Sequence[Any], compressors: Sequence[str], *, workers:
         raise UsageError(f"unknown engine {engine!r}: auto, accelerate or torch")
     if workers < 1:
         raise UsageError(f"--workers must be at least 1, got {workers}")
-    if compressors and not isinstance(compressors[0], str):
+    if names and not isinstance(names[0], str):
         raise UsageError("bench_sharded takes compressor names, not instances")
-    loaded = _as_loaded(images)
+    loaded = as_loaded(images)
     if not loaded:
         raise UsageError("no images to benchmark")
     workers = min(workers, len(loaded))
     threads = threads or max(1, (os.cpu_count() or 1) // workers)
     with tempfile.TemporaryDirectory(prefix="igc-shards-") as tmp:
         out_path = str(Path(tmp) / "result.pickle")
-        mp.start_processes(_worker, args=(workers, _free_port(), loaded, list(compressors),
-                                          options, threads, out_path, engine),
+        mp.start_processes(_worker, args=(workers, _free_port(), loaded, list(names), make,
+                                          made_with or {}, options, threads, out_path, engine),
                            nprocs=workers, join=True, start_method="spawn")
         return pickle.loads(Path(out_path).read_bytes())

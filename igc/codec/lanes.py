@@ -66,18 +66,6 @@ def lane_pool(lanes: int) -> Iterator[Executor | None]:
             torch.set_num_threads(threads)
 
 
-def numerics_of(model) -> int:
-    """The numerics a model computes new files with (0: its only, reference step)."""
-    return getattr(model, "numerics", 0)
-
-
-def start(model, rows: int, steps: int, numerics: int):
-    """`model.start` for a file's numerics; models that know only one step take no argument."""
-    if hasattr(model, "numerics_supported"):
-        return model.start(rows, steps, numerics=numerics)
-    return model.start(rows, steps)
-
-
 class LaneStepper:
     """Model states for the lanes of one batch; `step` feeds one token per tile and returns the
     next-token distributions of all tiles, in tile order."""
@@ -86,7 +74,7 @@ class LaneStepper:
                  numerics: int = 0) -> None:
         self.model = model
         self.lanes = split(rows, lane)
-        self.states = [start(model, sl.stop - sl.start, steps, numerics) for sl in self.lanes]
+        self.states = [model.start(sl.stop - sl.start, steps, numerics) for sl in self.lanes]
         self.pool = pool if len(self.lanes) > 1 else None
 
     def step(self, tokens: np.ndarray) -> np.ndarray:

@@ -3,21 +3,28 @@
 The encoder runs the model exactly as the decoder will: one token per step, all tiles of a batch
 stepped together, batches in a fixed order. Any other computation (say, one parallel pass over the
 whole sequence) rounds differently in the last bits, and a single differing probability derails the
-range decoder for the rest of the stream. The decoder returns pixels only after their checksum
+entropy decoder for the rest of the stream. The decoder returns pixels only after their checksum
 matches the one the encoder stored.
+
+The pieces are used only through the members of igc/core/protocols.py. A lossy tokenizer (the
+palette) either makes a lossy file or, with `residual`, is followed in the same stream by every
+subpixel's exact value (igc/codec/residual.py).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import zlib
 from dataclasses import dataclass
 
 import numpy as np
 
+from igc.codec import residual
+from igc.codec.lanes import LaneStepper, lane_for, lane_pool
 from igc.core import container
-from igc.core.lanes import LaneStepper, lane_for, lane_pool, numerics_of
-from igc.core.tokenizer import SubpixelTokenizer, tile_side_for_context
+from igc.core.protocols import SymbolDecoder, SymbolEncoder, conform
+from igc.core.tokenizer import SubpixelTokenizer
 from igc.core.types import Image, TokenizedImage
 from igc.errors import ChecksumError, FormatError, ImageError, ModelMismatchError
 
@@ -28,12 +35,15 @@ REGIONS = 8
 @dataclass
 class EncodeResult:
     data: bytes
-    model_bits: float  # -sum log2 p over the coded subpixels, with the probabilities coded with
+    model_bits: float  # -sum log2 p of everything coded, with the probabilities coded with
     header_bytes: int
     subpixels: int
+    token_bits: float = 0.0  # of which the tokens, under the model
+    residual_bits: float = 0.0  # of which the exact residuals after a lossy tokenizer's tokens
+    approximation: Image | None = None  # a lossy tokenizer's decode of the tokens
 
 
-def _region_checks(tokens: np.ndarray) -> bytes:
+def region_checks(tokens: np.ndarray) -> bytes:
     groups = np.array_split(np.arange(len(tokens)), min(REGIONS, len(tokens)))
     return bytes(zlib.crc32(tokens[g].astype(np.uint8).tobytes()) & 0xFF for g in groups)
 
@@ -53,17 +63,44 @@ def pixel_checksum(image: Image) -> int:
     return zlib.crc32(np.ascontiguousarray(image).tobytes())
 
 
+def combined_fingerprint(model_fingerprint: str, tokenizer) -> str:
+    """The header's fingerprint: the model's, combined with the tokenizer's when it has data of
+    its own (the palette's clusters), so that a file refuses another palette too."""
+    own = getattr(tokenizer, "fingerprint", None)
+    if not own:
+        return model_fingerprint
+    return hashlib.sha256(f"{model_fingerprint}:{own}".encode()).hexdigest()[:16]
+
+
 class NeuralCodec:
-    """Codes images with a model's next-token distributions."""
+    """Codes images with a model's next-token distributions.
+
+    `tokenizer` defaults to subpixels tiled to the model's context in `order`; `residual` codes
+    exact values after a lossy tokenizer's tokens; `plugin` is the registered name of the model,
+    recorded in headers so that decoding can rebuild it (default: the model's name).
+    """
 
     def __init__(self, model, coder, order: str = "interleaved", batch: int = DEFAULT_BATCH,
-                 lane: int | None = None):
+                 lane: int | None = None, *, tokenizer=None, residual: bool = False,
+                 plugin: str | None = None):
         self.model = model
         self.coder = coder
-        self.order = order
-        self.batch = batch
-        self.lane = lane  # tiles per lane; None: igc.core.lanes.lane_size of the first batch
-        self.tokenizer = SubpixelTokenizer(tile_side_for_context(model.context_length), order)
+        self.tokenizer = tokenizer or SubpixelTokenizer(order=order, model=model)
+        self.order = self.tokenizer.order
+        self.batch = batch or DEFAULT_BATCH
+        self.lane = lane  # tiles per lane; None: igc.codec.lanes.lane_size of the first batch
+        self.residual = bool(residual) and not self.tokenizer.lossless
+        self.plugin = plugin or model.name
+        self.fingerprint = combined_fingerprint(model.fingerprint, self.tokenizer)
+
+    @property
+    def lossless(self) -> bool:
+        return self.tokenizer.lossless or self.residual
+
+    @property
+    def mode(self) -> str:
+        """What the file holds: the tokenizer's name, "+residual" when exact values follow."""
+        return self.tokenizer.name + ("+residual" if self.residual else "")
 
     # -- shared stepping --------------------------------------------------------------------
     def _batches(self, n_tiles: int, batch: int | None = None) -> list[slice]:
@@ -94,7 +131,7 @@ class NeuralCodec:
 
     def _encode_batch(self, tokens, coded, lane, steps, pool, encoder) -> float:
         bits = 0.0
-        stepper = LaneStepper(self.model, len(tokens), lane, steps, pool, numerics_of(self.model))
+        stepper = LaneStepper(self.model, len(tokens), lane, steps, pool, self.model.numerics)
         prev = np.full(len(tokens), self.tokenizer.start_token, dtype=np.int64)
         for t in range(steps):
             probs = stepper.step(prev)
@@ -109,27 +146,41 @@ class NeuralCodec:
     def encode(self, image: Image) -> EncodeResult:
         container.check_pixels(*image.shape[:2], ImageError)  # a file igc could not read back
         tok = self.tokenizer.encode(image)
-        encoder = self.coder.encoder()
-        bits = self.encode_tokens(tok, encoder)
+        encoder = conform(self.coder.encoder(), SymbolEncoder,
+                          f"coder {self.coder.name!r}'s encoder")
+        token_bits = self.encode_tokens(tok, encoder)
+        approximation, residual_bits = None, 0.0
+        if not self.tokenizer.lossless:
+            approximation = self.tokenizer.decode(tok.tokens, tok.height, tok.width)
+            if self.residual:
+                residual_bits = residual.encode(image, approximation, encoder, self.coder)
         payload = encoder.finish()
-        header = self._header(image, tok, len(payload))
+        header = self._header(image if self.lossless else approximation, tok, len(payload))
         data = container.pack(header, payload)
-        return EncodeResult(data, bits, len(data) - len(payload), tok.n_coded)
+        return EncodeResult(data, token_bits + residual_bits, len(data) - len(payload),
+                            tok.height * tok.width * 3, token_bits, residual_bits, approximation)
 
     def _header(self, image: Image, tok: TokenizedImage, payload_length: int) -> container.Header:
         return container.Header(
             height=tok.height, width=tok.width, tile=tok.tile,
-            model_id=self.model.name, fingerprint=self.model.fingerprint,
-            checksum=pixel_checksum(image), region_checks=_region_checks(tok.tokens),
+            model_id=self.model.name, fingerprint=self.fingerprint,
+            checksum=pixel_checksum(image), region_checks=region_checks(tok.tokens),
             payload_length=payload_length, batch=self.batch, lane=self.lane_for(len(tok.tokens)),
-            order=self.order, coder=self.coder.name, precision=self.coder.precision,
-            numerics=numerics_of(self.model),
+            tokenizer=self.tokenizer.name, order=self.order, residual=self.residual,
+            coder=self.coder.name, precision=self.coder.precision,
+            numerics=self.model.numerics, model_plugin=self.plugin,
         )
 
     # -- estimate ---------------------------------------------------------------------------
     def estimate_bits(self, image: Image) -> float:
-        """Model bits from one parallel pass: fast, but not what the coder uses bit for bit."""
-        return self.one_shot_bits(self.tokenizer.encode(image))
+        """Model bits from one parallel pass: fast, but not what the coder uses bit for bit (the
+        residuals' bits, after a lossy tokenizer, are exact)."""
+        tok = self.tokenizer.encode(image)
+        bits = self.one_shot_bits(tok)
+        if self.residual:
+            approximation = self.tokenizer.decode(tok.tokens, tok.height, tok.width)
+            bits += residual.ideal_bits(image, approximation, self.coder)
+        return bits
 
     def one_shot_bits(self, tok: TokenizedImage) -> float:
         inputs = np.concatenate(
@@ -140,19 +191,35 @@ class NeuralCodec:
 
     # -- decode -----------------------------------------------------------------------------
     def check_model(self, header: container.Header) -> None:
-        if header.fingerprint != self.model.fingerprint:
+        """Refuse a file this composition did not write, before decoding anything."""
+        held = header.tokenizer + ("+residual" if header.residual else "")
+        if held != self.mode:
+            raise FormatError(f"file holds {held} tokens; this codec decodes {self.mode}")
+        if header.fingerprint != self.fingerprint:
+            if getattr(self.tokenizer, "fingerprint", None):
+                raise ModelMismatchError(
+                    f"file was encoded with model {header.model_id!r} and its {held} tokenizer's "
+                    f"data (fingerprint {header.fingerprint}) but "
+                    f"{offered(self.model, self.fingerprint)} with its {self.tokenizer.name} data "
+                    f"was given; {MISMATCH_HINT} {header.model_id!r} and the same tokenizer data "
+                    "(a palette's preprocessor_config.json)")
             raise ModelMismatchError(
                 f"file was encoded with model {header.model_id!r} (fingerprint "
-                f"{header.fingerprint}) but {offered(self.model, self.model.fingerprint)} was "
+                f"{header.fingerprint}) but {offered(self.model, self.fingerprint)} was "
                 f"given; {MISMATCH_HINT} {header.model_id!r}")
         self.check_numerics(header)
         if header.tile != self.tokenizer.tile or header.order != self.order:
             raise FormatError(f"file uses {header.tile}px tiles in {header.order} order; model "
-                              f"{self.model.name!r} codes {self.tokenizer.tile}px tiles")
+                              f"{self.model.name!r} codes {self.tokenizer.tile}px tiles in "
+                              f"{self.order} order")
+        if (header.coder, header.precision) != (self.coder.name, self.coder.precision):
+            raise FormatError(f"file was coded with coder {header.coder!r} at {header.precision} "
+                              f"bits; this codec uses {self.coder.name!r} at "
+                              f"{self.coder.precision} bits")
 
     def check_numerics(self, header: container.Header) -> None:
         """Refuse a file whose probabilities this model cannot recompute bit for bit."""
-        supported = getattr(self.model, "numerics_supported", (0,))
+        supported = self.model.numerics_supported
         if header.numerics not in supported:
             raise FormatError(
                 f"file was coded with numerics {header.numerics} (docs/format.md), but model "
@@ -190,10 +257,14 @@ class NeuralCodec:
     def decode(self, data: bytes) -> Image:
         header, payload = container.unpack(data)
         self.check_model(header)
-        tokens = self.decode_tokens(header, self.coder.decoder(payload))
+        decoder = conform(self.coder.decoder(payload), SymbolDecoder,
+                          f"coder {self.coder.name!r}'s decoder")
+        tokens = self.decode_tokens(header, decoder)
         image = self.tokenizer.decode(tokens, header.height, header.width)
+        if self.residual:
+            image = residual.decode(image, decoder)
         if pixel_checksum(image) != header.checksum:
-            regions = _region_checks(tokens)
+            regions = region_checks(tokens)
             bad = [i + 1 for i, (a, b) in enumerate(zip(regions, header.region_checks,
                                                         strict=False)) if a != b]
             where = (f" in tile region(s) {', '.join(map(str, bad))} of {len(regions)} (tiles in "

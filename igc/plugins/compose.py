@@ -1,0 +1,195 @@
+"""Compressors composed by name: a registered Model, Tokenizer and Coder, and back from a file.
+
+`model_compressor` is the one function that turns a model spec into a compressor; the API, the
+CLI (through the API), bench and decompress all call it, so a model, tokenizer or coder that any
+plugin registers is usable everywhere by its name, and built-ins get no special path. A file's
+header names its three pieces; `file_compressor` rebuilds them from the registry, and says in one
+line which plugin is missing when one is.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Any
+
+from igc.codec.neural import DEFAULT_BATCH, NeuralCodec
+from igc.core import container
+from igc.core.protocols import Coder, Compressor, Model, Tokenizer, conform
+from igc.errors import CodecUnavailable, ModelError, ModelMismatchError, PluginError, UsageError
+from igc.plugins.manager import Registry, entry_points_disabled, get_registry
+
+DEFAULT_MODEL = "imagegpt"  # the plugin a spec that names no registered model is given to
+DEFAULT_TOKENIZER = "subpixel"
+DEFAULT_CODER = "range"
+MODES = ("lossless", "palette")
+FINGERPRINT = re.compile(r"^[0-9a-f]{16}$")
+
+
+def split_spec(spec: str | None, registry: Registry) -> tuple[str, str | None]:
+    """A `--model` value -> (registered model name, spec for its factory): a registered model's
+    name selects that plugin; anything else (a shipped id, a folder, a hub id) goes to ImageGPT."""
+    if spec is not None and registry.has("model", spec):
+        return spec, None
+    return DEFAULT_MODEL, spec
+
+
+@lru_cache(maxsize=4)
+def _load_model(registry: Registry, plugin: str, spec: str | None) -> Any:
+    """Models are large to load and immutable: load each once per process."""
+    model = conform(registry.create("model", plugin, spec=spec), Model, f"model {plugin!r}")
+    if not isinstance(model.fingerprint, str) or not FINGERPRINT.match(model.fingerprint):
+        raise PluginError(f"model {plugin!r} has fingerprint {model.fingerprint!r}; it must be 16 "
+                          "lowercase hex digits (8 bytes of a digest of what the model computes)")
+    return model
+
+
+def _piece(registry: Registry, kind: str, name: str, protocol: type, **options: Any) -> Any:
+    obj = conform(registry.create(kind, name, **options), protocol, f"{kind} {name!r}")
+    if obj.name != name:
+        raise PluginError(f"{kind} registered as {name!r} calls itself {obj.name!r}; files record "
+                          "the name, so it must be the registered one")
+    if not container.valid_name(name):
+        raise PluginError(f"{kind} name {name!r} cannot be recorded in a file header: 1 to "
+                          f"{container.MAX_NAME} printable ASCII characters without spaces")
+    return obj
+
+
+def compose(model: str | None = None, *, plugin: str | None = None, tokenizer: str | None = None,
+            coder: str | None = None, mode: str | None = None, order: str = "interleaved",
+            batch: int | None = None, lane: int | None = None, residual: bool | None = None,
+            registry: Registry | None = None) -> NeuralCodec:
+    """The codec for a model spec (see `split_spec`; `plugin` forces the model plugin, `model`
+    then being its factory's spec), coded with the model's tokenizer (or `tokenizer`) and the
+    range coder (or `coder`).
+
+    `mode` applies to lossy tokenizers (the palette): "lossless" (default) adds exact residuals,
+    "palette" keeps the file lossy; `residual` forces the choice (decoding a file).
+    """
+    registry = registry or get_registry()
+    if plugin is None:
+        plugin, model = split_spec(model, registry)
+    if mode is not None and mode not in MODES:
+        raise UsageError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    m = _load_model(registry, plugin, model)
+    tok_name = tokenizer or getattr(m, "tokenizer", None) or DEFAULT_TOKENIZER
+    tok = _piece(registry, "tokenizer", tok_name, Tokenizer, model=m, order=order)
+    if tok.vocab_size != m.vocab_size:
+        raise UsageError(f"tokenizer {tok_name!r} codes {tok.vocab_size} symbols but model "
+                         f"{m.name!r} predicts {m.vocab_size} classes: pass a --tokenizer that "
+                         "fits the model")
+    if tok.lossless and mode == "palette":
+        raise UsageError(f"--mode palette needs a palette ImageGPT (513-token vocabulary with "
+                         f"colour clusters, e.g. openai/imagegpt-small); model {m.name!r} codes "
+                         f"{tok_name} tokens, which is always lossless")
+    if residual is None:
+        residual = mode != "palette"
+    c = _piece(registry, "coder", coder or DEFAULT_CODER, Coder)
+    if not container.valid_name(plugin):
+        raise PluginError(f"model name {plugin!r} cannot be recorded in a file header")
+    return NeuralCodec(m, c, order, batch or getattr(tok, "batch", None) or DEFAULT_BATCH, lane,
+                       tokenizer=tok, residual=residual, plugin=plugin)
+
+
+def model_compressor(model: str | None = None, *, name: str | None = None, **options: Any):
+    """A compressor for a model spec, named `name` (default: its model plugin's name);
+    `options` as for `compose`."""
+    from igc.compressors.model_based import ModelCompressor
+
+    codec = compose(model, **options)
+    return ModelCompressor(codec, name or codec.plugin)
+
+
+def compressor_names(registry: Registry | None = None) -> list[str]:
+    """Every name `-c` accepts: registered compressors, and every registered model."""
+    registry = registry or get_registry()
+    return sorted(set(registry.names("compressor")) | set(registry.names("model")))
+
+
+def unavailable_reason(name: str, registry: Registry | None = None) -> str | None:
+    registry = registry or get_registry()
+    kind = "compressor" if registry.has("compressor", name) else "model"
+    return registry.entry(kind, name).unavailable_reason()
+
+
+def check_names(names: list[str], registry: Registry | None = None) -> None:
+    """Fail on the first unknown name, listing every known one, before any work starts."""
+    registry = registry or get_registry()
+    for name in names:
+        if not (registry.has("compressor", name) or registry.has("model", name)):
+            raise UsageError(f"unknown compressor {name!r}; known: "
+                             f"{', '.join(compressor_names(registry))}{registry.failed_hint()}")
+
+
+def create_compressor(name: str, registry: Registry | None = None, **options: Any):
+    """A registered compressor, or a registered model composed with its default pieces (or the
+    `tokenizer` and `coder` options). `model` is given to a model plugin's factory as its spec."""
+    registry = registry or get_registry()
+    check_names([name], registry)
+    if registry.has("compressor", name):
+        return conform(registry.create("compressor", name, **options), Compressor,
+                       f"compressor {name!r}")
+    keep = ("tokenizer", "coder", "mode", "order", "batch", "lane")
+    return model_compressor(options.get("model"), plugin=name, name=name, registry=registry,
+                            **{k: v for k, v in options.items() if k in keep})
+
+
+def create_compressors(names: list[str], **options: Any) -> tuple[list, dict[str, str]]:
+    """The named compressors (registered compressors or models); unavailable ones are reported
+    (name -> reason), not fatal. Unknown names fail before anything is made."""
+    check_names(list(names))
+    made, unavailable = [], {}
+    for name in names:
+        try:
+            made.append(create_compressor(name, **options))
+        except CodecUnavailable as exc:
+            unavailable[name] = str(exc)
+    return made, unavailable
+
+
+def _require(registry: Registry, kind: str, name: str, header: container.Header) -> None:
+    if registry.has(kind, name):
+        return
+    what = (f"the model plugin {name!r} (model {header.model_id!r}, fingerprint "
+            f"{header.fingerprint})" if kind == "model" else f"the {kind} plugin {name!r}")
+    hint = (" (IGC_DISABLE_PLUGINS is set: installed plugins are not loaded)"
+            if entry_points_disabled() else "")
+    raise PluginError(f"this file needs {what}, which is not installed{hint}: install the package "
+                      "that registers it (`igc plugins` lists the installed ones)")
+
+
+def file_compressor(header: container.Header, model: str | None = None,
+                    registry: Registry | None = None):
+    """The compressor that decodes a file with this header: its model, tokenizer and coder by
+    name from the registry, or the model spec given (`--model`)."""
+    registry = registry or get_registry()
+    if model is None:
+        _require(registry, "model", header.model_plugin, header)
+    _require(registry, "tokenizer", header.tokenizer, header)
+    _require(registry, "coder", header.coder, header)
+    if model is None:
+        plugin = header.model_plugin
+        locate = getattr(registry.entry("model", plugin).factory, "spec_for", None)
+        spec = locate(header.model_id, header.fingerprint) if locate else header.model_id
+    else:
+        plugin, spec = split_spec(model, registry)
+    try:
+        return model_compressor(spec, plugin=plugin, tokenizer=header.tokenizer,
+                                coder=header.coder, order=header.order, batch=header.batch,
+                                residual=header.residual, registry=registry)
+    except ModelError as exc:
+        if model:
+            raise
+        raise ModelError(f"this file needs model {header.model_id!r}, which cannot be loaded "
+                         f"({exc}); pass --model with its folder") from None
+    except UsageError as exc:  # e.g. palette tokens offered to a subpixel model
+        held = header.tokenizer + ("+residual" if header.residual else "")
+        raise ModelMismatchError(f"file holds {held} tokens coded with model "
+                                 f"{header.model_id!r}; model {spec or plugin!r} cannot decode "
+                                 f"them ({exc})") from None
+
+
+def decompress(data: bytes, model: str | None = None, registry: Registry | None = None):
+    """Decode a `.igc` file with the pieces its header names (or the model given)."""
+    header, _ = container.unpack(data)
+    return file_compressor(header, model, registry).decompress(data)

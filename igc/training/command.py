@@ -1,0 +1,136 @@
+"""The `igc train` command: train an ImageGPT model on CPU or GPU and export it for the codec.
+
+It lives with the trainer so that `python -m igc.training` runs it without the CLI; igc/cli/train.py
+mounts it on `igc` with the CLI's one-line errors. torch is imported inside the function so that
+`igc --help` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from igc.errors import UsageError
+
+
+def train(
+    width: Annotated[int | None, typer.Option(help="Model width (n_embd). Default: 128.")] = None,
+    layers: Annotated[
+        int | None, typer.Option(help="Number of transformer blocks. Default: 4.")
+    ] = None,
+    heads: Annotated[
+        int | None, typer.Option(help="Attention heads (must divide width). Default: 4.")
+    ] = None,
+    tile: Annotated[
+        int | None, typer.Option(help="Tile side T; the model sees T*T*3 subpixels. Default: 16.")
+    ] = None,
+    init_from: Annotated[
+        str | None,
+        typer.Option(
+            "--init-from",
+            help="Start from an exported model (run folder's best/, a model folder or a shipped "
+            "id such as igc-rgb16-v2): its weights and architecture, with a fresh optimizer "
+            "and schedule.",
+        ),
+    ] = None,
+    compile_model: Annotated[
+        bool,
+        typer.Option(
+            "--compile", help="torch.compile the training step (pays off on a GPU; the first "
+            "steps are slow while it compiles)."
+        ),
+    ] = False,
+    data: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Training image folder, image file or .npz with `images` (repeatable). "
+            "Default: the shared BSDS500 train/val, Sun-Hays 80 and CIFAR-10 train_first4000."
+        ),
+    ] = None,
+    val: Annotated[
+        Path | None, typer.Option(help="Validation images (default: shared BSDS500 test).")
+    ] = None,
+    val_count: Annotated[int, typer.Option(help="Number of fixed validation tiles.")] = 1024,
+    minutes: Annotated[
+        float | None,
+        typer.Option(help="Wall-clock budget; the learning-rate schedule ends when it does."),
+    ] = None,
+    steps: Annotated[
+        int | None, typer.Option(help="Step budget (with --minutes: whichever ends first).")
+    ] = None,
+    batch: Annotated[int, typer.Option(help="Tiles per step.")] = 16,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW).")] = 3e-3,
+    warmup: Annotated[int, typer.Option(help="Linear warmup steps.")] = 100,
+    threads: Annotated[int, typer.Option(help="CPU threads for torch.")] = 1,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    precision: Annotated[
+        str, typer.Option(help="auto (bf16 on CUDA or bf16-capable CPUs), bf16 or fp32.")
+    ] = "auto",
+    eval_minutes: Annotated[float, typer.Option(help="Validate at least this often.")] = 5.0,
+    eval_every: Annotated[int, typer.Option(help="Validate at least every N steps.")] = 200,
+    out: Annotated[Path | None, typer.Option(help="Run folder (default runs/NAME).")] = None,
+    name: Annotated[
+        str, typer.Option(help="Run name, used when --out is not given.")
+    ] = "igc-rgb16",
+    resume: Annotated[
+        bool, typer.Option(help="Continue from RUN/checkpoint.pt, schedule included.")
+    ] = False,
+    seed: Annotated[int, typer.Option(help="Seed for init and sampling.")] = 0,
+) -> None:
+    """Train an ImageGPT model; exports the best weights to RUN/best (HF format)."""
+    from igc.training.data import default_train_paths, default_val_path
+    from igc.training.model import ModelConfig
+    from igc.training.trainer import Trainer, TrainSettings
+
+    given = {"width": width, "layers": layers, "heads": heads, "tile": tile}
+    if init_from is not None:
+        if resume:
+            raise UsageError("--init-from starts a new run; --resume continues one: pass one")
+        arch = _architecture_of(init_from)
+        clash = [f"--{k} {v} (the model has {arch[k]})" for k, v in given.items()
+                 if v is not None and v != arch[k]]
+        if clash:
+            raise UsageError(f"--init-from {init_from} fixes the architecture: " + ", ".join(clash))
+    else:
+        defaults = {"width": 128, "layers": 4, "heads": 4, "tile": 16}
+        arch = {k: defaults[k] if v is None else v for k, v in given.items()}
+    width, layers, heads, tile = (arch[k] for k in given)
+    if width % heads:
+        raise UsageError(f"--width {width} must be divisible by --heads {heads}")
+    if min(width, layers, heads, tile, batch, threads, val_count) < 1:
+        raise UsageError(
+            "--width, --layers, --heads, --tile, --batch, --threads, --val-count must be positive"
+        )
+    if not minutes and not steps:
+        raise UsageError("give a budget: --minutes and/or --steps")
+    settings = TrainSettings(
+        model=ModelConfig(width, layers, heads, tile),
+        data=[str(p) for p in (data or default_train_paths())],
+        val=str(val or default_val_path()),
+        val_count=val_count,
+        out=str(out or Path("runs") / name),
+        minutes=minutes,
+        steps=steps,
+        batch=batch,
+        lr=lr,
+        warmup=warmup,
+        threads=threads,
+        device=device,
+        precision=precision,
+        seed=seed,
+        eval_every=eval_every,
+        eval_minutes=eval_minutes,
+        init_from=init_from,
+        compile=compile_model,
+    )
+    Trainer(settings, resume=resume).run()
+
+
+def _architecture_of(spec: str) -> dict:
+    """Width, layers, heads and tile of an exported model, checked as the trainer will."""
+    from igc.training.model import load_pretrained
+
+    cfg, _, _ = load_pretrained(spec)
+    return {"width": cfg.width, "layers": cfg.layers, "heads": cfg.heads, "tile": cfg.tile}
