@@ -162,3 +162,24 @@ def test_models_command_lists_shipped_models():
     for m in listed["models"]:
         assert m["fingerprint"] in out.output and f"{m['parameters']:,}" in out.output
     assert "(default)" in out.output and "IGC_MODEL_PATH" in out.output
+
+
+def test_shipped_model_ids_take_one_header_byte():
+    """Version 4 stores a shipped model's id as a one-byte code; every shipped model has one,
+    and codes outside the table are refused rather than misread."""
+    import dataclasses
+
+    from igc.core.container import SHIPPED_MODEL_IDS
+
+    assert {m.id for m in shipped_models()} <= set(SHIPPED_MODEL_IDS)
+    data = igc.compress(astronaut_crop()[:4, :4])
+    header, payload = container.unpack(data)
+    assert header.model_id == DEFAULT_MODEL
+    local = container.pack(dataclasses.replace(header, model_id="x" * len(DEFAULT_MODEL)), payload)
+    assert len(local) - len(data) == len(DEFAULT_MODEL)  # length byte + text vs one code byte
+    at = data.index(bytes.fromhex(header.fingerprint)) + 8  # the id follows the fingerprint
+    assert data[at] == 0x80 + SHIPPED_MODEL_IDS.index(DEFAULT_MODEL)
+    forged = bytearray(data)
+    forged[at] = 0x80 + len(SHIPPED_MODEL_IDS)
+    with pytest.raises(igc.FormatError, match="unknown model id code"):
+        container.read_header(bytes(container.recompute_header_crc(bytes(forged))))

@@ -40,6 +40,10 @@ CODERS = {"range": 1}
 # the i-th name igc ships, so the default composition costs 3 header bytes, not 24 (headers weigh
 # 2.6% of a 32x32 file)
 SHIPPED_NAMES = ("subpixel", "palette", "range", "imagegpt", "uniform")
+# version 4: the id of a model igc ships is stored as one byte 0x80 + i (its length byte is at
+# most MAX_MODEL_ID otherwise), which takes 12 bytes off a default file: 0.03 bits per subpixel
+# on a 32x32 image. Append-only: a file's code must name the same model in every later igc.
+SHIPPED_MODEL_IDS = ("igc-rgb16", "igc-rgb16-v2")
 RESIDUAL_FLAG = 0x01  # layout low nibble (version 4): exact residuals follow the tokens
 
 
@@ -145,7 +149,10 @@ def pack(header: Header, payload: bytes) -> bytes:
     if header.version >= 4:
         head += encode_name(header.model_plugin)
     head += bytes.fromhex(header.fingerprint)
-    head += bytes([len(model_id)]) + model_id
+    if header.version >= 4 and header.model_id in SHIPPED_MODEL_IDS:
+        head.append(0x80 + SHIPPED_MODEL_IDS.index(header.model_id))
+    else:
+        head += bytes([len(model_id)]) + model_id
     head += header.checksum.to_bytes(4, "little")
     head += bytes([len(header.region_checks)]) + header.region_checks
     head += encode_varint(len(payload))
@@ -187,6 +194,16 @@ def _read_name(r: _Reader, what: str) -> str:
     if not valid_name(name):
         raise FormatError(f"corrupted header: bad {what} name {raw!r}")
     return name
+
+
+def _read_model_id(r: _Reader, version: int) -> bytes:
+    """The model id's bytes: a length and the UTF-8 text, or (version 4) a shipped model's code."""
+    first = r.byte()
+    if version >= 4 and first >= 0x80:
+        if first - 0x80 >= len(SHIPPED_MODEL_IDS):
+            raise FormatError(f"corrupted header or newer file: unknown model id code {first}")
+        return SHIPPED_MODEL_IDS[first - 0x80].encode()
+    return r.take(first)
 
 
 def _model_id(raw: bytes) -> str:
@@ -231,7 +248,7 @@ def read_header(data: bytes) -> tuple[Header, int]:
     numerics = r.varint() if version >= 3 else 0
     model_plugin = _read_name(r, "model plugin") if version >= 4 else ""
     fingerprint = r.take(8).hex()
-    raw_id = r.take(r.byte())
+    raw_id = _read_model_id(r, version)
     checksum = int.from_bytes(r.take(4), "little")
     region_checks = r.take(r.byte())
     payload_length = r.varint()
@@ -336,7 +353,7 @@ def recompute_header_crc(data: bytes) -> bytes:
         if version >= 4:
             _read_name(r, "model plugin")
         r.take(8)
-        r.take(r.byte())
+        _read_model_id(r, version)
         r.take(4)
         r.take(r.byte())
         r.varint()
