@@ -97,7 +97,7 @@ def decompress(
 
 @handle_errors
 def info(
-    source: Path = typer.Argument(..., help=".igc file."),
+    source: Path = typer.Argument(..., metavar="FILE", help="An .igc file."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Print the header of an .igc file."""
