@@ -101,3 +101,280 @@ def test_train_help_says_where_its_default_data_lives():
     for part in ("photos/bsds500/train", "photos/sun_hays80", "cifar10/train_first4000.npz",
                  "photos/bsds500/test"):
         assert part in text
+
+
+# -- 2, 3, 4. compress and decompress: progress, many files, pipes --------------------------------
+def _png(path, seed=0, shape=(9, 14, 3)):
+    import numpy as np
+    from PIL import Image
+
+    image = np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+    Image.fromarray(image).save(path)
+    return image
+
+
+def _pixels(path):
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im)
+
+
+FILE_LINE = re.compile(r"^(?P<src>\S+) -> (?P<dst>\S+): (?P<w>\d+)×(?P<h>\d+), (?P<bytes>[\d,]+) "
+                       r"bytes, (?P<bpsp>\d+\.\d{3}) bits/subpixel, "
+                       r"(ratio \d+\.\d{3}|checksum verified), (?P<secs>\d+\.\d+) s$")
+
+
+def test_many_files_one_line_each_and_bad_ones_named(tmp_path):
+    import numpy as np
+
+    a = _png(tmp_path / "a.png", 0)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    p = _png(folder / "p.png", 1, (20, 7, 3))
+    (folder / "notes.txt").write_text("not an image, and not *.png: left out")
+    (tmp_path / "bad.png").write_text("not an image")
+    out_dir = tmp_path / "OUT"
+    out = invoke("compress", tmp_path / "a.png", tmp_path / "bad.png", folder,
+                 tmp_path / "gone.png", "--out-dir", out_dir, "--model", "uniform")
+    assert out.exit_code == 1
+    lines = out.stdout.splitlines()
+    assert [FILE_LINE.match(line)["dst"] for line in lines[:2]] == [
+        str(out_dir / "a.png.igc"), str(out_dir / "p.png.igc")]
+    first = FILE_LINE.match(lines[0])
+    assert (first["w"], first["h"]) == ("14", "9")
+    assert int(first["bytes"].replace(",", "")) == (out_dir / "a.png.igc").stat().st_size
+    assert re.fullmatch(r"compressed 2 of 4 files in \d+\.\d+ s", lines[2])
+    assert lines_of(out.stderr) == [
+        f"igc: error: {tmp_path / 'bad.png'}: not an image file (or a format Pillow cannot read)",
+        f"igc: error: {tmp_path / 'gone.png'}: no such file",
+        f"igc: error: 2 of 4 files failed: {tmp_path / 'bad.png'}, {tmp_path / 'gone.png'}"]
+    assert sorted(f.name for f in out_dir.iterdir()) == ["a.png.igc", "p.png.igc"]
+
+    dec = tmp_path / "DEC"
+    out = invoke("decompress", *sorted(out_dir.glob("*.igc")), "--out-dir", dec)
+    assert out.exit_code == 0, out.output
+    lines = out.stdout.splitlines()
+    assert [FILE_LINE.match(line)["dst"] for line in lines[:2]] == [str(dec / "a.png"),
+                                                                   str(dec / "p.png")]
+    assert re.fullmatch(r"decompressed 2 of 2 files in \d+\.\d+ s", lines[2])
+    np.testing.assert_array_equal(_pixels(dec / "a.png"), a)
+    np.testing.assert_array_equal(_pixels(dec / "p.png"), p)
+
+
+def test_outputs_are_checked_before_any_coding(tmp_path):
+    _png(tmp_path / "a.png")
+    _png(tmp_path / "b.png", 1)
+    out_dir = tmp_path / "OUT"
+    out_dir.mkdir()
+    (out_dir / "b.png.igc").write_bytes(b"precious")
+    out = invoke("compress", tmp_path / "a.png", tmp_path / "b.png", "--out-dir", out_dir,
+                 "--model", "uniform")
+    assert out.exit_code == 2
+    assert lines_of(out.output) == [
+        f"igc: error: {out_dir / 'b.png.igc'} exists; pass --force to overwrite it"]
+    assert sorted(f.name for f in out_dir.iterdir()) == ["b.png.igc"]  # a.png was not coded
+    other = tmp_path / "other"
+    other.mkdir()
+    _png(other / "a.png", 2)
+    out = invoke("compress", tmp_path / "a.png", other / "a.png", "--out-dir", out_dir,
+                 "--model", "uniform")
+    assert lines_of(out.output) == [
+        f"igc: error: {tmp_path / 'a.png'} and {other / 'a.png'} would both be written to "
+        f"{out_dir / 'a.png.igc'}; write them to different folders"]
+    out = invoke("compress", tmp_path / "a.png", tmp_path / "b.png", "-o", tmp_path / "x.igc")
+    assert lines_of(out.output) == [
+        "igc: error: -o names one output file, but 2 inputs were given: use --out-dir DIR"]
+    out = invoke("compress", tmp_path / "a.png", "-o", "x.igc", "--out-dir", out_dir)
+    assert lines_of(out.output) == [
+        "igc: error: give -o for one output or --out-dir for many, not both"]
+
+
+def test_decompress_names_the_png_after_the_igc_file(tmp_path):
+    import numpy as np
+
+    image = _png(tmp_path / "a.png")
+    (tmp_path / "a.png").rename(tmp_path / "orig.png")
+    assert invoke("compress", tmp_path / "orig.png", "-o", tmp_path / "a.png.igc",
+                  "--model", "uniform").exit_code == 0
+    (tmp_path / "b.igc").write_bytes((tmp_path / "a.png.igc").read_bytes())
+    (tmp_path / "c.jpg.igc").write_bytes((tmp_path / "a.png.igc").read_bytes())
+    out = invoke("decompress", tmp_path / "a.png.igc", tmp_path / "b.igc", tmp_path / "c.jpg.igc")
+    assert out.exit_code == 0, out.output
+    for name in ("a.png", "b.png", "c.png"):
+        np.testing.assert_array_equal(_pixels(tmp_path / name), image)
+    assert not (tmp_path / "a.png.png").exists()
+
+
+def test_decompressing_a_file_that_is_not_igc_says_so_first(tmp_path):
+    src = tmp_path / "crop128.png"
+    _png(src)
+    before = src.read_bytes()
+    out = invoke("decompress", src)  # its default output would be the input itself
+    assert out.exit_code == 1
+    assert lines_of(out.output) == [
+        f"igc: error: {src} is not an .igc file (it is a PNG image); igc decompress reads the "
+        "files igc compress writes"]
+    assert src.read_bytes() == before
+    (tmp_path / "notes.igc").write_text("hello")
+    out = invoke("decompress", tmp_path / "notes.igc")
+    assert lines_of(out.output) == [
+        f"igc: error: {tmp_path / 'notes.igc'} is not an .igc file; igc decompress reads the "
+        "files igc compress writes"]
+
+
+def test_pipes(tmp_path):
+    import numpy as np
+
+    image = _png(tmp_path / "a.png")
+    out = runner.invoke(app, ["compress", "-", "-o", "-", "--model", "uniform"],
+                        input=(tmp_path / "a.png").read_bytes(), env={"COLUMNS": "80"})
+    assert out.exit_code == 0, out.output
+    data = out.stdout_bytes
+    assert data[:3] == b"IGC"
+    # the data goes to stdout, so the file's line goes to stderr
+    assert re.fullmatch(r"standard input -> standard output: 14×9, [\d,]+ bytes, 8\.\d{3} "
+                        r"bits/subpixel, ratio 0\.\d{3}, \d+\.\d+ s\n", out.stderr)
+    out = runner.invoke(app, ["decompress", "-"], input=data, env={"COLUMNS": "80"})
+    assert out.exit_code == 0, out.output
+    assert out.stdout_bytes[:8] == b"\x89PNG\r\n\x1a\n"
+    import io
+
+    from PIL import Image
+
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(out.stdout_bytes))), image)
+    (tmp_path / "a.igc").write_bytes(data)
+    out = invoke("decompress", tmp_path / "a.igc", "-o", "-")
+    assert out.exit_code == 0 and out.stdout_bytes[:4] == b"\x89PNG"
+    assert not (tmp_path / "-").exists()
+    out = runner.invoke(app, ["decompress", "-"], input=b"\x89PNG\r\n\x1a\nxx")
+    assert lines_of(out.output) == [
+        "igc: error: standard input is not an .igc file; igc decompress reads the files igc "
+        "compress writes"]
+    out = invoke("compress", "-", tmp_path / "a.png")
+    assert lines_of(out.output) == ["igc: error: - (standard input) must be the only input"]
+
+
+def test_quiet_and_threads(tmp_path):
+    _png(tmp_path / "a.png")
+    out = invoke("compress", tmp_path / "a.png", "--model", "uniform", "--quiet", "--threads", "1",
+                 env={"TTY_COMPATIBLE": "1"})
+    assert out.exit_code == 0 and out.output == ""
+    assert (tmp_path / "a.png.igc").exists()
+    out = invoke("decompress", tmp_path / "a.png.igc", "-o", tmp_path / "b.png", "-q")
+    assert out.exit_code == 0 and out.output == ""
+    out = invoke("compress", tmp_path / "a.png", "--force", "--threads", "-1")
+    assert lines_of(out.output) == ["igc: error: --threads must be at least 1, got -1"]
+
+
+def test_progress_bar_on_a_terminal_only(tmp_path):
+    _png(tmp_path / "a.png", shape=(16, 16, 3))
+    out = invoke("compress", tmp_path / "a.png", "--model", "uniform")
+    assert out.exit_code == 0 and out.stderr == ""  # not a terminal: no bar
+    out = invoke("decompress", tmp_path / "a.png.igc", "-o", tmp_path / "b.png",
+                 env={"TTY_COMPATIBLE": "1"})  # rich's switch for a forced terminal
+    assert out.exit_code == 0, out.output
+    assert "768/768 tokens" in out.stderr and "100%" in out.stderr and "eta" in out.stderr
+    assert FILE_LINE.match(out.stdout.strip())  # the file's line, with its time, on stdout
+
+
+@pytest.mark.slow
+def test_progress_bar_in_a_pseudo_terminal(tmp_path):
+    """The real thing: igc's stderr is a pseudo-terminal, its stdout a pipe."""
+    import os
+    import pty
+    import select
+    import subprocess
+    import sys
+
+    _png(tmp_path / "a.png", shape=(32, 32, 3))
+    master, slave = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k not in ("TTY_COMPATIBLE", "FORCE_COLOR")}
+    proc = subprocess.Popen([sys.executable, "-m", "igc", "compress", str(tmp_path / "a.png"),
+                             "--model", "uniform"], stdout=subprocess.PIPE, stderr=slave,
+                            env={**env, "COLUMNS": "80", "TERM": "xterm"})
+    os.close(slave)
+    seen = b""
+    while True:
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # the child closed its end
+                break
+            if not chunk:
+                break
+            seen += chunk
+        elif proc.poll() is not None:
+            break
+    os.close(master)
+    stdout = proc.stdout.read().decode()
+    assert proc.wait(timeout=60) == 0
+    shown = re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", seen).decode()
+    assert "3,072/3,072 tokens" in shown and "100%" in shown and "eta" in shown
+    assert FILE_LINE.match(stdout.strip()), stdout
+
+
+# -- 2. the progress callback through the library; 7. grayscale arrays ---------------------------
+def test_library_reports_progress_in_tokens(tiny_model):
+    import numpy as np
+
+    import igc
+
+    image = np.random.default_rng(3).integers(0, 256, (9, 14, 3), dtype=np.uint8)
+    for_encode, for_decode = [], []
+    data = igc.compress(image, model=tiny_model, progress=lambda d, t: for_encode.append((d, t)))
+    decoded = igc.decompress(data, progress=lambda d, t: for_decode.append((d, t)),
+                             model=tiny_model)
+    np.testing.assert_array_equal(decoded, image)
+    total = 9 * 14 * 3  # every subpixel is a token; padding is copied, not counted
+    for calls in (for_encode, for_decode):
+        assert calls[0] == (0, total) and calls[-1] == (total, total)
+        done = [d for d, _ in calls]
+        assert done == sorted(done) and {t for _, t in calls} == {total}
+    assert igc.decompress(data, model=tiny_model).shape == (9, 14, 3)  # no callback: fine too
+
+
+def test_library_expands_a_grayscale_array_as_documented():
+    import numpy as np
+
+    import igc
+
+    gray = np.random.default_rng(4).integers(0, 256, (6, 5), dtype=np.uint8)
+    decoded = igc.decompress(igc.compress(gray, model="uniform"))
+    assert decoded.shape == (6, 5, 3)
+    assert all((decoded[:, :, c] == gray).all() for c in range(3))
+    assert "grayscale (H, W) or (H, W, 1) array is coded as RGB" in " ".join(
+        igc.compress.__doc__.split())
+    with pytest.raises(igc.ImageError, match=r"expected uint8 pixels, got a float64 array of "
+                                             r"shape \(6, 5\)"):
+        igc.compress(gray.astype(float), model="uniform")
+
+
+# -- 7. igc info ----------------------------------------------------------------------------------
+def test_info_rounds_and_explains_json_stays_exact(tmp_path):
+    import json
+
+    _png(tmp_path / "a.png")
+    assert invoke("compress", tmp_path / "a.png", "--model", "uniform").exit_code == 0
+    path = tmp_path / "a.png.igc"
+    exact = json.loads(invoke("info", path, "--json").stdout)
+    size = path.stat().st_size
+    assert exact["file_bytes"] == size
+    assert exact["bits_per_subpixel"] == size * 8 / (9 * 14 * 3)  # not rounded
+    out = invoke("info", path)
+    assert out.exit_code == 0
+    lines = out.stdout.splitlines()
+    assert lines[0] == f"{path}:" and lines[-1] == "(--json prints every field, exact)"
+    text = " ".join(" ".join(lines).split())
+    bpsp = f"{exact['bits_per_subpixel']:.3f}"
+    assert f"rate {bpsp} bits per subpixel, compression ratio {8 / exact['bits_per_subpixel']:.3f}" \
+        in text
+    assert repr(exact["bits_per_subpixel"]) not in text  # rounded for reading
+    assert "image 14×9 pixels, RGB: 378 subpixels" in text
+    assert (f"size {size:,} bytes: header {exact['header_bytes']}, coded payload "
+            f"{exact['payload_length']:,}") in text
+    assert "model uniform (model plugin uniform, fingerprint 0000000000000000)" in text
+    assert "tokens subpixel (lossless), interleaved order" in text
+    assert all(len(line) <= 80 for line in lines)

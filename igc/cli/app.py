@@ -9,7 +9,9 @@ import typer
 from igc import __version__
 from igc.cli.base import IgcCommand, IgcGroup
 from igc.cli.bench import bench
-from igc.cli.codec import compress, decompress, info
+from igc.cli.compress import compress
+from igc.cli.decompress import decompress
+from igc.cli.info import info
 from igc.cli.models import models
 from igc.cli.plugins import plugins
 from igc.cli.speed import speed
