@@ -245,12 +245,13 @@ def bench(images: Sequence[Any], compressors: Sequence[Any], *, verify: bool = T
     return run(images, compressors, progress=progress, unavailable=unavailable, **options)
 
 
-def report(result, reporter: str = "table", destination: Any = None) -> None:
-    """Hand a bench result to a registered reporter ("table", "json", "csv", a plugin's...)."""
+def report(result, reporter: str = "table", destination: Any = None, **options: Any) -> None:
+    """Hand a bench result to a registered reporter ("table", "json", "csv", a plugin's...);
+    `options` go to the reporter's factory where it takes them (the table's `wide=True`)."""
     from igc.core.protocols import Reporter, conform
     from igc.plugins.manager import get_registry
 
-    made = get_registry().create("reporter", reporter)
+    made = get_registry().create("reporter", reporter, **options)
     conform(made, Reporter, f"reporter {reporter!r}").report(result, destination)
 
 

@@ -378,3 +378,171 @@ def test_info_rounds_and_explains_json_stays_exact(tmp_path):
     assert "model uniform (model plugin uniform, fingerprint 0000000000000000)" in text
     assert "tokens subpixel (lossless), interleaved order" in text
     assert all(len(line) <= 80 for line in lines)
+
+
+# -- 1, 6. bench: tables at 80 columns, notes everywhere, the plot --------------------------------
+@pytest.fixture
+def long_names(photo_dir):
+    """photo_dir with one image renamed as cameras name them: long."""
+    (photo_dir / "img2.png").rename(photo_dir / "DSC_0042_a_rather_long_holiday_photo_name.png")
+    return photo_dir
+
+
+def _json(*args):
+    import json
+
+    out = invoke(*args, "--json")
+    assert out.exit_code == 0, out.output
+    return json.loads(out.stdout)
+
+
+def test_bench_table_fits_80_columns_with_every_number_whole(long_names):
+    args = ("bench", "-c", "png,zstd,webp", "--images", long_names)
+    data = _json(*args)
+    out = invoke(*args)
+    assert out.exit_code == 0, out.output
+    lines = out.stdout.splitlines()
+    assert all(len(line) <= 80 for line in lines), max(lines, key=len)
+    assert "…" not in out.stdout
+    text = out.stdout
+    for row in data["results"]:  # bytes, bits per subpixel and ratio of every row, whole
+        cells = next(line for line in lines if f"│ {row['compressor']} " in line
+                     and f"{row['width']}×{row['height']}" in line
+                     and f" {row['compressed_bits'] // 8:,} " in line)
+        assert f" {row['bits_per_subpixel']:.3f} " in cells and f" {row['ratio']:.3f} " in cells
+    for name, s in data["summary"].items():
+        row = next(line for line in lines if line.startswith(f"│ {name} "))
+        assert re.search(rf"│ +4 │ {s['bits_per_subpixel']:.3f} │ {s['total_ratio']:.3f} │ "
+                         r"+[\d,]+ │ +[\d,]+ │ +✓ +│$", row), row
+    # the summary is set apart from the per-image rows, and the run's line ends the report
+    rule = next(i for i, line in enumerate(lines) if "Summary" in line and "═" in line)
+    assert lines[0] == "Per image: 4 images × 3 compressors" and rule > 4 + 12
+    assert re.fullmatch(r"4 of 4 images \(seed 0\), \d+\.\d s wall", lines[-1])
+    # a long name wraps within its column instead of being cut
+    names = "".join(line.split("│")[1].strip() for line in lines[:rule] if line.startswith("│"))
+    assert "DSC_0042_a_rather_long_holiday_photo_name.png" in names
+    assert "DSC_0042_a_rather_long_holiday_photo_name.png" not in text  # it did need wrapping
+
+
+def column(lines: list[str], n: int) -> str:
+    """Column n of a rich table's rows, its wrapped cells joined."""
+    return "".join(line.split("│")[n].strip() for line in lines if line.startswith("│"))
+
+
+def test_bench_wide_adds_columns_without_cutting_numbers(photo_dir):
+    out = invoke("bench", "-c", "png,zstd", "--images", photo_dir, "--wide")
+    assert out.exit_code == 0, out.output
+    assert "…" not in out.stdout
+    for header in ("model bits", "overhead", "encode s", "decode s", "mean ratio",
+                   "coder overhead", "header bytes"):
+        assert header in out.stdout
+    assert max(len(line) for line in out.stdout.splitlines()) > 80  # wider, not squeezed
+    narrow = invoke("bench", "-c", "png,zstd", "--images", photo_dir)
+    assert "mean ratio" not in narrow.stdout and "model bits" not in narrow.stdout
+
+
+def test_bench_notes_name_the_model_and_mark_estimates(photo_dir, tiny_model):
+    out = invoke("bench", "-c", "imagegpt,png", "--images", photo_dir, "--model", tiny_model,
+                 "--estimate")
+    assert out.exit_code == 0, out.output
+    assert all(len(line) <= 80 for line in out.stdout.splitlines())
+    text = " ".join(out.stdout.split())
+    lines = out.stdout.splitlines()
+    rule = next(i for i, line in enumerate(lines) if "Summary" in line and "═" in line)
+    # the label wraps within its column, whole (rows sorted by bpsp: png may come first)
+    assert sorted(column(lines[rule:], 1).split("png")) == ["", "imagegpt(estimate)"]
+    sizes = [line.split("│")[4].strip() for line in lines[:rule]
+             if line.startswith("│") and "imagegpt" in line]
+    assert len(sizes) == 4 and all(re.fullmatch(r"≈[\d,]+", size) for size in sizes)
+    assert "imagegpt: model tiny-imagegpt0 (fingerprint " in text
+    assert "model code length" in text
+    assert "estimate (≈): the model's code length −Σlog2 p from one parallel pass; no file was " \
+           "written or decoded" in text
+
+
+def test_json_and_markdown_together_are_refused(photo_dir):
+    out = invoke("bench", "-c", "png", "--images", photo_dir, "--json", "--markdown")
+    assert out.exit_code == 2
+    assert lines_of(out.output) == [
+        "igc: error: --json and --markdown each choose how the result is printed; give one "
+        "(--csv and --plot can be added to any)"]
+    out = invoke("bench", "-c", "png", "--images", photo_dir, "--json", "--wide")
+    assert lines_of(out.output) == [
+        "igc: error: --wide widens the terminal table; JSON and CSV have every field"]
+
+
+def test_markdown_carries_the_terminal_notes(photo_dir, tiny_model):
+    args = ("bench", "-c", "imagegpt,png", "--images", photo_dir, "--model", tiny_model,
+            "--estimate", "-n", "3", "--seed", "2")
+    table = invoke(*args)
+    markdown = invoke(*args, "--markdown")
+    assert markdown.exit_code == 0, markdown.output
+    md_lines = markdown.stdout.splitlines()
+    assert md_lines[0] == ("| compressor | images | bits/subpixel | total ratio | mean ratio | "
+                           "round trip |")
+    notes = [line[2:].replace("\\", "") for line in md_lines if line.startswith("- ")]
+    flat_table = " ".join(table.stdout.split())
+    for note in notes[:-1]:  # the same notes as the terminal's, in the same order
+        assert " ".join(note.split()) in flat_table, note
+    assert re.fullmatch(r"3 of 4 images \(picked with seed 2\), \d+\.\d s wall", notes[-1])
+    assert any(n.startswith("imagegpt: model tiny-imagegpt0 (fingerprint ") for n in notes)
+    assert any(n.startswith("estimate (≈)") for n in notes)
+    assert any(n.startswith("preprocessing: none (full resolution)") for n in notes)
+
+
+def test_the_run_line_in_json(photo_dir):
+    env = _json("bench", "-c", "png", "--images", photo_dir, "-n", "2")["environment"]
+    assert env["images_available"] == 4 and env["seed"] == 0 and env["wall_seconds"] > 0
+
+
+def _result(images: int, estimate: bool = False):
+    """A bench result over `images` synthetic images, as the plot gets it."""
+    import numpy as np
+
+    import igc
+    from igc.bench.run import PickedImages
+
+    rng = np.random.default_rng(0)
+    loaded = PickedImages(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8) for _ in range(images))
+    loaded.available = images + 5
+    return igc.bench(loaded, ["png", "zstd"], seed=3, preprocessing="center crop to 8x8")
+
+
+def test_plot_names_what_was_measured_and_summarises(tmp_path):
+    from igc.bench.reporters.files import figure
+
+    result = _result(5)
+    result.environment["models"] = {"imagegpt": {
+        "model": "igc-rgb16-v2", "fingerprint": "c862dd8d8d6cbab8", "parameters": 956160,
+        "tile": 16, "tokenizer": "subpixel", "mode": "subpixel", "coder": "range"}}
+    result.summary["png"]["estimate"] = True  # marked as an estimate would be
+    fig = figure(result)
+    title = fig._suptitle.get_text()
+    assert "preprocessing: center crop to 8x8" in title
+    assert "5 of 10 images (picked with seed 3)" in title
+    assert "imagegpt: model igc-rgb16-v2 (fingerprint c862dd8d8d6cbab8" in title
+    assert "hatched, (estimate): the model's code length" in title
+    per_image, total = fig.axes
+    assert per_image.get_title() == "Ratio per image" and total.get_title() == "Total ratio"
+    labels = [t.get_text() for t in total.get_xticklabels()]
+    assert sorted(label.split("\n")[0] for label in labels) == ["png (estimate)", "zstd"]
+    assert any(p.get_hatch() == "//" for p in per_image.patches)
+    assert "png (estimate)" in [t.get_text() for t in per_image.get_legend().get_texts()]
+
+
+def test_plot_of_many_images_is_a_distribution_of_capped_width(tmp_path):
+    from PIL import Image
+
+    import igc
+    from igc.bench.reporters.files import MAX_BARS_IMAGES, figure
+
+    result = _result(MAX_BARS_IMAGES + 10)
+    fig = figure(result)
+    assert fig.axes[0].get_title() == f"Ratio per image: distribution over {MAX_BARS_IMAGES + 10} " \
+                                      "images"
+    igc.report(result, "plot", tmp_path / "p.png")
+    with Image.open(tmp_path / "p.png") as im:
+        assert im.width <= 1920
+    igc.report(_result(300), "plot", tmp_path / "q.png")
+    with Image.open(tmp_path / "q.png") as im:
+        assert im.width <= 1920  # 300 images once gave a 32,640-pixel-wide PNG
