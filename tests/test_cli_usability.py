@@ -1,5 +1,25 @@
-"""The command line as a user meets it (issue 17): one-line usage errors, help texts without type
-tags, tables that fit 80 columns, progress, many files, pipes."""
+"""The command line as a user meets it (issue 17), item by item:
+
+1. tables at 80 columns: test_bench_table_fits_80_columns_with_every_number_whole,
+   test_bench_wide_adds_columns_without_cutting_numbers,
+   test_readme_commands_print_every_number_whole_at_80_columns
+2. progress: test_progress_bar_on_a_terminal_only (rich's forced terminal),
+   test_progress_bar_in_a_pseudo_terminal, test_library_reports_progress_in_tokens,
+   test_quiet_and_threads
+3. many files: test_many_files_one_line_each_and_bad_ones_named,
+   test_outputs_are_checked_before_any_coding
+4. pipes: test_pipes
+5. errors: test_usage_errors_are_one_line, test_usage_error_through_the_console_script_is_one_line,
+   test_outputs_are_checked_before_any_coding, test_decompressing_a_file_that_is_not_igc_says_so_first,
+   test_json_and_markdown_together_are_refused, test_decompress_names_the_png_after_the_igc_file
+6. bench outputs: test_bench_notes_name_the_model_and_mark_estimates,
+   test_markdown_carries_the_terminal_notes, test_the_run_line_in_json,
+   test_plot_names_what_was_measured_and_summarises,
+   test_plot_of_many_images_is_a_distribution_of_capped_width
+7. small things: test_info_rounds_and_explains_json_stays_exact, test_help_has_no_type_tags,
+   test_command_list_has_one_sentence_per_command, test_train_help_says_where_its_default_data_lives,
+   test_library_expands_a_grayscale_array_as_documented
+"""
 
 from __future__ import annotations
 
@@ -546,3 +566,26 @@ def test_plot_of_many_images_is_a_distribution_of_capped_width(tmp_path):
     igc.report(_result(300), "plot", tmp_path / "q.png")
     with Image.open(tmp_path / "q.png") as im:
         assert im.width <= 1920  # 300 images once gave a 32,640-pixel-wide PNG
+
+
+# -- the README's commands at 80 columns ----------------------------------------------------------
+def _whole(out) -> None:
+    assert out.exit_code == 0, out.output
+    assert "…" not in out.output, out.output
+    assert all(len(line) <= 80 for line in out.output.splitlines()), out.output
+
+
+@pytest.mark.parametrize("args", [
+    ("bench", "-c", "png,zstd,webp,jxl"),  # the bundled gallery, as the README's main job
+    ("bench", "-c", "imagegpt,png,jxl", "--estimate", "-n", "3"),
+    ("models",),
+    ("plugins",),
+    ("--help",),
+])
+def test_readme_commands_print_every_number_whole_at_80_columns(args):
+    _whole(invoke(*args))
+
+
+@pytest.mark.slow
+def test_speed_prints_every_number_whole_at_80_columns():
+    _whole(invoke("speed", "--count", "1", "--crop", "16"))

@@ -10,7 +10,7 @@ from igc.cli.errors import handle_errors
 from igc.cli.files import (
     STDIN,
     Job,
-    Reporter,
+    Output,
     bits_per_subpixel,
     check_outputs,
     plan,
@@ -67,14 +67,14 @@ def compress(
                 looked_for=", ".join(f"*{e}" for e in api.image_extensions()))
     check_outputs(jobs, force=force, out_dir=out_dir, binary="an .igc file")
     api.set_threads(threads or None)
-    reporter = Reporter(jobs, quiet=quiet)
+    reporter = Output(jobs, quiet=quiet)
     comp = None
     if any(not j.error for j in jobs):
         with reporter.status("loading the model"):
             comp = api.compressor(model, order=order, mode=mode, tokenizer=tokenizer,
                                   coder=coder)
 
-    def work(job: Job, report: Reporter) -> list[str]:
+    def work(job: Job, report: Output) -> list[str]:
         loaded = _load(job)
         if paper_size:
             loaded = _paper_size(loaded)

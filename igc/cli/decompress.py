@@ -10,7 +10,7 @@ from igc.cli.errors import handle_errors
 from igc.cli.files import (
     STDIN,
     Job,
-    Reporter,
+    Output,
     bits_per_subpixel,
     check_outputs,
     plan,
@@ -113,9 +113,9 @@ def decompress(
     check_inputs(jobs)
     check_outputs(jobs, force=force, out_dir=out_dir, binary="PNG data")
     api.set_threads(threads or None)
-    reporter = Reporter(jobs, quiet=quiet)
+    reporter = Output(jobs, quiet=quiet)
 
-    def work(job: Job, report: Reporter) -> list[str]:
+    def work(job: Job, report: Output) -> list[str]:
         data = read_file(job.source) if job.source is not None else _stdin()
         # the bar pulses while the header's model loads, then counts tokens
         pixels = api.decompress(data, model, progress=report.tokens(_name(job)))

@@ -153,7 +153,7 @@ def bits_per_subpixel(n_bytes: int, height: int, width: int) -> str:
     return f"{n_bytes * 8 / (height * width * 3):.3f} bits/subpixel"
 
 
-class Reporter:
+class Output:
     """Where a command's lines go (stdout, or stderr when the data goes to stdout) and its
     progress bar (standard error, terminals only)."""
 
@@ -232,10 +232,10 @@ class Reporter:
 
 # one job: its line (what was written, size, bits per subpixel; the time is added), then any
 # detail lines
-Work = Callable[[Job, Reporter], list[str]]
+Work = Callable[[Job, Output], list[str]]
 
 
-def run(jobs: list[Job], work: Work, reporter: Reporter, *, verb: str) -> None:
+def run(jobs: list[Job], work: Work, reporter: Output, *, verb: str) -> None:
     """`work` on every job, one line each; with several inputs a failure does not stop the rest
     and the command ends with a line naming the files that failed."""
     single = len(jobs) == 1
@@ -280,7 +280,7 @@ def _named(label: str, exc: Exception) -> str:
 class _numbered:
     """The reporter, with "[n/N]" before the file's name on its progress bar."""
 
-    def __init__(self, reporter: Reporter, n: int, total: int) -> None:
+    def __init__(self, reporter: Output, n: int, total: int) -> None:
         self._reporter, self._prefix = reporter, f"[{n}/{total}] "
 
     def tokens(self, description: str) -> Callable[[int, int], None] | None:
