@@ -113,6 +113,23 @@ def test_command_list_has_one_sentence_per_command():
         assert sentence.count(". ") == 0, (name, sentence)  # one sentence, not two run together
 
 
+def test_help_paragraphs_are_not_broken_mid_sentence():
+    """Typer's rich help keeps a docstring's line breaks: a paragraph wrapped in the source was
+    printed as a sentence split in two. Each paragraph is one line in the source."""
+    import inspect
+
+    import typer
+
+    group = typer.main.get_command(app)
+    for name in COMMANDS:
+        for paragraph in inspect.cleandoc(group.commands[name].help).split("\n\n"):
+            assert "\n" not in paragraph, (name, paragraph)
+    out = invoke("compress", "--help")
+    assert "a progress bar with an ETA while the model codes." in " ".join(out.output.split())
+    description = [line.strip() for line in out.output.split("╭")[0].splitlines()]
+    assert "progress bar with an ETA while the model codes." in description  # wrapped by width
+
+
 def test_train_help_says_where_its_default_data_lives():
     out = invoke("train", "--help")
     text = " ".join(line.strip("│ ") for line in out.output.splitlines())

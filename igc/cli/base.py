@@ -5,6 +5,9 @@ its help shows every parameter's Python type (`<bool>`, `<list[str]>`). igc's gr
 commands without Typer's standalone handling and turns those errors into the same single line,
 `igc: error: ...`, that every other error gives (igc/cli/errors.py); its commands name their
 values with plain metavars (`N`, `PATH`, `TEXT`) and flags with none.
+
+Typer's rich help keeps the line breaks of a command's docstring, so each paragraph of a
+command's docstring is written on one line (tests/test_cli_usability.py checks).
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ def default_output(source: Path) -> Path:
 
 @handle_errors
 def compress(
-    sources: list[str] = typer.Argument(..., metavar="IMAGE...",
+    sources: list[str] = typer.Argument(..., metavar="IMAGE",
                                         help="Images (PNG, JPEG, ...), folders of images, or - "
                                              "for standard input.", show_default=False),
     output: Path = typer.Option(None, "--output", "-o", metavar="FILE",
@@ -57,8 +57,7 @@ def compress(
 ) -> None:
     """Compress images into .igc files (lossless unless --mode palette).
 
-    Prints one line per file (size, bits per subpixel, time) and, on a terminal, a progress bar
-    with an ETA while the model codes.
+    Prints one line per file (size, bits per subpixel, time) and, on a terminal, a progress bar with an ETA while the model codes.
     """
     from igc import api
 

@@ -84,7 +84,7 @@ def check_inputs(jobs: list[Job]) -> None:
 
 @handle_errors
 def decompress(
-    sources: list[str] = typer.Argument(..., metavar="FILE...",
+    sources: list[str] = typer.Argument(..., metavar="FILE",
                                         help=".igc files, folders of them, or - for standard "
                                              "input.", show_default=False),
     output: Path = typer.Option(None, "--output", "-o", metavar="FILE",
@@ -102,8 +102,7 @@ def decompress(
 ) -> None:
     """Decode .igc files to PNG images, written only after their checksum matches.
 
-    Prints one line per file (size, bits per subpixel, time) and, on a terminal, a progress bar
-    with an ETA while the model decodes.
+    Prints one line per file (size, bits per subpixel, time) and, on a terminal, a progress bar with an ETA while the model decodes.
     """
     from igc import api
     from igc.core.image import encode_png

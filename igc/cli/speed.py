@@ -33,8 +33,7 @@ def speed(
 ) -> None:
     """Subpixels per second of igc's model runtime against HuggingFace's.
 
-    Times estimate (one parallel pass), encode and decode (round trip checked) for each backend
-    on the same model and images, and prints the igc/hf ratio.
+    Times estimate (one parallel pass), encode and decode (round trip checked) for each backend on the same model and images, and prints the igc/hf ratio.
     """
     import json
 
