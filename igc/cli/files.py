@@ -58,6 +58,9 @@ def plan(sources: list[str], *, output: Path | None, out_dir: Path | None,
     jobs: list[Job] = []
     for raw in sources:
         if raw == STDIO:
+            if typer.get_binary_stream("stdin").isatty():
+                raise UsageError("- reads standard input, which is a terminal: redirect a file "
+                                 "into it (< FILE) or pipe one")
             jobs.append(Job(STDIN, None))
             continue
         path = Path(raw)
