@@ -45,6 +45,23 @@ def image_files(paths: Sequence[str] | None) -> list[Path]:
     return [Path(ref.path) for ref in refs]
 
 
+def folder_images(folder: str | Path) -> list[Path]:
+    """The image files directly inside `folder` (by extension: the ones bench reads), sorted by
+    name; hidden files and subfolders are left out."""
+    from igc.bench.sources import IMAGE_EXTENSIONS
+
+    return sorted(p for p in Path(folder).iterdir()
+                  if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+                  and not p.name.startswith("."))
+
+
+def image_extensions() -> tuple[str, ...]:
+    """The file extensions igc reads as images, e.g. for a message saying what was looked for."""
+    from igc.bench.sources import IMAGE_EXTENSIONS
+
+    return tuple(IMAGE_EXTENSIONS)
+
+
 def create_compressors(names: Sequence[str], **options: Any) -> tuple[list, dict[str, str]]:
     """`get_compressor` for each name; those whose library is missing are returned as
     name -> reason instead of raising. Unknown names fail before anything is made."""
@@ -64,16 +81,22 @@ def compressor(model: str | None = None, **options: Any):
 # -- files ----------------------------------------------------------------------------------------
 def compress(image: Image, model: str | None = None, order: str = "interleaved",
              mode: str | None = None, tokenizer: str | None = None,
-             coder: str | None = None) -> bytes:
+             coder: str | None = None,
+             progress: Callable[[int, int], None] | None = None) -> bytes:
     """RGB uint8 (H, W, 3) -> `.igc` bytes. `model`: a registered model's name, or an ImageGPT
     spec (default: the packaged model); `tokenizer`, `coder`: registered names (default: the
     model's tokenizer, the range coder). `mode` applies to palette models: "lossless" (default)
-    or "palette" (lossy indices only)."""
+    or "palette" (lossy indices only). `progress(done, total)` is called with the tokens coded
+    so far, before the first model step and after each.
+
+    A grayscale (H, W) or (H, W, 1) array is coded as RGB with three equal channels, and
+    `decompress` returns it as (H, W, 3); an opaque (H, W, 4) array loses its alpha channel.
+    Other shapes and dtypes raise `igc.ImageError` naming them."""
     from igc.core.image import as_rgb_array
 
     pixels = as_rgb_array(image)
-    return compressor(model, order=order, mode=mode, tokenizer=tokenizer,
-                      coder=coder).compress(pixels)
+    made = compressor(model, order=order, mode=mode, tokenizer=tokenizer, coder=coder)
+    return made.compress_with_stats(pixels, progress).data
 
 
 def _file_bytes(data: Any, caller: str) -> bytes:
@@ -85,12 +108,14 @@ def _file_bytes(data: Any, caller: str) -> bytes:
     raise UsageError(f"{caller} expects the bytes of an .igc file, got {type(data).__name__}")
 
 
-def decompress(data: bytes, model: str | None = None) -> Image:
-    """`.igc` bytes -> RGB pixels, verified against the checksum stored in the file. The model,
-    tokenizer and coder are the ones the header names (or `model`)."""
+def decompress(data: bytes, model: str | None = None,
+               progress: Callable[[int, int], None] | None = None) -> Image:
+    """`.igc` bytes -> RGB pixels (H, W, 3), verified against the checksum stored in the file.
+    The model, tokenizer and coder are the ones the header names (or `model`).
+    `progress(done, total)` as for `compress`, with the tokens decoded."""
     from igc.plugins.compose import decompress as decode
 
-    return decode(_file_bytes(data, "igc.decompress"), model)
+    return decode(_file_bytes(data, "igc.decompress"), model, progress=progress)
 
 
 def info(data: bytes) -> dict:
@@ -220,12 +245,13 @@ def bench(images: Sequence[Any], compressors: Sequence[Any], *, verify: bool = T
     return run(images, compressors, progress=progress, unavailable=unavailable, **options)
 
 
-def report(result, reporter: str = "table", destination: Any = None) -> None:
-    """Hand a bench result to a registered reporter ("table", "json", "csv", a plugin's...)."""
+def report(result, reporter: str = "table", destination: Any = None, **options: Any) -> None:
+    """Hand a bench result to a registered reporter ("table", "json", "csv", a plugin's...);
+    `options` go to the reporter's factory where it takes them (the table's `wide=True`)."""
     from igc.core.protocols import Reporter, conform
     from igc.plugins.manager import get_registry
 
-    made = get_registry().create("reporter", reporter)
+    made = get_registry().create("reporter", reporter, **options)
     conform(made, Reporter, f"reporter {reporter!r}").report(result, destination)
 
 

@@ -178,8 +178,12 @@ def test_compress_refuses_what_it_cannot_code_exactly(tmp_path, name):
 
 
 def test_compress_a_directory(tmp_path):
+    """A folder is its images (issue 17); one without any, or with -o, is refused."""
+    line = error_line(invoke("compress", tmp_path, "--model", "uniform"))
+    assert line.startswith(f"igc: error: no files found in {tmp_path} (looked for *.png, *.jpg")
     line = error_line(invoke("compress", tmp_path, "-o", tmp_path / "x.igc", "--model", "uniform"))
-    assert f"{tmp_path}: is a directory, not an image file" in line
+    assert line == (f"igc: error: -o names one output file, but {tmp_path} is a folder of "
+                    "inputs: use --out-dir DIR")
 
 
 @pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0,

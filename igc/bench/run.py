@@ -156,18 +156,27 @@ def as_loaded(images: Sequence[Any]) -> list[LoadedImage]:
     return out
 
 
+class PickedImages(list):
+    """`load_images`' images, knowing how many they were picked from (`available`), so that a
+    report can say "10 of 24 images"."""
+
+    available: int = 0
+
+
 def load_images(paths: Sequence[str] | None, count: int | None, seed: int,
                 crop: int | None = None, default_count: int | None = None,
-                paper_size: bool = False) -> tuple[list[LoadedImage], str]:
+                paper_size: bool = False) -> tuple[PickedImages, str]:
     """Pick `count` images (seeded) from paths or the bundled gallery, load, preprocess.
     With no explicit count, `default_count` applies, capped at the size of the pool."""
     from igc.bench import sources
 
     refs = sources.collect(list(paths)) if paths else sources.gallery()
+    available = len(refs)
     if count is None and default_count is not None:
         count = min(default_count, len(refs))
     refs = sources.pick(refs, count, seed)
-    loaded = [ref.load(strict=False) for ref in refs]
+    loaded = PickedImages(ref.load(strict=False) for ref in refs)
+    loaded.available = available
     preprocessing = "none (full resolution)"
     if crop:
         for item in loaded:
@@ -206,6 +215,7 @@ def bench(
     if not loaded:
         raise UsageError("no images to benchmark")
     made = list(compressors)
+    began = time.perf_counter()
     rows = []
     for item in loaded:
         for comp in made:
@@ -215,10 +225,16 @@ def bench(
     names = [c.name for c in made]
     models = {c.name: c.model_info for c in made if hasattr(c, "model_info")}
     env = environment(seed=seed, preprocessing=preprocessing, models=models, verify=verify,
-                      estimate=estimate)
+                      estimate=estimate, images_available=available_of(images),
+                      wall_seconds=time.perf_counter() - began)
     image_info = [{"image": i.name, "source": i.source, "height": int(i.pixels.shape[0]),
                    "width": int(i.pixels.shape[1]), "note": i.note, **i.meta} for i in loaded]
     return BenchResult(rows, summarise(rows, names), env, image_info, dict(unavailable or {}))
+
+
+def available_of(images: Sequence[Any]) -> int:
+    """How many images `images` were picked from (`load_images`), else how many they are."""
+    return max(getattr(images, "available", 0), len(images))
 
 
 def _plugin_of(comp: Any) -> str:

@@ -19,11 +19,12 @@ import os
 import pickle
 import socket
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from igc.bench.run import BenchResult, as_loaded, summarise
+from igc.bench.run import BenchResult, as_loaded, available_of, summarise
 from igc.errors import UsageError
 
 LOCALHOST = "127.0.0.1"
@@ -146,9 +147,13 @@ def bench_sharded(images: Sequence[Any], names: Sequence[str], *, workers: int, 
         raise UsageError("no images to benchmark")
     workers = min(workers, len(loaded))
     threads = threads or max(1, (os.cpu_count() or 1) // workers)
+    began = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="igc-shards-") as tmp:
         out_path = str(Path(tmp) / "result.pickle")
         mp.start_processes(_worker, args=(workers, _free_port(), loaded, list(names), make,
                                           made_with or {}, options, threads, out_path, engine),
                            nprocs=workers, join=True, start_method="spawn")
-        return pickle.loads(Path(out_path).read_bytes())
+        result = pickle.loads(Path(out_path).read_bytes())
+    result.environment.update(images_available=available_of(images),
+                              wall_seconds=time.perf_counter() - began)
+    return result

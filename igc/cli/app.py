@@ -1,13 +1,17 @@
 """The `igc` command. Each subcommand lives in its own module and imports heavy libraries lazily,
-so `igc --help` and classical-only benches never load torch."""
+so `igc --help` and classical-only benches never load torch. igc/cli/base.py makes Typer's parse
+errors one line (`igc: error: ...`) like every other error, and its help free of type tags."""
 
 from __future__ import annotations
 
 import typer
 
 from igc import __version__
+from igc.cli.base import IgcCommand, IgcGroup
 from igc.cli.bench import bench
-from igc.cli.codec import compress, decompress, info
+from igc.cli.compress import compress
+from igc.cli.decompress import decompress
+from igc.cli.info import info
 from igc.cli.models import models
 from igc.cli.plugins import plugins
 from igc.cli.speed import speed
@@ -15,6 +19,7 @@ from igc.cli.train import train
 
 app = typer.Typer(
     name="igc",
+    cls=IgcGroup,
     help="Lossless image compression with ImageGPT, benchmarked against classical codecs.",
     no_args_is_help=True,
     add_completion=False,
@@ -36,17 +41,19 @@ def _root(
     """igc: ImageGPT image compression."""
 
 
-app.command("bench")(bench)
-app.command("compress")(compress)
-app.command("decompress")(decompress)
-app.command("info")(info)
-app.command("models")(models)
-app.command("plugins")(plugins)
-app.command("speed")(speed)
-app.command("train")(train)
+app.command("bench", cls=IgcCommand)(bench)
+app.command("compress", cls=IgcCommand)(compress)
+app.command("decompress", cls=IgcCommand)(decompress)
+app.command("info", cls=IgcCommand)(info)
+app.command("models", cls=IgcCommand)(models)
+app.command("plugins", cls=IgcCommand)(plugins)
+app.command("speed", cls=IgcCommand)(speed)
+app.command("train", cls=IgcCommand)(train)
 
 
 def main() -> None:
+    """The console script: the group (IgcGroup.main) reports a parse error on one line and
+    exits with its code, 2."""
     app(prog_name="igc")
 
 

@@ -57,18 +57,34 @@ def bench(
                                  help="Print the result with this registered reporter (table, "
                                       "json, markdown, csv or a plugin's; see `igc plugins`)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result dict as JSON."),
-    markdown: bool = typer.Option(False, "--markdown", help="Print a Markdown summary table."),
+    markdown: bool = typer.Option(False, "--markdown",
+                                  help="Print a Markdown summary table and its notes."),
+    wide: bool = typer.Option(False, "--wide",
+                              help="Table: add bits, model bits, overheads, times and the mean "
+                                   "ratio (wider than 80 columns)."),
     csv_path: Path = typer.Option(None, "--csv", help="Also write per-image rows to this CSV."),
     plot_path: Path = typer.Option(None, "--plot", help="Also draw a bar chart to this PNG."),
 ) -> None:
-    """Compress random images with each compressor and compare ratios (lossless codecs are
-    round-trip checked)."""
+    """Compare compressors on the same images: sizes, ratios, speed, round trips.
+
+    Every lossless output is decoded and compared with the original pixel for pixel.
+    """
+    import time
+
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from igc import api
     from igc.errors import UsageError
 
+    started = time.perf_counter()
+    chosen = [flag for flag, given in (("--json", as_json), ("--markdown", markdown),
+                                       (f"--reporter {reporter}", reporter)) if given]
+    if len(chosen) > 1:
+        raise UsageError(f"{' and '.join(chosen)} each choose how the result is printed; give "
+                         "one (--csv and --plot can be added to any)")
+    if wide and (as_json or markdown or reporter not in (None, "table")):
+        raise UsageError("--wide widens the terminal table; JSON and CSV have every field")
     names = [n.strip() for n in compressors.split(",") if n.strip()]
     if not names:
         raise UsageError("--compressors is empty; known: " + ", ".join(api.list_compressors()))
@@ -108,7 +124,9 @@ def bench(
 
             result = api.bench(loaded, made, progress=tick, **options)
     result.unavailable.update(unavailable)
-    api.report(result, reporter or ("json" if as_json else "markdown" if markdown else "table"))
+    result.environment["wall_seconds"] = time.perf_counter() - started  # the whole command's
+    api.report(result, reporter or ("json" if as_json else "markdown" if markdown else "table"),
+               wide=wide)
     if csv_path:
         api.report(result, "csv", csv_path)
     if plot_path:

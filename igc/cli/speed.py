@@ -31,8 +31,10 @@ def speed(
                                     "(steadier on a busy machine)."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
 ) -> None:
-    """Time estimate (one-shot pass), encode and decode (round-trip checked) for each backend on
-    the same model and images, and print subpixels per second with the igc/hf ratio."""
+    """Subpixels per second of igc's model runtime against HuggingFace's.
+
+    Times estimate (one parallel pass), encode and decode (round trip checked) for each backend on the same model and images, and prints the igc/hf ratio.
+    """
     import json
 
     from rich.console import Console

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import math
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +31,9 @@ from igc.errors import ChecksumError, FormatError, ImageError, ModelMismatchErro
 
 DEFAULT_BATCH = 256
 REGIONS = 8
+# progress(done, total): tokens coded so far and in all, called once before the first step and
+# after every step (the CLI draws its progress bar from it; this layer knows nothing of rich)
+Progress = Callable[[int, int], None]
 
 
 @dataclass
@@ -70,6 +74,20 @@ def combined_fingerprint(model_fingerprint: str, tokenizer) -> str:
     if not own:
         return model_fingerprint
     return hashlib.sha256(f"{model_fingerprint}:{own}".encode()).hexdigest()[:16]
+
+
+class _Counter:
+    """Tokens done so far, passed on to a progress callback (or nowhere)."""
+
+    def __init__(self, progress: Progress | None, total: int) -> None:
+        self.progress, self.total, self.done = progress, total, 0
+        if progress:
+            progress(0, total)
+
+    def add(self, n: int) -> None:
+        self.done += n
+        if self.progress:
+            self.progress(self.done, self.total)
 
 
 class NeuralCodec:
@@ -117,19 +135,22 @@ class NeuralCodec:
         return int(np.nonzero(coded_any)[0][-1]) + 1
 
     # -- encode -----------------------------------------------------------------------------
-    def encode_tokens(self, tok: TokenizedImage, encoder) -> float:
-        """Range-code the coded positions of every tile; returns the model bits spent."""
+    def encode_tokens(self, tok: TokenizedImage, encoder, progress: Progress | None = None
+                      ) -> float:
+        """Range-code the coded positions of every tile; returns the model bits spent.
+        `progress(done, total)` is told the tokens coded after every step."""
         bits = 0.0
         steps = self._steps(tok)
         lane = self.lane_for(len(tok.tokens))
         batches = self._batches(len(tok.tokens))
+        count = _Counter(progress, int(tok.coded.sum()))
         with lane_pool(-(-(batches[0].stop - batches[0].start) // lane)) as pool:
             for sl in batches:
                 bits += self._encode_batch(tok.tokens[sl], tok.coded[sl], lane, steps, pool,
-                                           encoder)
+                                           encoder, count)
         return bits
 
-    def _encode_batch(self, tokens, coded, lane, steps, pool, encoder) -> float:
+    def _encode_batch(self, tokens, coded, lane, steps, pool, encoder, count) -> float:
         bits = 0.0
         stepper = LaneStepper(self.model, len(tokens), lane, steps, pool, self.model.numerics)
         prev = np.full(len(tokens), self.tokenizer.start_token, dtype=np.int64)
@@ -140,15 +161,17 @@ class NeuralCodec:
                 symbols = tokens[mask, t]
                 encoder.encode(symbols, probs[mask])
                 bits += self.coder.ideal_bits(symbols, probs[mask])
+                count.add(len(symbols))
             prev = tokens[:, t]
         return bits
 
-    def encode(self, image: Image) -> EncodeResult:
+    def encode(self, image: Image, progress: Progress | None = None) -> EncodeResult:
+        """The `.igc` file of `image`; `progress(done, total)` follows the tokens coded."""
         container.check_pixels(*image.shape[:2], ImageError)  # a file igc could not read back
         tok = self.tokenizer.encode(image)
         encoder = conform(self.coder.encoder(), SymbolEncoder,
                           f"coder {self.coder.name!r}'s encoder")
-        token_bits = self.encode_tokens(tok, encoder)
+        token_bits = self.encode_tokens(tok, encoder, progress)
         approximation, residual_bits = None, 0.0
         if not self.tokenizer.lossless:
             approximation = self.tokenizer.decode(tok.tokens, tok.height, tok.width)
@@ -226,21 +249,23 @@ class NeuralCodec:
                 f"{self.model.name!r} computes only {', '.join(map(str, supported))}: "
                 "decode it with the igc version or backend that wrote it")
 
-    def decode_tokens(self, header: container.Header, decoder) -> np.ndarray:
+    def decode_tokens(self, header: container.Header, decoder,
+                      progress: Progress | None = None) -> np.ndarray:
         """Step the model over the header's tile layout, decoding coded positions and copying
-        padding ones; returns the (tiles, L) tokens."""
+        padding ones; returns the (tiles, L) tokens. `progress` as for `encode_tokens`."""
         layout = self.tokenizer.layout(header.height, header.width)
         tokens = layout.tokens
         steps = self._steps(layout)
         batches = self._batches(len(tokens), header.batch)
+        count = _Counter(progress, int(layout.coded.sum()))
         with lane_pool(-(-(batches[0].stop - batches[0].start) // header.lane)) as pool:
             for sl in batches:
                 self._decode_batch(tokens[sl], layout.coded[sl], layout.pad_source[sl],
-                                   header.lane, steps, pool, decoder, header.numerics)
+                                   header.lane, steps, pool, decoder, header.numerics, count)
         return tokens
 
     def _decode_batch(self, block, coded, source, lane, steps, pool, decoder,
-                      numerics) -> None:
+                      numerics, count) -> None:
         rows = np.arange(len(block))
         stepper = LaneStepper(self.model, len(block), lane, steps, pool, numerics)
         prev = np.full(len(block), self.tokenizer.start_token, dtype=np.int64)
@@ -249,17 +274,20 @@ class NeuralCodec:
             mask = coded[:, t]
             if mask.any():
                 block[mask, t] = decoder.decode(probs[mask])
+                count.add(int(mask.sum()))
             pad = ~mask
             if pad.any():
                 block[pad, t] = block[rows[pad], source[pad, t]]
             prev = block[:, t]
 
-    def decode(self, data: bytes) -> Image:
+    def decode(self, data: bytes, progress: Progress | None = None) -> Image:
+        """The pixels of an `.igc` file, checked against its checksum; `progress(done, total)`
+        follows the tokens decoded."""
         header, payload = container.unpack(data)
         self.check_model(header)
         decoder = conform(self.coder.decoder(payload), SymbolDecoder,
                           f"coder {self.coder.name!r}'s decoder")
-        tokens = self.decode_tokens(header, decoder)
+        tokens = self.decode_tokens(header, decoder, progress)
         image = self.tokenizer.decode(tokens, header.height, header.width)
         if self.residual:
             image = residual.decode(image, decoder)

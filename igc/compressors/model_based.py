@@ -6,7 +6,7 @@ CLI read: a name, a lossless flag, file statistics and the model's description.
 
 from __future__ import annotations
 
-from igc.codec.neural import EncodeResult, NeuralCodec
+from igc.codec.neural import EncodeResult, NeuralCodec, Progress
 from igc.core.types import Image
 
 
@@ -33,11 +33,13 @@ class ModelCompressor:
     def compress(self, image: Image) -> bytes:
         return self.codec.encode(image).data
 
-    def compress_with_stats(self, image: Image) -> EncodeResult:
-        return self.codec.encode(image)
+    def compress_with_stats(self, image: Image, progress: Progress | None = None
+                            ) -> EncodeResult:
+        """The file and what it cost; `progress(done, total)` follows the tokens coded."""
+        return self.codec.encode(image, progress)
 
     def estimate_bits(self, image: Image) -> float:
         return self.codec.estimate_bits(image)
 
-    def decompress(self, data: bytes) -> Image:
-        return self.codec.decode(data)
+    def decompress(self, data: bytes, progress: Progress | None = None) -> Image:
+        return self.codec.decode(data, progress)

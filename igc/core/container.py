@@ -13,6 +13,7 @@ import os
 import stat
 import zlib
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from igc.errors import FormatError
 
@@ -312,20 +313,46 @@ def read_file(path: str | os.PathLike) -> bytes:
     data. A hostile file or a device (/dev/zero) cannot make igc read without end.
     Raises FormatError, or OSError for the file itself."""
     with open(path, "rb") as fh:
-        head = fh.read(MAX_HEADER_BYTES)
-        header, end = read_header(head)
-        if header.payload_length > max_payload(header):
-            raise FormatError(f"corrupted header: a payload of {header.payload_length} bytes for "
-                              f"{header.height}x{header.width} pixels (at most "
-                              f"{max_payload(header)})")
-        wanted = end + header.payload_length + 1 - len(head)
-        data = head + (fh.read(wanted) if wanted > 0 else b"")
-        if len(data) > end + header.payload_length:
+        return read_stream(fh)
+
+
+def _read_up_to(fh: BinaryIO, n: int) -> bytes:
+    """Up to n bytes: a pipe may hand them over in pieces."""
+    parts, got = [], 0
+    while got < n:
+        part = fh.read(n - got)
+        if not part:
+            break
+        parts.append(part)
+        got += len(part)
+    return b"".join(parts)
+
+
+def read_stream(fh: BinaryIO) -> bytes:
+    """`read_file` for an open binary stream (a file, or standard input)."""
+    head = _read_up_to(fh, MAX_HEADER_BYTES)
+    header, end = read_header(head)
+    if header.payload_length > max_payload(header):
+        raise FormatError(f"corrupted header: a payload of {header.payload_length} bytes for "
+                          f"{header.height}x{header.width} pixels (at most "
+                          f"{max_payload(header)})")
+    wanted = end + header.payload_length + 1 - len(head)
+    data = head + (_read_up_to(fh, wanted) if wanted > 0 else b"")
+    if len(data) > end + header.payload_length:
+        try:
             st = os.fstat(fh.fileno())
-            extra = (f"{st.st_size - end - header.payload_length} extra bytes"
-                     if stat.S_ISREG(st.st_mode) else "extra bytes")
-            raise FormatError(f"corrupted file: {extra} after the payload")
+            regular = stat.S_ISREG(st.st_mode)
+        except (OSError, AttributeError, ValueError):  # no file descriptor (a BytesIO)
+            regular = False
+        extra = (f"{st.st_size - end - header.payload_length} extra bytes"
+                 if regular else "extra bytes")
+        raise FormatError(f"corrupted file: {extra} after the payload")
     return data
+
+
+def is_igc(head: bytes) -> bool:
+    """Whether data starting with `head` (4 bytes suffice) claims to be an igc file."""
+    return head[:3] == MAGIC
 
 
 def header_size(data: bytes) -> int:

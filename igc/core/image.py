@@ -356,7 +356,21 @@ def load_image(
         raise ImageError(f"{label}: cannot read: {exc.strerror or exc}") from None
     if size == 0:
         raise ImageError(f"{label}: empty file (0 bytes)")
+    return _decode(p, label, strict, cap, name if name is not None else p.name)
 
+
+def load_image_data(data: bytes, *, strict: bool, label: str = "-",
+                    max_pixels: int | None = None) -> LoadedImage:
+    """`load_image` for an image file's bytes (standard input); `label` names it in messages."""
+    import io
+
+    if not data:
+        raise ImageError(f"{label}: empty input (0 bytes)")
+    return _decode(io.BytesIO(data), label, strict, resolve_max_pixels(max_pixels), label)
+
+
+def _decode(p: Any, label: str, strict: bool, cap: int, name: str) -> LoadedImage:
+    """Pillow's decode of a path or binary file object, converted as the module docstring says."""
     try:
         from PIL import Image as _  # noqa: F401
     except Exception as exc:
@@ -424,7 +438,7 @@ def load_image(
     if pixels.ndim != 3 or pixels.shape[2] != 3:  # defensive: a Pillow mode we mishandled
         raise ImageError(f"{label}: decoded to an unexpected {_describe(pixels)}")
     return LoadedImage(
-        name=name if name is not None else p.name,
+        name=name,
         pixels=pixels,
         note="; ".join(notes),
         source=label,

@@ -189,7 +189,9 @@ def file_compressor(header: container.Header, model: str | None = None,
                                  f"them ({exc})") from None
 
 
-def decompress(data: bytes, model: str | None = None, registry: Registry | None = None):
-    """Decode a `.igc` file with the pieces its header names (or the model given)."""
+def decompress(data: bytes, model: str | None = None, registry: Registry | None = None,
+               progress: Any = None):
+    """Decode a `.igc` file with the pieces its header names (or the model given);
+    `progress(done, total)` follows the tokens decoded."""
     header, _ = container.unpack(data)
-    return file_compressor(header, model, registry).decompress(data)
+    return file_compressor(header, model, registry).decompress(data, progress)

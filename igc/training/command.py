@@ -46,11 +46,15 @@ def train(
         list[Path] | None,
         typer.Option(
             help="Training image folder, image file or .npz with `images` (repeatable). "
-            "Default: the shared BSDS500 train/val, Sun-Hays 80 and CIFAR-10 train_first4000."
+            "Default: the shared data folder ../shared/data beside the project folder: its "
+            "photos/bsds500/train, photos/bsds500/val, photos/sun_hays80 and "
+            "cifar10/train_first4000.npz."
         ),
     ] = None,
     val: Annotated[
-        Path | None, typer.Option(help="Validation images (default: shared BSDS500 test).")
+        Path | None,
+        typer.Option(help="Validation images. Default: photos/bsds500/test in "
+                     "../shared/data."),
     ] = None,
     val_count: Annotated[int, typer.Option(help="Number of fixed validation tiles.")] = 1024,
     minutes: Annotated[

@@ -1,103 +1,132 @@
-"""Rich tables for the terminal: per-image rows, then one summary line per compressor."""
+"""Rich tables for the terminal: per-image rows, then the summary, then the notes.
+
+At 80 columns every number is printed whole: the default columns are the ones a reader compares
+(size, bits per subpixel, ratio, speed, whether the round trip was exact); only names wrap. The
+rest (bits, model bits, overheads, times, mean ratio) come with `wide=True` (`igc bench --wide`),
+which widens the table past the terminal rather than cut a number, and are all in JSON and CSV.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
+from rich.measure import Measurement
+from rich.rule import Rule
 from rich.table import Table
+from rich.text import Text
+
+from igc.bench.reporters.notes import notes
+
+STYLES = {"": "", "warn": "yellow", "bad": "red"}
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
-def _check(ok: bool | None) -> str:
-    return {True: "[green]✓[/]", False: "[red]✗[/]", None: "—"}[ok]
+def _check(ok: bool | None, error: bool = False) -> Text:
+    if error and ok is not False:
+        return Text("error", style="red")
+    return {True: Text("✓", style="green"), False: Text("✗", style="red"),
+            None: Text("—")}[ok]
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}" + ("" if n == 1 else "s")
+
+
+def _number(table: Table, header: str) -> None:
+    table.add_column(header, justify="right", no_wrap=True)
+
+
+def _name(table: Table, header: str, ratio: int = 1) -> None:
+    table.add_column(header, overflow="fold", ratio=ratio)
 
 
 class TableReporter:
     name = "table"
-    description = "rich tables on stdout: every image × compressor, then a summary"
+    description = "rich tables on stdout: every image × compressor, then a summary and notes"
+
+    def __init__(self, wide: bool = False) -> None:
+        self.wide = wide
 
     def report(self, result: Any, destination: Any = None) -> None:
         console = destination if isinstance(destination, Console) else Console()
-        if not console.is_terminal:  # piped or captured: don't squeeze columns to 80
-            console = Console(width=160)
-        rows = result.results
-        detail = Table(title="Per image", title_justify="left")
-        for col, justify in (("image", "left"), ("compressor", "left"), ("size", "right"),
-                             ("bits", "right"), ("bpsp", "right"), ("ratio", "right"),
-                             ("model bits", "right"), ("overhead", "right"), ("round trip", "center")):
-            detail.add_column(col, justify=justify)
-        for r in rows:
-            if r.error and not r.compressed_bits:  # nothing was measured
-                detail.add_row(r.image, r.compressor, f"{r.width}×{r.height}", "—", "—", "—",
-                               "—", "—", f"[red]error: {escape(r.error)}[/]")
-                continue
-            ratio = _fmt(r.ratio)
-            if r.ratio is not None and r.ratio < 1:
-                ratio = f"[red]{ratio} (<1)[/]"
-            bits = f"{r.compressed_bits:,}" + (" (est.)" if r.estimate else "")
-            detail.add_row(
-                r.image, r.compressor, f"{r.width}×{r.height}", bits, _fmt(r.bits_per_subpixel),
-                ratio, "—" if r.model_bits is None else f"{r.model_bits:,.0f}",
-                "—" if r.overhead_percent is None else f"{r.overhead_percent:+.2f}%",
-                _check(r.roundtrip_ok) + (f" [red]{escape(r.error)}[/]" if r.error else ""))
+        detail, summary = self.detail(result), self.summary(result)
+        if self.wide:  # wider than the terminal rather than a number cut
+            unbounded = console.options.update_width(10_000)
+            needed = max(Measurement.get(console, unbounded, t).maximum
+                         for t in (detail, summary))
+            if needed > console.width:
+                console = Console(width=needed, file=console.file)
+        console.print(Text(f"Per image: {_count(len(result.images), 'image')} × "
+                           f"{_count(len(result.summary), 'compressor')}", style="italic"))
         console.print(detail)
-
-        summary = Table(title="Summary (ratio = original bits / compressed bits; bpsp = bits per "
-                        "subpixel)", title_justify="left")
-        for col in ("compressor", "images", "total ratio", "mean ratio", "bpsp", "model bpsp",
-                    "overhead", "coder overhead", "encode subpx/s", "decode subpx/s",
-                    "lossless ok"):
-            summary.add_column(col, justify="left" if col == "compressor" else "right")
-        for name, s in sorted(result.summary.items(), key=lambda kv: kv[1]["bits_per_subpixel"]):
-            label = name + (" (estimate)" if s.get("estimate") else "")
-            summary.add_row(
-                label, str(s["images"]), _fmt(s["total_ratio"]), _fmt(s["mean_ratio"]),
-                _fmt(s["bits_per_subpixel"]), _fmt(s.get("model_bits_per_subpixel")),
-                "—" if "overhead_percent" not in s else f"{s['overhead_percent']:+.3f}%",
-                "—" if "coder_overhead_percent" not in s
-                else f"{s['coder_overhead_percent']:+.3f}%",
-                f"{s['encode_subpixels_per_second']:,.0f}",
-                "—" if "decode_subpixels_per_second" not in s
-                else f"{s['decode_subpixels_per_second']:,.0f}",
-                _check(s["roundtrip_ok"]))
+        console.print(Rule("Summary", characters="═"))
+        console.print(Text("bpsp and ratio over all images; speeds in subpixels per second",
+                           style="italic"))
         console.print(summary)
-        notes = []
-        env = result.environment
-        notes.append(f"preprocessing: {env.get('preprocessing', 'none')}")
-        if any("coder_overhead_percent" in s for s in result.summary.values()):
-            notes.append("overhead: (file bits − model bits) / model bits, header included; coder "
-                         "overhead: the same for the payload alone")
-        for name, info in env.get("models", {}).items():
-            parts = [f"fingerprint {info['fingerprint']}"]
-            if info.get("parameters") is not None:
-                parts.append(f"{info['parameters']:,} parameters")
-            parts.append(f"{info['tile']}×{info['tile']} tiles")
-            if info.get("tokenizer") not in (None, "subpixel"):
-                parts.append(f"{info['mode']} tokens")
-            if info.get("coder") not in (None, "range"):
-                parts.append(f"coder {info['coder']}")
-            notes.append(f"{name}: model {info['model']} ({', '.join(parts)})")
-        for r in rows:  # the lossy palette mode: quality, and classical codecs on the same pixels
-            if getattr(r, "extra", {}).get("psnr") is not None:
-                png, jxl = r.extra.get("png_bits_quantized"), r.extra.get("jxl_bits_quantized")
-                notes.append(f"{r.compressor} on {r.image}: lossy, PSNR {r.extra['psnr']:.2f} dB; "
-                             f"same quantized image: png {png or '—'} bits, jxl {jxl or '—'} bits")
-        if any(s.get("estimate") for s in result.summary.values()):
-            notes.append("(estimate): compressed bits are the model's code length −Σlog2 p; "
-                         "no file was written")
-        for image in result.images:
-            if image.get("note"):
-                notes.append(f"{image['image']}: {image['note']}")
-        for name, s in result.summary.items():
-            if s["below_ratio_1"]:
-                notes.append(f"[red]{name} expands {len(s['below_ratio_1'])} image(s)[/]: "
-                             + ", ".join(s["below_ratio_1"]))
-        for name, reason in result.unavailable.items():
-            notes.append(f"[yellow]{name} skipped[/]: {reason}")
-        for note in notes:
-            console.print(note, highlight=False)
+        for text, style in notes(result):
+            console.print(Text(text, style=STYLES[style]))
+
+    def detail(self, result: Any) -> Table:
+        table = Table()
+        _name(table, "image", ratio=2)
+        _name(table, "compressor")
+        for header in ("size", "bytes", "bpsp", "ratio"):
+            _number(table, header)
+        if self.wide:
+            for header in ("bits", "model bits", "overhead", "encode s", "decode s"):
+                _number(table, header)
+        table.add_column("exact", justify="center", no_wrap=True)
+        for r in result.results:
+            cells: list[Any] = [r.image, r.compressor, f"{r.width}×{r.height}"]
+            if not r.compressed_bits:  # nothing was measured
+                cells += ["—"] * (4 + 5 * self.wide)
+            else:
+                size = r.compressed_bits / 8
+                cells.append(f"≈{size:,.0f}" if r.estimate else f"{size:,.0f}")
+                ratio = Text(_fmt(r.ratio), style="red" if r.ratio < 1 else "")
+                cells += [_fmt(r.bits_per_subpixel), ratio]
+                if self.wide:
+                    cells += [f"{r.compressed_bits:,}",
+                              "—" if r.model_bits is None else f"{r.model_bits:,.0f}",
+                              "—" if r.overhead_percent is None
+                              else f"{r.overhead_percent:+.2f}%",
+                              f"{r.encode_seconds:.3f}",
+                              "—" if r.decode_seconds is None else f"{r.decode_seconds:.3f}"]
+            cells.append(_check(r.roundtrip_ok, bool(r.error)))
+            table.add_row(*cells)
+        return table
+
+    def summary(self, result: Any) -> Table:
+        table = Table()
+        _name(table, "compressor")
+        for header in ("images", "bpsp", "ratio"):
+            _number(table, header)
+        if self.wide:
+            for header in ("mean ratio", "model bpsp", "overhead", "coder overhead",
+                           "header bytes"):
+                _number(table, header)
+        for header in ("encode/s", "decode/s"):
+            _number(table, header)
+        table.add_column("exact", justify="center", no_wrap=True)
+        for name, s in sorted(result.summary.items(),
+                              key=lambda kv: kv[1]["bits_per_subpixel"]):
+            label = name + (" (estimate)" if s.get("estimate") else "")
+            cells: list[Any] = [label, str(s["images"]), _fmt(s["bits_per_subpixel"]),
+                                _fmt(s["total_ratio"])]
+            if self.wide:
+                cells += [_fmt(s["mean_ratio"]), _fmt(s.get("model_bits_per_subpixel")),
+                          "—" if "overhead_percent" not in s
+                          else f"{s['overhead_percent']:+.3f}%",
+                          "—" if "coder_overhead_percent" not in s
+                          else f"{s['coder_overhead_percent']:+.3f}%",
+                          str(s.get("max_header_bytes", "—"))]
+            cells += [f"{s['encode_subpixels_per_second']:,.0f}",
+                      "—" if "decode_subpixels_per_second" not in s
+                      else f"{s['decode_subpixels_per_second']:,.0f}",
+                      _check(s["roundtrip_ok"], bool(s.get("errors")))]
+            table.add_row(*cells)
+        return table

@@ -1,0 +1,293 @@
+"""What `igc compress` and `igc decompress` share: many inputs, `-` for the standard streams,
+output names checked before any coding, a progress bar on a terminal, one line per file.
+
+- Inputs: files, folders (their files of the kind the command reads, not recursively) or `-`
+  (standard input, then the only input). Outputs: `-o FILE` for one input (`-o -`: standard
+  output), `--out-dir DIR` for any number, else beside each input.
+- Every output is checked before anything is coded (igc/cli/outputs.py), and two inputs that
+  would write one output are refused, naming both.
+- With one input a failure is the command's one `igc: error:` line. With several, a file that
+  fails is reported on its own line and the others go on; the command then ends with a line
+  naming the files that failed and exit status 1.
+- A file's line says what was written, its size, bits per subpixel and the time it took. While
+  a file is coded, a progress bar with an ETA runs on standard error when that is a terminal;
+  `--quiet` prints nothing but errors. Lines go to standard output, or to standard error when
+  the data does.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from igc.cli.errors import debug, fail
+from igc.cli.outputs import check_output, write_atomic
+from igc.errors import IgcError, UsageError
+
+STDIO = "-"
+STDIN, STDOUT = "standard input", "standard output"  # how lines name them
+
+
+@dataclass
+class Job:
+    """One input and where its output goes."""
+
+    label: str  # how messages name the input
+    source: Path | None  # None: standard input
+    output: Path | None = None  # None: standard output
+    error: IgcError | None = None  # found before any work (a missing file, an empty folder)
+
+
+def plan(sources: list[str], *, output: Path | None, out_dir: Path | None,
+         default_output: Callable[[Path], Path], folder_files: Callable[[Path], list[Path]],
+         looked_for: str) -> list[Job]:
+    """The jobs for the command line's inputs, with their outputs."""
+    if not sources:
+        raise UsageError("no input given")
+    if STDIO in sources and len(sources) > 1:
+        raise UsageError("- (standard input) must be the only input")
+    if output is not None and out_dir is not None:
+        raise UsageError("give -o for one output or --out-dir for many, not both")
+    jobs: list[Job] = []
+    for raw in sources:
+        if raw == STDIO:
+            if typer.get_binary_stream("stdin").isatty():
+                raise UsageError("- reads standard input, which is a terminal: redirect a file "
+                                 "into it (< FILE) or pipe one")
+            jobs.append(Job(STDIN, None))
+            continue
+        path = Path(raw)
+        if path.is_dir():
+            found = folder_files(path)
+            jobs += [Job(str(f), f) for f in found] or [Job(str(path), path, error=UsageError(
+                f"no files found in {path} (looked for {looked_for})"))]
+        elif not path.exists():
+            jobs.append(Job(str(path), path, error=UsageError(f"{path}: no such file")))
+        else:
+            jobs.append(Job(str(path), path))
+    if output is not None:
+        folders = [s for s in sources if s != STDIO and Path(s).is_dir()]
+        if folders:
+            raise UsageError(f"-o names one output file, but {folders[0]} is a folder of inputs: "
+                             "use --out-dir DIR")
+        if len(jobs) > 1:
+            raise UsageError(f"-o names one output file, but {len(jobs)} inputs were given: use "
+                             "--out-dir DIR")
+    for job in jobs:
+        if job.error:
+            continue
+        if output is not None:
+            job.output = None if str(output) == STDIO else output
+        elif out_dir is not None:
+            if job.source is None:
+                raise UsageError("- (standard input) has no file name to use in --out-dir; "
+                                 "give -o FILE or -o -")
+            job.output = out_dir / default_output(job.source).name
+        elif job.source is not None:
+            job.output = default_output(job.source)
+    _refuse_collisions(jobs)
+    return jobs
+
+
+def _refuse_collisions(jobs: list[Job]) -> None:
+    seen: dict[Path, str] = {}
+    for job in jobs:
+        if job.output is None or job.error:
+            continue
+        key = job.output.resolve()
+        if key in seen:
+            raise UsageError(f"{seen[key]} and {job.label} would both be written to {job.output}; "
+                             "write them to different folders")
+        seen[key] = job.label
+
+
+def check_outputs(jobs: list[Job], *, force: bool, out_dir: Path | None, binary: str) -> None:
+    """Every output, checked before any coding; --out-dir is created when missing. With one
+    input, what is already known to be wrong with it is said first."""
+    if len(jobs) == 1 and jobs[0].error:
+        raise jobs[0].error
+    if out_dir is not None and any(not j.error for j in jobs):
+        if out_dir.exists() and not out_dir.is_dir():
+            raise UsageError(f"--out-dir {out_dir} is not a folder")
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"cannot create --out-dir {out_dir}: {exc.strerror or exc}") from None
+    for job in jobs:
+        if job.error:
+            continue
+        if job.output is None:
+            if typer.get_binary_stream("stdout").isatty():
+                raise UsageError(f"refusing to write {binary} to a terminal: redirect standard "
+                                 "output, or give -o FILE")
+        else:
+            check_output(job.output, force=force,
+                         inputs=[job.source] if job.source is not None else [])
+
+
+def write(output: Path | None, data: bytes, force: bool) -> None:
+    """To a file (atomically, igc/cli/outputs.py) or to standard output."""
+    if output is None:
+        stream = typer.get_binary_stream("stdout")
+        stream.write(data)
+        stream.flush()
+    else:
+        write_atomic(output, data, force)
+
+
+def seconds(s: float) -> str:
+    if s < 10:
+        return f"{s:.2f} s"
+    return f"{s:.1f} s" if s < 60 else f"{int(s // 60)} min {s % 60:04.1f} s"
+
+
+def shown(output: Path | None) -> str:
+    return STDOUT if output is None else str(output)
+
+
+def bits_per_subpixel(n_bytes: int, height: int, width: int) -> str:
+    return f"{n_bytes * 8 / (height * width * 3):.3f} bits/subpixel"
+
+
+class Output:
+    """Where a command's lines go (stdout, or stderr when the data goes to stdout) and its
+    progress bar (standard error, terminals only)."""
+
+    def __init__(self, jobs: list[Job], *, quiet: bool) -> None:
+        from rich.console import Console
+
+        self.quiet = quiet
+        self.to_stderr = any(j.output is None and not j.error for j in jobs)
+        self.console = Console(stderr=True, highlight=False)
+        self.live = not quiet and self.console.is_terminal
+        self.bar: Any = None
+
+    def say(self, line: str) -> None:
+        if not self.quiet:
+            typer.echo(line, err=self.to_stderr)
+
+    def error(self, message: str) -> None:
+        sys.stderr.write(f"igc: error: {message}\n")
+
+    @contextmanager
+    def status(self, what: str) -> Iterator[None]:
+        """A spinner while `what` happens (loading the model), on a terminal."""
+        if not self.live:
+            yield
+            return
+        with self.console.status(what):
+            yield
+
+    @contextmanager
+    def progress(self) -> Iterator[None]:
+        if not self.live:
+            yield
+            return
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            ProgressColumn,
+            TaskProgressColumn,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+        from rich.text import Text
+
+        class Tokens(ProgressColumn):
+            def render(self, task: Any) -> Text:
+                if task.total is None:  # the model is still loading
+                    return Text("")
+                return Text(f"{task.completed:,.0f}/{task.total:,.0f} tokens")
+
+        # at most 80 columns for a 768×512 photo: name 20, counts 26, percent, eta; the bar
+        # takes what is left (the elapsed time is on the file's line when it is done)
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(bar_width=None),
+                            TaskProgressColumn(), Tokens(), TextColumn("eta"),
+                            TimeRemainingColumn(), console=self.console, transient=True,
+                            expand=True)
+        with self.bar:
+            yield
+        self.bar = None
+
+    def tokens(self, description: str) -> Callable[[int, int], None] | None:
+        """A callback for igc.compress/decompress's `progress`, drawing one file's bar."""
+        if self.bar is None:
+            return None
+        bar = self.bar
+        if len(description) > 20:  # the bar, its counts and times must fit 80 columns
+            description = "…" + description[-19:]
+        for task in list(bar.task_ids):
+            bar.remove_task(task)
+        task = bar.add_task(description, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        return update
+
+
+# one job: its line (what was written, size, bits per subpixel; the time is added), then any
+# detail lines
+Work = Callable[[Job, Output], list[str]]
+
+
+def run(jobs: list[Job], work: Work, reporter: Output, *, verb: str) -> None:
+    """`work` on every job, one line each; with several inputs a failure does not stop the rest
+    and the command ends with a line naming the files that failed."""
+    single = len(jobs) == 1
+    failed: list[str] = []
+    start = time.perf_counter()
+    with reporter.progress():
+        for n, job in enumerate(jobs, 1):
+            if job.error:
+                if single:
+                    raise job.error
+                reporter.error(_named(job.label, job.error))
+                failed.append(job.label)
+                continue
+            began = time.perf_counter()
+            try:
+                lines = work(job, reporter if single else _numbered(reporter, n, len(jobs)))
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:
+                if single or debug():
+                    raise
+                reporter.error(_named(job.label, exc))
+                failed.append(job.label)
+                continue
+            reporter.say(f"{lines[0]}, {seconds(time.perf_counter() - began)}")
+            for line in lines[1:]:
+                reporter.say(line)
+    if single:
+        return
+    done = len(jobs) - len(failed)
+    reporter.say(f"{verb} {done} of {len(jobs)} files in {seconds(time.perf_counter() - start)}")
+    if failed:
+        raise fail(f"{len(failed)} of {len(jobs)} files failed: {', '.join(failed)}")
+
+
+def _named(label: str, exc: Exception) -> str:
+    message = (str(exc).splitlines() or [""])[0] if isinstance(exc, IgcError) else (
+        f"unexpected {type(exc).__name__}: {exc}")
+    return message if message.startswith(label) else f"{label}: {message}"
+
+
+class _numbered:
+    """The reporter, with "[n/N]" before the file's name on its progress bar."""
+
+    def __init__(self, reporter: Output, n: int, total: int) -> None:
+        self._reporter, self._prefix = reporter, f"[{n}/{total}] "
+
+    def tokens(self, description: str) -> Callable[[int, int], None] | None:
+        return self._reporter.tokens(self._prefix + description)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._reporter, name)

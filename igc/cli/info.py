@@ -1,0 +1,77 @@
+"""`igc info`: an `.igc` file's header, explained (`--json`: every field, exact)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from igc.cli.decompress import read_file
+from igc.cli.errors import handle_errors
+from igc.errors import FormatError
+
+NUMERICS = {0: "the model's reference step", 1: "igc's fused kernels"}
+
+
+def describe(d: dict) -> list[tuple[str, str]]:
+    """(field, explanation) rows for a header dict (igc.info), numbers rounded for reading."""
+    h, w = d["height"], d["width"]
+    subpixels = h * w * d["channels"]
+    if d["residual"]:
+        kind = "lossless: palette indices, then every subpixel's exact value"
+    elif d["tokenizer"] == "subpixel":
+        kind = "lossless"
+    elif d["tokenizer"] == "palette":
+        kind = "lossy: palette indices only"
+    else:
+        kind = f"as the {d['tokenizer']} tokenizer codes them"
+    numerics = NUMERICS.get(d["numerics"], "")
+    return [
+        ("image", f"{w}×{h} pixels, RGB: {subpixels:,} subpixels"),
+        ("size", f"{d['file_bytes']:,} bytes: header {d['header_bytes']:,}, coded payload "
+                 f"{d['payload_length']:,}"),
+        ("rate", f"{d['bits_per_subpixel']:.3f} bits per subpixel, compression ratio "
+                 f"{8 / d['bits_per_subpixel']:.3f} (file bits against 8 per subpixel)"),
+        ("model", f"{d['model_id']} (model plugin {d['model_plugin']}, fingerprint "
+                  f"{d['fingerprint']}); decoding needs this model"),
+        ("tokens", f"{d['tokenizer']} ({kind}), {d['order']} order, {d['tile']}×{d['tile']}-"
+                   "pixel tiles"),
+        ("coder", f"{d['coder']}, probabilities of {d['precision']} bits"),
+        ("stepping", f"{d['batch']} tiles at a time in lanes of {d['lane']}; numerics "
+                     f"{d['numerics']}" + (f" ({numerics})" if numerics else "")
+                     + ": the decoder repeats this computation exactly"),
+        ("checks", f"CRC-32 of the pixels {d['checksum']}, {len(d['region_checks']) // 2} "
+                   "region checks: a mismatch is refused, never written"),
+        ("format", f"igc file version {d['version']} (docs/format.md)"),
+    ]
+
+
+@handle_errors
+def info(
+    source: Path = typer.Argument(..., metavar="FILE", help="An .igc file."),
+    as_json: bool = typer.Option(False, "--json",
+                                 help="Print every header field as JSON, exact."),
+) -> None:
+    """Explain the header of an .igc file: image, size, model, how it was coded."""
+    from igc.api import info as read_info
+
+    try:
+        d = read_info(read_file(source))
+    except FormatError as exc:
+        raise FormatError(f"{source}: {exc}") from None
+    if as_json:
+        typer.echo(json.dumps(d, indent=2))
+        return
+    import shutil
+    import textwrap
+
+    rows = describe(d)
+    key_width = max(len(key) for key, _ in rows) + 2
+    width = max(shutil.get_terminal_size().columns, 40)
+    typer.echo(f"{source}:")
+    for key, text in rows:
+        typer.echo(textwrap.fill(text, width=width, initial_indent=f"  {key:<{key_width}}",
+                                 subsequent_indent=" " * (key_width + 2),
+                                 break_long_words=False, break_on_hyphens=False))
+    typer.echo("(--json prints every field, exact)")
