@@ -457,17 +457,21 @@ def test_bench_writes_nothing_into_the_image_folder(photo_dir, tmp_path, monkeyp
 
 def test_long_invalid_model_id_in_a_valid_header(tmp_path):
     """Regression: a header (with a correct CRC) holding a 255-byte non-UTF-8 model id used to
-    reach the model loader and end in OSError 'File name too long'."""
-    data = bytearray(container.pack(_header(2, 2, model_id="M" * 64), b""))
-    start = data.index(b"M" * 64)
-    data[start - 1 : start + 64] = bytes([255]) + b"\xff" * 255
-    end = len(data) - 2
-    data[end:] = (zlib.crc32(bytes(data[:end])) & 0xFFFF).to_bytes(2, "little")
-    with pytest.raises(FormatError, match="corrupted header: bad model id"):
-        igc.decompress(bytes(data))
-    path = tmp_path / "id.igc"
-    path.write_bytes(bytes(data))
-    assert "bad model id" in error_line(invoke("decompress", path, "-o", tmp_path / "x.png"))
+    reach the model loader and end in OSError 'File name too long'. Version 3 reads a length
+    byte up to 255; version 4 reads a byte >= 0x80 as a shipped model's code instead."""
+    for version, message in ((3, "corrupted header: bad model id"),
+                             (4, "unknown model id code 255")):
+        data = bytearray(container.pack(_header(2, 2, model_id="M" * 64, version=version), b""))
+        start = data.index(b"M" * 64)
+        data[start - 1 : start + 64] = bytes([255]) + b"\xff" * 255
+        end = len(data) - 2
+        data[end:] = (zlib.crc32(bytes(data[:end])) & 0xFFFF).to_bytes(2, "little")
+        with pytest.raises(FormatError, match=message):
+            igc.decompress(bytes(data))
+        path = tmp_path / "id.igc"
+        path.write_bytes(bytes(data))
+        assert message in error_line(invoke("decompress", path, "-o", tmp_path / "x.png",
+                                            "--force"))
 
 
 def test_model_id_naming_an_unknown_home_directory(small_png):
