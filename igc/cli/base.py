@@ -74,8 +74,8 @@ def _type_label(param: Any) -> str:
         return ""
 
 
-class IgcCommand(TyperCommand):
-    """A subcommand whose help names values plainly (see `plain_help`)."""
+class PlainHelp:
+    """Mixed into igc's command classes: help names values plainly (see `plain_help`)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -88,18 +88,12 @@ class IgcCommand(TyperCommand):
         return option
 
 
-class IgcGroup(TyperGroup):
+class IgcCommand(PlainHelp, TyperCommand):
+    """A subcommand whose help names values plainly."""
+
+
+class IgcGroup(PlainHelp, TyperGroup):
     """The `igc` group: runs a command and reports Typer's parse errors on one line."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        plain_help(self.params)
-
-    def get_help_option(self, ctx: Any) -> Any:
-        option = super().get_help_option(ctx)
-        if option is not None:
-            option.metavar = ""
-        return option
 
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
              complete_var: str | None = None, standalone_mode: bool = True,

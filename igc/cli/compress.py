@@ -8,7 +8,10 @@ import typer
 
 from igc.cli.errors import handle_errors
 from igc.cli.files import (
+    FORCE,
+    QUIET,
     STDIN,
+    THREADS,
     Job,
     Output,
     bits_per_subpixel,
@@ -44,16 +47,15 @@ def compress(
     coder: str = typer.Option(None, "--coder", metavar="NAME",
                               help="Registered coder (default: range)."),
     order: str = typer.Option("interleaved", "--order", help="interleaved or channel."),
-    force: bool = typer.Option(False, "--force", "-f", help="Overwrite existing outputs."),
+    force: bool = FORCE,
     mode: str = typer.Option(None, "--mode",
                              help="Palette models: 'lossless' (default) or 'palette' (lossy: "
                                   "nearest-cluster colours only)."),
     paper_size: bool = typer.Option(False, "--paper-size",
                                     help="Resize the image to 32×32 first (ImageGPT paper "
                                          "setting; the file holds the resized image)."),
-    threads: int = typer.Option(None, "--threads", help="CPU threads for the model."),
-    quiet: bool = typer.Option(False, "--quiet", "-q",
-                               help="Print nothing but errors (no progress, no lines)."),
+    threads: int = THREADS,
+    quiet: bool = QUIET,
 ) -> None:
     """Compress images into .igc files (lossless unless --mode palette).
 

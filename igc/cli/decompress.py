@@ -8,7 +8,10 @@ import typer
 
 from igc.cli.errors import handle_errors
 from igc.cli.files import (
+    FORCE,
+    QUIET,
     STDIN,
+    THREADS,
     Job,
     Output,
     bits_per_subpixel,
@@ -95,10 +98,9 @@ def decompress(
                                  help="Write every PNG into this folder (created if missing)."),
     model: str = typer.Option(None, "--model", "-m", metavar="NAME",
                               help="Model to decode with (default: the one the header names)."),
-    force: bool = typer.Option(False, "--force", "-f", help="Overwrite existing outputs."),
-    threads: int = typer.Option(None, "--threads", help="CPU threads for the model."),
-    quiet: bool = typer.Option(False, "--quiet", "-q",
-                               help="Print nothing but errors (no progress, no lines)."),
+    force: bool = FORCE,
+    threads: int = THREADS,
+    quiet: bool = QUIET,
 ) -> None:
     """Decode .igc files to PNG images, written only after their checksum matches.
 

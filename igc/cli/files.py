@@ -31,6 +31,11 @@ from igc.cli.errors import debug, fail
 from igc.cli.outputs import check_output, write_atomic
 from igc.errors import IgcError, UsageError
 
+# options both commands take, with one wording
+FORCE = typer.Option(False, "--force", "-f", help="Overwrite existing outputs.")
+THREADS = typer.Option(None, "--threads", help="CPU threads for the model.")
+QUIET = typer.Option(False, "--quiet", "-q", help="Print nothing but errors (no progress, no lines).")
+
 STDIO = "-"
 STDIN, STDOUT = "standard input", "standard output"  # how lines name them
 
