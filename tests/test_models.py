@@ -161,6 +161,8 @@ def test_models_command_lists_shipped_models():
     assert out.exit_code == 0, out.output
     for m in listed["models"]:
         assert m["fingerprint"] in out.output and f"{m['parameters']:,}" in out.output
+        assert f"{m['id']}: {m['purpose'][:20]}" in out.output
+    assert max(map(len, out.output.splitlines())) <= 80
     assert "(default)" in out.output and "IGC_MODEL_PATH" in out.output
 
 

@@ -29,13 +29,14 @@ def models(
     table.add_column("parameters", justify="right", no_wrap=True)
     table.add_column("MB", justify="right", no_wrap=True)
     table.add_column("fingerprint", no_wrap=True)
-    table.add_column("what for")
     for m in data:
         name = f"{m['id']} [bold](default)[/]" if m["default"] else m["id"]
         table.add_row(name, f"{m['parameters']:,}", f"{m['file_bytes'] / 1e6:.1f}",
-                      m["fingerprint"], m["purpose"])
+                      m["fingerprint"])
     console = Console()
     console.print(table)
+    for m in data:  # below the table, so that the numbers keep their width at 80 columns
+        console.print(f"[bold]{m['id']}[/]: {m['purpose']}", highlight=False)
     console.print("Decoding finds a file's model by its fingerprint: in these, then in the folders "
                   "of IGC_MODEL_PATH" + (f" ({', '.join(search)})." if search else " (not set)."),
                   highlight=False)
