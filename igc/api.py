@@ -195,9 +195,14 @@ def set_threads(threads: int | None) -> None:
         return
     if threads < 1:
         raise UsageError(f"--threads must be at least 1, got {threads}")
-    import torch
+    import sys
 
-    torch.set_num_threads(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+    else:  # torch takes it when it starts: codecs without torch need not import it
+        import os
+
+        os.environ["OMP_NUM_THREADS"] = str(threads)
 
 
 def load_images(paths: Sequence[str] | None = None, count: int | None = None, seed: int = 0,

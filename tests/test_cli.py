@@ -150,3 +150,14 @@ def test_help_and_a_classical_bench_import_no_torch(photo_dir):
     out = subprocess.run([sys.executable, "-c", code, str(photo_dir)], capture_output=True,
                          text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_threads_does_not_import_torch_for_codecs_without_it():
+    """--threads with classical codecs only: torch (and its 250 MB) stays unloaded, and it still
+    takes the count if a model loads later."""
+    import subprocess
+    import sys
+
+    code = ("import sys, igc.api as a; a.set_threads(2); assert 'torch' not in sys.modules; "
+            "import torch; assert torch.get_num_threads() == 2")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

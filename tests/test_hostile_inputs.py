@@ -319,3 +319,20 @@ def container_fingerprint(path) -> str:
     from igc.core import container
 
     return container.unpack(path.read_bytes())[0].fingerprint
+
+
+def test_standard_input_is_read_no_further_than_an_image_can_need(monkeypatch):
+    """`igc compress -` stops reading at 4 bytes per allowed pixel plus 1 MiB, so an endless
+    stream (/dev/zero) is refused instead of filling memory."""
+    import io
+
+    from igc.core.image import read_image_stream
+    from igc.errors import ImageError
+
+    monkeypatch.setenv("IGC_MAX_PIXELS", "1000")
+    limit = 4 * 1000 + (1 << 20)
+    stream = io.BytesIO(bytes(limit + 10_000))
+    with pytest.raises(ImageError, match=f"more than {limit:,} bytes"):
+        read_image_stream(stream, label="standard input")
+    assert stream.tell() == limit + 1  # not a byte further
+    assert read_image_stream(io.BytesIO(b"x" * limit)) == b"x" * limit

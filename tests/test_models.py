@@ -185,3 +185,25 @@ def test_shipped_model_ids_take_one_header_byte():
     forged[at] = 0x80 + len(SHIPPED_MODEL_IDS)
     with pytest.raises(igc.FormatError, match="unknown model id code"):
         container.read_header(bytes(container.recompute_header_crc(bytes(forged))))
+
+
+def test_model_path_finds_a_palette_model(tmp_path, monkeypatch):
+    """A palette file records the weights' fingerprint combined with its clusters'; the lookup
+    must compute the same to find the folder."""
+    from test_palette import make_palette_model
+
+    home = tmp_path / "palettes"
+    folder = make_palette_model(home / "pal")
+    image = np.random.default_rng(4).integers(0, 256, (5, 6, 3), dtype=np.uint8)
+    data = igc.compress(image, model=folder)
+    monkeypatch.setenv("IGC_MODEL_PATH", str(home))
+    assert np.array_equal(igc.decompress(data), image)
+
+
+def test_a_model_id_no_file_could_record_is_refused_before_coding(tmp_path, tiny_model):
+    """A folder name with a tab would be written into the header, and every reader refuses a
+    non-printable id: refused up front, so no unreadable file is ever written."""
+    odd = tmp_path / "tab\there"
+    shutil.copytree(tiny_model, odd)
+    with pytest.raises(igc.UsageError, match=r"non-printable characters.*rename the model"):
+        igc.compress(np.zeros((4, 4, 3), np.uint8), model=str(odd))

@@ -251,6 +251,17 @@ def test_init_from_refuses_models_it_cannot_continue(tmp_path, tiny_model):
     with pytest.raises(UsageError, match=r"cannot continue a model with vocabulary 513.*"
                                          r"n_positions 50.*activation 'gelu'"):
         load_pretrained(str(palette))
+    unscaled = tmp_path / "unscaled"
+    shutil.copytree(tiny_model, unscaled)
+    config = json.loads((unscaled / "config.json").read_text())
+    (unscaled / "config.json").write_text(json.dumps({**config, "scale_attn_weights": False}))
+    with pytest.raises(UsageError, match=r"unscaled attention"):
+        load_pretrained(str(unscaled))
+    (unscaled / "config.json").write_text(json.dumps({**config, "n_head": "4"}))
+    from igc.errors import ModelError
+
+    with pytest.raises(ModelError, match="n_head"):
+        load_pretrained(str(unscaled))
 
 
 def test_train_cli_warm_start_and_its_errors(tmp_path, tiny_model):
@@ -260,6 +271,7 @@ def test_train_cli_warm_start_and_its_errors(tmp_path, tiny_model):
 
     np.savez(tmp_path / "train.npz", images=_synthetic(32, 8))
     np.savez(tmp_path / "val.npz", images=_synthetic(4, 8, seed=1))
+    np.savez(tmp_path / "empty.npz", images=np.zeros((0, 8, 8, 3), np.uint8))
     common = ["train", "--data", str(tmp_path / "train.npz"), "--val", str(tmp_path / "val.npz"),
               "--val-count", "8", "--batch", "4", "--steps", "2", "--device", "cpu"]
     runner = CliRunner()
@@ -272,6 +284,10 @@ def test_train_cli_warm_start_and_its_errors(tmp_path, tiny_model):
         (["--init-from", tiny_model, "--resume"], "--init-from starts a new run"),
         (["--init-from", str(tmp_path / "none")], "not found"),
         (["--width", "30", "--heads", "4"], "must be divisible"),
+        (["--heads", "0"], "must be positive"),
+        (["--steps", "-1"], "--steps must be positive, got -1"),
+        (["--minutes", "-1"], "--minutes must be positive, got -1.0"),
+        (["--tile", "4", "--data", str(tmp_path / "empty.npz")], "holds no images"),
     ]:
         out = runner.invoke(app, [*common, *extra, "--out", str(tmp_path / "x")])
         lines = [line for line in out.output.splitlines() if line.strip()]

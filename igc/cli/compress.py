@@ -97,11 +97,11 @@ def compress(
 
 
 def _load(job: Job):
-    from igc.core.image import load_image, load_image_data
+    from igc.core.image import load_image, load_image_data, read_image_stream
 
     if job.source is None:
-        return load_image_data(typer.get_binary_stream("stdin").read(), strict=True,
-                               label=STDIN)
+        data = read_image_stream(typer.get_binary_stream("stdin"), label=STDIN)
+        return load_image_data(data, strict=True, label=STDIN)
     return load_image(job.source, strict=True)
 
 

@@ -13,7 +13,6 @@ subpixel's exact value (igc/codec/residual.py).
 
 from __future__ import annotations
 
-import hashlib
 import math
 import zlib
 from collections.abc import Callable
@@ -24,10 +23,11 @@ import numpy as np
 from igc.codec import residual
 from igc.codec.lanes import LaneStepper, lane_for, lane_pool
 from igc.core import container
+from igc.core.palette import combined_fingerprint
 from igc.core.protocols import SymbolDecoder, SymbolEncoder, conform
 from igc.core.tokenizer import SubpixelTokenizer
 from igc.core.types import Image, TokenizedImage
-from igc.errors import ChecksumError, FormatError, ImageError, ModelMismatchError
+from igc.errors import ChecksumError, FormatError, ImageError, ModelMismatchError, UsageError
 
 DEFAULT_BATCH = 256
 REGIONS = 8
@@ -67,15 +67,6 @@ def pixel_checksum(image: Image) -> int:
     return zlib.crc32(np.ascontiguousarray(image).tobytes())
 
 
-def combined_fingerprint(model_fingerprint: str, tokenizer) -> str:
-    """The header's fingerprint: the model's, combined with the tokenizer's when it has data of
-    its own (the palette's clusters), so that a file refuses another palette too."""
-    own = getattr(tokenizer, "fingerprint", None)
-    if not own:
-        return model_fingerprint
-    return hashlib.sha256(f"{model_fingerprint}:{own}".encode()).hexdigest()[:16]
-
-
 class _Counter:
     """Tokens done so far, passed on to a progress callback (or nowhere)."""
 
@@ -101,6 +92,9 @@ class NeuralCodec:
     def __init__(self, model, coder, order: str = "interleaved", batch: int = DEFAULT_BATCH,
                  lane: int | None = None, *, tokenizer=None, residual: bool = False,
                  plugin: str | None = None):
+        reason = container.unrecordable_model_id(model.name)
+        if reason:  # refused before any coding: a file that records it could not be read
+            raise UsageError(f"{reason}; rename the model (its folder)")
         self.model = model
         self.coder = coder
         self.tokenizer = tokenizer or SubpixelTokenizer(order=order, model=model)
@@ -109,7 +103,8 @@ class NeuralCodec:
         self.lane = lane  # tiles per lane; None: igc.codec.lanes.lane_size of the first batch
         self.residual = bool(residual) and not self.tokenizer.lossless
         self.plugin = plugin or model.name
-        self.fingerprint = combined_fingerprint(model.fingerprint, self.tokenizer)
+        self.fingerprint = combined_fingerprint(model.fingerprint,
+                                                getattr(self.tokenizer, "fingerprint", None))
 
     @property
     def lossless(self) -> bool:

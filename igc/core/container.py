@@ -128,6 +128,8 @@ class _Reader:
 
 
 def pack(header: Header, payload: bytes) -> bytes:
+    """The file's bytes. Packs any header (tests build hostile files with it); the codec refuses
+    a model id that `read_header` would refuse before it codes (`unrecordable_model_id`)."""
     # cut to MAX_MODEL_ID bytes on a character boundary, so the id stays valid UTF-8
     model_id = header.model_id.encode()[:MAX_MODEL_ID].decode("utf-8", "ignore").encode()
     head = bytearray(MAGIC)
@@ -205,6 +207,15 @@ def _read_model_id(r: _Reader, version: int) -> bytes:
             raise FormatError(f"corrupted header or newer file: unknown model id code {first}")
         return SHIPPED_MODEL_IDS[first - 0x80].encode()
     return r.take(first)
+
+
+def unrecordable_model_id(model_id: str) -> str | None:
+    """Why `model_id` cannot go into a header (readers refuse non-printable ids, which become
+    paths), or None when it can."""
+    if not model_id.isprintable():
+        return (f"model id {model_id!r} has non-printable characters, which an igc file cannot "
+                "record")
+    return None
 
 
 def _model_id(raw: bytes) -> str:

@@ -359,6 +359,18 @@ def load_image(
     return _decode(p, label, strict, cap, name if name is not None else p.name)
 
 
+def read_image_stream(stream: Any, *, label: str = "-", max_pixels: int | None = None) -> bytes:
+    """An image file's bytes from a stream (standard input), read no further than any image igc
+    accepts can need: 4 bytes per allowed pixel (uncompressed RGBA) plus 1 MiB of headers and
+    metadata. An endless stream (/dev/zero) is refused at that bound, not read until memory ends."""
+    limit = 4 * resolve_max_pixels(max_pixels) + (1 << 20)
+    data = stream.read(limit + 1)
+    if len(data) > limit:
+        raise ImageError(f"{label}: more than {limit:,} bytes, larger than any image within the "
+                         "pixel limit (set IGC_MAX_PIXELS to raise it)")
+    return data
+
+
 def load_image_data(data: bytes, *, strict: bool, label: str = "-",
                     max_pixels: int | None = None) -> LoadedImage:
     """`load_image` for an image file's bytes (standard input); `label` names it in messages."""

@@ -50,6 +50,14 @@ def clusters_fingerprint(clusters: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(clusters, dtype="<f4").tobytes()).hexdigest()[:16]
 
 
+def combined_fingerprint(model_fingerprint: str, tokenizer_fingerprint: str | None) -> str:
+    """A file's fingerprint: the model's, combined with its tokenizer's when that has data of its
+    own (a palette's clusters), so that a file refuses another palette too."""
+    if not tokenizer_fingerprint:
+        return model_fingerprint
+    return hashlib.sha256(f"{model_fingerprint}:{tokenizer_fingerprint}".encode()).hexdigest()[:16]
+
+
 def centre_colours(clusters: np.ndarray) -> np.ndarray:
     """(K, 3) uint8: each centre mapped back to 8-bit colour, (c + 1) * 127.5 rounded and clipped."""
     return np.clip(np.rint((clusters.astype(np.float64) + 1.0) * 127.5), 0, 255).astype(np.uint8)

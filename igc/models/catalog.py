@@ -14,6 +14,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from igc.core.palette import (
+    PREPROCESSOR_CONFIG,
+    clusters_fingerprint,
+    combined_fingerprint,
+    load_clusters,
+)
 from igc.errors import ModelError
 from igc.models.imagegpt import (
     DEFAULT_MODEL,
@@ -80,11 +86,20 @@ def _candidates(root: Path, model_id: str) -> list[Path]:
     return sorted(subfolders, key=lambda p: p.name != model_id)
 
 
-def _fingerprint_of_folder(folder: Path) -> str | None:
+def _fingerprints_of_folder(folder: Path) -> set[str]:
+    """What a file coded with this folder's model records: the weights' fingerprint, and for a
+    palette model (colour clusters beside the weights) that combined with the clusters'."""
     try:
-        return fingerprint_of(read_tensors(folder), read_config(folder))
+        own = fingerprint_of(read_tensors(folder), read_config(folder))
     except ModelError:
-        return None  # an unreadable folder on the path is not the one we look for
+        return set()  # an unreadable folder on the path is not the one we look for
+    if not (folder / PREPROCESSOR_CONFIG).is_file():
+        return {own}
+    try:
+        clusters = clusters_fingerprint(load_clusters(folder))
+    except ModelError:
+        return {own}
+    return {own, combined_fingerprint(own, clusters)}
 
 
 def locate(model_id: str, fingerprint: str) -> Path | None:
@@ -95,7 +110,7 @@ def locate(model_id: str, fingerprint: str) -> Path | None:
         return min(shipped, key=lambda m: m.id != model_id).folder
     for root in model_path():
         for folder in _candidates(root, model_id):
-            if _fingerprint_of_folder(folder) == fingerprint:
+            if fingerprint in _fingerprints_of_folder(folder):
                 return folder
     return None
 

@@ -101,14 +101,17 @@ def train(
         defaults = {"width": 128, "layers": 4, "heads": 4, "tile": 16}
         arch = {k: defaults[k] if v is None else v for k, v in given.items()}
     width, layers, heads, tile = (arch[k] for k in given)
-    if width % heads:
-        raise UsageError(f"--width {width} must be divisible by --heads {heads}")
     if min(width, layers, heads, tile, batch, threads, val_count) < 1:
         raise UsageError(
             "--width, --layers, --heads, --tile, --batch, --threads, --val-count must be positive"
         )
+    if width % heads:
+        raise UsageError(f"--width {width} must be divisible by --heads {heads}")
     if not minutes and not steps:
         raise UsageError("give a budget: --minutes and/or --steps")
+    for option, value in (("--minutes", minutes), ("--steps", steps)):
+        if value is not None and value <= 0:  # a budget that never ends would train forever
+            raise UsageError(f"{option} must be positive, got {value}")
     settings = TrainSettings(
         model=ModelConfig(width, layers, heads, tile),
         data=[str(p) for p in (data or default_train_paths())],

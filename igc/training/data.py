@@ -79,6 +79,8 @@ def _load_npz(path: Path) -> np.ndarray:
         ) from exc
     if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] != 3:
         raise ImageError(f"{path}: `images` must be uint8 (N,H,W,3), got {arr.dtype} {arr.shape}")
+    if not len(arr):
+        raise ImageError(f"{path}: `images` holds no images")
     return arr
 
 

@@ -190,9 +190,10 @@ def tokens_from_tiles(tiles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def load_pretrained(spec: str) -> tuple[ModelConfig, dict[str, torch.Tensor], dict]:
     """An exported model (shipped id or folder) as (architecture, state_dict, provenance), for a
     warm start. Only models this trainer can continue are accepted: subpixel vocabulary, square
-    tiles, quick-GELU with a 4x MLP, epsilon 1e-5, no tied head."""
+    tiles, quick-GELU with a 4x MLP, epsilon 1e-5, attention scaled by 1/sqrt(head size) only,
+    no tied head; and the folder must pass the codec's own checks (igc.models.checks)."""
     from igc.errors import UsageError
-    from igc.models.imagegpt import fingerprint_of, read_config, read_tensors, resolve
+    from igc.models.imagegpt import fingerprint_of, load_checked, read_config, resolve
 
     name, folder = resolve(spec)
     config = read_config(folder)
@@ -212,12 +213,17 @@ def load_pretrained(spec: str) -> tuple[ModelConfig, dict[str, torch.Tensor], di
         problems.append(f"layer_norm_epsilon {config.get('layer_norm_epsilon')}")
     if config.get("tie_word_embeddings"):
         problems.append("a tied output head")
+    if config.get("scale_attn_weights", True) is not True:
+        problems.append("unscaled attention (scale_attn_weights false)")
+    if config.get("scale_attn_by_inverse_layer_idx"):
+        problems.append("attention scaled by the layer index")
     if problems:
         raise UsageError(f"--init-from {spec}: this trainer cannot continue a model with "
                          + ", ".join(problems))
+    config, tensors = load_checked(folder)  # types, ranges, shapes, finite weights
     cfg = ModelConfig(width=width, layers=layers, heads=heads, tile=tile)
-    tensors = read_tensors(folder)
-    provenance = {"model": name, "folder": str(folder), "fingerprint": fingerprint_of(tensors)}
+    provenance = {"model": name, "folder": str(folder),
+                  "fingerprint": fingerprint_of(tensors, config)}
     expected = ImageGPT(cfg).state_dict()
     state = {k: v for k, v in tensors.items() if k in expected}
     missing = sorted(set(expected) - set(state))

@@ -181,6 +181,8 @@ class Trainer:
     ):
         if not s.minutes and not s.steps:
             raise UsageError("give a budget: --minutes and/or --steps")
+        if (s.minutes or 0) < 0 or (s.steps or 0) < 0:
+            raise UsageError(f"the budget must be positive: minutes {s.minutes}, steps {s.steps}")
         self.s, self.quiet = s, quiet
         self.out = Path(s.out)
         self.ckpt_path = self.out / "checkpoint.pt"
