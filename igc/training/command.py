@@ -46,7 +46,8 @@ def train(
         list[Path] | None,
         typer.Option(
             help="Training image folder, image file or .npz with `images` (repeatable). "
-            "Default: the shared BSDS500 train/val, Sun-Hays 80 and CIFAR-10 train_first4000."
+            "Default: the shared BSDS500 train/val, Sun-Hays 80, Urban100, McMaster and CIFAR-10 "
+            "train_first4000."
         ),
     ] = None,
     val: Annotated[
