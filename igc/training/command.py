@@ -47,8 +47,8 @@ def train(
         typer.Option(
             help="Training image folder, image file or .npz with `images` (repeatable). "
             "Default: the shared data folder ../shared/data beside the project folder: its "
-            "photos/bsds500/train, photos/bsds500/val, photos/sun_hays80 and "
-            "cifar10/train_first4000.npz."
+            "photos/bsds500/train, photos/bsds500/val, photos/sun_hays80, "
+            "cifar10/train_first4000.npz, photos/urban100 and photos/mcmaster."
         ),
     ] = None,
     val: Annotated[

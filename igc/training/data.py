@@ -32,12 +32,18 @@ def default_data_dir() -> Path:
 
 
 def default_train_paths() -> list[Path]:
+    """BSDS500 train/val and Sun-Hays 80 (JPEGs), CIFAR-10 train_first4000, then Urban100 and
+    McMaster (lossless, no JPEG block statistics), in the order arm (b) of the data ablation
+    used (docs/training.md, "Data ablation"): the two lossless sets helped on Kodak, the
+    photographs igc is judged on, and cost a little on CIFAR-10 and on the JPEG validation tiles."""
     d = default_data_dir()
     return [
         d / "photos/bsds500/train",
         d / "photos/bsds500/val",
         d / "photos/sun_hays80",
         d / "cifar10/train_first4000.npz",
+        d / "photos/urban100",
+        d / "photos/mcmaster",
     ]
 
 
