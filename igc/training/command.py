@@ -136,8 +136,9 @@ def train(
 
 
 def _architecture_of(spec: str) -> dict:
-    """Width, layers, heads and tile of an exported model, checked as the trainer will."""
-    from igc.training.model import load_pretrained
+    """Width, layers, heads and tile of an exported model, from its config (the trainer loads
+    and checks the weights once, later)."""
+    from igc.training.model import pretrained_architecture
 
-    cfg, _, _ = load_pretrained(spec)
+    cfg, _, _ = pretrained_architecture(spec)
     return {"width": cfg.width, "layers": cfg.layers, "heads": cfg.heads, "tile": cfg.tile}

@@ -167,19 +167,21 @@ class Sampler:
         sizes = np.array([len(s) for s in src.stacks], float)
         self._stack_cdf = np.cumsum(sizes / sizes.sum()) if len(sizes) else sizes
         self._stack_starts = stack_starts
+        self._stack_shapes = np.array([st.shape[:3] for st in src.stacks], np.int64).reshape(-1, 3)
+        from igc.training.kernels import cut_tiles  # numba: imported once, not per batch
+
+        self._cut = cut_tiles
 
     def batch(self, n: int) -> np.ndarray:
         """(n, tile, tile, 3) uint8: the small-image tiles first, then the photo tiles (their
         order within a batch does not change its mean loss)."""
-        from igc.training.kernels import cut_tiles
-
         n_small = round(n * self.small_fraction)
         small, photo = self._small_corners(n_small), self._photo_corners(n - n_small)
         corner = np.concatenate([small[0], photo[0]])
         stride = np.concatenate([small[1], photo[1]])
         flip = self.rng.random(n) < 0.5  # horizontal mirror, per tile
         out = np.empty((n, self.tile, self.tile, 3), np.uint8)
-        cut_tiles(self._flat, corner, stride, flip, out)
+        self._cut(self._flat, corner, stride, flip, out)
         return out
 
     def _draw(self, cdf: np.ndarray, n: int) -> np.ndarray:
@@ -201,8 +203,7 @@ class Sampler:
         if not n:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
         which = self._draw(self._stack_cdf, n)
-        shapes = np.array([s.shape[:3] for s in self.src.stacks], np.int64)  # (count, H, W)
-        count, h, w = shapes[which].T
+        count, h, w = self._stack_shapes[which].T  # images, height, width of each draw's stack
         img = rng.integers(count)
         y = rng.integers(h // t) * t
         x = rng.integers(w // t) * t

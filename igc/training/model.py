@@ -187,13 +187,15 @@ def tokens_from_tiles(tiles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.cat([start, targets[:, :-1]], dim=1), targets
 
 
-def load_pretrained(spec: str) -> tuple[ModelConfig, dict[str, torch.Tensor], dict]:
-    """An exported model (shipped id or folder) as (architecture, state_dict, provenance), for a
-    warm start. Only models this trainer can continue are accepted: subpixel vocabulary, square
-    tiles, quick-GELU with a 4x MLP, epsilon 1e-5, attention scaled by 1/sqrt(head size) only,
-    no tied head; and the folder must pass the codec's own checks (igc.models.checks)."""
+def pretrained_architecture(spec: str) -> tuple[ModelConfig, str, Path]:
+    """The architecture of an exported model (shipped id or folder), its id and folder, read
+    from its config alone (the CLI checks `--init-from` before loading any data). Only models
+    this trainer can continue are accepted: subpixel vocabulary, square tiles, quick-GELU with a
+    4x MLP, epsilon 1e-5, attention scaled by 1/sqrt(head size) only, no tied head, and a config
+    that passes the codec's own checks (igc.models.checks)."""
     from igc.errors import UsageError
-    from igc.models.imagegpt import fingerprint_of, load_checked, read_config, resolve
+    from igc.models.checks import check_config
+    from igc.models.imagegpt import read_config, resolve
 
     name, folder = resolve(spec)
     config = read_config(folder)
@@ -220,8 +222,18 @@ def load_pretrained(spec: str) -> tuple[ModelConfig, dict[str, torch.Tensor], di
     if problems:
         raise UsageError(f"--init-from {spec}: this trainer cannot continue a model with "
                          + ", ".join(problems))
-    config, tensors = load_checked(folder)  # types, ranges, shapes, finite weights
-    cfg = ModelConfig(width=width, layers=layers, heads=heads, tile=tile)
+    check_config(config, folder)  # types and ranges
+    return ModelConfig(width=width, layers=layers, heads=heads, tile=tile), name, folder
+
+
+def load_pretrained(spec: str) -> tuple[ModelConfig, dict[str, torch.Tensor], dict]:
+    """An exported model as (architecture, state_dict, provenance), for a warm start: what
+    `pretrained_architecture` accepts, with weights that fit it and are finite."""
+    from igc.errors import UsageError
+    from igc.models.imagegpt import fingerprint_of, load_checked
+
+    cfg, name, folder = pretrained_architecture(spec)
+    config, tensors = load_checked(folder)  # shapes against the config, finite weights
     provenance = {"model": name, "folder": str(folder),
                   "fingerprint": fingerprint_of(tensors, config)}
     expected = ImageGPT(cfg).state_dict()
