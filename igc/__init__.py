@@ -13,6 +13,7 @@ from igc.api import (
     list_models,
     register_plugin,
     report,
+    set_engine,
 )
 from igc.errors import (
     ChecksumError,
@@ -51,4 +52,5 @@ __all__ = [
     "list_models",
     "register_plugin",
     "report",
+    "set_engine",
 ]

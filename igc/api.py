@@ -82,21 +82,25 @@ def compressor(model: str | None = None, **options: Any):
 def compress(image: Image, model: str | None = None, order: str = "interleaved",
              mode: str | None = None, tokenizer: str | None = None,
              coder: str | None = None,
-             progress: Callable[[int, int], None] | None = None) -> bytes:
+             progress: Callable[[int, int], None] | None = None,
+             engine: str | None = None) -> bytes:
     """RGB uint8 (H, W, 3) -> `.igc` bytes. `model`: a registered model's name, or an ImageGPT
     spec (default: the packaged model); `tokenizer`, `coder`: registered names (default: the
     model's tokenizer, the range coder). `mode` applies to palette models: "lossless" (default)
     or "palette" (lossy indices only). `progress(done, total)` is called with the tokens coded
-    so far, before the first model step and after each.
+    so far, before the first model step and after each. `engine`: see `set_engine` (for this
+    call only).
 
     A grayscale (H, W) or (H, W, 1) array is coded as RGB with three equal channels, and
     `decompress` returns it as (H, W, 3); an opaque (H, W, 4) array loses its alpha channel.
     Other shapes and dtypes raise `igc.ImageError` naming them."""
     from igc.core.image import as_rgb_array
+    from igc.models.engines import using_engine
 
     pixels = as_rgb_array(image)
-    made = compressor(model, order=order, mode=mode, tokenizer=tokenizer, coder=coder)
-    return made.compress_with_stats(pixels, progress).data
+    with using_engine(engine):
+        made = compressor(model, order=order, mode=mode, tokenizer=tokenizer, coder=coder)
+        return made.compress_with_stats(pixels, progress).data
 
 
 def _file_bytes(data: Any, caller: str) -> bytes:
@@ -109,13 +113,17 @@ def _file_bytes(data: Any, caller: str) -> bytes:
 
 
 def decompress(data: bytes, model: str | None = None,
-               progress: Callable[[int, int], None] | None = None) -> Image:
+               progress: Callable[[int, int], None] | None = None,
+               engine: str | None = None) -> Image:
     """`.igc` bytes -> RGB pixels (H, W, 3), verified against the checksum stored in the file.
     The model, tokenizer and coder are the ones the header names (or `model`).
-    `progress(done, total)` as for `compress`, with the tokens decoded."""
+    `progress(done, total)` as for `compress`, with the tokens decoded; `engine` as for
+    `compress` (any engine decodes a file any engine wrote)."""
+    from igc.models.engines import using_engine
     from igc.plugins.compose import decompress as decode
 
-    return decode(_file_bytes(data, "igc.decompress"), model, progress=progress)
+    with using_engine(engine):
+        return decode(_file_bytes(data, "igc.decompress"), model, progress=progress)
 
 
 def info(data: bytes) -> dict:
@@ -186,6 +194,15 @@ def register_plugin(plugin: Any, name: str | None = None) -> None:
     error = registry.plugins[name].error
     if error:
         raise PluginError(f"plugin {name!r}: {error}")
+
+
+def set_engine(engine: str | None) -> None:
+    """Which implementation computes numerics 2 in this process: "reference" (plain NumPy,
+    slow), "cpu" (the default) or "cuda". All give the same files, bit for bit, so this is a
+    speed choice like the thread count; files do not record it. None: $IGC_ENGINE or "cpu"."""
+    from igc.models.engines import set_engine as choose
+
+    choose(engine)
 
 
 # -- the benchmark --------------------------------------------------------------------------------
@@ -268,7 +285,7 @@ def check_reporter(name: str) -> None:
 
 
 def speed(model: str | None = None, images: Sequence[str] | None = None, count: int = 2,
-          crop: int | None = 64, seed: int = 0, backends: Sequence[str] = ("hf", "igc"),
+          crop: int | None = 64, seed: int = 0, backends: Sequence[str] = ("hf", "igc", "int"),
           threads: int | None = None, batch: int | None = None, repeat: int = 1,
           progress: Callable[[str], None] | None = None):
     """Subpixels per second of igc's ImageGPT runtime and HuggingFace's on the same model and

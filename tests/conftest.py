@@ -7,7 +7,7 @@ import pytest
 
 
 def make_tiny_model(folder, *, tile: int = 4, width: int = 32, layers: int = 2, heads: int = 4,
-                    seed: int = 0) -> str:
+                    seed: int = 0, scale: float = 1.0) -> str:
     import torch
     from transformers import ImageGPTConfig, ImageGPTForCausalImageModeling
 
@@ -18,6 +18,9 @@ def make_tiny_model(folder, *, tile: int = 4, width: int = 32, layers: int = 2, 
     # Spread the random logits so the model is far from uniform, as a trained one is.
     with torch.no_grad():
         model.lm_head.weight.mul_(20)
+        if scale != 1.0:  # weights far outside training's range (saturation tests)
+            for p in model.parameters():
+                p.mul_(scale)
     model.save_pretrained(folder, safe_serialization=True)
     return str(folder)
 

@@ -101,19 +101,23 @@ def test_norm_gelu_and_softmax_match_their_definitions():
 
 
 # -- the numerics a file records ---------------------------------------------------------------
-def test_new_files_record_the_fused_numerics_and_old_ones_still_decode(tiny_model, rng,
-                                                                       monkeypatch):
+def test_new_files_record_the_integer_numerics_and_old_ones_still_decode(tiny_model, rng,
+                                                                         monkeypatch):
     image = rng.integers(0, 256, (9, 10, 3), dtype=np.uint8)
     new = get_compressor("imagegpt", model=tiny_model).compress(image)
-    assert container.unpack(new)[0].numerics == 1
+    assert container.unpack(new)[0].numerics == 2
     old_comp = get_compressor("imagegpt", model=tiny_model)
     with monkeypatch.context() as m:  # loaded models are shared: undo before the decode
+        m.setattr(old_comp.codec.model, "numerics", 1, raising=False)  # the fused float step
+        fused = old_comp.compress(image)
         m.setattr(old_comp.codec.model, "numerics", 0, raising=False)  # as version 2 files
         header, payload = container.unpack(old_comp.compress(image))
+    assert container.unpack(fused)[0].numerics == 1
     v2 = container.pack(dataclasses.replace(header, version=2), payload)
     assert container.unpack(v2)[0].numerics == 0
     fresh = get_compressor("imagegpt", model=tiny_model)
     np.testing.assert_array_equal(fresh.decompress(v2), image)
+    np.testing.assert_array_equal(fresh.decompress(fused), image)
     np.testing.assert_array_equal(fresh.decompress(new), image)
 
 
@@ -132,7 +136,7 @@ def test_a_backend_without_the_fused_step_refuses_its_files(tiny_model, rng):
 
     data = get_compressor("imagegpt", model=tiny_model).compress(
         rng.integers(0, 256, (8, 8, 3), np.uint8))
-    with pytest.raises(FormatError, match="numerics 1"):
+    with pytest.raises(FormatError, match="numerics 2"):
         NeuralCodec(HFImageGPTModel(tiny_model), RangeCoder()).decode(data)
 
 
@@ -146,4 +150,4 @@ def test_missing_numba_is_a_clear_error(tiny_model, monkeypatch):
     monkeypatch.delattr(igc.models, "kernels", raising=False)
     monkeypatch.setitem(sys.modules, "igc.models.kernels", None)  # as if numba were absent
     with pytest.raises(ModelError, match="needs numba"):
-        model.start(2)
+        model.start(2, numerics=1)

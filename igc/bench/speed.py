@@ -25,7 +25,11 @@ import numpy as np
 from igc.bench.environment import environment
 from igc.errors import IgcError, UsageError
 
-BACKENDS = ("hf", "igc")
+BACKENDS = ("hf", "igc", "int")
+# what each backend computes: HuggingFace's float32 step (numerics 0), igc's fused float step
+# (numerics 1, the files of versions up to the integer numerics), igc's integer step (numerics 2,
+# what new files use) on the engine `--engine` chose
+BACKEND_NUMERICS = {"hf": 0, "igc": 1, "int": 2}
 PHASES = ("estimate", "encode", "decode")
 
 
@@ -41,10 +45,16 @@ class SpeedResult:
 
 
 def load_backend(name: str, spec: str | None):
-    if name == "igc":
+    if name in ("igc", "int"):
         from igc.models.imagegpt import ImageGPTModel
 
-        return ImageGPTModel(spec)
+        model = ImageGPTModel(spec)
+        if name == "igc":
+            model.numerics = 1  # the fused float step, timed as the baseline integers replace
+        elif model.numerics != 2:
+            raise UsageError(f"model {model.name!r} has no integer numerics (quick-GELU models "
+                             "only); time it with --backend hf,igc")
+        return model
     if name == "hf":
         from igc.models.hf_backend import HFImageGPTModel
 
@@ -129,6 +139,14 @@ def measure(images: Sequence[np.ndarray], backends: Sequence[str] = BACKENDS,
     return [best[name, phase] for name in backends for phase in PHASES]
 
 
+def all_ratios(results: Sequence[SpeedResult]) -> dict:
+    """'igc/hf', 'int/hf' and 'int/igc' per phase, for the backends measured."""
+    names = {r.backend for r in results}
+    pairs = [(a, b) for a, b in (("igc", "hf"), ("int", "hf"), ("int", "igc"))
+             if a in names and b in names]
+    return {f"{a}/{b}": ratios(results, a, b) for a, b in pairs}
+
+
 def ratios(results: Sequence[SpeedResult], fast: str = "igc", slow: str = "hf") -> dict:
     """Per phase: speed of `fast` over speed of `slow` (where both were measured)."""
     by = {(r.backend, r.phase): r.subpixels_per_second for r in results}
@@ -155,6 +173,9 @@ class SpeedReport:
     def ratios(self) -> dict:
         return ratios(self.results)
 
+    def all_ratios(self) -> dict:
+        return all_ratios(self.results)
+
     def to_dict(self) -> dict:
         return to_dict(self.results, self.environment)
 
@@ -166,6 +187,8 @@ def run(probe, loaded: Sequence[Any], preprocessing: str, backends: Sequence[str
     model, loaded first so that a bad model fails before any image is read."""
     import torch
 
+    from igc.models.engines import current_engine
+
     pixels = [item.pixels for item in loaded]
     results = measure(pixels, backends, model=model, batch=batch, repeat=repeat, progress=progress)
     r = probe.runtime
@@ -173,7 +196,9 @@ def run(probe, loaded: Sequence[Any], preprocessing: str, backends: Sequence[str
         threads=torch.get_num_threads(),
         dtype="float32",  # arithmetic; the caches below
         kv_cache={"hf": "float32 (DynamicCache)",
-                  "igc": "bfloat16 (numerics 1: igc.models.kernels)"},
+                  "igc": "bfloat16 (numerics 1: igc.models.kernels)",
+                  "int": "int16 (numerics 2: igc.models.integer)"},
+        engine=current_engine(), numerics=BACKEND_NUMERICS,
         model=probe.name, fingerprint=probe.fingerprint, parameters=probe.parameters,
         context=probe.context_length, n_embd=r.n_embd, n_layer=r.n_layer, n_head=r.n_head,
         images=[item.name for item in loaded], preprocessing=preprocessing,
@@ -185,4 +210,4 @@ def to_dict(results: Sequence[SpeedResult], env: dict) -> dict:
     """The `igc speed --json` document: per backend and phase the (best) timing, the igc/hf
     ratios, and where it was measured."""
     return {"results": [asdict(r) for r in results], "ratios_igc_over_hf": ratios(results),
-            "environment": env}
+            "ratios": all_ratios(results), "environment": env}

@@ -8,6 +8,7 @@ import typer
 
 from igc.cli.errors import handle_errors
 from igc.cli.files import (
+    ENGINE,
     FORCE,
     QUIET,
     STDIN,
@@ -55,6 +56,7 @@ def compress(
                                     help="Resize the image to 32×32 first (ImageGPT paper "
                                          "setting; the file holds the resized image)."),
     threads: int = THREADS,
+    engine: str = ENGINE,
     quiet: bool = QUIET,
 ) -> None:
     """Compress images into .igc files (lossless unless --mode palette).
@@ -68,6 +70,7 @@ def compress(
                 looked_for=", ".join(f"*{e}" for e in api.image_extensions()))
     check_outputs(jobs, force=force, out_dir=out_dir, binary="an .igc file")
     api.set_threads(threads or None)
+    api.set_engine(engine)
     reporter = Output(jobs, quiet=quiet)
     comp = None
     if any(not j.error for j in jobs):

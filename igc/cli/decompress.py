@@ -8,6 +8,7 @@ import typer
 
 from igc.cli.errors import handle_errors
 from igc.cli.files import (
+    ENGINE,
     FORCE,
     QUIET,
     STDIN,
@@ -100,6 +101,7 @@ def decompress(
                               help="Model to decode with (default: the one the header names)."),
     force: bool = FORCE,
     threads: int = THREADS,
+    engine: str = ENGINE,
     quiet: bool = QUIET,
 ) -> None:
     """Decode .igc files to PNG images, written only after their checksum matches.
@@ -114,6 +116,7 @@ def decompress(
     check_inputs(jobs)
     check_outputs(jobs, force=force, out_dir=out_dir, binary="PNG data")
     api.set_threads(threads or None)
+    api.set_engine(engine)
     reporter = Output(jobs, quiet=quiet)
 
     def work(job: Job, report: Output) -> list[str]:

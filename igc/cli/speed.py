@@ -23,8 +23,13 @@ def speed(
                              help="Center-crop every image to at most N×N pixels (0 = full)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random pick."),
     threads: int = typer.Option(None, "--threads", help="CPU threads for torch."),
-    backend: str = typer.Option("hf,igc", "--backend", "-b",
-                                help="Comma-separated backends to time: hf, igc."),
+    engine: str = typer.Option(None, "--engine", metavar="NAME",
+                               help="What computes the integer backend (int): reference, cpu or "
+                                    "cuda (default: $IGC_ENGINE, else cpu)."),
+    backend: str = typer.Option("hf,igc,int", "--backend", "-b",
+                                help="Comma-separated backends to time: hf (HuggingFace, float32), igc "
+                                     "(igc's fused float step, numerics 1), int (igc's integer "
+                                     "step, numerics 2: what new files use)."),
     batch: int = typer.Option(None, "--batch", help="Tiles stepped together (codec default)."),
     repeat: int = typer.Option(1, "--repeat", "-r",
                                help="Time everything N times, keep each phase's fastest run "
@@ -33,7 +38,7 @@ def speed(
 ) -> None:
     """Subpixels per second of igc's model runtime against HuggingFace's.
 
-    Times estimate (one parallel pass), encode and decode (round trip checked) for each backend on the same model and images, and prints the igc/hf ratio.
+    Times estimate (one parallel pass), encode and decode (round trip checked) for each backend on the same model and images, and prints their ratios.
     """
     import json
 
@@ -45,6 +50,7 @@ def speed(
     names = [b.strip() for b in backend.split(",") if b.strip()]
     err = Console(stderr=True)
     with err.status("measuring") as status:
+        api.set_engine(engine)
         report = api.speed(model, images, count, crop, seed, names, threads=threads,
                            batch=batch, repeat=repeat,
                            progress=lambda what: status.update(f"measuring {what}"))
@@ -58,24 +64,23 @@ def speed(
         table.add_column("phase")
         for name in names:
             table.add_column(name, justify="right")
-        both = "hf" in names and "igc" in names
-        if both:
-            table.add_column("igc/hf", justify="right")
+        ratio = report.all_ratios()
+        for pair in ratio:
+            table.add_column(pair, justify="right")
         by = {(r.backend, r.phase): r for r in results}
-        ratio = report.ratios()
         for phase in report.phases:
             cells = []
             for name in names:
                 r = by[name, phase]
                 mark = " ✗" if r.roundtrip_ok is False else ""
                 cells.append(f"{r.subpixels_per_second:,.0f}{mark}")
-            if both:
-                cells.append(f"{ratio[phase]:.1f}×")
+            cells += [f"{ratio[pair][phase]:.2f}×" for pair in ratio]
             table.add_row(phase, *cells)
         Console().print(table)
         load = env.get("load_average_1min")
         Console().print(f"device {env['device']} ({env['cpu']}), threads {env['threads']}, "
-                        f"dtype {env['dtype']} (igc's key/value cache bfloat16), "
+                        f"igc: numerics 1 (float32, bfloat16 key/value cache); int: numerics 2 "
+                        f"on engine {env['engine']}; "
                         f"lanes {env['lanes']}"
                         + (f", load average {load}" if load else ""))
     if failed:

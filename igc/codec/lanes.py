@@ -73,6 +73,9 @@ class LaneStepper:
     def __init__(self, model, rows: int, lane: int, steps: int, pool: Executor | None,
                  numerics: int = 0) -> None:
         self.model = model
+        batched = getattr(model, "batched_engine", None)
+        if batched is not None and batched(numerics):
+            lane = rows  # a GPU engine steps the whole batch as one state
         self.lanes = split(rows, lane)
         self.states = [model.start(sl.stop - sl.start, steps, numerics) for sl in self.lanes]
         self.pool = pool if len(self.lanes) > 1 else None

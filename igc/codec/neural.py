@@ -30,6 +30,7 @@ from igc.core.types import Image, TokenizedImage
 from igc.errors import ChecksumError, FormatError, ImageError, ModelMismatchError, UsageError
 
 DEFAULT_BATCH = 256
+GPU_BATCH = 4096  # tiles a GPU engine steps at once when encoding (the header records the batch)
 REGIONS = 8
 # progress(done, total): tokens coded so far and in all, called once before the first step and
 # after every step (the CLI draws its progress bar from it; this layer knows nothing of rich)
@@ -120,9 +121,19 @@ class NeuralCodec:
         batch = batch or self.batch
         return [slice(i, min(i + batch, n_tiles)) for i in range(0, n_tiles, batch)]
 
+    def batch_for(self, n_tiles: int) -> int:
+        """Tiles per batch for encoding an image of `n_tiles` tiles (the header records it):
+        the codec's batch, or with a GPU engine every tile of the image (up to GPU_BATCH), which
+        is what lets the GPU step them all at once. Numerics 2 computes each tile's frequencies
+        independently of its batch, so any decoder reads either."""
+        batched = getattr(self.model, "batched_engine", None)
+        if self.batch == DEFAULT_BATCH and batched is not None and batched(self.model.numerics):
+            return max(self.batch, min(n_tiles, GPU_BATCH))
+        return self.batch
+
     def lane_for(self, n_tiles: int) -> int:
         """Tiles per lane for an image of `n_tiles` tiles (the header records it)."""
-        return lane_for(n_tiles, self.batch, self.lane)
+        return lane_for(n_tiles, self.batch_for(n_tiles), self.lane)
 
     def _steps(self, layout: TokenizedImage) -> int:
         """Positions to step through: up to the last coded position of any tile."""
@@ -137,7 +148,7 @@ class NeuralCodec:
         bits = 0.0
         steps = self._steps(tok)
         lane = self.lane_for(len(tok.tokens))
-        batches = self._batches(len(tok.tokens))
+        batches = self._batches(len(tok.tokens), self.batch_for(len(tok.tokens)))
         count = _Counter(progress, int(tok.coded.sum()))
         with lane_pool(-(-(batches[0].stop - batches[0].start) // lane)) as pool:
             for sl in batches:
@@ -183,7 +194,7 @@ class NeuralCodec:
             height=tok.height, width=tok.width, tile=tok.tile,
             model_id=self.model.name, fingerprint=self.fingerprint,
             checksum=pixel_checksum(image), region_checks=region_checks(tok.tokens),
-            payload_length=payload_length, batch=self.batch, lane=self.lane_for(len(tok.tokens)),
+            payload_length=payload_length, batch=self.batch_for(len(tok.tokens)), lane=self.lane_for(len(tok.tokens)),
             tokenizer=self.tokenizer.name, order=self.order, residual=self.residual,
             coder=self.coder.name, precision=self.coder.precision,
             numerics=self.model.numerics, model_plugin=self.plugin,

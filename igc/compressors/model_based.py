@@ -28,7 +28,7 @@ class ModelCompressor:
                 "parameters": getattr(self.model, "parameters", None),
                 "tile": self.codec.tokenizer.tile, "tokenizer": self.codec.tokenizer.name,
                 "mode": self.codec.mode, "plugin": self.codec.plugin,
-                "coder": self.codec.coder.name}
+                "coder": self.codec.coder.name, **numerics_info(self.model)}
 
     def compress(self, image: Image) -> bytes:
         return self.codec.encode(image).data
@@ -43,3 +43,20 @@ class ModelCompressor:
 
     def decompress(self, data: bytes, progress: Progress | None = None) -> Image:
         return self.codec.decode(data, progress)
+
+
+NUMERICS_NAMES = {0: "float32 torch step", 1: "fused float kernels", 2: "integer"}
+
+
+def numerics_info(model) -> dict:
+    """Which numerics codes this model's files (and, for numerics 2, which engine computes it):
+    a bench row says how its bits were computed."""
+    numerics = getattr(model, "numerics", None)
+    if numerics is None:
+        return {}
+    out = {"numerics": numerics, "numerics_name": NUMERICS_NAMES.get(numerics, "plugin")}
+    if numerics == 2 and hasattr(model, "integer_model"):
+        from igc.models.engines import current_engine
+
+        out["engine"] = current_engine()
+    return out

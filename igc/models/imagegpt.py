@@ -144,6 +144,18 @@ def load_checked(folder: Path) -> tuple[dict, dict]:
     return config, tensors
 
 
+TOTAL_BITS = 24  # igc.models.integer.TOTAL_BITS: numerics 2's frequencies sum to 2**24
+
+
+class IntegerState:
+    """A numerics-2 engine and its state for one batch (lane) of sequences."""
+
+    __slots__ = ("engine", "inner")
+
+    def __init__(self, engine, inner) -> None:
+        self.engine, self.inner = engine, inner
+
+
 class ImageGPTModel:
     """An ImageGPT checkpoint behind igc's `Model` protocol."""
 
@@ -174,8 +186,38 @@ class ImageGPTModel:
             return f"needs {', '.join(missing)}: pip install 'igc-codec[model]'"
         return None
 
-    numerics = 1  # written into each file's header: igc.models.runtime.NUMERICS_FUSED
-    numerics_supported = (0, 1)  # 0: the torch step of format versions 1-2
+    numerics_supported = (0, 1, 2)  # 0: the torch step of format versions 1-2; 1: fused floats
+
+    @cached_property
+    def numerics(self) -> int:
+        """What new files record: 2 (integers, igc.models.integer) for every model it computes
+        (quick-GELU ones), else 1 (the fused float step)."""
+        return 2 if self.runtime.act_name == "quick_gelu" else 1
+
+    @cached_property
+    def integer_model(self):
+        """The quantized model numerics 2 computes with (derived from the weights at load, the
+        same integers on every machine)."""
+        from igc.models.integer import quantize
+
+        return quantize(self.runtime)
+
+    def engine(self, name: str | None = None):
+        """The numerics-2 engine `name` (default: the process's, igc.models.engines), made once."""
+        from igc.models.engines import current_engine, make_engine
+
+        name = name or current_engine()
+        cache = self.__dict__.setdefault("_engines", {})
+        if name not in cache:
+            cache[name] = make_engine(name, self.integer_model)
+        return cache[name]
+
+    def batched_engine(self, numerics: int) -> bool:
+        """True when one state should hold every tile of a batch (a GPU engine): numerics 2's
+        frequencies do not depend on how tiles are grouped, so lanes may be ignored."""
+        from igc.models.engines import current_engine
+
+        return numerics == 2 and current_engine() == "cuda"
 
     @cached_property
     def parameters(self) -> int:
@@ -226,12 +268,19 @@ class ImageGPTModel:
 
     def start(self, batch: int, length: int | None = None, numerics: int | None = None):
         """`numerics`: which step computes the probabilities (a file's header names it);
-        default: the fused kernels, which every new file uses."""
-        return self.runtime.start(batch, length, self.numerics if numerics is None else numerics)
+        default: what new files use (`numerics`)."""
+        numerics = self.numerics if numerics is None else numerics
+        if numerics == 2:
+            engine = self.engine()
+            return IntegerState(engine, engine.start(batch, length))
+        return self.runtime.start(batch, length, numerics)
 
     def step(self, state, tokens: np.ndarray) -> np.ndarray:
         from igc.models.runtime import FusedState, one_thread
 
+        if isinstance(state, IntegerState):
+            freqs = state.engine.step(state.inner, np.ascontiguousarray(tokens, dtype=np.int64))
+            return np.ldexp(freqs.astype(np.float64), -TOTAL_BITS)  # exact: integers < 2**53
         if isinstance(state, FusedState):
             return self.runtime.step_probs(state, np.ascontiguousarray(tokens, dtype=np.int64))
         torch = self._torch

@@ -26,6 +26,9 @@ def model_note(name: str, info: dict, summary: dict | None) -> str:
         parts.append(f"{info['mode']} tokens")
     if info.get("coder") not in (None, "range"):
         parts.append(f"coder {info['coder']}")
+    if info.get("numerics") is not None:
+        engine = f", engine {info['engine']}" if info.get("engine") else ""
+        parts.append(f"numerics {info['numerics']}: {info.get('numerics_name', '')}{engine}")
     text = f"{name}: model {info['model']} ({', '.join(parts)})"
     s = summary or {}
     if s.get("model_bits_per_subpixel") is not None:
