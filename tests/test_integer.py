@@ -198,3 +198,24 @@ def test_committed_numerics_2_fixture_decodes_with_every_cpu_engine():
     ref = igc.decompress(data, engine="reference")
     np.testing.assert_array_equal(igc.decompress(data, engine="cpu"), ref)
     assert igc.decompress(data).shape == (16, 16, 3)
+
+
+def test_several_files_step_as_one_batch_and_decode_exactly(tiny_model, rng):
+    """decode_many steps every tile of every file together (what a GPU engine is for); the
+    pixels equal each file's own decode, and a corrupted file still fails its checksum."""
+    from igc.api import get_compressor
+    from igc.errors import ChecksumError, FormatError
+    from igc.models.engines import using_engine
+
+    comp = get_compressor("imagegpt", model=tiny_model)
+    images = [rng.integers(0, 256, shape, dtype=np.uint8) for shape in
+              [(9, 10, 3), (4, 4, 3), (13, 7, 3)]]
+    with using_engine("reference"):
+        datas = [comp.compress(im) for im in images]
+        out = comp.codec.decode_many(datas)
+        for got, im in zip(out, images, strict=True):
+            np.testing.assert_array_equal(got, im)
+        bad = bytearray(datas[2])
+        bad[-3] ^= 0x40
+        with pytest.raises((ChecksumError, FormatError)):
+            comp.codec.decode_many([datas[0], bytes(bad)])

@@ -13,6 +13,7 @@ subpixel's exact value (igc/codec/residual.py).
 
 from __future__ import annotations
 
+import itertools
 import math
 import zlib
 from collections.abc import Callable
@@ -286,6 +287,61 @@ class NeuralCodec:
                 block[pad, t] = block[rows[pad], source[pad, t]]
             prev = block[:, t]
 
+    def decode_many(self, datas: list[bytes]) -> list[Image]:
+        """Several files' pixels. Where numerics 2 lets tiles be grouped freely and every file
+        is one batch (as a GPU engine encodes), the tiles of all files are stepped as one batch,
+        each file range-decoded from its own stream: one model step serves every image, which is
+        what fills a GPU. Otherwise the files are decoded one by one."""
+        parsed = [container.unpack(d) for d in datas]
+        for header, _ in parsed:
+            self.check_model(header)
+        layouts = [self.tokenizer.layout(h.height, h.width) for h, _ in parsed]
+        together = (len(datas) > 1 and not self.residual
+                    and all(h.numerics == 2 and h.batch >= len(lay.tokens)
+                            for (h, _), lay in zip(parsed, layouts, strict=True)))
+        if not together:
+            return [self.decode(d) for d in datas]
+        decoders = [conform(self.coder.decoder(payload), SymbolDecoder,
+                            f"coder {self.coder.name!r}'s decoder") for _, payload in parsed]
+        tokens = np.concatenate([lay.tokens for lay in layouts])
+        coded = np.concatenate([lay.coded for lay in layouts])
+        source = np.concatenate([lay.pad_source for lay in layouts])
+        bounds = np.cumsum([0] + [len(lay.tokens) for lay in layouts])
+        files = [slice(int(a), int(b)) for a, b in itertools.pairwise(bounds)]
+        steps = max(self._steps(lay) for lay in layouts)
+        rows = np.arange(len(tokens))
+        lane = lane_for(len(tokens), len(tokens))
+        with lane_pool(-(-len(tokens) // lane)) as pool:
+            stepper = LaneStepper(self.model, len(tokens), lane, steps, pool, 2)
+            prev = np.full(len(tokens), self.tokenizer.start_token, dtype=np.int64)
+            for t in range(steps):
+                probs = stepper.step(prev)
+                for sl, decoder in zip(files, decoders, strict=True):
+                    mask = coded[sl, t]
+                    if mask.any():
+                        tokens[sl][mask, t] = decoder.decode(probs[sl][mask])
+                pad = ~coded[:, t]
+                if pad.any():
+                    tokens[pad, t] = tokens[rows[pad], source[pad, t]]
+                prev = tokens[:, t]
+        return [self._verified(self.tokenizer.decode(tokens[sl], header.height, header.width),
+                               tokens[sl], header)
+                for sl, (header, _) in zip(files, parsed, strict=True)]
+
+    @staticmethod
+    def _verified(image: Image, tokens: np.ndarray, header: container.Header) -> Image:
+        """`image` if it matches the header's checksum, else ChecksumError naming the tile
+        regions that differ: a decoder never returns pixels it has not checked."""
+        if pixel_checksum(image) != header.checksum:
+            regions = region_checks(tokens)
+            bad = [i + 1 for i, (a, b) in enumerate(zip(regions, header.region_checks,
+                                                        strict=False)) if a != b]
+            where = (f" in tile region(s) {', '.join(map(str, bad))} of {len(regions)} (tiles in "
+                     "raster order)") if bad else ""
+            raise ChecksumError(f"decoded pixels fail the checksum{where}: the file is corrupted "
+                                "or was decoded on a machine that computes the model differently")
+        return image
+
     def decode(self, data: bytes, progress: Progress | None = None) -> Image:
         """The pixels of an `.igc` file, checked against its checksum; `progress(done, total)`
         follows the tokens decoded."""
@@ -297,12 +353,4 @@ class NeuralCodec:
         image = self.tokenizer.decode(tokens, header.height, header.width)
         if self.residual:
             image = residual.decode(image, decoder)
-        if pixel_checksum(image) != header.checksum:
-            regions = region_checks(tokens)
-            bad = [i + 1 for i, (a, b) in enumerate(zip(regions, header.region_checks,
-                                                        strict=False)) if a != b]
-            where = (f" in tile region(s) {', '.join(map(str, bad))} of {len(regions)} (tiles in "
-                     "raster order)") if bad else ""
-            raise ChecksumError(f"decoded pixels fail the checksum{where}: the file is corrupted "
-                                "or was decoded on a machine that computes the model differently")
-        return image
+        return self._verified(image, tokens, header)
