@@ -183,13 +183,15 @@ def test_speed_cli_json(tiny_model):
     assert out.exit_code == 0, out.output
     data = json.loads(out.stdout)
     got = {(r["backend"], r["phase"]) for r in data["results"]}
-    assert got == {(b, p) for b in ("hf", "igc") for p in ("estimate", "encode", "decode")}
+    assert got == {(b, p) for b in ("hf", "igc", "int") for p in ("estimate", "encode", "decode")}
     assert all(r["subpixels_per_second"] > 0 for r in data["results"])
     assert all(r["roundtrip_ok"] for r in data["results"] if r["phase"] == "decode")
     env = data["environment"]
     assert env["device"] == "cpu" and env["threads"] == 1 and env["dtype"] == "float32"
     assert env["lanes"] == ["4/2"]  # an 8×8 crop in 4×4 tiles: 4 tiles in two lanes of 2
     assert set(data["ratios_igc_over_hf"]) == {"estimate", "encode", "decode"}
+    assert set(data["ratios"]) == {"igc/hf", "int/hf", "int/igc"}
+    assert env["numerics"] == {"hf": 0, "igc": 1, "int": 2} and env["engine"] == "cpu"
 
 
 def test_speed_cli_rejects_unknown_backend(tiny_model):

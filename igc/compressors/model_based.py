@@ -52,8 +52,8 @@ def numerics_info(model) -> dict:
     """Which numerics codes this model's files (and, for numerics 2, which engine computes it):
     a bench row says how its bits were computed."""
     numerics = getattr(model, "numerics", None)
-    if numerics is None:
-        return {}
+    if numerics is None or len(getattr(model, "numerics_supported", ())) < 2:
+        return {}  # a model with one step (a plugin's, HuggingFace's): nothing to choose
     out = {"numerics": numerics, "numerics_name": NUMERICS_NAMES.get(numerics, "plugin")}
     if numerics == 2 and hasattr(model, "integer_model"):
         from igc.models.engines import current_engine
