@@ -1,0 +1,275 @@
+"""Numerics 2 on a GPU: TorchEngine's frequencies checked bit for bit, then its decode speed timed.
+
+    python scripts/cuda_check.py [--model DIR] [--seconds 120] [--device cuda] [--json out.json]
+
+For the default model and for `--model` (a model folder or shipped name, optional), on a
+photo-like image of --width x --height (default 768x512, Kodak's size: 1,536 tiles), or --image:
+
+* `reference`: the first --ref-steps steps of --tiles tiles on the device equal ReferenceEngine's
+  (NumPy int64, the definition);
+* `cpu`: all steps of those tiles on the device (CUDA graphs) equal TorchEngine on the CPU, and
+  so do the device's steps without graphs;
+* `all`: the device's one-shot `frequencies_all` over those tiles equals its stepping;
+* `timing`: every tile of the image stepped as one batch over all positions, with CUDA graphs
+  and without (each run stopped after --seconds / 3), and `frequencies_all` over every tile
+  (the encoder's pass): seconds per step and subpixels per second (one subpixel per tile per
+  step). The graph run's `first_pass` includes capturing each span's graph once; `steady`
+  leaves those steps out.
+
+Prints one JSON line (the last line of output); `ok` is true when every check passed. Checks
+that fail or raise are recorded and the others still run. `--device cpu` runs it all on the CPU
+(CI runs it so, on a tiny image).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np
+import torch
+
+
+def photo_like(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """Smooth gradients, edges and mild noise: a stand-in photo (no image files needed)."""
+    r = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w].astype(np.float64)
+    base = np.stack([x * 0.3 + y * 0.1 + 40 * np.sin(y / 23.0),
+                     128 + 60 * np.sin(x / 17.0) * np.cos(y / 29.0),
+                     y * 0.4 + 40 + 30 * ((x // 64 + y // 64) % 2)], axis=-1)
+    return np.clip(base + r.normal(0, 4, (h, w, 3)), 0, 255).astype(np.uint8)
+
+
+def load_image(args) -> np.ndarray:
+    if args.image:
+        from PIL import Image
+
+        with Image.open(args.image) as im:
+            return np.asarray(im.convert("RGB"))
+    return photo_like(args.height, args.width)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def run_check(results: dict, name: str, fn) -> None:
+    t0 = time.perf_counter()
+    try:
+        out = fn()
+        results[name] = {"ok": bool(out.pop("ok", True)), **out}
+    except Exception as exc:  # recorded: the other checks still run
+        results[name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}",
+                         "trace": traceback.format_exc(limit=4)[-1500:]}
+    results[name]["seconds"] = round(time.perf_counter() - t0, 2)
+
+
+def step_all(engine, tiles: np.ndarray, steps: int) -> np.ndarray:
+    """(T, steps, V) frequencies of stepping `tiles` from the start token."""
+    st = engine.start(len(tiles), tiles.shape[1])
+    ids = np.full(len(tiles), 256, np.int64)
+    out = []
+    for p in range(steps):
+        out.append(engine.step(st, ids))
+        ids = tiles[:, p]
+    return np.stack(out, 1)
+
+
+def first_difference(a: np.ndarray, b: np.ndarray) -> dict:
+    if a.shape != b.shape:
+        return {"ok": False, "shapes": [list(a.shape), list(b.shape)]}
+    bad = np.argwhere(a != b)
+    if len(bad) == 0:
+        return {"ok": True}
+    return {"ok": False, "differing": len(bad), "first": bad[0].tolist(),
+            "max_abs": int(np.abs(a - b).max())}
+
+
+def time_stepping(engine, tokens: np.ndarray, budget: float) -> dict:
+    """All tiles as one batch, fed on the device (no host copies), until done or out of time."""
+    dev = engine.device
+    b, length = tokens.shape
+    toks = torch.from_numpy(tokens).to(dev)
+    start = torch.full((b,), 256, dtype=torch.long, device=dev)
+    sync(dev)
+    t0 = time.perf_counter()
+    st = engine.start(b, length)
+    sync(dev)
+    alloc = time.perf_counter() - t0
+    spans = set()
+    new_span_time, steady_time, steady_steps = 0.0, 0.0, 0
+    t_begin = time.perf_counter()
+    done = 0
+    for p in range(length):
+        span = engine.span(p, length)
+        fresh = engine.graph and span not in spans
+        t1 = time.perf_counter()
+        engine.step_tensor(st, start if p == 0 else toks[:, p - 1])
+        if fresh or p % 32 == 31 or p == length - 1:
+            sync(dev)
+        done = p + 1
+        if fresh:
+            new_span_time += time.perf_counter() - t1
+            spans.add(span)
+        if time.perf_counter() - t_begin > budget:
+            break
+    sync(dev)
+    total = time.perf_counter() - t_begin
+    steady_time = total - new_span_time
+    steady_steps = done - (len(spans) if engine.graph else 0)
+    out = {"tiles": b, "steps": done, "of": length, "cache_alloc_s": round(alloc, 3),
+           "first_pass_s": round(total, 3),
+           "first_pass_subpixels_per_s": round(b * done / total),
+           "ms_per_step": round(1e3 * total / done, 3)}
+    if engine.graph:
+        out.update(graphs=len(spans), capture_steps_s=round(new_span_time, 3))
+    if steady_steps > 0:
+        out.update(steady_ms_per_step=round(1e3 * steady_time / steady_steps, 3),
+                   steady_subpixels_per_s=round(b * steady_steps / steady_time))
+    if dev.type == "cuda":
+        out["max_memory_gb"] = round(torch.cuda.max_memory_allocated(dev) / 2**30, 2)
+    del st
+    return out
+
+
+def time_all(engine, tokens: np.ndarray, budget: float) -> dict:
+    """frequencies_all over as many rows as the budget allows (chunks the engine picks)."""
+    dev = engine.device
+    b, length = tokens.shape
+    chunk = engine.rows_per_chunk(b, length)
+    t0 = time.perf_counter()
+    rows = 0
+    while rows < b and time.perf_counter() - t0 < budget:
+        engine.frequencies_all(tokens[rows : rows + chunk])
+        rows = min(b, rows + chunk)
+    sync(dev)
+    dt = time.perf_counter() - t0
+    return {"rows": rows, "of": b, "chunk": chunk, "s": round(dt, 3),
+            "subpixels_per_s": round(rows * length / dt)}
+
+
+def check_model(spec: str | None, args, image: np.ndarray) -> dict:
+    from igc.core.tokenizer import SubpixelTokenizer
+    from igc.models.imagegpt import ImageGPTModel
+    from igc.models.integer import ReferenceEngine, quantize
+    from igc.models.integer_torch import TorchEngine
+
+    res: dict = {}
+    t0 = time.perf_counter()
+    model = ImageGPTModel(spec)
+    q = quantize(model.runtime)
+    res["model"] = {"id": spec or "default", "n_embd": q.n_embd, "n_head": q.n_head,
+                    "n_layer": len(q.layers), "context": q.n_positions, "digest": q.digest,
+                    "load_s": round(time.perf_counter() - t0, 2)}
+    tokens = SubpixelTokenizer(model=model).encode(image).tokens
+    length = tokens.shape[1]
+    pick = np.linspace(0, len(tokens) - 1, min(args.tiles, len(tokens))).round().astype(int)
+    tiles = tokens[np.unique(pick)]
+    dev = torch.device(args.device)
+    eng = TorchEngine(q, dev, span_step=args.span_step)
+    res["engine"] = {"name": eng.name, "graph": eng.graph, "span_step": eng.span_step,
+                     "fast_linears": sum(x.fast for lay in eng.layers
+                                         for x in (lay.qkv, lay.proj, lay.fc, lay.mlp_proj))
+                     + eng.head.fast, "linears": 4 * len(eng.layers) + 1}
+    stepped: dict = {}
+
+    def reference():
+        n = min(args.ref_steps, length)
+        ref = step_all(ReferenceEngine(q), tiles, n)
+        dev_f = step_all(eng, tiles, n)
+        return {"steps": n, "tiles": len(tiles), **first_difference(dev_f, ref)}
+
+    def cpu():
+        dev_f = step_all(eng, tiles, length)
+        stepped["device"] = dev_f
+        cpu_f = step_all(TorchEngine(q, "cpu", span_step=args.span_step), tiles, length)
+        out = {"steps": length, "tiles": len(tiles), **first_difference(dev_f, cpu_f)}
+        if eng.cuda:  # the same on the device without graphs
+            plain = TorchEngine(q, dev, graph=False, span_step=args.span_step)
+            nograph = first_difference(step_all(plain, tiles, length), dev_f)
+            out["no_graph_equal"] = nograph["ok"]
+            out["ok"] = out["ok"] and nograph["ok"]
+        return out
+
+    def all_():
+        dev_f = stepped.get("device")
+        if dev_f is None:
+            dev_f = step_all(eng, tiles, length)
+        return {"tiles": len(tiles), **first_difference(eng.frequencies_all(tiles), dev_f)}
+
+    run_check(res, "reference", reference)
+    run_check(res, "cpu", cpu)
+    run_check(res, "all", all_)
+
+    def timing():
+        out = {}
+        budget = args.seconds / 3
+        for graph in ([True, False] if eng.cuda else [False]):
+            e = TorchEngine(q, dev, graph=graph, span_step=args.span_step)
+            out["graph" if graph else "no_graph"] = time_stepping(e, tokens, budget)
+            del e
+            if dev.type == "cuda":
+                torch.cuda.empty_cache()
+        out["frequencies_all"] = time_all(eng, tokens, budget)
+        return out
+
+    if not args.no_timing:
+        run_check(res, "timing", timing)
+    res["ok"] = all(v.get("ok", True) for v in res.values() if isinstance(v, dict))
+    return res
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", help="a model folder (or shipped name) checked after the default")
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--seconds", type=float, default=120.0,
+                    help="time for each model's timing runs, all three together")
+    ap.add_argument("--width", type=int, default=768)
+    ap.add_argument("--height", type=int, default=512)
+    ap.add_argument("--image", help="an image file instead of the synthetic photo")
+    ap.add_argument("--tiles", type=int, default=4, help="tiles for the bit-for-bit checks")
+    ap.add_argument("--ref-steps", type=int, default=12, help="steps checked against NumPy")
+    ap.add_argument("--span-step", type=int, default=64)
+    ap.add_argument("--no-default", action="store_true", help="check --model only")
+    ap.add_argument("--no-timing", action="store_true")
+    ap.add_argument("--json", type=Path, help="also write the results here")
+    args = ap.parse_args(argv)
+
+    out: dict = {"device": args.device, "torch": torch.__version__}
+    if args.device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            out.update(ok=False, error="CUDA is not available")
+            print(json.dumps(out))
+            return 1
+        out["gpu"] = torch.cuda.get_device_name(torch.device(args.device))
+    image = load_image(args)
+    out["image"] = list(image.shape)
+    specs = ([] if args.no_default else [None]) + ([args.model] if args.model else [])
+    out["models"] = []
+    for spec in specs:
+        try:
+            res = check_model(spec, args, image)
+        except Exception as exc:
+            res = {"model": {"id": spec or "default"}, "ok": False,
+                   "error": f"{type(exc).__name__}: {exc}",
+                   "trace": traceback.format_exc(limit=4)[-1500:]}
+        out["models"].append(res)
+        print(json.dumps(res), file=sys.stderr, flush=True)  # progress, model by model
+    out["ok"] = bool(out["models"]) and all(m["ok"] for m in out["models"])
+    line = json.dumps(out)
+    if args.json:
+        args.json.write_text(line + "\n")
+    print(line, flush=True)
+    return 0 if out["ok"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

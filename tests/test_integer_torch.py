@@ -1,0 +1,217 @@
+"""igc.models.integer_torch: TorchEngine gives ReferenceEngine's frequencies bit for bit, stepping
+and in one pass over whole sequences, on the CPU here and on CUDA where there is one."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import make_tiny_model, smooth_image
+
+torch = pytest.importorskip("torch")
+
+from igc.errors import ModelError  # noqa: E402
+from igc.models import integer as I  # noqa: E402
+from igc.models import integer_torch as T  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+
+
+# -- rules --------------------------------------------------------------------------------
+def test_shift_round_int_is_numpys_for_every_shift():
+    rng = np.random.default_rng(0)
+    v = np.concatenate([rng.integers(-(1 << 62), 1 << 62, 3000), rng.integers(-300, 300, 3000),
+                        [0, 1, -1, (1 << 62) - 1, -(1 << 62), (1 << 63) - 1, -(1 << 63)]])
+    s = rng.integers(-70, 71, len(v))
+    for lim in (I.LIM, I.SCORE_LIM):
+        want = I.shift_round(v, s, lim)
+        got = T._shift_round_int(torch.from_numpy(v), torch.from_numpy(s), lim).numpy()
+        assert np.array_equal(got, want)
+
+
+def test_isqrt_is_exact_next_to_squares():
+    k = np.concatenate([np.arange(1, 2000), np.random.default_rng(1).integers(1, 1 << 31, 3000),
+                        [(1 << 31) - 1, math.isqrt((1 << 62) - 1)]]).astype(np.int64)
+    n = np.concatenate([k * k - 1, k * k, k * k + 1, 2 * k * k, [0, (1 << 62) - 1]])
+    n = n[(n >= 0) & (n < 1 << 62)]
+    got = T.TorchEngine._isqrt(torch.from_numpy(n)).numpy()
+    assert got.tolist() == [math.isqrt(int(x)) for x in n]
+
+
+def test_flat_exp_table_is_exp2_neg():
+    z = np.concatenate([np.arange(0, T.ZCAP + 5000), [1 << 20, 1 << 30, (1 << 31) + 5]])
+    flat = T._exp_flat()
+    assert np.array_equal(flat[np.minimum(z, T.ZCAP)], I.exp2_neg(z))
+    assert flat[0] == 1 << I.EXP_BITS and flat[1] < flat[0]  # 2**30 only where z == 0
+
+
+# -- whole models ---------------------------------------------------------------------------
+def _tiny(tmp_path_factory, name, tweak=None, eps=None, **shape):
+    from igc.models.imagegpt import ImageGPTModel
+
+    model = ImageGPTModel(make_tiny_model(tmp_path_factory.mktemp(name), **shape))
+    rt = model.runtime
+    if eps is not None:
+        rt.eps = eps
+    if tweak is not None:
+        with torch.no_grad():
+            tweak(rt)
+    return I.quantize(rt)
+
+
+def _saturating(rt):  # activations and products at every limit (LIM, ACT_MAX)
+    rt.wte.mul_(1e7)
+    for lay in rt.layers:
+        for w in (lay.c_attn_w, lay.c_attn_b):
+            w.mul_(1e6)
+        lay.fc_w.mul_(1e3)
+        lay.mlp_proj_w.mul_(1e4)
+        lay.c_proj_w.mul_(1e4)
+
+
+def _huge_qk(rt):  # queries and keys near 2**40: narrow shifts of 26, scores the reference zeroes
+    c = rt.n_embd
+    for lay in rt.layers:
+        lay.c_attn_w[:, : 2 * c].mul_(3e8)
+        lay.c_attn_b[: 2 * c].mul_(3e8)
+
+
+def _extreme_scales(rt):  # weight scales outside the float path: the int64 rule runs instead
+    for lay in rt.layers:
+        lay.mlp_proj_w.mul_(1e-14)  # shifts above 52
+        lay.c_proj_w[:, :4].mul_(1e26)  # shifts below -40
+        lay.fc_w[:, 3] = 0  # an all-zero column
+    rt.lm_head_t[:, :7].mul_(1e-16)
+
+
+def _zero_inputs(rt):
+    rt.wte.zero_()
+    rt.wpe.zero_()
+
+
+MODELS = {  # name: (shape, tweak, eps, batch, span_step)
+    "w32h4": (dict(width=32, heads=4, layers=2), None, None, 5, 8),
+    "w16h1": (dict(width=16, heads=1, layers=1, seed=3), None, None, 1, None),
+    "w48h3": (dict(width=48, heads=3, layers=2, seed=4), None, None, 2, 16),
+    "saturating": (dict(seed=5), _saturating, None, 3, 8),
+    "huge-qk": (dict(seed=6), _huge_qk, None, 2, 8),
+    "extreme-scales": (dict(seed=7), _extreme_scales, None, 2, 8),
+    "big-eps": (dict(seed=8), None, 1e3, 2, 8),
+    "zero-inputs": (dict(seed=9), _zero_inputs, 0.0, 1, 8),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(MODELS))
+def case(request, tmp_path_factory):
+    shape, tweak, eps, batch, span = MODELS[request.param]
+    q = _tiny(tmp_path_factory, request.param, tweak, eps, **shape)
+    tokens = np.random.default_rng(len(request.param)).integers(0, 256, (batch, q.n_positions))
+    return request.param, q, tokens, span
+
+
+def _step_all(engine, tokens: np.ndarray) -> np.ndarray:
+    st = engine.start(len(tokens), tokens.shape[1])
+    ids, out = np.full(len(tokens), 256), []
+    for p in range(tokens.shape[1]):
+        out.append(engine.step(st, ids))
+        ids = tokens[:, p]
+    return np.stack(out, 1)
+
+
+def test_stepping_and_one_pass_equal_the_reference(case):
+    name, q, tokens, span = case
+    want = _step_all(I.ReferenceEngine(q), tokens)
+    eng = T.TorchEngine(q, "cpu", span_step=span)
+    assert np.array_equal(_step_all(eng, tokens), want), name
+    assert np.array_equal(eng.frequencies_all(tokens, chunk=2), want), name
+    assert np.array_equal(eng.frequencies_all(tokens[:, :7]), want[:, :7]), name
+
+
+def test_the_cases_reach_the_paths_they_are_for(tmp_path_factory):
+    """Each adversarial model exercises what it is named for (else the tests above prove less)."""
+    ext = T.TorchEngine(_tiny(tmp_path_factory, "x", _extreme_scales, seed=7), "cpu")
+    assert not ext.layers[0].mlp_proj.fast and not ext.layers[0].proj.fast and not ext.head.fast
+    default = T.TorchEngine(_tiny(tmp_path_factory, "d", seed=7), "cpu")
+    assert all(lin.fast for lay in default.layers
+               for lin in (lay.qkv, lay.proj, lay.fc, lay.mlp_proj))
+
+    q = _tiny(tmp_path_factory, "qk", _huge_qk, seed=6)
+    x = np.clip(q.wte[[256]] + q.wpe[0], -I.LIM, I.LIM)
+    qkv = I.linear(I.rms_norm(x, q), q.norm_frac, q.layers[0].qkv)
+    _, sq = I.narrow(qkv[:, : q.n_embd].reshape(q.n_head, q.head_dim))
+    _, sk = I.narrow(qkv[:, q.n_embd : 2 * q.n_embd].reshape(q.n_head, q.head_dim))
+    assert (sq + sk >= T.ZERO_SCORE).any(), "no score the reference saturates to 0"
+
+
+def test_errors_are_model_errors(tmp_path_factory):
+    q = _tiny(tmp_path_factory, "err", seed=2)
+    eng = T.TorchEngine(q, "cpu")
+    st = eng.start(2, 3)
+    for _ in range(3):
+        eng.step(st, np.array([256, 256]))
+    with pytest.raises(ModelError, match="longer than"):
+        eng.step(st, np.array([1, 2]))
+    st = eng.start(2)
+    with pytest.raises(ModelError, match="batch"):
+        eng.step(st, np.array([1, 2, 3]))
+    with pytest.raises(ModelError, match="token ids"):
+        eng.step(st, np.array([1, 257]))
+    with pytest.raises(ModelError, match="longer than"):
+        eng.frequencies_all(np.zeros((1, q.n_positions + 1), np.int64))
+    assert eng.frequencies_all(np.zeros((0, 5), np.int64)).shape == (0, 5, 256)
+
+
+def test_the_shipped_model_on_real_tiles():
+    from igc.core.tokenizer import SubpixelTokenizer
+    from igc.models.imagegpt import ImageGPTModel
+
+    model = ImageGPTModel("igc-rgb16-v2")
+    q = I.quantize(model.runtime)
+    tiles = SubpixelTokenizer(16).encode(smooth_image(16, 48, seed=3)).tokens[:, :40]
+    want = _step_all(I.ReferenceEngine(q), tiles)
+    eng = T.TorchEngine(q, "cpu")
+    assert eng.name == "torch-cpu" and not eng.graph
+    assert np.array_equal(_step_all(eng, tiles), want)
+    assert np.array_equal(eng.frequencies_all(tiles), want)
+    assert (want.sum(-1) == 1 << 24).all() and want.min() >= 1
+
+
+# -- CUDA -----------------------------------------------------------------------------------
+@CUDA
+@pytest.mark.parametrize("graph", [True, False])
+def test_cuda_equals_the_reference(tmp_path_factory, graph):
+    q = _tiny(tmp_path_factory, "cuda", seed=11)
+    tokens = np.random.default_rng(2).integers(0, 256, (3, q.n_positions))
+    want = _step_all(I.ReferenceEngine(q), tokens)
+    eng = T.TorchEngine(q, "cuda", graph=graph, span_step=16)
+    assert eng.name == "cuda" and eng.graph == graph
+    assert np.array_equal(_step_all(eng, tokens), want)
+    assert np.array_equal(eng.frequencies_all(tokens), want)
+    st = eng.start(3)
+    out = eng.step_tensor(st, torch.full((3,), 256, device="cuda"))
+    assert out.is_cuda and out.dtype == torch.int64 and np.array_equal(out.cpu().numpy(), want[:, 0])
+
+
+# -- the GPU machine's script ---------------------------------------------------------------
+def test_cuda_check_script_runs_on_the_cpu(tmp_path, tiny_model):
+    out = tmp_path / "out.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "cuda_check.py"), "--device", "cpu",
+         "--model", tiny_model, "--no-default", "--width", "8", "--height", "8",
+         "--seconds", "3", "--tiles", "2", "--ref-steps", "5", "--span-step", "16",
+         "--json", str(out)],
+        capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert res == json.loads(out.read_text())
+    assert res["ok"] and len(res["models"]) == 1
+    m = res["models"][0]
+    assert m["reference"]["ok"] and m["cpu"]["ok"] and m["all"]["ok"], m
+    t = m["timing"]
+    assert t["ok"] and t["no_graph"]["steps"] >= 1 and t["frequencies_all"]["rows"] >= 1
