@@ -78,6 +78,12 @@ def _exp_flat() -> np.ndarray:
     return out
 
 
+def _take(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """table[index] for an int32 or int64 index of any shape (index_select takes both, on every
+    device, without a host sync)."""
+    return table.index_select(0, index.reshape(-1)).view(*index.shape, *table.shape[1:])
+
+
 def _shift_round_int(v: torch.Tensor, s: torch.Tensor, lim: int) -> torch.Tensor:
     """`integer.shift_round` on int64 tensors with NumPy's semantics for every shift (a shift
     of 64 or more empties a left shift and sign-fills a right one), whatever torch does there."""
@@ -241,13 +247,14 @@ class TorchEngine:
     def _top_bits(self, v: torch.Tensor) -> torch.Tensor:
         """bit_length of each row's largest |value| (|v| < 2**53: frexp's exponent, 0 for 0),
         int32: it indexes the e_* tables."""
-        return torch.frexp(v.abs().amax(dim=-1)).exponent
+        top = torch.linalg.vector_norm(v, float("inf"), dim=-1)  # max |v|, exactly
+        return torch.frexp(top).exponent
 
     def _narrow(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """`integer.narrow` of Q16 rows (float64, |v| <= 2**40) -> (values, E per row): the
         shift is e_shift[E]; v * 2**-shift is exact and so is floor(. + 0.5) (|v| < 2**41)."""
         e = self._top_bits(v)
-        return self._round(v, self.e_down[e].unsqueeze(-1)).clamp_(-ACT_MAX, ACT_MAX), e
+        return self._round(v, _take(self.e_down, e).unsqueeze(-1)).clamp_(-ACT_MAX, ACT_MAX), e
 
     @staticmethod
     def _isqrt(n: torch.Tensor) -> torch.Tensor:
@@ -255,13 +262,14 @@ class TorchEngine:
         true one, so one correction each way makes it exact."""
         r = torch.sqrt(n.double()).long()
         r = r - (r * r > n).long()
-        return r + ((r + 1) * (r + 1) <= n).long()
+        up = r + 1
+        return r + (up * up <= n).long()
 
     def _rms_norm(self, x: torch.Tensor) -> torch.Tensor:
         """`integer.rms_norm`: (N, C) Q16 float64 -> (N, C) values with norm_frac bits."""
         e = self._top_bits(x)
-        u = self._round(x, self.e_down[e].unsqueeze(-1))  # shift_round(x, k): |u| <= 2**15
-        den = (u * u).sum(dim=-1).long() + self.e_eps[e]  # the sum is exact (< 2**53)
+        u = self._round(x, _take(self.e_down, e).unsqueeze(-1))  # shift_round(x, k), <= 2**15
+        den = (u * u).sum(dim=-1).long() + _take(self.e_eps, e)  # the sum is exact (< 2**53)
         j = (den.unsqueeze(-1) >= self.j_bounds).sum(dim=-1)  # max(bit_length(den) - 41, 0) // 2
         r = (self._isqrt(((den >> (2 * j)) << 20) // self.c) << j).clamp_(min=1).double()
         r = r.unsqueeze(-1)
@@ -276,14 +284,14 @@ class TorchEngine:
         (clamped to the two ends standing for 0 and f); f * sig is exact inside the table
         (|f| < 2**20), f * 1 above it."""
         i = torch.addcmul(self.gelu_at, f, self.gelu_in).floor_()  # i + GELU_HALF + 1
-        sig = self.gelu_sig[i.clamp_(0, 2 * GELU_HALF + 1).long()]
+        sig = _take(self.gelu_sig, i.clamp_(0, 2 * GELU_HALF + 1).int())
         return self._round(f, sig)
 
     def _frequencies(self, logits: torch.Tensor) -> torch.Tensor:
         """`integer.frequencies` of (N, V) Q16 float64 logits -> (N, V) int64."""
         d = logits.amax(dim=-1, keepdim=True) - logits  # >= 0
         z = self._round(d, self.freq_in).clamp_(max=min(SCORE_LIM, ZCAP)).long()
-        e = self.exp30[z]
+        e = _take(self.exp30, z)
         total = e.sum(dim=-1, keepdim=True)
         f = 1 + (e * ((1 << TOTAL_BITS) - self.vocab)) // total
         # argmax of e (its first): e is 2**30 exactly where z == 0 and below it elsewhere
@@ -298,12 +306,12 @@ class TorchEngine:
         q * 2**(sq - 20) . k * 2**sk = dots * 2**-s with s = 20 - sq - sk in [-32, 48], every
         partial sum an integer below 2**36 times 2**-s: exact, and floor(. + 0.5) of it is the
         reference's rounding (|dots| + 2**47 < 2**53); for s <= -31 the reference gives 0."""
-        x = torch.bmm(q * self.e_query[q_e].unsqueeze(-1), keys.transpose(1, 2))
+        x = torch.bmm(q * _take(self.e_query, q_e).unsqueeze(-1), keys.transpose(1, 2))
         scores = x.add_(0.5).floor_().clamp_(-SCORE_LIM, SCORE_LIM)
-        scores.masked_fill_(key_shift.unsqueeze(1) >= self.e_zero[q_e].unsqueeze(-1), 0.0)
+        scores.masked_fill_(key_shift.unsqueeze(1) >= _take(self.e_zero, q_e).unsqueeze(-1), 0.0)
         scores.masked_fill_(invalid, MASKED)
         z = torch.sub(scores.amax(dim=-1, keepdim=True), scores, out=scores)
-        e = self.exp20[z.clamp_(max=ZCAP).long()]  # exp2_neg(z) >> 10; 0 where invalid
+        e = _take(self.exp20, z.clamp_(max=ZCAP).int())  # exp2_neg(z) >> 10; 0 where invalid
         mixed = torch.bmm(e, values)  # exact: below 768 * 2**20 * 2**15
         den = e.sum(dim=-1, keepdim=True)
         # round_div: floor((2 mixed + den) / 2 den), integers below 2**53 (see _rms_norm)
@@ -319,11 +327,12 @@ class TorchEngine:
         q_e, k_e = qk_e[:, 0].reshape(n * heads), qk_e[:, 1].reshape(n * heads)
         # values: shift_round by the per-channel v_shift (in [-30, 27]) and clip to int16
         v = self._round(qkv[:, 2 * c :], lay.v_scale).clamp_(-ACT_MAX, ACT_MAX)
-        a = attend(q, q_e, k * self.e_up[k_e].unsqueeze(-1), self.e_shift[k_e], v)
+        a = attend(q, q_e, k * _take(self.e_up, k_e).unsqueeze(-1), _take(self.e_shift, k_e), v)
         x = lay.proj(a).add_(x).clamp_(-LIM, LIM)
         f = self._quick_gelu(lay.fc(self._rms_norm(x)))
         g, g_e = self._narrow(f)
-        return lay.mlp_proj(g, self.e_shift[g_e], self.e_up[g_e]).add_(x).clamp_(-LIM, LIM)
+        y = lay.mlp_proj(g, _take(self.e_shift, g_e), _take(self.e_up, g_e))
+        return y.add_(x).clamp_(-LIM, LIM)
 
     # -- stepping ---------------------------------------------------------------------------
     def start(self, batch: int, length: int | None = None) -> TorchState:
@@ -351,7 +360,7 @@ class TorchEngine:
         `out`. No host synchronisation, fixed shapes for a given span (graph-capturable), and
         idempotent (running it twice leaves the same state), so warm-up runs are harmless."""
         heads, d = self.m.n_head, self.m.head_dim
-        x = (self.wte[st.ids] + self.wpe[st.pos]).clamp_(-LIM, LIM)
+        x = (self.wte.index_select(0, st.ids) + self.wpe.index_select(0, st.pos)).clamp_(-LIM, LIM)
         invalid = torch.arange(span, device=self.device) > st.pos
 
         for i, lay in enumerate(self.layers):
@@ -447,7 +456,7 @@ class TorchEngine:
     def _all(self, ids: torch.Tensor, future: torch.Tensor) -> torch.Tensor:
         r, length = ids.shape
         heads, d, c = self.m.n_head, self.m.head_dim, self.c
-        x = (self.wte[ids] + self.wpe[:length]).clamp_(-LIM, LIM).reshape(r * length, c)
+        x = (_take(self.wte, ids) + self.wpe[:length]).clamp_(-LIM, LIM).reshape(r * length, c)
 
         def heads_first(t: torch.Tensor) -> torch.Tensor:  # (R*L*H, ...) -> (R*H, L, ...)
             t = t.reshape(r, length, heads, *t.shape[1:]).transpose(1, 2)
