@@ -238,6 +238,7 @@ class TorchEngine:
         self.gelu_sig = t(np.ldexp(sig, -SIG_BITS))
         self.vocab = model.vocab
         self.arange_v = torch.arange(model.vocab, device=dev)
+        self._warmed = False
 
     # -- rules (float64 tensors hold integers, or integers times a power of two) -------------
     def _round(self, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -349,6 +350,11 @@ class TorchEngine:
             torch.zeros((batch, self.vocab), dtype=torch.long, device=dev),
             0, batch, length)
 
+    def reset(self, state: TorchState) -> None:
+        """Start `state` over (new sequences, same batch): its CUDA graphs are kept. What the
+        cache still holds lies beyond the position and is masked until overwritten."""
+        state.position = 0
+
     def span(self, position: int, length: int) -> int:
         """Cache positions the step at `position` attends over (masked beyond `position`)."""
         if not self.span_step:
@@ -378,9 +384,10 @@ class TorchEngine:
     def _capture(self, st: TorchState, span: int):
         side = torch.cuda.Stream(device=self.device)
         side.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(side):
-            for _ in range(3):
+        with torch.cuda.stream(side):  # per torch's recipe; later spans need less warming
+            for _ in range(1 if self._warmed else 3):
                 self._step_into(st, span)
+        self._warmed = True
         torch.cuda.current_stream(self.device).wait_stream(side)
         g = torch.cuda.CUDAGraph()
         with torch.cuda.graph(g, pool=st.pool):
