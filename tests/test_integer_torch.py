@@ -235,5 +235,5 @@ def test_cuda_check_script_runs_on_the_cpu(tmp_path, tiny_model):
     m = res["models"][0]
     assert m["reference"]["ok"] and m["cpu"]["ok"] and m["all"]["ok"], m
     t = m["timing"]
-    assert t["ok"] and t["no_graph"]["first_pass"]["steps"] >= 1
-    assert t["no_graph"]["equal_to_small_batch"] and t["frequencies_all"]["rows"] >= 1
+    assert t["ok"] and t["no_graph"]["ok"] and t["no_graph"]["first_pass"]["steps"] >= 1
+    assert t["frequencies_all"]["rows"] >= 1 and "graph" not in t  # graphs are CUDA's
