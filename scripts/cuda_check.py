@@ -9,6 +9,9 @@ photo-like image of --width x --height (default 768x512, Kodak's size: 1,536 til
   (NumPy int64, the definition);
 * `cpu`: all steps of those tiles on the device equal TorchEngine's on the CPU;
 * `all`: the device's one-shot `frequencies_all` over those tiles equals stepping;
+* `edges` (once): tiny random models at the rules' edges (saturation, scores the reference
+  zeroes, weight scales that take the int64 rule, a large eps, zero inputs), every position,
+  against ReferenceEngine;
 * `timing`: every tile of the image stepped as one batch over all positions, with CUDA graphs
   and without (each run stopped after --seconds / 3), and `frequencies_all` over every tile
   (the encoder's pass): seconds per step and subpixels per second (one subpixel per tile per
@@ -48,6 +51,103 @@ def photo_like(h: int, w: int, seed: int = 0) -> np.ndarray:
                      128 + 60 * np.sin(x / 17.0) * np.cos(y / 29.0),
                      y * 0.4 + 40 + 30 * ((x // 64 + y // 64) % 2)], axis=-1)
     return np.clip(base + r.normal(0, 4, (h, w, 3)), 0, 255).astype(np.uint8)
+
+
+# -- tiny random models at numerics 2's edges (tests/test_integer_torch.py uses these too) ----
+def saturating(rt) -> None:
+    """Activations and products at every limit (LIM, ACT_MAX)."""
+    rt.wte.mul_(1e7)
+    for lay in rt.layers:
+        for w in (lay.c_attn_w, lay.c_attn_b):
+            w.mul_(1e6)
+        lay.fc_w.mul_(1e3)
+        lay.mlp_proj_w.mul_(1e4)
+        lay.c_proj_w.mul_(1e4)
+
+
+def huge_qk(rt) -> None:
+    """Queries and keys near 2**40: narrow shifts of 26, scores the reference zeroes."""
+    c = rt.n_embd
+    for lay in rt.layers:
+        lay.c_attn_w[:, : 2 * c].mul_(3e8)
+        lay.c_attn_b[: 2 * c].mul_(3e8)
+
+
+def extreme_scales(rt) -> None:
+    """Weight scales outside the float path: the int64 rule (and its shifts) runs instead."""
+    for lay in rt.layers:
+        lay.mlp_proj_w.mul_(1e-14)  # shifts above 52
+        lay.c_proj_w[:, :4].mul_(1e26)  # shifts below -40
+        lay.fc_w[:, 3] = 0  # an all-zero column
+    rt.lm_head_t[:, :7].mul_(1e-16)
+
+
+def zero_inputs(rt) -> None:
+    rt.wte.zero_()
+    rt.wpe.zero_()
+
+
+EDGES = {  # name: (tweak, layer-norm eps or None)
+    "saturating": (saturating, None),
+    "huge-qk": (huge_qk, None),
+    "extreme-scales": (extreme_scales, None),
+    "big-eps": (None, 1e3),
+    "zero-inputs": (zero_inputs, 0.0),
+}
+
+
+def tiny_int_model(folder: Path, *, width: int = 32, heads: int = 4, layers: int = 2,
+                   tile: int = 4, seed: int = 0, tweak=None, eps: float | None = None):
+    """A random ImageGPT saved in HuggingFace format (as tests/conftest.py makes them), then
+    loaded by igc, tweaked and quantized: an IntModel."""
+    from transformers import ImageGPTConfig, ImageGPTForCausalImageModeling
+
+    from igc.models.imagegpt import ImageGPTModel
+    from igc.models.integer import quantize
+
+    torch.manual_seed(seed)
+    config = ImageGPTConfig(vocab_size=257, n_positions=tile * tile * 3, n_embd=width,
+                            n_layer=layers, n_head=heads)
+    hf = ImageGPTForCausalImageModeling(config).eval()
+    with torch.no_grad():
+        hf.lm_head.weight.mul_(20)
+    hf.save_pretrained(folder, safe_serialization=True)
+    rt = ImageGPTModel(str(folder)).runtime
+    if eps is not None:
+        rt.eps = eps
+    if tweak is not None:
+        with torch.no_grad():
+            tweak(rt)
+    return quantize(rt)
+
+
+def check_edges(args) -> dict:
+    """Each EDGES model, all positions of 3 random sequences: the device (with graphs and
+    without) against ReferenceEngine, and its frequencies_all against that."""
+    import tempfile
+
+    from igc.models.integer import ReferenceEngine
+    from igc.models.integer_torch import TorchEngine
+
+    dev = torch.device(args.device)
+    kinds = {"graph": True, "no_graph": False} if dev.type == "cuda" else {"no_graph": False}
+    out: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, (name, (tweak, eps)) in enumerate(EDGES.items()):
+            def one(i=i, name=name, tweak=tweak, eps=eps) -> dict:
+                q = tiny_int_model(Path(tmp) / name, seed=20 + i, tweak=tweak, eps=eps)
+                tokens = np.random.default_rng(i).integers(0, 256, (3, q.n_positions))
+                want = step_all(ReferenceEngine(q), tokens, q.n_positions)
+                res: dict = {}
+                for k, g in kinds.items():
+                    e = TorchEngine(q, dev, graph=g, span_step=16)
+                    res[k] = first_difference(step_all(e, tokens, q.n_positions), want)["ok"]
+                res["all"] = first_difference(e.frequencies_all(tokens), want)["ok"]
+                return {"ok": all(res.values()), **res}
+
+            run_check(out, name, one)
+    out["ok"] = all(v["ok"] for v in out.values())
+    return out
 
 
 def load_image(args) -> np.ndarray:
@@ -266,6 +366,7 @@ def main(argv=None) -> int:
     ap.add_argument("--span-step", type=int, default=64)
     ap.add_argument("--no-default", action="store_true", help="check --model only")
     ap.add_argument("--no-timing", action="store_true")
+    ap.add_argument("--no-edges", action="store_true", help="skip the tiny edge-case models")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args(argv)
 
@@ -279,6 +380,9 @@ def main(argv=None) -> int:
     image = load_image(args)
     out["image"] = list(image.shape)
     specs = ([] if args.no_default else [None]) + ([args.model] if args.model else [])
+    if not args.no_edges:
+        run_check(out, "edges", lambda: check_edges(args))
+        print(json.dumps({"edges": out["edges"]}), file=sys.stderr, flush=True)
     out["models"] = []
     for spec in specs:
         try:
@@ -289,7 +393,8 @@ def main(argv=None) -> int:
                    "trace": traceback.format_exc(limit=4)[-1500:]}
         out["models"].append(res)
         print(json.dumps(res), file=sys.stderr, flush=True)  # progress, model by model
-    out["ok"] = bool(out["models"]) and all(m["ok"] for m in out["models"])
+    out["ok"] = (bool(out["models"]) and all(m["ok"] for m in out["models"])
+                 and out.get("edges", {}).get("ok", True))
     line = json.dumps(out)
     if args.json:
         args.json.write_text(line + "\n")

@@ -20,6 +20,9 @@ from igc.models import integer as I  # noqa: E402
 from igc.models import integer_torch as T  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+import cuda_check as C  # noqa: E402  (the edge-case models, shared with the GPU check)
+
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 
 
@@ -65,45 +68,15 @@ def _tiny(tmp_path_factory, name, tweak=None, eps=None, **shape):
     return I.quantize(rt)
 
 
-def _saturating(rt):  # activations and products at every limit (LIM, ACT_MAX)
-    rt.wte.mul_(1e7)
-    for lay in rt.layers:
-        for w in (lay.c_attn_w, lay.c_attn_b):
-            w.mul_(1e6)
-        lay.fc_w.mul_(1e3)
-        lay.mlp_proj_w.mul_(1e4)
-        lay.c_proj_w.mul_(1e4)
-
-
-def _huge_qk(rt):  # queries and keys near 2**40: narrow shifts of 26, scores the reference zeroes
-    c = rt.n_embd
-    for lay in rt.layers:
-        lay.c_attn_w[:, : 2 * c].mul_(3e8)
-        lay.c_attn_b[: 2 * c].mul_(3e8)
-
-
-def _extreme_scales(rt):  # weight scales outside the float path: the int64 rule runs instead
-    for lay in rt.layers:
-        lay.mlp_proj_w.mul_(1e-14)  # shifts above 52
-        lay.c_proj_w[:, :4].mul_(1e26)  # shifts below -40
-        lay.fc_w[:, 3] = 0  # an all-zero column
-    rt.lm_head_t[:, :7].mul_(1e-16)
-
-
-def _zero_inputs(rt):
-    rt.wte.zero_()
-    rt.wpe.zero_()
-
-
 MODELS = {  # name: (shape, tweak, eps, batch, span_step)
     "w32h4": (dict(width=32, heads=4, layers=2), None, None, 5, 8),
     "w16h1": (dict(width=16, heads=1, layers=1, seed=3), None, None, 1, None),
     "w48h3": (dict(width=48, heads=3, layers=2, seed=4), None, None, 2, 16),
-    "saturating": (dict(seed=5), _saturating, None, 3, 8),
-    "huge-qk": (dict(seed=6), _huge_qk, None, 2, 8),
-    "extreme-scales": (dict(seed=7), _extreme_scales, None, 2, 8),
+    "saturating": (dict(seed=5), C.saturating, None, 3, 8),
+    "huge-qk": (dict(seed=6), C.huge_qk, None, 2, 8),
+    "extreme-scales": (dict(seed=7), C.extreme_scales, None, 2, 8),
     "big-eps": (dict(seed=8), None, 1e3, 2, 8),
-    "zero-inputs": (dict(seed=9), _zero_inputs, 0.0, 1, 8),
+    "zero-inputs": (dict(seed=9), C.zero_inputs, 0.0, 1, 8),
 }
 
 
@@ -135,13 +108,13 @@ def test_stepping_and_one_pass_equal_the_reference(case):
 
 def test_the_cases_reach_the_paths_they_are_for(tmp_path_factory):
     """Each adversarial model exercises what it is named for (else the tests above prove less)."""
-    ext = T.TorchEngine(_tiny(tmp_path_factory, "x", _extreme_scales, seed=7), "cpu")
+    ext = T.TorchEngine(_tiny(tmp_path_factory, "x", C.extreme_scales, seed=7), "cpu")
     assert not ext.layers[0].mlp_proj.fast and not ext.layers[0].proj.fast and not ext.head.fast
     default = T.TorchEngine(_tiny(tmp_path_factory, "d", seed=7), "cpu")
     assert all(lin.fast for lay in default.layers
                for lin in (lay.qkv, lay.proj, lay.fc, lay.mlp_proj))
 
-    q = _tiny(tmp_path_factory, "qk", _huge_qk, seed=6)
+    q = _tiny(tmp_path_factory, "qk", C.huge_qk, seed=6)
     x = np.clip(q.wte[[256]] + q.wpe[0], -I.LIM, I.LIM)
     qkv = I.linear(I.rms_norm(x, q), q.norm_frac, q.layers[0].qkv)
     _, sq = I.narrow(qkv[:, : q.n_embd].reshape(q.n_head, q.head_dim))
@@ -199,41 +172,50 @@ def test_the_shipped_model_on_real_tiles():
 # -- CUDA -----------------------------------------------------------------------------------
 @CUDA
 @pytest.mark.parametrize("graph", [True, False])
-def test_cuda_equals_the_reference(tmp_path_factory, graph):
-    q = _tiny(tmp_path_factory, "cuda", seed=11)
-    tokens = np.random.default_rng(2).integers(0, 256, (3, q.n_positions))
+def test_cuda_equals_the_reference(case, graph):
+    name, q, tokens, span = case
     want = _step_all(I.ReferenceEngine(q), tokens)
-    eng = T.TorchEngine(q, "cuda", graph=graph, span_step=16)
+    eng = T.TorchEngine(q, "cuda", graph=graph, span_step=span)
     assert eng.name == "cuda" and eng.graph == graph
-    assert np.array_equal(_step_all(eng, tokens), want)
-    assert np.array_equal(eng.frequencies_all(tokens), want)
-    st = eng.start(3)
+    assert np.array_equal(_step_all(eng, tokens), want), name
+    assert np.array_equal(eng.frequencies_all(tokens, chunk=2), want), name
+    st = eng.start(len(tokens))
     for _ in range(2):  # and again after a reset, on the same graphs
-        ids, got = torch.full((3,), 256, device="cuda"), []
+        ids, got = torch.full((len(tokens),), 256, device="cuda"), []
         for p in range(q.n_positions):
             out = eng.step_tensor(st, ids)
             assert out.is_cuda and out.dtype == torch.int64
             got.append(out.cpu().numpy())
             ids = torch.from_numpy(tokens[:, p]).cuda()
-        assert np.array_equal(np.stack(got, 1), want)
+        assert np.array_equal(np.stack(got, 1), want), name
         eng.reset(st)
 
 
 # -- the GPU machine's script ---------------------------------------------------------------
-def test_cuda_check_script_runs_on_the_cpu(tmp_path, tiny_model):
+def _run_script(tmp_path, *args: str) -> dict:
     out = tmp_path / "out.json"
     proc = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "cuda_check.py"), "--device", "cpu",
-         "--model", tiny_model, "--no-default", "--width", "8", "--height", "8",
-         "--seconds", "3", "--tiles", "2", "--ref-steps", "5", "--span-step", "16",
-         "--json", str(out)],
+         "--width", "8", "--height", "8", "--seconds", "3", "--tiles", "2", "--ref-steps", "5",
+         "--span-step", "16", "--json", str(out), *args],
         capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     res = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert res == json.loads(out.read_text())
-    assert res["ok"] and len(res["models"]) == 1
+    assert res == json.loads(out.read_text()) and res["ok"]
+    return res
+
+
+def test_cuda_check_script_runs_on_the_cpu(tmp_path, tiny_model):
+    res = _run_script(tmp_path, "--model", tiny_model, "--no-default", "--no-edges")
+    assert len(res["models"]) == 1 and "edges" not in res
     m = res["models"][0]
     assert m["reference"]["ok"] and m["cpu"]["ok"] and m["all"]["ok"], m
     t = m["timing"]
     assert t["ok"] and t["no_graph"]["ok"] and t["no_graph"]["first_pass"]["steps"] >= 1
     assert t["frequencies_all"]["rows"] >= 1 and "graph" not in t  # graphs are CUDA's
+
+
+@pytest.mark.slow
+def test_cuda_check_script_checks_the_edge_models(tmp_path, tiny_model):
+    res = _run_script(tmp_path, "--model", tiny_model, "--no-default", "--no-timing")
+    assert set(res["edges"]) == {*C.EDGES, "ok", "seconds"} and res["edges"]["ok"]
