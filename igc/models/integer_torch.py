@@ -1,14 +1,16 @@
 """Numerics 2 on torch: `ReferenceEngine`'s integer step on any torch device, bit for bit.
 
 `TorchEngine` computes exactly the frequencies of `igc.models.integer.ReferenceEngine` (the
-definition), on the CPU or on a GPU, fast enough to decode a photo in seconds on one:
+definition), on the CPU (how the tests run it) or on a GPU, where all tiles of an image step as
+one batch (scripts/cuda_check.py checks it there and times it):
 
 * every value is an integer (or an integer times a power of two) held in float64, and every
   operation on it is exact: products and sums stay below 2**53 (docs in integer.py), scaling by a
   power of two is exact, and IEEE-754 `+ - * / sqrt floor` are correctly rounded on every CPU and
-  GPU, so where the exact result is representable they return it. The weight products and the
-  attention's two products are float64 `matmul`/`bmm` (exact in any summation order, TF32 never
-  involved); integer division, shifts and tables run on int64 tensors;
+  GPU, so where the exact result is representable they return it (divisors here are tensors:
+  torch turns a division by a host scalar into a reciprocal product on CUDA). The weight products
+  and the attention's two products are float64 `matmul`/`bmm` (exact in any summation order,
+  TF32 never involved); integer division, shifts and tables run on int64 tensors;
 * where the reference rounds `v * 2**-s` half up (`shift_round`), this engine folds `2**-s` into
   the operands (a weight column, a query row, a cached key) and takes `floor(x + 0.5)`, which is
   exact while `|v| + 2**(s-1) < 2**53`; each place states why its shifts stay in range, and a
