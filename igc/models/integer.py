@@ -41,6 +41,7 @@ FX = 16  # fraction bits of the residual stream and of every linear layer's outp
 ACT_MAX = 32767  # int16 activations are clamped to ±ACT_MAX
 W_MAX = 127  # int8 weights
 MANT_BITS = 16  # per-output-channel weight scales are m * 2**-e with m < 2**MANT_BITS
+MAX_E = 48  # larger exponents (scales below 2**-32) are zero columns: shifts stay below 63
 LIM = 1 << 40  # every Q16 value (residual stream, linear outputs) saturates at ±2**40
 SCORE_FRAC = 12  # attention scores and logits enter the exponential in Q12 log2 units
 SCORE_LIM = 1 << 30
@@ -185,7 +186,9 @@ def quantize_linear(w: np.ndarray, b: np.ndarray | None) -> Linear:
     frac, exp = np.frexp(scale)  # scale = frac * 2**exp, frac in [0.5, 1)
     m = np.rint(np.ldexp(frac, MANT_BITS)).astype(np.int64)
     e = (MANT_BITS - exp).astype(np.int64)
-    rounded = np.ldexp(m.astype(np.float64), -e)  # the scale the integers will be read with
+    # a column whose scale is below 2**-(MAX_E - 16) (no trained model has one) counts as zero,
+    # so that every requantization shift stays within 62 bits (`shift_round` needs that)
+    rounded = np.where(e <= MAX_E, np.ldexp(m.astype(np.float64), -e), 0.0)
     safe = np.where(rounded > 0, rounded, 1.0)
     q = np.clip(np.rint(w / safe), -W_MAX, W_MAX).astype(np.int64)
     q[:, rounded == 0] = 0
