@@ -27,7 +27,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from igc.errors import ModelError
 from igc.models.integer import (
@@ -108,6 +111,24 @@ def _isqrt(n: np.int64) -> np.int64:
 
 
 @njit(inline="always", **_OPTS)
+def _floor_div(num: np.int64, den: np.int64) -> np.int64:
+    """floor(num / den) for den > 0, |num| < 2**62 and a quotient below 2**40: the float
+    quotient is then within 2**-11 of the exact one, so one step each way corrects its floor.
+    (A division instruction per element costs several times more, and does not vectorise.)"""
+    q = np.int64(np.floor(np.float64(num) / np.float64(den)))
+    q -= np.int64(1) if q * den > num else np.int64(0)
+    q += np.int64(1) if (q + 1) * den <= num else np.int64(0)
+    return q
+
+
+@njit(inline="always", **_OPTS)
+def _exp2_neg(z: np.int64) -> np.int64:
+    """integer.exp2_neg for 0 <= z: the table's entries are below 2**31, so shifting by
+    min(k, 62) already gives the reference's 0 for k >= 63; no branch, so loops vectorise."""
+    return EXP[z & _FRAC_MASK] >> min(z >> SCORE_FRAC, 62)
+
+
+@njit(inline="always", **_OPTS)
 def _row_shift(v: np.ndarray, lo: int, hi: int) -> np.int64:
     """narrow's shift of v[lo:hi]: the largest magnitude gets 15 bits (0 for a row of zeros)."""
     top = np.int64(0)
@@ -115,6 +136,103 @@ def _row_shift(v: np.ndarray, lo: int, hi: int) -> np.int64:
         top = max(top, abs(v[i]))
     return _bit_length(top) - 15 if top > 0 else np.int64(0)
 
+
+
+# -- SIMD: pairwise int16 multiply-add --------------------------------------------------------
+# Attention's two sums run on pmaddwd (x86: int16 pairs multiplied and added into int32 lanes,
+# exact), emitted as the AVX-512 or AVX2 intrinsic where numba compiles for such a CPU and as
+# plain vector IR elsewhere. Operands are split so that no int32 lane can overflow; the lanes
+# are widened to int64 before they are combined.
+_I16, _I32, _I64 = ir.IntType(16), ir.IntType(32), ir.IntType(64)
+
+
+def _vec(t: ir.Type, n: int) -> ir.VectorType:
+    return ir.VectorType(t, n)
+
+
+def _isa(context) -> str:
+    """The instruction set numba compiles for (its cache keys on the same CPU features)."""
+    try:
+        features = context.codegen()._tm_features.split(",")
+    except Exception:  # an unknown codegen: plain vector IR is always correct
+        return "generic"
+    return "avx512" if "+avx512bw" in features else "avx2" if "+avx2" in features else "generic"
+
+
+def _shuffle(builder, v, idx):
+    return builder.shuffle_vector(v, v, ir.Constant(_vec(_I32, len(idx)), list(idx)))
+
+
+def _pmadd(builder, isa: str, a, b):
+    """<32 x i16> a, b -> <16 x i32> a[2j] * b[2j] + a[2j + 1] * b[2j + 1] (exact for
+    operands within +-32767)."""
+    if isa == "avx512":
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(_vec(_I32, 16), [_vec(_I16, 32)] * 2),
+            "llvm.x86.avx512.pmaddw.d.512")
+        return builder.call(fn, [a, b])
+    if isa == "avx2":
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(_vec(_I32, 8), [_vec(_I16, 16)] * 2),
+            "llvm.x86.avx2.pmadd.wd")
+        lo = builder.call(fn, [_shuffle(builder, a, range(16)), _shuffle(builder, b, range(16))])
+        hi = builder.call(fn, [_shuffle(builder, a, range(16, 32)),
+                               _shuffle(builder, b, range(16, 32))])
+        return builder.shuffle_vector(lo, hi, ir.Constant(_vec(_I32, 16), list(range(16))))
+    even, odd = range(0, 32, 2), range(1, 32, 2)
+    v32 = _vec(_I32, 16)
+    prod = [builder.mul(builder.sext(_shuffle(builder, a, ix), v32),
+                        builder.sext(_shuffle(builder, b, ix), v32)) for ix in (even, odd)]
+    return builder.add(*prod)
+
+
+def _at(context, builder, aryty, ary, index):
+    return builder.gep(context.make_array(aryty)(context, builder, ary).data, [index])
+
+
+def _load(builder, ptr, ty):
+    return builder.load(builder.bitcast(ptr, ty.as_pointer()), align=2)
+
+
+def _pair32(context, builder, aryty, ary, index):
+    """The int16 pair ary[index], ary[index + 1], repeated 16 times: <32 x i16>."""
+    return _shuffle(builder, _load(builder, _at(context, builder, aryty, ary, index),
+                                   _vec(_I16, 2)), [0, 1] * 16)
+
+
+@intrinsic
+def _dot_pairs(typingctx, src, base, stride, count, hi, lo, c0, out, off, shift):
+    """For 16 lanes j: out[off + j] += sum over p < count of (H_p << shift) + L_p, where H_p =
+    src[s + 2j] * hi[c0 + 2p] + src[s + 2j + 1] * hi[c0 + 2p + 1] with s = base + p * stride,
+    L_p likewise with lo. int32 lanes: the caller bounds count so that they cannot overflow."""
+    sig = types.void(src, base, stride, count, hi, lo, c0, out, off, shift)
+
+    def codegen(context, builder, signature, args):
+        srct, _, _, _, hit, lot, _, outt, _, _ = signature.args
+        src_, base_, stride_, count_, hi_, lo_, c0_, out_, off_, shift_ = args
+        isa = _isa(context)
+        zero = ir.Constant(_vec(_I32, 16), None)
+        acc_hi = cgutils.alloca_once_value(builder, zero)
+        acc_lo = cgutils.alloca_once_value(builder, zero)
+        with cgutils.for_range(builder, count_) as loop:
+            p = loop.index
+            at = builder.add(base_, builder.mul(p, stride_))
+            v = _load(builder, _at(context, builder, srct, src_, at), _vec(_I16, 32))
+            c = builder.add(c0_, builder.mul(p, ir.Constant(_I64, 2)))
+            for acc, ary, aryt in ((acc_hi, hi_, hit), (acc_lo, lo_, lot)):
+                w = _pair32(context, builder, aryt, ary, c)
+                builder.store(builder.add(builder.load(acc), _pmadd(builder, isa, v, w)), acc)
+        # shift: a compile-time constant in practice; a vector shift by a splat of it
+        v64 = _vec(_I64, 16)
+        hi64 = builder.sext(builder.load(acc_hi), v64)
+        sh = builder.insert_element(ir.Constant(v64, None), shift_, ir.Constant(_I32, 0))
+        sh = builder.shuffle_vector(sh, sh, ir.Constant(_vec(_I32, 16), [0] * 16))
+        ptr = builder.bitcast(_at(context, builder, outt, out_, off_), v64.as_pointer())
+        add = builder.add(builder.shl(hi64, sh), builder.sext(builder.load(acc_lo), v64))
+        builder.store(builder.add(builder.load(ptr, align=8), add), ptr, align=8)
+        return context.get_dummy_value()
+
+    return sig, codegen
 
 # -- products in and out ---------------------------------------------------------------------
 @njit(inline="always", **_OPTS)
@@ -145,9 +263,17 @@ def _requant(int8: bool, r: np.ndarray, f: np.ndarray, b: int, p: np.ndarray, fr
     else:
         for j in range(n):
             out[j] = np.int64(f[b, j])
+    lo_e, hi_e = p[1, 0], p[1, 0]
     for j in range(n):
-        t = _shift_round(out[j] * p[0, j], p[1, j] + frac - FX, LIM) + p[2, j]
-        out[j] = min(max(t, -LIM), LIM)
+        lo_e, hi_e = min(lo_e, p[1, j]), max(hi_e, p[1, j])
+    if lo_e + frac - FX >= -62 and hi_e + frac - FX <= 63:  # always, for trained weights
+        for j in range(n):
+            t = _shift_round_small(out[j] * p[0, j], p[1, j] + frac - FX, LIM) + p[2, j]
+            out[j] = min(max(t, -LIM), LIM)
+    else:
+        for j in range(n):
+            t = _shift_round(out[j] * p[0, j], p[1, j] + frac - FX, LIM) + p[2, j]
+            out[j] = min(max(t, -LIM), LIM)
 
 
 @njit(inline="always", **_OPTS)
@@ -160,13 +286,13 @@ def _norm_row(x: np.ndarray, eps: np.ndarray, nf: np.int64, u: np.ndarray) -> No
     k = _bit_length(top) - 15 if top > 0 else np.int64(0)
     den = np.int64(0)
     for i in range(c):
-        u[i] = _shift_round(x[i], k, LIM)
+        u[i] = _shift_round_small(x[i], k, LIM)  # -14 <= k <= 26
         den += u[i] * u[i]
     den += eps[k + _EPS0]
     j = max(_bit_length(den) - 41, 0) // 2
     r = max(_isqrt(((den >> (2 * j)) << 20) // c) << j, 1)
-    for i in range(c):
-        y = (2 * (u[i] << (nf + 10)) + r) // (2 * r)
+    for i in range(c):  # round_div: |numerator| < 2**41
+        y = _floor_div(2 * (u[i] << (nf + 10)) + r, 2 * r)
         u[i] = min(max(y, -ACT_MAX), ACT_MAX)
 
 
@@ -224,17 +350,36 @@ def gelu_narrow(int8, r, f, p, nf, sig, u, frac, a8, af):
         _store(int8, row, b, a8, af)
 
 
+KEY_BLOCK = 16  # positions per block of the key cache: one SIMD group of int32 lanes
+PAIRS_QK = 64  # channel pairs per int32 sum of q . k: 64 * 2 * 255 * 32767 < 2**31
+PAIRS_AV = 32  # position pairs per int32 sum of weights x values: 32 * 2 * 1024 * 32767 < 2**31
+
+
+def cache_layout(length: int, d: int) -> tuple[int, int, int]:
+    """(channel pairs of a key, channels of a value padded to 16, blocks of KEY_BLOCK)."""
+    return (d + 1) // 2, -(-d // 16) * 16, -(-length // KEY_BLOCK)
+
+
 @njit(**_OPTS)
-def attend(int8, r, f, p, nf, v_shift, heads, keys, key_shift, values, pos, u, qn, scores,
-           weights, a8, af):
+def attend(int8, r, f, p, nf, v_shift, heads, keys, key_shift, values, pos, u, qh, ql, scores,
+           wh, wl, mix, a8, af):
     """Requantize the qkv product, store this step's keys and values at `pos`, attend over
     positions 0..pos; the next product's input is the attention output.
 
-    keys: (B*H, L, D) int16; key_shift: (B*H, L) int8; values: (B*H, D, L) int16; u: int64
-    scratch of >= 4C; qn: (D,) int64; scores, weights: (L,) int64."""
+    keys: (B*H, blocks * d2 * 32) int16, per block of 16 positions d2 channel pairs of
+    [position][2]; values: (B*H, L/2 * dv * 2) int16, per pair of positions dv channels of
+    [2 positions]; key_shift: (B*H, L) int8. Scratch: u int64 >= 4C; qh, ql (2 d2,) int16
+    (zero past d); scores (blocks * 16,) int64; wh, wl (L + 1,) int16; mix (dv,) int64.
+    q . k = 256 (q >> 8) . k + (q & 255) . k and weight x value = 1024 (w >> 10) v +
+    (w & 1023) v, each side's int32 lanes bounded by PAIRS_QK and PAIRS_AV."""
     c = p.shape[1] // 3
     d = c // heads
     n = pos + 1
+    d2, dv = qh.shape[0] // 2, mix.shape[0]
+    kblock, vrow = d2 * 32, dv * 2
+    blocks, pairs = pos // KEY_BLOCK + 1, (n + 1) // 2
+    kat = (pos // KEY_BLOCK) * kblock + (pos % KEY_BLOCK) * 2
+    vat = (pos // 2) * vrow + pos % 2
     qkv, a = u[: 3 * c], u[3 * c : 4 * c]
     for b in range(_rows(int8, r, f)):
         _requant(int8, r, f, b, p, nf, qkv)
@@ -243,21 +388,27 @@ def attend(int8, r, f, p, nf, v_shift, heads, keys, key_shift, values, pos, u, q
             q0, k0, v0 = h * d, c + h * d, 2 * c + h * d
             sq = _row_shift(qkv, q0, q0 + d)
             sk = _row_shift(qkv, k0, k0 + d)
+            kb, vb = keys[bh], values[bh]
+            for i in range(d):  # narrowed q and k, shifted v, in place
+                qkv[q0 + i] = min(max(_shift_round_small(qkv[q0 + i], sq, LIM), -ACT_MAX),
+                                  ACT_MAX)
+                qkv[k0 + i] = min(max(_shift_round_small(qkv[k0 + i], sk, LIM), -ACT_MAX),
+                                  ACT_MAX)
+                qkv[v0 + i] = min(max(_shift_round_small(qkv[v0 + i], v_shift[h * d + i], LIM),
+                                      -ACT_MAX), ACT_MAX)
             for i in range(d):
-                qn[i] = min(max(_shift_round_small(qkv[q0 + i], sq, LIM), -ACT_MAX), ACT_MAX)
-                keys[bh, pos, i] = min(max(_shift_round_small(qkv[k0 + i], sk, LIM),
-                                           -ACT_MAX), ACT_MAX)
-                values[bh, i, pos] = min(max(_shift_round_small(qkv[v0 + i],
-                                                                v_shift[h * d + i], LIM),
-                                             -ACT_MAX), ACT_MAX)
+                qh[i] = qkv[q0 + i] >> 8
+                ql[i] = qkv[q0 + i] & 255
+            for i in range(d):
+                kb[kat + (i >> 1) * 32 + (i & 1)] = qkv[k0 + i]
+                vb[vat + 2 * i] = qkv[v0 + i]
             key_shift[bh, pos] = sk
-            kb = keys[bh]
-            for t in range(n):  # q . k, exact in int64
-                row = kb[t]
-                s = np.int64(0)
-                for i in range(d):
-                    s += qn[i] * np.int64(row[i])
-                scores[t] = s
+            for t in range(blocks * KEY_BLOCK):  # q . k, exact
+                scores[t] = 0
+            for j in range(blocks):
+                for c0 in range(0, d2, PAIRS_QK):
+                    _dot_pairs(kb, j * kblock + c0 * 32, 32, min(PAIRS_QK, d2 - c0), qh, ql,
+                               2 * c0, scores, j * KEY_BLOCK, 8)
             ks = key_shift[bh]
             top = -SCORE_LIM
             for t in range(n):  # scores in Q12 log2 units
@@ -267,19 +418,21 @@ def attend(int8, r, f, p, nf, v_shift, heads, keys, key_shift, values, pos, u, q
                 top = max(top, s)
             total = np.int64(0)
             for t in range(n):  # softmax weights in Q20
-                z = top - scores[t]
-                k = z >> SCORE_FRAC
-                ex = (EXP[z & _FRAC_MASK] >> min(k, 62) if k < 63 else np.int64(0)) >> (
-                    EXP_BITS - ATT_BITS)
-                weights[t] = ex
-                total += ex
-            vb = values[bh]
-            for i in range(d):  # weighted values, exact in int64, rounded half up
-                row = vb[i]
-                s = np.int64(0)
-                for t in range(n):
-                    s += weights[t] * np.int64(row[t])
-                a[h * d + i] = (2 * s + total) // (2 * total)
+                scores[t] = _exp2_neg(top - scores[t]) >> (EXP_BITS - ATT_BITS)
+                total += scores[t]
+            for t in range(n):  # split for the sum
+                wh[t] = scores[t] >> 10
+                wl[t] = scores[t] & 1023
+            wh[n] = 0  # the pair partner of an odd last position
+            wl[n] = 0
+            for i in range(dv):
+                mix[i] = 0
+            for g in range(0, dv, 16):  # weighted values, exact
+                for t0 in range(0, pairs, PAIRS_AV):
+                    _dot_pairs(vb, t0 * vrow + 2 * g, vrow, min(PAIRS_AV, pairs - t0), wh, wl,
+                               2 * t0, mix, g, 10)
+            for i in range(d):  # rounded half up
+                a[h * d + i] = _floor_div(2 * mix[i] + total, 2 * total)
         _store(int8, a, b, a8, af)
 
 
@@ -294,19 +447,18 @@ def head_frequencies(int8, r, f, p, nf, u, out):
         for j in range(1, v):
             top = max(top, logits[j])
         total = np.int64(0)
-        best, arg = np.int64(-1), 0
         for j in range(v):
-            z = _shift_round_small(top - logits[j], FX - SCORE_FRAC, SCORE_LIM)
-            k = z >> SCORE_FRAC
-            ex = EXP[z & _FRAC_MASK] >> min(k, 62) if k < 63 else np.int64(0)
-            logits[j] = ex
-            total += ex
-            if ex > best:
-                best, arg = ex, j
+            logits[j] = _exp2_neg(_shift_round_small(top - logits[j], FX - SCORE_FRAC,
+                                                     SCORE_LIM))
+            total += logits[j]
+        arg = 0  # the first largest, as argmax
+        for j in range(1, v):
+            if logits[j] > logits[arg]:
+                arg = j
         spare = (1 << TOTAL_BITS) - v
         s = np.int64(0)
         for j in range(v):
-            fr = 1 + (logits[j] * spare) // total
+            fr = 1 + _floor_div(logits[j] * spare, total)  # quotient < 2**24
             out[b, j] = fr
             s += fr
         out[b, arg] += (1 << TOTAL_BITS) - s
@@ -362,9 +514,9 @@ def _int8_check(m: int, k: int, n: int) -> bool:
 class CpuState:
     """One lane's cache and buffers (preallocated: a step allocates only its result)."""
 
-    keys: list[np.ndarray]  # per layer (B*H, L, D) int16
+    keys: list[np.ndarray]  # per layer (B*H, blocks * d2 * 32) int16: see `attend`
     key_shift: list[np.ndarray]  # per layer (B*H, L) int8
-    values: list[np.ndarray]  # per layer (B*H, D, L) int16
+    values: list[np.ndarray]  # per layer (B*H, L/2 * dv * 2) int16
     position: int
     batch: int
     int8: bool  # products as torch._int_mm of int8 pairs, else float64
@@ -372,9 +524,12 @@ class CpuState:
     frac: np.ndarray  # (B,) int64 fraction bits of each row of the MLP's second input
     frac_0: np.ndarray  # (B,) zeros: the attention output's fraction bits
     u: np.ndarray  # int64 scratch
-    qn: np.ndarray  # (D,) int64
-    scores: np.ndarray  # (L,) int64
-    weights: np.ndarray  # (L,) int64
+    qh: np.ndarray  # (2 d2,) int16
+    ql: np.ndarray  # (2 d2,) int16
+    scores: np.ndarray  # (blocks * 16,) int64
+    wh: np.ndarray  # (L + 1,) int16
+    wl: np.ndarray  # (L + 1,) int16
+    mix: np.ndarray  # (dv,) int64
     a8: dict  # product inputs by width: (2B, K) int8 (unused (2, 1) when float64)
     af: dict  # product inputs by width: (B, K) float64 (unused (1, 1) when int8)
     r: dict  # product outputs by width: (2B, N) int32
@@ -421,14 +576,16 @@ class CpuEngine:
         af = {w: z((1, 1) if int8 else (batch, w)) for w in widths}
         r = {w: z((2 * batch, w) if int8 else (2, 1), np.int32) for w in widths}
         f = {w: z((1, 1) if int8 else (batch, w)) for w in widths}
+        d2, dv, blocks = cache_layout(length, d)
         st = CpuState(
-            keys=[z((bh, length, d), np.int16) for _ in range(n)],
+            keys=[z((bh, blocks * d2 * 32), np.int16) for _ in range(n)],
             key_shift=[z((bh, length), np.int8) for _ in range(n)],
-            values=[z((bh, d, length), np.int16) for _ in range(n)],
+            values=[z((bh, (length + 1) // 2 * dv * 2), np.int16) for _ in range(n)],
             position=0, batch=batch, int8=int8, x=z((batch, c), np.int64),
             frac=z(batch, np.int64), frac_0=z(batch, np.int64),
-            u=z(max(4 * c, *widths), np.int64), qn=z(d, np.int64),
-            scores=z(length, np.int64), weights=z(length, np.int64),
+            u=z(max(4 * c, *widths), np.int64), qh=z(2 * d2, np.int16),
+            ql=z(2 * d2, np.int16), scores=z(blocks * KEY_BLOCK, np.int64),
+            wh=z(length + 1, np.int16), wl=z(length + 1, np.int16), mix=z(dv, np.int64),
             a8=a8, af=af, r=r, f=f, t={},
         )
         for name in ("a8", "af", "r", "f"):
@@ -463,8 +620,8 @@ class CpuEngine:
                                                                 strict=True)):
                 r, f = self._product(st, c, qkv)
                 attend(i8, r, f, qkv[0], nf, lay.v_shift, m.n_head, st.keys[i],
-                       st.key_shift[i], st.values[i], pos, st.u, st.qn, st.scores, st.weights,
-                       st.a8[c], st.af[c])
+                       st.key_shift[i], st.values[i], pos, st.u, st.qh, st.ql, st.scores,
+                       st.wh, st.wl, st.mix, st.a8[c], st.af[c])
                 r, f = self._product(st, c, proj)
                 residual_norm(i8, r, f, proj[0], st.frac_0, st.x, m.eps, nf, st.u, st.a8[c],
                               st.af[c])
