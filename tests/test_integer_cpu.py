@@ -1,9 +1,12 @@
 """Numerics 2's CPU engine (igc/models/integer_cpu.py) against the reference engine: the same
-frequencies, bit for bit, at every step, whatever the model's shape, the batch, the product path
-(int8 or float64), torch's thread count or the number of lanes stepping at once."""
+frequencies, bit for bit, at every step, whatever the model's shape, the batch, the instruction
+set numba compiles for, torch's thread count or the number of lanes stepping at once."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -15,7 +18,7 @@ from igc.errors import ModelError
 from igc.models import integer
 from igc.models.imagegpt import ImageGPTModel
 from igc.models.integer import LIM, ReferenceEngine, quantize
-from igc.models.integer_cpu import CpuEngine, int8_product_ok
+from igc.models.integer_cpu import CpuEngine, _linear, pack_weights
 
 START = 256
 
@@ -30,7 +33,7 @@ def random_sequences(batch: int, length: int, seed: int) -> np.ndarray:
 def assert_same(model, seqs: np.ndarray, engines=None) -> None:
     """Every engine's frequencies equal the reference's at every step of `seqs`."""
     ref = ReferenceEngine(model)
-    engines = engines or [CpuEngine(model), CpuEngine(model, int8=False)]
+    engines = engines or [CpuEngine(model)]
     b, n = seqs.shape
     ref_state = ref.start(b, n)
     states = [e.start(b, n) for e in engines]
@@ -40,7 +43,7 @@ def assert_same(model, seqs: np.ndarray, engines=None) -> None:
         for e, st in zip(engines, states, strict=True):
             got = e.step(st, seqs[:, t])
             assert got.dtype == np.int64
-            np.testing.assert_array_equal(got, want, err_msg=f"{e.name} (int8 {st.int8}), step {t}")
+            np.testing.assert_array_equal(got, want, err_msg=f"step {t}")
 
 
 def tiny(tmp_path_factory, **kw):
@@ -51,15 +54,17 @@ def tiny(tmp_path_factory, **kw):
 @pytest.fixture(scope="module")
 def runtimes(tmp_path_factory):
     """Shapes the engine must not care about: norm_frac 13, 12 and 11 (widths 8, 32, 64), one
-    head and several, head sizes odd (3), small (8), above one SIMD group (40)."""
+    head and several, head sizes odd (3), small (8), above one SIMD group (40), an MLP input
+    wider than one int32 sum of the weight product (640 > 2 * 256)."""
     shapes = {"w8h1": dict(width=8, heads=1, layers=1), "w32h4": dict(width=32, heads=4),
               "w24h8": dict(width=24, heads=8, layers=1), "w80h2": dict(width=80, heads=2),
-              "w64h2": dict(width=64, heads=2, layers=1, tile=6)}
+              "w64h2": dict(width=64, heads=2, layers=1, tile=6),
+              "w160h5": dict(width=160, heads=5, layers=1, tile=3)}
     return {k: tiny(tmp_path_factory, seed=i, **kw) for i, (k, kw) in enumerate(shapes.items())}
 
 
 @pytest.mark.parametrize("name,batch", [("w8h1", 1), ("w32h4", 5), ("w24h8", 3), ("w80h2", 2),
-                                        ("w64h2", 1)])
+                                        ("w64h2", 1), ("w160h5", 6)])
 def test_random_models_match_the_reference_at_every_step(runtimes, name, batch):
     model = quantize(runtimes[name])
     assert_same(model, random_sequences(batch, model.n_positions, seed=batch))
@@ -160,11 +165,52 @@ def test_thread_count_and_lanes_on_threads_do_not_change_a_bit(default_model):
         np.testing.assert_array_equal(np.concatenate([lanes[0][t], lanes[1][t]]), want)
 
 
-def test_int8_product_self_test_and_float64_fallback(default_model):
-    ok = int8_product_ok(32, 128, 384)
-    assert isinstance(ok, bool)
-    assert CpuEngine(default_model).start(16).int8 == ok
-    assert not CpuEngine(default_model, int8=False).start(16).int8
+@pytest.mark.parametrize("rows,k,n", [(1, 1, 1), (3, 7, 17), (4, 128, 384), (6, 513, 40),
+                                       (5, 1100, 16), (9, 4096, 3)])
+def test_weight_product_is_exact_at_the_extremes(rows, k, n):
+    """Rows in fours and singly, inputs of odd width and over several int32 sums, outputs
+    not a multiple of 16; operands at the extremes (+-32767 x +-127) and random."""
+    rng = np.random.default_rng(k)
+    w = rng.integers(-127, 128, (k, n))
+    w[:, 0], w[:, -1] = 127, -127
+    x = rng.integers(-32767, 32768, (rows, k))
+    x[0] = 32767
+    x[-1] = -32767
+    packed = pack_weights(w.astype(np.int8))
+    xin = np.full((rows, 2 * packed.shape[0] + 2), 12345, np.int16)  # garbage past the width
+    xin[:, :k] = x
+    out = np.zeros((rows, packed.shape[1] // 2 + 16), np.int64)
+    _linear(xin, packed, out)
+    np.testing.assert_array_equal(out[:, :n], x @ w)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("isa,env", [
+    ("generic", {"NUMBA_CPU_NAME": "generic"}),
+    ("avx2", {"NUMBA_CPU_NAME": "haswell",
+              "NUMBA_CPU_FEATURES": "+64bit,+avx,+avx2,+fma,+sse4.2,+sse4.1,+ssse3,+popcnt"}),
+])
+def test_other_instruction_sets_match_the_reference(isa, env, tmp_path):
+    """The AVX2 intrinsics and the plain vector IR (what other CPUs get) give the same
+    integers: compiled in a subprocess for that target, with its own numba cache."""
+    script = f"""
+import numpy as np
+from numba.core.registry import cpu_target
+from igc.models.imagegpt import ImageGPTModel
+from igc.models.integer import ReferenceEngine, quantize
+from igc.models.integer_cpu import CpuEngine, _isa
+assert _isa(cpu_target.target_context) == {isa!r}
+m = quantize(ImageGPTModel().runtime)
+ref, cpu = ReferenceEngine(m), CpuEngine(m)
+seqs = np.random.default_rng(0).integers(0, 256, (5, 20))
+a, b = ref.start(5, 20), cpu.start(5, 20)
+assert all(np.array_equal(ref.step(a, seqs[:, t]), cpu.step(b, seqs[:, t])) for t in range(20))
+print("same")
+"""
+    env = {**os.environ, **env, "NUMBA_CACHE_DIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=900)
+    assert done.returncode == 0 and "same" in done.stdout, done.stderr[-2000:]
 
 
 def test_errors(runtimes):

@@ -1,32 +1,27 @@
 """Numerics 2 on the CPU, fast: the reference's integers (igc/models/integer.py), bit for bit.
 
-Weight products. Activations are int16-range integers, weights int8. Where torch's int8 product
-runs on oneDNN with AVX-512 VNNI (`torch._int_mm`: int8 x int8 -> int32, exact), each row x is
-split into two int8 rows, x = 256 * (x >> 8) + ((x & 255) - 128) + 128, so that
-x @ W = 256 * (hi @ W) + (lo @ W) + 128 * colsum(W): one int8 product of 2B rows, every partial
-sum below 2**31. A self-test on worst-case operands, per shape, confirms the product is exact
-before it is used (an int8 kernel that saturates 16-bit pair sums, as pre-VNNI ones can, fails
-it). Elsewhere the product runs as float64 BLAS: K <= 4096 keeps every partial sum below 2**53,
-so it is the exact integer in any summation order, with or without FMA. Both give the same
-integers, and torch runs them on the calling thread only.
+A step is one numba call (nogil, so lanes stepping on threads run in parallel), with no BLAS:
 
-Everything else is numba on int64, one rule of the reference per helper, with the reference's
-NumPy semantics reproduced where they matter (shifts by 64 or more, floor division). Attention
-reads an int16 cache, keys as (position, channel) rows and values as (channel, position) rows,
-so that both sums are integer reductions over contiguous memory, which LLVM vectorises (integer
-addition is associative, so no fast-math is needed for that). Key shifts are int8 (they lie in
-[-14, 26]).
-
-Lanes call `step` from worker threads: the numba kernels release the GIL.
+* Weight products multiply int16-range activations by int8 weights with pmaddwd (int16 pairs
+  multiplied and added into int32 lanes, exact; VNNI fuses the accumulation), emitted as the
+  AVX-512 or AVX2 intrinsic where numba compiles for such a CPU and as plain vector IR (exact
+  all the same) elsewhere. Weights are stored as [input pair][output channel][2] int8, widened
+  as they are loaded; four rows share each load. A lane adds at most 256 pairs, each below
+  2 * 32767 * 127, so it cannot overflow; longer inputs are summed in int64 by chunks.
+* Attention reads an int16 cache laid out for the same instruction: keys as blocks of 16
+  positions of [channel pair][position][2], values as [position pair][channel][2]. q is split
+  into its high and low bytes and the softmax weights (Q20) into their high and low 10 bits,
+  so that every int32 lane stays in range; lanes are widened to int64 before they are combined.
+* Everything else is scalar int64 code, one rule of the reference per helper, with NumPy's
+  semantics reproduced where they matter (shifts by 64 or more, floor division), written so
+  that LLVM vectorises it (integer sums are associative, so no fast-math is involved).
 """
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
@@ -51,13 +46,17 @@ from igc.models.integer import (
     exp_table,
     sigmoid_table,
 )
-from igc.models.runtime import one_thread
 
 _OPTS = {"nogil": True, "cache": True, "boundscheck": False, "error_model": "numpy"}
 _EPS0 = -NORM_EPS_SHIFTS.start  # eps[k + _EPS0] is the eps of row shift k
 _FRAC_MASK = (1 << SCORE_FRAC) - 1
 EXP = exp_table()
 SIG = sigmoid_table()
+KEY_BLOCK = 16  # positions per block of the key cache: one SIMD group of int32 lanes
+PAIRS_MM = 256  # input pairs per int32 sum of a weight product: 256 * 2 * 32767 * 127 < 2**31
+PAIRS_QK = 64  # channel pairs per int32 sum of q . k: 64 * 2 * 255 * 32767 < 2**31
+PAIRS_AV = 32  # position pairs per int32 sum of weights x values: 32 * 2 * 1024 * 32767 < 2**31
+ROWS = 4  # rows sharing each weight load
 
 
 # -- the reference's rules on scalars -------------------------------------------------------
@@ -137,13 +136,8 @@ def _row_shift(v: np.ndarray, lo: int, hi: int) -> np.int64:
     return _bit_length(top) - 15 if top > 0 else np.int64(0)
 
 
-
-# -- SIMD: pairwise int16 multiply-add --------------------------------------------------------
-# Attention's two sums run on pmaddwd (x86: int16 pairs multiplied and added into int32 lanes,
-# exact), emitted as the AVX-512 or AVX2 intrinsic where numba compiles for such a CPU and as
-# plain vector IR elsewhere. Operands are split so that no int32 lane can overflow; the lanes
-# are widened to int64 before they are combined.
-_I16, _I32, _I64 = ir.IntType(16), ir.IntType(32), ir.IntType(64)
+# -- SIMD: pairwise int16 multiply-add (see the module docstring) ----------------------------
+_I8, _I16, _I32, _I64 = ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.IntType(64)
 
 
 def _vec(t: ir.Type, n: int) -> ir.VectorType:
@@ -234,51 +228,115 @@ def _dot_pairs(typingctx, src, base, stride, count, hi, lo, c0, out, off, shift)
 
     return sig, codegen
 
-# -- products in and out ---------------------------------------------------------------------
-@njit(inline="always", **_OPTS)
-def _store(int8: bool, v: np.ndarray, b: int, a8: np.ndarray, af: np.ndarray) -> None:
-    """Row b of a product's input: v (int16-range int64) as the int8 pair (hi into row b, lo
-    into row B + b of a8) or as float64 into af."""
-    n = v.shape[0]
-    if int8:
-        lo = a8.shape[0] // 2 + b
-        for i in range(n):
-            a8[b, i] = v[i] >> 8
-            a8[lo, i] = (v[i] & 255) - 128
-    else:
-        for i in range(n):
-            af[b, i] = v[i]
+
+def _splat(builder, v, n: int):
+    vt = _vec(v.type, n)
+    one = builder.insert_element(ir.Constant(vt, None), v, ir.Constant(_I32, 0))
+    return builder.shuffle_vector(one, one, ir.Constant(_vec(_I32, n), [0] * n))
 
 
+def _product_rows(rows: int):
+    """An intrinsic for `rows` rows x 16 output channels of a weight product: for each row r
+    and lane j, out[ob + r * os + j] (int64) = [out[...] if add else 0] + sum over p < count
+    of x[xb + r * xs + 2p] * w[wb + p * ws + 2j] + x[xb + r * xs + 2p + 1] * w[... + 2j + 1]
+    (w int8, x int16); count <= PAIRS_MM."""
+
+    @intrinsic
+    def product(typingctx, w, wb, ws, count, x, xb, xs, out, ob, os, add):
+        sig = types.void(w, wb, ws, count, x, xb, xs, out, ob, os, add)
+
+        def codegen(context, builder, signature, args):
+            wt, _, _, _, xt, _, _, ot, _, _, _ = signature.args
+            w_, wb_, ws_, count_, x_, xb_, xs_, out_, ob_, os_, add_ = args
+            isa = _isa(context)
+            accs = [cgutils.alloca_once_value(builder, ir.Constant(_vec(_I32, 16), None))
+                    for _ in range(rows)]
+            with cgutils.for_range(builder, count_) as loop:
+                p = loop.index
+                wp = _at(context, builder, wt, w_, builder.add(wb_, builder.mul(p, ws_)))
+                wv = builder.sext(builder.load(builder.bitcast(wp, _vec(_I8, 32).as_pointer()),
+                                               align=1), _vec(_I16, 32))
+                for r, acc in enumerate(accs):
+                    xi = builder.add(builder.add(xb_, builder.mul(ir.Constant(_I64, r), xs_)),
+                                     builder.mul(p, ir.Constant(_I64, 2)))
+                    xv = _pair32(context, builder, xt, x_, xi)
+                    builder.store(builder.add(builder.load(acc), _pmadd(builder, isa, wv, xv)),
+                                  acc)
+            v64 = _vec(_I64, 16)
+            keep = builder.icmp_signed("!=", add_, ir.Constant(add_.type, 0))
+            for r, acc in enumerate(accs):
+                oi = builder.add(ob_, builder.mul(ir.Constant(_I64, r), os_))
+                ptr = builder.bitcast(_at(context, builder, ot, out_, oi), v64.as_pointer())
+                val = builder.sext(builder.load(acc), v64)
+                old = builder.select(keep, builder.load(ptr, align=8), ir.Constant(v64, None))
+                builder.store(builder.add(old, val), ptr, align=8)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return product
+
+
+_product_4 = _product_rows(ROWS)
+_product_1 = _product_rows(1)
+
+
+@njit(**_OPTS)
+def _linear(x, w, out):
+    """out[:, :N] = x @ W exactly, int64: x (B, >= 2 K2) int16-range values (past the input's
+    width: anything, its weights are 0), w (K2, 2 Npad) W packed by `pack_weights`, out
+    (B, >= Npad). Output channels outside, rows inside: a block of weights is read from memory
+    once and from L1 for the other rows."""
+    rows, xs, os = x.shape[0], x.shape[1], out.shape[1]
+    k2, ws = w.shape[0], w.shape[1]
+    for j in range(0, ws // 2, 16):
+        r = 0
+        while r < rows:
+            four = r + ROWS <= rows
+            for c in range(0, k2, PAIRS_MM):
+                n = min(PAIRS_MM, k2 - c)
+                if four:
+                    _product_4(w, c * ws + 2 * j, ws, n, x, r * xs + 2 * c, xs, out, r * os + j,
+                               os, c)
+                else:
+                    _product_1(w, c * ws + 2 * j, ws, n, x, r * xs + 2 * c, xs, out, r * os + j,
+                               os, c)
+            r += ROWS if four else 1
+
+
+def pack_weights(w: np.ndarray) -> np.ndarray:
+    """(K, N) int8-range weights -> (ceil(K/2), 2 * ceil16(N)) int8: [input pair][channel][2],
+    zero-padded."""
+    k, n = w.shape
+    k2, npad = (k + 1) // 2, -(-n // 16) * 16
+    out = np.zeros((2 * k2, npad), np.int8)
+    out[:k, :n] = w
+    return np.ascontiguousarray(out.reshape(k2, 2, npad).transpose(0, 2, 1)).reshape(k2, -1)
+
+
+# -- the stretches between weight products ---------------------------------------------------
 @njit(inline="always", **_OPTS)
-def _requant(int8: bool, r: np.ndarray, f: np.ndarray, b: int, p: np.ndarray, frac: np.int64,
-             out: np.ndarray) -> None:
-    """integer.linear after the product, row b: the exact sums (from the int8 pair rows of r,
-    or from f) -> Q16 int64 in out. p: the layer's (m, e, b, 128 * colsum) rows."""
+def _requant(acc: np.ndarray, p: np.ndarray, frac: np.int64, out: np.ndarray) -> None:
+    """integer.linear after the product, one row: exact sums acc -> Q16 out. p: the layer's
+    (m, e, b) rows."""
     n = p.shape[1]
-    if int8:
-        lo = r.shape[0] // 2 + b
-        for j in range(n):
-            out[j] = (np.int64(r[b, j]) << 8) + np.int64(r[lo, j]) + p[3, j]
-    else:
-        for j in range(n):
-            out[j] = np.int64(f[b, j])
     lo_e, hi_e = p[1, 0], p[1, 0]
     for j in range(n):
         lo_e, hi_e = min(lo_e, p[1, j]), max(hi_e, p[1, j])
     if lo_e + frac - FX >= -62 and hi_e + frac - FX <= 63:  # always, for trained weights
         for j in range(n):
-            t = _shift_round_small(out[j] * p[0, j], p[1, j] + frac - FX, LIM) + p[2, j]
+            t = _shift_round_small(acc[j] * p[0, j], p[1, j] + frac - FX, LIM) + p[2, j]
             out[j] = min(max(t, -LIM), LIM)
     else:
         for j in range(n):
-            t = _shift_round(out[j] * p[0, j], p[1, j] + frac - FX, LIM) + p[2, j]
+            t = _shift_round(acc[j] * p[0, j], p[1, j] + frac - FX, LIM) + p[2, j]
             out[j] = min(max(t, -LIM), LIM)
 
 
 @njit(inline="always", **_OPTS)
-def _norm_row(x: np.ndarray, eps: np.ndarray, nf: np.int64, u: np.ndarray) -> None:
-    """integer.rms_norm of one Q16 row, into u (int16-range values, `nf` fraction bits)."""
+def _norm_row(x: np.ndarray, eps: np.ndarray, nf: np.int64, u: np.ndarray,
+              out: np.ndarray) -> None:
+    """integer.rms_norm of one Q16 row x into out (int16, `nf` fraction bits); u: scratch."""
     c = x.shape[0]
     top = np.int64(0)
     for i in range(c):
@@ -292,86 +350,53 @@ def _norm_row(x: np.ndarray, eps: np.ndarray, nf: np.int64, u: np.ndarray) -> No
     j = max(_bit_length(den) - 41, 0) // 2
     r = max(_isqrt(((den >> (2 * j)) << 20) // c) << j, 1)
     for i in range(c):  # round_div: |numerator| < 2**41
-        y = _floor_div(2 * (u[i] << (nf + 10)) + r, 2 * r)
-        u[i] = min(max(y, -ACT_MAX), ACT_MAX)
-
-
-@njit(inline="always", **_OPTS)
-def _rows(int8: bool, r: np.ndarray, f: np.ndarray) -> int:
-    return r.shape[0] // 2 if int8 else f.shape[0]
-
-
-# -- kernels, one per stretch between weight products --------------------------------------
-@njit(**_OPTS)
-def embed_norm(wte, wpe, ids, pos, eps, nf, x, u, int8, a8, af):
-    """x = wte[ids] + wpe[pos] (saturated); the next product's input is rms_norm(x)."""
-    c = x.shape[1]
-    for b in range(x.shape[0]):
-        for i in range(c):
-            x[b, i] = min(max(wte[ids[b], i] + wpe[pos, i], -LIM), LIM)
-        _norm_row(x[b], eps, nf, u[:c])
-        _store(int8, u[:c], b, a8, af)
+        out[i] = min(max(_floor_div(2 * (u[i] << (nf + 10)) + r, 2 * r), -ACT_MAX), ACT_MAX)
 
 
 @njit(**_OPTS)
-def residual_norm(int8, r, f, p, frac, x, eps, nf, u, a8, af):
+def _residual_norm(acc, p, frac, x, eps, nf, u, xin):
     """x += linear's output (row b's input had frac[b] fraction bits), saturated; the next
     product's input is rms_norm(x)."""
     c = x.shape[1]
     for b in range(x.shape[0]):
-        _requant(int8, r, f, b, p, frac[b], u[:c])
+        _requant(acc[b], p, frac[b], u[:c])
         for i in range(c):
             x[b, i] = min(max(x[b, i] + u[i], -LIM), LIM)
-        _norm_row(x[b], eps, nf, u[:c])
-        _store(int8, u[:c], b, a8, af)
+        _norm_row(x[b], eps, nf, u[:c], xin[b])
 
 
 @njit(**_OPTS)
-def gelu_narrow(int8, r, f, p, nf, sig, u, frac, a8, af):
+def _gelu_narrow(acc, p, nf, u, frac, xin):
     """quick_gelu(linear(h)), narrowed: the next product's input, and frac[b] = FX - shift
     (its fraction bits)."""
     n = p.shape[1]
     row = u[:n]
     for b in range(frac.shape[0]):
-        _requant(int8, r, f, b, p, nf, row)
+        _requant(acc[b], p, nf, row)
         for j in range(n):
             v = row[j]
             i = _shift_round_small(v, FX - GELU_FRAC, LIM)
-            if i >= GELU_HALF:
-                row[j] = v
-            elif i >= -GELU_HALF:
-                row[j] = _shift_round_small(v * sig[i + GELU_HALF], SIG_BITS, LIM)
-            else:
-                row[j] = 0
+            g = _shift_round_small(v * SIG[min(max(i + GELU_HALF, 0), 2 * GELU_HALF - 1)],
+                                   SIG_BITS, LIM)
+            row[j] = v if i >= GELU_HALF else (g if i >= -GELU_HALF else 0)
         sg = _row_shift(row, 0, n)
         for j in range(n):
-            row[j] = min(max(_shift_round_small(row[j], sg, LIM), -ACT_MAX), ACT_MAX)
+            xin[b, j] = min(max(_shift_round_small(row[j], sg, LIM), -ACT_MAX), ACT_MAX)
         frac[b] = FX - sg
-        _store(int8, row, b, a8, af)
-
-
-KEY_BLOCK = 16  # positions per block of the key cache: one SIMD group of int32 lanes
-PAIRS_QK = 64  # channel pairs per int32 sum of q . k: 64 * 2 * 255 * 32767 < 2**31
-PAIRS_AV = 32  # position pairs per int32 sum of weights x values: 32 * 2 * 1024 * 32767 < 2**31
-
-
-def cache_layout(length: int, d: int) -> tuple[int, int, int]:
-    """(channel pairs of a key, channels of a value padded to 16, blocks of KEY_BLOCK)."""
-    return (d + 1) // 2, -(-d // 16) * 16, -(-length // KEY_BLOCK)
 
 
 @njit(**_OPTS)
-def attend(int8, r, f, p, nf, v_shift, heads, keys, key_shift, values, pos, u, qh, ql, scores,
-           wh, wl, mix, a8, af):
+def _attend(acc, p, nf, v_shift, heads, keys, key_shift, values, pos, u, qh, ql, scores,
+            wh, wl, mix, xin):
     """Requantize the qkv product, store this step's keys and values at `pos`, attend over
     positions 0..pos; the next product's input is the attention output.
 
     keys: (B*H, blocks * d2 * 32) int16, per block of 16 positions d2 channel pairs of
     [position][2]; values: (B*H, L/2 * dv * 2) int16, per pair of positions dv channels of
-    [2 positions]; key_shift: (B*H, L) int8. Scratch: u int64 >= 4C; qh, ql (2 d2,) int16
+    [2 positions]; key_shift: (B*H, L) int8. Scratch: u int64 >= 3C; qh, ql (2 d2,) int16
     (zero past d); scores (blocks * 16,) int64; wh, wl (L + 1,) int16; mix (dv,) int64.
     q . k = 256 (q >> 8) . k + (q & 255) . k and weight x value = 1024 (w >> 10) v +
-    (w & 1023) v, each side's int32 lanes bounded by PAIRS_QK and PAIRS_AV."""
+    (w & 1023) v."""
     c = p.shape[1] // 3
     d = c // heads
     n = pos + 1
@@ -380,9 +405,9 @@ def attend(int8, r, f, p, nf, v_shift, heads, keys, key_shift, values, pos, u, q
     blocks, pairs = pos // KEY_BLOCK + 1, (n + 1) // 2
     kat = (pos // KEY_BLOCK) * kblock + (pos % KEY_BLOCK) * 2
     vat = (pos // 2) * vrow + pos % 2
-    qkv, a = u[: 3 * c], u[3 * c : 4 * c]
-    for b in range(_rows(int8, r, f)):
-        _requant(int8, r, f, b, p, nf, qkv)
+    qkv = u[: 3 * c]
+    for b in range(xin.shape[0]):
+        _requant(acc[b], p, nf, qkv)
         for h in range(heads):
             bh = b * heads + h
             q0, k0, v0 = h * d, c + h * d, 2 * c + h * d
@@ -432,17 +457,16 @@ def attend(int8, r, f, p, nf, v_shift, heads, keys, key_shift, values, pos, u, q
                     _dot_pairs(vb, t0 * vrow + 2 * g, vrow, min(PAIRS_AV, pairs - t0), wh, wl,
                                2 * t0, mix, g, 10)
             for i in range(d):  # rounded half up
-                a[h * d + i] = _floor_div(2 * mix[i] + total, 2 * total)
-        _store(int8, a, b, a8, af)
+                xin[b, h * d + i] = _floor_div(2 * mix[i] + total, 2 * total)
 
 
 @njit(**_OPTS)
-def head_frequencies(int8, r, f, p, nf, u, out):
+def _frequencies(acc, p, nf, u, out):
     """integer.frequencies of the head's product: (B, V) int64, each >= 1, summing to 2**24."""
     v = p.shape[1]
     logits = u[:v]
     for b in range(out.shape[0]):
-        _requant(int8, r, f, b, p, nf, logits)
+        _requant(acc[b], p, nf, logits)
         top = logits[0]
         for j in range(1, v):
             top = max(top, logits[j])
@@ -458,181 +482,131 @@ def head_frequencies(int8, r, f, p, nf, u, out):
         spare = (1 << TOTAL_BITS) - v
         s = np.int64(0)
         for j in range(v):
-            fr = 1 + _floor_div(logits[j] * spare, total)  # quotient < 2**24
-            out[b, j] = fr
-            s += fr
+            f = 1 + _floor_div(logits[j] * spare, total)  # quotient < 2**24
+            out[b, j] = f
+            s += f
         out[b, arg] += (1 << TOTAL_BITS) - s
 
 
-# -- the int8 product and its self-test -----------------------------------------------------
-_checked: dict[tuple[int, int, int], bool] = {}
-_checked_lock = threading.Lock()
-
-
-def int8_product_ok(m: int, k: int, n: int) -> bool:
-    """Whether torch._int_mm computes (m, k) @ (k, n) int8 products exactly here, fast (oneDNN
-    with AVX-512 VNNI; its fallback loop is exact but slow). Tested once per shape on operands
-    that make a saturating kernel fail."""
-    key = (m, k, n)
-    with _checked_lock:
-        if key not in _checked:
-            _checked[key] = _int8_check(m, k, n)
-        return _checked[key]
-
-
-def _vnni() -> bool:
-    for name in ("_is_avx512_vnni_supported", "_is_vnni_supported"):
-        probe = getattr(torch.cpu, name, None)
-        if probe is not None:
-            try:
-                return bool(probe())
-            except Exception:
-                return False
-    return False
-
-
-def _int8_check(m: int, k: int, n: int) -> bool:
-    if not (hasattr(torch, "_int_mm") and torch.backends.mkldnn.is_available() and _vnni()):
-        return False
-    rng = np.random.default_rng(k * 7919 + n)
-    alt = np.where(np.arange(k) % 2, 127, -128)
-    a = rng.integers(-128, 128, (m, k)).astype(np.int8)  # rows: 127s, -128s, alternating
-    a[0::3], a[1::3], a[2::3] = 127, -128, alt
-    w = rng.integers(-128, 128, (k, n)).astype(np.int8)  # columns likewise, and random
-    w[:, 0::4], w[:, 1::4], w[:, 2::4] = 127, -128, -alt[:, None] - 1
-    want = a.astype(np.int64) @ w.astype(np.int64)
-    try:
-        with one_thread():
-            got = torch._int_mm(torch.from_numpy(a), torch.from_numpy(w)).numpy()
-    except Exception:
-        return False
-    return bool(np.array_equal(got.astype(np.int64), want))
+@njit(**_OPTS)
+def _step(ids, pos, wte, wpe, eps, nf, heads, v_shift, w_qkv, p_qkv, w_proj, p_proj, w_fc,
+          p_fc, w_mlp, p_mlp, w_head, p_head, keys, key_shift, values, x, xin, acc, u, frac,
+          zeros, qh, ql, scores, wh, wl, mix, out):
+    """One step of every row (see CpuEngine.step); per-layer arrays are stacked on axis 0."""
+    c = x.shape[1]
+    for b in range(x.shape[0]):
+        for i in range(c):
+            x[b, i] = min(max(wte[ids[b], i] + wpe[pos, i], -LIM), LIM)
+        _norm_row(x[b], eps, nf, u[:c], xin[b])
+    for i in range(w_qkv.shape[0]):
+        _linear(xin, w_qkv[i], acc)
+        _attend(acc, p_qkv[i], nf, v_shift[i], heads, keys[i], key_shift[i], values[i], pos,
+                u, qh, ql, scores, wh, wl, mix, xin)
+        _linear(xin, w_proj[i], acc)
+        _residual_norm(acc, p_proj[i], zeros, x, eps, nf, u, xin)
+        _linear(xin, w_fc[i], acc)
+        _gelu_narrow(acc, p_fc[i], nf, u, frac, xin)
+        _linear(xin, w_mlp[i], acc)
+        _residual_norm(acc, p_mlp[i], frac, x, eps, nf, u, xin)
+    _linear(xin, w_head, acc)
+    _frequencies(acc, p_head, nf, u, out)
 
 
 # -- the engine -----------------------------------------------------------------------------
+def cache_layout(length: int, d: int) -> tuple[int, int, int]:
+    """(channel pairs of a key, channels of a value padded to 16, blocks of KEY_BLOCK)."""
+    return (d + 1) // 2, -(-d // 16) * 16, -(-length // KEY_BLOCK)
+
+
 @dataclass
 class CpuState:
-    """One lane's cache and buffers (preallocated: a step allocates only its result)."""
+    """One lane's cache and buffers (preallocated: a step allocates only its result). Per-layer
+    arrays are stacked on axis 0."""
 
-    keys: list[np.ndarray]  # per layer (B*H, blocks * d2 * 32) int16: see `attend`
-    key_shift: list[np.ndarray]  # per layer (B*H, L) int8
-    values: list[np.ndarray]  # per layer (B*H, L/2 * dv * 2) int16
+    keys: np.ndarray  # (layers, B*H, blocks * d2 * 32) int16: see `_attend`
+    key_shift: np.ndarray  # (layers, B*H, L) int8 (shifts lie in [-14, 26])
+    values: np.ndarray  # (layers, B*H, L/2 * dv * 2) int16
     position: int
     batch: int
-    int8: bool  # products as torch._int_mm of int8 pairs, else float64
+    length: int
     x: np.ndarray  # (B, C) int64 residual stream, Q16
+    xin: np.ndarray  # (B, widest input, even) int16: the next product's input
+    acc: np.ndarray  # (B, widest output, padded to 16) int64: a product's exact sums
+    u: np.ndarray  # int64 scratch row
     frac: np.ndarray  # (B,) int64 fraction bits of each row of the MLP's second input
-    frac_0: np.ndarray  # (B,) zeros: the attention output's fraction bits
-    u: np.ndarray  # int64 scratch
+    zeros: np.ndarray  # (B,) int64: the attention output's fraction bits
     qh: np.ndarray  # (2 d2,) int16
     ql: np.ndarray  # (2 d2,) int16
     scores: np.ndarray  # (blocks * 16,) int64
     wh: np.ndarray  # (L + 1,) int16
     wl: np.ndarray  # (L + 1,) int16
     mix: np.ndarray  # (dv,) int64
-    a8: dict  # product inputs by width: (2B, K) int8 (unused (2, 1) when float64)
-    af: dict  # product inputs by width: (B, K) float64 (unused (1, 1) when int8)
-    r: dict  # product outputs by width: (2B, N) int32
-    f: dict  # product outputs by width: (B, N) float64
-    t: dict  # torch views of the above, by (name, width)
 
 
 class CpuEngine:
-    """The reference's frequencies, bit for bit, at CPU speed (see the module docstring).
-
-    `int8`: None picks torch's int8 product where it is exact and fast here, False forces
-    float64 products (tests compare both)."""
+    """The reference's frequencies, bit for bit, at CPU speed (see the module docstring)."""
 
     name = "cpu"
 
-    def __init__(self, model: IntModel, int8: bool | None = None) -> None:
+    def __init__(self, model: IntModel) -> None:
         self.m = model
-        self.int8 = int8
+        c, nl = model.n_embd, len(model.layers)
+        inner = model.layers[0].fc.w.shape[1] if model.layers else 4 * c
 
-        def prep(lin: Linear) -> tuple:
-            p = np.stack([lin.m, lin.e, lin.b, 128 * lin.w.sum(axis=0)]).astype(np.int64)
-            return (p, torch.from_numpy(np.ascontiguousarray(lin.w, np.int8)),
-                    torch.from_numpy(lin.w_f64))
+        def params(lin: Linear) -> np.ndarray:
+            return np.stack([lin.m, lin.e, lin.b]).astype(np.int64)
 
-        self.layers = [tuple(prep(lin) for lin in (lay.qkv, lay.proj, lay.fc, lay.mlp_proj))
-                       for lay in model.layers]
-        self.head = prep(model.head)
-        self.widths = {model.n_embd, 3 * model.n_embd, model.vocab,
-                       *(lay.fc.w.shape[1] for lay in model.layers)}
-        self.shapes = {(lin.w.shape[0], lin.w.shape[1]) for lay in model.layers
-                       for lin in (lay.qkv, lay.proj, lay.fc, lay.mlp_proj)}
-        self.shapes.add(model.head.w.shape)
+        def stack(name: str, k: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+            w = np.zeros((nl, (k + 1) // 2, 2 * (-(-n // 16) * 16)), np.int8)
+            p = np.zeros((nl, 3, n), np.int64)
+            for i, lay in enumerate(model.layers):
+                w[i], p[i] = pack_weights(getattr(lay, name).w), params(getattr(lay, name))
+            return w, p
+
+        self.w_qkv, self.p_qkv = stack("qkv", c, 3 * c)
+        self.w_proj, self.p_proj = stack("proj", c, c)
+        self.w_fc, self.p_fc = stack("fc", c, inner)
+        self.w_mlp, self.p_mlp = stack("mlp_proj", inner, c)
+        self.w_head, self.p_head = pack_weights(model.head.w), params(model.head)
+        self.v_shift = np.array([lay.v_shift for lay in model.layers], np.int64).reshape(nl, c)
+        self.inner = inner
+        self.width_in = 2 * ((max(c, inner) + 1) // 2)
+        self.width_out = -(-max(3 * c, inner, model.vocab) // 16) * 16
 
     def start(self, batch: int, length: int | None = None) -> CpuState:
         m = self.m
         length = length or m.n_positions
-        bh, d, c, n = batch * m.n_head, m.head_dim, m.n_embd, len(m.layers)
-        int8 = self.int8
-        if int8 is None or int8:
-            int8 = all(int8_product_ok(2 * batch, k, w) for k, w in self.shapes)
-        z = np.zeros
-        widths = sorted(self.widths)
-        a8 = {w: z((2 * batch, w) if int8 else (2, 1), np.int8) for w in widths}
-        af = {w: z((1, 1) if int8 else (batch, w)) for w in widths}
-        r = {w: z((2 * batch, w) if int8 else (2, 1), np.int32) for w in widths}
-        f = {w: z((1, 1) if int8 else (batch, w)) for w in widths}
+        bh, d, c, nl = batch * m.n_head, m.head_dim, m.n_embd, len(m.layers)
         d2, dv, blocks = cache_layout(length, d)
-        st = CpuState(
-            keys=[z((bh, blocks * d2 * 32), np.int16) for _ in range(n)],
-            key_shift=[z((bh, length), np.int8) for _ in range(n)],
-            values=[z((bh, (length + 1) // 2 * dv * 2), np.int16) for _ in range(n)],
-            position=0, batch=batch, int8=int8, x=z((batch, c), np.int64),
-            frac=z(batch, np.int64), frac_0=z(batch, np.int64),
-            u=z(max(4 * c, *widths), np.int64), qh=z(2 * d2, np.int16),
-            ql=z(2 * d2, np.int16), scores=z(blocks * KEY_BLOCK, np.int64),
-            wh=z(length + 1, np.int16), wl=z(length + 1, np.int16), mix=z(dv, np.int64),
-            a8=a8, af=af, r=r, f=f, t={},
+        z = np.zeros
+        return CpuState(
+            keys=z((nl, bh, blocks * d2 * 32), np.int16),
+            key_shift=z((nl, bh, length), np.int8),
+            values=z((nl, bh, (length + 1) // 2 * dv * 2), np.int16),
+            position=0, batch=batch, length=length,
+            x=z((batch, c), np.int64), xin=z((batch, self.width_in), np.int16),
+            acc=z((batch, self.width_out), np.int64),
+            u=z(max(3 * c, self.inner, m.vocab), np.int64), frac=z(batch, np.int64),
+            zeros=z(batch, np.int64), qh=z(2 * d2, np.int16), ql=z(2 * d2, np.int16),
+            scores=z(blocks * KEY_BLOCK, np.int64), wh=z(length + 1, np.int16),
+            wl=z(length + 1, np.int16), mix=z(dv, np.int64),
         )
-        for name in ("a8", "af", "r", "f"):
-            for w, arr in getattr(st, name).items():
-                st.t[name, w] = torch.from_numpy(arr)
-        return st
-
-    def _product(self, st: CpuState, k: int, lin: tuple) -> tuple:
-        """The input of width k times a layer's weights: (r, f) holding the exact sums."""
-        p, w8, w64 = lin
-        nout = p.shape[1]
-        if st.int8:
-            torch._int_mm(st.t["a8", k], w8, out=st.t["r", nout])
-        else:
-            torch.mm(st.t["af", k], w64, out=st.t["f", nout])
-        return st.r[nout], st.f[nout]
 
     def step(self, state: CpuState, ids: np.ndarray) -> np.ndarray:
         """One token per sequence -> (B, V) int64 frequencies of the next token."""
         m, st, pos = self.m, state, state.position
-        if pos >= (st.key_shift[0].shape[1] if m.layers else m.n_positions):
+        if pos >= min(st.length, m.n_positions):
             raise ModelError(f"sequence longer than the model's context of {m.n_positions}")
         if len(ids) != st.batch:
             raise ModelError(f"step got {len(ids)} tokens for a cache of batch {st.batch}")
         ids = np.ascontiguousarray(ids, np.int64)
         if len(ids) and (ids.min() < 0 or ids.max() >= len(m.wte)):
             raise ModelError(f"token ids must lie in [0, {len(m.wte)})")
-        c, nf, i8 = m.n_embd, np.int64(m.norm_frac), st.int8
-        embed_norm(m.wte, m.wpe, ids, pos, m.eps, nf, st.x, st.u, i8, st.a8[c], st.af[c])
-        with one_thread(), torch.inference_mode():
-            for i, (lay, (qkv, proj, fc, mlp)) in enumerate(zip(m.layers, self.layers,
-                                                                strict=True)):
-                r, f = self._product(st, c, qkv)
-                attend(i8, r, f, qkv[0], nf, lay.v_shift, m.n_head, st.keys[i],
-                       st.key_shift[i], st.values[i], pos, st.u, st.qh, st.ql, st.scores,
-                       st.wh, st.wl, st.mix, st.a8[c], st.af[c])
-                r, f = self._product(st, c, proj)
-                residual_norm(i8, r, f, proj[0], st.frac_0, st.x, m.eps, nf, st.u, st.a8[c],
-                              st.af[c])
-                r, f = self._product(st, c, fc)
-                k = fc[0].shape[1]
-                gelu_narrow(i8, r, f, fc[0], nf, SIG, st.u, st.frac, st.a8[k], st.af[k])
-                r, f = self._product(st, k, mlp)
-                residual_norm(i8, r, f, mlp[0], st.frac, st.x, m.eps, nf, st.u, st.a8[c],
-                              st.af[c])
-            r, f = self._product(st, c, self.head)
-        freqs = np.empty((st.batch, m.vocab), np.int64)
-        head_frequencies(i8, r, f, self.head[0], nf, st.u, freqs)
+        out = np.empty((st.batch, m.vocab), np.int64)
+        _step(ids, pos, m.wte, m.wpe, m.eps, np.int64(m.norm_frac), m.n_head, self.v_shift,
+              self.w_qkv, self.p_qkv, self.w_proj, self.p_proj, self.w_fc, self.p_fc,
+              self.w_mlp, self.p_mlp, self.w_head, self.p_head, st.keys, st.key_shift,
+              st.values, st.x, st.xin, st.acc, st.u, st.frac, st.zeros, st.qh, st.ql,
+              st.scores, st.wh, st.wl, st.mix, out)
         state.position = pos + 1
-        return freqs
+        return out
