@@ -41,6 +41,7 @@ from igc.models.integer import (
     SCORE_LIM,
     SIG_BITS,
     TOTAL_BITS,
+    W_MAX,
     IntModel,
     Linear,
     exp_table,
@@ -549,6 +550,10 @@ class CpuEngine:
     name = "cpu"
 
     def __init__(self, model: IntModel) -> None:
+        lins = [model.head, *(getattr(lay, k) for lay in model.layers
+                              for k in ("qkv", "proj", "fc", "mlp_proj"))]
+        if any(np.abs(lin.w).max(initial=0) > W_MAX for lin in lins):
+            raise ModelError(f"integer weights beyond +-{W_MAX}: not a numerics 2 model")
         self.m = model
         c, nl = model.n_embd, len(model.layers)
         inner = model.layers[0].fc.w.shape[1] if model.layers else 4 * c
