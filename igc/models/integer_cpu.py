@@ -6,7 +6,7 @@ A step is one numba call (nogil, so lanes stepping on threads run in parallel), 
   multiplied and added into int32 lanes, exact; VNNI fuses the accumulation), emitted as the
   AVX-512 or AVX2 intrinsic where numba compiles for such a CPU and as plain vector IR (exact
   all the same) elsewhere. Weights are stored as [input pair][output channel][2] int8, widened
-  as they are loaded; four rows share each load. A lane adds at most 256 pairs, each below
+  as they are loaded; up to eight rows share each load. A lane adds at most 256 pairs, each below
   2 * 32767 * 127, so it cannot overflow; longer inputs are summed in int64 by chunks.
 * Attention reads an int16 cache laid out for the same instruction: keys as blocks of 16
   positions of [channel pair][position][2], values as [position pair][channel][2]. q is split
@@ -57,7 +57,6 @@ KEY_BLOCK = 16  # positions per block of the key cache: one SIMD group of int32 
 PAIRS_MM = 256  # input pairs per int32 sum of a weight product: 256 * 2 * 32767 * 127 < 2**31
 PAIRS_QK = 64  # channel pairs per int32 sum of q . k: 64 * 2 * 255 * 32767 < 2**31
 PAIRS_AV = 32  # position pairs per int32 sum of weights x values: 32 * 2 * 1024 * 32767 < 2**31
-ROWS = 4  # rows sharing each weight load
 
 
 # -- the reference's rules on scalars -------------------------------------------------------
@@ -278,7 +277,8 @@ def _product_rows(rows: int):
     return product
 
 
-_product_4 = _product_rows(ROWS)
+_product_8 = _product_rows(8)
+_product_4 = _product_rows(4)
 _product_1 = _product_rows(1)
 
 
@@ -287,22 +287,23 @@ def _linear(x, w, out):
     """out[:, :N] = x @ W exactly, int64: x (B, >= 2 K2) int16-range values (past the input's
     width: anything, its weights are 0), w (K2, 2 Npad) W packed by `pack_weights`, out
     (B, >= Npad). Output channels outside, rows inside: a block of weights is read from memory
-    once and from L1 for the other rows."""
+    once and from L1 for the other rows, which go in eights, fours, then singly."""
     rows, xs, os = x.shape[0], x.shape[1], out.shape[1]
     k2, ws = w.shape[0], w.shape[1]
     for j in range(0, ws // 2, 16):
         r = 0
         while r < rows:
-            four = r + ROWS <= rows
+            g = 8 if rows - r >= 8 else 4 if rows - r >= 4 else 1
             for c in range(0, k2, PAIRS_MM):
                 n = min(PAIRS_MM, k2 - c)
-                if four:
-                    _product_4(w, c * ws + 2 * j, ws, n, x, r * xs + 2 * c, xs, out, r * os + j,
-                               os, c)
+                wb, xb, ob = c * ws + 2 * j, r * xs + 2 * c, r * os + j
+                if g == 8:
+                    _product_8(w, wb, ws, n, x, xb, xs, out, ob, os, c)
+                elif g == 4:
+                    _product_4(w, wb, ws, n, x, xb, xs, out, ob, os, c)
                 else:
-                    _product_1(w, c * ws + 2 * j, ws, n, x, r * xs + 2 * c, xs, out, r * os + j,
-                               os, c)
-            r += ROWS if four else 1
+                    _product_1(w, wb, ws, n, x, xb, xs, out, ob, os, c)
+            r += g
 
 
 def pack_weights(w: np.ndarray) -> np.ndarray:
