@@ -181,7 +181,13 @@ def _pmadd(builder, isa: str, a, b):
 
 
 def _at(context, builder, aryty, ary, index):
+    """Pointer to element `index` of a C-contiguous array, counted from its first element."""
     return builder.gep(context.make_array(aryty)(context, builder, ary).data, [index])
+
+
+def _contiguous(*arrays) -> bool:
+    """The intrinsics index arrays as flat memory: they type only for C-contiguous arrays."""
+    return all(isinstance(a, types.Array) and a.layout == "C" for a in arrays)
 
 
 def _load(builder, ptr, ty):
@@ -199,6 +205,8 @@ def _dot_pairs(typingctx, src, base, stride, count, hi, lo, c0, out, off, shift)
     """For 16 lanes j: out[off + j] += sum over p < count of (H_p << shift) + L_p, where H_p =
     src[s + 2j] * hi[c0 + 2p] + src[s + 2j + 1] * hi[c0 + 2p + 1] with s = base + p * stride,
     L_p likewise with lo. int32 lanes: the caller bounds count so that they cannot overflow."""
+    if not _contiguous(src, hi, lo, out):
+        return None
     sig = types.void(src, base, stride, count, hi, lo, c0, out, off, shift)
 
     def codegen(context, builder, signature, args):
@@ -216,23 +224,16 @@ def _dot_pairs(typingctx, src, base, stride, count, hi, lo, c0, out, off, shift)
             for acc, ary, aryt in ((acc_hi, hi_, hit), (acc_lo, lo_, lot)):
                 w = _pair32(context, builder, aryt, ary, c)
                 builder.store(builder.add(builder.load(acc), _pmadd(builder, isa, v, w)), acc)
-        # shift: a compile-time constant in practice; a vector shift by a splat of it
         v64 = _vec(_I64, 16)
         hi64 = builder.sext(builder.load(acc_hi), v64)
         sh = builder.insert_element(ir.Constant(v64, None), shift_, ir.Constant(_I32, 0))
-        sh = builder.shuffle_vector(sh, sh, ir.Constant(_vec(_I32, 16), [0] * 16))
+        sh = builder.shuffle_vector(sh, sh, ir.Constant(_vec(_I32, 16), [0] * 16))  # splat
         ptr = builder.bitcast(_at(context, builder, outt, out_, off_), v64.as_pointer())
         add = builder.add(builder.shl(hi64, sh), builder.sext(builder.load(acc_lo), v64))
         builder.store(builder.add(builder.load(ptr, align=8), add), ptr, align=8)
         return context.get_dummy_value()
 
     return sig, codegen
-
-
-def _splat(builder, v, n: int):
-    vt = _vec(v.type, n)
-    one = builder.insert_element(ir.Constant(vt, None), v, ir.Constant(_I32, 0))
-    return builder.shuffle_vector(one, one, ir.Constant(_vec(_I32, n), [0] * n))
 
 
 def _product_rows(rows: int):
@@ -243,6 +244,8 @@ def _product_rows(rows: int):
 
     @intrinsic
     def product(typingctx, w, wb, ws, count, x, xb, xs, out, ob, os, add):
+        if not _contiguous(w, x, out):
+            return None
         sig = types.void(w, wb, ws, count, x, xb, xs, out, ob, os, add)
 
         def codegen(context, builder, signature, args):
