@@ -236,11 +236,12 @@ def _dot_pairs(typingctx, src, base, stride, count, hi, lo, c0, out, off, shift)
     return sig, codegen
 
 
-def _product_rows(rows: int):
-    """An intrinsic for `rows` rows x 16 output channels of a weight product: for each row r
-    and lane j, out[ob + r * os + j] (int64) = [out[...] if add else 0] + sum over p < count
-    of x[xb + r * xs + 2p] * w[wb + p * ws + 2j] + x[xb + r * xs + 2p + 1] * w[... + 2j + 1]
-    (w int8, x int16); count <= PAIRS_MM."""
+def _product_rows(rows: int, blocks: int):
+    """An intrinsic for `rows` rows x `blocks` blocks of 16 output channels of a weight product:
+    for each row r and lane j of block k, out[ob + r * os + 16 k + j] (int64) = [that if add
+    else 0] + sum over p < count of x[xb + r * xs + 2p] * w[wb + p * ws + 32 k + 2j] +
+    x[xb + r * xs + 2p + 1] * w[... + 32 k + 2j + 1] (w int8, x int16); count <= PAIRS_MM.
+    rows x blocks independent sums keep the multiply-adds' latency hidden."""
 
     @intrinsic
     def product(typingctx, w, wb, ws, count, x, xb, xs, out, ob, os, add):
@@ -252,27 +253,33 @@ def _product_rows(rows: int):
             wt, _, _, _, xt, _, _, ot, _, _, _ = signature.args
             w_, wb_, ws_, count_, x_, xb_, xs_, out_, ob_, os_, add_ = args
             isa = _isa(context)
-            accs = [cgutils.alloca_once_value(builder, ir.Constant(_vec(_I32, 16), None))
+            zero = ir.Constant(_vec(_I32, 16), None)
+            accs = [[cgutils.alloca_once_value(builder, zero) for _ in range(blocks)]
                     for _ in range(rows)]
             with cgutils.for_range(builder, count_) as loop:
                 p = loop.index
-                wp = _at(context, builder, wt, w_, builder.add(wb_, builder.mul(p, ws_)))
-                wv = builder.sext(builder.load(builder.bitcast(wp, _vec(_I8, 32).as_pointer()),
-                                               align=1), _vec(_I16, 32))
-                for r, acc in enumerate(accs):
+                at = builder.add(wb_, builder.mul(p, ws_))
+                wv = [builder.sext(_load(builder, _at(context, builder, wt, w_, builder.add(
+                    at, ir.Constant(_I64, 32 * k))), _vec(_I8, 32)), _vec(_I16, 32))
+                      for k in range(blocks)]
+                for r in range(rows):
                     xi = builder.add(builder.add(xb_, builder.mul(ir.Constant(_I64, r), xs_)),
                                      builder.mul(p, ir.Constant(_I64, 2)))
                     xv = _pair32(context, builder, xt, x_, xi)
-                    builder.store(builder.add(builder.load(acc), _pmadd(builder, isa, wv, xv)),
-                                  acc)
+                    for k in range(blocks):
+                        acc = accs[r][k]
+                        builder.store(builder.add(builder.load(acc),
+                                                  _pmadd(builder, isa, wv[k], xv)), acc)
             v64 = _vec(_I64, 16)
             keep = builder.icmp_signed("!=", add_, ir.Constant(add_.type, 0))
-            for r, acc in enumerate(accs):
-                oi = builder.add(ob_, builder.mul(ir.Constant(_I64, r), os_))
-                ptr = builder.bitcast(_at(context, builder, ot, out_, oi), v64.as_pointer())
-                val = builder.sext(builder.load(acc), v64)
-                old = builder.select(keep, builder.load(ptr, align=8), ir.Constant(v64, None))
-                builder.store(builder.add(old, val), ptr, align=8)
+            for r in range(rows):
+                for k in range(blocks):
+                    oi = builder.add(builder.add(ob_, builder.mul(ir.Constant(_I64, r), os_)),
+                                     ir.Constant(_I64, 16 * k))
+                    ptr = builder.bitcast(_at(context, builder, ot, out_, oi), v64.as_pointer())
+                    val = builder.sext(builder.load(accs[r][k]), v64)
+                    old = builder.select(keep, builder.load(ptr, align=8), ir.Constant(v64, None))
+                    builder.store(builder.add(old, val), ptr, align=8)
             return context.get_dummy_value()
 
         return sig, codegen
@@ -280,32 +287,40 @@ def _product_rows(rows: int):
     return product
 
 
-_product_8 = _product_rows(8)
-_product_4 = _product_rows(4)
-_product_1 = _product_rows(1)
+_product_8 = _product_rows(8, 1)
+_product_4 = _product_rows(4, 1)
+_product_1x4 = _product_rows(1, 4)
+_product_1 = _product_rows(1, 1)
 
 
 @njit(**_OPTS)
 def _linear(x, w, out):
     """out[:, :N] = x @ W exactly, int64: x (B, >= 2 K2) int16-range values (past the input's
     width: anything, its weights are 0), w (K2, 2 Npad) W packed by `pack_weights`, out
-    (B, >= Npad). Output channels outside, rows inside: a block of weights is read from memory
-    once and from L1 for the other rows, which go in eights, fours, then singly."""
+    (B, >= Npad). Groups of 64 output channels outside, rows inside, so that a group's weights
+    are read from memory once and from cache for the other rows; rows go in eights, fours,
+    then singly (a single row takes four blocks of 16 channels at once)."""
     rows, xs, os = x.shape[0], x.shape[1], out.shape[1]
     k2, ws = w.shape[0], w.shape[1]
-    for j in range(0, ws // 2, 16):
+    for j0 in range(0, ws // 2, 64):
+        blocks = min(4, (ws // 2 - j0) // 16)
         r = 0
         while r < rows:
             g = 8 if rows - r >= 8 else 4 if rows - r >= 4 else 1
             for c in range(0, k2, PAIRS_MM):
                 n = min(PAIRS_MM, k2 - c)
-                wb, xb, ob = c * ws + 2 * j, r * xs + 2 * c, r * os + j
-                if g == 8:
-                    _product_8(w, wb, ws, n, x, xb, xs, out, ob, os, c)
-                elif g == 4:
-                    _product_4(w, wb, ws, n, x, xb, xs, out, ob, os, c)
-                else:
-                    _product_1(w, wb, ws, n, x, xb, xs, out, ob, os, c)
+                xb = r * xs + 2 * c
+                if g == 1 and blocks == 4:
+                    _product_1x4(w, c * ws + 2 * j0, ws, n, x, xb, xs, out, r * os + j0, os, c)
+                    continue
+                for j in range(j0, j0 + 16 * blocks, 16):
+                    wb, ob = c * ws + 2 * j, r * os + j
+                    if g == 8:
+                        _product_8(w, wb, ws, n, x, xb, xs, out, ob, os, c)
+                    elif g == 4:
+                        _product_4(w, wb, ws, n, x, xb, xs, out, ob, os, c)
+                    else:
+                        _product_1(w, wb, ws, n, x, xb, xs, out, ob, os, c)
             r += g
 
 
