@@ -167,10 +167,12 @@ def test_thread_count_and_lanes_on_threads_do_not_change_a_bit(default_model):
 
 
 @pytest.mark.parametrize("rows,k,n", [(1, 1, 1), (3, 7, 17), (4, 128, 384), (6, 513, 40),
-                                       (5, 1100, 16), (9, 4096, 3)])
+                                       (5, 1100, 16), (9, 4096, 3), (1, 300, 100),
+                                       (2, 600, 70), (19, 130, 66)])
 def test_weight_product_is_exact_at_the_extremes(rows, k, n):
-    """Rows in fours and singly, inputs of odd width and over several int32 sums, outputs
-    not a multiple of 16; operands at the extremes (+-32767 x +-127) and random."""
+    """Rows in eights, fours and singly (four channel blocks at once or one), inputs of odd
+    width and over several int32 sums, outputs not a multiple of 16; operands at the extremes
+    (+-32767 x +-127) and random."""
     rng = np.random.default_rng(k)
     w = rng.integers(-127, 128, (k, n))
     w[:, 0], w[:, -1] = 127, -127
