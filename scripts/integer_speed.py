@@ -1,10 +1,11 @@
 """Speed of one step of numerics 2 (reference and CPU engine) against numerics 1, on one thread.
 
-    python scripts/integer_speed.py [--model M] [--batch 16] [--steps 200] [--rounds 3]
+    python scripts/integer_speed.py [--model M] [--batch 16] [--steps N] [--rounds 3]
 
-Each engine steps `batch` random sequences from position 0 for `steps` steps (the cost of a step
-grows with the position, so compare equal `steps`); the reference, which is slow, steps fewer
-(`--ref-steps`) and its figure is per step over those. Engines alternate for `rounds` rounds
+Each engine steps `batch` random sequences from position 0 for `steps` steps (default: the
+model's context, one whole tile; the cost of a step grows with the position, so compare equal
+`steps`); the reference, which is slow, steps fewer (`--ref-steps`) and its figure is per step
+over those early, cheaper positions. Engines alternate for `rounds` rounds
 (this VM's speed drifts) and the best round is printed, plus a check that the CPU engine's
 frequencies equal the reference's over the reference's steps.
 """
@@ -35,8 +36,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default=None)
     ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--steps", type=int, default=200)
-    ap.add_argument("--ref-steps", type=int, default=20)
+    ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--ref-steps", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=3)
     a = ap.parse_args()
     torch.set_num_threads(1)
@@ -44,7 +45,7 @@ def main() -> None:
     rt = model.runtime
     im = quantize(rt)
     ref, cpu = ReferenceEngine(im), CpuEngine(im)
-    b, steps = a.batch, min(a.steps, rt.n_positions)
+    b, steps = a.batch, min(a.steps or rt.n_positions, rt.n_positions)
     seqs = np.random.default_rng(0).integers(0, rt.vocab_size - 1, (b, steps)).astype(np.int64)
     seqs[:, 0] = rt.vocab_size - 1  # the start token
     n_ref = min(a.ref_steps, steps)
@@ -66,7 +67,7 @@ def main() -> None:
           f"{n_ref} steps: {same}")
     print("| engine | ms/step | steps/s | subpixels/s |\n|---|---:|---:|---:|")
     for name, sec in best.items():
-        print(f"| {name} | {sec * 1e3:.2f} | {1 / sec:,.1f} | {b / sec:,.0f} |")
+        print(f"| {name} | {sec * 1e3:.3f} | {1 / sec:,.1f} | {b / sec:,.0f} |")
 
 
 if __name__ == "__main__":
