@@ -1,0 +1,636 @@
+"""Numerics 2 on the CPU, fast: the reference's integers (igc/models/integer.py), bit for bit.
+
+A step is one numba call (nogil, so lanes stepping on threads run in parallel), with no BLAS:
+
+* Weight products multiply int16-range activations by int8 weights with pmaddwd (int16 pairs
+  multiplied and added into int32 lanes, exact; VNNI fuses the accumulation), emitted as the
+  AVX-512 or AVX2 intrinsic where numba compiles for such a CPU and as plain vector IR (exact
+  all the same) elsewhere. Weights are stored as [input pair][output channel][2] int8, widened
+  as they are loaded; up to eight rows share each load. A lane adds at most 256 pairs, each below
+  2 * 32767 * 127, so it cannot overflow; longer inputs are summed in int64 by chunks.
+* Attention reads an int16 cache laid out for the same instruction: keys as blocks of 16
+  positions of [channel pair][position][2], values as [position pair][channel][2]. q is split
+  into its high and low bytes and the softmax weights (Q20) into their high and low 10 bits,
+  so that every int32 lane stays in range; lanes are widened to int64 before they are combined.
+* Everything else is scalar int64 code, one rule of the reference per helper, with NumPy's
+  semantics reproduced where they matter (shifts by 64 or more, floor division), written so
+  that LLVM vectorises it (integer sums are associative, so no fast-math is involved).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from igc.errors import ModelError
+from igc.models.integer import (
+    ACT_MAX,
+    ATT_BITS,
+    EXP_BITS,
+    FX,
+    GELU_FRAC,
+    GELU_HALF,
+    LIM,
+    NORM_EPS_SHIFTS,
+    SCORE_FRAC,
+    SCORE_LIM,
+    SIG_BITS,
+    TOTAL_BITS,
+    W_MAX,
+    IntModel,
+    Linear,
+    exp_table,
+    sigmoid_table,
+)
+
+_OPTS = {"nogil": True, "cache": True, "boundscheck": False, "error_model": "numpy"}
+_EPS0 = -NORM_EPS_SHIFTS.start  # eps[k + _EPS0] is the eps of row shift k
+_FRAC_MASK = (1 << SCORE_FRAC) - 1
+EXP = exp_table()
+SIG = sigmoid_table()
+KEY_BLOCK = 16  # positions per block of the key cache: one SIMD group of int32 lanes
+PAIRS_MM = 256  # input pairs per int32 sum of a weight product: 256 * 2 * 32767 * 127 < 2**31
+PAIRS_QK = 64  # channel pairs per int32 sum of q . k: 64 * 2 * 255 * 32767 < 2**31
+PAIRS_AV = 32  # position pairs per int32 sum of weights x values: 32 * 2 * 1024 * 32767 < 2**31
+
+
+# -- the reference's rules on scalars -------------------------------------------------------
+@njit(inline="always", **_OPTS)
+def _shift_round(v: np.int64, s: np.int64, lim: np.int64) -> np.int64:
+    """integer.shift_round on one value, NumPy's shifts included: `1 << 63` wraps to -2**63,
+    `1 << n` is 0 and `v >> n` is v's sign (0 or -1) for n >= 64."""
+    if s > 0:
+        half = np.int64(1) << (s - 1) if s <= 64 else np.int64(0)
+        t = v + half  # wraps as NumPy's int64 does
+        r = t >> s if s < 64 else (np.int64(-1) if t < 0 else np.int64(0))
+    else:
+        left = min(-s, 62)
+        bound = lim >> left
+        r = min(max(v, -bound), bound) << left
+    return min(max(r, -lim), lim)
+
+
+@njit(inline="always", **_OPTS)
+def _shift_round_small(v: np.int64, s: np.int64, lim: np.int64) -> np.int64:
+    """_shift_round for -62 <= s <= 63 (no special cases), branch-free so loops vectorise."""
+    right = max(s, 1)
+    down = (v + (np.int64(1) << (right - 1))) >> right
+    left = min(max(-s, 0), 62)
+    bound = lim >> left
+    up = min(max(v, -bound), bound) << left
+    r = down if s > 0 else up
+    return min(max(r, -lim), lim)
+
+
+@njit(inline="always", **_OPTS)
+def _bit_length(v: np.int64) -> np.int64:
+    v = abs(v)
+    n = np.int64(0)
+    for b in (32, 16, 8, 4, 2, 1):
+        if v >= np.int64(1) << b:
+            n += b
+            v >>= b
+    return n + (1 if v > 0 else 0)
+
+
+@njit(inline="always", **_OPTS)
+def _isqrt(n: np.int64) -> np.int64:
+    """floor(sqrt(n)) for 0 <= n < 2**62: the float root, corrected to the exact one."""
+    r = np.int64(np.sqrt(np.float64(n)))
+    while r * r > n:
+        r -= 1
+    while (r + 1) * (r + 1) <= n:
+        r += 1
+    return r
+
+
+@njit(inline="always", **_OPTS)
+def _floor_div(num: np.int64, den: np.int64) -> np.int64:
+    """floor(num / den) for den > 0, |num| < 2**62 and a quotient below 2**40: the float
+    quotient is then within 2**-11 of the exact one, so one step each way corrects its floor.
+    (A division instruction per element costs several times more, and does not vectorise.)"""
+    q = np.int64(np.floor(np.float64(num) / np.float64(den)))
+    q -= np.int64(1) if q * den > num else np.int64(0)
+    q += np.int64(1) if (q + 1) * den <= num else np.int64(0)
+    return q
+
+
+@njit(inline="always", **_OPTS)
+def _exp2_neg(z: np.int64) -> np.int64:
+    """integer.exp2_neg for 0 <= z: the table's entries are below 2**31, so shifting by
+    min(k, 62) already gives the reference's 0 for k >= 63; no branch, so loops vectorise."""
+    return EXP[z & _FRAC_MASK] >> min(z >> SCORE_FRAC, 62)
+
+
+@njit(inline="always", **_OPTS)
+def _row_shift(v: np.ndarray, lo: int, hi: int) -> np.int64:
+    """narrow's shift of v[lo:hi]: the largest magnitude gets 15 bits (0 for a row of zeros)."""
+    top = np.int64(0)
+    for i in range(lo, hi):
+        top = max(top, abs(v[i]))
+    return _bit_length(top) - 15 if top > 0 else np.int64(0)
+
+
+# -- SIMD: pairwise int16 multiply-add (see the module docstring) ----------------------------
+_I8, _I16, _I32, _I64 = ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.IntType(64)
+
+
+def _vec(t: ir.Type, n: int) -> ir.VectorType:
+    return ir.VectorType(t, n)
+
+
+def _isa(context) -> str:
+    """The instruction set numba compiles for (its cache keys on the same CPU features)."""
+    try:
+        features = context.codegen()._tm_features.split(",")
+    except Exception:  # an unknown codegen: plain vector IR is always correct
+        return "generic"
+    return "avx512" if "+avx512bw" in features else "avx2" if "+avx2" in features else "generic"
+
+
+def _shuffle(builder, v, idx):
+    return builder.shuffle_vector(v, v, ir.Constant(_vec(_I32, len(idx)), list(idx)))
+
+
+def _pmadd(builder, isa: str, a, b):
+    """<32 x i16> a, b -> <16 x i32> a[2j] * b[2j] + a[2j + 1] * b[2j + 1] (exact for
+    operands within +-32767)."""
+    if isa == "avx512":
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(_vec(_I32, 16), [_vec(_I16, 32)] * 2),
+            "llvm.x86.avx512.pmaddw.d.512")
+        return builder.call(fn, [a, b])
+    if isa == "avx2":
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(_vec(_I32, 8), [_vec(_I16, 16)] * 2),
+            "llvm.x86.avx2.pmadd.wd")
+        lo = builder.call(fn, [_shuffle(builder, a, range(16)), _shuffle(builder, b, range(16))])
+        hi = builder.call(fn, [_shuffle(builder, a, range(16, 32)),
+                               _shuffle(builder, b, range(16, 32))])
+        return builder.shuffle_vector(lo, hi, ir.Constant(_vec(_I32, 16), list(range(16))))
+    even, odd = range(0, 32, 2), range(1, 32, 2)
+    v32 = _vec(_I32, 16)
+    prod = [builder.mul(builder.sext(_shuffle(builder, a, ix), v32),
+                        builder.sext(_shuffle(builder, b, ix), v32)) for ix in (even, odd)]
+    return builder.add(*prod)
+
+
+def _at(context, builder, aryty, ary, index):
+    """Pointer to element `index` of a C-contiguous array, counted from its first element."""
+    return builder.gep(context.make_array(aryty)(context, builder, ary).data, [index])
+
+
+def _contiguous(*arrays) -> bool:
+    """The intrinsics index arrays as flat memory: they type only for C-contiguous arrays."""
+    return all(isinstance(a, types.Array) and a.layout == "C" for a in arrays)
+
+
+def _load(builder, ptr, ty):
+    return builder.load(builder.bitcast(ptr, ty.as_pointer()), align=2)
+
+
+def _pair32(context, builder, aryty, ary, index):
+    """The int16 pair ary[index], ary[index + 1], repeated 16 times: <32 x i16>."""
+    return _shuffle(builder, _load(builder, _at(context, builder, aryty, ary, index),
+                                   _vec(_I16, 2)), [0, 1] * 16)
+
+
+@intrinsic
+def _dot_pairs(typingctx, src, base, stride, count, hi, lo, c0, out, off, shift):
+    """For 16 lanes j: out[off + j] += sum over p < count of (H_p << shift) + L_p, where H_p =
+    src[s + 2j] * hi[c0 + 2p] + src[s + 2j + 1] * hi[c0 + 2p + 1] with s = base + p * stride,
+    L_p likewise with lo. int32 lanes: the caller bounds count so that they cannot overflow."""
+    if not _contiguous(src, hi, lo, out):
+        return None
+    sig = types.void(src, base, stride, count, hi, lo, c0, out, off, shift)
+
+    def codegen(context, builder, signature, args):
+        srct, _, _, _, hit, lot, _, outt, _, _ = signature.args
+        src_, base_, stride_, count_, hi_, lo_, c0_, out_, off_, shift_ = args
+        isa = _isa(context)
+        zero = ir.Constant(_vec(_I32, 16), None)
+        acc_hi = cgutils.alloca_once_value(builder, zero)
+        acc_lo = cgutils.alloca_once_value(builder, zero)
+        with cgutils.for_range(builder, count_) as loop:
+            p = loop.index
+            at = builder.add(base_, builder.mul(p, stride_))
+            v = _load(builder, _at(context, builder, srct, src_, at), _vec(_I16, 32))
+            c = builder.add(c0_, builder.mul(p, ir.Constant(_I64, 2)))
+            for acc, ary, aryt in ((acc_hi, hi_, hit), (acc_lo, lo_, lot)):
+                w = _pair32(context, builder, aryt, ary, c)
+                builder.store(builder.add(builder.load(acc), _pmadd(builder, isa, v, w)), acc)
+        v64 = _vec(_I64, 16)
+        hi64 = builder.sext(builder.load(acc_hi), v64)
+        sh = builder.insert_element(ir.Constant(v64, None), shift_, ir.Constant(_I32, 0))
+        sh = builder.shuffle_vector(sh, sh, ir.Constant(_vec(_I32, 16), [0] * 16))  # splat
+        ptr = builder.bitcast(_at(context, builder, outt, out_, off_), v64.as_pointer())
+        add = builder.add(builder.shl(hi64, sh), builder.sext(builder.load(acc_lo), v64))
+        builder.store(builder.add(builder.load(ptr, align=8), add), ptr, align=8)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+def _product_rows(rows: int, blocks: int):
+    """An intrinsic for `rows` rows x `blocks` blocks of 16 output channels of a weight product:
+    for each row r and lane j of block k, out[ob + r * os + 16 k + j] (int64) = [that if add
+    else 0] + sum over p < count of x[xb + r * xs + 2p] * w[wb + p * ws + 32 k + 2j] +
+    x[xb + r * xs + 2p + 1] * w[... + 32 k + 2j + 1] (w int8, x int16); count <= PAIRS_MM.
+    rows x blocks independent sums keep the multiply-adds' latency hidden."""
+
+    @intrinsic
+    def product(typingctx, w, wb, ws, count, x, xb, xs, out, ob, os, add):
+        if not _contiguous(w, x, out):
+            return None
+        sig = types.void(w, wb, ws, count, x, xb, xs, out, ob, os, add)
+
+        def codegen(context, builder, signature, args):
+            wt, _, _, _, xt, _, _, ot, _, _, _ = signature.args
+            w_, wb_, ws_, count_, x_, xb_, xs_, out_, ob_, os_, add_ = args
+            isa = _isa(context)
+            zero = ir.Constant(_vec(_I32, 16), None)
+            accs = [[cgutils.alloca_once_value(builder, zero) for _ in range(blocks)]
+                    for _ in range(rows)]
+            with cgutils.for_range(builder, count_) as loop:
+                p = loop.index
+                at = builder.add(wb_, builder.mul(p, ws_))
+                wv = [builder.sext(_load(builder, _at(context, builder, wt, w_, builder.add(
+                    at, ir.Constant(_I64, 32 * k))), _vec(_I8, 32)), _vec(_I16, 32))
+                      for k in range(blocks)]
+                for r in range(rows):
+                    xi = builder.add(builder.add(xb_, builder.mul(ir.Constant(_I64, r), xs_)),
+                                     builder.mul(p, ir.Constant(_I64, 2)))
+                    xv = _pair32(context, builder, xt, x_, xi)
+                    for k in range(blocks):
+                        acc = accs[r][k]
+                        builder.store(builder.add(builder.load(acc),
+                                                  _pmadd(builder, isa, wv[k], xv)), acc)
+            v64 = _vec(_I64, 16)
+            keep = builder.icmp_signed("!=", add_, ir.Constant(add_.type, 0))
+            for r in range(rows):
+                for k in range(blocks):
+                    oi = builder.add(builder.add(ob_, builder.mul(ir.Constant(_I64, r), os_)),
+                                     ir.Constant(_I64, 16 * k))
+                    ptr = builder.bitcast(_at(context, builder, ot, out_, oi), v64.as_pointer())
+                    val = builder.sext(builder.load(accs[r][k]), v64)
+                    old = builder.select(keep, builder.load(ptr, align=8), ir.Constant(v64, None))
+                    builder.store(builder.add(old, val), ptr, align=8)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return product
+
+
+_product_8 = _product_rows(8, 1)
+_product_4 = _product_rows(4, 1)
+_product_1x4 = _product_rows(1, 4)
+_product_1 = _product_rows(1, 1)
+
+
+@njit(**_OPTS)
+def _linear(x, w, out):
+    """out[:, :N] = x @ W exactly, int64: x (B, >= 2 K2) int16-range values (past the input's
+    width: anything, its weights are 0), w (K2, 2 Npad) W packed by `pack_weights`, out
+    (B, >= Npad). Groups of 64 output channels outside, rows inside, so that a group's weights
+    are read from memory once and from cache for the other rows; rows go in eights, fours,
+    then singly (a single row takes four blocks of 16 channels at once)."""
+    rows, xs, os = x.shape[0], x.shape[1], out.shape[1]
+    k2, ws = w.shape[0], w.shape[1]
+    for j0 in range(0, ws // 2, 64):
+        blocks = min(4, (ws // 2 - j0) // 16)
+        r = 0
+        while r < rows:
+            g = 8 if rows - r >= 8 else 4 if rows - r >= 4 else 1
+            for c in range(0, k2, PAIRS_MM):
+                n = min(PAIRS_MM, k2 - c)
+                xb = r * xs + 2 * c
+                if g == 1 and blocks == 4:
+                    _product_1x4(w, c * ws + 2 * j0, ws, n, x, xb, xs, out, r * os + j0, os, c)
+                    continue
+                for j in range(j0, j0 + 16 * blocks, 16):
+                    wb, ob = c * ws + 2 * j, r * os + j
+                    if g == 8:
+                        _product_8(w, wb, ws, n, x, xb, xs, out, ob, os, c)
+                    elif g == 4:
+                        _product_4(w, wb, ws, n, x, xb, xs, out, ob, os, c)
+                    else:
+                        _product_1(w, wb, ws, n, x, xb, xs, out, ob, os, c)
+            r += g
+
+
+def pack_weights(w: np.ndarray) -> np.ndarray:
+    """(K, N) int8-range weights -> (ceil(K/2), 2 * ceil16(N)) int8: [input pair][channel][2],
+    zero-padded."""
+    k, n = w.shape
+    k2, npad = (k + 1) // 2, -(-n // 16) * 16
+    out = np.zeros((2 * k2, npad), np.int8)
+    out[:k, :n] = w
+    return np.ascontiguousarray(out.reshape(k2, 2, npad).transpose(0, 2, 1)).reshape(k2, -1)
+
+
+# -- the stretches between weight products ---------------------------------------------------
+@njit(inline="always", **_OPTS)
+def _requant(acc: np.ndarray, p: np.ndarray, frac: np.int64, out: np.ndarray) -> None:
+    """integer.linear after the product, one row: exact sums acc -> Q16 out. p: the layer's
+    (m, e, b) rows."""
+    n = p.shape[1]
+    lo_e, hi_e = p[1, 0], p[1, 0]
+    for j in range(n):
+        lo_e, hi_e = min(lo_e, p[1, j]), max(hi_e, p[1, j])
+    if lo_e + frac - FX >= -62 and hi_e + frac - FX <= 63:  # always, for trained weights
+        for j in range(n):
+            t = _shift_round_small(acc[j] * p[0, j], p[1, j] + frac - FX, LIM) + p[2, j]
+            out[j] = min(max(t, -LIM), LIM)
+    else:
+        for j in range(n):
+            t = _shift_round(acc[j] * p[0, j], p[1, j] + frac - FX, LIM) + p[2, j]
+            out[j] = min(max(t, -LIM), LIM)
+
+
+@njit(inline="always", **_OPTS)
+def _norm_row(x: np.ndarray, eps: np.ndarray, nf: np.int64, u: np.ndarray,
+              out: np.ndarray) -> None:
+    """integer.rms_norm of one Q16 row x into out (int16, `nf` fraction bits); u: scratch."""
+    c = x.shape[0]
+    top = np.int64(0)
+    for i in range(c):
+        top = max(top, abs(x[i]))
+    k = _bit_length(top) - 15 if top > 0 else np.int64(0)
+    den = np.int64(0)
+    for i in range(c):
+        u[i] = _shift_round_small(x[i], k, LIM)  # -14 <= k <= 26
+        den += u[i] * u[i]
+    den += eps[k + _EPS0]
+    j = max(_bit_length(den) - 41, 0) // 2
+    r = max(_isqrt(((den >> (2 * j)) << 20) // c) << j, 1)
+    for i in range(c):  # round_div: |numerator| < 2**41
+        out[i] = min(max(_floor_div(2 * (u[i] << (nf + 10)) + r, 2 * r), -ACT_MAX), ACT_MAX)
+
+
+@njit(**_OPTS)
+def _residual_norm(acc, p, frac, x, eps, nf, u, xin):
+    """x += linear's output (row b's input had frac[b] fraction bits), saturated; the next
+    product's input is rms_norm(x)."""
+    c = x.shape[1]
+    for b in range(x.shape[0]):
+        _requant(acc[b], p, frac[b], u[:c])
+        for i in range(c):
+            x[b, i] = min(max(x[b, i] + u[i], -LIM), LIM)
+        _norm_row(x[b], eps, nf, u[:c], xin[b])
+
+
+@njit(**_OPTS)
+def _gelu_narrow(acc, p, nf, u, frac, xin):
+    """quick_gelu(linear(h)), narrowed: the next product's input, and frac[b] = FX - shift
+    (its fraction bits)."""
+    n = p.shape[1]
+    row = u[:n]
+    for b in range(frac.shape[0]):
+        _requant(acc[b], p, nf, row)
+        for j in range(n):
+            v = row[j]
+            i = _shift_round_small(v, FX - GELU_FRAC, LIM)
+            g = _shift_round_small(v * SIG[min(max(i + GELU_HALF, 0), 2 * GELU_HALF - 1)],
+                                   SIG_BITS, LIM)
+            row[j] = v if i >= GELU_HALF else (g if i >= -GELU_HALF else 0)
+        sg = _row_shift(row, 0, n)
+        for j in range(n):
+            xin[b, j] = min(max(_shift_round_small(row[j], sg, LIM), -ACT_MAX), ACT_MAX)
+        frac[b] = FX - sg
+
+
+@njit(**_OPTS)
+def _attend(acc, p, nf, v_shift, heads, keys, key_shift, values, pos, u, qh, ql, scores,
+            wh, wl, mix, xin):
+    """Requantize the qkv product, store this step's keys and values at `pos`, attend over
+    positions 0..pos; the next product's input is the attention output.
+
+    keys: (B*H, blocks * d2 * 32) int16, per block of 16 positions d2 channel pairs of
+    [position][2]; values: (B*H, L/2 * dv * 2) int16, per pair of positions dv channels of
+    [2 positions]; key_shift: (B*H, L) int8. Scratch: u int64 >= 3C; qh, ql (2 d2,) int16
+    (zero past d); scores (blocks * 16,) int64; wh, wl (L + 1,) int16; mix (dv,) int64.
+    q . k = 256 (q >> 8) . k + (q & 255) . k and weight x value = 1024 (w >> 10) v +
+    (w & 1023) v."""
+    c = p.shape[1] // 3
+    d = c // heads
+    n = pos + 1
+    d2, dv = qh.shape[0] // 2, mix.shape[0]
+    kblock, vrow = d2 * 32, dv * 2
+    blocks, pairs = pos // KEY_BLOCK + 1, (n + 1) // 2
+    kat = (pos // KEY_BLOCK) * kblock + (pos % KEY_BLOCK) * 2
+    vat = (pos // 2) * vrow + pos % 2
+    qkv = u[: 3 * c]
+    for b in range(xin.shape[0]):
+        _requant(acc[b], p, nf, qkv)
+        for h in range(heads):
+            bh = b * heads + h
+            q0, k0, v0 = h * d, c + h * d, 2 * c + h * d
+            sq = _row_shift(qkv, q0, q0 + d)
+            sk = _row_shift(qkv, k0, k0 + d)
+            kb, vb = keys[bh], values[bh]
+            for i in range(d):  # narrowed q and k, shifted v, in place
+                qkv[q0 + i] = min(max(_shift_round_small(qkv[q0 + i], sq, LIM), -ACT_MAX),
+                                  ACT_MAX)
+                qkv[k0 + i] = min(max(_shift_round_small(qkv[k0 + i], sk, LIM), -ACT_MAX),
+                                  ACT_MAX)
+                qkv[v0 + i] = min(max(_shift_round_small(qkv[v0 + i], v_shift[h * d + i], LIM),
+                                      -ACT_MAX), ACT_MAX)
+            for i in range(d):
+                qh[i] = qkv[q0 + i] >> 8
+                ql[i] = qkv[q0 + i] & 255
+            for i in range(d):
+                kb[kat + (i >> 1) * 32 + (i & 1)] = qkv[k0 + i]
+                vb[vat + 2 * i] = qkv[v0 + i]
+            key_shift[bh, pos] = sk
+            for t in range(blocks * KEY_BLOCK):  # q . k, exact
+                scores[t] = 0
+            for j in range(blocks):
+                for c0 in range(0, d2, PAIRS_QK):
+                    _dot_pairs(kb, j * kblock + c0 * 32, 32, min(PAIRS_QK, d2 - c0), qh, ql,
+                               2 * c0, scores, j * KEY_BLOCK, 8)
+            ks = key_shift[bh]
+            top = -SCORE_LIM
+            for t in range(n):  # scores in Q12 log2 units
+                s = _shift_round_small(scores[t], 2 * FX - SCORE_FRAC - sq - np.int64(ks[t]),
+                                       SCORE_LIM)
+                scores[t] = s
+                top = max(top, s)
+            total = np.int64(0)
+            for t in range(n):  # softmax weights in Q20
+                scores[t] = _exp2_neg(top - scores[t]) >> (EXP_BITS - ATT_BITS)
+                total += scores[t]
+            for t in range(n):  # split for the sum
+                wh[t] = scores[t] >> 10
+                wl[t] = scores[t] & 1023
+            wh[n] = 0  # the pair partner of an odd last position
+            wl[n] = 0
+            for i in range(dv):
+                mix[i] = 0
+            for g in range(0, dv, 16):  # weighted values, exact
+                for t0 in range(0, pairs, PAIRS_AV):
+                    _dot_pairs(vb, t0 * vrow + 2 * g, vrow, min(PAIRS_AV, pairs - t0), wh, wl,
+                               2 * t0, mix, g, 10)
+            for i in range(d):  # rounded half up
+                xin[b, h * d + i] = _floor_div(2 * mix[i] + total, 2 * total)
+
+
+@njit(**_OPTS)
+def _frequencies(acc, p, nf, u, out):
+    """integer.frequencies of the head's product: (B, V) int64, each >= 1, summing to 2**24."""
+    v = p.shape[1]
+    logits = u[:v]
+    for b in range(out.shape[0]):
+        _requant(acc[b], p, nf, logits)
+        top = logits[0]
+        for j in range(1, v):
+            top = max(top, logits[j])
+        total = np.int64(0)
+        for j in range(v):
+            logits[j] = _exp2_neg(_shift_round_small(top - logits[j], FX - SCORE_FRAC,
+                                                     SCORE_LIM))
+            total += logits[j]
+        arg = 0  # the first largest, as argmax
+        for j in range(1, v):
+            if logits[j] > logits[arg]:
+                arg = j
+        spare = (1 << TOTAL_BITS) - v
+        s = np.int64(0)
+        for j in range(v):
+            f = 1 + _floor_div(logits[j] * spare, total)  # quotient < 2**24
+            out[b, j] = f
+            s += f
+        out[b, arg] += (1 << TOTAL_BITS) - s
+
+
+@njit(**_OPTS)
+def _step(ids, pos, wte, wpe, eps, nf, heads, v_shift, w_qkv, p_qkv, w_proj, p_proj, w_fc,
+          p_fc, w_mlp, p_mlp, w_head, p_head, keys, key_shift, values, x, xin, acc, u, frac,
+          zeros, qh, ql, scores, wh, wl, mix, out):
+    """One step of every row (see CpuEngine.step); per-layer arrays are stacked on axis 0."""
+    c = x.shape[1]
+    for b in range(x.shape[0]):
+        for i in range(c):
+            x[b, i] = min(max(wte[ids[b], i] + wpe[pos, i], -LIM), LIM)
+        _norm_row(x[b], eps, nf, u[:c], xin[b])
+    for i in range(w_qkv.shape[0]):
+        _linear(xin, w_qkv[i], acc)
+        _attend(acc, p_qkv[i], nf, v_shift[i], heads, keys[i], key_shift[i], values[i], pos,
+                u, qh, ql, scores, wh, wl, mix, xin)
+        _linear(xin, w_proj[i], acc)
+        _residual_norm(acc, p_proj[i], zeros, x, eps, nf, u, xin)
+        _linear(xin, w_fc[i], acc)
+        _gelu_narrow(acc, p_fc[i], nf, u, frac, xin)
+        _linear(xin, w_mlp[i], acc)
+        _residual_norm(acc, p_mlp[i], frac, x, eps, nf, u, xin)
+    _linear(xin, w_head, acc)
+    _frequencies(acc, p_head, nf, u, out)
+
+
+# -- the engine -----------------------------------------------------------------------------
+def cache_layout(length: int, d: int) -> tuple[int, int, int]:
+    """(channel pairs of a key, channels of a value padded to 16, blocks of KEY_BLOCK)."""
+    return (d + 1) // 2, -(-d // 16) * 16, -(-length // KEY_BLOCK)
+
+
+@dataclass
+class CpuState:
+    """One lane's cache and buffers (preallocated: a step allocates only its result). Per-layer
+    arrays are stacked on axis 0."""
+
+    keys: np.ndarray  # (layers, B*H, blocks * d2 * 32) int16: see `_attend`
+    key_shift: np.ndarray  # (layers, B*H, L) int8 (shifts lie in [-14, 26])
+    values: np.ndarray  # (layers, B*H, L/2 * dv * 2) int16
+    position: int
+    batch: int
+    length: int
+    x: np.ndarray  # (B, C) int64 residual stream, Q16
+    xin: np.ndarray  # (B, widest input, even) int16: the next product's input
+    acc: np.ndarray  # (B, widest output, padded to 16) int64: a product's exact sums
+    u: np.ndarray  # int64 scratch row
+    frac: np.ndarray  # (B,) int64 fraction bits of each row of the MLP's second input
+    zeros: np.ndarray  # (B,) int64: the attention output's fraction bits
+    qh: np.ndarray  # (2 d2,) int16
+    ql: np.ndarray  # (2 d2,) int16
+    scores: np.ndarray  # (blocks * 16,) int64
+    wh: np.ndarray  # (L + 1,) int16
+    wl: np.ndarray  # (L + 1,) int16
+    mix: np.ndarray  # (dv,) int64
+
+
+class CpuEngine:
+    """The reference's frequencies, bit for bit, at CPU speed (see the module docstring)."""
+
+    name = "cpu"
+
+    def __init__(self, model: IntModel) -> None:
+        lins = [model.head, *(getattr(lay, k) for lay in model.layers
+                              for k in ("qkv", "proj", "fc", "mlp_proj"))]
+        if any(np.abs(lin.w).max(initial=0) > W_MAX for lin in lins):
+            raise ModelError(f"integer weights beyond +-{W_MAX}: not a numerics 2 model")
+        self.m = model
+        c, nl = model.n_embd, len(model.layers)
+        inner = model.layers[0].fc.w.shape[1] if model.layers else 4 * c
+
+        def params(lin: Linear) -> np.ndarray:
+            return np.stack([lin.m, lin.e, lin.b]).astype(np.int64)
+
+        def stack(name: str, k: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+            w = np.zeros((nl, (k + 1) // 2, 2 * (-(-n // 16) * 16)), np.int8)
+            p = np.zeros((nl, 3, n), np.int64)
+            for i, lay in enumerate(model.layers):
+                w[i], p[i] = pack_weights(getattr(lay, name).w), params(getattr(lay, name))
+            return w, p
+
+        self.w_qkv, self.p_qkv = stack("qkv", c, 3 * c)
+        self.w_proj, self.p_proj = stack("proj", c, c)
+        self.w_fc, self.p_fc = stack("fc", c, inner)
+        self.w_mlp, self.p_mlp = stack("mlp_proj", inner, c)
+        self.w_head, self.p_head = pack_weights(model.head.w), params(model.head)
+        self.v_shift = np.array([lay.v_shift for lay in model.layers], np.int64).reshape(nl, c)
+        self.inner = inner
+        self.width_in = 2 * ((max(c, inner) + 1) // 2)
+        self.width_out = -(-max(3 * c, inner, model.vocab) // 16) * 16
+
+    def start(self, batch: int, length: int | None = None) -> CpuState:
+        m = self.m
+        length = length or m.n_positions
+        bh, d, c, nl = batch * m.n_head, m.head_dim, m.n_embd, len(m.layers)
+        d2, dv, blocks = cache_layout(length, d)
+        z = np.zeros
+        return CpuState(
+            keys=z((nl, bh, blocks * d2 * 32), np.int16),
+            key_shift=z((nl, bh, length), np.int8),
+            values=z((nl, bh, (length + 1) // 2 * dv * 2), np.int16),
+            position=0, batch=batch, length=length,
+            x=z((batch, c), np.int64), xin=z((batch, self.width_in), np.int16),
+            acc=z((batch, self.width_out), np.int64),
+            u=z(max(3 * c, self.inner, m.vocab), np.int64), frac=z(batch, np.int64),
+            zeros=z(batch, np.int64), qh=z(2 * d2, np.int16), ql=z(2 * d2, np.int16),
+            scores=z(blocks * KEY_BLOCK, np.int64), wh=z(length + 1, np.int16),
+            wl=z(length + 1, np.int16), mix=z(dv, np.int64),
+        )
+
+    def step(self, state: CpuState, ids: np.ndarray) -> np.ndarray:
+        """One token per sequence -> (B, V) int64 frequencies of the next token."""
+        m, st, pos = self.m, state, state.position
+        if pos >= min(st.length, m.n_positions):
+            raise ModelError(f"sequence longer than the model's context of {m.n_positions}")
+        if len(ids) != st.batch:
+            raise ModelError(f"step got {len(ids)} tokens for a cache of batch {st.batch}")
+        ids = np.ascontiguousarray(ids, np.int64)
+        if len(ids) and (ids.min() < 0 or ids.max() >= len(m.wte)):
+            raise ModelError(f"token ids must lie in [0, {len(m.wte)})")
+        out = np.empty((st.batch, m.vocab), np.int64)
+        _step(ids, pos, m.wte, m.wpe, m.eps, np.int64(m.norm_frac), m.n_head, self.v_shift,
+              self.w_qkv, self.p_qkv, self.w_proj, self.p_proj, self.w_fc, self.p_fc,
+              self.w_mlp, self.p_mlp, self.w_head, self.p_head, st.keys, st.key_shift,
+              st.values, st.x, st.xin, st.acc, st.u, st.frac, st.zeros, st.qh, st.ql,
+              st.scores, st.wh, st.wl, st.mix, out)
+        state.position = pos + 1
+        return out
