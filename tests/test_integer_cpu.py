@@ -77,8 +77,8 @@ def test_norm_frac_differs_across_the_shapes_tested(runtimes):
 
 def test_saturating_weights_match_the_reference(tmp_path_factory, monkeypatch):
     """Weights scaled up until the residual stream, attention scores and quick-GELU saturate,
-    plus output channels so small that their requantizing shift reaches 64 and more (where the
-    reference follows NumPy's shift rules)."""
+    plus output channels so small that their requantizing shift would pass 62 (they quantize
+    to zero: igc.models.integer.MAX_E)."""
     rt = tiny(tmp_path_factory, width=32, heads=2, seed=7)
     with torch.no_grad():
         for layer in rt.layers:
@@ -111,7 +111,9 @@ def test_saturating_weights_match_the_reference(tmp_path_factory, monkeypatch):
     assert_same(model, random_sequences(3, model.n_positions, seed=3))
     assert np.abs(model.wte).max() == LIM and seen["lim"]
     assert seen["gelu_hi"] and seen["gelu_lo"]
-    assert {63, 64, 65} <= seen["shift"], sorted(seen["shift"])[-8:]
+    # the tiniest columns count as zero (scales below 2**-32), so no shift passes 62
+    assert max(seen["shift"]) <= 62, sorted(seen["shift"])[-8:]
+    assert all((lay.mlp_proj.m[:12] == 0).any() for lay in model.layers)
 
 
 @pytest.fixture(scope="module")
