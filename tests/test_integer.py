@@ -219,3 +219,14 @@ def test_several_files_step_as_one_batch_and_decode_exactly(tiny_model, rng):
         bad[-3] ^= 0x40
         with pytest.raises((ChecksumError, FormatError)):
             comp.codec.decode_many([datas[0], bytes(bad)])
+
+
+def test_bench_names_the_numerics_and_engine_of_each_model_row(tiny_model, rng):
+    import igc
+    from igc.bench.reporters.notes import notes
+
+    image = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    result = igc.bench([image], ["imagegpt", "png"], model=tiny_model)
+    info = result.to_dict()["environment"]["models"]["imagegpt"]
+    assert (info["numerics"], info["numerics_name"], info["engine"]) == (2, "integer", "cpu")
+    assert any("numerics 2: integer, engine cpu" in text for text, _ in notes(result))
