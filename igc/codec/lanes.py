@@ -17,6 +17,7 @@ from contextlib import contextmanager
 import numpy as np
 
 MAX_LANE = 16  # tiles per lane: larger lanes amortise each step's fixed cost on big images
+MAX_GPU_LANE = 4096  # tiles a GPU engine steps as one state (its memory grows with them)
 
 
 def lane_size(tiles: int) -> int:
@@ -75,7 +76,7 @@ class LaneStepper:
         self.model = model
         batched = getattr(model, "batched_engine", None)
         if batched is not None and batched(numerics):
-            lane = rows  # a GPU engine steps the whole batch as one state
+            lane = min(rows, MAX_GPU_LANE)  # a GPU engine steps the whole batch as one state
         self.lanes = split(rows, lane)
         self.states = [model.start(sl.stop - sl.start, steps, numerics) for sl in self.lanes]
         self.pool = pool if len(self.lanes) > 1 else None

@@ -31,7 +31,7 @@ from igc.core.types import Image, TokenizedImage
 from igc.errors import ChecksumError, FormatError, ImageError, ModelMismatchError, UsageError
 
 DEFAULT_BATCH = 256
-GPU_BATCH = 4096  # tiles a GPU engine steps at once when encoding (the header records the batch)
+GPU_BATCH = 4096  # tiles a GPU engine steps at once when encoding (lanes.MAX_GPU_LANE: the same)
 REGIONS = 8
 # progress(done, total): tokens coded so far and in all, called once before the first step and
 # after every step (the CLI draws its progress bar from it; this layer knows nothing of rich)
