@@ -207,3 +207,50 @@ def test_a_model_id_no_file_could_record_is_refused_before_coding(tmp_path, tiny
     shutil.copytree(tiny_model, odd)
     with pytest.raises(igc.UsageError, match=r"non-printable characters.*rename the model"):
         igc.compress(np.zeros((4, 4, 3), np.uint8), model=str(odd))
+
+
+# -- the optional larger model (issue 18) -----------------------------------------------------
+
+LARGER = "igc-rgb16-w256"
+
+
+def test_the_larger_model_is_listed_and_never_the_default():
+    out = invoke("models", "--json")
+    assert out.exit_code == 0, out.output
+    listed = {m["id"]: m for m in json.loads(out.stdout)["models"]}
+    larger = listed[LARGER]
+    assert not larger["default"] and DEFAULT_MODEL != LARGER
+    assert (larger["parameters"], larger["fingerprint"]) == (6_642_176, "1eb7fb01d4945761")
+    assert larger["file_bytes"] == 26_577_112
+    assert [m for m in listed.values() if m["default"]] == [listed[DEFAULT_MODEL]]
+
+
+def test_the_larger_model_codes_through_the_cli_and_decodes_without_model(tmp_path):
+    """--model igc-rgb16-w256 writes a file whose header names the model by its one-byte code
+    (0x82), and decompress finds the weights by the fingerprint alone. An 8×8 image: one tile."""
+    from PIL import Image
+
+    from igc.core.container import SHIPPED_MODEL_IDS
+
+    image = astronaut_crop()[:8, :8]
+    Image.fromarray(image).save(tmp_path / "a.png")
+    out = invoke("compress", tmp_path / "a.png", "-o", tmp_path / "a.igc", "--model", LARGER)
+    assert out.exit_code == 0, out.output
+    data = (tmp_path / "a.igc").read_bytes()
+    header, _ = container.unpack(data)
+    assert (header.model_id, header.fingerprint) == (LARGER, "1eb7fb01d4945761")
+    at = data.index(bytes.fromhex(header.fingerprint)) + 8  # the id follows the fingerprint
+    assert SHIPPED_MODEL_IDS.index(LARGER) == 2 and data[at] == 0x82
+    out = invoke("decompress", tmp_path / "a.igc", "-o", tmp_path / "b.png")
+    assert out.exit_code == 0, out.output
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "b.png")), image)
+
+
+def test_a_file_of_the_larger_model_decodes():
+    """tests/data/igc-rgb16-w256-v4.igc (159 bytes) was coded with igc-rgb16-w256 when it was
+    shipped: astronaut_crop()[:8, :8]. Its weights must keep decoding it."""
+    data = (FIXTURES / "igc-rgb16-w256-v4.igc").read_bytes()
+    header, _ = container.unpack(data)
+    assert (header.model_id, header.fingerprint, header.version) == (
+        LARGER, "1eb7fb01d4945761", 4)
+    assert np.array_equal(igc.decompress(data), astronaut_crop()[:8, :8])
