@@ -77,9 +77,6 @@ def sigmoid_table() -> np.ndarray:
                          for i in range(2 * GELU_HALF)], np.int64)
 
 
-TABLE_DIGEST = "see tests/test_integer.py"  # the tables' sha256 is pinned by a test
-
-
 def tables_digest() -> str:
     h = hashlib.sha256(exp_table().tobytes())
     h.update(sigmoid_table().tobytes())
@@ -146,11 +143,6 @@ class Linear:
     m: np.ndarray  # (out,) int64
     e: np.ndarray  # (out,) int64
     b: np.ndarray  # (out,) int64, Q16
-
-    @property
-    def w_f64(self) -> np.ndarray:
-        """The weights as float64 (exact): what the BLAS-backed engines multiply."""
-        return self.w.astype(np.float64)
 
 
 @dataclass
