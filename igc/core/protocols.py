@@ -156,7 +156,13 @@ class Coder(Protocol):
 
 @runtime_checkable
 class Reporter(Protocol):
-    """Bench results -> output (a table, JSON, CSV, a plot...)."""
+    """Bench results -> output (a table, JSON, CSV, a plot...).
+
+    `report(result, None)` writes to standard output, `report(result, path)` to that file.
+    Optional: `render(result) -> str`, the report as text; `igc.report(result, NAME)` returns it
+    (without `render`, what `report(result, None)` writes to standard output is captured and
+    returned instead).
+    """
 
     name: str
 
