@@ -46,7 +46,7 @@ def test_readme_sets_up_and_tests_as_ci_does():
     ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
     commands = [line for line in ci if line.startswith(("pip install", "python -m pytest"))
                 or "python -m pytest" in line]
-    assert any("IGC_REQUIRE_EXAMPLE_PLUGIN=1 python -m pytest" == c for c in commands)
+    assert any(c == "IGC_REQUIRE_EXAMPLE_PLUGIN=1 python -m pytest" for c in commands)
     readme = README.read_text()
     for command in commands:
         assert command in readme, f"the README lacks CI's `{command}`"
