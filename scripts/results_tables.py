@@ -129,8 +129,35 @@ def speed_block(data: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def startup_block(data: dict) -> str:
+    """`python scripts/startup.py --json`: whole commands against `import torch`, then the parts
+    of one fresh decode."""
+    rounds, medians = data["rounds"], data["medians"]
+    lines = ["| command, fresh process | median | every round |", "|---|---:|---|"]
+    for name, times in rounds.items():
+        lines.append(f"| `{name}` | {medians[name]:.2f} s | "
+                     f"{', '.join(f'{t:.2f}' for t in times)} s |")
+    lines += ["", f"Ratio of the medians, decompress / import torch: **{data['ratio']:.2f}**.", "",
+              "| part of one fresh decode, in order | seconds |", "|---|---:|"]
+    lines += [f"| {what} | {seconds:.3f} |" for what, seconds in data["parts"]]
+    before, after = data.get("load_average_before"), data.get("load_average_after")
+    lines.append("")
+    note = [f"command `{data['command']}`"] if "command" in data else []
+    if "date" in data:
+        note.append(f"date {data['date']} (end of the run)")
+    if "cpu" in data:
+        note.append(f"CPU {data['cpu']}")
+    if before and after:
+        note.append("load average " + " / ".join(f"{x:.2f}" for x in before) + " before, "
+                    + " / ".join(f"{x:.2f}" for x in after) + " after (1 / 5 / 15 min)")
+    lines.append(f"- Run: {'; '.join(note)}.")
+    return "\n".join(lines) + "\n"
+
+
 def block(path: Path) -> str:
     data = json.loads(path.read_text())
+    if "parts" in data:
+        return startup_block(data)
     return speed_block(data) if "ratios" in data else bench_block(data)
 
 

@@ -6,10 +6,11 @@
    decompress that is not counted (numba's on-disk cache and the integer model's are then warm:
    "after first use"): the median wall time of each and their ratio. The target (issue 26) is a
    decompress of a 16×16 default-model file within 2× the torch import.
-2. One fresh process, the same decode cut into its parts, timed one after the other: importing
-   igc, torch and numba, reading and checking the weights, the fingerprint, the torch runtime,
-   the integer model (derived or read from its cache), the numba engine, the first step (numba
-   loads its compiled code), the rest of the decode, and a second decode with all of it loaded.
+2. One fresh process, the same decode cut into its parts, in the order decompress meets them:
+   importing igc, torch and numba, the plugin registry, finding the file's model, loading it
+   (weights read, checked and fingerprinted, the torch runtime built), deriving the integer
+   model, the numba engine, its first step (numba loads its cached machine code), the decode
+   itself, and a second decode.
 
 The machine's load average is printed beside the figures: on a shared machine every figure moves.
 """
@@ -36,24 +37,23 @@ def mark(what):
 import igc.api as api; mark("import igc (api)")
 import torch; mark("import torch")
 import numba; mark("import numba")
-from igc.models.imagegpt import load_checked, fingerprint_of, resolve
-from igc.models.runtime import ImageGPTRuntime
-name, folder = resolve(None)
-config, tensors = load_checked(folder); mark("read and check the weights (safetensors)")
-fingerprint_of(tensors, config); mark("fingerprint of the weights")
-runtime = ImageGPTRuntime(config, tensors); mark("build the torch runtime")
+import numpy as np
+from igc.core import container
 from igc.models.imagegpt import ImageGPTModel
 from igc.plugins.compose import _load_model
 from igc.plugins.manager import get_registry
-registry = get_registry(); mark("load the plugin registry")
-model = _load_model(registry, "imagegpt", None); mark("load the model again, as decode does")
-im = model.integer_model; mark("integer model (derived, or read from its cache)")
-engine = model.engine(); mark("integer engine (import integer_cpu, numba definitions)")
-state = engine.start(1, 768)
-import numpy as np
-engine.step(state, np.array([256], np.int64)); mark("first step (numba loads compiled code)")
 data = open(sys.argv[1], "rb").read()
-api.decompress(data); mark("decode (everything above loaded)")
+registry = get_registry(); mark("load the plugin registry")
+header, _ = container.unpack(data)
+spec = ImageGPTModel.spec_for(header.model_id, header.fingerprint)
+mark("find the file's model by its fingerprint")
+model = _load_model(registry, "imagegpt", spec)
+mark("load the model: read, check and fingerprint the weights, torch runtime")
+model.integer_model; mark("derive the integer model")
+engine = model.engine(); mark("integer engine (import integer_cpu, numba definitions)")
+engine.step(engine.start(1, 768), np.array([256], np.int64))
+mark("first step (numba loads its cached machine code)")
+api.decompress(data); mark("decode, everything above loaded (768 steps, checksum)")
 api.decompress(data); mark("decode again")
 print(json.dumps(marks))
 '''
