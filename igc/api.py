@@ -267,14 +267,31 @@ def bench(images: Sequence[Any], compressors: Sequence[Any], *, verify: bool = T
     return run(images, compressors, progress=progress, unavailable=unavailable, **options)
 
 
-def report(result, reporter: str = "table", destination: Any = None, **options: Any) -> None:
-    """Hand a bench result to a registered reporter ("table", "json", "csv", a plugin's...);
-    `options` go to the reporter's factory where it takes them (the table's `wide=True`)."""
+def report(result, reporter: str = "table", destination: Any = None,
+           **options: Any) -> str | None:
+    """Hand a bench result to a registered reporter ("table", "json", "csv", "markdown", a
+    plugin's...) and return its text: `igc.report(result, "markdown")` prints nothing. With a
+    `destination` the report is written there instead ("-": standard output, else a file path)
+    and None is returned. `options` go to the reporter's factory where it takes them (the table's
+    `wide=True`)."""
+    import contextlib
+    import io
+
     from igc.core.protocols import Reporter, conform
     from igc.plugins.manager import get_registry
 
-    made = get_registry().create("reporter", reporter, **options)
-    conform(made, Reporter, f"reporter {reporter!r}").report(result, destination)
+    made = conform(get_registry().create("reporter", reporter, **options), Reporter,
+                   f"reporter {reporter!r}")
+    if destination is None:
+        render = getattr(made, "render", None)
+        if callable(render):
+            return render(result)
+        buffer = io.StringIO()  # a reporter without `render` writes to stdout for destination None
+        with contextlib.redirect_stdout(buffer):
+            made.report(result, None)
+        return buffer.getvalue()
+    made.report(result, None if destination == "-" else destination)
+    return None
 
 
 def check_reporter(name: str) -> None:

@@ -33,6 +33,15 @@ def test_tables_are_the_pinned_ones():
     assert np.all(np.diff(s) >= 0) and s[0] == 0 and s[-1] == 1 << 15
 
 
+def test_shipped_tables_are_the_decimal_definitions():
+    """igc/models/integer_tables.npz spares every start a second of decimals: it must hold
+    exactly what the definitions compute (`python -c "from igc.models import integer;
+    integer.write_tables()"` rewrites it)."""
+    with np.load(I.TABLES) as shipped:
+        np.testing.assert_array_equal(shipped["exp"], I.compute_exp_table())
+        np.testing.assert_array_equal(shipped["sigmoid"], I.compute_sigmoid_table())
+
+
 @pytest.mark.parametrize("name", sorted(SHIPPED))
 def test_shipped_models_quantize_to_the_pinned_integers(name):
     from igc.models.imagegpt import ImageGPTModel

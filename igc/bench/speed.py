@@ -207,7 +207,8 @@ def run(probe, loaded: Sequence[Any], preprocessing: str, backends: Sequence[str
 
 
 def to_dict(results: Sequence[SpeedResult], env: dict) -> dict:
-    """The `igc speed --json` document: per backend and phase the (best) timing, the igc/hf
-    ratios, and where it was measured."""
-    return {"results": [asdict(r) for r in results], "ratios_igc_over_hf": ratios(results),
-            "ratios": all_ratios(results), "environment": env}
+    """The `igc speed --json` document: per backend and phase the (best) timing, the ratios of
+    every pair of backends measured ("igc/hf", "int/hf", "int/igc": phase -> ratio), and where
+    it was measured."""
+    return {"results": [asdict(r) for r in results], "ratios": all_ratios(results),
+            "environment": env}

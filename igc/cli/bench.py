@@ -25,8 +25,9 @@ def bench(
                                    "the source has fewer)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random pick."),
     model: str = typer.Option(None, "--model", "-m",
-                              help="ImageGPT model: packaged name, local folder or hub id (given "
-                                   "to every model plugin that takes a spec)."),
+                              help="The imagegpt compressor's model: a shipped name (see `igc "
+                                   "models`), local folder or hub id. Other model plugins "
+                                   "are made with their default."),
     tokenizer: str = typer.Option(None, "--tokenizer",
                                   help="Registered tokenizer for the model-based compressors "
                                        "(default: each model's own)."),
@@ -126,11 +127,12 @@ def bench(
     result.unavailable.update(unavailable)
     result.environment["wall_seconds"] = time.perf_counter() - started  # the whole command's
     api.report(result, reporter or ("json" if as_json else "markdown" if markdown else "table"),
-               wide=wide)
-    if csv_path:
-        api.report(result, "csv", csv_path)
-    if plot_path:
-        api.report(result, "plot", plot_path)
+               "-", wide=wide)
+    for option, path in (("csv", csv_path), ("plot", plot_path)):
+        if path:
+            api.report(result, option, path)
+            err.print(f"wrote the {'CSV' if option == 'csv' else 'plot'} to {path}",
+                      highlight=False, soft_wrap=True)
     failed = [r for r in result.results if r.roundtrip_ok is False]
     if failed:
         raise typer.Exit(3)

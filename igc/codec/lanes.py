@@ -9,6 +9,7 @@ size), never on the machine, so a file encoded on one core decodes on sixteen an
 
 from __future__ import annotations
 
+import inspect
 import sys
 from collections.abc import Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -67,18 +68,32 @@ def lane_pool(lanes: int) -> Iterator[Executor | None]:
             torch.set_num_threads(threads)
 
 
+def start_state(model, rows: int, steps: int, numerics: int, geometry=None):
+    """`model.start(rows, steps, numerics)`, with `geometry=` (igc.core.types.Geometry) when the
+    model's `start` takes that keyword."""
+    if geometry is not None:
+        try:
+            params = inspect.signature(model.start).parameters
+        except (TypeError, ValueError):
+            params = {}
+        if "geometry" in params or any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            return model.start(rows, steps, numerics, geometry=geometry)
+    return model.start(rows, steps, numerics)
+
+
 class LaneStepper:
     """Model states for the lanes of one batch; `step` feeds one token per tile and returns the
     next-token distributions of all tiles, in tile order."""
 
     def __init__(self, model, rows: int, lane: int, steps: int, pool: Executor | None,
-                 numerics: int = 0) -> None:
+                 numerics: int = 0, geometry=None) -> None:
         self.model = model
         batched = getattr(model, "batched_engine", None)
         if batched is not None and batched(numerics):
             lane = min(rows, MAX_GPU_LANE)  # a GPU engine steps the whole batch as one state
         self.lanes = split(rows, lane)
-        self.states = [model.start(sl.stop - sl.start, steps, numerics) for sl in self.lanes]
+        self.states = [start_state(model, sl.stop - sl.start, steps, numerics, geometry)
+                       for sl in self.lanes]
         self.pool = pool if len(self.lanes) > 1 else None
 
     def step(self, tokens: np.ndarray) -> np.ndarray:

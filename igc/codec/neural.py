@@ -27,7 +27,7 @@ from igc.core import container
 from igc.core.palette import combined_fingerprint
 from igc.core.protocols import SymbolDecoder, SymbolEncoder, conform
 from igc.core.tokenizer import SubpixelTokenizer
-from igc.core.types import Image, TokenizedImage
+from igc.core.types import Geometry, Image, TokenizedImage
 from igc.errors import ChecksumError, FormatError, ImageError, ModelMismatchError, UsageError
 
 DEFAULT_BATCH = 256
@@ -56,6 +56,16 @@ def region_checks(tokens: np.ndarray) -> bytes:
 
 MISMATCH_HINT = ("decode without --model (igc finds the file's model by its fingerprint) or "
                  "with --model naming the folder that holds")
+FOLDER_PLUGINS = ("imagegpt",)  # model plugins whose models are folders of weights
+
+
+def mismatch_hint(header) -> str:
+    """How to decode a file whose model was not the one given: a folder for ImageGPT; for a
+    plugin's model, no --model at all (the header names the plugin that rebuilds it)."""
+    if header.model_plugin in FOLDER_PLUGINS:
+        return f"{MISMATCH_HINT} {header.model_id!r}"
+    return (f"decode without --model: the file names its model plugin {header.model_plugin!r}, "
+            "which igc loads by that name")
 
 
 def offered(model, fingerprint: str) -> str:
@@ -136,6 +146,10 @@ class NeuralCodec:
         """Tiles per lane for an image of `n_tiles` tiles (the header records it)."""
         return lane_for(n_tiles, self.batch_for(n_tiles), self.lane)
 
+    def geometry(self, tokens: int) -> Geometry:
+        """Where the tokens of a tile of `tokens` positions lie (given to the model's start)."""
+        return Geometry(self.tokenizer.tile, self.order, tokens, self.tokenizer.name)
+
     def _steps(self, layout: TokenizedImage) -> int:
         """Positions to step through: up to the last coded position of any tile."""
         coded_any = layout.coded.any(axis=0)
@@ -159,7 +173,8 @@ class NeuralCodec:
 
     def _encode_batch(self, tokens, coded, lane, steps, pool, encoder, count) -> float:
         bits = 0.0
-        stepper = LaneStepper(self.model, len(tokens), lane, steps, pool, self.model.numerics)
+        stepper = LaneStepper(self.model, len(tokens), lane, steps, pool, self.model.numerics,
+                              self.geometry(tokens.shape[1]))
         prev = np.full(len(tokens), self.tokenizer.start_token, dtype=np.int64)
         for t in range(steps):
             probs = stepper.step(prev)
@@ -236,7 +251,7 @@ class NeuralCodec:
             raise ModelMismatchError(
                 f"file was encoded with model {header.model_id!r} (fingerprint "
                 f"{header.fingerprint}) but {offered(self.model, self.fingerprint)} was "
-                f"given; {MISMATCH_HINT} {header.model_id!r}")
+                f"given; {mismatch_hint(header)}")
         self.check_numerics(header)
         if header.tile != self.tokenizer.tile or header.order != self.order:
             raise FormatError(f"file uses {header.tile}px tiles in {header.order} order; model "
@@ -274,7 +289,8 @@ class NeuralCodec:
     def _decode_batch(self, block, coded, source, lane, steps, pool, decoder,
                       numerics, count) -> None:
         rows = np.arange(len(block))
-        stepper = LaneStepper(self.model, len(block), lane, steps, pool, numerics)
+        stepper = LaneStepper(self.model, len(block), lane, steps, pool, numerics,
+                              self.geometry(block.shape[1]))
         prev = np.full(len(block), self.tokenizer.start_token, dtype=np.int64)
         for t in range(steps):
             probs = stepper.step(prev)
@@ -312,7 +328,8 @@ class NeuralCodec:
         rows = np.arange(len(tokens))
         lane = lane_for(len(tokens), len(tokens))
         with lane_pool(-(-len(tokens) // lane)) as pool:
-            stepper = LaneStepper(self.model, len(tokens), lane, steps, pool, 2)
+            stepper = LaneStepper(self.model, len(tokens), lane, steps, pool, 2,
+                                  self.geometry(tokens.shape[1]))
             prev = np.full(len(tokens), self.tokenizer.start_token, dtype=np.int64)
             for t in range(steps):
                 probs = stepper.step(prev)

@@ -112,10 +112,11 @@ class PaletteTokenizer:
         if clusters is None:
             clusters = getattr(model, "clusters", None) if model is not None else None
             if clusters is None:
-                what = (f"model {model.name!r} has a {model.vocab_size + 1}-token vocabulary and "
-                        "no clusters" if model is not None else "no clusters were given")
-                raise UsageError("the palette tokenizer needs a palette model (colour clusters in "
-                                 f"preprocessor_config.json, 513-token vocabulary): {what}")
+                what = (f"model {model.name!r} predicts {model.vocab_size} classes and has no "
+                        "colour clusters" if model is not None else "no clusters were given")
+                raise UsageError("the palette tokenizer needs a palette model, one with colour "
+                                 "clusters (a palette ImageGPT such as openai/imagegpt-small: 512 "
+                                 f"clusters in preprocessor_config.json): {what}")
         if tile is None:
             tile = tile_side_for_palette(model.context_length) if model is not None else 32
         if tile < 1:

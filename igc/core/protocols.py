@@ -80,8 +80,12 @@ class Tokenizer(Protocol):
 class Model(Protocol):
     """Token sequences -> distributions over the next token at every position.
 
-    The factory igc registers is called with `spec` (the `--model` text beyond the plugin's own
-    name, or the model id a file's header records) if its signature names it.
+    The factory igc registers is called with `spec` if its signature names it: None when the
+    model is selected by its registered name (compress, bench, `get_compressor(NAME)`), the
+    string given in `get_compressor(NAME, model=SPEC)`, and when decoding a file, what the
+    factory's `spec_for(model_id, fingerprint)` returns, else the header's model id. Bench's
+    `--model` is the imagegpt compressor's and never reaches another model (docs/plugins.md,
+    "What `spec` is").
 
     `start`/`step` is the pass the codec uses: encoder and decoder both step the same tiles in the
     same batches and lanes, and must get bit-identical probabilities (docs/plugins.md,
@@ -106,8 +110,13 @@ class Model(Protocol):
         ...
 
     def start(self, batch: int, length: int, numerics: int) -> Any:
-        """A fresh state for `batch` sequences of up to `length` steps, computing with the
-        arithmetic `numerics` (one of `numerics_supported`; a file's header names it)."""
+        """A fresh state for `batch` sequences (a lane of tiles), computing with the arithmetic
+        `numerics` (one of `numerics_supported`; a file's header names it). `length` is exactly
+        the number of `step` calls that will follow: one past the last coded position of any
+        tile of the image, at most the tokens per tile (so at most `context_length`).
+
+        Optional keyword `geometry`: a `start` that names it gets an `igc.core.types.Geometry`
+        (tile side, token order, tokens per tile, `position(t)` -> (row, column, channel))."""
         ...
 
     def step(self, state: Any, tokens: np.ndarray) -> np.ndarray:
@@ -156,7 +165,13 @@ class Coder(Protocol):
 
 @runtime_checkable
 class Reporter(Protocol):
-    """Bench results -> output (a table, JSON, CSV, a plot...)."""
+    """Bench results -> output (a table, JSON, CSV, a plot...).
+
+    `report(result, None)` writes to standard output, `report(result, path)` to that file.
+    Optional: `render(result) -> str`, the report as text; `igc.report(result, NAME)` returns it
+    (without `render`, what `report(result, None)` writes to standard output is captured and
+    returned instead).
+    """
 
     name: str
 

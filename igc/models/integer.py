@@ -30,6 +30,7 @@ import math
 from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -56,9 +57,34 @@ NORM_EPS_SHIFTS = range(-14, 49)  # the per-row shifts the integer RMS norm can 
 
 
 # -- tables --------------------------------------------------------------------------------
+TABLES = Path(__file__).with_name("integer_tables.npz")  # the two tables below, precomputed
+
+
 @lru_cache(maxsize=1)
 def exp_table() -> np.ndarray:
-    """EXP[f] = round(2**30 * 2**(-f/4096)), f = 0..4095, by correctly rounded decimals."""
+    """EXP[f] = round(2**30 * 2**(-f/4096)), f = 0..4095, by correctly rounded decimals
+    (`compute_exp_table`; read from `TABLES`, which a test holds equal to it)."""
+    return _shipped("exp", compute_exp_table)
+
+
+@lru_cache(maxsize=1)
+def sigmoid_table() -> np.ndarray:
+    """SIG[i] = round(2**15 * sigmoid(1.702 * (i - 8192) / 1024)), i = 0..16383
+    (`compute_sigmoid_table`; read from `TABLES`, which a test holds equal to it)."""
+    return _shipped("sigmoid", compute_sigmoid_table)
+
+
+def _shipped(name: str, compute) -> np.ndarray:
+    """A table from the file shipped beside this module (computing the 20,480 decimals takes
+    about a second at every start), or computed where the file is missing."""
+    try:
+        with np.load(TABLES) as tables:
+            return np.array(tables[name], np.int64)
+    except (OSError, KeyError, ValueError):
+        return compute()
+
+
+def compute_exp_table() -> np.ndarray:
     with localcontext() as ctx:
         ctx.prec = 40
         two = Decimal(2)
@@ -66,15 +92,18 @@ def exp_table() -> np.ndarray:
                          for f in range(1 << SCORE_FRAC)], np.int64)
 
 
-@lru_cache(maxsize=1)
-def sigmoid_table() -> np.ndarray:
-    """SIG[i] = round(2**15 * sigmoid(1.702 * (i - 8192) / 1024)), i = 0..16383."""
+def compute_sigmoid_table() -> np.ndarray:
     with localcontext() as ctx:
         ctx.prec = 40
         k, one = Decimal("1.702"), Decimal(1)
         return np.array([int((one / (one + (-k * Decimal(i - GELU_HALF) / (1 << GELU_FRAC)).exp())
                               * (1 << SIG_BITS)).to_integral_value())
                          for i in range(2 * GELU_HALF)], np.int64)
+
+
+def write_tables(path: Path = TABLES) -> None:
+    """Write `TABLES` from the decimal definitions (run once when the tables' rules change)."""
+    np.savez_compressed(path, exp=compute_exp_table(), sigmoid=compute_sigmoid_table())
 
 
 def tables_digest() -> str:

@@ -6,10 +6,13 @@ same weights, but with `scaled_dot_product_attention` and a preallocated key/val
 codec can step all tiles of an image one token at a time. Encoder and decoder both run `step`, in
 the same batch layout, dtype and *numerics*, which is what makes their probabilities bit-identical.
 
-Two steps exist, named by the numerics number a file records (docs/format.md): 0 is the plain
-torch step (what files of format versions 1-2 used, kept so they still decode), 1 runs attention,
-norms, activation and the output softmax in igc's fused kernels (igc/models/kernels.py) around
-torch's weight products, and is what igc writes now (docs/speed.md).
+Two float steps exist, named by the numerics number a file records (docs/format.md): 0 is the
+plain torch step (what files of format versions 1-2 used), 1 runs attention, norms, activation and
+the output softmax in igc's fused kernels (igc/models/kernels.py) around torch's weight products
+(docs/speed.md). Both are kept so that their files still decode, on the kind of CPU that wrote
+them. New files of quick-GELU models use numerics 2, the integer step of igc/models/integer.py,
+which decodes on any machine; this runtime remains its source of weights, the one-shot pass of
+`--estimate`, and the float step of models numerics 2 does not compute.
 """
 
 from __future__ import annotations

@@ -123,7 +123,8 @@ def check_names(names: list[str], registry: Registry | None = None) -> None:
 
 def create_compressor(name: str, registry: Registry | None = None, **options: Any):
     """A registered compressor, or a registered model composed with its default pieces (or the
-    `tokenizer` and `coder` options). `model` is given to a model plugin's factory as its spec."""
+    `tokenizer` and `coder` options). `model` is given to the named model plugin's factory as its
+    `spec` (None without it)."""
     registry = registry or get_registry()
     check_names([name], registry)
     if registry.has("compressor", name):
@@ -136,12 +137,19 @@ def create_compressor(name: str, registry: Registry | None = None, **options: An
 
 def create_compressors(names: list[str], **options: Any) -> tuple[list, dict[str, str]]:
     """The named compressors (registered compressors or models); unavailable ones are reported
-    (name -> reason), not fatal. Unknown names fail before anything is made."""
-    check_names(list(names))
+    (name -> reason), not fatal. Unknown names fail before anything is made.
+
+    This is bench's path, where `model` is the ImageGPT model (`igc bench --model`): it goes to
+    the `imagegpt` model and to registered compressors, while any other model plugin in the run
+    is made with `spec=None`, its default (docs/plugins.md, "What `spec` is")."""
+    registry = get_registry()
+    check_names(list(names), registry)
     made, unavailable = [], {}
     for name in names:
+        takes_model = name == DEFAULT_MODEL or registry.has("compressor", name)
+        mine = options if takes_model else {k: v for k, v in options.items() if k != "model"}
         try:
-            made.append(create_compressor(name, **options))
+            made.append(create_compressor(name, registry, **mine))
         except CodecUnavailable as exc:
             unavailable[name] = str(exc)
     return made, unavailable
