@@ -23,6 +23,7 @@ from igc.plugins.markers import PROJECT
 
 ENTRY_POINT_GROUP = "igc.plugins"
 DISABLE_ENV = "IGC_DISABLE_PLUGINS"  # "1": load built-ins only
+DISTRIBUTION = "igc-codec"  # the package on PyPI: its metadata gives the built-ins' version
 
 BUILTIN_MODULES = ("igc.plugins.builtins",)  # the one module that lists igc's own pieces
 
@@ -229,9 +230,11 @@ def entry_points_disabled() -> bool:
 
 
 def _own_version() -> str:
-    from igc import __version__
-
-    return __version__
+    """igc's installed version (its distribution's metadata: no import of the package above)."""
+    try:
+        return metadata.version(DISTRIBUTION)
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
 
 
 _registry: Registry | None = None
