@@ -23,13 +23,14 @@ from typing import Any
 import numpy as np
 
 from igc.bench.environment import environment
+from igc.core.numerics import FUSED, INTEGER, TORCH
 from igc.errors import IgcError, UsageError
 
 BACKENDS = ("hf", "igc", "int")
 # what each backend computes: HuggingFace's float32 step (numerics 0), igc's fused float step
 # (numerics 1, the files of versions up to the integer numerics), igc's integer step (numerics 2,
 # what new files use) on the engine `--engine` chose
-BACKEND_NUMERICS = {"hf": 0, "igc": 1, "int": 2}
+BACKEND_NUMERICS = {"hf": TORCH.number, "igc": FUSED.number, "int": INTEGER.number}
 PHASES = ("estimate", "encode", "decode")
 
 
@@ -50,8 +51,8 @@ def load_backend(name: str, spec: str | None):
 
         model = ImageGPTModel(spec)
         if name == "igc":
-            model.numerics = 1  # the fused float step, timed as the baseline integers replace
-        elif model.numerics != 2:
+            model.numerics = FUSED.number  # the fused float step, timed as the baseline integers replace
+        elif model.numerics != INTEGER.number:
             raise UsageError(f"model {model.name!r} has no integer numerics (quick-GELU models "
                              "only); time it with --backend hf,igc")
         return model

@@ -7,6 +7,7 @@ CLI read: a name, a lossless flag, file statistics and the model's description.
 from __future__ import annotations
 
 from igc.codec.neural import EncodeResult, NeuralCodec, Progress
+from igc.core.numerics import INTEGER, name_of
 from igc.core.types import Image
 
 
@@ -45,8 +46,6 @@ class ModelCompressor:
         return self.codec.decode(data, progress)
 
 
-NUMERICS_NAMES = {0: "float32 torch step", 1: "fused float kernels", 2: "integer"}
-
 
 def numerics_info(model) -> dict:
     """Which numerics codes this model's files (and, for numerics 2, which engine computes it):
@@ -54,8 +53,8 @@ def numerics_info(model) -> dict:
     numerics = getattr(model, "numerics", None)
     if numerics is None or len(getattr(model, "numerics_supported", ())) < 2:
         return {}  # a model with one step (a plugin's, HuggingFace's): nothing to choose
-    out = {"numerics": numerics, "numerics_name": NUMERICS_NAMES.get(numerics, "plugin")}
-    if numerics == 2 and hasattr(model, "integer_model"):
+    out = {"numerics": numerics, "numerics_name": name_of(numerics)}
+    if numerics == INTEGER.number and hasattr(model, "integer_model"):
         from igc.models.engines import current_engine
 
         out["engine"] = current_engine()

@@ -10,6 +10,7 @@ from functools import cached_property
 
 import numpy as np
 
+from igc.core.numerics import FUSED, INTEGER, TORCH
 from igc.errors import ModelError
 from igc.models.catalog import locate, search_description
 from igc.models.folders import (
@@ -29,8 +30,6 @@ __all__ = ["COMPUTATION_DEFAULTS", "DEFAULT_MODEL", "HUB_ID", "WEIGHTS_DIR", "Im
            "IntegerState", "fingerprint_of", "load_checked", "packaged_models", "read_config",
            "read_tensors", "resolve"]
 
-
-TOTAL_BITS = 24  # igc.models.integer.TOTAL_BITS: numerics 2's frequencies sum to 2**24
 
 
 class IntegerState:
@@ -72,13 +71,14 @@ class ImageGPTModel:
             return f"needs {', '.join(missing)}: pip install 'igc-codec[model]'"
         return None
 
-    numerics_supported = (0, 1, 2)  # 0: the torch step of format versions 1-2; 1: fused floats
+    # the torch step of format versions 1-2, the fused float step, integers (igc.core.numerics)
+    numerics_supported = (TORCH.number, FUSED.number, INTEGER.number)
 
     @cached_property
     def numerics(self) -> int:
         """What new files record: 2 (integers, igc.models.integer) for every model it computes
         (quick-GELU ones), else 1 (the fused float step)."""
-        return 2 if self.runtime.act_name == "quick_gelu" else 1
+        return INTEGER.number if self.runtime.act_name == "quick_gelu" else FUSED.number
 
     @cached_property
     def integer_model(self):
@@ -103,7 +103,12 @@ class ImageGPTModel:
         frequencies do not depend on how tiles are grouped, so lanes may be ignored."""
         from igc.models.engines import current_engine
 
-        return numerics == 2 and current_engine() == "cuda"
+        return numerics == INTEGER.number and current_engine() == "cuda"
+
+    def frequency_bits(self, numerics: int) -> int | None:
+        """Numerics 2 steps give integer frequencies summing to 2**24 (`step_frequencies`); the
+        float numerics give None (`step`'s distributions)."""
+        return INTEGER.frequency_bits if numerics == INTEGER.number else None
 
     @cached_property
     def parameters(self) -> int:
@@ -154,17 +159,22 @@ class ImageGPTModel:
         """`numerics`: which step computes the probabilities (a file's header names it);
         default: what new files use (`numerics`)."""
         numerics = self.numerics if numerics is None else numerics
-        if numerics == 2:
+        if numerics == INTEGER.number:
             engine = self.engine()
             return IntegerState(engine, engine.start(batch, length))
         return self.runtime.start(batch, length, numerics)
 
+    def step_frequencies(self, state: IntegerState, tokens: np.ndarray) -> np.ndarray:
+        """A numerics-2 step: (batch, vocab_size) int64 frequencies, each >= 1, summing to
+        2**frequency_bits(2), exactly as the engine computed them."""
+        return state.engine.step(state.inner, np.ascontiguousarray(tokens, dtype=np.int64))
+
     def step(self, state, tokens: np.ndarray) -> np.ndarray:
         from igc.models.runtime import FusedState, one_thread
 
-        if isinstance(state, IntegerState):
-            freqs = state.engine.step(state.inner, np.ascontiguousarray(tokens, dtype=np.int64))
-            return np.ldexp(freqs.astype(np.float64), -TOTAL_BITS)  # exact: integers < 2**53
+        if isinstance(state, IntegerState):  # the same frequencies as floats (exact: < 2**53)
+            return np.ldexp(self.step_frequencies(state, tokens).astype(np.float64),
+                            -INTEGER.frequency_bits)
         if isinstance(state, FusedState):
             return self.runtime.step_probs(state, np.ascontiguousarray(tokens, dtype=np.int64))
         torch = self._torch

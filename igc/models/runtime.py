@@ -24,11 +24,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from igc.core.numerics import FUSED, TORCH
 from igc.errors import FormatError, ModelError
 
-NUMERICS_TORCH = 0
-NUMERICS_FUSED = 1  # igc.models.kernels.NUMERICS; a literal here so importing numba waits
-NUMERICS = {NUMERICS_TORCH: "torch reference step", NUMERICS_FUSED: "igc fused kernels v1"}
+NUMERICS_TORCH = TORCH.number
+NUMERICS_FUSED = FUSED.number
+NUMERICS = (NUMERICS_TORCH, NUMERICS_FUSED)  # the float steps this runtime computes
 
 ACTIVATIONS = {
     "quick_gelu": lambda x: x * torch.sigmoid(1.702 * x),
