@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from igc.bench.environment import environment
+from igc.core.protocols import ModelBased
 from igc.core.types import Image, LoadedImage
 from igc.errors import IgcError, PluginError, UsageError
 
@@ -223,7 +224,7 @@ def bench(
                 progress(item.name, comp.name)
             rows.append(_run_one(comp, item, verify=verify, estimate=estimate))
     names = [c.name for c in made]
-    models = {c.name: c.model_info for c in made if hasattr(c, "model_info")}
+    models = {c.name: c.model_info for c in made if isinstance(c, ModelBased)}
     env = environment(seed=seed, preprocessing=preprocessing, models=models, verify=verify,
                       estimate=estimate, images_available=available_of(images),
                       wall_seconds=time.perf_counter() - began)
@@ -268,11 +269,12 @@ def _encode(comp: Any, pixels: np.ndarray, row: Row, estimate: bool) -> bytes | 
     """Run the compressor, filling the row's sizes; the bytes to verify (None for estimates)."""
     data = None
     start = time.perf_counter()
-    if getattr(comp, "model_based", False) and estimate:
+    model_based = isinstance(comp, ModelBased) and comp.model_based
+    if model_based and estimate:
         row.model_bits = comp.estimate_bits(pixels)
         row.compressed_bits = int(np.ceil(row.model_bits))
         row.estimate = True
-    elif getattr(comp, "model_based", False):
+    elif model_based:
         result = comp.compress_with_stats(pixels)
         data = _checked_bytes(comp, result.data, "compress_with_stats()")
         row.model_bits = result.model_bits

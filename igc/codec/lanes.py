@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from igc.core.protocols import BatchedEngine
+
 MAX_LANE = 16  # tiles per lane: larger lanes amortise each step's fixed cost on big images
 # tiles a GPU engine steps as one state (its memory grows with them), and so the most tiles of an
 # image a GPU encoder puts in one batch
@@ -80,8 +82,7 @@ class LaneStepper:
                  ) -> None:
         self.model = model
         self.call = call or model.step
-        batched = getattr(model, "batched_engine", None)
-        if batched is not None and batched(numerics):
+        if isinstance(model, BatchedEngine) and model.batched_engine(numerics):
             lane = min(rows, GPU_TILES)  # a GPU engine steps the whole batch as one state
         self.lanes = split(rows, lane)
         self.states = [model.start(sl.stop - sl.start, steps, numerics) for sl in self.lanes]

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from igc.codec.lanes import LaneStepper, lane_for, lane_pool
+from igc.core.protocols import IntegerFrequencies
 
 # progress(done, total): tokens coded so far and in all, called once before the first step and
 # after every step (the CLI draws its progress bar from it; this layer knows nothing of rich)
@@ -83,10 +84,7 @@ class Distributions:
 def frequency_bits(model: Any, numerics: int) -> int | None:
     """Bits of the integer tables the model's steps give under `numerics`, None for floats
     (a model without `frequency_bits`/`step_frequencies` always gives floats)."""
-    bits_of = getattr(model, "frequency_bits", None)
-    if bits_of is None or not hasattr(model, "step_frequencies"):
-        return None
-    return bits_of(numerics)
+    return model.frequency_bits(numerics) if isinstance(model, IntegerFrequencies) else None
 
 
 class Stepper:

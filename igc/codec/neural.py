@@ -26,7 +26,13 @@ from igc.codec.loop import Counter, Decoding, Encoding, Job, Progress
 from igc.core import container
 from igc.core.numerics import regroupable
 from igc.core.palette import combined_fingerprint
-from igc.core.protocols import SymbolDecoder, SymbolEncoder, conform
+from igc.core.protocols import (
+    BatchedEngine,
+    Specified,
+    SymbolDecoder,
+    SymbolEncoder,
+    conform,
+)
 from igc.core.tokenizer import SubpixelTokenizer
 from igc.core.types import Image, TokenizedImage
 from igc.errors import ChecksumError, FormatError, ImageError, ModelMismatchError, UsageError
@@ -58,7 +64,7 @@ MISMATCH_HINT = ("decode without --model (igc finds the file's model by its fing
 
 def offered(model, fingerprint: str) -> str:
     """The model a decoder was given, as the user named it (--model) and as it names itself."""
-    spec = str(getattr(model, "spec", None) or model.name)
+    spec = str((model.spec if isinstance(model, Specified) else None) or model.name)
     named = f"model {model.name!r}, " if spec != model.name else ""
     return f"model {spec!r} ({named}fingerprint {fingerprint})"
 
@@ -107,8 +113,8 @@ class NeuralCodec:
         the codec's batch, or with a GPU engine every tile of the image (up to GPU_TILES), which
         is what lets the GPU step them all at once. Numerics 2 computes each tile's frequencies
         independently of its batch, so any decoder reads either."""
-        batched = getattr(self.model, "batched_engine", None)
-        if self.batch == DEFAULT_BATCH and batched is not None and batched(self.model.numerics):
+        if (self.batch == DEFAULT_BATCH and isinstance(self.model, BatchedEngine)
+                and self.model.batched_engine(self.model.numerics)):
             return max(self.batch, min(n_tiles, GPU_TILES))
         return self.batch
 

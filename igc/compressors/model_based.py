@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from igc.codec.neural import EncodeResult, NeuralCodec, Progress
 from igc.core.numerics import INTEGER, name_of
+from igc.core.protocols import Quantized
 from igc.core.types import Image
 
 
 class ModelCompressor:
-    """Codes with a model's probabilities; `name` is what bench rows and `-c` call it."""
+    """Codes with a model's probabilities; `name` is what bench rows and `-c` call it. A
+    `Compressor` with the `ModelBased` extras bench reads (igc/core/protocols.py)."""
 
     model_based = True
 
@@ -54,7 +56,7 @@ def numerics_info(model) -> dict:
     if numerics is None or len(getattr(model, "numerics_supported", ())) < 2:
         return {}  # a model with one step (a plugin's, HuggingFace's): nothing to choose
     out = {"numerics": numerics, "numerics_name": name_of(numerics)}
-    if numerics == INTEGER.number and hasattr(model, "integer_model"):
+    if numerics == INTEGER.number and isinstance(model, Quantized):
         from igc.models.engines import current_engine
 
         out["engine"] = current_engine()
