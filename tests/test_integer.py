@@ -224,7 +224,7 @@ def test_several_files_step_as_one_batch_and_decode_exactly(tiny_model, rng):
 
 def test_bench_names_the_numerics_and_engine_of_each_model_row(tiny_model, rng):
     import igc
-    from igc.bench.reporters.notes import notes
+    from igc.reporters.notes import notes
 
     image = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
     result = igc.bench([image], ["imagegpt", "png"], model=tiny_model)

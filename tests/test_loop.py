@@ -67,9 +67,15 @@ def test_the_integer_tables_are_the_models_frequencies(codec):
     np.testing.assert_array_equal(codec.model.step(state, np.full(3, 256)), dist.floats())
 
 
-def test_encode_many_writes_each_images_own_file(codec, rng):
-    """Images that step together as one group (numerics 2, each image one batch) get exactly
-    the files `encode` gives them one by one, and decode_many reads them back."""
+@pytest.mark.parametrize("numerics", [2, 1])
+def test_encode_many_writes_each_images_own_file(tiny_model, numerics, rng):
+    """Images that step together as one group (numerics 2, each image one batch), or one by
+    one (numerics 1, whose floats depend on the grouping), get exactly the files `encode` gives
+    them, and decode_many reads them back."""
+    from igc.plugins.compose import compose
+
+    codec = compose(tiny_model, numerics=numerics)
+    assert codec.model.numerics == numerics
     images = [rng.integers(0, 256, shape, dtype=np.uint8)
               for shape in [(9, 10, 3), (4, 4, 3), (13, 7, 3)]]
     many = codec.encode_many(images)

@@ -12,7 +12,7 @@ import pytest
 from conftest import smooth_image
 
 from igc import decompress, get_compressor
-from igc.bench.run import report_fields
+from igc.benchmark.run import report_fields
 from igc.core import container
 from igc.core.palette import PaletteTokenizer, load_clusters, psnr, quantize
 from igc.errors import FormatError, ModelError, ModelMismatchError, UsageError

@@ -162,11 +162,14 @@ class NeuralCodec:
         encoders = [self._encoder() for _ in images]
         jobs = [Job(tok.tokens, tok.coded, Encoding(enc, self.coder))
                 for tok, enc in zip(toks, encoders, strict=True)]
-        numerics = self.model.numerics
-        if not self._together([numerics] * len(jobs),
-                              [self.batch_for(len(t.tokens)) for t in toks], jobs):
-            return [self.encode(image) for image in images]
-        loop.run(self.model, numerics, self.tokenizer.start_token, loop.together(jobs))
+        numerics, start = self.model.numerics, self.tokenizer.start_token
+        batches = [self.batch_for(len(t.tokens)) for t in toks]
+        if self._together([numerics] * len(jobs), batches, jobs):
+            loop.run(self.model, numerics, start, loop.together(jobs))
+        else:
+            for job, batch in zip(jobs, batches, strict=True):
+                loop.run(self.model, numerics, start,
+                         loop.batches(job, batch, self.lane_for(len(job.tokens))))
         return [self._encoded(image, tok, enc, job.action.bits)
                 for image, tok, enc, job in zip(images, toks, encoders, jobs, strict=True)]
 
@@ -281,11 +284,13 @@ class NeuralCodec:
             self.check_model(header)
         decoders = [self._decoder(payload) for _, payload in parsed]
         jobs = [self._job(h, dec) for (h, _), dec in zip(parsed, decoders, strict=True)]
-        if not self._together([h.numerics for h, _ in parsed], [h.batch for h, _ in parsed],
-                              jobs):
-            return [self.decode(d) for d in datas]
-        loop.run(self.model, parsed[0][0].numerics, self.tokenizer.start_token,
-                 loop.together(jobs))
+        start = self.tokenizer.start_token
+        if self._together([h.numerics for h, _ in parsed], [h.batch for h, _ in parsed], jobs):
+            loop.run(self.model, parsed[0][0].numerics, start, loop.together(jobs))
+        else:
+            for (header, _), job in zip(parsed, jobs, strict=True):
+                loop.run(self.model, header.numerics, start,
+                         loop.batches(job, header.batch, header.lane))
         return [self._decoded(header, job.tokens, decoder)
                 for (header, _), job, decoder in zip(parsed, jobs, decoders, strict=True)]
 

@@ -216,7 +216,7 @@ class ImageGPTRuntime:
         Runs on one thread whatever torch's setting: MKL's sgemm splits a product with few rows
         differently by thread count (measured: 5 rows gave other last bits with 2 threads than
         with 1), and encoder and decoder must compute identical floats. Parallelism for coding
-        comes from sharding images across processes (igc/bench/shard.py), not from threads in a step.
+        comes from sharding images across processes (igc/benchmark/shard.py), not from threads in a step.
         """
         with one_thread():
             return self._step(state, ids)

@@ -109,6 +109,13 @@ class Registry:
                     info.error = f"register_{kind}s raised {crash_line(exc)}"
                     return
 
+    def register(self, kind: str, factory: Any, name: str | None = None,
+                 plugin: str = "igc") -> None:
+        """Register one factory without a hook, as plugin `plugin`: for a registry a program
+        builds for its own use (`igc speed` adds HuggingFace's ImageGPT to one)."""
+        info = self.plugins.setdefault(plugin, PluginInfo(plugin, _own_version(), builtin=True))
+        self._registrar(kind, plugin, info)(factory, name)
+
     def _drop(self, name: str, info: PluginInfo) -> None:
         """Forget everything plugin `name` registered (its hook failed half way)."""
         for kind, names in info.registered.items():

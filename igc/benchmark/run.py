@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from igc.bench.environment import environment
+from igc.benchmark.environment import environment
 from igc.core.protocols import ModelBased
 from igc.core.types import Image, LoadedImage
 from igc.errors import IgcError, PluginError, UsageError
@@ -136,10 +136,11 @@ def report_fields(codec: Any, result: Any, image: Image) -> dict:
 
 
 def _classical_bits(name: str, image: Image) -> int | None:
-    from igc.compressors.classical import COMPRESSORS
+    """What the registered compressor `name` takes for `image` (None where it cannot run)."""
+    from igc.plugins.compose import create_compressor
 
     try:
-        return len({c.name: c for c in COMPRESSORS}[name]().compress(image)) * 8
+        return len(create_compressor(name).compress(image)) * 8
     except IgcError:
         return None
 
@@ -169,7 +170,7 @@ def load_images(paths: Sequence[str] | None, count: int | None, seed: int,
                 paper_size: bool = False) -> tuple[PickedImages, str]:
     """Pick `count` images (seeded) from paths or the bundled gallery, load, preprocess.
     With no explicit count, `default_count` applies, capped at the size of the pool."""
-    from igc.bench import sources
+    from igc.benchmark import sources
 
     refs = sources.collect(list(paths)) if paths else sources.gallery()
     available = len(refs)
