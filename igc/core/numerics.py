@@ -62,6 +62,13 @@ def name_of(number: int) -> str:
     return found.name if found else "plugin"
 
 
+def engine_choices() -> str:
+    """The engines of numerics 2 and the default, as help texts say it."""
+    *first, last = INTEGER.engines
+    return (f"{', '.join(first)} or {last} (default: $IGC_ENGINE, else "
+            f"{INTEGER.default_engine})")
+
+
 def regroupable(number: int) -> bool:
     """Whether tiles coded with this numerics may be stepped in any grouping."""
     found = known(number)
