@@ -166,6 +166,7 @@ def _decode_elsewhere(path: Path, engine: str, threads: int) -> np.ndarray:
     return np.load(str(path) + ".npy")
 
 
+@pytest.mark.slow  # two processes each, the reference engine's plain NumPy
 @pytest.mark.parametrize(("encoder", "decoder"), [("cpu", "reference"), ("reference", "cpu")])
 def test_a_file_from_one_engine_decodes_with_another_in_another_process(
         tmp_path, encoder, decoder):

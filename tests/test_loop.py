@@ -111,6 +111,7 @@ def test_the_extras_igc_calls_are_declared_and_igcs_pieces_have_them(tiny_model)
     from igc.api import get_compressor
     from igc.core.protocols import (
         BatchedEngine,
+        Described,
         IntegerFrequencies,
         ModelBased,
         Quantized,
@@ -119,7 +120,7 @@ def test_the_extras_igc_calls_are_declared_and_igcs_pieces_have_them(tiny_model)
     from igc.models.uniform import UniformModel
 
     comp = get_compressor("imagegpt", model=tiny_model)
-    assert isinstance(comp, ModelBased) and comp.model_based
+    assert isinstance(comp, ModelBased) and isinstance(comp, Described) and comp.model_based
     capabilities = (IntegerFrequencies, BatchedEngine, Quantized, Specified)
     assert all(isinstance(comp.model, p) for p in capabilities)
     assert not any(isinstance(UniformModel(), p) for p in capabilities)

@@ -65,6 +65,7 @@ def test_a_file_of_the_old_default_decodes_without_model(tmp_path):
     assert np.array_equal(np.asarray(Image.open(tmp_path / "old.png")), astronaut_crop())
 
 
+@pytest.mark.slow  # a fresh process loading torch
 def test_the_old_file_decodes_with_other_cpu_kernels(tmp_path):
     """The fixture was coded with MKL, oneDNN and ATen free to use AVX-512; decoding it in a new
     process held to AVX2 kernels and one thread must give the same pixels (the probabilities

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from igc.benchmark.environment import environment
-from igc.core.protocols import ModelBased
+from igc.core.protocols import Described, ModelBased
 from igc.core.types import Image, LoadedImage
 from igc.errors import IgcError, PluginError, UsageError
 
@@ -225,7 +225,7 @@ def bench(
                 progress(item.name, comp.name)
             rows.append(_run_one(comp, item, verify=verify, estimate=estimate))
     names = [c.name for c in made]
-    models = {c.name: c.model_info for c in made if isinstance(c, ModelBased)}
+    models = {c.name: c.model_info for c in made if isinstance(c, Described)}
     env = environment(seed=seed, preprocessing=preprocessing, models=models, verify=verify,
                       estimate=estimate, images_available=available_of(images),
                       wall_seconds=time.perf_counter() - began)

@@ -14,7 +14,8 @@ from igc.core.types import Image
 
 class ModelCompressor:
     """Codes with a model's probabilities; `name` is what bench rows and `-c` call it. A
-    `Compressor` with the `ModelBased` extras bench reads (igc/core/protocols.py)."""
+    `Compressor` with the `ModelBased` and `Described` extras bench reads
+    (igc/core/protocols.py)."""
 
     model_based = True
 

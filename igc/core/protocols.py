@@ -9,9 +9,9 @@ A classical codec implements `Compressor` directly; a `Reporter` turns bench res
 
 Every member listed in a protocol is required. Optional extras that igc uses when present are
 listed in each docstring under "Optional"; the ones igc's own code calls are declared as small
-protocols of their own at the end (`ModelBased`, `BatchedEngine`, `IntegerFrequencies`,
-`Quantized`, `Specified`), which igc tests with `isinstance`, so that a reader and a type checker
-see each contract.
+protocols of their own at the end (`ModelBased`, `Described`, `BatchedEngine`,
+`IntegerFrequencies`, `Quantized`, `Specified`), which igc tests with `isinstance`, so that a
+reader and a type checker see each contract.
 """
 
 from __future__ import annotations
@@ -182,19 +182,23 @@ class Reporter(Protocol):
 @runtime_checkable
 class ModelBased(Protocol):
     """A compressor that codes with a model's probabilities (igc's `ModelCompressor`; a plugin
-    compressor may be one too): bench reports its model bits and model beside the file size."""
+    compressor may be one too): bench reports its model bits beside the file size. `--estimate`
+    calls its `estimate_bits(image) -> float` (model bits from one parallel pass, no file)."""
 
     model_based: bool  # True
-    model_info: dict  # what bench's environment records of its model (id, fingerprint, ...)
 
     def compress_with_stats(self, image: Image, progress: Any = None) -> Any:
         """An `EncodeResult` (igc/codec/neural.py): the file's `data`, `model_bits`,
         `header_bytes`, and for a lossy tokenizer its `approximation`."""
         ...
 
-    def estimate_bits(self, image: Image) -> float:
-        """Model bits from one parallel pass, without coding (`--estimate`)."""
-        ...
+
+@runtime_checkable
+class Described(Protocol):
+    """A compressor that describes its model: bench's environment records `model_info` (id,
+    fingerprint, parameters, tokenizer, coder, numerics...)."""
+
+    model_info: dict
 
 
 @runtime_checkable
