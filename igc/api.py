@@ -39,7 +39,7 @@ def get_compressor(name: str, **options: Any):
 def image_files(paths: Sequence[str] | None) -> list[Path]:
     """The files a bench over `paths` reads (default: the bundled gallery), e.g. so that no
     report is written over one of them."""
-    from igc.bench import sources
+    from igc.benchmark import sources
 
     refs = sources.collect(list(paths)) if paths else sources.gallery()
     return [Path(ref.path) for ref in refs]
@@ -48,7 +48,7 @@ def image_files(paths: Sequence[str] | None) -> list[Path]:
 def folder_images(folder: str | Path) -> list[Path]:
     """The image files directly inside `folder` (by extension: the ones bench reads), sorted by
     name; hidden files and subfolders are left out."""
-    from igc.bench.sources import IMAGE_EXTENSIONS
+    from igc.benchmark.sources import IMAGE_EXTENSIONS
 
     return sorted(p for p in Path(folder).iterdir()
                   if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
@@ -57,7 +57,7 @@ def folder_images(folder: str | Path) -> list[Path]:
 
 def image_extensions() -> tuple[str, ...]:
     """The file extensions igc reads as images, e.g. for a message saying what was looked for."""
-    from igc.bench.sources import IMAGE_EXTENSIONS
+    from igc.benchmark.sources import IMAGE_EXTENSIONS
 
     return tuple(IMAGE_EXTENSIONS)
 
@@ -142,7 +142,7 @@ def info(data: bytes) -> dict:
 def report_fields(compressor: Any, result: Any, image: Image) -> dict:
     """What bench adds to a model-based row beyond sizes (a palette model's bit split and, for a
     lossy file, its PSNR and what PNG and JPEG-XL take for the same quantized image)."""
-    from igc.bench.run import report_fields as fields
+    from igc.benchmark.run import report_fields as fields
 
     return fields(compressor.codec, result, image)
 
@@ -228,7 +228,7 @@ def load_images(paths: Sequence[str] | None = None, count: int | None = None, se
     """(images, preprocessing): `count` images picked with `seed` from files, folders and .npz
     arrays (default: the bundled gallery), center-cropped to `crop` pixels and/or resized to
     32×32 (`paper_size`); `preprocessing` says what was done."""
-    from igc.bench.run import load_images as load
+    from igc.benchmark.run import load_images as load
 
     return load(paths, count, seed, crop, default_count=default_count, paper_size=paper_size)
 
@@ -243,7 +243,7 @@ def bench(images: Sequence[Any], compressors: Sequence[Any], *, verify: bool = T
     `BenchResult` (`.to_dict()` is what `igc bench --json` prints). `compressors`: names or
     instances; names are made with `model`, `mode`, `tokenizer` and `coder`. `workers` > 1
     shards the images over processes (names only), `threads` torch threads each."""
-    from igc.bench.run import bench as run
+    from igc.benchmark.run import bench as run
 
     options = {"verify": verify, "estimate": estimate, "seed": seed,
                "preprocessing": preprocessing}
@@ -252,7 +252,7 @@ def bench(images: Sequence[Any], compressors: Sequence[Any], *, verify: bool = T
     named = bool(compressors) and isinstance(compressors[0], str)
     made_with = {"model": model, "mode": mode, "tokenizer": tokenizer, "coder": coder}
     if workers > 1:
-        from igc.bench.shard import bench_sharded
+        from igc.benchmark.shard import bench_sharded
 
         if not named:
             raise UsageError("sharding over workers takes compressor names, not instances")
@@ -307,7 +307,7 @@ def speed(model: str | None = None, images: Sequence[str] | None = None, count: 
           progress: Callable[[str], None] | None = None):
     """Subpixels per second of igc's ImageGPT runtime and HuggingFace's on the same model and
     images (estimate, encode, decode), as a `SpeedReport` (`.to_dict()`: `igc speed --json`)."""
-    from igc.bench import speed as timing
+    from igc.benchmark import speed as timing
 
     unknown = [b for b in backends if b not in timing.BACKENDS]
     if not backends or unknown:

@@ -113,7 +113,7 @@ def main() -> None:
 
 
 def _cpu() -> str:
-    from igc.bench.environment import cpu_name
+    from igc.benchmark.environment import cpu_name
 
     return cpu_name()
 

@@ -539,7 +539,7 @@ def _result(images: int, estimate: bool = False):
     import numpy as np
 
     import igc
-    from igc.bench.run import PickedImages
+    from igc.benchmark.run import PickedImages
 
     rng = np.random.default_rng(0)
     loaded = PickedImages(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8) for _ in range(images))
@@ -548,7 +548,7 @@ def _result(images: int, estimate: bool = False):
 
 
 def test_plot_names_what_was_measured_and_summarises(tmp_path):
-    from igc.bench.reporters.files import figure
+    from igc.reporters.files import figure
 
     result = _result(5)
     result.environment["models"] = {"imagegpt": {
@@ -573,7 +573,7 @@ def test_plot_of_many_images_is_a_distribution_of_capped_width(tmp_path):
     from PIL import Image
 
     import igc
-    from igc.bench.reporters.files import MAX_BARS_IMAGES, figure
+    from igc.reporters.files import MAX_BARS_IMAGES, figure
 
     result = _result(MAX_BARS_IMAGES + 10)
     fig = figure(result)

@@ -20,7 +20,7 @@ def test_the_page_has_an_example_per_hook():
     hooks = ("register_compressors", "register_models", "register_tokenizers",
              "register_coders", "register_reporters")
     for hook in hooks:
-        assert sum(f"def {hook}(register)" in block for block in BLOCKS) == 1, hook
+        assert any(f"def {hook}(register)" in block for block in BLOCKS), hook
 
 
 @pytest.mark.parametrize("index", range(len(BLOCKS)))

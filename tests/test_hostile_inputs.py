@@ -144,7 +144,7 @@ def _npz_declaring(path, shape, dtype="|u1", data=b"\0" * 1024) -> None:
 def test_npz_is_checked_against_the_pixel_cap_before_it_is_loaded(tmp_path):
     import tracemalloc
 
-    from igc.bench import sources
+    from igc.benchmark import sources
     from igc.errors import ImageError
 
     path = tmp_path / "bomb.npz"

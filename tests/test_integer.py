@@ -175,6 +175,7 @@ def _decode_elsewhere(path: Path, engine: str, threads: int) -> np.ndarray:
     return np.load(str(path) + ".npy")
 
 
+@pytest.mark.slow  # two processes each, the reference engine's plain NumPy
 @pytest.mark.parametrize(("encoder", "decoder"), [("cpu", "reference"), ("reference", "cpu")])
 def test_a_file_from_one_engine_decodes_with_another_in_another_process(
         tmp_path, encoder, decoder):
@@ -233,7 +234,7 @@ def test_several_files_step_as_one_batch_and_decode_exactly(tiny_model, rng):
 
 def test_bench_names_the_numerics_and_engine_of_each_model_row(tiny_model, rng):
     import igc
-    from igc.bench.reporters.notes import notes
+    from igc.reporters.notes import notes
 
     image = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
     result = igc.bench([image], ["imagegpt", "png"], model=tiny_model)

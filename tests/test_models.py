@@ -90,6 +90,7 @@ def test_a_file_of_the_old_default_is_exact_or_refused_by_machine(tmp_path):
         assert not (tmp_path / "old.png").exists()
 
 
+@pytest.mark.slow  # a fresh process loading torch
 def test_the_old_file_with_other_cpu_kernels_is_exact_or_refused(tmp_path):
     """Decoding the float fixture in a new process held to AVX2 kernels and one thread: the
     same pixels or the machine refusal, never other pixels and never a crash."""

@@ -29,14 +29,15 @@ import typer
 
 from igc.cli.errors import debug, fail
 from igc.cli.outputs import check_output, write_atomic
+from igc.core.numerics import engine_choices
 from igc.errors import IgcError, UsageError
 
 # options both commands take, with one wording
 FORCE = typer.Option(False, "--force", "-f", help="Overwrite existing outputs.")
 THREADS = typer.Option(None, "--threads", help="CPU threads for the model.")
 ENGINE = typer.Option(None, "--engine", metavar="NAME",
-                      help="What computes the model's integer numerics: reference, cpu or cuda "
-                           "(default: $IGC_ENGINE, else cpu). Every engine gives the same files.")
+                      help=f"What computes the model's integer numerics: {engine_choices()}. "
+                           "Every engine gives the same files.")
 QUIET = typer.Option(False, "--quiet", "-q", help="Print nothing but errors (no progress, no lines).")
 
 STDIO = "-"

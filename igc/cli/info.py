@@ -9,10 +9,8 @@ import typer
 
 from igc.cli.decompress import not_igc, read_file
 from igc.cli.errors import handle_errors
+from igc.core.numerics import known
 from igc.errors import FormatError
-
-NUMERICS = {0: "the model's reference step, float", 1: "igc's fused kernels, float",
-            2: "integers"}
 
 
 def portability(d: dict) -> str | None:
@@ -40,7 +38,8 @@ def describe(d: dict) -> list[tuple[str, str]]:
         kind = "lossy: palette indices only"
     else:
         kind = f"as the {d['tokenizer']} tokenizer codes them"
-    numerics = NUMERICS.get(d["numerics"], "")
+    numerics = known(d["numerics"])
+    numerics = numerics.explanation if numerics else "the model plugin's own"
     return [
         ("image", f"{w}×{h} pixels, RGB: {subpixels:,} subpixels"),
         ("size", f"{d['file_bytes']:,} bytes: header {d['header_bytes']:,}, coded payload "
@@ -53,8 +52,7 @@ def describe(d: dict) -> list[tuple[str, str]]:
                    "pixel tiles"),
         ("coder", f"{d['coder']}, probabilities of {d['precision']} bits"),
         ("stepping", f"{d['batch']} tiles at a time in lanes of {d['lane']}; numerics "
-                     f"{d['numerics']}" + (f" ({numerics})" if numerics else "")
-                     + ": the decoder repeats this computation exactly"),
+                     f"{d['numerics']} ({numerics}): the decoder repeats this computation exactly"),
         *([("decodes", where)] if (where := portability(d)) else []),
         ("checks", f"CRC-32 of the pixels {d['checksum']}, {len(d['region_checks']) // 2} "
                    "region checks: a mismatch is refused, never written"),

@@ -11,14 +11,19 @@ from __future__ import annotations
 
 import inspect
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 
+from igc.core.protocols import BatchedEngine
+
 MAX_LANE = 16  # tiles per lane: larger lanes amortise each step's fixed cost on big images
-MAX_GPU_LANE = 4096  # tiles a GPU engine steps as one state (its memory grows with them)
+# tiles a GPU engine steps as one state (its memory grows with them), and so the most tiles of an
+# image a GPU encoder puts in one batch
+GPU_TILES = 4096
 
 
 def lane_size(tiles: int) -> int:
@@ -83,14 +88,16 @@ def start_state(model, rows: int, steps: int, numerics: int, geometry=None):
 
 class LaneStepper:
     """Model states for the lanes of one batch; `step` feeds one token per tile and returns the
-    next-token distributions of all tiles, in tile order."""
+    next-token distributions of all tiles, in tile order (`call(state, tokens)` of each lane:
+    the model's `step`, or its `step_frequencies` for integer tables)."""
 
     def __init__(self, model, rows: int, lane: int, steps: int, pool: Executor | None,
-                 numerics: int = 0, geometry=None) -> None:
+                 numerics: int = 0, call: Callable[[Any, np.ndarray], np.ndarray] | None = None,
+                 geometry=None) -> None:
         self.model = model
-        batched = getattr(model, "batched_engine", None)
-        if batched is not None and batched(numerics):
-            lane = min(rows, MAX_GPU_LANE)  # a GPU engine steps the whole batch as one state
+        self.call = call or model.step
+        if isinstance(model, BatchedEngine) and model.batched_engine(numerics):
+            lane = min(rows, GPU_TILES)  # a GPU engine steps the whole batch as one state
         self.lanes = split(rows, lane)
         self.states = [start_state(model, sl.stop - sl.start, steps, numerics, geometry)
                        for sl in self.lanes]
@@ -98,10 +105,10 @@ class LaneStepper:
 
     def step(self, tokens: np.ndarray) -> np.ndarray:
         if self.pool is None:
-            parts = [self.model.step(st, tokens[sl]) for st, sl in zip(self.states, self.lanes,
-                                                                      strict=True)]
+            parts = [self.call(st, tokens[sl]) for st, sl in zip(self.states, self.lanes,
+                                                                 strict=True)]
         else:
-            futures = [self.pool.submit(self.model.step, st, tokens[sl])
+            futures = [self.pool.submit(self.call, st, tokens[sl])
                        for st, sl in zip(self.states, self.lanes, strict=True)]
             parts = [f.result() for f in futures]
         return parts[0] if len(parts) == 1 else np.concatenate(parts)

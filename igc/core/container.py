@@ -15,6 +15,7 @@ import zlib
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from igc.core.numerics import MAX_NUMERICS
 from igc.errors import FormatError
 
 MAGIC = b"IGC"
@@ -22,7 +23,6 @@ VERSION = 4
 # version 1 had no lane field (its lane is the whole batch); versions 1-2 no numerics (0);
 # versions 1-3 a tokenizer code and a coder code instead of names, and no model plugin
 READABLE_VERSIONS = (1, 2, 3, 4)
-MAX_NUMERICS = 255
 DEFAULT_MAX_PIXELS = 1 << 28
 MAX_MODEL_ID = 64
 MAX_REGIONS = 8

@@ -23,7 +23,7 @@ from igc.core.palette import (
     load_clusters,
 )
 from igc.errors import ModelError
-from igc.models.imagegpt import (
+from igc.models.folders import (
     DEFAULT_MODEL,
     WEIGHTS_DIR,
     fingerprint_of,

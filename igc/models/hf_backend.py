@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from igc.errors import ModelError
-from igc.models.imagegpt import fingerprint_of, load_checked, resolve
+from igc.models.folders import fingerprint_of, load_checked, resolve
 
 
 @dataclass

@@ -34,9 +34,10 @@ from pathlib import Path
 
 import numpy as np
 
+from igc.core.numerics import INTEGER
 from igc.errors import ModelError
 
-NUMERICS = 2
+NUMERICS = INTEGER.number
 
 FX = 16  # fraction bits of the residual stream and of every linear layer's output ("Q16")
 ACT_MAX = 32767  # int16 activations are clamped to ±ACT_MAX
@@ -51,7 +52,7 @@ ATT_BITS = 20
 GELU_FRAC = 10  # quick-GELU's table is indexed by its input in Q10 over [-8, 8)
 GELU_HALF = 8 << GELU_FRAC
 SIG_BITS = 15
-TOTAL_BITS = 24  # frequencies sum to 2**24: the range coder's precision
+TOTAL_BITS = INTEGER.frequency_bits  # frequencies sum to 2**24 (igc.core.numerics)
 LOG2E = 1.4426950408889634  # float64 nearest log2(e), folded into queries and the output head
 NORM_EPS_SHIFTS = range(-14, 49)  # the per-row shifts the integer RMS norm can use
 

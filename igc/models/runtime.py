@@ -27,11 +27,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from igc.core.numerics import FUSED, TORCH
 from igc.errors import FormatError, ModelError
 
-NUMERICS_TORCH = 0
-NUMERICS_FUSED = 1  # igc.models.kernels.NUMERICS; a literal here so importing numba waits
-NUMERICS = {NUMERICS_TORCH: "torch reference step", NUMERICS_FUSED: "igc fused kernels v1"}
+NUMERICS_TORCH = TORCH.number
+NUMERICS_FUSED = FUSED.number
+NUMERICS = (NUMERICS_TORCH, NUMERICS_FUSED)  # the float steps this runtime computes
 
 ACTIVATIONS = {
     "quick_gelu": lambda x: x * torch.sigmoid(1.702 * x),
@@ -218,7 +219,7 @@ class ImageGPTRuntime:
         Runs on one thread whatever torch's setting: MKL's sgemm splits a product with few rows
         differently by thread count (measured: 5 rows gave other last bits with 2 threads than
         with 1), and encoder and decoder must compute identical floats. Parallelism for coding
-        comes from sharding images across processes (igc/bench/shard.py), not from threads in a step.
+        comes from sharding images across processes (igc/benchmark/shard.py), not from threads in a step.
         """
         with one_thread():
             return self._step(state, ids)

@@ -195,7 +195,7 @@ def pretrained_architecture(spec: str) -> tuple[ModelConfig, str, Path]:
     that passes the codec's own checks (igc.models.checks)."""
     from igc.errors import UsageError
     from igc.models.checks import check_config
-    from igc.models.imagegpt import read_config, resolve
+    from igc.models.folders import read_config, resolve
 
     name, folder = resolve(spec)
     config = read_config(folder)
@@ -230,7 +230,7 @@ def load_pretrained(spec: str) -> tuple[ModelConfig, dict[str, torch.Tensor], di
     """An exported model as (architecture, state_dict, provenance), for a warm start: what
     `pretrained_architecture` accepts, with weights that fit it and are finite."""
     from igc.errors import UsageError
-    from igc.models.imagegpt import fingerprint_of, load_checked
+    from igc.models.folders import fingerprint_of, load_checked
 
     cfg, name, folder = pretrained_architecture(spec)
     config, tensors = load_checked(folder)  # shapes against the config, finite weights

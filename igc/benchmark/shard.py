@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from igc.bench.run import BenchResult, as_loaded, available_of, summarise
+from igc.benchmark.run import BenchResult, as_loaded, available_of, summarise
 from igc.errors import UsageError
 
 LOCALHOST = "127.0.0.1"
@@ -73,7 +73,7 @@ def _worker(local_rank: int, world: int, port: int, images: list, names: list, m
     import torch
     import torch.distributed as dist
 
-    from igc.bench.run import bench
+    from igc.benchmark.run import bench
 
     torch.set_num_threads(threads)
     compressors, unavailable = make(names, **made_with)
@@ -124,7 +124,7 @@ def _version(dist_name: str) -> str:
 def bench_sharded(images: Sequence[Any], names: Sequence[str], *, workers: int, make: Callable,
                   made_with: dict | None = None, threads: int | None = None,
                   engine: str = "auto", **options: Any) -> BenchResult:
-    """`igc.bench.run.bench` over `workers` processes, each on a contiguous shard of the images.
+    """`igc.benchmark.run.bench` over `workers` processes, each on a contiguous shard of the images.
 
     Each process builds its own compressors (loading its own model copy) with
     `make(names, **made_with) -> (compressors, unavailable)`, a module-level function so that it

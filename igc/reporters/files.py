@@ -58,7 +58,7 @@ class MarkdownReporter:
         _write(self.render(result), destination)
 
     def render(self, result: Any) -> str:
-        from igc.bench.reporters.notes import notes
+        from igc.reporters.notes import notes
 
         lines = ["| compressor | images | bits/subpixel | total ratio | mean ratio | round trip |",
                  "|---|---:|---:|---:|---:|:---:|"]
@@ -100,7 +100,7 @@ def figure(result: Any) -> Any:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from igc.bench.reporters.notes import model_note, run_line
+    from igc.reporters.notes import model_note, run_line
 
     images = list(dict.fromkeys(r.image for r in result.results))
     names = list(dict.fromkeys(r.compressor for r in result.results))
