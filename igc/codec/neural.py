@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from igc.codec import residual
+from igc.codec import memory, residual
 from igc.codec.lanes import LaneStepper, lane_for, lane_pool
 from igc.core import container
 from igc.core.palette import combined_fingerprint
@@ -122,19 +122,25 @@ class NeuralCodec:
         batch = batch or self.batch
         return [slice(i, min(i + batch, n_tiles)) for i in range(0, n_tiles, batch)]
 
-    def batch_for(self, n_tiles: int) -> int:
+    def batch_for(self, n_tiles: int, shape: tuple[int, int] | None = None) -> int:
         """Tiles per batch for encoding an image of `n_tiles` tiles (the header records it):
         the codec's batch, or with a GPU engine every tile of the image (up to GPU_BATCH), which
         is what lets the GPU step them all at once. Numerics 2 computes each tile's frequencies
-        independently of its batch, so any decoder reads either."""
+        independently of its batch, so any decoder reads either. Given the image's (height,
+        width), the batch is cut to what a decoder holds within the memory budget
+        (igc.codec.memory.fitting_batch)."""
+        batch = self.batch
         batched = getattr(self.model, "batched_engine", None)
         if self.batch == DEFAULT_BATCH and batched is not None and batched(self.model.numerics):
-            return max(self.batch, min(n_tiles, GPU_BATCH))
-        return self.batch
+            batch = max(self.batch, min(n_tiles, GPU_BATCH))
+        if shape is not None:
+            batch = memory.fitting_batch(self.model, self.tokenizer, *shape,
+                                         self.model.numerics, batch)
+        return batch
 
-    def lane_for(self, n_tiles: int) -> int:
+    def lane_for(self, n_tiles: int, shape: tuple[int, int] | None = None) -> int:
         """Tiles per lane for an image of `n_tiles` tiles (the header records it)."""
-        return lane_for(n_tiles, self.batch_for(n_tiles), self.lane)
+        return lane_for(n_tiles, self.batch_for(n_tiles, shape), self.lane)
 
     def _steps(self, layout: TokenizedImage) -> int:
         """Positions to step through: up to the last coded position of any tile."""
@@ -148,8 +154,9 @@ class NeuralCodec:
         `progress(done, total)` is told the tokens coded after every step."""
         bits = 0.0
         steps = self._steps(tok)
-        lane = self.lane_for(len(tok.tokens))
-        batches = self._batches(len(tok.tokens), self.batch_for(len(tok.tokens)))
+        shape = (tok.height, tok.width)
+        lane = self.lane_for(len(tok.tokens), shape)
+        batches = self._batches(len(tok.tokens), self.batch_for(len(tok.tokens), shape))
         count = _Counter(progress, int(tok.coded.sum()))
         with lane_pool(-(-(batches[0].stop - batches[0].start) // lane)) as pool:
             for sl in batches:
@@ -175,6 +182,7 @@ class NeuralCodec:
     def encode(self, image: Image, progress: Progress | None = None) -> EncodeResult:
         """The `.igc` file of `image`; `progress(done, total)` follows the tokens coded."""
         container.check_pixels(*image.shape[:2], ImageError)  # a file igc could not read back
+        self.check_memory(*image.shape[:2])
         tok = self.tokenizer.encode(image)
         encoder = conform(self.coder.encoder(), SymbolEncoder,
                           f"coder {self.coder.name!r}'s encoder")
@@ -195,7 +203,9 @@ class NeuralCodec:
             height=tok.height, width=tok.width, tile=tok.tile,
             model_id=self.model.name, fingerprint=self.fingerprint,
             checksum=pixel_checksum(image), region_checks=region_checks(tok.tokens),
-            payload_length=payload_length, batch=self.batch_for(len(tok.tokens)), lane=self.lane_for(len(tok.tokens)),
+            payload_length=payload_length,
+            batch=self.batch_for(len(tok.tokens), (tok.height, tok.width)),
+            lane=self.lane_for(len(tok.tokens), (tok.height, tok.width)),
             tokenizer=self.tokenizer.name, order=self.order, residual=self.residual,
             coder=self.coder.name, precision=self.coder.precision,
             numerics=self.model.numerics, model_plugin=self.plugin,
@@ -247,6 +257,16 @@ class NeuralCodec:
                               f"bits; this codec uses {self.coder.name!r} at "
                               f"{self.coder.precision} bits")
 
+    def check_memory(self, height: int, width: int) -> None:
+        """Refuse to encode an image whose decode would need more than the default memory
+        budget even one tile at a time (igc writes no file a default decoder refuses)."""
+        n_tiles = math.prod(self.tokenizer.grid(height, width))
+        probe = container.Header(height, width, self.tokenizer.tile, "", "0" * 16, 0, b"", 0,
+                                 self.batch_for(n_tiles, (height, width)),
+                                 numerics=self.model.numerics)
+        memory.check_decode(self.model, self.tokenizer, probe, ImageError,
+                            limit=memory.DEFAULT_BUDGET, engine=memory.ENCODER_ENGINE)
+
     def check_numerics(self, header: container.Header) -> None:
         """Refuse a file whose probabilities this model cannot recompute bit for bit."""
         supported = self.model.numerics_supported
@@ -295,10 +315,12 @@ class NeuralCodec:
         parsed = [container.unpack(d) for d in datas]
         for header, _ in parsed:
             self.check_model(header)
+            memory.check_decode(self.model, self.tokenizer, header, FormatError)
         layouts = [self.tokenizer.layout(h.height, h.width) for h, _ in parsed]
         together = (len(datas) > 1 and not self.residual
                     and all(h.numerics == 2 and h.batch >= len(lay.tokens)
-                            for (h, _), lay in zip(parsed, layouts, strict=True)))
+                            for (h, _), lay in zip(parsed, layouts, strict=True))
+                    and self._fit_together(layouts))
         if not together:
             return [self.decode(d) for d in datas]
         decoders = [conform(self.coder.decoder(payload), SymbolDecoder,
@@ -328,6 +350,14 @@ class NeuralCodec:
                                tokens[sl], header)
                 for sl, (header, _) in zip(files, parsed, strict=True)]
 
+    def _fit_together(self, layouts: list[TokenizedImage]) -> bool:
+        """Whether stepping the tiles of all files as one batch stays within the budget."""
+        tiles = sum(len(lay.tokens) for lay in layouts)
+        steps = max(self._steps(lay) for lay in layouts)
+        positions = sum(lay.tokens.size for lay in layouts)
+        need = positions * memory.LAYOUT_BYTES + memory.model_state(self.model, tiles, steps, 2)
+        return need <= memory.budget()
+
     @staticmethod
     def _verified(image: Image, tokens: np.ndarray, header: container.Header) -> Image:
         """`image` if it matches the header's checksum, else ChecksumError naming the tile
@@ -347,6 +377,7 @@ class NeuralCodec:
         follows the tokens decoded."""
         header, payload = container.unpack(data)
         self.check_model(header)
+        memory.check_decode(self.model, self.tokenizer, header, FormatError)
         decoder = conform(self.coder.decoder(payload), SymbolDecoder,
                           f"coder {self.coder.name!r}'s decoder")
         tokens = self.decode_tokens(header, decoder, progress)
