@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import numpy as np
 import pytest
 from PIL import Image
-from test_hostile import error_line, invoke
+from helpers import error_line, invoke
 
 import igc
 
@@ -99,6 +99,42 @@ def test_output_that_is_a_directory_is_refused_even_with_force(png, igc_file, tm
         line = error_line(invoke(*command, "-o", folder, "--force", "--model", NO_MODEL))
         assert line == f"igc: error: {folder} is a directory, not a file"
     assert list(folder.iterdir()) == []
+
+
+def _node(path, kind: str) -> None:
+    """A special file at `path`, in the test's temporary folder (never under /dev)."""
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "socket":
+        import socket
+
+        sock = socket.socket(socket.AF_UNIX)
+        sock.bind(str(path))
+        sock.close()
+    else:
+        if os.geteuid() != 0:
+            pytest.skip("mknod of a device node needs root")
+        os.mknod(path, 0o600 | stat.S_IFCHR, os.makedev(1, 3))  # like /dev/null
+
+
+@pytest.mark.parametrize(("kind", "described"), [("device", "a character device"),
+                                                 ("fifo", "a FIFO (named pipe)"),
+                                                 ("socket", "a socket")])
+def test_output_that_is_not_a_regular_file_is_refused_even_with_force(png, igc_file, tmp_path,
+                                                                       kind, described):
+    node = tmp_path / "node"
+    if len(str(node)) > 100 and kind == "socket":
+        pytest.skip("path too long for a Unix socket")
+    _node(node, kind)
+    before = os.lstat(node)
+    for command in (["compress", png], ["decompress", igc_file]):
+        line = error_line(invoke(*command, "-o", node, "--force", "--model", NO_MODEL))
+        assert line == (f"igc: error: {node} is {described}, not a regular file; igc writes only "
+                        "regular files (-o - writes to standard output)")
+    after = os.lstat(node)
+    assert (after.st_ino, after.st_mode, after.st_rdev) == (before.st_ino, before.st_mode,
+                                                             before.st_rdev)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.igc", "in.png", "node"]
 
 
 def test_output_equal_to_the_input_is_refused_even_with_force(png, igc_file, tmp_path):
