@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_hostile import error_line, invoke
+from helpers import error_line, invoke
 
 import igc
 from igc.errors import ModelError, ModelMismatchError
@@ -208,3 +208,67 @@ def test_same_weights_other_computation_is_another_model(tiny_model, tmp_path, f
         igc.decompress(data, model=str(other))
     np.testing.assert_array_equal(igc.decompress(igc.compress(PIXELS, model=str(other)),
                                                  model=str(other)), PIXELS)
+
+
+# -- training checkpoints ----------------------------------------------------------------------
+
+
+class _Planted:
+    """Unpickling this creates the file `marker`: what a planted checkpoint could do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (exec, (f"open({str(self.marker)!r}, 'w').close()",))
+
+
+def _train_data(tmp_path: Path) -> list[str]:
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (8, 8, 8, 3), dtype=np.uint8)
+    np.savez(tmp_path / "train.npz", images=images)
+    np.savez(tmp_path / "val.npz", images=images[:2])
+    return ["train", "--data", tmp_path / "train.npz", "--val", tmp_path / "val.npz",
+            "--val-count", "4", "--batch", "2", "--steps", "2", "--device", "cpu",
+            "--width", "16", "--layers", "1", "--heads", "2", "--tile", "4"]
+
+
+def test_resume_never_runs_code_from_a_planted_checkpoint(tmp_path):
+    import torch
+
+    run = tmp_path / "run"
+    run.mkdir()
+    marker = tmp_path / "pwned"
+    torch.save({"model": _Planted(marker), "step": 1}, run / "checkpoint.pt")
+    line = error_line(invoke(*_train_data(tmp_path), "--out", run, "--resume"))
+    assert "is not a checkpoint igc can read safely" in line
+    assert not marker.exists()
+    # a plain pickle (not torch's zip format) is refused the same way
+    import pickle
+
+    (run / "checkpoint.pt").write_bytes(pickle.dumps({"model": _Planted(marker)}, protocol=2))
+    assert "read safely" in error_line(invoke(*_train_data(tmp_path), "--out", run, "--resume"))
+    assert not marker.exists()
+
+
+def test_resume_refuses_a_checkpoint_missing_its_fields(tmp_path):
+    import torch
+
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save({"model": {}, "step": "x"}, run / "checkpoint.pt")
+    line = error_line(invoke(*_train_data(tmp_path), "--out", run, "--resume"))
+    assert "is not an igc checkpoint" in line
+
+
+def test_a_saved_checkpoint_resumes_through_the_safe_loader(tmp_path):
+    args = _train_data(tmp_path)
+    run = tmp_path / "run"
+    assert invoke(*args, "--out", run).exit_code == 0
+    from igc.training.trainer import load_checkpoint
+
+    assert load_checkpoint(run / "checkpoint.pt")["step"] == 2
+    args[args.index("--steps") + 1] = "3"
+    result = invoke(*args, "--out", run, "--resume")
+    assert result.exit_code == 0, result.output
+    assert load_checkpoint(run / "checkpoint.pt")["step"] == 3

@@ -168,6 +168,38 @@ def _atomic_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
+CHECKPOINT_KEYS = {"model": dict, "optimizer": dict, "step": int, "tokens": int,
+                   "elapsed": float, "best": float, "numpy_rng": dict,
+                   "torch_rng": torch.Tensor, "python_rng": tuple, "settings": dict}
+
+
+def load_checkpoint(path: Path) -> dict:
+    """A checkpoint's contents, read without running code: `weights_only=True` unpickles only
+    tensors and plain containers (dict, list, tuple, str, numbers, None), so a planted
+    checkpoint.pt cannot execute anything (a full unpickle could). Raises UsageError (one
+    line) for anything else or a missing field."""
+    import pickle
+
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError,
+            AttributeError, ImportError, IndexError, KeyError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UsageError(f"--resume: {path} is not a checkpoint igc can read safely (it holds "
+                         f"more than tensors and plain values, or is damaged): {first[:200]}"
+                         ) from None
+    if not isinstance(ckpt, dict):
+        raise UsageError(f"--resume: {path} is not an igc checkpoint (a {type(ckpt).__name__})")
+    for key, kind in CHECKPOINT_KEYS.items():
+        value = ckpt.get(key)
+        if kind is float and isinstance(value, int):
+            continue
+        if not isinstance(value, kind):
+            raise UsageError(f"--resume: {path} is not an igc checkpoint: {key!r} is "
+                             f"{type(value).__name__}, not {kind.__name__}")
+    return ckpt
+
+
 class Trainer:
     """Holds the model, optimizer, data and counters; `run()` trains until the budget ends."""
 
@@ -190,9 +222,13 @@ class Trainer:
         if resume:
             if not self.ckpt_path.exists():
                 raise UsageError(f"--resume: no checkpoint at {self.ckpt_path}")
-            ckpt = torch.load(self.ckpt_path, map_location="cpu", weights_only=False)
+            ckpt = load_checkpoint(self.ckpt_path)
             # The checkpoint's architecture wins: the weights only fit it.
-            s.model = ModelConfig(**ckpt["settings"]["model"])
+            try:
+                s.model = ModelConfig(**ckpt["settings"]["model"])
+            except (TypeError, KeyError) as exc:
+                raise UsageError(f"--resume: {self.ckpt_path} holds no usable model settings "
+                                 f"({exc})") from None
             self.init_provenance = ckpt.get("init_from")
         elif s.init_from:
             # A warm start: the exported model's weights and architecture, with a fresh
@@ -215,13 +251,18 @@ class Trainer:
         self.step, self.tokens, self.elapsed = 0, 0, 0.0
         self.best = float("inf")
         if ckpt is not None:
-            self.model.load_state_dict(ckpt["model"])
-            self.opt.load_state_dict(ckpt["optimizer"])
-            self.step, self.tokens = ckpt["step"], ckpt["tokens"]
-            self.elapsed, self.best = ckpt["elapsed"], ckpt["best"]
-            self.rng.bit_generator.state = ckpt["numpy_rng"]
-            torch.set_rng_state(ckpt["torch_rng"])
-            random.setstate(ckpt["python_rng"])
+            try:
+                self.model.load_state_dict(ckpt["model"])
+                self.opt.load_state_dict(ckpt["optimizer"])
+                self.step, self.tokens = ckpt["step"], ckpt["tokens"]
+                self.elapsed, self.best = float(ckpt["elapsed"]), float(ckpt["best"])
+                self.rng.bit_generator.state = ckpt["numpy_rng"]
+                torch.set_rng_state(ckpt["torch_rng"])
+                random.setstate(ckpt["python_rng"])
+            except (RuntimeError, ValueError, TypeError, KeyError) as exc:
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                raise UsageError(f"--resume: {self.ckpt_path} does not fit this run: "
+                                 f"{type(exc).__name__} {first[:200]}") from None
         self.source = source if source is not None else load_training(s.data, s.model.tile)
         self.val_tiles = (
             val_tiles
