@@ -10,11 +10,12 @@ from __future__ import annotations
 import os
 import stat
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 from helpers import error_line, invoke
+from PIL import Image
 
 import igc
 
@@ -210,3 +211,65 @@ def test_reports_are_checked_before_the_run(photo_dir, tmp_path):
     line = error_line(invoke(*bench, "--csv", same, "--plot", same))
     assert line == f"igc: error: --csv and --plot both name {same}; give them different files"
     assert list(tmp_path.glob("*.csv")) == [] and not same.exists()
+
+
+# -- standard output -------------------------------------------------------------------------
+
+
+def _igc(*args, stdout, stdin=None):
+    """`python -m igc ARGS` in a subprocess (a real file descriptor for standard output)."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.Popen([sys.executable, "-m", "igc", *map(str, args)], stdout=stdout,
+                            stderr=subprocess.PIPE, stdin=stdin, env=env)
+
+
+@pytest.fixture
+def big_png(tmp_path):
+    """An image whose .igc file (uniform model: 8 bits per subpixel) is larger than a pipe's
+    64 KiB buffer, so a write to a pipe is short."""
+    path = tmp_path / "big.png"
+    Image.fromarray(np.random.default_rng(2).integers(0, 256, (160, 160, 3), np.uint8)).save(path)
+    return path
+
+
+def test_standard_output_is_written_whole_through_a_pipe(big_png, tmp_path):
+    import subprocess
+
+    proc = _igc("compress", big_png, "--model", "uniform", "-o", "-", stdout=subprocess.PIPE)
+    data, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    expected = igc.compress(np.asarray(Image.open(big_png)), model="uniform")
+    assert len(data) > 65536 and data == expected
+
+
+def test_a_closed_pipe_ends_quietly_with_status_141(big_png, tmp_path, igc_file):
+    """`igc compress big.png -o - | head -c1` and `igc info FILE | head -1`: no message,
+    status 141 (128 + SIGPIPE, as for a Unix tool)."""
+    import subprocess
+
+    proc = _igc("compress", big_png, "--model", "uniform", "-o", "-", stdout=subprocess.PIPE)
+    assert len(proc.stdout.read(1)) == 1
+    proc.stdout.close()  # the reader goes away with most of the data unread
+    assert proc.wait(timeout=120) == 141
+    assert proc.stderr.read() == b""
+    for args in (["info", igc_file], ["compress", big_png, "--model", "uniform", "-o", "-"]):
+        read, write = os.pipe()
+        os.close(read)  # nobody will ever read: the first write fails
+        proc = _igc(*args, stdout=write)
+        os.close(write)
+        assert proc.wait(timeout=120) == 141, args
+        assert proc.stderr.read() == b"", args
+
+
+@pytest.mark.skipif(not os.access("/dev/full", os.W_OK), reason="no writable /dev/full")
+def test_a_full_disk_on_standard_output_is_one_line(big_png, igc_file):
+    for args in (["info", igc_file], ["compress", big_png, "--model", "uniform", "-o", "-"]):
+        with open("/dev/full", "wb") as full:
+            proc = _igc(*args, stdout=full)
+            assert proc.wait(timeout=120) == 1, args
+        assert proc.stderr.read().decode() == ("igc: error: cannot write standard output: No "
+                                               "space left on device\n"), args
