@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -223,14 +224,15 @@ class _Planted:
         return (exec, (f"open({str(self.marker)!r}, 'w').close()",))
 
 
-def _train_data(tmp_path: Path) -> list[str]:
+def _train_data(tmp_path: Path, architecture: bool = True) -> list[str]:
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (8, 8, 8, 3), dtype=np.uint8)
     np.savez(tmp_path / "train.npz", images=images)
     np.savez(tmp_path / "val.npz", images=images[:2])
     return ["train", "--data", tmp_path / "train.npz", "--val", tmp_path / "val.npz",
             "--val-count", "4", "--batch", "2", "--steps", "2", "--device", "cpu",
-            "--width", "16", "--layers", "1", "--heads", "2", "--tile", "4"]
+            *(["--width", "16", "--layers", "1", "--heads", "2", "--tile", "4"]
+              if architecture else [])]
 
 
 def test_resume_never_runs_code_from_a_planted_checkpoint(tmp_path):
@@ -272,3 +274,108 @@ def test_a_saved_checkpoint_resumes_through_the_safe_loader(tmp_path):
     result = invoke(*args, "--out", run, "--resume")
     assert result.exit_code == 0, result.output
     assert load_checkpoint(run / "checkpoint.pt")["step"] == 3
+
+
+# -- model files that are not what they claim: deep, huge, not regular -------------------------
+
+
+def _igc_file(tmp_path: Path, tiny_model: str) -> Path:
+    path = tmp_path / "tiny.igc"
+    path.write_bytes(igc.compress(PIXELS, model=tiny_model))
+    return path
+
+
+def test_deeply_nested_config_is_one_line_everywhere(tiny_model, tmp_path):
+    from igc.errors import IgcError
+
+    folder = variant(tiny_model, tmp_path / "deep")
+    (folder / "config.json").write_text("[" * 200_000 + "]" * 200_000)
+    expected = f"igc: error: cannot read {folder}/config.json: JSON nested too deeply"
+    with pytest.raises(IgcError, match="nested too deeply"):
+        igc.compress(PIXELS, model=str(folder))
+    assert f"igc: error: {refusal(folder, tmp_path)}" == expected
+    decoded = _igc_file(tmp_path, tiny_model)
+    # on IGC_MODEL_PATH the folder is skipped as unreadable: the file's model is not found
+    line = error_line(invoke("decompress", decoded, "-o", tmp_path / "out.png",
+                             env={"IGC_MODEL_PATH": str(tmp_path)}))
+    assert "this file needs model" in line
+    args = _train_args(tmp_path)
+    assert error_line(invoke(*args, "--init-from", folder, "--out", tmp_path / "r")) == expected
+
+
+def _train_args(tmp_path: Path) -> list:
+    return _train_data(tmp_path, architecture=False)
+
+
+def test_huge_config_is_refused_without_reading_it(tiny_model, tmp_path):
+    import tracemalloc
+
+    folder = variant(tiny_model, tmp_path / "huge")
+    with open(folder / "config.json", "r+b") as fh:  # sparse: 1.5 GB that take no disk
+        fh.truncate(1_500_000_000)
+    tracemalloc.start()
+    try:
+        assert refusal(folder, tmp_path) == (f"{folder}/config.json is 1,500,000,000 bytes; igc "
+                                             "reads JSON files of at most 1,048,576 bytes")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 << 20
+
+
+@contextmanager
+def _watchdog(fifo: Path, seconds: float = 30.0):
+    """Unblock a reader stuck on `fifo` after `seconds` (by opening it for writing and closing
+    it), so that a regression fails the test instead of hanging the run. Yields a list that
+    holds True if the watchdog had to step in."""
+    import os
+    import threading
+
+    done, fired = threading.Event(), []
+
+    def watch():
+        if done.wait(seconds):
+            return
+        while not done.is_set():
+            try:
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+                fired.append(True)
+            except OSError:  # no reader yet
+                pass
+            done.wait(0.1)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    try:
+        yield fired
+    finally:
+        done.set()
+        thread.join()
+
+
+@pytest.mark.parametrize("name", ["model.safetensors", "config.json"])
+def test_a_fifo_in_a_model_folder_never_blocks(tiny_model, tmp_path, name):
+    import os
+
+    (tmp_path / "models").mkdir()
+    folder = variant(tiny_model, tmp_path / "models" / "fifo")
+    (folder / name).unlink()
+    os.mkfifo(folder / name)
+    link = tmp_path / "link"  # the same folder through symbolic links
+    link.mkdir()
+    for item in folder.iterdir():
+        (link / item.name).symlink_to(item)
+    expected = f"{folder}/{name} is a FIFO (named pipe), not a regular file"
+    decoded = _igc_file(tmp_path, tiny_model)
+    with _watchdog(folder / name) as fired:
+        assert refusal(folder, tmp_path) == expected
+        assert refusal(link, tmp_path) == f"{link}/{name} is a FIFO (named pipe), not a regular file"
+        # on IGC_MODEL_PATH the folder is passed over; --init-from refuses it
+        line = error_line(invoke("decompress", decoded, "-o", tmp_path / "out.png",
+                                 env={"IGC_MODEL_PATH": str(tmp_path / "models")}))
+        assert "this file needs model" in line
+        line = error_line(invoke(*_train_args(tmp_path), "--init-from", folder, "--out",
+                                 tmp_path / "r"))
+        assert line == f"igc: error: {expected}"
+    assert not fired
+

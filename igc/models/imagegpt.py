@@ -72,13 +72,12 @@ def _from_hub(repo_id: str) -> Path:
 
 
 def read_config(folder: Path) -> dict:
+    from igc.core.files import read_json
+
     config_path = folder / "config.json"
-    if not config_path.is_file():
+    if not os.path.lexists(config_path):
         raise ModelError(f"model folder {folder} has no config.json")
-    try:
-        config = json.loads(config_path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"cannot read {config_path}: {exc}") from None
+    config = read_json(config_path, ModelError)  # a regular file of at most 1 MiB
     if not isinstance(config, dict):
         raise ModelError(f"{config_path} must hold a JSON object, got {type(config).__name__}")
     if config.get("model_type") != "imagegpt":
@@ -97,8 +96,11 @@ def read_tensors(folder: Path) -> dict:
         hint = (f" (found {', '.join(pickles)}: pickle weights are refused because loading them "
                 "can run code; convert them to safetensors)") if pickles else ""
         raise ModelError(f"model folder {folder} has no .safetensors weights{hint}")
+    from igc.core.files import check_regular
+
     tensors = {}
     for file in files:
+        check_regular(file, ModelError)  # a FIFO would block the open forever
         try:
             tensors.update(load_file(file))
         except (SafetensorError, OSError, ValueError) as exc:
