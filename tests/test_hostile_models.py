@@ -379,3 +379,45 @@ def test_a_fifo_in_a_model_folder_never_blocks(tiny_model, tmp_path, name):
         assert line == f"igc: error: {expected}"
     assert not fired
 
+
+# -- the network: only when asked --------------------------------------------------------------
+
+
+def test_a_header_naming_a_hub_model_downloads_nothing_unless_asked(tiny_model, tmp_path,
+                                                                   monkeypatch):
+    import dataclasses
+
+    import huggingface_hub
+
+    from igc.core import container
+
+    calls = []
+
+    def fake_download(repo_id, **kwargs):
+        calls.append((repo_id, kwargs.get("local_files_only")))
+        raise OSError("offline in this test")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_download)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    data = igc.compress(PIXELS, model=tiny_model)
+    header, end = container.read_header(data)
+    data = container.pack(dataclasses.replace(header, model_id="someone/imagegpt-huge"),
+                          data[end:])
+    with pytest.raises(ModelError, match="igc downloads a file's model only when asked: pass "
+                                         "--allow-download, or --model someone/imagegpt-huge"):
+        igc.decompress(data)
+    assert calls == [("someone/imagegpt-huge", True)]  # the local cache, never the network
+    path = tmp_path / "hub.igc"
+    path.write_bytes(data)
+    line = error_line(invoke("decompress", path, "-o", tmp_path / "out.png"))
+    assert "pass --allow-download" in line
+    assert all(local for _, local in calls)
+    calls.clear()
+    line = error_line(invoke("decompress", path, "-o", tmp_path / "out.png", "--allow-download"))
+    assert "cannot get model 'someone/imagegpt-huge'" in line
+    assert calls == [("someone/imagegpt-huge", False)]  # asked for: the hub may be reached
+    calls.clear()
+    with pytest.raises(ModelError, match="cannot get model"):
+        igc.decompress(data, model="someone/imagegpt-huge")  # named by the user: fetched
+    assert calls == [("someone/imagegpt-huge", False)]
+    assert igc.decompress(data, model=tiny_model).shape == PIXELS.shape

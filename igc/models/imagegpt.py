@@ -8,10 +8,13 @@ pickle checkpoint could run code, so it is refused.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 
@@ -69,6 +72,39 @@ def _from_hub(repo_id: str) -> Path:
         raise ModelError(f"cannot get model {repo_id!r}: not in the local HuggingFace cache and "
                          f"the hub could not be reached ({reason[:160]})") from None
     return Path(folder)
+
+
+_downloads = contextvars.ContextVar("igc_allow_download", default=False)
+
+
+def downloads_allowed() -> bool:
+    """Whether a file's header may make igc download its model from the hub (`allowing
+    downloads`); a model the user names (`--model`) is always fetched."""
+    return _downloads.get()
+
+
+@contextmanager
+def allowing_downloads(allow: bool) -> Iterator[None]:
+    """Inside the block, a hub id in a file's header may be downloaded (`--allow-download`)."""
+    token = _downloads.set(bool(allow))
+    try:
+        yield
+    finally:
+        _downloads.reset(token)
+
+
+def _cached_snapshot(repo_id: str) -> Path | None:
+    """The local HuggingFace cache's copy of `repo_id`, without any network access; None if
+    there is none (or no huggingface_hub)."""
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        return None
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors"],
+                                      local_files_only=True))
+    except Exception:  # not cached (huggingface_hub raises several types)
+        return None
 
 
 def read_config(folder: Path) -> dict:
@@ -291,7 +327,15 @@ class ImageGPTModel:
         if found is not None:
             return str(found)
         if HUB_ID.match(model_id) and not model_id.startswith((".", "/", "~")):
-            return model_id  # a hub id: its weights may be in the HuggingFace cache
+            if downloads_allowed():
+                return model_id  # a hub id: from the HuggingFace cache, or downloaded
+            cached = _cached_snapshot(model_id)  # the cache only: a file cannot make igc
+            if cached is not None:               # reach the network unasked
+                return str(cached)
+            raise ModelError(f"this file needs model {model_id!r} (fingerprint {fingerprint}), "
+                             f"which is {search_description()}, nor in the local HuggingFace "
+                             "cache; igc downloads a file's model only when asked: pass "
+                             f"--allow-download, or --model {model_id} to fetch it")
         raise ModelError(f"this file needs model {model_id!r} (fingerprint {fingerprint}), which "
                          f"is {search_description()}; pass --model with its folder, or add the "
                          "folder that holds it to IGC_MODEL_PATH")
