@@ -147,7 +147,7 @@ def field_by_meaning(rng: np.random.Generator, header) -> tuple[str, object]:
             (1 << 63) - 1]
     choices = {
         "batch": lambda: max(0, int(rng.choice(near))),
-        "lane": lambda: max(0, int(rng.choice(near + [header.batch, header.batch + 1]))),
+        "lane": lambda: max(0, int(rng.choice([*near, header.batch, header.batch + 1]))),
         "tile": lambda: int(rng.choice([0, 1, 2, 3, 4, 5, 8, 15, 16, 17, 64, 255])),
         "numerics": lambda: int(rng.choice([0, 1, 2, 3, 4, 255, 256, 1 << 40])),
         "model_id": lambda: str(rng.choice(
