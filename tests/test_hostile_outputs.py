@@ -273,3 +273,73 @@ def test_a_full_disk_on_standard_output_is_one_line(big_png, igc_file):
             assert proc.wait(timeout=120) == 1, args
         assert proc.stderr.read().decode() == ("igc: error: cannot write standard output: No "
                                                "space left on device\n"), args
+
+
+# -- training outputs on a full disk ---------------------------------------------------------
+
+
+def _train_args(tmp_path) -> list:
+    images = np.random.default_rng(0).integers(0, 256, (8, 8, 8, 3), dtype=np.uint8)
+    np.savez(tmp_path / "train.npz", images=images)
+    np.savez(tmp_path / "val.npz", images=images[:2])
+    return ["train", "--data", tmp_path / "train.npz", "--val", tmp_path / "val.npz",
+            "--val-count", "4", "--batch", "2", "--steps", "2", "--device", "cpu",
+            "--width", "16", "--layers", "1", "--heads", "2", "--tile", "4",
+            "--out", tmp_path / "run"]
+
+
+def train_error(result) -> str:
+    """The one error line of `igc train` (its progress bar is drawn on standard error too)."""
+    assert result.exit_code == 1, result.output
+    errors = [line for line in result.output.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and errors[0].startswith("igc: error: "), result.output
+    assert "Traceback" not in result.output and "unexpected" not in errors[0], result.output
+    return errors[0]
+
+
+def test_exporting_to_a_full_disk_is_one_line_and_leaves_no_temporary_folder(tmp_path,
+                                                                            monkeypatch):
+    import errno
+
+    from igc.training import model
+
+    def full(path, data):
+        with open(path, "wb") as fh:
+            fh.write(data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(model, "_write", full)
+    line = train_error(invoke(*_train_args(tmp_path)))
+    assert line == (f"igc: error: cannot export the model to {tmp_path / 'run' / 'best'}: No "
+                    "space left on device")
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == []
+
+
+def test_a_checkpoint_on_a_full_disk_is_one_line_and_keeps_nothing_half_written(tmp_path,
+                                                                               monkeypatch):
+    import torch
+
+    def full(obj, path):
+        Path(path).write_bytes(b"PK\x03\x04 half")
+        raise RuntimeError("[enforce fail at inline_container.cc:778] . PytorchStreamWriter "
+                           "failed writing file data/0: file write failed")
+
+    monkeypatch.setattr(torch, "save", full)
+    line = train_error(invoke(*_train_args(tmp_path)))
+    assert line.startswith(f"igc: error: cannot save the checkpoint "
+                           f"{tmp_path / 'run' / 'checkpoint.pt'}: ")
+    assert not (tmp_path / "run" / "checkpoint.pt.tmp").exists()
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_an_export_is_a_model_igc_reads(tmp_path):
+    """The export's own writer (serialised safetensors, written and synced by Python) makes a
+    complete model folder."""
+    result = invoke(*_train_args(tmp_path))
+    assert result.exit_code == 0, result.output
+    best = tmp_path / "run" / "best"
+    assert sorted(p.name for p in best.iterdir()) == ["config.json", "model.safetensors",
+                                                      "training.json"]
+    assert not (tmp_path / "run" / "best.tmp").exists()
+    data = igc.compress(PIXELS, model=str(best))
+    assert igc.decompress(data, model=str(best)).tolist() == PIXELS.tolist()

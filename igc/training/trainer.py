@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from igc.errors import UsageError
+from igc.errors import IgcError, UsageError
 from igc.training.data import Sampler, TileSource, load_training, load_validation
 from igc.training.model import (
     ImageGPT,
@@ -163,9 +163,17 @@ def evaluate(model, tiles: np.ndarray, device, dtype, chunk: int = 64) -> float:
 
 
 def _atomic_save(obj, path: Path) -> None:
+    """`obj` to `path` through a temporary file: a full disk keeps the previous checkpoint and
+    leaves no temporary file (torch reports a failed write as RuntimeError)."""
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:
+        tmp.unlink(missing_ok=True)
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise IgcError(f"cannot save the checkpoint {path}: {reason.splitlines()[0][:200]}"
+                       ) from None
 
 
 CHECKPOINT_KEYS = {"model": dict, "optimizer": dict, "step": int, "tokens": int,
