@@ -336,3 +336,24 @@ def test_standard_input_is_read_no_further_than_an_image_can_need(monkeypatch):
         read_image_stream(stream, label="standard input")
     assert stream.tell() == limit + 1  # not a byte further
     assert read_image_stream(io.BytesIO(b"x" * limit)) == b"x" * limit
+
+
+@pytest.mark.parametrize("shape", [(20000, 20000, 3), (100_000, 100_000, 3), (100_000, 100_000),
+                                   (100_000, 100_000, 1), (100_000, 100_000, 4)])
+def test_broadcast_views_beyond_the_pixel_limit_are_refused_without_a_copy(shape):
+    """A broadcast view costs nothing to make; igc.compress used to copy one (1.2 GB for
+    20000², MemoryError for 100000²) before checking its size."""
+    import tracemalloc
+
+    from igc.errors import ImageError
+
+    view = np.broadcast_to(np.uint8(255), shape)  # opaque, where an alpha channel is
+    tracemalloc.start()
+    try:
+        with pytest.raises(ImageError, match=rf"^image of {shape[0]}x{shape[1]} pixels exceeds "
+                                             r"the limit of 268435456 pixels"):
+            igc.compress(view, model="uniform")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20
