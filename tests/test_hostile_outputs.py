@@ -211,6 +211,30 @@ def test_reports_are_checked_before_the_run(photo_dir, tmp_path):
     line = error_line(invoke(*bench, "--csv", same, "--plot", same))
     assert line == f"igc: error: --csv and --plot both name {same}; give them different files"
     assert list(tmp_path.glob("*.csv")) == [] and not same.exists()
+    line = error_line(invoke(*bench, "--plot", tmp_path / "chart.out"))
+    assert line == (f"igc: error: --plot {tmp_path / 'chart.out'}: matplotlib cannot draw a "
+                    "'.out' file; name it .png, .svg or .pdf")
+
+
+@pytest.mark.parametrize("option", ["--csv", "--plot"])
+def test_reports_overwrite_an_existing_file_only_with_force(photo_dir, tmp_path, option):
+    existing = tmp_path / ("report.csv" if option == "--csv" else "report.png")
+    existing.write_text("keep me")
+    bench = ("bench", "-c", "png", "--images", photo_dir, "--count", "1")
+    line = error_line(invoke(*bench, option, existing))
+    assert line == f"igc: error: {option} {existing} exists; pass --force to overwrite it"
+    assert existing.read_text() == "keep me"
+    dangling = tmp_path / f"link{existing.suffix}"
+    dangling.symlink_to(tmp_path / "missing" / "target")
+    assert "exists; pass --force" in error_line(invoke(*bench, option, dangling))
+    result = invoke(*bench, option, existing, "--force")
+    assert result.exit_code == 0, result.output
+    assert existing.read_bytes() != b"keep me"
+    fifo = tmp_path / f"fifo{existing.suffix}"
+    os.mkfifo(fifo)
+    line = error_line(invoke(*bench, option, fifo, "--force"))
+    assert line == (f"igc: error: {option} {fifo} is a FIFO (named pipe), not a regular file; "
+                    "igc writes only regular files")
 
 
 # -- standard output -------------------------------------------------------------------------

@@ -66,8 +66,10 @@ def check_output(path: Path, *, force: bool, inputs: Iterable[Path] = ()) -> Non
     _check_folder(path, f"cannot write {path}")
 
 
-def check_report(path: Path, option: str, inputs: Iterable[Path]) -> None:
-    """Refuse a --csv/--plot file that is an input image, a directory, or in no folder."""
+def check_report(path: Path, option: str, inputs: Iterable[Path], *, force: bool = False
+                 ) -> None:
+    """Refuse a --csv/--plot file that is an input image, a directory, not a regular file, in no
+    folder, or exists (a dangling symlink included) without --force."""
     if any(_same_file(path, source) for source in inputs):
         raise UsageError(f"{option} {path} is one of the input images; it would be overwritten")
     if path.is_dir():
@@ -76,6 +78,8 @@ def check_report(path: Path, option: str, inputs: Iterable[Path]) -> None:
     if special:
         raise UsageError(f"{option} {path} is {special}, not a regular file; igc writes only "
                          "regular files")
+    if os.path.lexists(path) and not force:
+        raise UsageError(f"{option} {path} exists; pass --force to overwrite it")
     _check_folder(path, f"{option} {path}")
 
 
