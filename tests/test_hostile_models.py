@@ -421,3 +421,36 @@ def test_a_header_naming_a_hub_model_downloads_nothing_unless_asked(tiny_model, 
         igc.decompress(data, model="someone/imagegpt-huge")  # named by the user: fetched
     assert calls == [("someone/imagegpt-huge", False)]
     assert igc.decompress(data, model=tiny_model).shape == PIXELS.shape
+
+
+# -- training that cannot work -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--lr", "nan", "--lr must be a positive finite number, got nan"),
+    ("--lr", "inf", "--lr must be a positive finite number, got inf"),
+    ("--lr", "-0.1", "--lr must be a positive finite number, got -0.1"),
+    ("--lr", "0", "--lr must be a positive finite number, got 0.0"),
+    ("--minutes", "nan", "--minutes must be positive, got nan"),
+    ("--eval-minutes", "inf", "--eval-minutes must be a positive finite number, got inf"),
+])
+def test_impossible_training_settings_are_usage_errors(tmp_path, option, value, message):
+    result = invoke(*_train_data(tmp_path), "--out", tmp_path / "run", option, value)
+    assert error_line(result) == f"igc: error: {message}"
+    assert result.exit_code == 2
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_diverging_run_stops_with_one_line_and_logs_no_nan(tmp_path):
+    args = _train_data(tmp_path)
+    args[args.index("--steps") + 1] = "12"
+    result = invoke(*args, "--out", tmp_path / "run", "--lr", "1e30")
+    assert result.exit_code == 1, result.output
+    errors = [line for line in result.output.splitlines() if "error" in line]
+    assert len(errors) == 1 and errors[0].startswith("igc: error: training diverged: the "
+                                                     "training loss is nan at step "), result.output
+    log = tmp_path / "run" / "log.jsonl"
+    for line in log.read_text().splitlines() if log.exists() else []:
+        json.loads(line, parse_constant=lambda c: pytest.fail(f"{c} in log.jsonl"))
+    assert not (tmp_path / "run" / "best").exists() or json.loads(
+        (tmp_path / "run" / "best" / "training.json").read_text())["step"] == 0

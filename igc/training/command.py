@@ -7,6 +7,7 @@ mounts it on `igc` with the CLI's one-line errors. torch is imported inside the 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -110,8 +111,15 @@ def train(
     if not minutes and not steps:
         raise UsageError("give a budget: --minutes and/or --steps")
     for option, value in (("--minutes", minutes), ("--steps", steps)):
-        if value is not None and value <= 0:  # a budget that never ends would train forever
+        # a budget that never ends would train forever (nan compares false with everything)
+        if value is not None and not (math.isfinite(value) and value > 0):
             raise UsageError(f"{option} must be positive, got {value}")
+    for option, value in (("--lr", lr), ("--eval-minutes", eval_minutes)):
+        if not (math.isfinite(value) and value > 0):
+            raise UsageError(f"{option} must be a positive finite number, got {value}")
+    if warmup < 0 or eval_every < 1:
+        raise UsageError(f"--warmup must be at least 0 and --eval-every at least 1, got "
+                         f"{warmup} and {eval_every}")
     settings = TrainSettings(
         model=ModelConfig(width, layers, heads, tile),
         data=[str(p) for p in (data or default_train_paths())],

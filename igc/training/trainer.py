@@ -322,8 +322,9 @@ class Trainer:
         )
 
     def log(self, record: dict) -> None:
+        line = json.dumps(record, allow_nan=False)  # strict JSON: NaN never reaches the log
         with open(self.out / "log.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(line + "\n")
 
     # -- loop --------------------------------------------------------------------------------
 
@@ -356,8 +357,17 @@ class Trainer:
     def done(self) -> bool:
         return budget_progress(self.s, self.step, self.elapsed) >= 1.0
 
+    def check_finite(self, what: str, value: float | None) -> None:
+        """Stop a diverged run (a NaN or infinite loss): its weights are lost, and NaN is not
+        JSON, so nothing more is logged, exported or checkpointed."""
+        if value is not None and not math.isfinite(value):
+            raise IgcError(f"training diverged: the {what} is {value} at step {self.step} (lr "
+                           f"{self.s.lr:g}); lower --lr, or resume from the last checkpoint")
+
     def validate(self, train_bpsp: float | None, tokens_per_s: float | None = None) -> float:
+        self.check_finite("training loss", train_bpsp)
         val = evaluate(self.model, self.val_tiles, self.device, self.dtype)
+        self.check_finite("validation loss", val)
         rec = {
             "step": self.step,
             "tokens": self.tokens,
@@ -427,11 +437,13 @@ class Trainer:
                 self.elapsed = time.monotonic() - t_start
                 if time.monotonic() - last_ckpt > 60 * s.checkpoint_minutes:
                     t0 = time.monotonic()
+                    self.check_finite("training loss", losses[-1].item())  # no NaN checkpoint
                     self.save_checkpoint()
                     last_ckpt = time.monotonic()
                     paused += last_ckpt - t0
                 if self.step % s.log_every == 0:
                     loss = losses[-1].item()
+                    self.check_finite("training loss", loss)
                     rate = (self.tokens - tokens_at_start) / train_time()
                     line = (
                         f"step {self.step}  loss {loss / LN2:.3f} bpsp  "
