@@ -454,3 +454,44 @@ def test_a_diverging_run_stops_with_one_line_and_logs_no_nan(tmp_path):
         json.loads(line, parse_constant=lambda c: pytest.fail(f"{c} in log.jsonl"))
     assert not (tmp_path / "run" / "best").exists() or json.loads(
         (tmp_path / "run" / "best" / "training.json").read_text())["step"] == 0
+
+
+def test_ctrl_c_during_training_saves_a_checkpoint_that_resumes(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from igc.training.trainer import load_checkpoint
+
+    args = [str(a) for a in _train_data(tmp_path)]
+    args[args.index("--steps") + 1] = "1000000"
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+           "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "igc", *args, "--out", str(run)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not (run / "log.jsonl").exists():  # the first validation is at step 0
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            time.sleep(0.2)
+        time.sleep(1.0)  # a few steps
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    errors = [line for line in err.splitlines() if line.startswith("igc:")]
+    assert len(errors) == 1 and "Traceback" not in err, err
+    assert errors[0].startswith("igc: error: interrupted at step "), err
+    assert errors[0].endswith(f"; checkpoint saved in {run / 'checkpoint.pt'}: --resume "
+                              "continues"), err
+    step = load_checkpoint(run / "checkpoint.pt")["step"]
+    assert step == int(errors[0].split("step ")[1].split(";")[0])
+    args[args.index("--steps") + 1] = str(step + 2)
+    result = invoke(*args, "--out", run, "--resume")
+    assert result.exit_code == 0, result.output
+    assert load_checkpoint(run / "checkpoint.pt")["step"] == step + 2

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from igc.errors import UsageError
+from igc.errors import IgcError, UsageError
 
 
 def train(
@@ -140,7 +140,19 @@ def train(
         init_from=init_from,
         compile=compile_model,
     )
-    Trainer(settings, resume=resume).run()
+    trainer = Trainer(settings, resume=resume)
+    try:
+        trainer.run()
+    except KeyboardInterrupt:
+        saved = (f"checkpoint saved in {trainer.ckpt_path}: --resume continues"
+                 if trainer.saved_on_interrupt else "no checkpoint saved")
+        raise Interrupted(f"interrupted at step {trainer.interrupted_at}; {saved}") from None
+
+
+class Interrupted(IgcError):
+    """Training stopped by Ctrl-C (SIGINT), after saving its checkpoint."""
+
+    exit_code = 130
 
 
 def _architecture_of(spec: str) -> dict:

@@ -174,6 +174,9 @@ def _atomic_save(obj, path: Path) -> None:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise IgcError(f"cannot save the checkpoint {path}: {reason.splitlines()[0][:200]}"
                        ) from None
+    except BaseException:  # a second Ctrl-C while saving: keep the previous checkpoint whole
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 CHECKPOINT_KEYS = {"model": dict, "optimizer": dict, "step": int, "tokens": int,
@@ -385,7 +388,23 @@ class Trainer:
         return val
 
     def run(self) -> float:
-        """Train to the end of the budget; returns the best validation bpsp."""
+        """Train to the end of the budget; returns the best validation bpsp. Interrupted
+        (Ctrl-C, SIGINT), it saves a checkpoint first, so `--resume` continues from the last
+        step, and raises KeyboardInterrupt."""
+        try:
+            return self._run()
+        except KeyboardInterrupt:
+            self.interrupted_at = self.step
+            if all(math.isfinite(p.detach().float().sum().item())
+                   for p in self.model.parameters()):
+                self.save_checkpoint()
+                self.saved_on_interrupt = True
+            raise
+
+    interrupted_at: int | None = None
+    saved_on_interrupt = False
+
+    def _run(self) -> float:
         from rich.console import Console
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
