@@ -14,13 +14,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import error_line, invoke
+from helpers import error_line, igc_process, invoke, rgb, train_args, train_error
 from PIL import Image
 
 import igc
 
 PIXELS = np.random.default_rng(3).integers(0, 256, (6, 5, 3), dtype=np.uint8)
+
+
 NO_MODEL = "/nonexistent/igc-model"  # loading it would fail: its error must not be the one seen
+
+
 not_as_root = pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0,
                              reason="root writes regardless of permissions")
 
@@ -56,9 +60,6 @@ def compress(png, out, *extra):
     return invoke("compress", png, "-o", out, "--model", "uniform", *extra)
 
 
-# -- modes -----------------------------------------------------------------------------------
-
-
 @pytest.mark.parametrize(("mask", "expected"), [(0o022, 0o644), (0o027, 0o640), (0o002, 0o664)],
                          ids=["umask-022", "umask-027", "umask-002"])
 def test_outputs_get_the_users_umask(png, igc_file, tmp_path, mask, expected):
@@ -79,9 +80,6 @@ def test_force_keeps_the_replaced_files_mode(png, igc_file, tmp_path, kept):
             assert result(out).exit_code == 0
         assert mode(out) == kept and out.read_bytes() != b"old"
     np.testing.assert_array_equal(igc.decompress((tmp_path / "a.igc").read_bytes()), PIXELS)
-
-
-# -- refused before any coding ---------------------------------------------------------------
 
 
 def test_missing_output_folder_is_refused_before_coding(png, igc_file, tmp_path):
@@ -186,9 +184,6 @@ def test_a_failed_write_is_one_line_and_leaves_nothing(png, tmp_path, monkeypatc
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png"]
 
 
-# -- bench reports ---------------------------------------------------------------------------
-
-
 @pytest.mark.parametrize("option", ["--csv", "--plot"])
 def test_reports_never_overwrite_an_input_image(photo_dir, option):
     victim = photo_dir / "img1.png"
@@ -237,20 +232,6 @@ def test_reports_overwrite_an_existing_file_only_with_force(photo_dir, tmp_path,
                     "igc writes only regular files")
 
 
-# -- standard output -------------------------------------------------------------------------
-
-
-def _igc(*args, stdout, stdin=None):
-    """`python -m igc ARGS` in a subprocess (a real file descriptor for standard output)."""
-    import subprocess
-    import sys
-
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.Popen([sys.executable, "-m", "igc", *map(str, args)], stdout=stdout,
-                            stderr=subprocess.PIPE, stdin=stdin, env=env)
-
-
 @pytest.fixture
 def big_png(tmp_path):
     """An image whose .igc file (uniform model: 8 bits per subpixel) is larger than a pipe's
@@ -263,7 +244,7 @@ def big_png(tmp_path):
 def test_standard_output_is_written_whole_through_a_pipe(big_png, tmp_path):
     import subprocess
 
-    proc = _igc("compress", big_png, "--model", "uniform", "-o", "-", stdout=subprocess.PIPE)
+    proc = igc_process("compress", big_png, "--model", "uniform", "-o", "-", stdout=subprocess.PIPE)
     data, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     expected = igc.compress(np.asarray(Image.open(big_png)), model="uniform")
@@ -275,7 +256,7 @@ def test_a_closed_pipe_ends_quietly_with_status_141(big_png, tmp_path, igc_file)
     status 141 (128 + SIGPIPE, as for a Unix tool)."""
     import subprocess
 
-    proc = _igc("compress", big_png, "--model", "uniform", "-o", "-", stdout=subprocess.PIPE)
+    proc = igc_process("compress", big_png, "--model", "uniform", "-o", "-", stdout=subprocess.PIPE)
     assert len(proc.stdout.read(1)) == 1
     proc.stdout.close()  # the reader goes away with most of the data unread
     assert proc.wait(timeout=120) == 141
@@ -283,7 +264,7 @@ def test_a_closed_pipe_ends_quietly_with_status_141(big_png, tmp_path, igc_file)
     for args in (["info", igc_file], ["compress", big_png, "--model", "uniform", "-o", "-"]):
         read, write = os.pipe()
         os.close(read)  # nobody will ever read: the first write fails
-        proc = _igc(*args, stdout=write)
+        proc = igc_process(*args, stdout=write)
         os.close(write)
         assert proc.wait(timeout=120) == 141, args
         assert proc.stderr.read() == b"", args
@@ -293,32 +274,10 @@ def test_a_closed_pipe_ends_quietly_with_status_141(big_png, tmp_path, igc_file)
 def test_a_full_disk_on_standard_output_is_one_line(big_png, igc_file):
     for args in (["info", igc_file], ["compress", big_png, "--model", "uniform", "-o", "-"]):
         with open("/dev/full", "wb") as full:
-            proc = _igc(*args, stdout=full)
+            proc = igc_process(*args, stdout=full)
             assert proc.wait(timeout=120) == 1, args
         assert proc.stderr.read().decode() == ("igc: error: cannot write standard output: No "
                                                "space left on device\n"), args
-
-
-# -- training outputs on a full disk ---------------------------------------------------------
-
-
-def _train_args(tmp_path) -> list:
-    images = np.random.default_rng(0).integers(0, 256, (8, 8, 8, 3), dtype=np.uint8)
-    np.savez(tmp_path / "train.npz", images=images)
-    np.savez(tmp_path / "val.npz", images=images[:2])
-    return ["train", "--data", tmp_path / "train.npz", "--val", tmp_path / "val.npz",
-            "--val-count", "4", "--batch", "2", "--steps", "2", "--device", "cpu",
-            "--width", "16", "--layers", "1", "--heads", "2", "--tile", "4",
-            "--out", tmp_path / "run"]
-
-
-def train_error(result) -> str:
-    """The one error line of `igc train` (its progress bar is drawn on standard error too)."""
-    assert result.exit_code == 1, result.output
-    errors = [line for line in result.output.splitlines() if "error" in line.lower()]
-    assert len(errors) == 1 and errors[0].startswith("igc: error: "), result.output
-    assert "Traceback" not in result.output and "unexpected" not in errors[0], result.output
-    return errors[0]
 
 
 def test_exporting_to_a_full_disk_is_one_line_and_leaves_no_temporary_folder(tmp_path,
@@ -333,7 +292,7 @@ def test_exporting_to_a_full_disk_is_one_line_and_leaves_no_temporary_folder(tmp
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(model, "_write", full)
-    line = train_error(invoke(*_train_args(tmp_path)))
+    line = train_error(invoke(*train_args(tmp_path), "--out", tmp_path / "run"))
     assert line == (f"igc: error: cannot export the model to {tmp_path / 'run' / 'best'}: No "
                     "space left on device")
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == []
@@ -349,7 +308,7 @@ def test_a_checkpoint_on_a_full_disk_is_one_line_and_keeps_nothing_half_written(
                            "failed writing file data/0: file write failed")
 
     monkeypatch.setattr(torch, "save", full)
-    line = train_error(invoke(*_train_args(tmp_path)))
+    line = train_error(invoke(*train_args(tmp_path), "--out", tmp_path / "run"))
     assert line.startswith(f"igc: error: cannot save the checkpoint "
                            f"{tmp_path / 'run' / 'checkpoint.pt'}: ")
     assert not (tmp_path / "run" / "checkpoint.pt.tmp").exists()
@@ -359,7 +318,7 @@ def test_a_checkpoint_on_a_full_disk_is_one_line_and_keeps_nothing_half_written(
 def test_an_export_is_a_model_igc_reads(tmp_path):
     """The export's own writer (serialised safetensors, written and synced by Python) makes a
     complete model folder."""
-    result = invoke(*_train_args(tmp_path))
+    result = invoke(*train_args(tmp_path), "--out", tmp_path / "run")
     assert result.exit_code == 0, result.output
     best = tmp_path / "run" / "best"
     assert sorted(p.name for p in best.iterdir()) == ["config.json", "model.safetensors",
@@ -367,3 +326,77 @@ def test_an_export_is_a_model_igc_reads(tmp_path):
     assert not (tmp_path / "run" / "best.tmp").exists()
     data = igc.compress(PIXELS, model=str(best))
     assert igc.decompress(data, model=str(best)).tolist() == PIXELS.tolist()
+
+
+def _listing(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*"))}
+
+
+def test_failing_decode_leaves_existing_output_untouched_even_with_force(tmp_path):
+    good = igc.compress(rgb(), model="uniform")
+    bad = tmp_path / "bad.igc"
+    bad.write_bytes(good[:-4] + bytes(b ^ 0xFF for b in good[-4:]))
+    out = tmp_path / "out.png"
+    out.write_bytes(b"precious")
+    before = _listing(tmp_path)
+    line = error_line(invoke("decompress", bad, "-o", out, "--force"))
+    assert "checksum" in line or "range decoder" in line
+    assert out.read_bytes() == b"precious" and _listing(tmp_path) == before
+
+
+def test_failing_compress_leaves_existing_output_untouched_even_with_force(tmp_path):
+    src = tmp_path / "notes.png"
+    src.write_text("not an image")
+    out = tmp_path / "out.igc"
+    out.write_bytes(b"precious")
+    before = _listing(tmp_path)
+    error_line(invoke("compress", src, "-o", out, "--force", "--model", "uniform"))
+    assert _listing(tmp_path) == before
+
+
+def test_failing_write_removes_its_temp_file(tmp_path, small_png, monkeypatch):
+    from igc.cli import outputs
+
+    out = tmp_path / "out.igc"
+    out.write_bytes(b"precious")
+
+    def refuse(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(outputs.os, "replace", refuse)
+    result = invoke("compress", small_png, "-o", out, "--force", "--model", "uniform")
+    assert result.exit_code != 0 and "No space left on device" in result.output
+    assert out.read_bytes() == b"precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.igc", "small.png"]
+
+
+def test_overwriting_needs_force(tmp_path, small_png):
+    out = tmp_path / "small.png.igc"  # the default output name
+    out.write_bytes(b"precious")
+    line = error_line(invoke("compress", small_png, "--model", "uniform"))
+    assert f"{out} exists; pass --force to overwrite it" in line
+    assert out.read_bytes() == b"precious"
+    result = invoke("compress", small_png, "--model", "uniform", "--force")
+    assert result.exit_code == 0, result.output
+    np.testing.assert_array_equal(igc.decompress(out.read_bytes()), rgb())
+    png = tmp_path / "small.png"
+    before = png.read_bytes()
+    line = error_line(invoke("decompress", out, "-o", png))
+    assert "small.png exists; pass --force" in line and png.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["small.png", "small.png.igc"]
+
+
+def test_bench_writes_nothing_into_the_image_folder(photo_dir, tmp_path, monkeypatch):
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    before = _listing(photo_dir)
+    result = invoke("bench", "-c", "uniform,png,zstd", "--images", photo_dir, "--csv",
+                    reports / "r.csv", "--plot", reports / "r.png")
+    assert result.exit_code == 0, result.output
+    assert _listing(photo_dir) == before
+    assert sorted(p.name for p in reports.iterdir()) == ["r.csv", "r.png"]
+    assert list(cwd.iterdir()) == []
