@@ -402,3 +402,18 @@ def test_a_signal_during_compress_leaves_no_partial_output(tmp_path, sig):
     proc.wait(timeout=60)
     assert proc.returncode in (130, -signal.SIGTERM), proc.stderr.read()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png"]
+
+
+def test_the_hf_backend_estimate_bounds_its_cache(tiny_model):
+    import torch
+
+    from igc.models.hf_backend import HFImageGPTModel
+
+    model = HFImageGPTModel(tiny_model)
+    rows, length = 3, 48
+    state = model.start(rows, length)
+    for _ in range(length):
+        model.step(state, np.zeros(rows, np.int64))
+    held = sum(t.numel() * t.element_size() for layer in state.cache.layers
+               for t in vars(layer).values() if torch.is_tensor(t))
+    assert 0 < held <= model.state_bytes(rows, length) <= 1.5 * held + 65536

@@ -89,7 +89,8 @@ def check_decode(model, tokenizer, header, error: type[Exception],
     layout, state, rows = decode_bytes(model, tokenizer, header, engine)
     if layout + state > limit:
         raise error(
-            f"decoding this {header.height}x{header.width} file needs about {size(layout + state)} "
+            f"decoding this {header.height}x{header.width} file needs about "
+            f"{size(layout + state)} "
             f"({rows} tiles stepped together: {size(state)} of model state; token layout "
             f"{size(layout)}), more than the budget of {size(limit)} (set {MEMORY_ENV} to raise it)")
 
