@@ -114,15 +114,17 @@ def _file_bytes(data: Any, caller: str) -> bytes:
 
 def decompress(data: bytes, model: str | None = None,
                progress: Callable[[int, int], None] | None = None,
-               engine: str | None = None) -> Image:
+               engine: str | None = None, allow_download: bool = False) -> Image:
     """`.igc` bytes -> RGB pixels (H, W, 3), verified against the checksum stored in the file.
     The model, tokenizer and coder are the ones the header names (or `model`).
     `progress(done, total)` as for `compress`, with the tokens decoded; `engine` as for
-    `compress` (any engine decodes a file any engine wrote)."""
+    `compress` (any engine decodes a file any engine wrote). A header naming a HuggingFace hub
+    id is looked up in the local cache only, unless `allow_download` (or `model` names it)."""
     from igc.models.engines import using_engine
+    from igc.models.imagegpt import allowing_downloads
     from igc.plugins.compose import decompress as decode
 
-    with using_engine(engine):
+    with using_engine(engine), allowing_downloads(allow_download):
         return decode(_file_bytes(data, "igc.decompress"), model, progress=progress)
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from helpers import invoke
 from typer.testing import CliRunner
 
 from igc.cli.app import app
@@ -33,9 +34,6 @@ from igc.cli.app import app
 runner = CliRunner()
 
 
-def invoke(*args, env=None, input=None):
-    return runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "80", **(env or {})},
-                         input=input)
 
 
 def lines_of(text: str) -> list[str]:

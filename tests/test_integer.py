@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import smooth_image
+from helpers import smooth_image
 
 from igc.models import integer as I
 
@@ -131,7 +131,7 @@ def test_reference_engine_refuses_overlong_and_misbatched_steps(tiny_model):
 
 def test_saturating_weights_still_give_valid_frequencies(tmp_path):
     """Weights far outside what training produces saturate instead of overflowing."""
-    from conftest import make_tiny_model
+    from helpers import make_tiny_model
 
     from igc.models.imagegpt import ImageGPTModel
 
@@ -146,7 +146,7 @@ def test_saturating_weights_still_give_valid_frequencies(tmp_path):
 def test_unsupported_activation_keeps_the_float_numerics(tmp_path):
     import json
 
-    from conftest import make_tiny_model
+    from helpers import make_tiny_model
 
     from igc.models.imagegpt import ImageGPTModel
 

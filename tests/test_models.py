@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import invoke, recompute_header_crc
 from typer.testing import CliRunner
 
 import igc
-from igc.cli.app import app
 from igc.core import container
 from igc.models.catalog import shipped_models
 from igc.models.imagegpt import DEFAULT_MODEL, packaged_models
@@ -20,8 +20,6 @@ FIXTURES = Path(__file__).parent / "data"
 runner = CliRunner()
 
 
-def invoke(*args, env=None):
-    return runner.invoke(app, [str(a) for a in args], env=env)
 
 
 MACHINE_REFUSAL = ("decoded pixels fail the checksum", "computes the model differently")
@@ -235,13 +233,13 @@ def test_shipped_model_ids_take_one_header_byte():
     forged = bytearray(data)
     forged[at] = 0x80 + len(SHIPPED_MODEL_IDS)
     with pytest.raises(igc.FormatError, match="unknown model id code"):
-        container.read_header(bytes(container.recompute_header_crc(bytes(forged))))
+        container.read_header(recompute_header_crc(bytes(forged)))
 
 
 def test_model_path_finds_a_palette_model(tmp_path, monkeypatch):
     """A palette file records the weights' fingerprint combined with its clusters'; the lookup
     must compute the same to find the folder."""
-    from test_palette import make_palette_model
+    from helpers import make_palette_model
 
     home = tmp_path / "palettes"
     folder = make_palette_model(home / "pal")

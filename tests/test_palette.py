@@ -9,29 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import smooth_image
+from helpers import make_palette_model, smooth_image
 
 from igc import decompress, get_compressor
 from igc.benchmark.run import report_fields
 from igc.core import container
 from igc.core.palette import PaletteTokenizer, load_clusters, psnr, quantize
 from igc.errors import FormatError, ModelError, ModelMismatchError, UsageError
-
-
-def make_palette_model(folder, *, seed: int = 0, cluster_seed: int = 0) -> str:
-    import torch
-    from transformers import ImageGPTConfig, ImageGPTForCausalImageModeling, ImageGPTImageProcessor
-
-    torch.manual_seed(seed)
-    config = ImageGPTConfig(vocab_size=513, n_positions=1024, n_embd=32, n_layer=2, n_head=4)
-    model = ImageGPTForCausalImageModeling(config).eval()
-    with torch.no_grad():
-        model.lm_head.weight.mul_(10)  # far from uniform, like a trained model
-    model.save_pretrained(folder)
-    clusters = np.random.default_rng(cluster_seed).uniform(-1, 1, (512, 3)).astype(np.float32)
-    ImageGPTImageProcessor(clusters=clusters, size={"height": 32, "width": 32}).save_pretrained(
-        folder)
-    return str(folder)
 
 
 @pytest.fixture(scope="module")

@@ -56,7 +56,7 @@ def logit_tolerance(model: ImageGPTModel, max_logit: float, numerics: int = 0) -
 @pytest.fixture(scope="module")
 def model768(tmp_path_factory) -> str:
     """16×16 tiles (768-token context), the shape of real igc models, kept narrow for speed."""
-    from conftest import make_tiny_model
+    from helpers import make_tiny_model
 
     return make_tiny_model(tmp_path_factory.mktemp("imagegpt-768"), tile=16, width=32,
                            layers=2, heads=4, seed=3)

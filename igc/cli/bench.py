@@ -65,6 +65,8 @@ def bench(
                                    "ratio (wider than 80 columns)."),
     csv_path: Path = typer.Option(None, "--csv", help="Also write per-image rows to this CSV."),
     plot_path: Path = typer.Option(None, "--plot", help="Also draw a bar chart to this PNG."),
+    force: bool = typer.Option(False, "--force", "-f",
+                               help="Overwrite existing --csv and --plot files."),
 ) -> None:
     """Compare compressors on the same images: sizes, ratios, speed, round trips.
 
@@ -98,7 +100,7 @@ def bench(
     if workers < 1:
         raise UsageError(f"--workers must be at least 1, got {workers}")
     if csv_path or plot_path:
-        _check_reports(images, csv_path, plot_path)
+        _check_reports(images, csv_path, plot_path, force)
     if reporter:
         api.check_reporter(reporter)  # an unknown name fails before any work
     threads = threads or None  # 0: leave torch's default
@@ -139,8 +141,9 @@ def bench(
 
 
 def _check_reports(images: list[str] | None, csv_path: Path | None,
-                   plot_path: Path | None) -> None:
-    """--csv and --plot, checked before the run: writable, and never one of the input images."""
+                   plot_path: Path | None, force: bool) -> None:
+    """--csv and --plot, checked before the run: writable, never one of the input images, and
+    an existing file only with --force."""
     from igc import api
     from igc.cli.outputs import check_report
     from igc.errors import UsageError
@@ -148,6 +151,16 @@ def _check_reports(images: list[str] | None, csv_path: Path | None,
     inputs = api.image_files(images)
     for option, path in (("--csv", csv_path), ("--plot", plot_path)):
         if path:
-            check_report(path, option, inputs)
+            check_report(path, option, inputs, force=force)
     if csv_path and plot_path and Path(csv_path).resolve() == Path(plot_path).resolve():
         raise UsageError(f"--csv and --plot both name {csv_path}; give them different files")
+    suffix = Path(plot_path).suffix.lower().lstrip(".") if plot_path else ""
+    if suffix:
+        try:
+            from matplotlib.backend_bases import FigureCanvasBase
+        except ImportError:  # the plot reporter says what to install
+            pass
+        else:
+            if suffix not in FigureCanvasBase.get_supported_filetypes():
+                raise UsageError(f"--plot {plot_path}: matplotlib cannot draw a '.{suffix}' "
+                                 "file; name it .png, .svg or .pdf")

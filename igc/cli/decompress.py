@@ -118,6 +118,10 @@ def decompress(
                                  help="Write every PNG into this folder (created if missing)."),
     model: str = typer.Option(None, "--model", "-m", metavar="NAME",
                               help="Model to decode with (default: the one the header names)."),
+    allow_download: bool = typer.Option(
+        False, "--allow-download",
+        help="Let a header that names a HuggingFace hub model download it (default: the local "
+             "cache only; a file's header cannot make igc reach the network unasked)."),
     force: bool = FORCE,
     threads: int = THREADS,
     engine: str = ENGINE,
@@ -141,7 +145,8 @@ def decompress(
     def work(job: Job, report: Output) -> list[str]:
         data = read_file(job.source) if job.source is not None else _stdin()
         # the bar pulses while the header's model loads, then counts tokens
-        pixels = api.decompress(data, model, progress=report.tokens(_name(job)))
+        pixels = api.decompress(data, model, progress=report.tokens(_name(job)),
+                                allow_download=allow_download)
         write(job.output, encode_png(pixels), force)
         h, w = pixels.shape[:2]
         return [f"{job.label} -> {shown(job.output)}: {w}×{h}, {len(data):,} bytes, "

@@ -27,7 +27,7 @@ from typing import Any
 
 import typer
 
-from igc.cli.errors import debug, fail
+from igc.cli.errors import debug, fail, write_stdout
 from igc.cli.outputs import check_output, write_atomic
 from igc.core.numerics import engine_choices
 from igc.errors import IgcError, UsageError
@@ -147,9 +147,7 @@ def check_outputs(jobs: list[Job], *, force: bool, out_dir: Path | None, binary:
 def write(output: Path | None, data: bytes, force: bool) -> None:
     """To a file (atomically, igc/cli/outputs.py) or to standard output."""
     if output is None:
-        stream = typer.get_binary_stream("stdout")
-        stream.write(data)
-        stream.flush()
+        write_stdout(data)
     else:
         write_atomic(output, data, force)
 
@@ -304,7 +302,7 @@ def run(jobs: list[Job], work: Work, reporter: Output, *, verb: str) -> None:
         try:
             with reporter.progress():  # cleared before the file's line is printed
                 lines = work(job, reporter if single else _numbered(reporter, n, len(jobs)))
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, BrokenPipeError):  # a closed standard output ends all
             raise
         except Exception as exc:
             if single or debug():

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from igc.codec import loop, residual
+from igc.codec import loop, memory, residual
 from igc.codec.lanes import GPU_TILES, lane_for
 from igc.codec.loop import Counter, Decoding, Encoding, Job, Progress
 from igc.core import container
@@ -118,19 +118,25 @@ class NeuralCodec:
         return self.tokenizer.name + ("+residual" if self.residual else "")
 
     # -- planning ---------------------------------------------------------------------------
-    def batch_for(self, n_tiles: int) -> int:
+    def batch_for(self, n_tiles: int, shape: tuple[int, int] | None = None) -> int:
         """Tiles per batch for encoding an image of `n_tiles` tiles (the header records it):
         the codec's batch, or with a GPU engine every tile of the image (up to GPU_TILES), which
         is what lets the GPU step them all at once. Numerics 2 computes each tile's frequencies
-        independently of its batch, so any decoder reads either."""
+        independently of its batch, so any decoder reads either. Given the image's (height,
+        width), the batch is cut to what a decoder holds within the memory budget
+        (igc.codec.memory.fitting_batch)."""
+        batch = self.batch
         if (self.batch == DEFAULT_BATCH and isinstance(self.model, BatchedEngine)
                 and self.model.batched_engine(self.model.numerics)):
-            return max(self.batch, min(n_tiles, GPU_TILES))
-        return self.batch
+            batch = max(self.batch, min(n_tiles, GPU_TILES))
+        if shape is not None:
+            batch = memory.fitting_batch(self.model, self.tokenizer, *shape,
+                                         self.model.numerics, batch)
+        return batch
 
-    def lane_for(self, n_tiles: int) -> int:
+    def lane_for(self, n_tiles: int, shape: tuple[int, int] | None = None) -> int:
         """Tiles per lane for an image of `n_tiles` tiles (the header records it)."""
-        return lane_for(n_tiles, self.batch_for(n_tiles), self.lane)
+        return lane_for(n_tiles, self.batch_for(n_tiles, shape), self.lane)
 
     def geometry(self, tokens: int) -> Geometry:
         """Where the tokens of a tile of `tokens` positions lie (given to the model's start)."""
@@ -152,15 +158,16 @@ class NeuralCodec:
         """Range-code the coded positions of every tile; returns the model bits spent.
         `progress(done, total)` is told the tokens coded after every step."""
         job = Job(tok.tokens, tok.coded, Encoding(encoder, self.coder))
-        n = len(tok.tokens)
+        n, shape = len(tok.tokens), (tok.height, tok.width)
         loop.run(self.model, self.model.numerics, self.tokenizer.start_token,
-                 loop.batches(job, self.batch_for(n), self.lane_for(n)),
+                 loop.batches(job, self.batch_for(n, shape), self.lane_for(n, shape)),
                  Counter(progress, int(tok.coded.sum())), self.geometry(tok.tokens.shape[1]))
         return job.action.bits
 
     def encode(self, image: Image, progress: Progress | None = None) -> EncodeResult:
         """The `.igc` file of `image`; `progress(done, total)` follows the tokens coded."""
         container.check_pixels(*image.shape[:2], ImageError)  # a file igc could not read back
+        self.check_memory(*image.shape[:2])
         tok = self.tokenizer.encode(image)
         encoder = self._encoder()
         token_bits = self.encode_tokens(tok, encoder, progress)
@@ -172,18 +179,22 @@ class NeuralCodec:
         as one group, each image coded into its own stream; otherwise one by one."""
         for image in images:
             container.check_pixels(*image.shape[:2], ImageError)
+            self.check_memory(*image.shape[:2])
         toks = [self.tokenizer.encode(image) for image in images]
         encoders = [self._encoder() for _ in images]
         jobs = [Job(tok.tokens, tok.coded, Encoding(enc, self.coder))
                 for tok, enc in zip(toks, encoders, strict=True)]
         numerics, start = self.model.numerics, self.tokenizer.start_token
-        batches = [self.batch_for(len(t.tokens)) for t in toks]
-        if self._together([numerics] * len(jobs), batches, jobs):
-            loop.run(self.model, numerics, start, loop.together(jobs))
+        batches = [self.batch_for(len(t.tokens), (t.height, t.width)) for t in toks]
+        geometry = self.geometry(toks[0].tokens.shape[1]) if toks else None
+        if self._together([numerics] * len(jobs), batches, jobs) and self._fit_together(jobs):
+            loop.run(self.model, numerics, start, loop.together(jobs), geometry=geometry)
         else:
-            for job, batch in zip(jobs, batches, strict=True):
+            for job, tok, batch in zip(jobs, toks, batches, strict=True):
                 loop.run(self.model, numerics, start,
-                         loop.batches(job, batch, self.lane_for(len(job.tokens))))
+                         loop.batches(job, batch,
+                                      self.lane_for(len(job.tokens), (tok.height, tok.width))),
+                         geometry=geometry)
         return [self._encoded(image, tok, enc, job.action.bits)
                 for image, tok, enc, job in zip(images, toks, encoders, jobs, strict=True)]
 
@@ -207,8 +218,9 @@ class NeuralCodec:
             height=tok.height, width=tok.width, tile=tok.tile,
             model_id=self.model.name, fingerprint=self.fingerprint,
             checksum=pixel_checksum(image), region_checks=region_checks(tok.tokens),
-            payload_length=payload_length, batch=self.batch_for(len(tok.tokens)),
-            lane=self.lane_for(len(tok.tokens)),
+            payload_length=payload_length,
+            batch=self.batch_for(len(tok.tokens), (tok.height, tok.width)),
+            lane=self.lane_for(len(tok.tokens), (tok.height, tok.width)),
             tokenizer=self.tokenizer.name, order=self.order, residual=self.residual,
             coder=self.coder.name, precision=self.coder.precision,
             numerics=self.model.numerics, model_plugin=self.plugin,
@@ -260,6 +272,16 @@ class NeuralCodec:
                               f"bits; this codec uses {self.coder.name!r} at "
                               f"{self.coder.precision} bits")
 
+    def check_memory(self, height: int, width: int) -> None:
+        """Refuse to encode an image whose decode would need more than the default memory
+        budget even one tile at a time (igc writes no file a default decoder refuses)."""
+        n_tiles = math.prod(self.tokenizer.grid(height, width))
+        probe = container.Header(height, width, self.tokenizer.tile, "", "0" * 16, 0, b"", 0,
+                                 self.batch_for(n_tiles, (height, width)),
+                                 numerics=self.model.numerics)
+        memory.check_decode(self.model, self.tokenizer, probe, ImageError,
+                            limit=memory.DEFAULT_BUDGET, engine=memory.ENCODER_ENGINE)
+
     def check_numerics(self, header: container.Header) -> None:
         """Refuse a file whose probabilities this model cannot recompute bit for bit."""
         supported = self.model.numerics_supported
@@ -296,10 +318,12 @@ class NeuralCodec:
         parsed = [container.unpack(d) for d in datas]
         for header, _ in parsed:
             self.check_model(header)
+            memory.check_decode(self.model, self.tokenizer, header, FormatError)
         decoders = [self._decoder(payload) for _, payload in parsed]
         jobs = [self._job(h, dec) for (h, _), dec in zip(parsed, decoders, strict=True)]
         start = self.tokenizer.start_token
-        if self._together([h.numerics for h, _ in parsed], [h.batch for h, _ in parsed], jobs):
+        if (self._together([h.numerics for h, _ in parsed], [h.batch for h, _ in parsed], jobs)
+                and self._fit_together(jobs)):
             loop.run(self.model, parsed[0][0].numerics, start, loop.together(jobs),
                      geometry=self.geometry(jobs[0].tokens.shape[1]))
         else:
@@ -317,6 +341,19 @@ class NeuralCodec:
         if self.residual:
             image = residual.decode(image, decoder)
         return self._verified(image, tokens, header)
+
+    @staticmethod
+    def _steps(job: Job) -> int:
+        """Positions to step through: up to the last coded position of any tile."""
+        return int(np.nonzero(job.coded.any(axis=0))[0][-1]) + 1
+
+    def _fit_together(self, jobs: list[Job]) -> bool:
+        """Whether stepping the tiles of all files as one batch stays within the budget."""
+        tiles = sum(len(job.tokens) for job in jobs)
+        steps = max(self._steps(job) for job in jobs)
+        positions = sum(job.tokens.size for job in jobs)
+        need = positions * memory.LAYOUT_BYTES + memory.model_state(self.model, tiles, steps, 2)
+        return need <= memory.budget()
 
     @staticmethod
     def _verified(image: Image, tokens: np.ndarray, header: container.Header) -> Image:
@@ -337,5 +374,6 @@ class NeuralCodec:
         follows the tokens decoded."""
         header, payload = container.unpack(data)
         self.check_model(header)
+        memory.check_decode(self.model, self.tokenizer, header, FormatError)
         decoder = self._decoder(payload)
         return self._decoded(header, self.decode_tokens(header, decoder, progress), decoder)

@@ -371,35 +371,3 @@ def is_igc(head: bytes) -> bool:
 def header_size(data: bytes) -> int:
     return len(data) - unpack(data)[0].payload_length
 
-
-def recompute_header_crc(data: bytes) -> bytes:
-    """`data` with its header CRC recomputed, where the header still parses that far.
-
-    For fuzzing: a mutated header then gets past the CRC and reaches the field checks.
-    """
-    r = _Reader(data)
-    try:
-        version = r.take(5)[3]
-        r.varint(), r.varint()
-        if version >= 4:
-            r.take(2)
-            _read_name(r, "tokenizer"), _read_name(r, "coder")
-            r.byte()
-        else:
-            r.take(4)
-        r.varint()
-        for _ in range(min(version, 3) - 1):  # lane (v2), numerics (v3)
-            r.varint()
-        if version >= 4:
-            _read_name(r, "model plugin")
-        r.take(8)
-        _read_model_id(r, version)
-        r.take(4)
-        r.take(r.byte())
-        r.varint()
-    except FormatError:
-        return data
-    end = r.pos
-    if end + 2 > len(data):
-        return data
-    return data[:end] + (zlib.crc32(data[:end]) & 0xFFFF).to_bytes(2, "little") + data[end + 2:]

@@ -9,10 +9,13 @@ files record; igc.models.catalog finds a folder by it, igc.models.imagegpt loads
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from igc.errors import ModelError
@@ -69,14 +72,46 @@ def _from_hub(repo_id: str) -> Path:
     return Path(folder)
 
 
-def read_config(folder: Path) -> dict:
-    config_path = folder / "config.json"
-    if not config_path.is_file():
-        raise ModelError(f"model folder {folder} has no config.json")
+_downloads = contextvars.ContextVar("igc_allow_download", default=False)
+
+
+def downloads_allowed() -> bool:
+    """Whether a file's header may make igc download its model from the hub (`allowing
+    downloads`); a model the user names (`--model`) is always fetched."""
+    return _downloads.get()
+
+
+@contextmanager
+def allowing_downloads(allow: bool) -> Iterator[None]:
+    """Inside the block, a hub id in a file's header may be downloaded (`--allow-download`)."""
+    token = _downloads.set(bool(allow))
     try:
-        config = json.loads(config_path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"cannot read {config_path}: {exc}") from None
+        yield
+    finally:
+        _downloads.reset(token)
+
+
+def cached_snapshot(repo_id: str) -> Path | None:
+    """The local HuggingFace cache's copy of `repo_id`, without any network access; None if
+    there is none (or no huggingface_hub)."""
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        return None
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors"],
+                                      local_files_only=True))
+    except Exception:  # not cached (huggingface_hub raises several types)
+        return None
+
+
+def read_config(folder: Path) -> dict:
+    from igc.core.files import read_json
+
+    config_path = folder / "config.json"
+    if not os.path.lexists(config_path):
+        raise ModelError(f"model folder {folder} has no config.json")
+    config = read_json(config_path, ModelError)  # a regular file of at most 1 MiB
     if not isinstance(config, dict):
         raise ModelError(f"{config_path} must hold a JSON object, got {type(config).__name__}")
     if config.get("model_type") != "imagegpt":
@@ -95,8 +130,11 @@ def read_tensors(folder: Path) -> dict:
         hint = (f" (found {', '.join(pickles)}: pickle weights are refused because loading them "
                 "can run code; convert them to safetensors)") if pickles else ""
         raise ModelError(f"model folder {folder} has no .safetensors weights{hint}")
+    from igc.core.files import check_regular
+
     tensors = {}
     for file in files:
+        check_regular(file, ModelError)  # a FIFO would block the open forever
         try:
             tensors.update(load_file(file))
         except (SafetensorError, OSError, ValueError) as exc:

@@ -85,6 +85,13 @@ class HFImageGPTModel:
                 out.append(torch.log_softmax(logits, dim=-1).numpy())
         return np.concatenate(out) if out else np.zeros((0, sequences.shape[1], self.vocab_size))
 
+    def state_bytes(self, rows: int, length: int, numerics: int = 0, engine: str | None = None
+                    ) -> int:
+        """What `length` steps of `rows` sequences hold at most: transformers' float32 key and
+        value cache, and a step's logits and probabilities (igc.codec.memory)."""
+        c, layers = int(self.config["n_embd"]), int(self.config["n_layer"])
+        return layers * rows * c * length * 2 * 4 + rows * (self.vocab_size + 1) * 16
+
     def start(self, batch: int, length: int | None = None, numerics: int = 0) -> HFState:
         if numerics != 0:
             raise ModelError(f"the HuggingFace backend computes numerics 0 only, not {numerics}")

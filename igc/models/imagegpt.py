@@ -18,6 +18,9 @@ from igc.models.folders import (
     DEFAULT_MODEL,
     HUB_ID,
     WEIGHTS_DIR,
+    allowing_downloads,
+    cached_snapshot,
+    downloads_allowed,
     fingerprint_of,
     load_checked,
     packaged_models,
@@ -26,9 +29,23 @@ from igc.models.folders import (
     resolve,
 )
 
-__all__ = ["COMPUTATION_DEFAULTS", "DEFAULT_MODEL", "HUB_ID", "WEIGHTS_DIR", "ImageGPTModel",
-           "IntegerState", "fingerprint_of", "load_checked", "packaged_models", "read_config",
-           "read_tensors", "resolve"]
+__all__ = [
+    "COMPUTATION_DEFAULTS",
+    "DEFAULT_MODEL",
+    "HUB_ID",
+    "WEIGHTS_DIR",
+    "ImageGPTModel",
+    "IntegerState",
+    "allowing_downloads",
+    "cached_snapshot",
+    "downloads_allowed",
+    "fingerprint_of",
+    "load_checked",
+    "packaged_models",
+    "read_config",
+    "read_tensors",
+    "resolve",
+]
 
 
 
@@ -110,6 +127,42 @@ class ImageGPTModel:
         float numerics give None (`step`'s distributions)."""
         return INTEGER.frequency_bits if numerics == INTEGER.number else None
 
+    def state_bytes(self, rows: int, length: int, numerics: int, engine: str | None = None
+                    ) -> int:
+        """Host memory that `start(rows, length, numerics)` allocates, from the model's sizes
+        alone (nothing is allocated; an upper bound within a few percent, tests compare it with
+        the arrays `start` makes). `engine`: numerics 2's engine (default: the process's); the
+        cuda engine keeps its state on the GPU and counts nothing here."""
+        r = self.runtime
+        heads, d, c, nl = r.n_head, r.head_dim, r.n_embd, r.n_layer
+        inner = r.layers[0].fc_w.shape[1] if r.layers else 4 * c
+        vocab = r.vocab_size
+        rows_heads = rows * heads
+        # plus what every engine adds: a step's float64 probabilities, fixed scratch buffers
+        return self._state_bytes(rows, length, numerics, engine, heads, d, c, nl, inner, vocab,
+                                 rows_heads) + rows * vocab * 8 + 8 * max(length, inner, vocab)
+
+    @staticmethod
+    def _state_bytes(rows, length, numerics, engine, heads, d, c, nl, inner, vocab,
+                     rows_heads) -> int:
+        if numerics == 2:
+            from igc.models.engines import current_engine
+
+            engine = engine or current_engine()
+            if engine == "cuda":
+                return 0
+            if engine == "reference":  # int64 keys, shifts and values
+                return nl * rows_heads * length * (2 * d + 1) * 8 + rows * (c + vocab) * 8
+            # cpu: int16 keys in blocks of 16 positions, int8 shifts, int16 values (dv padded)
+            d2, dv, blocks = (d + 1) // 2, -(-d // 16) * 16, -(-length // 16)
+            per_row_head = blocks * d2 * 32 * 2 + length + (length + 1) // 2 * dv * 2 * 2
+            width = max(3 * c, inner, vocab) + 16
+            return nl * rows_heads * per_row_head + rows * (c + 2 * width + 3) * 8
+        if numerics == 1:  # bf16 keys in blocks of 64 positions and bf16 values
+            per_row_head = (-(-length // 64) * 64 + length) * d * 2
+            return nl * rows_heads * per_row_head + rows * (8 * c + inner + vocab) * 4
+        return nl * rows_heads * length * d * 2 * 4 + rows * (4 * c + inner + vocab) * 4
+
     @cached_property
     def parameters(self) -> int:
         r = self.runtime
@@ -142,7 +195,15 @@ class ImageGPTModel:
         if found is not None:
             return str(found)
         if HUB_ID.match(model_id) and not model_id.startswith((".", "/", "~")):
-            return model_id  # a hub id: its weights may be in the HuggingFace cache
+            if downloads_allowed():
+                return model_id  # a hub id: from the HuggingFace cache, or downloaded
+            cached = cached_snapshot(model_id)  # the cache only: a file cannot make igc
+            if cached is not None:               # reach the network unasked
+                return str(cached)
+            raise ModelError(f"this file needs model {model_id!r} (fingerprint {fingerprint}), "
+                             f"which is {search_description()}, nor in the local HuggingFace "
+                             "cache; igc downloads a file's model only when asked: pass "
+                             f"--allow-download, or --model {model_id} to fetch it")
         raise ModelError(f"this file needs model {model_id!r} (fingerprint {fingerprint}), which "
                          f"is {search_description()}; pass --model with its folder, or add the "
                          "folder that holds it to IGC_MODEL_PATH")
