@@ -210,7 +210,11 @@ def test_cli_decompress_and_info(tmp_path_factory, index, changes, cut, fix_crc)
 # -- the long run's driver, exercised briefly --------------------------------------------------
 
 
-def test_fuzz_script_runs(tiny_model, capsys):
+def test_fuzz_script_runs(tiny_model, capsys, monkeypatch):
+    for name in ("IGC_MAX_PIXELS", "IGC_MAX_DECODE_MEMORY", "HF_HUB_OFFLINE"):
+        # main() sets these for its run; setenv records each one's state before the test, so
+        # the teardown restores it (delenv of an unset variable would record nothing)
+        monkeypatch.setenv(name, os.environ.get(name, ""))
     module = fuzz_script()
     assert module.main(["--cases", "300", "--seed", "3", "--tiny-model", tiny_model,
                         "--tiny-every", "50"]) == 0
