@@ -85,13 +85,24 @@ def file_fingerprint(path: Path) -> str:
     return container.unpack(Path(path).read_bytes())[0].fingerprint
 
 
-def igc_process(*args, stdout=subprocess.PIPE, stdin=None, env=None) -> subprocess.Popen:
+def igc_process(*args, stdout=subprocess.PIPE, stdin=None, env=None, text=False
+                ) -> subprocess.Popen:
     """`python -m igc ARGS` in a subprocess of this checkout (real file descriptors and
     signals, which the in-process runner does not have); standard error is a pipe."""
     full_env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(ROOT), os.environ.get("PYTHONPATH", "")]), **(env or {})}
     return subprocess.Popen([sys.executable, "-m", "igc", *map(str, args)], stdout=stdout,
-                            stderr=subprocess.PIPE, stdin=stdin, env=full_env)
+                            stderr=subprocess.PIPE, stdin=stdin, env=full_env, text=text,
+                            preexec_fn=_default_sigint)
+
+
+def _default_sigint() -> None:
+    """In the child: SIGINT raises KeyboardInterrupt even when the test run was started in the
+    background, where the shell makes every job ignore SIGINT (and Python then keeps it
+    ignored)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def train_args(folder: Path, architecture: bool = True) -> list:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import error_line, file_fingerprint, invoke, rgb, train_args
+from helpers import error_line, file_fingerprint, igc_process, invoke, rgb, train_args
 
 import igc
 from igc.core import container
@@ -429,8 +429,6 @@ def test_a_diverging_run_stops_with_one_line_and_logs_no_nan(tmp_path):
 
 def test_ctrl_c_during_training_saves_a_checkpoint_that_resumes(tmp_path):
     import signal
-    import subprocess
-    import sys
     import time
 
     from igc.training.trainer import load_checkpoint
@@ -438,10 +436,7 @@ def test_ctrl_c_during_training_saves_a_checkpoint_that_resumes(tmp_path):
     args = [str(a) for a in train_args(tmp_path)]
     args[args.index("--steps") + 1] = "1000000"
     run = tmp_path / "run"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
-           "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "igc", *args, "--out", str(run)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = igc_process(*args, "--out", run, env={"OMP_NUM_THREADS": "1"}, text=True)
     try:
         deadline = time.monotonic() + 120
         while not (run / "log.jsonl").exists():  # the first validation is at step 0
