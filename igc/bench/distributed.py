@@ -26,11 +26,12 @@ import contextlib
 import json
 import os
 import pickle
+import signal
 import socket
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -353,6 +354,24 @@ def join() -> Group:
     return Group.from_env() if launched() else Group.solo()
 
 
+@contextlib.contextmanager
+def terminated_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt meanwhile (in the main thread), so that a run ended by
+    `kill` or by torchrun puts what it finished in the log, as Ctrl-C does."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 # -- --workers N: ranks on this machine -----------------------------------------------------------
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -367,11 +386,20 @@ def _child(rank: int, world: int, port: int, threads: int | None, fn: Callable, 
     os.environ.update({
         "MASTER_ADDR": LOCALHOST, "MASTER_PORT": str(port), "RANK": str(rank),
         "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world), "LOCAL_WORLD_SIZE": str(world),
-        "GLOO_SOCKET_IFNAME": "lo", "IGC_SPAWNED": "1",
+        "GLOO_SOCKET_IFNAME": "lo",
     })
+    os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "FATAL")  # igc's one line, not C++ tracebacks
     os.environ.pop("TORCHELASTIC_USE_AGENT_STORE", None)
     if threads:
         os.environ["OMP_NUM_THREADS"] = str(threads)
+    parent = os.getppid()
+
+    def orphaned() -> None:  # the parent was killed: no rank outlives the command
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(1)
+
+    threading.Thread(target=orphaned, daemon=True).start()
     code = 0
     try:
         value = fn(*args)
@@ -400,7 +428,7 @@ def spawn(workers: int, fn: Callable, args: tuple = (), *, threads: int | None =
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")
-    with tempfile.TemporaryDirectory(prefix="igc-ranks-") as folder:
+    with tempfile.TemporaryDirectory(prefix="igc-ranks-") as folder, terminated_as_interrupt():
         port = _free_port()
         procs = [ctx.Process(target=_child, args=(r, workers, port, threads, fn, args, folder),
                              name=f"igc-rank-{r}", daemon=False) for r in range(workers)]
@@ -419,7 +447,11 @@ def spawn(workers: int, fn: Callable, args: tuple = (), *, threads: int | None =
             for p in procs:
                 p.join()
         except KeyboardInterrupt:
-            deadline = time.monotonic() + 10  # the ranks had the signal too: let them log
+            for p in procs:  # from a terminal they had it too; from `kill` only this process
+                if p.is_alive():
+                    with contextlib.suppress(OSError):
+                        os.kill(p.pid, signal.SIGINT)
+            deadline = time.monotonic() + 10  # let them put their finished rows in the log
             for p in procs:
                 p.join(timeout=max(0.1, deadline - time.monotonic()))
                 if p.is_alive():

@@ -133,7 +133,7 @@ def bench_group(group: Group, images: Sequence[Any], compressors: Sequence[Any],
 
     rows: list[tuple[int, Any]] = []
     try:
-        with bar:
+        with bar, distributed.terminated_as_interrupt():
             group.start(handle)
             for i in mine:
                 item = loaded[i]
