@@ -44,3 +44,13 @@ class ChecksumError(FormatError):
 
 class ModelMismatchError(FormatError):
     """A file encoded with another model than the one offered for decoding."""
+
+
+class PeerLost(IgcError):
+    """Another rank of a distributed run (or the group's master) stopped answering, or left."""
+
+
+class RankStopped(IgcError):
+    """Rank 0 refused a distributed run and said why; this rank ends without a message."""
+
+    silent = True

@@ -477,3 +477,54 @@ def test_workers_refused_under_a_launch(images, monkeypatch):
         monkeypatch.setenv(key, value)
     with pytest.raises(UsageError, match="torchrun --nproc-per-node"):
         api.bench(images, ["png"], workers=2)
+
+
+# -- igc compress / decompress --workers ----------------------------------------------------------
+def _untimed(text: str) -> list[str]:
+    """Lines without their times ("…, 0.12 s", "… files in 1.3 s")."""
+    import re
+
+    return [re.sub(r"(, | in )[0-9.]+ s$", "", line) for line in text.splitlines()]
+
+
+@pytest.mark.slow
+def test_files_on_two_workers_print_what_one_process_does(photo_dir, tmp_path):
+    (photo_dir / "junk.png").write_text("not an image")
+    runs = {}
+    for workers in ("1", "2"):
+        out = tmp_path / f"igc{workers}"
+        compressed = igc_cli("compress", str(photo_dir), "--out-dir", str(out), "-m", "uniform",
+                             "--workers", workers)
+        back = tmp_path / f"png{workers}"
+        decompressed = igc_cli("decompress", str(out), "--out-dir", str(back), "--workers",
+                               workers)
+        runs[workers] = (compressed, decompressed, out, back)
+    for k in range(2):
+        one, two = runs["1"][k], runs["2"][k]
+        assert one.returncode == two.returncode
+        for stream in ("stdout", "stderr"):
+            texts = [getattr(run[k], stream).replace(str(run[2]), "OUT").replace(str(run[3]),
+                                                                                  "BACK")
+                     for run in (runs["1"], runs["2"])]
+            assert _untimed(texts[0]) == _untimed(texts[1])
+    assert runs["2"][0].returncode == 1
+    assert runs["2"][0].stderr.splitlines()[-1] == \
+        f"igc: error: 1 of 5 files failed: {photo_dir / 'junk.png'}"
+    assert runs["2"][0].stdout.splitlines()[-1].startswith("compressed 4 of 5 files in ")
+    assert runs["2"][1].returncode == 0
+    for name in ("img0.png", "img1.png", "img2.png", "img3.png"):
+        assert (runs["2"][2] / f"{name}.igc").read_bytes() == \
+            (runs["1"][2] / f"{name}.igc").read_bytes()
+        assert (runs["2"][3] / name).read_bytes() == (runs["1"][3] / name).read_bytes()
+
+
+def test_workers_take_files_not_standard_streams(photo_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from igc.cli.app import app
+
+    out = CliRunner().invoke(app, ["compress", str(photo_dir / "img0.png"), "-o", "-",
+                                   "--workers", "2", "-m", "uniform"])
+    assert out.exit_code == 2
+    assert out.output.strip() == ("igc: error: --workers codes files: standard input and "
+                                  "output take one process")

@@ -36,7 +36,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from igc.errors import IgcError, UsageError
+from igc.errors import IgcError, PeerLost, UsageError
+from igc.errors import RankStopped as Stopped
 
 ENV = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 TIMEOUT_ENV, DEFAULT_TIMEOUT = "IGC_DIST_TIMEOUT", 300.0  # joining the group, collectives
@@ -46,16 +47,6 @@ BEAT = 1.0  # seconds between heartbeats, and between rank 0's collections of re
 LOCALHOST = "127.0.0.1"
 
 Handler = Callable[[int, dict], None]
-
-
-class PeerLost(IgcError):
-    """Another rank (or the group's master) stopped answering, or left the group."""
-
-
-class Stopped(IgcError):
-    """Rank 0 refused the run and said why; this rank ends without a message of its own."""
-
-    silent = True
 
 
 def launched() -> bool:

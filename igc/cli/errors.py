@@ -32,6 +32,8 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         except typer.Exit:
             raise
         except IgcError as exc:
+            if getattr(exc, "silent", False):  # another rank of the run has said why
+                raise typer.Exit(exc.exit_code) from None
             if debug():
                 raise
             raise fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
