@@ -51,6 +51,11 @@ class PeerLost(IgcError):
 
 
 class RankStopped(IgcError):
-    """Rank 0 refused a distributed run and said why; this rank ends without a message."""
+    """Rank 0 refused a distributed run and said why; this rank ends without a message, with
+    rank 0's exit status."""
 
     silent = True
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

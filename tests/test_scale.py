@@ -528,3 +528,79 @@ def test_workers_take_files_not_standard_streams(photo_dir, tmp_path):
     assert out.exit_code == 2
     assert out.output.strip() == ("igc: error: --workers codes files: standard input and "
                                   "output take one process")
+
+
+def launch_ranks(args_of_rank: list[list[str]], env: dict | None = None) -> list:
+    """Ranks started by hand with torch.distributed's environment (no torchrun agent)."""
+    port = str(_free_port())
+    procs = []
+    for rank, args in enumerate(args_of_rank):
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "igc", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
+                 "RANK": str(rank), "WORLD_SIZE": str(len(args_of_rank)),
+                 "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, **(env or {})}))
+    return procs
+
+
+@pytest.mark.slow
+def test_ranks_with_other_images_stop_with_one_line(photo_dir, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    for name in ("img0.png", "img1.png"):
+        (other / name).write_bytes((photo_dir / name).read_bytes())
+    (code0, out0, err0), (code1, out1, err1) = finish(launch_ranks([
+        ["bench", "-c", "png", "-i", str(photo_dir)], ["bench", "-c", "png", "-i", str(other)]]))
+    assert (code0, code1) == (2, 2)
+    assert out0 == out1 == "" and err1 == ""  # rank 0 says why, once
+    assert err0.splitlines() == ["igc: error: rank 1 has other images (names and pixels) than "
+                                 "rank 0: every node must run the same command on the same files"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun is not installed")
+def test_compress_on_two_torchrun_nodes(photo_dir, tmp_path):
+    alone = igc_cli("compress", str(photo_dir), "--out-dir", str(tmp_path / "one"), "-m",
+                    "uniform")
+    (code0, out0, err0), (code1, out1, err1) = finish(torchrun_nodes(
+        ["compress", str(photo_dir), "--out-dir", str(tmp_path / "two"), "-m", "uniform"]))
+    assert code0 == code1 == 0, err0 + err1
+    assert out1 == ""
+    assert _untimed(out0.replace("/two/", "/one/")) == _untimed(alone.stdout)
+    for name in ("img0.png", "img1.png", "img2.png", "img3.png"):
+        assert (tmp_path / "two" / f"{name}.igc").read_bytes() == \
+            (tmp_path / "one" / f"{name}.igc").read_bytes()
+
+
+def _stderr_on_a_terminal(*args: str) -> str:
+    """`igc ARGS` with standard error on a pseudo-terminal: everything written to it."""
+    import pty
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "igc", *args], stdout=subprocess.DEVNULL,
+                            stderr=slave, cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "120"})
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the other end closed (Linux raises EIO)
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(master)
+    assert proc.wait(timeout=60) == 0
+    return b"".join(chunks).decode(errors="replace")
+
+
+@pytest.mark.slow
+def test_one_progress_bar_over_the_run_on_a_terminal(photo_dir):
+    shown = _stderr_on_a_terminal("bench", "-c", "png,zstd", "-i", str(photo_dir))
+    assert "benchmarking" in shown and "eta" in shown
+    assert "0/4 images, 0/5,931 subpixels" in shown  # 4 images, 1,977 pixels
+    assert "4/4 images, 5,931/5,931 subpixels" in shown
+    assert " on img" not in shown  # no per-codec phases
+    assert _stderr_on_a_terminal("bench", "-c", "png", "-i", str(photo_dir), "--quiet") == ""

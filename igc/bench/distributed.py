@@ -308,8 +308,9 @@ class Group:
         time.sleep(0.15)
 
     def drain(self) -> None:
-        """Rank 0, on the way out (interrupted): hand over what has arrived, if it can."""
-        if self.rank != 0 or self.world == 1 or self.error:
+        """Rank 0, on the way out (interrupted, a peer lost): hand over what has arrived from
+        the others, if the store still answers."""
+        if self.rank != 0 or self.world == 1:
             return
         try:
             with self._lock:

@@ -30,7 +30,7 @@ from igc.bench.progress import RunBar
 from igc.bench.rowlog import RowLog, image_hash, model_of, record, row_of, run_options
 from igc.bench.run import BenchResult, as_loaded, available_of, run_one, summarise
 from igc.core.types import LoadedImage
-from igc.errors import IgcError, UsageError
+from igc.errors import IgcError, PeerLost, UsageError
 
 
 def shard(items: list, rank: int, world: int) -> list:
@@ -108,11 +108,11 @@ def bench_group(group: Group, images: Sequence[Any], compressors: Sequence[Any],
                 rowlog = RowLog(Path(log), options, models, note=note)
             plan = {"reused": sorted(rowlog.matching(hashes, names)) if rowlog else []}
         except IgcError as exc:
-            group.broadcast({"error": str(exc)})
+            group.broadcast({"error": str(exc), "exit_code": exc.exit_code})
             raise
     plan = group.broadcast(plan)
     if "error" in plan:
-        raise Stopped(plan["error"])
+        raise Stopped(plan["error"], exit_code=plan["exit_code"])
     reused = {tuple(key) for key in plan["reused"]}
     todo = [i for i, h in enumerate(hashes) if any((h, n) not in reused for n in names)]
     mine = shard(todo, group.rank, group.world)
@@ -148,11 +148,11 @@ def bench_group(group: Group, images: Sequence[Any], compressors: Sequence[Any],
                                                               model_of(comp))})
                 group.send({"kind": "image", "subpixels": subpixels[i]})
             parts = group.finish(rows)
-    except KeyboardInterrupt:
-        lost = group.interrupted()
+    except (KeyboardInterrupt, PeerLost) as exc:
+        group.drain()  # what the other ranks finished before the end, into the log
+        lost = group.interrupted() if isinstance(exc, KeyboardInterrupt) else None
         if lost is not None:
             raise lost from None
-        group.drain()  # what the other ranks finished before the interrupt, into the log
         raise
     finally:
         if rowlog is not None:

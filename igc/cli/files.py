@@ -345,10 +345,10 @@ def joined(check: Callable[[], None]) -> Any:
             check()
         except IgcError as exc:
             error = exc
-    verdict = group.broadcast(None if error is None else str(error))
+    verdict = group.broadcast(None if error is None else (str(error), error.exit_code))
     if error is not None or verdict is not None:
         group.close()
-        raise error if error is not None else RankStopped(verdict)
+        raise error if error is not None else RankStopped(*verdict)
     return group
 
 
