@@ -323,6 +323,7 @@ SLOW_LAUNCHER = '''
 import os
 import time
 
+import igc
 from igc import api
 from igc.compressors.classical import ZstdCompressor
 

@@ -129,7 +129,7 @@ def decompress(
         check()
         spawn(decompress, params, workers)
         return
-    group = joined(check)
+    group = joined(check, out_dir)
     api.set_threads(threads or None)
     api.set_engine(engine)
     reporter = Output(jobs, quiet=quiet or bool(group and group.rank))

@@ -328,10 +328,11 @@ def rank_main(command: Callable[..., Any], params: dict) -> int:
     return 0
 
 
-def joined(check: Callable[[], None]) -> Any:
+def joined(check: Callable[[], None], out_dir: Path | None = None) -> Any:
     """The group this process is a rank of (None when it runs alone, after `check`). Rank 0
     runs `check` (the outputs, which creates --out-dir) before any rank writes a file, and
-    tells the others when it fails."""
+    tells the others when it fails; the others create `out_dir` too (on another machine it is
+    another folder)."""
     from igc import api
     from igc.errors import RankStopped
 
@@ -349,6 +350,13 @@ def joined(check: Callable[[], None]) -> Any:
     if error is not None or verdict is not None:
         group.close()
         raise error if error is not None else RankStopped(*verdict)
+    if out_dir is not None and group.rank:
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            group.close()
+            raise UsageError(f"cannot create --out-dir {out_dir}: {exc.strerror or exc}") \
+                from None
     return group
 
 
