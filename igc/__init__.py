@@ -1,8 +1,5 @@
 """igc: lossless image compression with ImageGPT, and an honest benchmark beside classical codecs."""
 
-# The benchmark package is loaded before the API binds `igc.bench` to the bench function: loading
-# the package later would otherwise rebind the name to it (importing igc.bench.run still works).
-import igc.bench  # noqa: F401
 from igc.api import (
     bench,
     compress,

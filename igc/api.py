@@ -39,7 +39,7 @@ def get_compressor(name: str, **options: Any):
 def image_files(paths: Sequence[str] | None) -> list[Path]:
     """The files a bench over `paths` reads (default: the bundled gallery), e.g. so that no
     report is written over one of them."""
-    from igc.bench import sources
+    from igc.benchmark import sources
 
     refs = sources.collect(list(paths)) if paths else sources.gallery()
     return [Path(ref.path) for ref in refs]
@@ -48,7 +48,7 @@ def image_files(paths: Sequence[str] | None) -> list[Path]:
 def folder_images(folder: str | Path) -> list[Path]:
     """The image files directly inside `folder` (by extension: the ones bench reads), sorted by
     name; hidden files and subfolders are left out."""
-    from igc.bench.sources import IMAGE_EXTENSIONS
+    from igc.benchmark.sources import IMAGE_EXTENSIONS
 
     return sorted(p for p in Path(folder).iterdir()
                   if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
@@ -57,7 +57,7 @@ def folder_images(folder: str | Path) -> list[Path]:
 
 def image_extensions() -> tuple[str, ...]:
     """The file extensions igc reads as images, e.g. for a message saying what was looked for."""
-    from igc.bench.sources import IMAGE_EXTENSIONS
+    from igc.benchmark.sources import IMAGE_EXTENSIONS
 
     return tuple(IMAGE_EXTENSIONS)
 
@@ -114,15 +114,17 @@ def _file_bytes(data: Any, caller: str) -> bytes:
 
 def decompress(data: bytes, model: str | None = None,
                progress: Callable[[int, int], None] | None = None,
-               engine: str | None = None) -> Image:
+               engine: str | None = None, allow_download: bool = False) -> Image:
     """`.igc` bytes -> RGB pixels (H, W, 3), verified against the checksum stored in the file.
     The model, tokenizer and coder are the ones the header names (or `model`).
     `progress(done, total)` as for `compress`, with the tokens decoded; `engine` as for
-    `compress` (any engine decodes a file any engine wrote)."""
+    `compress` (any engine decodes a file any engine wrote). A header naming a HuggingFace hub
+    id is looked up in the local cache only, unless `allow_download` (or `model` names it)."""
     from igc.models.engines import using_engine
+    from igc.models.imagegpt import allowing_downloads
     from igc.plugins.compose import decompress as decode
 
-    with using_engine(engine):
+    with using_engine(engine), allowing_downloads(allow_download):
         return decode(_file_bytes(data, "igc.decompress"), model, progress=progress)
 
 
@@ -142,7 +144,7 @@ def info(data: bytes) -> dict:
 def report_fields(compressor: Any, result: Any, image: Image) -> dict:
     """What bench adds to a model-based row beyond sizes (a palette model's bit split and, for a
     lossy file, its PSNR and what PNG and JPEG-XL take for the same quantized image)."""
-    from igc.bench.run import report_fields as fields
+    from igc.benchmark.run import report_fields as fields
 
     return fields(compressor.codec, result, image)
 
@@ -228,7 +230,7 @@ def load_images(paths: Sequence[str] | None = None, count: int | None = None, se
     """(images, preprocessing): `count` images picked with `seed` from files, folders and .npz
     arrays (default: the bundled gallery), center-cropped to `crop` pixels and/or resized to
     32×32 (`paper_size`); `preprocessing` says what was done."""
-    from igc.bench.run import load_images as load
+    from igc.benchmark.run import load_images as load
 
     return load(paths, count, seed, crop, default_count=default_count, paper_size=paper_size)
 
@@ -248,10 +250,10 @@ def bench(images: Sequence[Any], compressors: Sequence[Any], *, verify: bool = T
     each. Launched as one rank of several (torchrun: RANK, WORLD_SIZE, MASTER_ADDR and
     MASTER_PORT set), this process benches its shard and returns the merged result on rank 0,
     None on the others. `log`: a JSON Lines file of finished rows, appended to as they finish
-    and reused when the same run is repeated (igc/bench/rowlog.py). `show_progress`: one bar
+    and reused when the same run is repeated (igc/benchmark/rowlog.py). `show_progress`: one bar
     over the run on a terminal. `note(text)`: what rank 0 has to say on the way (reused rows)."""
-    from igc.bench import distributed
-    from igc.bench.run import bench as run
+    from igc.benchmark import distributed
+    from igc.benchmark.run import bench as run
 
     options = {"verify": verify, "estimate": estimate, "seed": seed,
                "preprocessing": preprocessing}
@@ -264,7 +266,7 @@ def bench(images: Sequence[Any], compressors: Sequence[Any], *, verify: bool = T
         raise UsageError("--workers N starts processes on this machine; launched by torchrun, "
                          "give torchrun --nproc-per-node N instead")
     if workers > 1:
-        from igc.bench.shard import bench_sharded
+        from igc.benchmark.shard import bench_sharded
 
         if not named:
             raise UsageError("sharding over workers takes compressor names, not instances")
@@ -280,7 +282,7 @@ def bench(images: Sequence[Any], compressors: Sequence[Any], *, verify: bool = T
     if named:
         compressors, unavailable = create_compressors(compressors, **made_with)
     if distributed.launched() or log is not None or show_progress:
-        from igc.bench.shard import bench_group
+        from igc.benchmark.shard import bench_group
 
         with distributed.join() as group:
             return bench_group(group, images, compressors, made_with=made_with,
@@ -290,15 +292,15 @@ def bench(images: Sequence[Any], compressors: Sequence[Any], *, verify: bool = T
 
 def launched() -> bool:
     """Whether this process is one rank of several (torchrun and the like, or `--workers`)."""
-    from igc.bench.distributed import launched as ranked
+    from igc.benchmark.distributed import launched as ranked
 
     return ranked()
 
 
 def join_group():
-    """This process's group of ranks (`igc.bench.distributed.Group`): the one torch.distributed's
+    """This process's group of ranks (`igc.benchmark.distributed.Group`): the one torch.distributed's
     environment describes when launched, else this process alone."""
-    from igc.bench.distributed import join
+    from igc.benchmark.distributed import join
 
     return join()
 
@@ -306,19 +308,36 @@ def join_group():
 def spawn_workers(workers: int, fn: Callable, args: tuple = (), threads: int | None = None):
     """`fn(*args)` on `workers` processes of this machine forming one group (what torchrun would
     start on 127.0.0.1); rank 0's return value."""
-    from igc.bench.distributed import spawn
+    from igc.benchmark.distributed import spawn
 
     return spawn(workers, fn, args, threads=threads)
 
 
-def report(result, reporter: str = "table", destination: Any = None, **options: Any) -> None:
-    """Hand a bench result to a registered reporter ("table", "json", "csv", a plugin's...);
-    `options` go to the reporter's factory where it takes them (the table's `wide=True`)."""
+def report(result, reporter: str = "table", destination: Any = None,
+           **options: Any) -> str | None:
+    """Hand a bench result to a registered reporter ("table", "json", "csv", "markdown", a
+    plugin's...) and return its text: `igc.report(result, "markdown")` prints nothing. With a
+    `destination` the report is written there instead ("-": standard output, else a file path)
+    and None is returned. `options` go to the reporter's factory where it takes them (the table's
+    `wide=True`)."""
+    import contextlib
+    import io
+
     from igc.core.protocols import Reporter, conform
     from igc.plugins.manager import get_registry
 
-    made = get_registry().create("reporter", reporter, **options)
-    conform(made, Reporter, f"reporter {reporter!r}").report(result, destination)
+    made = conform(get_registry().create("reporter", reporter, **options), Reporter,
+                   f"reporter {reporter!r}")
+    if destination is None:
+        render = getattr(made, "render", None)
+        if callable(render):
+            return render(result)
+        buffer = io.StringIO()  # a reporter without `render` writes to stdout for destination None
+        with contextlib.redirect_stdout(buffer):
+            made.report(result, None)
+        return buffer.getvalue()
+    made.report(result, None if destination == "-" else destination)
+    return None
 
 
 def check_reporter(name: str) -> None:
@@ -334,7 +353,7 @@ def speed(model: str | None = None, images: Sequence[str] | None = None, count: 
           progress: Callable[[str], None] | None = None):
     """Subpixels per second of igc's ImageGPT runtime and HuggingFace's on the same model and
     images (estimate, encode, decode), as a `SpeedReport` (`.to_dict()`: `igc speed --json`)."""
-    from igc.bench import speed as timing
+    from igc.benchmark import speed as timing
 
     unknown = [b for b in backends if b not in timing.BACKENDS]
     if not backends or unknown:

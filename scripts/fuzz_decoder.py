@@ -3,15 +3,22 @@
 
 Each case mutates a file of the corpus (truncation, byte flips, flips with the header CRC
 recomputed, splices of two files, inserted or deleted bytes, header fields rewritten and
-repacked, payload replaced) or is random bytes, and decodes it. A case must end in pixels equal
+repacked, payload replaced) or is random bytes, and decodes it. The `fields` mutation rewrites
+one to three header fields *by meaning*, with values chosen where the decoder's checks are:
+batch and lane around the tile count and far beyond it, tile sides, numerics, model ids (shipped,
+hub ids, paths), model plugin, tokenizer and coder names (the `context` model plugin and `ans`
+coder of examples/igc-context when installed), residual flag, format version and precision. A case must end in pixels equal
 to an original image or in an `igc.IgcError`; anything else (another exception type, wrong
 pixels) is a failure: it is printed, its input saved under --crash-dir, and the exit status is 1.
 
     OMP_NUM_THREADS=1 python scripts/fuzz_decoder.py --cases 100000
 
-The corpus is coded with the `uniform` model (fast) and, every --tiny-every cases, with a tiny
-random ImageGPT (4×4 tiles) built in a temporary folder (needs torch and transformers; pass
---tiny-model DIR to use an existing one, or --tiny-model none to skip it).
+The corpus is coded with the `uniform` model (fast; and the `context` model with both coders
+where installed) and, every --tiny-every cases, with a tiny random ImageGPT (4×4 tiles, numerics
+2) built in a temporary folder (needs torch and transformers; pass --tiny-model DIR to use an
+existing one, or --tiny-model none to skip it). The run sets IGC_MAX_PIXELS=4096 and
+IGC_MAX_DECODE_MEMORY=64M, so mutated sizes and batches reach the memory budget, and reports the
+peak RSS of the process.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 LIMIT = 4096  # IGC_MAX_PIXELS for the run: a mutated header cannot ask for a large decode
+MEMORY = "64M"  # IGC_MAX_DECODE_MEMORY for the run: batches and sizes reach the budget's check
 
 
 def build_tiny_model(folder: Path) -> str:
@@ -57,6 +65,13 @@ def make_corpus(tiny_model: str | None):
     for size, order, batch in specs:
         image = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
         uniform.append((image, get_compressor("uniform", order=order, batch=batch).compress(image), None))
+    from igc import list_compressors
+
+    if "context" in list_compressors():  # examples/igc-context: a plugin model and coder
+        for size, coder in [((9, 7), "range"), ((5, 18), "ans")]:
+            image = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+            comp = get_compressor("context", coder=coder)
+            uniform.append((image, comp.compress(image), None))
     if tiny_model:
         for size, order, batch in [((6, 5), "interleaved", 3), ((4, 9), "channel", None)]:
             image = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
@@ -65,10 +80,44 @@ def make_corpus(tiny_model: str | None):
     return uniform, tiny
 
 
-def recrc(data: bytes) -> bytes:
-    from igc.core import container
+def recompute_header_crc(data: bytes) -> bytes:
+    """`data` with its header CRC recomputed, where the header still parses that far: a mutated
+    header then gets past the CRC and reaches the field checks (tests use it too, through
+    tests/helpers.py)."""
+    import zlib
 
-    return container.recompute_header_crc(data)
+    from igc.core import container
+    from igc.errors import FormatError
+
+    r = container._Reader(data)
+    try:
+        version = r.take(5)[3]
+        r.varint(), r.varint()  # height, width
+        if version >= 4:
+            r.take(2)  # channels, tile
+            container._read_name(r, "tokenizer"), container._read_name(r, "coder")
+            r.byte()  # precision
+        else:
+            r.take(4)  # channels, tile, coder, precision
+        r.varint()  # batch
+        for _ in range(min(version, 3) - 1):  # lane (v2), numerics (v3)
+            r.varint()
+        if version >= 4:
+            container._read_name(r, "model plugin")
+        r.take(8)  # fingerprint
+        container._read_model_id(r, version)
+        r.take(4)  # checksum
+        r.take(r.byte())  # region checks
+        r.varint()  # payload length
+    except FormatError:
+        return data
+    end = r.pos
+    if end + 2 > len(data):
+        return data
+    return data[:end] + (zlib.crc32(data[:end]) & 0xFFFF).to_bytes(2, "little") + data[end + 2:]
+
+
+recrc = recompute_header_crc
 
 
 def random_header_field(rng: np.random.Generator, header):
@@ -89,12 +138,60 @@ def random_header_field(rng: np.random.Generator, header):
     return replace(header, **{str(field): value})
 
 
+def field_by_meaning(rng: np.random.Generator, header) -> tuple[str, object]:
+    """(field, value): a header field and a value where the decoder's checks are."""
+    from igc.core import container
+
+    tiles = -(-header.height // max(header.tile, 1)) * -(-header.width // max(header.tile, 1))
+    near = [0, 1, 2, 3, tiles - 1, tiles, tiles + 1, 16, 17, 256, 4096, 4097, 1 << 20, 1 << 40,
+            (1 << 63) - 1]
+    choices = {
+        "batch": lambda: max(0, int(rng.choice(near))),
+        "lane": lambda: max(0, int(rng.choice([*near, header.batch, header.batch + 1]))),
+        "tile": lambda: int(rng.choice([0, 1, 2, 3, 4, 5, 8, 15, 16, 17, 64, 255])),
+        "numerics": lambda: int(rng.choice([0, 1, 2, 3, 4, 255, 256, 1 << 40])),
+        "model_id": lambda: str(rng.choice(
+            ["", "uniform", "context", "igc-rgb16", "igc-rgb16-v2", "igc-rgb16-w256",
+             "openai/imagegpt-small", "someone/model", ".", "..", "/", "/dev/zero", "~x/y",
+             "x" * 64, "tiny-imagegpt", "a b", "é" * 32])),
+        "model_plugin": lambda: str(rng.choice(["imagegpt", "uniform", "context", "nosuch",
+                                                "x" * 63])),
+        "tokenizer": lambda: str(rng.choice(["subpixel", "palette", "nosuch"])),
+        "coder": lambda: str(rng.choice(["range", "ans", "nosuch"])),
+        "precision": lambda: int(rng.choice([0, 1, 8, 12, 16, 23, 24, 25, 31, 32, 64, 255])),
+        "order": lambda: str(rng.choice(list(container.ORDERS))),
+        "residual": lambda: not header.residual,
+        "version": lambda: int(rng.choice([1, 2, 3, 4])),
+        "height": lambda: int(rng.choice([1, 2, header.height + 1, 63, 64, 65, 4096, 4097])),
+        "width": lambda: int(rng.choice([1, 2, header.width + 1, 63, 64, 65, 4096, 4097])),
+        "channels": lambda: int(rng.choice([0, 1, 4, 255])),
+        "fingerprint": lambda: rng.bytes(8).hex(),
+        "checksum": lambda: int(rng.integers(0, 2**32)),
+        "region_checks": lambda: rng.bytes(int(rng.integers(0, 12))),
+    }
+    field = str(rng.choice(sorted(choices)))
+    return field, choices[field]()
+
+
+def mutate_fields(rng: np.random.Generator, header, payload: bytes) -> bytes:
+    """The file with one to three header fields rewritten by meaning (CRC valid)."""
+    from igc.core import container
+
+    for _ in range(int(rng.integers(1, 4))):
+        field, value = field_by_meaning(rng, header)
+        header = replace(header, **{field: value})
+    try:
+        return container.pack(header, payload)
+    except (KeyError, ValueError, OverflowError):  # not representable in this version: refuse
+        return b"IGC"  # the parser's first check then refuses it (a case like any other)
+
+
 def mutate(rng: np.random.Generator, data: bytes, other: bytes) -> tuple[str, bytes]:
     """(kind, mutated bytes)."""
     from igc.core import container
 
     kind = str(rng.choice(["truncate", "flip", "flip+crc", "splice", "splice+crc", "insert",
-                           "delete", "header", "payload", "random"]))
+                           "delete", "header", "fields", "fields", "payload", "random"]))
     n = len(data)
     if kind == "truncate":
         return kind, data[: int(rng.integers(0, n))]
@@ -115,6 +212,8 @@ def mutate(rng: np.random.Generator, data: bytes, other: bytes) -> tuple[str, by
         pos = int(rng.integers(0, n))
         return kind, data[:pos] + data[pos + int(rng.integers(1, 9)):]
     header, payload = container.unpack(data)
+    if kind == "fields":
+        return kind, mutate_fields(rng, header, payload)
     if kind == "header":
         return kind, container.pack(random_header_field(rng, header), payload)
     if kind == "payload":
@@ -159,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     os.environ["IGC_MAX_PIXELS"] = str(LIMIT)
+    os.environ["IGC_MAX_DECODE_MEMORY"] = MEMORY
     os.environ["HF_HUB_OFFLINE"] = "1"  # mutated model ids must not reach the network
     tmp = None
     tiny = None if args.tiny_model == "none" else args.tiny_model
@@ -203,6 +303,10 @@ def main(argv: list[str] | None = None) -> int:
     print("errors by type: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())
                                          if k not in ("exact", "crash", "wrong pixels")))
     print("mutations: " + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())))
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    print(f"peak RSS {peak / 1024:.0f} MiB")
     if tmp is not None:
         tmp.cleanup()
     if failures:

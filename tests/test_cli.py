@@ -4,16 +4,13 @@ import json
 
 import numpy as np
 import pytest
+from helpers import invoke
 from PIL import Image
 from typer.testing import CliRunner
-
-from igc.cli.app import app
 
 runner = CliRunner()
 
 
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 def test_help_lists_commands():

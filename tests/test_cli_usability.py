@@ -26,6 +26,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from helpers import invoke
 from typer.testing import CliRunner
 
 from igc.cli.app import app
@@ -33,9 +34,6 @@ from igc.cli.app import app
 runner = CliRunner()
 
 
-def invoke(*args, env=None, input=None):
-    return runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "80", **(env or {})},
-                         input=input)
 
 
 def lines_of(text: str) -> list[str]:
@@ -539,7 +537,7 @@ def _result(images: int, estimate: bool = False):
     import numpy as np
 
     import igc
-    from igc.bench.run import PickedImages
+    from igc.benchmark.run import PickedImages
 
     rng = np.random.default_rng(0)
     loaded = PickedImages(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8) for _ in range(images))
@@ -548,7 +546,7 @@ def _result(images: int, estimate: bool = False):
 
 
 def test_plot_names_what_was_measured_and_summarises(tmp_path):
-    from igc.bench.reporters.files import figure
+    from igc.reporters.files import figure
 
     result = _result(5)
     result.environment["models"] = {"imagegpt": {
@@ -573,7 +571,7 @@ def test_plot_of_many_images_is_a_distribution_of_capped_width(tmp_path):
     from PIL import Image
 
     import igc
-    from igc.bench.reporters.files import MAX_BARS_IMAGES, figure
+    from igc.reporters.files import MAX_BARS_IMAGES, figure
 
     result = _result(MAX_BARS_IMAGES + 10)
     fig = figure(result)
@@ -608,3 +606,115 @@ def test_readme_commands_print_every_number_whole_at_80_columns(args):
 @pytest.mark.slow
 def test_speed_prints_every_number_whole_at_80_columns():
     _whole(invoke("speed", "--count", "1", "--crop", "16"))
+
+
+# -- issue 26, §3: what a newcomer meets -----------------------------------------------------------
+def test_report_returns_the_text_and_prints_nothing(capsys):
+    import numpy as np
+
+    import igc
+
+    image = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    result = igc.bench([image], ["png", "zstd"])
+    capsys.readouterr()
+    text = igc.report(result, "markdown")
+    assert text.startswith("| compressor | images | bits/subpixel")
+    assert "| png | 1 |" in text
+    assert capsys.readouterr().out == ""  # returned, not printed
+    assert igc.report(result, "markdown", "-") is None
+    assert capsys.readouterr().out == text  # "-": printed
+
+
+def test_bench_says_where_the_csv_went(tmp_path):
+    _png(tmp_path / "a.png")
+    out = invoke("bench", "-c", "png", "-i", tmp_path / "a.png", "--csv", tmp_path / "r.csv")
+    assert out.exit_code == 0, out.output
+    assert f"wrote the CSV to {tmp_path / 'r.csv'}" in " ".join(out.stderr.split())
+    assert (tmp_path / "r.csv").read_text().startswith("image,compressor")
+
+
+def test_igc_named_files_that_meet_in_one_folder_all_decode(tmp_path):
+    """a.png.igc and a.jpg.igc in one --out-dir: a.png and a.jpg.png, not a refused batch."""
+    png = _png(tmp_path / "a.png", 0, shape=(6, 7, 3))
+    jpg = _png(tmp_path / "other.png", 1, shape=(5, 4, 3))
+    out = invoke("compress", tmp_path / "a.png", "--out-dir", tmp_path / "OUT", "-m", "uniform")
+    assert out.exit_code == 0, out.output
+    out = invoke("compress", tmp_path / "other.png", "-o", tmp_path / "OUT" / "a.jpg.igc",
+                 "-m", "uniform")
+    assert out.exit_code == 0, out.output
+    out = invoke("decompress", tmp_path / "OUT" / "a.jpg.igc", tmp_path / "OUT" / "a.png.igc",
+                 "--out-dir", tmp_path / "DEC")
+    assert out.exit_code == 0, out.output
+    assert sorted(p.name for p in (tmp_path / "DEC").iterdir()) == ["a.jpg.png", "a.png"]
+    assert (_pixels(tmp_path / "DEC" / "a.png") == png).all()
+    assert (_pixels(tmp_path / "DEC" / "a.jpg.png") == jpg).all()
+    # names igc did not make still clash, and are refused naming both
+    (tmp_path / "OUT" / "a.igc").write_bytes((tmp_path / "OUT" / "a.png.igc").read_bytes())
+    out = invoke("decompress", tmp_path / "OUT" / "a.igc", tmp_path / "OUT" / "a.png.igc",
+                 "--out-dir", tmp_path / "DEC2")
+    assert out.exit_code != 0 and "would both be written to" in out.output
+
+
+def test_info_on_an_image_says_what_it_is(tmp_path):
+    _png(tmp_path / "x.png")
+    out = invoke("info", tmp_path / "x.png")
+    assert out.exit_code != 0
+    assert lines_of(out.output) == [f"igc: error: {tmp_path / 'x.png'} is not an .igc file (it is a "
+                                    "PNG image); igc decompress reads the files igc compress writes"]
+
+
+@pytest.mark.parametrize(("fixture", "says"), [
+    ("igc-rgb16-v2-numerics2.igc", "to the same pixels on any machine"),
+    ("igc-rgb16-v3.igc", "only on the kind of CPU that wrote it"),  # numerics 1
+    ("igc-rgb16-w256-v4.igc", "only on the kind of CPU that wrote it"),
+])
+def test_info_says_where_a_file_decodes(fixture, says):
+    from pathlib import Path
+
+    out = invoke("info", Path(__file__).parent / "data" / fixture)
+    assert out.exit_code == 0, out.output
+    text = " ".join(out.output.split())
+    assert f"decodes {says}" in text
+
+
+def test_compress_help_sends_the_user_to_igc_models_for_names():
+    out = invoke("compress", "--help")
+    text = " ".join(out.output.replace("│", " ").split())  # the help's box, unwrapped
+    assert "A model: a shipped one's name (see `igc models`)" in text
+
+
+@pytest.mark.parametrize("width", [40, 60, 80, 120])
+@pytest.mark.parametrize("total", [768, 1_179_648, 12_582_912])
+def test_the_progress_bar_is_one_line_that_fits(width, total):
+    """A 7- or 8-digit token count must not wrap the bar: wrapped, its clearing ate the file's line
+    and left its last frame on screen."""
+    from igc.cli.files import bar_line
+
+    for done in (0, total // 3, total):
+        for name in ("a.png", "[12/300] a-very-long-photograph-name-from-a-camera.png"):
+            line = bar_line(name, done, total, 83.0, width).plain
+            assert len(line) <= width - 1 and "\n" not in line, (width, line)
+            assert f"{100 * done // total:3d}%" in line
+    assert f"{total:,}/{total:,} tokens" in bar_line("a.png", total, total, 0, 80).plain
+    assert "loading" in bar_line("a.png", 0, None, None, 80).plain
+
+
+def test_file_lines_wrap_at_spaces_on_a_narrow_terminal(monkeypatch, capsys):
+    import os
+
+    from igc.cli import files
+
+    class Terminal:
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(files.sys, "stdout", Terminal())
+    monkeypatch.setattr("shutil.get_terminal_size", lambda *a, **k: os.terminal_size((40, 24)))
+    said = []
+    monkeypatch.setattr(files.typer, "echo", lambda text, err=False: said.append(text))
+    reporter = files.Output([], quiet=False)
+    reporter.say("photos/kodim23.png -> OUT/kodim23.png.igc: 768×512, 423,786 bytes, "
+                 "2.874 bits/subpixel, ratio 2.784, 1 min 46.2 s")
+    lines = said[0].splitlines()
+    assert all(len(line) <= 39 for line in lines) and len(lines) > 1
+    assert "bits/subpixel," in said[0].split() and "2.874" in said[0].split()  # words whole

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -270,3 +271,73 @@ def test_bench_table_names_a_plugin_model_and_reporters_are_selectable(installed
     assert out.exit_code == 2 and "unknown reporter 'nope'; known: csv, json" in out.output
     with pytest.raises(PluginError, match="already registered"):
         igc.register_plugin(Plugin(), "plugin-0")
+
+
+# -- issue 26, §4: what a model factory is given, the geometry, hints that fit plugins ------------
+class SpecModel(RepeatModel):
+    """RepeatModel that records the spec its factory was given and the geometry of each start."""
+
+    specs: ClassVar[list] = []
+    geometries: ClassVar[list] = []
+
+    def __init__(self, spec=None):
+        SpecModel.specs.append(spec)
+
+    def start(self, batch, length, numerics, geometry=None):
+        SpecModel.geometries.append((length, geometry))
+        return super().start(batch, length, numerics)
+
+
+class SpecPlugin:
+    @igc.hookimpl
+    def register_models(self, register):
+        register(SpecModel, name="probe")
+
+
+def test_the_spec_a_model_factory_gets_is_the_documented_one(monkeypatch):
+    monkeypatch.setattr(manager, "_registry", registry_with(SpecPlugin()))
+    monkeypatch.setattr(SpecModel, "specs", [])
+    image = smooth(5, 6)
+    data = igc.compress(image, model="probe")  # by its registered name: the default model
+    assert SpecModel.specs == [None]
+    igc.bench([image], ["probe", "png"], model="igc-rgb16-w256")  # bench's --model is imagegpt's
+    assert "igc-rgb16-w256" not in SpecModel.specs
+    igc.get_compressor("probe", model="mine")  # given explicitly to this model
+    assert SpecModel.specs[-1] == "mine"
+    assert np.array_equal(igc.decompress(data), image)  # decoding: the header's model id
+    assert SpecModel.specs[-1] == "repeat-v1"
+
+
+def test_a_model_whose_start_takes_geometry_is_told_the_tiles_and_the_order(monkeypatch):
+    monkeypatch.setattr(manager, "_registry", registry_with(SpecPlugin()))
+    monkeypatch.setattr(SpecModel, "geometries", [])
+    image = smooth(1, 6)  # one row of pixels: only the first 18 positions of a 4×4 tile are coded
+    for order in ("interleaved", "channel"):
+        data = igc.compress(image, model="probe", order=order)
+        assert np.array_equal(igc.decompress(data), image)
+    lengths = [length for length, _ in SpecModel.geometries]
+    geometries = [g for _, g in SpecModel.geometries]
+    assert {(g.tile, g.tokens, g.tokenizer, g.channels) for g in geometries} == {
+        (4, 48, "subpixel", 3)}
+    # two tiles in two lanes of one: two starts to encode, two to decode, per order
+    assert [g.order for g in geometries] == ["interleaved"] * 4 + ["channel"] * 4
+    # length: exactly the steps to the last coded position of any tile (row 0, columns 0..3)
+    assert lengths == [12] * 4 + [36] * 4  # interleaved: 4 pixels × 3; channel: to B of pixel 3
+    inter, chan = geometries[0], geometries[-1]
+    assert inter.position(5) == (0, 1, 2) and inter.position(12) == (1, 0, 0)
+    assert chan.position(5) == (1, 1, 0) and chan.position(17) == (0, 1, 1)
+
+
+def test_a_plugin_models_file_given_another_model_is_not_sent_to_a_folder(installed):
+    data = igc.compress(smooth(), model="repeat")
+    with pytest.raises(igc.IgcError) as caught:
+        igc.decompress(data, model="uniform")
+    message = str(caught.value)
+    assert "decode without --model: the file names its model plugin 'repeat'" in message
+    assert "folder" not in message
+
+
+def test_the_palette_tokenizer_reports_the_models_own_classes(installed):
+    with pytest.raises(UsageError, match=r"model 'repeat-v1' predicts 256 classes and has no "
+                                         r"colour clusters"):
+        igc.compress(smooth(), model="repeat", tokenizer="palette")

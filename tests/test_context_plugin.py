@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import invoke
 from PIL import Image
 from typer.testing import CliRunner
 
 import igc
-from igc.cli.app import app
 from igc.core import container
 
 FIXTURES = Path(__file__).parent / "data"
@@ -35,8 +35,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 def astronaut_crop() -> np.ndarray:

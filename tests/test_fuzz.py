@@ -14,6 +14,7 @@ from functools import cache
 
 import numpy as np
 import pytest
+from helpers import fuzz_script, recompute_header_crc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -65,9 +66,7 @@ def tiny_file(tiny_model):
 
 
 def recrc(data: bytes) -> bytes:
-    from igc.core import container
-
-    return container.recompute_header_crc(data)
+    return recompute_header_crc(data)
 
 
 def decodes_exactly_or_fails_cleanly(data: bytes, originals, model: str | None = None) -> str:
@@ -212,13 +211,7 @@ def test_cli_decompress_and_info(tmp_path_factory, index, changes, cut, fix_crc)
 
 
 def test_fuzz_script_runs(tiny_model, capsys):
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parent.parent / "scripts" / "fuzz_decoder.py"
-    spec = importlib.util.spec_from_file_location("fuzz_decoder", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = fuzz_script()
     assert module.main(["--cases", "300", "--seed", "3", "--tiny-model", tiny_model,
                         "--tiny-every", "50"]) == 0
     out = capsys.readouterr().out

@@ -10,16 +10,21 @@ from __future__ import annotations
 import os
 import stat
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import error_line, igc_process, invoke, rgb, train_args, train_error
 from PIL import Image
-from test_hostile import error_line, invoke
 
 import igc
 
 PIXELS = np.random.default_rng(3).integers(0, 256, (6, 5, 3), dtype=np.uint8)
+
+
 NO_MODEL = "/nonexistent/igc-model"  # loading it would fail: its error must not be the one seen
+
+
 not_as_root = pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0,
                              reason="root writes regardless of permissions")
 
@@ -55,9 +60,6 @@ def compress(png, out, *extra):
     return invoke("compress", png, "-o", out, "--model", "uniform", *extra)
 
 
-# -- modes -----------------------------------------------------------------------------------
-
-
 @pytest.mark.parametrize(("mask", "expected"), [(0o022, 0o644), (0o027, 0o640), (0o002, 0o664)],
                          ids=["umask-022", "umask-027", "umask-002"])
 def test_outputs_get_the_users_umask(png, igc_file, tmp_path, mask, expected):
@@ -80,9 +82,6 @@ def test_force_keeps_the_replaced_files_mode(png, igc_file, tmp_path, kept):
     np.testing.assert_array_equal(igc.decompress((tmp_path / "a.igc").read_bytes()), PIXELS)
 
 
-# -- refused before any coding ---------------------------------------------------------------
-
-
 def test_missing_output_folder_is_refused_before_coding(png, igc_file, tmp_path):
     out = tmp_path / "no" / "such" / "x.igc"
     line = error_line(invoke("compress", png, "-o", out, "--model", NO_MODEL))
@@ -99,6 +98,42 @@ def test_output_that_is_a_directory_is_refused_even_with_force(png, igc_file, tm
         line = error_line(invoke(*command, "-o", folder, "--force", "--model", NO_MODEL))
         assert line == f"igc: error: {folder} is a directory, not a file"
     assert list(folder.iterdir()) == []
+
+
+def _node(path, kind: str) -> None:
+    """A special file at `path`, in the test's temporary folder (never under /dev)."""
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "socket":
+        import socket
+
+        sock = socket.socket(socket.AF_UNIX)
+        sock.bind(str(path))
+        sock.close()
+    else:
+        if os.geteuid() != 0:
+            pytest.skip("mknod of a device node needs root")
+        os.mknod(path, 0o600 | stat.S_IFCHR, os.makedev(1, 3))  # like /dev/null
+
+
+@pytest.mark.parametrize(("kind", "described"), [("device", "a character device"),
+                                                 ("fifo", "a FIFO (named pipe)"),
+                                                 ("socket", "a socket")])
+def test_output_that_is_not_a_regular_file_is_refused_even_with_force(png, igc_file, tmp_path,
+                                                                       kind, described):
+    node = tmp_path / "node"
+    if len(str(node)) > 100 and kind == "socket":
+        pytest.skip("path too long for a Unix socket")
+    _node(node, kind)
+    before = os.lstat(node)
+    for command in (["compress", png], ["decompress", igc_file]):
+        line = error_line(invoke(*command, "-o", node, "--force", "--model", NO_MODEL))
+        assert line == (f"igc: error: {node} is {described}, not a regular file; igc writes only "
+                        "regular files (-o - writes to standard output)")
+    after = os.lstat(node)
+    assert (after.st_ino, after.st_mode, after.st_rdev) == (before.st_ino, before.st_mode,
+                                                             before.st_rdev)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.igc", "in.png", "node"]
 
 
 def test_output_equal_to_the_input_is_refused_even_with_force(png, igc_file, tmp_path):
@@ -149,9 +184,6 @@ def test_a_failed_write_is_one_line_and_leaves_nothing(png, tmp_path, monkeypatc
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png"]
 
 
-# -- bench reports ---------------------------------------------------------------------------
-
-
 @pytest.mark.parametrize("option", ["--csv", "--plot"])
 def test_reports_never_overwrite_an_input_image(photo_dir, option):
     victim = photo_dir / "img1.png"
@@ -174,3 +206,197 @@ def test_reports_are_checked_before_the_run(photo_dir, tmp_path):
     line = error_line(invoke(*bench, "--csv", same, "--plot", same))
     assert line == f"igc: error: --csv and --plot both name {same}; give them different files"
     assert list(tmp_path.glob("*.csv")) == [] and not same.exists()
+    line = error_line(invoke(*bench, "--plot", tmp_path / "chart.out"))
+    assert line == (f"igc: error: --plot {tmp_path / 'chart.out'}: matplotlib cannot draw a "
+                    "'.out' file; name it .png, .svg or .pdf")
+
+
+@pytest.mark.parametrize("option", ["--csv", "--plot"])
+def test_reports_overwrite_an_existing_file_only_with_force(photo_dir, tmp_path, option):
+    existing = tmp_path / ("report.csv" if option == "--csv" else "report.png")
+    existing.write_text("keep me")
+    bench = ("bench", "-c", "png", "--images", photo_dir, "--count", "1")
+    line = error_line(invoke(*bench, option, existing))
+    assert line == f"igc: error: {option} {existing} exists; pass --force to overwrite it"
+    assert existing.read_text() == "keep me"
+    dangling = tmp_path / f"link{existing.suffix}"
+    dangling.symlink_to(tmp_path / "missing" / "target")
+    assert "exists; pass --force" in error_line(invoke(*bench, option, dangling))
+    result = invoke(*bench, option, existing, "--force")
+    assert result.exit_code == 0, result.output
+    assert existing.read_bytes() != b"keep me"
+    fifo = tmp_path / f"fifo{existing.suffix}"
+    os.mkfifo(fifo)
+    line = error_line(invoke(*bench, option, fifo, "--force"))
+    assert line == (f"igc: error: {option} {fifo} is a FIFO (named pipe), not a regular file; "
+                    "igc writes only regular files")
+
+
+@pytest.fixture
+def big_png(tmp_path):
+    """An image whose .igc file (uniform model: 8 bits per subpixel) is larger than a pipe's
+    64 KiB buffer, so a write to a pipe is short."""
+    path = tmp_path / "big.png"
+    Image.fromarray(np.random.default_rng(2).integers(0, 256, (160, 160, 3), np.uint8)).save(path)
+    return path
+
+
+def test_standard_output_is_written_whole_through_a_pipe(big_png, tmp_path):
+    import subprocess
+
+    proc = igc_process("compress", big_png, "--model", "uniform", "-o", "-", stdout=subprocess.PIPE)
+    data, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    expected = igc.compress(np.asarray(Image.open(big_png)), model="uniform")
+    assert len(data) > 65536 and data == expected
+
+
+def test_a_closed_pipe_ends_quietly_with_status_141(big_png, tmp_path, igc_file):
+    """`igc compress big.png -o - | head -c1` and `igc info FILE | head -1`: no message,
+    status 141 (128 + SIGPIPE, as for a Unix tool)."""
+    import subprocess
+
+    proc = igc_process("compress", big_png, "--model", "uniform", "-o", "-", stdout=subprocess.PIPE)
+    assert len(proc.stdout.read(1)) == 1
+    proc.stdout.close()  # the reader goes away with most of the data unread
+    assert proc.wait(timeout=120) == 141
+    assert proc.stderr.read() == b""
+    for args in (["info", igc_file], ["compress", big_png, "--model", "uniform", "-o", "-"]):
+        read, write = os.pipe()
+        os.close(read)  # nobody will ever read: the first write fails
+        proc = igc_process(*args, stdout=write)
+        os.close(write)
+        assert proc.wait(timeout=120) == 141, args
+        assert proc.stderr.read() == b"", args
+
+
+@pytest.mark.skipif(not os.access("/dev/full", os.W_OK), reason="no writable /dev/full")
+def test_a_full_disk_on_standard_output_is_one_line(big_png, igc_file):
+    for args in (["info", igc_file], ["compress", big_png, "--model", "uniform", "-o", "-"]):
+        with open("/dev/full", "wb") as full:
+            proc = igc_process(*args, stdout=full)
+            assert proc.wait(timeout=120) == 1, args
+        assert proc.stderr.read().decode() == ("igc: error: cannot write standard output: No "
+                                               "space left on device\n"), args
+
+
+def test_exporting_to_a_full_disk_is_one_line_and_leaves_no_temporary_folder(tmp_path,
+                                                                            monkeypatch):
+    import errno
+
+    from igc.training import model
+
+    def full(path, data):
+        with open(path, "wb") as fh:
+            fh.write(data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(model, "_write", full)
+    line = train_error(invoke(*train_args(tmp_path), "--out", tmp_path / "run"))
+    assert line == (f"igc: error: cannot export the model to {tmp_path / 'run' / 'best'}: No "
+                    "space left on device")
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == []
+
+
+def test_a_checkpoint_on_a_full_disk_is_one_line_and_keeps_nothing_half_written(tmp_path,
+                                                                               monkeypatch):
+    import torch
+
+    def full(obj, path):
+        Path(path).write_bytes(b"PK\x03\x04 half")
+        raise RuntimeError("[enforce fail at inline_container.cc:778] . PytorchStreamWriter "
+                           "failed writing file data/0: file write failed")
+
+    monkeypatch.setattr(torch, "save", full)
+    line = train_error(invoke(*train_args(tmp_path), "--out", tmp_path / "run"))
+    assert line.startswith(f"igc: error: cannot save the checkpoint "
+                           f"{tmp_path / 'run' / 'checkpoint.pt'}: ")
+    assert not (tmp_path / "run" / "checkpoint.pt.tmp").exists()
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_an_export_is_a_model_igc_reads(tmp_path):
+    """The export's own writer (serialised safetensors, written and synced by Python) makes a
+    complete model folder."""
+    result = invoke(*train_args(tmp_path), "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    best = tmp_path / "run" / "best"
+    assert sorted(p.name for p in best.iterdir()) == ["config.json", "model.safetensors",
+                                                      "training.json"]
+    assert not (tmp_path / "run" / "best.tmp").exists()
+    data = igc.compress(PIXELS, model=str(best))
+    assert igc.decompress(data, model=str(best)).tolist() == PIXELS.tolist()
+
+
+def _listing(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*"))}
+
+
+def test_failing_decode_leaves_existing_output_untouched_even_with_force(tmp_path):
+    good = igc.compress(rgb(), model="uniform")
+    bad = tmp_path / "bad.igc"
+    bad.write_bytes(good[:-4] + bytes(b ^ 0xFF for b in good[-4:]))
+    out = tmp_path / "out.png"
+    out.write_bytes(b"precious")
+    before = _listing(tmp_path)
+    line = error_line(invoke("decompress", bad, "-o", out, "--force"))
+    assert "checksum" in line or "range decoder" in line
+    assert out.read_bytes() == b"precious" and _listing(tmp_path) == before
+
+
+def test_failing_compress_leaves_existing_output_untouched_even_with_force(tmp_path):
+    src = tmp_path / "notes.png"
+    src.write_text("not an image")
+    out = tmp_path / "out.igc"
+    out.write_bytes(b"precious")
+    before = _listing(tmp_path)
+    error_line(invoke("compress", src, "-o", out, "--force", "--model", "uniform"))
+    assert _listing(tmp_path) == before
+
+
+def test_failing_write_removes_its_temp_file(tmp_path, small_png, monkeypatch):
+    from igc.cli import outputs
+
+    out = tmp_path / "out.igc"
+    out.write_bytes(b"precious")
+
+    def refuse(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(outputs.os, "replace", refuse)
+    result = invoke("compress", small_png, "-o", out, "--force", "--model", "uniform")
+    assert result.exit_code != 0 and "No space left on device" in result.output
+    assert out.read_bytes() == b"precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.igc", "small.png"]
+
+
+def test_overwriting_needs_force(tmp_path, small_png):
+    out = tmp_path / "small.png.igc"  # the default output name
+    out.write_bytes(b"precious")
+    line = error_line(invoke("compress", small_png, "--model", "uniform"))
+    assert f"{out} exists; pass --force to overwrite it" in line
+    assert out.read_bytes() == b"precious"
+    result = invoke("compress", small_png, "--model", "uniform", "--force")
+    assert result.exit_code == 0, result.output
+    np.testing.assert_array_equal(igc.decompress(out.read_bytes()), rgb())
+    png = tmp_path / "small.png"
+    before = png.read_bytes()
+    line = error_line(invoke("decompress", out, "-o", png))
+    assert "small.png exists; pass --force" in line and png.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["small.png", "small.png.igc"]
+
+
+def test_bench_writes_nothing_into_the_image_folder(photo_dir, tmp_path, monkeypatch):
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    before = _listing(photo_dir)
+    result = invoke("bench", "-c", "uniform,png,zstd", "--images", photo_dir, "--csv",
+                    reports / "r.csv", "--plot", reports / "r.png")
+    assert result.exit_code == 0, result.output
+    assert _listing(photo_dir) == before
+    assert sorted(p.name for p in reports.iterdir()) == ["r.csv", "r.png"]
+    assert list(cwd.iterdir()) == []

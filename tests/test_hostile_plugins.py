@@ -13,7 +13,7 @@ from importlib import metadata
 
 import numpy as np
 import pytest
-from test_hostile import error_line, invoke
+from helpers import error_line, invoke
 
 import igc
 from igc.plugins import manager
@@ -80,9 +80,6 @@ def bench_json(photo_dir, names: str):
     return result, json.loads(result.stdout)
 
 
-# -- 1. compress must return bytes ------------------------------------------------------------
-
-
 @pytest.mark.parametrize(("returned", "described"), [
     (lambda self, image: image.tobytes().decode("latin-1"), "a str"),
     (lambda self, image: image.astype(np.uint64), "a uint64 array of shape"),
@@ -134,9 +131,6 @@ def test_bytes_like_results_are_measured_in_bytes(install, photo_dir):
     assert row["roundtrip_ok"] is True and row["error"] is None
 
 
-# -- 2. a lossless claim is checked whatever decompress does ----------------------------------
-
-
 def _raises(self, data):
     raise RuntimeError("cannot decode")
 
@@ -176,9 +170,6 @@ def test_failed_decode_shows_a_cross_in_the_table(install, photo_dir):
     row = next(line for line in result.stdout.splitlines() if "broken" in line and "img" in line)
     assert row.rstrip("│ ").endswith("✗")  # the message is a note: the row stays 80 columns
     assert "broken on img3.png: error: RuntimeError: cannot decode" in result.stdout
-
-
-# -- 3. plugins cannot take the host down -----------------------------------------------------
 
 
 class PluginCrash(BaseException):
@@ -289,3 +280,51 @@ def test_keyboard_interrupt_in_a_plugin_still_interrupts(install):
     install(FakeEntryPoint("ctrl-c", "igc-ctrl-c", interrupt))
     with pytest.raises(KeyboardInterrupt):
         igc.list_compressors()
+
+
+class _FakeEntryPoint:
+    """A third-party plugin entry point that registers compressor 'intruder' when loaded."""
+
+    name = "intruder"
+    loaded = False
+
+    class dist:  # mimics importlib.metadata's EntryPoint.dist
+        name = "igc-intruder"
+        version = "0.1"
+
+    def load(self):
+        type(self).loaded = True
+
+        class Intruder:
+            name = "intruder"
+            lossless = True
+
+        class Plugin:
+            @igc.hookimpl
+            def register_compressors(self, register):
+                register(Intruder)
+
+        return Plugin()
+
+
+def test_disable_plugins_never_imports_third_party_code(monkeypatch):
+    import json
+    from importlib import metadata
+
+    from igc.plugins import manager
+
+    monkeypatch.setattr(metadata, "entry_points", lambda group: [_FakeEntryPoint()])
+    monkeypatch.setattr(manager, "_registry", None)
+    result = invoke("plugins", "--json")
+    names = {p["name"] for p in json.loads(result.stdout)["plugins"]}
+    assert "igc-intruder" in names and _FakeEntryPoint.loaded
+
+    _FakeEntryPoint.loaded = False
+    monkeypatch.setenv("IGC_DISABLE_PLUGINS", "1")
+    monkeypatch.setattr(manager, "_registry", None)
+    result = invoke("plugins", "--json")
+    names = {p["name"] for p in json.loads(result.stdout)["plugins"]}
+    assert "igc-intruder" not in names and "igc.plugins.builtins" in names
+    assert "unknown compressor 'intruder'" in error_line(invoke("bench", "-c", "intruder"))
+    assert not _FakeEntryPoint.loaded
+    monkeypatch.setattr(manager, "_registry", None)  # the next test builds a clean registry

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from igc.bench import sources
-from igc.bench.sources import ImageRef, center_crop, collect, gallery, pick
+from igc.benchmark import sources
+from igc.benchmark.sources import ImageRef, center_crop, collect, gallery, pick
 from igc.core.image import (
     DEFAULT_MAX_PIXELS,
     MAX_PIXELS_ENV,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import smooth_image
+from helpers import smooth_image
 
 from igc.models import integer as I
 
@@ -31,6 +31,15 @@ def test_tables_are_the_pinned_ones():
     s = I.sigmoid_table()
     assert s[I.GELU_HALF] == 1 << 14  # sigmoid(0) = 1/2
     assert np.all(np.diff(s) >= 0) and s[0] == 0 and s[-1] == 1 << 15
+
+
+def test_shipped_tables_are_the_decimal_definitions():
+    """igc/models/integer_tables.npz spares every start a second of decimals: it must hold
+    exactly what the definitions compute (`python -c "from igc.models import integer;
+    integer.write_tables()"` rewrites it)."""
+    with np.load(I.TABLES) as shipped:
+        np.testing.assert_array_equal(shipped["exp"], I.compute_exp_table())
+        np.testing.assert_array_equal(shipped["sigmoid"], I.compute_sigmoid_table())
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))
@@ -122,7 +131,7 @@ def test_reference_engine_refuses_overlong_and_misbatched_steps(tiny_model):
 
 def test_saturating_weights_still_give_valid_frequencies(tmp_path):
     """Weights far outside what training produces saturate instead of overflowing."""
-    from conftest import make_tiny_model
+    from helpers import make_tiny_model
 
     from igc.models.imagegpt import ImageGPTModel
 
@@ -137,7 +146,7 @@ def test_saturating_weights_still_give_valid_frequencies(tmp_path):
 def test_unsupported_activation_keeps_the_float_numerics(tmp_path):
     import json
 
-    from conftest import make_tiny_model
+    from helpers import make_tiny_model
 
     from igc.models.imagegpt import ImageGPTModel
 
@@ -166,6 +175,7 @@ def _decode_elsewhere(path: Path, engine: str, threads: int) -> np.ndarray:
     return np.load(str(path) + ".npy")
 
 
+@pytest.mark.slow  # two processes each, the reference engine's plain NumPy
 @pytest.mark.parametrize(("encoder", "decoder"), [("cpu", "reference"), ("reference", "cpu")])
 def test_a_file_from_one_engine_decodes_with_another_in_another_process(
         tmp_path, encoder, decoder):
@@ -224,7 +234,7 @@ def test_several_files_step_as_one_batch_and_decode_exactly(tiny_model, rng):
 
 def test_bench_names_the_numerics_and_engine_of_each_model_row(tiny_model, rng):
     import igc
-    from igc.bench.reporters.notes import notes
+    from igc.reporters.notes import notes
 
     image = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
     result = igc.bench([image], ["imagegpt", "png"], model=tiny_model)

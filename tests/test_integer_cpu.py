@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import torch
-from conftest import make_tiny_model, smooth_image
+from helpers import make_tiny_model, smooth_image
 
 from igc.errors import ModelError
 from igc.models import integer

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_tiny_model, smooth_image
+from helpers import make_tiny_model, smooth_image
 
 torch = pytest.importorskip("torch")
 

@@ -9,29 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import smooth_image
+from helpers import make_palette_model, smooth_image
 
 from igc import decompress, get_compressor
-from igc.bench.run import report_fields
+from igc.benchmark.run import report_fields
 from igc.core import container
 from igc.core.palette import PaletteTokenizer, load_clusters, psnr, quantize
 from igc.errors import FormatError, ModelError, ModelMismatchError, UsageError
-
-
-def make_palette_model(folder, *, seed: int = 0, cluster_seed: int = 0) -> str:
-    import torch
-    from transformers import ImageGPTConfig, ImageGPTForCausalImageModeling, ImageGPTImageProcessor
-
-    torch.manual_seed(seed)
-    config = ImageGPTConfig(vocab_size=513, n_positions=1024, n_embd=32, n_layer=2, n_head=4)
-    model = ImageGPTForCausalImageModeling(config).eval()
-    with torch.no_grad():
-        model.lm_head.weight.mul_(10)  # far from uniform, like a trained model
-    model.save_pretrained(folder)
-    clusters = np.random.default_rng(cluster_seed).uniform(-1, 1, (512, 3)).astype(np.float32)
-    ImageGPTImageProcessor(clusters=clusters, size={"height": 32, "width": 32}).save_pretrained(
-        folder)
-    return str(folder)
 
 
 @pytest.fixture(scope="module")
@@ -182,3 +166,35 @@ def test_files_need_their_kind_of_model(palette_model, tiny_model):
     subpixel_file = get_compressor("imagegpt", model=tiny_model).compress(smooth_image(3, 4))
     with pytest.raises(FormatError, match="subpixel tokens"):
         decompress(subpixel_file, palette_model)
+
+
+def test_palette_files_decode_together_with_their_residuals(palette_model, rng):
+    """decode_many steps several palette files as one group (numerics 2), then reads each
+    file's exact residuals from its own stream: the same pixels as decoding one by one."""
+    comp = get_compressor("imagegpt", model=palette_model)
+    assert comp.codec.residual and comp.model.numerics == 2
+    images = [smooth_image(5, 7), rng.integers(0, 256, (3, 4, 3), dtype=np.uint8)]
+    datas = [comp.compress(im) for im in images]
+    for got, im in zip(comp.codec.decode_many(datas), images, strict=True):
+        np.testing.assert_array_equal(got, im)
+
+
+def test_the_torch_engines_one_pass_starts_a_palette_model_from_its_own_start_token(
+        palette_model):
+    """A palette model's start token is 512, not the subpixel models' 256: `frequencies_all`
+    gives what stepping from the tokenizer's start token gives."""
+    from igc.models import integer as I
+    from igc.models import integer_torch as T
+    from igc.models.imagegpt import ImageGPTModel
+
+    model = ImageGPTModel(palette_model)
+    q, start = model.integer_model, PaletteTokenizer(model=model).start_token
+    assert start == 512
+    tokens = np.random.default_rng(1).integers(0, 512, (2, 6))
+    ref = I.ReferenceEngine(q)
+    state, ids, want = ref.start(2, 6), np.full(2, start), []
+    for p in range(6):
+        want.append(ref.step(state, ids))
+        ids = tokens[:, p]
+    np.testing.assert_array_equal(T.TorchEngine(q, "cpu").frequencies_all(tokens),
+                                  np.stack(want, 1))

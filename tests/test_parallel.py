@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from igc import bench
-from igc.bench.shard import merge, shard
+from igc.benchmark.shard import merge, shard
 
 COMPRESSORS = ["png", "uniform"]
 
@@ -32,7 +32,7 @@ def test_shards_cover_everything_in_order():
 
 
 def test_merged_shards_equal_one_run(images):
-    from igc.bench.run import as_loaded
+    from igc.benchmark.run import as_loaded
 
     loaded = as_loaded(images)
     whole = bench(loaded, COMPRESSORS)

@@ -20,10 +20,10 @@ import numpy as np
 import pytest
 
 from igc import api
-from igc.bench.distributed import Group
-from igc.bench.rowlog import RowLog, image_hash, record, row_of
-from igc.bench.run import as_loaded
-from igc.bench.shard import bench_group
+from igc.benchmark.distributed import Group
+from igc.benchmark.rowlog import RowLog, image_hash, record, row_of
+from igc.benchmark.run import as_loaded
+from igc.benchmark.shard import bench_group
 from igc.compressors.classical import ZstdCompressor
 from igc.errors import UsageError
 

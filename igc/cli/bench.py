@@ -25,8 +25,9 @@ def bench(
                                    "the source has fewer)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random pick."),
     model: str = typer.Option(None, "--model", "-m",
-                              help="ImageGPT model: packaged name, local folder or hub id (given "
-                                   "to every model plugin that takes a spec)."),
+                              help="The imagegpt compressor's model: a shipped name (see `igc "
+                                   "models`), local folder or hub id. Other model plugins "
+                                   "are made with their default."),
     tokenizer: str = typer.Option(None, "--tokenizer",
                                   help="Registered tokenizer for the model-based compressors "
                                        "(default: each model's own)."),
@@ -71,12 +72,16 @@ def bench(
                                    "ratio (wider than 80 columns)."),
     csv_path: Path = typer.Option(None, "--csv", help="Also write per-image rows to this CSV."),
     plot_path: Path = typer.Option(None, "--plot", help="Also draw a bar chart to this PNG."),
+    force: bool = typer.Option(False, "--force", "-f",
+                               help="Overwrite existing --csv and --plot files."),
 ) -> None:
     """Compare compressors on the same images: sizes, ratios, speed, round trips.
 
     Every lossless output is decoded and compared with the original pixel for pixel.
     """
     import time
+
+    from rich.console import Console
 
     from igc import api
     from igc.errors import UsageError
@@ -101,7 +106,7 @@ def bench(
     if workers < 1:
         raise UsageError(f"--workers must be at least 1, got {workers}")
     if csv_path or plot_path or log:
-        _check_reports(images, csv_path, plot_path, log)
+        _check_reports(images, csv_path, plot_path, force, log)
     if reporter:
         api.check_reporter(reporter)  # an unknown name fails before any work
     threads = threads or None  # 0: leave torch's default
@@ -112,18 +117,21 @@ def bench(
                                             default_count=DEFAULT_COUNT, paper_size=paper_size)
     options = {"verify": verify, "estimate": estimate, "seed": seed,
                "preprocessing": preprocessing}
-    result = api.bench(loaded, made if workers == 1 else names, workers=workers, threads=threads, log=log,
-                       show_progress=not quiet, note=_note, **made_with, **options)
+    result = api.bench(loaded, made if workers == 1 else names, workers=workers,
+                       threads=threads, log=log, show_progress=not quiet, note=_note,
+                       **made_with, **options)
     if result is None:  # a rank other than 0 of a torchrun launch: rank 0 reports
         return
+    err = Console(stderr=True)
     result.unavailable.update(unavailable)
     result.environment["wall_seconds"] = time.perf_counter() - started  # the whole command's
     api.report(result, reporter or ("json" if as_json else "markdown" if markdown else "table"),
-               wide=wide)
-    if csv_path:
-        api.report(result, "csv", csv_path)
-    if plot_path:
-        api.report(result, "plot", plot_path)
+               "-", wide=wide)
+    for option, path in (("csv", csv_path), ("plot", plot_path)):
+        if path:
+            api.report(result, option, path)
+            err.print(f"wrote the {'CSV' if option == 'csv' else 'plot'} to {path}",
+                      highlight=False, soft_wrap=True)
     failed = [r for r in result.results if r.roundtrip_ok is False]
     if failed:
         raise typer.Exit(3)
@@ -137,9 +145,10 @@ def _note(text: str) -> None:
 
 
 def _check_reports(images: list[str] | None, csv_path: Path | None,
-                   plot_path: Path | None, log: Path | None = None) -> None:
-    """--csv, --plot and --log, checked before the run: never one of the input images; the
-    reports writable and not the log."""
+                   plot_path: Path | None, force: bool, log: Path | None = None) -> None:
+    """--csv, --plot and --log, checked before the run: writable, never one of the input images
+    nor each other, and an existing --csv or --plot only with --force (an existing --log is
+    resumed)."""
     from igc import api
     from igc.cli.outputs import check_report
     from igc.errors import UsageError
@@ -147,9 +156,19 @@ def _check_reports(images: list[str] | None, csv_path: Path | None,
     inputs = api.image_files(images)
     given = [(o, p) for o, p in (("--csv", csv_path), ("--plot", plot_path), ("--log", log)) if p]
     for option, path in given:
-        check_report(path, option, inputs)
+        check_report(path, option, inputs, force=force or option == "--log")
     for k, (option, path) in enumerate(given):
         for other, second in given[k + 1:]:
             if Path(path).resolve() == Path(second).resolve():
                 raise UsageError(f"{option} and {other} both name {path}; give them different "
                                  "files")
+    suffix = Path(plot_path).suffix.lower().lstrip(".") if plot_path else ""
+    if suffix:
+        try:
+            from matplotlib.backend_bases import FigureCanvasBase
+        except ImportError:  # the plot reporter says what to install
+            pass
+        else:
+            if suffix not in FigureCanvasBase.get_supported_filetypes():
+                raise UsageError(f"--plot {plot_path}: matplotlib cannot draw a '.{suffix}' "
+                                 "file; name it .png, .svg or .pdf")

@@ -45,8 +45,9 @@ def compress(
                                  help="Write every output into this folder (created if "
                                       "missing) as NAME.igc."),
     model: str = typer.Option(None, "--model", "-m", metavar="NAME",
-                              help="A registered model's name (see `igc plugins`), or an ImageGPT "
-                                   "model: packaged name, folder or hub id."),
+                              help="A model: a shipped one's name (see `igc models`), a registered "
+                                   "model plugin's name (see `igc plugins`), or an ImageGPT "
+                                   "folder or hub id."),
     tokenizer: str = typer.Option(None, "--tokenizer", metavar="NAME",
                                   help="Registered tokenizer (default: the model's own)."),
     coder: str = typer.Option(None, "--coder", metavar="NAME",

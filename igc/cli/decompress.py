@@ -33,7 +33,8 @@ SIGNATURES = {b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"GIF8
 
 
 def default_output(source: Path) -> Path:
-    """a.png.igc -> a.png, a.igc -> a.png, a.jpg.igc -> a.png (the pixels, as PNG), x -> x.png."""
+    """a.png.igc -> a.png, a.igc -> a.png, a.jpg.igc -> a.png (the pixels, as PNG), x -> x.png;
+    where a.png.igc and a.jpg.igc meet, a.jpg.igc -> a.jpg.png (`settle_clashes`)."""
     from igc.api import image_extensions
 
     name = source.name
@@ -46,6 +47,24 @@ def default_output(source: Path) -> Path:
             return stem.with_suffix(".png")
         return stem.with_name(stem.name + ".png")
     return source.with_name(name + ".png")
+
+
+def settle_clashes(jobs: list[Job]) -> None:
+    """Files igc named that would decode to one PNG (a.png.igc and a.jpg.igc both to a.png):
+    the PNG's keeps a.png, the others keep their image name too (a.jpg.png)."""
+    from igc.api import image_extensions
+
+    groups: dict[Path, list[Job]] = {}
+    for job in jobs:
+        if job.output is not None and job.source is not None and not job.error:
+            groups.setdefault(job.output.resolve(), []).append(job)
+    for group in groups.values():
+        if len(group) < 2:
+            continue
+        for job in group:
+            stem = Path(job.source.name[:-4]) if job.source.name.lower().endswith(".igc") else None
+            if stem is not None and stem.suffix.lower() in set(image_extensions()) - {".png"}:
+                job.output = job.output.with_name(stem.name + ".png")
 
 
 def igc_files(folder: Path) -> list[Path]:
@@ -103,6 +122,10 @@ def decompress(
                                  help="Write every PNG into this folder (created if missing)."),
     model: str = typer.Option(None, "--model", "-m", metavar="NAME",
                               help="Model to decode with (default: the one the header names)."),
+    allow_download: bool = typer.Option(
+        False, "--allow-download",
+        help="Let a header that names a HuggingFace hub model download it (default: the local "
+             "cache only; a file's header cannot make igc reach the network unasked)."),
     force: bool = FORCE,
     threads: int = THREADS,
     engine: str = ENGINE,
@@ -118,7 +141,7 @@ def decompress(
     from igc.core.image import encode_png
 
     jobs = plan(sources, output=output, out_dir=out_dir, default_output=default_output,
-                folder_files=igc_files, looked_for="*.igc")
+                folder_files=igc_files, looked_for="*.igc", settle=settle_clashes)
     check_inputs(jobs)
     workers = workers_for(jobs, workers)
 
@@ -137,7 +160,8 @@ def decompress(
     def work(job: Job, report: Output) -> list[str]:
         data = read_file(job.source) if job.source is not None else _stdin()
         # the bar pulses while the header's model loads, then counts tokens
-        pixels = api.decompress(data, model, progress=report.tokens(_name(job)))
+        pixels = api.decompress(data, model, progress=report.tokens(_name(job)),
+                                allow_download=allow_download)
         write(job.output, encode_png(pixels), force)
         h, w = pixels.shape[:2]
         return [f"{job.label} -> {shown(job.output)}: {w}×{h}, {len(data):,} bytes, "

@@ -27,16 +27,17 @@ from typing import Any
 
 import typer
 
-from igc.cli.errors import debug, fail
+from igc.cli.errors import debug, fail, write_stdout
 from igc.cli.outputs import check_output, write_atomic
+from igc.core.numerics import engine_choices
 from igc.errors import IgcError, UsageError
 
 # options both commands take, with one wording
 FORCE = typer.Option(False, "--force", "-f", help="Overwrite existing outputs.")
 THREADS = typer.Option(None, "--threads", help="CPU threads for the model.")
 ENGINE = typer.Option(None, "--engine", metavar="NAME",
-                      help="What computes the model's integer numerics: reference, cpu or cuda "
-                           "(default: $IGC_ENGINE, else cpu). Every engine gives the same files.")
+                      help=f"What computes the model's integer numerics: {engine_choices()}. "
+                           "Every engine gives the same files.")
 QUIET = typer.Option(False, "--quiet", "-q", help="Print nothing but errors (no progress, no lines).")
 WORKERS = typer.Option(1, "--workers", metavar="N",
                        help="Code the files on N processes of this machine (torch.distributed, "
@@ -58,8 +59,9 @@ class Job:
 
 def plan(sources: list[str], *, output: Path | None, out_dir: Path | None,
          default_output: Callable[[Path], Path], folder_files: Callable[[Path], list[Path]],
-         looked_for: str) -> list[Job]:
-    """The jobs for the command line's inputs, with their outputs."""
+         looked_for: str, settle: Callable[[list[Job]], None] | None = None) -> list[Job]:
+    """The jobs for the command line's inputs, with their outputs; `settle` may rename default
+    outputs that would clash before clashes are refused."""
     if not sources:
         raise UsageError("no input given")
     if STDIO in sources and len(sources) > 1:
@@ -103,6 +105,8 @@ def plan(sources: list[str], *, output: Path | None, out_dir: Path | None,
             job.output = out_dir / default_output(job.source).name
         elif job.source is not None:
             job.output = default_output(job.source)
+    if settle is not None and output is None:
+        settle(jobs)
     _refuse_collisions(jobs)
     return jobs
 
@@ -146,9 +150,7 @@ def check_outputs(jobs: list[Job], *, force: bool, out_dir: Path | None, binary:
 def write(output: Path | None, data: bytes, force: bool) -> None:
     """To a file (atomically, igc/cli/outputs.py) or to standard output."""
     if output is None:
-        stream = typer.get_binary_stream("stdout")
-        stream.write(data)
-        stream.flush()
+        write_stdout(data)
     else:
         write_atomic(output, data, force)
 
@@ -181,8 +183,20 @@ class Output:
         self.bar: Any = None
 
     def say(self, line: str) -> None:
-        if not self.quiet:
-            typer.echo(line, err=self.to_stderr)
+        """A line on stdout (stderr when the data goes to stdout); on a terminal, wrapped at
+        spaces to its width, never in the middle of a word."""
+        if self.quiet:
+            return
+        stream = sys.stderr if self.to_stderr else sys.stdout
+        if stream.isatty():
+            import shutil
+            import textwrap
+
+            indent = " " * (len(line) - len(line.lstrip(" ")) + 2)
+            line = textwrap.fill(line, width=max(shutil.get_terminal_size().columns - 1, 40),
+                                 subsequent_indent=indent, break_long_words=False,
+                                 break_on_hyphens=False)
+        typer.echo(line, err=self.to_stderr)
 
     def error(self, message: str) -> None:
         sys.stderr.write(f"igc: error: {message}\n")
@@ -198,42 +212,32 @@ class Output:
 
     @contextmanager
     def progress(self) -> Iterator[None]:
+        """One file's bar (igc/cli/files.py, `bar_line`), cleared when the file is done, so that
+        the file's line is printed after it and nothing of the bar stays on screen."""
         if not self.live:
             yield
             return
-        from rich.progress import (
-            BarColumn,
-            Progress,
-            ProgressColumn,
-            TaskProgressColumn,
-            TextColumn,
-            TimeRemainingColumn,
-        )
-        from rich.text import Text
+        from rich.progress import Progress, ProgressColumn
 
-        class Tokens(ProgressColumn):
-            def render(self, task: Any) -> Text:
-                if task.total is None:  # the model is still loading
-                    return Text("")
-                return Text(f"{task.completed:,.0f}/{task.total:,.0f} tokens")
+        console = self.console
 
-        # at most 80 columns for a 768×512 photo: name 20, counts 26, percent, eta; the bar
-        # takes what is left (the elapsed time is on the file's line when it is done)
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(bar_width=None),
-                            TaskProgressColumn(), Tokens(), TextColumn("eta"),
-                            TimeRemainingColumn(), console=self.console, transient=True,
-                            expand=True)
-        with self.bar:
-            yield
-        self.bar = None
+        class Line(ProgressColumn):
+            def render(self, task: Any) -> Any:
+                return bar_line(task.description, task.completed, task.total,
+                                task.time_remaining, console.width)
+
+        self.bar = Progress(Line(), console=console, transient=True)
+        try:
+            with self.bar:
+                yield
+        finally:
+            self.bar = None
 
     def tokens(self, description: str) -> Callable[[int, int], None] | None:
         """A callback for igc.compress/decompress's `progress`, drawing one file's bar."""
         if self.bar is None:
             return None
         bar = self.bar
-        if len(description) > 20:  # the bar, its counts and times must fit 80 columns
-            description = "…" + description[-19:]
         for task in list(bar.task_ids):
             bar.remove_task(task)
         task = bar.add_task(description, total=None)
@@ -242,6 +246,41 @@ class Output:
             bar.update(task, completed=done, total=total)
 
         return update
+
+
+def bar_line(description: str, done: float, total: float | None, remaining: float | None,
+             width: int) -> Any:
+    """One line of at most `width - 1` columns (a full last column makes some terminals wrap):
+    the file's name (shortened from the left), a bar, the percentage, the tokens and the ETA.
+    What does not fit is left out, the counts first, never wrapped."""
+    from rich.text import Text
+
+    width = max(width - 1, 20)
+    if total is None:  # the model is still loading
+        return Text(_shorten(description, width - 12) + " loading…", no_wrap=True)
+    fraction = done / total if total else 1.0
+    eta = ("-:--:--" if remaining is None else
+           f"{int(remaining) // 3600}:{int(remaining) % 3600 // 60:02d}:{int(remaining) % 60:02d}")
+    percent = f"{int(fraction * 100):3d}%"
+    tails = [f" {percent} {done:,.0f}/{total:,.0f} tokens eta {eta}",
+             f" {percent} eta {eta}", f" {percent}"]
+    for tail in tails:
+        name = _shorten(description, min(24, width - len(tail) - 10))
+        bar = width - len(name) - 1 - len(tail)
+        if bar >= 8:
+            break
+    filled = round(bar * fraction)
+    line = Text(no_wrap=True, overflow="crop")
+    line.append(name + " ")
+    line.append("━" * filled, style="bar.complete" if fraction < 1 else "bar.finished")
+    line.append("━" * (bar - filled), style="bar.back")
+    line.append(tail)
+    return line
+
+
+def _shorten(text: str, room: int) -> str:
+    room = max(room, 4)
+    return text if len(text) <= room else "…" + text[-(room - 1):]
 
 
 # one job: its line (what was written, size, bits per subpixel; the time is added), then any
@@ -259,28 +298,28 @@ def run(jobs: list[Job], work: Work, reporter: Output, *, verb: str, group: Any 
     single = len(jobs) == 1
     failed: list[str] = []
     start = time.perf_counter()
-    with reporter.progress():
-        for n, job in enumerate(jobs, 1):
-            if job.error:
-                if single:
-                    raise job.error
-                reporter.error(_named(job.label, job.error))
-                failed.append(job.label)
-                continue
-            began = time.perf_counter()
-            try:
+    for n, job in enumerate(jobs, 1):
+        if job.error:
+            if single:
+                raise job.error
+            reporter.error(_named(job.label, job.error))
+            failed.append(job.label)
+            continue
+        began = time.perf_counter()
+        try:
+            with reporter.progress():  # cleared before the file's line is printed
                 lines = work(job, reporter if single else _numbered(reporter, n, len(jobs)))
-            except KeyboardInterrupt:
+        except (KeyboardInterrupt, BrokenPipeError):  # a closed standard output ends all
+            raise
+        except Exception as exc:
+            if single or debug():
                 raise
-            except Exception as exc:
-                if single or debug():
-                    raise
-                reporter.error(_named(job.label, exc))
-                failed.append(job.label)
-                continue
-            reporter.say(f"{lines[0]}, {seconds(time.perf_counter() - began)}")
-            for line in lines[1:]:
-                reporter.say(line)
+            reporter.error(_named(job.label, exc))
+            failed.append(job.label)
+            continue
+        reporter.say(f"{lines[0]}, {seconds(time.perf_counter() - began)}")
+        for line in lines[1:]:
+            reporter.say(line)
     if single:
         return
     done = len(jobs) - len(failed)

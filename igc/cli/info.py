@@ -7,11 +7,23 @@ from pathlib import Path
 
 import typer
 
-from igc.cli.decompress import read_file
+from igc.cli.decompress import not_igc, read_file
 from igc.cli.errors import handle_errors
+from igc.core.numerics import known
 from igc.errors import FormatError
 
-NUMERICS = {0: "the model's reference step", 1: "igc's fused kernels"}
+
+def portability(d: dict) -> str | None:
+    """Where an ImageGPT file decodes: numerics 2 anywhere, the float numerics 0 and 1 only on
+    the kind of CPU that wrote them (docs/numerics.md). None for a plugin's model, whose own
+    arithmetic decides (docs/plugins.md, "Determinism")."""
+    if d["model_plugin"] != "imagegpt":
+        return None
+    if d["numerics"] == 2:
+        return "to the same pixels on any machine: any CPU or GPU, thread count or engine"
+    return ("only on the kind of CPU that wrote it: its float arithmetic can differ on another "
+            "CPU, and the checksum then refuses the file (numerics 2 files, which igc writes "
+            "now, decode anywhere)")
 
 
 def describe(d: dict) -> list[tuple[str, str]]:
@@ -26,7 +38,8 @@ def describe(d: dict) -> list[tuple[str, str]]:
         kind = "lossy: palette indices only"
     else:
         kind = f"as the {d['tokenizer']} tokenizer codes them"
-    numerics = NUMERICS.get(d["numerics"], "")
+    numerics = known(d["numerics"])
+    numerics = numerics.explanation if numerics else "the model plugin's own"
     return [
         ("image", f"{w}×{h} pixels, RGB: {subpixels:,} subpixels"),
         ("size", f"{d['file_bytes']:,} bytes: header {d['header_bytes']:,}, coded payload "
@@ -39,8 +52,8 @@ def describe(d: dict) -> list[tuple[str, str]]:
                    "pixel tiles"),
         ("coder", f"{d['coder']}, probabilities of {d['precision']} bits"),
         ("stepping", f"{d['batch']} tiles at a time in lanes of {d['lane']}; numerics "
-                     f"{d['numerics']}" + (f" ({numerics})" if numerics else "")
-                     + ": the decoder repeats this computation exactly"),
+                     f"{d['numerics']} ({numerics}): the decoder repeats this computation exactly"),
+        *([("decodes", where)] if (where := portability(d)) else []),
         ("checks", f"CRC-32 of the pixels {d['checksum']}, {len(d['region_checks']) // 2} "
                    "region checks: a mismatch is refused, never written"),
         ("format", f"igc file version {d['version']} (docs/format.md)"),
@@ -55,7 +68,17 @@ def info(
 ) -> None:
     """Explain the header of an .igc file: image, size, model, how it was coded."""
     from igc.api import info as read_info
+    from igc.core.container import is_igc
 
+    head = b"IGC"  # unless a regular file says otherwise, reading it below says what is wrong
+    try:
+        if source.is_file():
+            with open(source, "rb") as fh:
+                head = fh.read(4)
+    except OSError:
+        pass
+    if not is_igc(head):
+        raise not_igc(str(source), head)
     try:
         d = read_info(read_file(source))
     except FormatError as exc:

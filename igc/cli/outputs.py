@@ -34,23 +34,52 @@ def _check_folder(path: Path, label: str) -> None:
         raise UsageError(f"{label}: folder {folder} is not writable")
 
 
+def _special(path: Path) -> str | None:
+    """What `path` is when it exists and is neither a regular file nor a symbolic link (which a
+    rename replaces as a link, never writing through it): a device node, FIFO or socket."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode) or stat.S_ISLNK(mode):
+        return None
+    for test, kind in ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISDIR, "a directory")):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
 def check_output(path: Path, *, force: bool, inputs: Iterable[Path] = ()) -> None:
     """Refuse an output file that cannot or must not be written; call it before any work."""
     if any(_same_file(path, source) for source in inputs):
         raise UsageError(f"{path} is the input file; write the output elsewhere")
     if path.is_dir():
         raise UsageError(f"{path} is a directory, not a file")
+    special = _special(path)
+    if special:  # --force would replace the node by a regular file (as root: the system's)
+        raise UsageError(f"{path} is {special}, not a regular file; igc writes only regular "
+                         "files (-o - writes to standard output)")
     if os.path.lexists(path) and not force:
         raise UsageError(f"{path} exists; pass --force to overwrite it")
     _check_folder(path, f"cannot write {path}")
 
 
-def check_report(path: Path, option: str, inputs: Iterable[Path]) -> None:
-    """Refuse a --csv/--plot file that is an input image, a directory, or in no folder."""
+def check_report(path: Path, option: str, inputs: Iterable[Path], *, force: bool = False
+                 ) -> None:
+    """Refuse a --csv/--plot file that is an input image, a directory, not a regular file, in no
+    folder, or exists (a dangling symlink included) without --force."""
     if any(_same_file(path, source) for source in inputs):
         raise UsageError(f"{option} {path} is one of the input images; it would be overwritten")
     if path.is_dir():
         raise UsageError(f"{option} {path} is a directory, not a file")
+    special = _special(path)
+    if special:
+        raise UsageError(f"{option} {path} is {special}, not a regular file; igc writes only "
+                         "regular files")
+    if os.path.lexists(path) and not force:
+        raise UsageError(f"{option} {path} exists; pass --force to overwrite it")
     _check_folder(path, f"{option} {path}")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from igc.cli.errors import handle_errors
+from igc.core.numerics import engine_choices
 
 DEFAULT_COUNT = 2
 DEFAULT_CROP = 64
@@ -24,8 +25,8 @@ def speed(
     seed: int = typer.Option(0, "--seed", help="Seed of the random pick."),
     threads: int = typer.Option(None, "--threads", help="CPU threads for torch."),
     engine: str = typer.Option(None, "--engine", metavar="NAME",
-                               help="What computes the integer backend (int): reference, cpu or "
-                                    "cuda (default: $IGC_ENGINE, else cpu)."),
+                               help="What computes the integer backend (int): "
+                                    f"{engine_choices()}."),
     backend: str = typer.Option("hf,igc,int", "--backend", "-b",
                                 help="Comma-separated backends to time: hf (HuggingFace, float32), igc "
                                      "(igc's fused float step, numerics 1), int (igc's integer "

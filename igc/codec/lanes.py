@@ -9,15 +9,21 @@ size), never on the machine, so a file encoded on one core decodes on sixteen an
 
 from __future__ import annotations
 
+import inspect
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 
+from igc.core.protocols import BatchedEngine
+
 MAX_LANE = 16  # tiles per lane: larger lanes amortise each step's fixed cost on big images
-MAX_GPU_LANE = 4096  # tiles a GPU engine steps as one state (its memory grows with them)
+# tiles a GPU engine steps as one state (its memory grows with them), and so the most tiles of an
+# image a GPU encoder puts in one batch
+GPU_TILES = 4096
 
 
 def lane_size(tiles: int) -> int:
@@ -67,26 +73,42 @@ def lane_pool(lanes: int) -> Iterator[Executor | None]:
             torch.set_num_threads(threads)
 
 
+def start_state(model, rows: int, steps: int, numerics: int, geometry=None):
+    """`model.start(rows, steps, numerics)`, with `geometry=` (igc.core.types.Geometry) when the
+    model's `start` takes that keyword."""
+    if geometry is not None:
+        try:
+            params = inspect.signature(model.start).parameters
+        except (TypeError, ValueError):
+            params = {}
+        if "geometry" in params or any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            return model.start(rows, steps, numerics, geometry=geometry)
+    return model.start(rows, steps, numerics)
+
+
 class LaneStepper:
     """Model states for the lanes of one batch; `step` feeds one token per tile and returns the
-    next-token distributions of all tiles, in tile order."""
+    next-token distributions of all tiles, in tile order (`call(state, tokens)` of each lane:
+    the model's `step`, or its `step_frequencies` for integer tables)."""
 
     def __init__(self, model, rows: int, lane: int, steps: int, pool: Executor | None,
-                 numerics: int = 0) -> None:
+                 numerics: int = 0, call: Callable[[Any, np.ndarray], np.ndarray] | None = None,
+                 geometry=None) -> None:
         self.model = model
-        batched = getattr(model, "batched_engine", None)
-        if batched is not None and batched(numerics):
-            lane = min(rows, MAX_GPU_LANE)  # a GPU engine steps the whole batch as one state
+        self.call = call or model.step
+        if isinstance(model, BatchedEngine) and model.batched_engine(numerics):
+            lane = min(rows, GPU_TILES)  # a GPU engine steps the whole batch as one state
         self.lanes = split(rows, lane)
-        self.states = [model.start(sl.stop - sl.start, steps, numerics) for sl in self.lanes]
+        self.states = [start_state(model, sl.stop - sl.start, steps, numerics, geometry)
+                       for sl in self.lanes]
         self.pool = pool if len(self.lanes) > 1 else None
 
     def step(self, tokens: np.ndarray) -> np.ndarray:
         if self.pool is None:
-            parts = [self.model.step(st, tokens[sl]) for st, sl in zip(self.states, self.lanes,
-                                                                      strict=True)]
+            parts = [self.call(st, tokens[sl]) for st, sl in zip(self.states, self.lanes,
+                                                                 strict=True)]
         else:
-            futures = [self.pool.submit(self.model.step, st, tokens[sl])
+            futures = [self.pool.submit(self.call, st, tokens[sl])
                        for st, sl in zip(self.states, self.lanes, strict=True)]
             parts = [f.result() for f in futures]
         return parts[0] if len(parts) == 1 else np.concatenate(parts)

@@ -3,8 +3,9 @@
 The encoder runs the model exactly as the decoder will: one token per step, all tiles of a batch
 stepped together, batches in a fixed order. Any other computation (say, one parallel pass over the
 whole sequence) rounds differently in the last bits, and a single differing probability derails the
-entropy decoder for the rest of the stream. The decoder returns pixels only after their checksum
-matches the one the encoder stored.
+entropy decoder for the rest of the stream. Both run the one loop of igc/codec/loop.py; this module
+plans it (which tiles step together), writes and reads the container, and checks. The decoder
+returns pixels only after their checksum matches the one the encoder stored.
 
 The pieces are used only through the members of igc/core/protocols.py. A lossy tokenizer (the
 palette) either makes a lossy file or, with `residual`, is followed in the same stream by every
@@ -13,29 +14,32 @@ subpixel's exact value (igc/codec/residual.py).
 
 from __future__ import annotations
 
-import itertools
 import math
 import zlib
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from igc.codec import residual
-from igc.codec.lanes import LaneStepper, lane_for, lane_pool
+from igc.codec import loop, memory, residual
+from igc.codec.lanes import GPU_TILES, lane_for
+from igc.codec.loop import Counter, Decoding, Encoding, Job, Progress
 from igc.core import container
+from igc.core.numerics import regroupable
 from igc.core.palette import combined_fingerprint
-from igc.core.protocols import SymbolDecoder, SymbolEncoder, conform
+from igc.core.protocols import (
+    BatchedEngine,
+    Specified,
+    SymbolDecoder,
+    SymbolEncoder,
+    conform,
+)
 from igc.core.tokenizer import SubpixelTokenizer
-from igc.core.types import Image, TokenizedImage
+from igc.core.types import Geometry, Image, TokenizedImage
 from igc.errors import ChecksumError, FormatError, ImageError, ModelMismatchError, UsageError
 
 DEFAULT_BATCH = 256
-GPU_BATCH = 4096  # tiles a GPU engine steps at once when encoding (lanes.MAX_GPU_LANE: the same)
 REGIONS = 8
-# progress(done, total): tokens coded so far and in all, called once before the first step and
-# after every step (the CLI draws its progress bar from it; this layer knows nothing of rich)
-Progress = Callable[[int, int], None]
+__all__ = ["DEFAULT_BATCH", "EncodeResult", "NeuralCodec", "Progress"]
 
 
 @dataclass
@@ -56,31 +60,27 @@ def region_checks(tokens: np.ndarray) -> bytes:
 
 MISMATCH_HINT = ("decode without --model (igc finds the file's model by its fingerprint) or "
                  "with --model naming the folder that holds")
+FOLDER_PLUGINS = ("imagegpt",)  # model plugins whose models are folders of weights
+
+
+def mismatch_hint(header) -> str:
+    """How to decode a file whose model was not the one given: a folder for ImageGPT; for a
+    plugin's model, no --model at all (the header names the plugin that rebuilds it)."""
+    if header.model_plugin in FOLDER_PLUGINS:
+        return f"{MISMATCH_HINT} {header.model_id!r}"
+    return (f"decode without --model: the file names its model plugin {header.model_plugin!r}, "
+            "which igc loads by that name")
 
 
 def offered(model, fingerprint: str) -> str:
     """The model a decoder was given, as the user named it (--model) and as it names itself."""
-    spec = str(getattr(model, "spec", None) or model.name)
+    spec = str((model.spec if isinstance(model, Specified) else None) or model.name)
     named = f"model {model.name!r}, " if spec != model.name else ""
     return f"model {spec!r} ({named}fingerprint {fingerprint})"
 
 
 def pixel_checksum(image: Image) -> int:
     return zlib.crc32(np.ascontiguousarray(image).tobytes())
-
-
-class _Counter:
-    """Tokens done so far, passed on to a progress callback (or nowhere)."""
-
-    def __init__(self, progress: Progress | None, total: int) -> None:
-        self.progress, self.total, self.done = progress, total, 0
-        if progress:
-            progress(0, total)
-
-    def add(self, n: int) -> None:
-        self.done += n
-        if self.progress:
-            self.progress(self.done, self.total)
 
 
 class NeuralCodec:
@@ -117,68 +117,91 @@ class NeuralCodec:
         """What the file holds: the tokenizer's name, "+residual" when exact values follow."""
         return self.tokenizer.name + ("+residual" if self.residual else "")
 
-    # -- shared stepping --------------------------------------------------------------------
-    def _batches(self, n_tiles: int, batch: int | None = None) -> list[slice]:
-        batch = batch or self.batch
-        return [slice(i, min(i + batch, n_tiles)) for i in range(0, n_tiles, batch)]
-
-    def batch_for(self, n_tiles: int) -> int:
+    # -- planning ---------------------------------------------------------------------------
+    def batch_for(self, n_tiles: int, shape: tuple[int, int] | None = None) -> int:
         """Tiles per batch for encoding an image of `n_tiles` tiles (the header records it):
-        the codec's batch, or with a GPU engine every tile of the image (up to GPU_BATCH), which
+        the codec's batch, or with a GPU engine every tile of the image (up to GPU_TILES), which
         is what lets the GPU step them all at once. Numerics 2 computes each tile's frequencies
-        independently of its batch, so any decoder reads either."""
-        batched = getattr(self.model, "batched_engine", None)
-        if self.batch == DEFAULT_BATCH and batched is not None and batched(self.model.numerics):
-            return max(self.batch, min(n_tiles, GPU_BATCH))
-        return self.batch
+        independently of its batch, so any decoder reads either. Given the image's (height,
+        width), the batch is cut to what a decoder holds within the memory budget
+        (igc.codec.memory.fitting_batch)."""
+        batch = self.batch
+        if (self.batch == DEFAULT_BATCH and isinstance(self.model, BatchedEngine)
+                and self.model.batched_engine(self.model.numerics)):
+            batch = max(self.batch, min(n_tiles, GPU_TILES))
+        if shape is not None:
+            batch = memory.fitting_batch(self.model, self.tokenizer, *shape,
+                                         self.model.numerics, batch)
+        return batch
 
-    def lane_for(self, n_tiles: int) -> int:
+    def lane_for(self, n_tiles: int, shape: tuple[int, int] | None = None) -> int:
         """Tiles per lane for an image of `n_tiles` tiles (the header records it)."""
-        return lane_for(n_tiles, self.batch_for(n_tiles), self.lane)
+        return lane_for(n_tiles, self.batch_for(n_tiles, shape), self.lane)
 
-    def _steps(self, layout: TokenizedImage) -> int:
-        """Positions to step through: up to the last coded position of any tile."""
-        coded_any = layout.coded.any(axis=0)
-        return int(np.nonzero(coded_any)[0][-1]) + 1
+    def geometry(self, tokens: int) -> Geometry:
+        """Where the tokens of a tile of `tokens` positions lie (given to the model's start)."""
+        return Geometry(self.tokenizer.tile, self.order, tokens, self.tokenizer.name)
+
+    @staticmethod
+    def _together(numerics: list[int], batches: list[int], jobs: list[Job]) -> bool:
+        """Whether several files' tiles may step as one group: one numerics for all, one that
+        lets tiles be grouped freely, and every file one batch (as a GPU engine encodes)."""
+        return (len(jobs) > 1 and len(set(numerics)) == 1 and regroupable(numerics[0])
+                and all(b >= len(job.tokens) for b, job in zip(batches, jobs, strict=True)))
 
     # -- encode -----------------------------------------------------------------------------
+    def _encoder(self):
+        return conform(self.coder.encoder(), SymbolEncoder, f"coder {self.coder.name!r}'s encoder")
+
     def encode_tokens(self, tok: TokenizedImage, encoder, progress: Progress | None = None
                       ) -> float:
         """Range-code the coded positions of every tile; returns the model bits spent.
         `progress(done, total)` is told the tokens coded after every step."""
-        bits = 0.0
-        steps = self._steps(tok)
-        lane = self.lane_for(len(tok.tokens))
-        batches = self._batches(len(tok.tokens), self.batch_for(len(tok.tokens)))
-        count = _Counter(progress, int(tok.coded.sum()))
-        with lane_pool(-(-(batches[0].stop - batches[0].start) // lane)) as pool:
-            for sl in batches:
-                bits += self._encode_batch(tok.tokens[sl], tok.coded[sl], lane, steps, pool,
-                                           encoder, count)
-        return bits
-
-    def _encode_batch(self, tokens, coded, lane, steps, pool, encoder, count) -> float:
-        bits = 0.0
-        stepper = LaneStepper(self.model, len(tokens), lane, steps, pool, self.model.numerics)
-        prev = np.full(len(tokens), self.tokenizer.start_token, dtype=np.int64)
-        for t in range(steps):
-            probs = stepper.step(prev)
-            mask = coded[:, t]
-            if mask.any():
-                symbols = tokens[mask, t]
-                encoder.encode(symbols, probs[mask])
-                bits += self.coder.ideal_bits(symbols, probs[mask])
-                count.add(len(symbols))
-            prev = tokens[:, t]
-        return bits
+        job = Job(tok.tokens, tok.coded, Encoding(encoder, self.coder))
+        n, shape = len(tok.tokens), (tok.height, tok.width)
+        loop.run(self.model, self.model.numerics, self.tokenizer.start_token,
+                 loop.batches(job, self.batch_for(n, shape), self.lane_for(n, shape)),
+                 Counter(progress, int(tok.coded.sum())), self.geometry(tok.tokens.shape[1]))
+        return job.action.bits
 
     def encode(self, image: Image, progress: Progress | None = None) -> EncodeResult:
         """The `.igc` file of `image`; `progress(done, total)` follows the tokens coded."""
         container.check_pixels(*image.shape[:2], ImageError)  # a file igc could not read back
+        self.check_memory(*image.shape[:2])
         tok = self.tokenizer.encode(image)
-        encoder = conform(self.coder.encoder(), SymbolEncoder,
-                          f"coder {self.coder.name!r}'s encoder")
+        encoder = self._encoder()
         token_bits = self.encode_tokens(tok, encoder, progress)
+        return self._encoded(image, tok, encoder, token_bits)
+
+    def encode_many(self, images: list[Image]) -> list[EncodeResult]:
+        """Several images' files, each what `encode` gives it. Where the numerics lets tiles be
+        grouped freely and every image is one batch (a GPU engine), the tiles of all images step
+        as one group, each image coded into its own stream; otherwise one by one."""
+        for image in images:
+            container.check_pixels(*image.shape[:2], ImageError)
+            self.check_memory(*image.shape[:2])
+        toks = [self.tokenizer.encode(image) for image in images]
+        encoders = [self._encoder() for _ in images]
+        jobs = [Job(tok.tokens, tok.coded, Encoding(enc, self.coder))
+                for tok, enc in zip(toks, encoders, strict=True)]
+        numerics, start = self.model.numerics, self.tokenizer.start_token
+        batches = [self.batch_for(len(t.tokens), (t.height, t.width)) for t in toks]
+        geometry = self.geometry(toks[0].tokens.shape[1]) if toks else None
+        if self._together([numerics] * len(jobs), batches, jobs) and self._fit_together(jobs):
+            loop.run(self.model, numerics, start, loop.together(jobs), geometry=geometry)
+        else:
+            for job, tok, batch in zip(jobs, toks, batches, strict=True):
+                loop.run(self.model, numerics, start,
+                         loop.batches(job, batch,
+                                      self.lane_for(len(job.tokens), (tok.height, tok.width))),
+                         geometry=geometry)
+        return [self._encoded(image, tok, enc, job.action.bits)
+                for image, tok, enc, job in zip(images, toks, encoders, jobs, strict=True)]
+
+    def _encoded(self, image: Image, tok: TokenizedImage, encoder, token_bits: float
+                 ) -> EncodeResult:
+        """The file, once the tokens are coded: the residuals after a lossy tokenizer's tokens,
+        then the header."""
         approximation, residual_bits = None, 0.0
         if not self.tokenizer.lossless:
             approximation = self.tokenizer.decode(tok.tokens, tok.height, tok.width)
@@ -195,7 +218,9 @@ class NeuralCodec:
             height=tok.height, width=tok.width, tile=tok.tile,
             model_id=self.model.name, fingerprint=self.fingerprint,
             checksum=pixel_checksum(image), region_checks=region_checks(tok.tokens),
-            payload_length=payload_length, batch=self.batch_for(len(tok.tokens)), lane=self.lane_for(len(tok.tokens)),
+            payload_length=payload_length,
+            batch=self.batch_for(len(tok.tokens), (tok.height, tok.width)),
+            lane=self.lane_for(len(tok.tokens), (tok.height, tok.width)),
             tokenizer=self.tokenizer.name, order=self.order, residual=self.residual,
             coder=self.coder.name, precision=self.coder.precision,
             numerics=self.model.numerics, model_plugin=self.plugin,
@@ -236,7 +261,7 @@ class NeuralCodec:
             raise ModelMismatchError(
                 f"file was encoded with model {header.model_id!r} (fingerprint "
                 f"{header.fingerprint}) but {offered(self.model, self.fingerprint)} was "
-                f"given; {MISMATCH_HINT} {header.model_id!r}")
+                f"given; {mismatch_hint(header)}")
         self.check_numerics(header)
         if header.tile != self.tokenizer.tile or header.order != self.order:
             raise FormatError(f"file uses {header.tile}px tiles in {header.order} order; model "
@@ -247,6 +272,16 @@ class NeuralCodec:
                               f"bits; this codec uses {self.coder.name!r} at "
                               f"{self.coder.precision} bits")
 
+    def check_memory(self, height: int, width: int) -> None:
+        """Refuse to encode an image whose decode would need more than the default memory
+        budget even one tile at a time (igc writes no file a default decoder refuses)."""
+        n_tiles = math.prod(self.tokenizer.grid(height, width))
+        probe = container.Header(height, width, self.tokenizer.tile, "", "0" * 16, 0, b"", 0,
+                                 self.batch_for(n_tiles, (height, width)),
+                                 numerics=self.model.numerics)
+        memory.check_decode(self.model, self.tokenizer, probe, ImageError,
+                            limit=memory.DEFAULT_BUDGET, engine=memory.ENCODER_ENGINE)
+
     def check_numerics(self, header: container.Header) -> None:
         """Refuse a file whose probabilities this model cannot recompute bit for bit."""
         supported = self.model.numerics_supported
@@ -256,77 +291,69 @@ class NeuralCodec:
                 f"{self.model.name!r} computes only {', '.join(map(str, supported))}: "
                 "decode it with the igc version or backend that wrote it")
 
+    def _decoder(self, payload: bytes):
+        return conform(self.coder.decoder(payload), SymbolDecoder,
+                       f"coder {self.coder.name!r}'s decoder")
+
+    def _job(self, header: container.Header, decoder) -> Job:
+        """A file's tiles as the decoder knows them before decoding: its layout."""
+        layout = self.tokenizer.layout(header.height, header.width)
+        return Job(layout.tokens, layout.coded, Decoding(decoder), pad_source=layout.pad_source)
+
     def decode_tokens(self, header: container.Header, decoder,
                       progress: Progress | None = None) -> np.ndarray:
         """Step the model over the header's tile layout, decoding coded positions and copying
         padding ones; returns the (tiles, L) tokens. `progress` as for `encode_tokens`."""
-        layout = self.tokenizer.layout(header.height, header.width)
-        tokens = layout.tokens
-        steps = self._steps(layout)
-        batches = self._batches(len(tokens), header.batch)
-        count = _Counter(progress, int(layout.coded.sum()))
-        with lane_pool(-(-(batches[0].stop - batches[0].start) // header.lane)) as pool:
-            for sl in batches:
-                self._decode_batch(tokens[sl], layout.coded[sl], layout.pad_source[sl],
-                                   header.lane, steps, pool, decoder, header.numerics, count)
-        return tokens
-
-    def _decode_batch(self, block, coded, source, lane, steps, pool, decoder,
-                      numerics, count) -> None:
-        rows = np.arange(len(block))
-        stepper = LaneStepper(self.model, len(block), lane, steps, pool, numerics)
-        prev = np.full(len(block), self.tokenizer.start_token, dtype=np.int64)
-        for t in range(steps):
-            probs = stepper.step(prev)
-            mask = coded[:, t]
-            if mask.any():
-                block[mask, t] = decoder.decode(probs[mask])
-                count.add(int(mask.sum()))
-            pad = ~mask
-            if pad.any():
-                block[pad, t] = block[rows[pad], source[pad, t]]
-            prev = block[:, t]
+        job = self._job(header, decoder)
+        loop.run(self.model, header.numerics, self.tokenizer.start_token,
+                 loop.batches(job, header.batch, header.lane),
+                 Counter(progress, int(job.coded.sum())), self.geometry(job.tokens.shape[1]))
+        return job.tokens
 
     def decode_many(self, datas: list[bytes]) -> list[Image]:
-        """Several files' pixels. Where numerics 2 lets tiles be grouped freely and every file
-        is one batch (as a GPU engine encodes), the tiles of all files are stepped as one batch,
-        each file range-decoded from its own stream: one model step serves every image, which is
-        what fills a GPU. Otherwise the files are decoded one by one."""
+        """Several files' pixels. Where their numerics lets tiles be grouped freely and every
+        file is one batch (as a GPU engine encodes), the tiles of all files step as one group,
+        each file decoded from its own stream: one model step serves every image, which is what
+        fills a GPU. Otherwise the files are decoded one by one."""
         parsed = [container.unpack(d) for d in datas]
         for header, _ in parsed:
             self.check_model(header)
-        layouts = [self.tokenizer.layout(h.height, h.width) for h, _ in parsed]
-        together = (len(datas) > 1 and not self.residual
-                    and all(h.numerics == 2 and h.batch >= len(lay.tokens)
-                            for (h, _), lay in zip(parsed, layouts, strict=True)))
-        if not together:
-            return [self.decode(d) for d in datas]
-        decoders = [conform(self.coder.decoder(payload), SymbolDecoder,
-                            f"coder {self.coder.name!r}'s decoder") for _, payload in parsed]
-        tokens = np.concatenate([lay.tokens for lay in layouts])
-        coded = np.concatenate([lay.coded for lay in layouts])
-        source = np.concatenate([lay.pad_source for lay in layouts])
-        bounds = np.cumsum([0] + [len(lay.tokens) for lay in layouts])
-        files = [slice(int(a), int(b)) for a, b in itertools.pairwise(bounds)]
-        steps = max(self._steps(lay) for lay in layouts)
-        rows = np.arange(len(tokens))
-        lane = lane_for(len(tokens), len(tokens))
-        with lane_pool(-(-len(tokens) // lane)) as pool:
-            stepper = LaneStepper(self.model, len(tokens), lane, steps, pool, 2)
-            prev = np.full(len(tokens), self.tokenizer.start_token, dtype=np.int64)
-            for t in range(steps):
-                probs = stepper.step(prev)
-                for sl, decoder in zip(files, decoders, strict=True):
-                    mask = coded[sl, t]
-                    if mask.any():
-                        tokens[sl][mask, t] = decoder.decode(probs[sl][mask])
-                pad = ~coded[:, t]
-                if pad.any():
-                    tokens[pad, t] = tokens[rows[pad], source[pad, t]]
-                prev = tokens[:, t]
-        return [self._verified(self.tokenizer.decode(tokens[sl], header.height, header.width),
-                               tokens[sl], header)
-                for sl, (header, _) in zip(files, parsed, strict=True)]
+            memory.check_decode(self.model, self.tokenizer, header, FormatError)
+        decoders = [self._decoder(payload) for _, payload in parsed]
+        jobs = [self._job(h, dec) for (h, _), dec in zip(parsed, decoders, strict=True)]
+        start = self.tokenizer.start_token
+        if (self._together([h.numerics for h, _ in parsed], [h.batch for h, _ in parsed], jobs)
+                and self._fit_together(jobs)):
+            loop.run(self.model, parsed[0][0].numerics, start, loop.together(jobs),
+                     geometry=self.geometry(jobs[0].tokens.shape[1]))
+        else:
+            for (header, _), job in zip(parsed, jobs, strict=True):
+                loop.run(self.model, header.numerics, start,
+                         loop.batches(job, header.batch, header.lane),
+                         geometry=self.geometry(job.tokens.shape[1]))
+        return [self._decoded(header, job.tokens, decoder)
+                for (header, _), job, decoder in zip(parsed, jobs, decoders, strict=True)]
+
+    def _decoded(self, header: container.Header, tokens: np.ndarray, decoder) -> Image:
+        """The pixels, once the tokens are decoded: the residuals after a lossy tokenizer's
+        tokens, then the checksum."""
+        image = self.tokenizer.decode(tokens, header.height, header.width)
+        if self.residual:
+            image = residual.decode(image, decoder)
+        return self._verified(image, tokens, header)
+
+    @staticmethod
+    def _steps(job: Job) -> int:
+        """Positions to step through: up to the last coded position of any tile."""
+        return int(np.nonzero(job.coded.any(axis=0))[0][-1]) + 1
+
+    def _fit_together(self, jobs: list[Job]) -> bool:
+        """Whether stepping the tiles of all files as one batch stays within the budget."""
+        tiles = sum(len(job.tokens) for job in jobs)
+        steps = max(self._steps(job) for job in jobs)
+        positions = sum(job.tokens.size for job in jobs)
+        need = positions * memory.LAYOUT_BYTES + memory.model_state(self.model, tiles, steps, 2)
+        return need <= memory.budget()
 
     @staticmethod
     def _verified(image: Image, tokens: np.ndarray, header: container.Header) -> Image:
@@ -347,10 +374,6 @@ class NeuralCodec:
         follows the tokens decoded."""
         header, payload = container.unpack(data)
         self.check_model(header)
-        decoder = conform(self.coder.decoder(payload), SymbolDecoder,
-                          f"coder {self.coder.name!r}'s decoder")
-        tokens = self.decode_tokens(header, decoder, progress)
-        image = self.tokenizer.decode(tokens, header.height, header.width)
-        if self.residual:
-            image = residual.decode(image, decoder)
-        return self._verified(image, tokens, header)
+        memory.check_decode(self.model, self.tokenizer, header, FormatError)
+        decoder = self._decoder(payload)
+        return self._decoded(header, self.decode_tokens(header, decoder, progress), decoder)

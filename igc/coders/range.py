@@ -4,6 +4,14 @@
 above zero probability, so a symbol the model deemed nearly impossible still codes (expensively)
 instead of breaking the stream. The queue variant is first-in first-out: symbols decode in the
 order they were encoded, which lets the decoder interleave decoding with model steps.
+
+Integer frequencies (a numerics-2 model's tables, each row summing to 2**bits) are taken as they
+are (`encode_frequencies`, `decode_frequencies`). constriction's Python models take floats only, so
+the table is handed over as its exact float64 values f * 2**-bits, and constriction maps it to its
+24-bit fixed point as it maps any float table (its leaky quantization: every symbol at least 1).
+That is what numerics-2 files were written with, and since the floats are exact, the map is a
+function of the integers alone. A coder that used the table without that map would write other
+bytes: it would be another coder, with another name in file headers.
 """
 
 from __future__ import annotations
@@ -19,6 +27,11 @@ def ideal_bits(symbols: np.ndarray, probs: np.ndarray) -> float:
     return float(-np.log2(np.maximum(p, np.finfo(np.float64).tiny)).sum())
 
 
+def exact_floats(freqs: np.ndarray, bits: int) -> np.ndarray:
+    """Integer frequencies as float64 probabilities f * 2**-bits: exact for f < 2**53."""
+    return np.ldexp(np.asarray(freqs, dtype=np.float64), -bits)
+
+
 class RangeEncoder:
     def __init__(self) -> None:
         import constriction
@@ -30,6 +43,10 @@ class RangeEncoder:
         if len(symbols):
             self._encoder.encode(np.asarray(symbols, dtype=np.int32), self._family,
                                  np.asarray(probs, dtype=np.float64))
+
+    def encode_frequencies(self, symbols: np.ndarray, freqs: np.ndarray, bits: int) -> None:
+        """Code symbol i with the integer row freqs[i] (every entry >= 1, summing to 2**bits)."""
+        self.encode(symbols, exact_floats(freqs, bits))
 
     def finish(self) -> bytes:
         return self._encoder.get_compressed().astype("<u4").tobytes()
@@ -53,6 +70,10 @@ class RangeDecoder:
         except Exception as exc:  # constriction raises on inconsistent streams
             raise FormatError(f"range decoder failed: {exc}") from None
         return np.asarray(out, dtype=np.int64)
+
+    def decode_frequencies(self, freqs: np.ndarray, bits: int) -> np.ndarray:
+        """The symbols coded with the integer rows `freqs` (as `encode_frequencies`)."""
+        return self.decode(exact_floats(freqs, bits))
 
 
 class RangeCoder:

@@ -7,11 +7,15 @@ CLI read: a name, a lossless flag, file statistics and the model's description.
 from __future__ import annotations
 
 from igc.codec.neural import EncodeResult, NeuralCodec, Progress
+from igc.core.numerics import INTEGER, name_of
+from igc.core.protocols import Quantized
 from igc.core.types import Image
 
 
 class ModelCompressor:
-    """Codes with a model's probabilities; `name` is what bench rows and `-c` call it."""
+    """Codes with a model's probabilities; `name` is what bench rows and `-c` call it. A
+    `Compressor` with the `ModelBased` and `Described` extras bench reads
+    (igc/core/protocols.py)."""
 
     model_based = True
 
@@ -45,8 +49,6 @@ class ModelCompressor:
         return self.codec.decode(data, progress)
 
 
-NUMERICS_NAMES = {0: "float32 torch step", 1: "fused float kernels", 2: "integer"}
-
 
 def numerics_info(model) -> dict:
     """Which numerics codes this model's files (and, for numerics 2, which engine computes it):
@@ -54,8 +56,8 @@ def numerics_info(model) -> dict:
     numerics = getattr(model, "numerics", None)
     if numerics is None or len(getattr(model, "numerics_supported", ())) < 2:
         return {}  # a model with one step (a plugin's, HuggingFace's): nothing to choose
-    out = {"numerics": numerics, "numerics_name": NUMERICS_NAMES.get(numerics, "plugin")}
-    if numerics == 2 and hasattr(model, "integer_model"):
+    out = {"numerics": numerics, "numerics_name": name_of(numerics)}
+    if numerics == INTEGER.number and isinstance(model, Quantized):
         from igc.models.engines import current_engine
 
         out["engine"] = current_engine()

@@ -15,6 +15,7 @@ import zlib
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from igc.core.numerics import MAX_NUMERICS
 from igc.errors import FormatError
 
 MAGIC = b"IGC"
@@ -22,7 +23,6 @@ VERSION = 4
 # version 1 had no lane field (its lane is the whole batch); versions 1-2 no numerics (0);
 # versions 1-3 a tokenizer code and a coder code instead of names, and no model plugin
 READABLE_VERSIONS = (1, 2, 3, 4)
-MAX_NUMERICS = 255
 DEFAULT_MAX_PIXELS = 1 << 28
 MAX_MODEL_ID = 64
 MAX_REGIONS = 8
@@ -73,8 +73,10 @@ class Header:
     precision: int = 24
     version: int = VERSION
     lane: int = 0  # tiles per lane within a batch (0: the whole batch, as in version 1)
-    # which arithmetic computed the probabilities: 0 the model's reference step, 1 igc's fused
-    # kernels (igc/models/kernels.py); a decoder must compute the same
+    # which arithmetic computed the probabilities; a decoder must compute the same. For ImageGPT:
+    # 0 the torch step and 1 igc's fused float kernels (both decode only on the kind of CPU that
+    # wrote the file), 2 integers (igc/models/integer.py: decodes on any machine). A plugin's
+    # model numbers its own (0 for a model with one way of computing). docs/format.md
     numerics: int = 0
     model_plugin: str = "imagegpt"  # registered model name (versions 1-3: imagegpt or uniform)
     residual: bool = False  # exact residuals follow the tokens (docs/palette.md)
@@ -369,35 +371,3 @@ def is_igc(head: bytes) -> bool:
 def header_size(data: bytes) -> int:
     return len(data) - unpack(data)[0].payload_length
 
-
-def recompute_header_crc(data: bytes) -> bytes:
-    """`data` with its header CRC recomputed, where the header still parses that far.
-
-    For fuzzing: a mutated header then gets past the CRC and reaches the field checks.
-    """
-    r = _Reader(data)
-    try:
-        version = r.take(5)[3]
-        r.varint(), r.varint()
-        if version >= 4:
-            r.take(2)
-            _read_name(r, "tokenizer"), _read_name(r, "coder")
-            r.byte()
-        else:
-            r.take(4)
-        r.varint()
-        for _ in range(min(version, 3) - 1):  # lane (v2), numerics (v3)
-            r.varint()
-        if version >= 4:
-            _read_name(r, "model plugin")
-        r.take(8)
-        _read_model_id(r, version)
-        r.take(4)
-        r.take(r.byte())
-        r.varint()
-    except FormatError:
-        return data
-    end = r.pos
-    if end + 2 > len(data):
-        return data
-    return data[:end] + (zlib.crc32(data[:end]) & 0xFFFF).to_bytes(2, "little") + data[end + 2:]

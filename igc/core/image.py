@@ -109,6 +109,16 @@ def as_rgb_array(obj: Any) -> Image:
         raise ImageError(
             f"expected uint8 pixels, got a {_describe(arr)}; convert to 8 bits per channel first"
         )
+    # the size is checked from the shape, before anything is copied: a broadcast view costs
+    # nothing to make, and copying one past the pixel limit could take gigabytes
+    if arr.ndim in (2, 3) and (arr.ndim == 2 or arr.shape[2] in (1, 3, 4)):
+        height, width = arr.shape[:2]
+        if height < 1 or width < 1:
+            raise ImageError(f"image has zero size: {_describe(obj)}")
+        cap = resolve_max_pixels()
+        if height * width > cap:
+            raise ImageError(f"image of {height}x{width} pixels exceeds the limit of {cap} "
+                             "pixels (set IGC_MAX_PIXELS to raise it)")
     if arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 1):
         gray = arr.reshape(arr.shape[0], arr.shape[1]) if arr.ndim == 3 else arr
         arr = np.repeat(gray[:, :, None], 3, axis=2)

@@ -13,7 +13,6 @@ adds each pixel's exact value on top of its centre (igc/codec/residual.py).
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from pathlib import Path
 
@@ -33,9 +32,12 @@ def load_clusters(folder: str | Path) -> np.ndarray:
     if not path.is_file():
         raise ModelError(f"palette model {folder} has no {PREPROCESSOR_CONFIG} with its colour "
                          "clusters; a 513-token ImageGPT cannot code images without them")
+    from igc.core.files import read_json
+
+    data = read_json(path, ModelError)
     try:
-        clusters = np.asarray(json.loads(path.read_text()).get("clusters"), dtype=np.float32)
-    except (OSError, ValueError, TypeError) as exc:
+        clusters = np.asarray(data.get("clusters"), dtype=np.float32)
+    except (AttributeError, ValueError, TypeError) as exc:
         raise ModelError(f"cannot read clusters from {path}: {exc}") from None
     if clusters.ndim != 2 or clusters.shape[1] != 3 or len(clusters) < 2:
         raise ModelError(f"{path}: 'clusters' must be a list of [r, g, b] centres, got shape "
@@ -112,10 +114,11 @@ class PaletteTokenizer:
         if clusters is None:
             clusters = getattr(model, "clusters", None) if model is not None else None
             if clusters is None:
-                what = (f"model {model.name!r} has a {model.vocab_size + 1}-token vocabulary and "
-                        "no clusters" if model is not None else "no clusters were given")
-                raise UsageError("the palette tokenizer needs a palette model (colour clusters in "
-                                 f"preprocessor_config.json, 513-token vocabulary): {what}")
+                what = (f"model {model.name!r} predicts {model.vocab_size} classes and has no "
+                        "colour clusters" if model is not None else "no clusters were given")
+                raise UsageError("the palette tokenizer needs a palette model, one with colour "
+                                 "clusters (a palette ImageGPT such as openai/imagegpt-small: 512 "
+                                 f"clusters in preprocessor_config.json): {what}")
         if tile is None:
             tile = tile_side_for_palette(model.context_length) if model is not None else 32
         if tile < 1:

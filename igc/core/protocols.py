@@ -8,7 +8,10 @@ composes with the other pieces; `conform` refuses one that lacks any, naming wha
 A classical codec implements `Compressor` directly; a `Reporter` turns bench results into output.
 
 Every member listed in a protocol is required. Optional extras that igc uses when present are
-listed in each docstring under "Optional".
+listed in each docstring under "Optional"; the ones igc's own code calls are declared as small
+protocols of their own at the end (`ModelBased`, `Described`, `BatchedEngine`,
+`IntegerFrequencies`, `Quantized`, `Specified`), which igc tests with `isinstance`, so that a
+reader and a type checker see each contract.
 """
 
 from __future__ import annotations
@@ -80,8 +83,12 @@ class Tokenizer(Protocol):
 class Model(Protocol):
     """Token sequences -> distributions over the next token at every position.
 
-    The factory igc registers is called with `spec` (the `--model` text beyond the plugin's own
-    name, or the model id a file's header records) if its signature names it.
+    The factory igc registers is called with `spec` if its signature names it: None when the
+    model is selected by its registered name (compress, bench, `get_compressor(NAME)`), the
+    string given in `get_compressor(NAME, model=SPEC)`, and when decoding a file, what the
+    factory's `spec_for(model_id, fingerprint)` returns, else the header's model id. Bench's
+    `--model` is the imagegpt compressor's and never reaches another model (docs/plugins.md,
+    "What `spec` is").
 
     `start`/`step` is the pass the codec uses: encoder and decoder both step the same tiles in the
     same batches and lanes, and must get bit-identical probabilities (docs/plugins.md,
@@ -90,7 +97,8 @@ class Model(Protocol):
     Optional: `tokenizer` (the registered tokenizer name it is coded with by default, else
     "subpixel"), `parameters` (reported by bench), and on the factory a classmethod
     `spec_for(model_id, fingerprint) -> str` that finds the weights a file names (ImageGPT looks in
-    the shipped models and $IGC_MODEL_PATH; without it the id itself is the spec).
+    the shipped models and $IGC_MODEL_PATH; without it the id itself is the spec). The
+    capabilities `IntegerFrequencies`, `BatchedEngine`, `Quantized` and `Specified` below.
     """
 
     name: str  # the model id recorded in file headers (at most 64 bytes)
@@ -106,8 +114,13 @@ class Model(Protocol):
         ...
 
     def start(self, batch: int, length: int, numerics: int) -> Any:
-        """A fresh state for `batch` sequences of up to `length` steps, computing with the
-        arithmetic `numerics` (one of `numerics_supported`; a file's header names it)."""
+        """A fresh state for `batch` sequences (a lane of tiles), computing with the arithmetic
+        `numerics` (one of `numerics_supported`; a file's header names it). `length` is exactly
+        the number of `step` calls that will follow: one past the last coded position of any
+        tile of the image, at most the tokens per tile (so at most `context_length`).
+
+        Optional keyword `geometry`: a `start` that names it gets an `igc.core.types.Geometry`
+        (tile side, token order, tokens per tile, `position(t)` -> (row, column, channel))."""
         ...
 
     def step(self, state: Any, tokens: np.ndarray) -> np.ndarray:
@@ -118,7 +131,13 @@ class Model(Protocol):
 
 @runtime_checkable
 class SymbolEncoder(Protocol):
-    """One stream being written; `encode` is called in coding order, `finish` once."""
+    """One stream being written; `encode` is called in coding order, `finish` once.
+
+    Optional: `encode_frequencies(symbols, freqs, bits)`, coding symbol i with the integer row
+    freqs[i] ((n, k) int64, every entry >= 1, each row summing to 2**bits) as a model that
+    computes integers (`IntegerFrequencies`) gives it; without it such rows come to `encode` as
+    their exact floats freqs * 2**-bits (docs/plugins.md, "Integer frequencies").
+    """
 
     def encode(self, symbols: np.ndarray, probs: np.ndarray) -> None:
         """Code (n,) int symbols, row i of the (n, k) float64 `probs` being symbol i's
@@ -130,7 +149,12 @@ class SymbolEncoder(Protocol):
 
 @runtime_checkable
 class SymbolDecoder(Protocol):
-    """One stream being read, in the order it was written."""
+    """One stream being read, in the order it was written.
+
+    Optional: `decode_frequencies(freqs, bits)`, the integer counterpart of `decode` (see
+    `SymbolEncoder`); it must read what `encode_frequencies` wrote, and what `encode` wrote with
+    the same rows as exact floats if the encoder lacks it.
+    """
 
     def decode(self, probs: np.ndarray) -> np.ndarray:
         """(n, k) distributions -> the (n,) int symbols coded with them. Raise
@@ -156,11 +180,80 @@ class Coder(Protocol):
 
 @runtime_checkable
 class Reporter(Protocol):
-    """Bench results -> output (a table, JSON, CSV, a plot...)."""
+    """Bench results -> output (a table, JSON, CSV, a plot...).
+
+    `report(result, None)` writes to standard output, `report(result, path)` to that file.
+    Optional: `render(result) -> str`, the report as text; `igc.report(result, NAME)` returns it
+    (without `render`, what `report(result, None)` writes to standard output is captured and
+    returned instead).
+    """
 
     name: str
 
     def report(self, result: Any, destination: Any = None) -> None: ...
+
+
+# -- optional capabilities: what igc calls when a piece has it --------------------------------
+@runtime_checkable
+class ModelBased(Protocol):
+    """A compressor that codes with a model's probabilities (igc's `ModelCompressor`; a plugin
+    compressor may be one too): bench reports its model bits beside the file size. `--estimate`
+    calls its `estimate_bits(image) -> float` (model bits from one parallel pass, no file)."""
+
+    model_based: bool  # True
+
+    def compress_with_stats(self, image: Image, progress: Any = None) -> Any:
+        """An `EncodeResult` (igc/codec/neural.py): the file's `data`, `model_bits`,
+        `header_bytes`, and for a lossy tokenizer its `approximation`."""
+        ...
+
+
+@runtime_checkable
+class Described(Protocol):
+    """A compressor that describes its model: bench's environment records `model_info` (id,
+    fingerprint, parameters, tokenizer, coder, numerics...)."""
+
+    model_info: dict
+
+
+@runtime_checkable
+class IntegerFrequencies(Protocol):
+    """A model whose steps compute integer frequency tables (numerics 2, igc.core.numerics):
+    the codec hands the coder the table itself rather than floats made from it."""
+
+    def frequency_bits(self, numerics: int) -> int | None:
+        """Bits of the tables `step_frequencies` gives under `numerics` (rows sum to
+        2**bits), or None where that numerics computes floats (then `step` is used)."""
+        ...
+
+    def step_frequencies(self, state: Any, tokens: np.ndarray) -> np.ndarray:
+        """As `Model.step`, but (batch, vocab_size) int64 frequencies, every one >= 1; `step`
+        must return exactly these times 2**-bits."""
+        ...
+
+
+@runtime_checkable
+class BatchedEngine(Protocol):
+    """A model whose engine should step every tile of a batch as one state (a GPU)."""
+
+    def batched_engine(self, numerics: int) -> bool:
+        """True when it does, for this numerics (which must be regroupable: the tiles' grouping
+        then changes no probability)."""
+        ...
+
+
+@runtime_checkable
+class Quantized(Protocol):
+    """A model with an integer model behind its numerics 2 (bench names the engine)."""
+
+    integer_model: Any
+
+
+@runtime_checkable
+class Specified(Protocol):
+    """A model that remembers the spec the user gave (`--model`), for messages."""
+
+    spec: str
 
 
 def members(protocol: type) -> list[str]:

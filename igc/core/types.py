@@ -10,6 +10,37 @@ import numpy.typing as npt
 Image = npt.NDArray[np.uint8]  # (H, W, 3), RGB
 
 
+@dataclass(frozen=True)
+class Geometry:
+    """Where a tile's tokens lie in the image: what the codec tells a model's `start` as
+    `geometry=` (when `start` takes that keyword), so a model that looks at neighbours need not
+    guess the tile side or the token order from its context length.
+
+    Token t of a tile (t = 0 is the first token after the start token) is pixel
+    `(row, column)` of the tile, channel `channel`, as `position(t)` gives them: in "interleaved"
+    order t runs over R, G, B of pixel 0, then of pixel 1, ..., pixels in raster order; in
+    "channel" order over every pixel's R, then every G, then every B. Palette tokens have one
+    channel.
+    """
+
+    tile: int  # tile side in pixels
+    order: str  # "interleaved" or "channel"
+    tokens: int  # tokens per tile, start token excluded (tile * tile * channels)
+    tokenizer: str  # the registered tokenizer's name ("subpixel", "palette", ...)
+
+    @property
+    def channels(self) -> int:
+        return max(1, self.tokens // (self.tile * self.tile))
+
+    def position(self, t: int) -> tuple[int, int, int]:
+        """(row, column, channel) within the tile of token t."""
+        if self.order == "channel":
+            channel, pixel = divmod(t, self.tile * self.tile)
+        else:
+            pixel, channel = divmod(t, self.channels)
+        return pixel // self.tile, pixel % self.tile, channel
+
+
 @dataclass
 class TokenizedImage:
     """An image as a batch of equal-length token sequences, one per tile.

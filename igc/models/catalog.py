@@ -1,10 +1,12 @@
 """The models shipped inside the package, and finding the weights an `.igc` header names.
 
 A file records its model's id and weight fingerprint. To decode it without `--model`, the
-fingerprint is looked up first among the shipped models (so files keep decoding after the default
-changes), then among the model folders listed in `$IGC_MODEL_PATH` (so a file coded with a local
-folder decodes on any machine that has that folder on its path). The fingerprint, not the id,
-decides: two folders may share a name, never their weights.
+fingerprint is looked up first among the shipped models (so files of an earlier default still
+find their weights after the default changes), then among the model folders listed in
+`$IGC_MODEL_PATH` (so a file coded with a local folder finds it on any machine that has that
+folder on its path). Finding the weights is not all: a numerics 0 or 1 (float) file decodes only
+on the kind of CPU that wrote it, a numerics 2 file anywhere (docs/numerics.md). The fingerprint,
+not the id, decides: two folders may share a name, never their weights.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from igc.core.palette import (
     load_clusters,
 )
 from igc.errors import ModelError
-from igc.models.imagegpt import (
+from igc.models.folders import (
     DEFAULT_MODEL,
     WEIGHTS_DIR,
     fingerprint_of,

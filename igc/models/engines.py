@@ -11,10 +11,11 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from igc.core.numerics import INTEGER
 from igc.errors import ModelError, UsageError
 
-ENGINES = ("reference", "cpu", "cuda")
-DEFAULT_ENGINE = "cpu"
+ENGINES = INTEGER.engines  # igc.core.numerics: the implementations of numerics 2
+DEFAULT_ENGINE = INTEGER.default_engine
 _chosen: str | None = None
 
 

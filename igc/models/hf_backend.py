@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from igc.errors import ModelError
-from igc.models.imagegpt import fingerprint_of, load_checked, resolve
+from igc.models.folders import fingerprint_of, load_checked, resolve
 
 
 @dataclass
@@ -84,6 +84,13 @@ class HFImageGPTModel:
                 logits = self.hf(ids, use_cache=False).logits
                 out.append(torch.log_softmax(logits, dim=-1).numpy())
         return np.concatenate(out) if out else np.zeros((0, sequences.shape[1], self.vocab_size))
+
+    def state_bytes(self, rows: int, length: int, numerics: int = 0, engine: str | None = None
+                    ) -> int:
+        """What `length` steps of `rows` sequences hold at most: transformers' float32 key and
+        value cache, and a step's logits and probabilities (igc.codec.memory)."""
+        c, layers = int(self.config["n_embd"]), int(self.config["n_layer"])
+        return layers * rows * c * length * 2 * 4 + rows * (self.vocab_size + 1) * 16
 
     def start(self, batch: int, length: int | None = None, numerics: int = 0) -> HFState:
         if numerics != 0:

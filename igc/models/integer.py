@@ -30,12 +30,14 @@ import math
 from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
+from igc.core.numerics import INTEGER
 from igc.errors import ModelError
 
-NUMERICS = 2
+NUMERICS = INTEGER.number
 
 FX = 16  # fraction bits of the residual stream and of every linear layer's output ("Q16")
 ACT_MAX = 32767  # int16 activations are clamped to ±ACT_MAX
@@ -50,15 +52,40 @@ ATT_BITS = 20
 GELU_FRAC = 10  # quick-GELU's table is indexed by its input in Q10 over [-8, 8)
 GELU_HALF = 8 << GELU_FRAC
 SIG_BITS = 15
-TOTAL_BITS = 24  # frequencies sum to 2**24: the range coder's precision
+TOTAL_BITS = INTEGER.frequency_bits  # frequencies sum to 2**24 (igc.core.numerics)
 LOG2E = 1.4426950408889634  # float64 nearest log2(e), folded into queries and the output head
 NORM_EPS_SHIFTS = range(-14, 49)  # the per-row shifts the integer RMS norm can use
 
 
 # -- tables --------------------------------------------------------------------------------
+TABLES = Path(__file__).with_name("integer_tables.npz")  # the two tables below, precomputed
+
+
 @lru_cache(maxsize=1)
 def exp_table() -> np.ndarray:
-    """EXP[f] = round(2**30 * 2**(-f/4096)), f = 0..4095, by correctly rounded decimals."""
+    """EXP[f] = round(2**30 * 2**(-f/4096)), f = 0..4095, by correctly rounded decimals
+    (`compute_exp_table`; read from `TABLES`, which a test holds equal to it)."""
+    return _shipped("exp", compute_exp_table)
+
+
+@lru_cache(maxsize=1)
+def sigmoid_table() -> np.ndarray:
+    """SIG[i] = round(2**15 * sigmoid(1.702 * (i - 8192) / 1024)), i = 0..16383
+    (`compute_sigmoid_table`; read from `TABLES`, which a test holds equal to it)."""
+    return _shipped("sigmoid", compute_sigmoid_table)
+
+
+def _shipped(name: str, compute) -> np.ndarray:
+    """A table from the file shipped beside this module (computing the 20,480 decimals takes
+    about a second at every start), or computed where the file is missing."""
+    try:
+        with np.load(TABLES) as tables:
+            return np.array(tables[name], np.int64)
+    except (OSError, KeyError, ValueError):
+        return compute()
+
+
+def compute_exp_table() -> np.ndarray:
     with localcontext() as ctx:
         ctx.prec = 40
         two = Decimal(2)
@@ -66,15 +93,18 @@ def exp_table() -> np.ndarray:
                          for f in range(1 << SCORE_FRAC)], np.int64)
 
 
-@lru_cache(maxsize=1)
-def sigmoid_table() -> np.ndarray:
-    """SIG[i] = round(2**15 * sigmoid(1.702 * (i - 8192) / 1024)), i = 0..16383."""
+def compute_sigmoid_table() -> np.ndarray:
     with localcontext() as ctx:
         ctx.prec = 40
         k, one = Decimal("1.702"), Decimal(1)
         return np.array([int((one / (one + (-k * Decimal(i - GELU_HALF) / (1 << GELU_FRAC)).exp())
                               * (1 << SIG_BITS)).to_integral_value())
                          for i in range(2 * GELU_HALF)], np.int64)
+
+
+def write_tables(path: Path = TABLES) -> None:
+    """Write `TABLES` from the decimal definitions (run once when the tables' rules change)."""
+    np.savez_compressed(path, exp=compute_exp_table(), sigmoid=compute_sigmoid_table())
 
 
 def tables_digest() -> str:

@@ -53,7 +53,6 @@ from igc.models.integer import (
 )
 from igc.models.runtime import one_thread
 
-START_TOKEN = 256
 F64 = torch.float64
 EXACT = 1 << 53
 # Narrowed rows: a row's largest |value| has E bits (frexp's exponent, 0 for a zero row, at most
@@ -455,7 +454,8 @@ class TorchEngine:
         if b == 0 or length == 0:
             return out
         chunk = chunk or self.rows_per_chunk(b, length)
-        inputs = np.concatenate([np.full((b, 1), START_TOKEN, np.int64), tokens[:, :-1]], 1)
+        start = self.vocab  # ImageGPT's start token is its last id: 256 for subpixels, 512 palette
+        inputs = np.concatenate([np.full((b, 1), start, np.int64), tokens[:, :-1]], 1)
         future = torch.ones((length, length), dtype=torch.bool, device=self.device).triu_(1)
         for lo in range(0, b, chunk):
             ids = torch.from_numpy(inputs[lo : lo + chunk]).to(self.device)

@@ -21,9 +21,11 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
+from igc.core.numerics import FUSED
+
 # Versioned: a file records the numerics that coded it (docs/format.md); changing any
 # arithmetic below changes the floats, so it needs a new NUMERICS number, not an edit.
-NUMERICS = 1
+NUMERICS = FUSED.number  # igc.core.numerics: numerics 1
 
 _F = np.float32
 _LOG2E = _F(1.4426950408889634)

@@ -6,10 +6,13 @@ same weights, but with `scaled_dot_product_attention` and a preallocated key/val
 codec can step all tiles of an image one token at a time. Encoder and decoder both run `step`, in
 the same batch layout, dtype and *numerics*, which is what makes their probabilities bit-identical.
 
-Two steps exist, named by the numerics number a file records (docs/format.md): 0 is the plain
-torch step (what files of format versions 1-2 used, kept so they still decode), 1 runs attention,
-norms, activation and the output softmax in igc's fused kernels (igc/models/kernels.py) around
-torch's weight products, and is what igc writes now (docs/speed.md).
+Two float steps exist, named by the numerics number a file records (docs/format.md): 0 is the
+plain torch step (what files of format versions 1-2 used), 1 runs attention, norms, activation and
+the output softmax in igc's fused kernels (igc/models/kernels.py) around torch's weight products
+(docs/speed.md). Both are kept so that their files still decode, on the kind of CPU that wrote
+them. New files of quick-GELU models use numerics 2, the integer step of igc/models/integer.py,
+which decodes on any machine; this runtime remains its source of weights, the one-shot pass of
+`--estimate`, and the float step of models numerics 2 does not compute.
 """
 
 from __future__ import annotations
@@ -24,11 +27,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from igc.core.numerics import FUSED, TORCH
 from igc.errors import FormatError, ModelError
 
-NUMERICS_TORCH = 0
-NUMERICS_FUSED = 1  # igc.models.kernels.NUMERICS; a literal here so importing numba waits
-NUMERICS = {NUMERICS_TORCH: "torch reference step", NUMERICS_FUSED: "igc fused kernels v1"}
+NUMERICS_TORCH = TORCH.number
+NUMERICS_FUSED = FUSED.number
+NUMERICS = (NUMERICS_TORCH, NUMERICS_FUSED)  # the float steps this runtime computes
 
 ACTIVATIONS = {
     "quick_gelu": lambda x: x * torch.sigmoid(1.702 * x),
@@ -215,7 +219,7 @@ class ImageGPTRuntime:
         Runs on one thread whatever torch's setting: MKL's sgemm splits a product with few rows
         differently by thread count (measured: 5 rows gave other last bits with 2 threads than
         with 1), and encoder and decoder must compute identical floats. Parallelism for coding
-        comes from sharding images across processes (igc/bench/shard.py), not from threads in a step.
+        comes from sharding images across processes (igc/benchmark/shard.py), not from threads in a step.
         """
         with one_thread():
             return self._step(state, ids)

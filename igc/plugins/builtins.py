@@ -6,8 +6,6 @@ in another package. Importing it imports no codec library and no torch; a factor
 user selects its name.
 """
 
-from igc.bench.reporters.files import CsvReporter, JsonReporter, MarkdownReporter, PlotReporter
-from igc.bench.reporters.table import TableReporter
 from igc.coders.range import RangeCoder
 from igc.compressors.classical import COMPRESSORS
 from igc.core.palette import PaletteTokenizer
@@ -15,6 +13,8 @@ from igc.core.tokenizer import SubpixelTokenizer
 from igc.models.imagegpt import ImageGPTModel
 from igc.models.uniform import UniformModel
 from igc.plugins.markers import hookimpl
+from igc.reporters.files import CsvReporter, JsonReporter, MarkdownReporter, PlotReporter
+from igc.reporters.table import TableReporter
 
 
 @hookimpl

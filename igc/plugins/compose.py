@@ -55,16 +55,31 @@ def _piece(registry: Registry, kind: str, name: str, protocol: type, **options: 
     return obj
 
 
+class WithNumerics:
+    """A model coding new files with another of the numerics it computes (`numerics`); every
+    other member is the model's own. `igc speed` times numerics 1 against 2 this way."""
+
+    def __init__(self, model: Any, numerics: int) -> None:
+        if numerics not in model.numerics_supported:
+            raise UsageError(f"model {model.name!r} computes numerics "
+                             f"{', '.join(map(str, model.numerics_supported))}, not {numerics}")
+        self.model, self.numerics = model, numerics
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.model, name)
+
+
 def compose(model: str | None = None, *, plugin: str | None = None, tokenizer: str | None = None,
             coder: str | None = None, mode: str | None = None, order: str = "interleaved",
             batch: int | None = None, lane: int | None = None, residual: bool | None = None,
-            registry: Registry | None = None) -> NeuralCodec:
+            numerics: int | None = None, registry: Registry | None = None) -> NeuralCodec:
     """The codec for a model spec (see `split_spec`; `plugin` forces the model plugin, `model`
     then being its factory's spec), coded with the model's tokenizer (or `tokenizer`) and the
     range coder (or `coder`).
 
     `mode` applies to lossy tokenizers (the palette): "lossless" (default) adds exact residuals,
-    "palette" keeps the file lossy; `residual` forces the choice (decoding a file).
+    "palette" keeps the file lossy; `residual` forces the choice (decoding a file). `numerics`
+    codes new files with another numerics the model computes (default: its own choice).
     """
     registry = registry or get_registry()
     if plugin is None:
@@ -72,6 +87,8 @@ def compose(model: str | None = None, *, plugin: str | None = None, tokenizer: s
     if mode is not None and mode not in MODES:
         raise UsageError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
     m = _load_model(registry, plugin, model)
+    if numerics is not None and numerics != m.numerics:
+        m = WithNumerics(m, numerics)
     tok_name = tokenizer or getattr(m, "tokenizer", None) or DEFAULT_TOKENIZER
     tok = _piece(registry, "tokenizer", tok_name, Tokenizer, model=m, order=order)
     if tok.vocab_size != m.vocab_size:
@@ -123,7 +140,8 @@ def check_names(names: list[str], registry: Registry | None = None) -> None:
 
 def create_compressor(name: str, registry: Registry | None = None, **options: Any):
     """A registered compressor, or a registered model composed with its default pieces (or the
-    `tokenizer` and `coder` options). `model` is given to a model plugin's factory as its spec."""
+    `tokenizer` and `coder` options). `model` is given to the named model plugin's factory as its
+    `spec` (None without it)."""
     registry = registry or get_registry()
     check_names([name], registry)
     if registry.has("compressor", name):
@@ -136,12 +154,19 @@ def create_compressor(name: str, registry: Registry | None = None, **options: An
 
 def create_compressors(names: list[str], **options: Any) -> tuple[list, dict[str, str]]:
     """The named compressors (registered compressors or models); unavailable ones are reported
-    (name -> reason), not fatal. Unknown names fail before anything is made."""
-    check_names(list(names))
+    (name -> reason), not fatal. Unknown names fail before anything is made.
+
+    This is bench's path, where `model` is the ImageGPT model (`igc bench --model`): it goes to
+    the `imagegpt` model and to registered compressors, while any other model plugin in the run
+    is made with `spec=None`, its default (docs/plugins.md, "What `spec` is")."""
+    registry = get_registry()
+    check_names(list(names), registry)
     made, unavailable = [], {}
     for name in names:
+        takes_model = name == DEFAULT_MODEL or registry.has("compressor", name)
+        mine = options if takes_model else {k: v for k, v in options.items() if k != "model"}
         try:
-            made.append(create_compressor(name, **options))
+            made.append(create_compressor(name, registry, **mine))
         except CodecUnavailable as exc:
             unavailable[name] = str(exc)
     return made, unavailable

@@ -23,6 +23,7 @@ from igc.plugins.markers import PROJECT
 
 ENTRY_POINT_GROUP = "igc.plugins"
 DISABLE_ENV = "IGC_DISABLE_PLUGINS"  # "1": load built-ins only
+DISTRIBUTION = "igc-codec"  # the package on PyPI: its metadata gives the built-ins' version
 
 BUILTIN_MODULES = ("igc.plugins.builtins",)  # the one module that lists igc's own pieces
 
@@ -107,6 +108,13 @@ class Registry:
                     self._drop(name, info)
                     info.error = f"register_{kind}s raised {crash_line(exc)}"
                     return
+
+    def register(self, kind: str, factory: Any, name: str | None = None,
+                 plugin: str = "igc") -> None:
+        """Register one factory without a hook, as plugin `plugin`: for a registry a program
+        builds for its own use (`igc speed` adds HuggingFace's ImageGPT to one)."""
+        info = self.plugins.setdefault(plugin, PluginInfo(plugin, _own_version(), builtin=True))
+        self._registrar(kind, plugin, info)(factory, name)
 
     def _drop(self, name: str, info: PluginInfo) -> None:
         """Forget everything plugin `name` registered (its hook failed half way)."""
@@ -229,9 +237,11 @@ def entry_points_disabled() -> bool:
 
 
 def _own_version() -> str:
-    from igc import __version__
-
-    return __version__
+    """igc's installed version (its distribution's metadata: no import of the package above)."""
+    try:
+        return metadata.version(DISTRIBUTION)
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
 
 
 _registry: Registry | None = None

@@ -7,12 +7,13 @@ mounts it on `igc` with the CLI's one-line errors. torch is imported inside the 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from igc.errors import UsageError
+from igc.errors import IgcError, UsageError
 
 
 def train(
@@ -110,8 +111,15 @@ def train(
     if not minutes and not steps:
         raise UsageError("give a budget: --minutes and/or --steps")
     for option, value in (("--minutes", minutes), ("--steps", steps)):
-        if value is not None and value <= 0:  # a budget that never ends would train forever
+        # a budget that never ends would train forever (nan compares false with everything)
+        if value is not None and not (math.isfinite(value) and value > 0):
             raise UsageError(f"{option} must be positive, got {value}")
+    for option, value in (("--lr", lr), ("--eval-minutes", eval_minutes)):
+        if not (math.isfinite(value) and value > 0):
+            raise UsageError(f"{option} must be a positive finite number, got {value}")
+    if warmup < 0 or eval_every < 1:
+        raise UsageError(f"--warmup must be at least 0 and --eval-every at least 1, got "
+                         f"{warmup} and {eval_every}")
     settings = TrainSettings(
         model=ModelConfig(width, layers, heads, tile),
         data=[str(p) for p in (data or default_train_paths())],
@@ -132,7 +140,19 @@ def train(
         init_from=init_from,
         compile=compile_model,
     )
-    Trainer(settings, resume=resume).run()
+    trainer = Trainer(settings, resume=resume)
+    try:
+        trainer.run()
+    except KeyboardInterrupt:
+        saved = (f"checkpoint saved in {trainer.ckpt_path}: --resume continues"
+                 if trainer.saved_on_interrupt else "no checkpoint saved")
+        raise Interrupted(f"interrupted at step {trainer.interrupted_at}; {saved}") from None
+
+
+class Interrupted(IgcError):
+    """Training stopped by Ctrl-C (SIGINT), after saving its checkpoint."""
+
+    exit_code = 130
 
 
 def _architecture_of(spec: str) -> dict:

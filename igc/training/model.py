@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -195,7 +196,7 @@ def pretrained_architecture(spec: str) -> tuple[ModelConfig, str, Path]:
     that passes the codec's own checks (igc.models.checks)."""
     from igc.errors import UsageError
     from igc.models.checks import check_config
-    from igc.models.imagegpt import read_config, resolve
+    from igc.models.folders import read_config, resolve
 
     name, folder = resolve(spec)
     config = read_config(folder)
@@ -230,7 +231,7 @@ def load_pretrained(spec: str) -> tuple[ModelConfig, dict[str, torch.Tensor], di
     """An exported model as (architecture, state_dict, provenance), for a warm start: what
     `pretrained_architecture` accepts, with weights that fit it and are finite."""
     from igc.errors import UsageError
-    from igc.models.imagegpt import fingerprint_of, load_checked
+    from igc.models.folders import fingerprint_of, load_checked
 
     cfg, name, folder = pretrained_architecture(spec)
     config, tensors = load_checked(folder)  # shapes against the config, finite weights
@@ -257,29 +258,50 @@ def export_pretrained(
     to a temporary directory and swapped in, so a reader never sees half an export. `extra`, if
     given, is written as `training.json`.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
     from transformers import ImageGPTConfig
+
+    from igc.errors import IgcError
 
     out = Path(out_dir)
     tmp = out.with_name(out.name + ".tmp")
-    tmp.mkdir(parents=True, exist_ok=True)
     state = {
         k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()
     }
-    save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-    (tmp / "model.safetensors").chmod(0o644)  # safetensors writes 0600; others read the export
-    ImageGPTConfig(**config_dict).save_pretrained(str(tmp))
-    if extra is not None:
-        (tmp / "training.json").write_text(json.dumps(extra, indent=2) + "\n")
-    old = out.with_name(out.name + ".old")
-    if out.exists():
+    try:
+        if tmp.exists():  # left by a run that was killed while exporting
+            _rmtree(tmp)
+        tmp.mkdir(parents=True)
+        # serialised here and written by Python, whose writes report a full disk (safetensors'
+        # own file writer was seen to drop the error of its last, buffered write)
+        _write(tmp / "model.safetensors", save(state, metadata={"format": "pt"}))
+        _write(tmp / "config.json",
+               ImageGPTConfig(**config_dict).to_json_string(use_diff=True).encode())
+        if extra is not None:
+            _write(tmp / "training.json", (json.dumps(extra, indent=2) + "\n").encode())
+        old = out.with_name(out.name + ".old")
+        if out.exists():
+            if old.exists():
+                _rmtree(old)
+            out.rename(old)
+        tmp.rename(out)
         if old.exists():
             _rmtree(old)
-        out.rename(old)
-    tmp.rename(out)
-    if old.exists():
-        _rmtree(old)
+    except OSError as exc:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise IgcError(f"cannot export the model to {out}: {exc.strerror or exc}") from None
     return out
+
+
+def _write(path: Path, data: bytes) -> None:
+    """All of `data` into a new file readable by others (0644), flushed to the disk."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def _rmtree(path: Path) -> None:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from igc.errors import UsageError
+from igc.errors import IgcError, UsageError
 from igc.training.data import Sampler, TileSource, load_training, load_validation
 from igc.training.model import (
     ImageGPT,
@@ -163,9 +163,52 @@ def evaluate(model, tiles: np.ndarray, device, dtype, chunk: int = 64) -> float:
 
 
 def _atomic_save(obj, path: Path) -> None:
+    """`obj` to `path` through a temporary file: a full disk keeps the previous checkpoint and
+    leaves no temporary file (torch reports a failed write as RuntimeError)."""
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:
+        tmp.unlink(missing_ok=True)
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise IgcError(f"cannot save the checkpoint {path}: {reason.splitlines()[0][:200]}"
+                       ) from None
+    except BaseException:  # a second Ctrl-C while saving: keep the previous checkpoint whole
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+CHECKPOINT_KEYS = {"model": dict, "optimizer": dict, "step": int, "tokens": int,
+                   "elapsed": float, "best": float, "numpy_rng": dict,
+                   "torch_rng": torch.Tensor, "python_rng": tuple, "settings": dict}
+
+
+def load_checkpoint(path: Path) -> dict:
+    """A checkpoint's contents, read without running code: `weights_only=True` unpickles only
+    tensors and plain containers (dict, list, tuple, str, numbers, None), so a planted
+    checkpoint.pt cannot execute anything (a full unpickle could). Raises UsageError (one
+    line) for anything else or a missing field."""
+    import pickle
+
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError,
+            AttributeError, ImportError, IndexError, KeyError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UsageError(f"--resume: {path} is not a checkpoint igc can read safely (it holds "
+                         f"more than tensors and plain values, or is damaged): {first[:200]}"
+                         ) from None
+    if not isinstance(ckpt, dict):
+        raise UsageError(f"--resume: {path} is not an igc checkpoint (a {type(ckpt).__name__})")
+    for key, kind in CHECKPOINT_KEYS.items():
+        value = ckpt.get(key)
+        if kind is float and isinstance(value, int):
+            continue
+        if not isinstance(value, kind):
+            raise UsageError(f"--resume: {path} is not an igc checkpoint: {key!r} is "
+                             f"{type(value).__name__}, not {kind.__name__}")
+    return ckpt
 
 
 class Trainer:
@@ -190,9 +233,13 @@ class Trainer:
         if resume:
             if not self.ckpt_path.exists():
                 raise UsageError(f"--resume: no checkpoint at {self.ckpt_path}")
-            ckpt = torch.load(self.ckpt_path, map_location="cpu", weights_only=False)
+            ckpt = load_checkpoint(self.ckpt_path)
             # The checkpoint's architecture wins: the weights only fit it.
-            s.model = ModelConfig(**ckpt["settings"]["model"])
+            try:
+                s.model = ModelConfig(**ckpt["settings"]["model"])
+            except (TypeError, KeyError) as exc:
+                raise UsageError(f"--resume: {self.ckpt_path} holds no usable model settings "
+                                 f"({exc})") from None
             self.init_provenance = ckpt.get("init_from")
         elif s.init_from:
             # A warm start: the exported model's weights and architecture, with a fresh
@@ -215,13 +262,18 @@ class Trainer:
         self.step, self.tokens, self.elapsed = 0, 0, 0.0
         self.best = float("inf")
         if ckpt is not None:
-            self.model.load_state_dict(ckpt["model"])
-            self.opt.load_state_dict(ckpt["optimizer"])
-            self.step, self.tokens = ckpt["step"], ckpt["tokens"]
-            self.elapsed, self.best = ckpt["elapsed"], ckpt["best"]
-            self.rng.bit_generator.state = ckpt["numpy_rng"]
-            torch.set_rng_state(ckpt["torch_rng"])
-            random.setstate(ckpt["python_rng"])
+            try:
+                self.model.load_state_dict(ckpt["model"])
+                self.opt.load_state_dict(ckpt["optimizer"])
+                self.step, self.tokens = ckpt["step"], ckpt["tokens"]
+                self.elapsed, self.best = float(ckpt["elapsed"]), float(ckpt["best"])
+                self.rng.bit_generator.state = ckpt["numpy_rng"]
+                torch.set_rng_state(ckpt["torch_rng"])
+                random.setstate(ckpt["python_rng"])
+            except (RuntimeError, ValueError, TypeError, KeyError) as exc:
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                raise UsageError(f"--resume: {self.ckpt_path} does not fit this run: "
+                                 f"{type(exc).__name__} {first[:200]}") from None
         self.source = source if source is not None else load_training(s.data, s.model.tile)
         self.val_tiles = (
             val_tiles
@@ -273,8 +325,9 @@ class Trainer:
         )
 
     def log(self, record: dict) -> None:
+        line = json.dumps(record, allow_nan=False)  # strict JSON: NaN never reaches the log
         with open(self.out / "log.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(line + "\n")
 
     # -- loop --------------------------------------------------------------------------------
 
@@ -307,8 +360,17 @@ class Trainer:
     def done(self) -> bool:
         return budget_progress(self.s, self.step, self.elapsed) >= 1.0
 
+    def check_finite(self, what: str, value: float | None) -> None:
+        """Stop a diverged run (a NaN or infinite loss): its weights are lost, and NaN is not
+        JSON, so nothing more is logged, exported or checkpointed."""
+        if value is not None and not math.isfinite(value):
+            raise IgcError(f"training diverged: the {what} is {value} at step {self.step} (lr "
+                           f"{self.s.lr:g}); lower --lr, or resume from the last checkpoint")
+
     def validate(self, train_bpsp: float | None, tokens_per_s: float | None = None) -> float:
+        self.check_finite("training loss", train_bpsp)
         val = evaluate(self.model, self.val_tiles, self.device, self.dtype)
+        self.check_finite("validation loss", val)
         rec = {
             "step": self.step,
             "tokens": self.tokens,
@@ -326,7 +388,23 @@ class Trainer:
         return val
 
     def run(self) -> float:
-        """Train to the end of the budget; returns the best validation bpsp."""
+        """Train to the end of the budget; returns the best validation bpsp. Interrupted
+        (Ctrl-C, SIGINT), it saves a checkpoint first, so `--resume` continues from the last
+        step, and raises KeyboardInterrupt."""
+        try:
+            return self._run()
+        except KeyboardInterrupt:
+            self.interrupted_at = self.step
+            if all(math.isfinite(p.detach().float().sum().item())
+                   for p in self.model.parameters()):
+                self.save_checkpoint()
+                self.saved_on_interrupt = True
+            raise
+
+    interrupted_at: int | None = None
+    saved_on_interrupt = False
+
+    def _run(self) -> float:
         from rich.console import Console
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -378,11 +456,13 @@ class Trainer:
                 self.elapsed = time.monotonic() - t_start
                 if time.monotonic() - last_ckpt > 60 * s.checkpoint_minutes:
                     t0 = time.monotonic()
+                    self.check_finite("training loss", losses[-1].item())  # no NaN checkpoint
                     self.save_checkpoint()
                     last_ckpt = time.monotonic()
                     paused += last_ckpt - t0
                 if self.step % s.log_every == 0:
                     loss = losses[-1].item()
+                    self.check_finite("training loss", loss)
                     rate = (self.tokens - tokens_at_start) / train_time()
                     line = (
                         f"step {self.step}  loss {loss / LN2:.3f} bpsp  "

@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from igc.bench.environment import environment
+from igc.benchmark.environment import environment
+from igc.core.protocols import Described, ModelBased
 from igc.core.types import Image, LoadedImage
 from igc.errors import IgcError, PluginError, UsageError
 
@@ -135,10 +136,11 @@ def report_fields(codec: Any, result: Any, image: Image) -> dict:
 
 
 def _classical_bits(name: str, image: Image) -> int | None:
-    from igc.compressors.classical import COMPRESSORS
+    """What the registered compressor `name` takes for `image` (None where it cannot run)."""
+    from igc.plugins.compose import create_compressor
 
     try:
-        return len({c.name: c for c in COMPRESSORS}[name]().compress(image)) * 8
+        return len(create_compressor(name).compress(image)) * 8
     except IgcError:
         return None
 
@@ -168,7 +170,7 @@ def load_images(paths: Sequence[str] | None, count: int | None, seed: int,
                 paper_size: bool = False) -> tuple[PickedImages, str]:
     """Pick `count` images (seeded) from paths or the bundled gallery, load, preprocess.
     With no explicit count, `default_count` applies, capped at the size of the pool."""
-    from igc.bench import sources
+    from igc.benchmark import sources
 
     refs = sources.collect(list(paths)) if paths else sources.gallery()
     available = len(refs)
@@ -223,7 +225,7 @@ def bench(
                 progress(item.name, comp.name)
             rows.append(_run_one(comp, item, verify=verify, estimate=estimate))
     names = [c.name for c in made]
-    models = {c.name: c.model_info for c in made if hasattr(c, "model_info")}
+    models = {c.name: c.model_info for c in made if isinstance(c, Described)}
     env = environment(seed=seed, preprocessing=preprocessing, models=models, verify=verify,
                       estimate=estimate, images_available=available_of(images),
                       wall_seconds=time.perf_counter() - began)
@@ -268,11 +270,12 @@ def _encode(comp: Any, pixels: np.ndarray, row: Row, estimate: bool) -> bytes | 
     """Run the compressor, filling the row's sizes; the bytes to verify (None for estimates)."""
     data = None
     start = time.perf_counter()
-    if getattr(comp, "model_based", False) and estimate:
+    model_based = isinstance(comp, ModelBased) and comp.model_based
+    if model_based and estimate:
         row.model_bits = comp.estimate_bits(pixels)
         row.compressed_bits = int(np.ceil(row.model_bits))
         row.estimate = True
-    elif getattr(comp, "model_based", False):
+    elif model_based:
         result = comp.compress_with_stats(pixels)
         data = _checked_bytes(comp, result.data, "compress_with_stats()")
         row.model_bits = result.model_bits
@@ -336,5 +339,5 @@ def _run_one(comp: Any, item: LoadedImage, *, verify: bool, estimate: bool) -> R
 
 def run_one(comp: Any, item: LoadedImage, *, verify: bool = True, estimate: bool = False) -> Row:
     """One compressor on one image: its row (a failure is recorded in the row, not raised).
-    What `bench` does for each pair; igc/bench/shard.py runs the pairs a rank still owes."""
+    What `bench` does for each pair; igc/benchmark/shard.py runs the pairs a rank still owes."""
     return _run_one(comp, item, verify=verify, estimate=estimate)

@@ -16,7 +16,7 @@ from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
-from igc.bench.reporters.notes import notes
+from igc.reporters.notes import notes
 
 STYLES = {"": "", "warn": "yellow", "bad": "red"}
 

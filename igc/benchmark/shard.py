@@ -3,7 +3,7 @@
 `bench_group` is what every rank runs, whoever started it: `torchrun ... -m igc bench` on one
 or many machines, `--workers N` on this one (`bench_sharded` spawns the ranks), or one process
 alone (with `--log` or a progress bar). Every rank loads the same images and makes the same
-compressors; rank 0 checks that they agree, opens the `--log` file (igc/bench/rowlog.py) and
+compressors; rank 0 checks that they agree, opens the `--log` file (igc/benchmark/rowlog.py) and
 says which rows it already holds. The images with anything left to code are sharded over the
 ranks (contiguous shards); each rank streams every finished row to rank 0, which appends it to
 the log at once and moves the one progress bar. At the end rank 0 gathers the rows and builds
@@ -23,12 +23,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from igc.bench import distributed
-from igc.bench.distributed import Group, Stopped
-from igc.bench.environment import environment
-from igc.bench.progress import RunBar
-from igc.bench.rowlog import RowLog, image_hash, model_of, record, row_of, run_options
-from igc.bench.run import BenchResult, as_loaded, available_of, run_one, summarise
+from igc.benchmark import distributed
+from igc.benchmark.distributed import Group, Stopped
+from igc.benchmark.environment import environment
+from igc.benchmark.progress import RunBar
+from igc.benchmark.rowlog import RowLog, image_hash, model_of, record, row_of, run_options
+from igc.benchmark.run import BenchResult, as_loaded, available_of, run_one, summarise
+from igc.core.protocols import Described
 from igc.core.types import LoadedImage
 from igc.errors import IgcError, PeerLost, UsageError
 
@@ -171,7 +172,7 @@ def bench_group(group: Group, images: Sequence[Any], compressors: Sequence[Any],
                 row.image = item.name
             out.append(row)
     env = environment(seed=seed, preprocessing=preprocessing,
-                      models={c.name: c.model_info for c in made if hasattr(c, "model_info")},
+                      models={c.name: c.model_info for c in made if isinstance(c, Described)},
                       verify=verify, estimate=estimate, images_available=available_of(images),
                       wall_seconds=time.perf_counter() - began)
     if group.world > 1:

@@ -27,21 +27,27 @@ class JsonReporter:
     name = "json"
     description = "the library's result dict as JSON"
 
+    def render(self, result: Any) -> str:
+        return json.dumps(result.to_dict(), indent=2) + "\n"
+
     def report(self, result: Any, destination: Any = None) -> None:
-        _write(json.dumps(result.to_dict(), indent=2) + "\n", destination)
+        _write(self.render(result), destination)
 
 
 class CsvReporter:
     name = "csv"
     description = "one CSV row per image × compressor"
 
-    def report(self, result: Any, destination: Any = None) -> None:
+    def render(self, result: Any) -> str:
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, extrasaction="ignore")
         writer.writeheader()
         for row in result.results:
             writer.writerow(vars(row))
-        _write(buffer.getvalue(), destination)
+        return buffer.getvalue()
+
+    def report(self, result: Any, destination: Any = None) -> None:
+        _write(self.render(result), destination)
 
 
 class MarkdownReporter:
@@ -49,7 +55,10 @@ class MarkdownReporter:
     description = "a Markdown summary table, ready for a README"
 
     def report(self, result: Any, destination: Any = None) -> None:
-        from igc.bench.reporters.notes import notes
+        _write(self.render(result), destination)
+
+    def render(self, result: Any) -> str:
+        from igc.reporters.notes import notes
 
         lines = ["| compressor | images | bits/subpixel | total ratio | mean ratio | round trip |",
                  "|---|---:|---:|---:|---:|:---:|"]
@@ -60,7 +69,7 @@ class MarkdownReporter:
                          f"{ {True: 'exact', False: 'FAILED', None: 'not checked'}[s['roundtrip_ok']] } |")
         lines.append("")  # the same notes as under the terminal's table
         lines += [f"- {_markdown_text(text)}" for text, _ in notes(result)]
-        _write("\n".join(lines) + "\n", destination)
+        return "\n".join(lines) + "\n"
 
 
 def _markdown_text(text: str) -> str:
@@ -91,7 +100,7 @@ def figure(result: Any) -> Any:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from igc.bench.reporters.notes import model_note, run_line
+    from igc.reporters.notes import model_note, run_line
 
     images = list(dict.fromkeys(r.image for r in result.results))
     names = list(dict.fromkeys(r.compressor for r in result.results))

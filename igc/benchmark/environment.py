@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 import platform
+import shlex
 import sys
+import time
 from importlib import metadata
 from typing import Any
 
@@ -33,10 +35,20 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def command_line() -> str:
+    """The command as typed, with the program's path shortened to its name (`igc bench ...`)."""
+    argv = list(sys.argv) or [""]
+    argv[0] = os.path.basename(argv[0]) or argv[0]
+    return shlex.join(argv)
+
+
 def environment(**extra: Any) -> dict[str, Any]:
-    """Versions, platform, CPU, torch's thread count (when torch is loaded) and the load average
-    (other work on the machine slows every compressor alike), plus the caller's `extra` fields."""
+    """Versions, platform, CPU, torch's thread count (when torch is loaded), the load average
+    (other work on the machine slows every compressor alike), the date (UTC) and the command
+    line that ran, plus the caller's `extra` fields: what docs/results.md quotes beside a figure."""
     env: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "command": command_line(),
         "versions": versions(),
         "platform": platform.platform(),
         "machine": platform.machine(),
@@ -47,6 +59,8 @@ def environment(**extra: Any) -> dict[str, Any]:
     if "torch" in sys.modules:
         env["torch_threads"] = sys.modules["torch"].get_num_threads()
     if hasattr(os, "getloadavg"):
-        env["load_average_1min"] = round(os.getloadavg()[0], 2)
+        one, five, fifteen = os.getloadavg()
+        env["load_average_1min"] = round(one, 2)
+        env["load_average"] = [round(one, 2), round(five, 2), round(fifteen, 2)]
     env.update(extra)
     return env

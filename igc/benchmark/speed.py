@@ -7,9 +7,11 @@ Three phases, each timed over the whole image set and reported as real subpixels
 - encode: the full codec, stepping every tile token by token and range coding;
 - decode: the full decoder, whose output is compared with the original pixels.
 
-Both backends run the same `NeuralCodec`, tile batch and coder, so the ratio igc/hf is the speed
-of the model computation plus the shared overhead (tokenizer, coder) that dilutes it. Each backend
-decodes its own files: the two compute slightly different floats (see hf_backend.py).
+Every backend's codec is made by igc/plugins/compose.py, as the CLI's and the API's are, with the
+same tile batch and coder, so the ratio igc/hf is the speed of the model computation plus the
+shared overhead (tokenizer, coder) that dilutes it. HuggingFace's model is registered for this in
+a registry of the benchmark's own (`imagegpt-hf`; users never see the name). Each backend decodes
+its own files: the two compute slightly different floats (see hf_backend.py).
 """
 
 from __future__ import annotations
@@ -18,18 +20,24 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
-from igc.bench.environment import environment
+from igc.benchmark.environment import environment
+from igc.codec.neural import DEFAULT_BATCH
+from igc.core.numerics import FUSED, INTEGER, TORCH
 from igc.errors import IgcError, UsageError
+from igc.models.hf_backend import HFImageGPTModel
+from igc.plugins.compose import compose
+from igc.plugins.manager import Registry
 
 BACKENDS = ("hf", "igc", "int")
 # what each backend computes: HuggingFace's float32 step (numerics 0), igc's fused float step
 # (numerics 1, the files of versions up to the integer numerics), igc's integer step (numerics 2,
 # what new files use) on the engine `--engine` chose
-BACKEND_NUMERICS = {"hf": 0, "igc": 1, "int": 2}
+BACKEND_NUMERICS = {"hf": TORCH.number, "igc": FUSED.number, "int": INTEGER.number}
 PHASES = ("estimate", "encode", "decode")
 
 
@@ -44,22 +52,35 @@ class SpeedResult:
     roundtrip_ok: bool | None = None  # decode only
 
 
+HF_PLUGIN = "imagegpt-hf"
+
+
+@lru_cache(maxsize=1)
+def backend_registry() -> Registry:
+    """igc's built-ins and `imagegpt-hf`: the registry every backend's codec is composed from."""
+    registry = Registry()
+    registry.load_builtins()
+    registry.register("model", HFImageGPTModel, name=HF_PLUGIN, plugin="igc.benchmark.speed")
+    return registry
+
+
+def backend_codec(name: str, spec: str | None, batch: int | None = None):
+    """The codec timed as backend `name`, composed like any other (igc/plugins/compose.py)."""
+    if name not in BACKENDS:
+        raise UsageError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")
+    plugin = HF_PLUGIN if name == "hf" else "imagegpt"
+    codec = compose(spec, plugin=plugin, batch=batch or DEFAULT_BATCH,
+                    numerics=FUSED.number if name == "igc" else None,
+                    registry=backend_registry())
+    if name == "int" and codec.model.numerics != INTEGER.number:
+        raise UsageError(f"model {codec.model.name!r} has no integer numerics (quick-GELU "
+                         "models only); time it with --backend hf,igc")
+    return codec
+
+
 def load_backend(name: str, spec: str | None):
-    if name in ("igc", "int"):
-        from igc.models.imagegpt import ImageGPTModel
-
-        model = ImageGPTModel(spec)
-        if name == "igc":
-            model.numerics = 1  # the fused float step, timed as the baseline integers replace
-        elif model.numerics != 2:
-            raise UsageError(f"model {model.name!r} has no integer numerics (quick-GELU models "
-                             "only); time it with --backend hf,igc")
-        return model
-    if name == "hf":
-        from igc.models.hf_backend import HFImageGPTModel
-
-        return HFImageGPTModel(spec)
-    raise UsageError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")
+    """Backend `name`'s model (igc's runtime for `igc` and `int`, HuggingFace's for `hf`)."""
+    return backend_codec(name, spec).model
 
 
 def _warm_up(codec) -> None:
@@ -111,17 +132,12 @@ def measure(images: Sequence[np.ndarray], backends: Sequence[str] = BACKENDS,
     Backends take turns within each repetition, in alternating order, so a change in the load of
     a shared machine hits both alike rather than whichever happened to run second.
     """
-    from igc.codec.neural import DEFAULT_BATCH, NeuralCodec
-    from igc.coders.range import RangeCoder
-
     if not images:
         raise UsageError("no images to measure")
     if repeat < 1:
         raise UsageError(f"--repeat must be at least 1, got {repeat}")
     subpixels = int(sum(im.shape[0] * im.shape[1] * 3 for im in images))
-    codecs = {name: NeuralCodec(load_backend(name, model), RangeCoder(),
-                                batch=batch or DEFAULT_BATCH, plugin="imagegpt")
-              for name in backends}
+    codecs = {name: backend_codec(name, model, batch) for name in backends}
     for codec in codecs.values():
         _warm_up(codec)
     best: dict[tuple[str, str], SpeedResult] = {}
@@ -156,7 +172,6 @@ def ratios(results: Sequence[SpeedResult], fast: str = "igc", slow: str = "hf") 
 def lanes(model, pixels: Sequence[np.ndarray], batch: int | None) -> list[str]:
     """How the codec splits each image's tiles, as 'tiles/tiles per lane' (docs/format.md)."""
     from igc.codec.lanes import lane_for
-    from igc.codec.neural import DEFAULT_BATCH
     from igc.core.tokenizer import SubpixelTokenizer
 
     grid = SubpixelTokenizer(model=model).grid
@@ -207,7 +222,8 @@ def run(probe, loaded: Sequence[Any], preprocessing: str, backends: Sequence[str
 
 
 def to_dict(results: Sequence[SpeedResult], env: dict) -> dict:
-    """The `igc speed --json` document: per backend and phase the (best) timing, the igc/hf
-    ratios, and where it was measured."""
-    return {"results": [asdict(r) for r in results], "ratios_igc_over_hf": ratios(results),
-            "ratios": all_ratios(results), "environment": env}
+    """The `igc speed --json` document: per backend and phase the (best) timing, the ratios of
+    every pair of backends measured ("igc/hf", "int/hf", "int/igc": phase -> ratio), and where
+    it was measured."""
+    return {"results": [asdict(r) for r in results], "ratios": all_ratios(results),
+            "environment": env}

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from igc.bench.run import Row
+from igc.benchmark.run import Row
 from igc.errors import IgcError, UsageError
 
 ROW_FIELDS = tuple(f.name for f in dataclasses.fields(Row) if f.name != "extra")

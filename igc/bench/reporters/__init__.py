@@ -1,1 +1,0 @@
-"""Reporters: bench results to a rich table, JSON, CSV, Markdown or a plot."""

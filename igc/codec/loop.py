@@ -1,0 +1,232 @@
+"""The codec loop: one driver steps tiles through the model, for the encoder and the decoder alike.
+
+Encoder and decoder must compute the same probabilities in the same order, so they share this
+loop rather than each keeping a copy of it. What differs is the *action* taken at each step on
+the coded positions: the encoder codes the tokens it knows (`Encoding`), the decoder decodes them
+and writes them into its tokens (`Decoding`), then copies the padding positions its layout names.
+
+The loop runs a *plan*: a list of `Group`s, each a set of tiles (`Part`s of one or more `Job`s,
+a job being one image's tiles and its action) stepped together from the start token to the
+group's last step, one group after the other. How the tiles are grouped is the only thing that
+differs between the uses:
+
+- one image, encoded or decoded: its batches, in order (`batches`), as the header records them;
+- several files or images together: all their tiles in one group (`together`), each job coding
+  its own stream; allowed only where the numerics lets tiles be grouped freely
+  (igc.core.numerics, `regroupable`), which is what fills a GPU.
+
+Each step yields `Distributions`: float64 rows (`probs`), or for a model that computes integer
+frequencies (numerics 2) the integer table itself (`freqs`, summing to 2**bits), handed to a coder
+that takes integers as is (docs/plugins.md, "Integer frequencies").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from igc.codec.lanes import LaneStepper, lane_for, lane_pool
+from igc.core.protocols import IntegerFrequencies
+
+# progress(done, total): tokens coded so far and in all, called once before the first step and
+# after every step (the CLI draws its progress bar from it; this layer knows nothing of rich)
+Progress = Callable[[int, int], None]
+TINY = np.finfo(np.float64).tiny
+
+
+class Counter:
+    """Tokens done so far, passed on to a progress callback (or nowhere)."""
+
+    def __init__(self, progress: Progress | None, total: int) -> None:
+        self.progress, self.total, self.done = progress, total, 0
+        if progress:
+            progress(0, total)
+
+    def add(self, n: int) -> None:
+        self.done += n
+        if self.progress:
+            self.progress(self.done, self.total)
+
+
+@dataclass
+class Distributions:
+    """One step's next-token distributions for some tiles: float64 rows summing to 1 (`probs`),
+    or integer rows, each entry >= 1, summing to 2**`bits` (`freqs`)."""
+
+    probs: np.ndarray | None = None
+    freqs: np.ndarray | None = None
+    bits: int = 0
+
+    def take(self, rows: Any) -> Distributions:
+        if self.freqs is not None:
+            return Distributions(freqs=self.freqs[rows], bits=self.bits)
+        return Distributions(probs=self.probs[rows])
+
+    def floats(self) -> np.ndarray:
+        """The rows as float64 probabilities (integers scaled by 2**-bits: exact)."""
+        if self.freqs is not None:
+            return np.ldexp(self.freqs.astype(np.float64), -self.bits)
+        return self.probs
+
+    def ideal_bits(self, symbols: np.ndarray, coder: Any) -> float:
+        """-sum log2 p(symbol), the model's code length: the coder's `ideal_bits` on floats; on
+        integers the same sum over the picked entries (exact floats, no table converted)."""
+        if self.freqs is None:
+            return coder.ideal_bits(symbols, self.probs)
+        picked = np.ldexp(self.freqs[np.arange(len(symbols)), symbols].astype(np.float64),
+                          -self.bits)
+        return float(-np.log2(np.maximum(picked, TINY)).sum())
+
+
+def frequency_bits(model: Any, numerics: int) -> int | None:
+    """Bits of the integer tables the model's steps give under `numerics`, None for floats
+    (a model without `frequency_bits`/`step_frequencies` always gives floats)."""
+    return model.frequency_bits(numerics) if isinstance(model, IntegerFrequencies) else None
+
+
+class Stepper:
+    """The model states of one group's tiles, in lanes (igc.codec.lanes); `step` feeds one token
+    per tile and returns every tile's `Distributions`, in tile order. The one place a faster way
+    of computing a group's steps would plug in."""
+
+    def __init__(self, model: Any, rows: int, lane: int, steps: int, pool: Any,
+                 numerics: int, geometry: Any = None) -> None:
+        self.bits = frequency_bits(model, numerics)
+        call = model.step_frequencies if self.bits else model.step
+        self.lanes = LaneStepper(model, rows, lane, steps, pool, numerics, call=call,
+                                 geometry=geometry)
+
+    def step(self, tokens: np.ndarray) -> Distributions:
+        out = self.lanes.step(tokens)
+        return Distributions(freqs=out, bits=self.bits) if self.bits else Distributions(probs=out)
+
+
+class Encoding:
+    """The encoder's action: code the known symbols with their distributions, summing the model
+    bits. Integer tables go to a coder stream that has `encode_frequencies` as they are."""
+
+    decodes = False
+
+    def __init__(self, encoder: Any, coder: Any) -> None:
+        self.encoder, self.coder, self.bits = encoder, coder, 0.0
+        self.integers = hasattr(encoder, "encode_frequencies")
+
+    def __call__(self, dist: Distributions, symbols: np.ndarray) -> None:
+        if dist.freqs is not None and self.integers:
+            self.encoder.encode_frequencies(symbols, dist.freqs, dist.bits)
+        else:
+            self.encoder.encode(symbols, dist.floats())
+        self.bits += dist.ideal_bits(symbols, self.coder)
+
+
+class Decoding:
+    """The decoder's action: the symbols coded with these distributions."""
+
+    decodes = True
+
+    def __init__(self, decoder: Any) -> None:
+        self.decoder = decoder
+        self.integers = hasattr(decoder, "decode_frequencies")
+
+    def __call__(self, dist: Distributions, symbols: None = None) -> np.ndarray:
+        if dist.freqs is not None and self.integers:
+            return self.decoder.decode_frequencies(dist.freqs, dist.bits)
+        return self.decoder.decode(dist.floats())
+
+
+@dataclass
+class Job:
+    """One image's tiles: `tokens` (known when encoding, filled in place when decoding), the
+    positions that are coded, the action, and for a decoder where padding copies from."""
+
+    tokens: np.ndarray  # (tiles, L) int64
+    coded: np.ndarray  # (tiles, L) bool
+    action: Encoding | Decoding
+    pad_source: np.ndarray | None = None  # (tiles, L): a padding position copies this position
+    steps: int = field(init=False)  # positions to step: up to the last coded one of any tile
+
+    def __post_init__(self) -> None:
+        coded_any = self.coded.any(axis=0)
+        self.steps = int(np.nonzero(coded_any)[0][-1]) + 1 if coded_any.any() else 0
+
+
+@dataclass
+class Part:
+    """The rows `rows` of one job, inside a group."""
+
+    job: Job
+    rows: slice
+
+
+@dataclass
+class Group:
+    """Tiles stepped together, in lanes of `lane` tiles, for `steps` positions."""
+
+    parts: list[Part]
+    lane: int
+    steps: int
+
+    @property
+    def tiles(self) -> int:
+        return sum(p.rows.stop - p.rows.start for p in self.parts)
+
+
+def batches(job: Job, batch: int, lane: int, steps: int | None = None) -> list[Group]:
+    """One image's plan: its tiles in batches of `batch`, each stepped alone, in order (what
+    its header records; every batch steps the image's `steps`)."""
+    n = len(job.tokens)
+    steps = job.steps if steps is None else steps
+    return [Group([Part(job, slice(i, min(i + batch, n)))], lane, steps)
+            for i in range(0, n, batch)]
+
+
+def together(jobs: list[Job]) -> list[Group]:
+    """Several images' plan: every tile of every job in one group (regroupable numerics only)."""
+    parts = [Part(job, slice(0, len(job.tokens))) for job in jobs]
+    tiles = sum(len(job.tokens) for job in jobs)
+    return [Group(parts, lane_for(tiles, tiles), max(job.steps for job in jobs))]
+
+
+def run(model: Any, numerics: int, start_token: int, plan: list[Group],
+        counter: Counter | None = None, geometry: Any = None) -> None:
+    """Step every group of the plan, in order, taking each part's action at every coded
+    position: the one loop of encoding and decoding. `geometry` (igc.core.types.Geometry) goes
+    to the model's `start` when it takes that keyword."""
+    if not plan:
+        return
+    with lane_pool(-(-plan[0].tiles // plan[0].lane)) as pool:
+        for group in plan:
+            _run_group(model, numerics, start_token, group, pool, counter, geometry)
+
+
+def _run_group(model: Any, numerics: int, start_token: int, group: Group, pool: Any,
+               counter: Counter | None, geometry: Any = None) -> None:
+    rows = group.tiles
+    stepper = Stepper(model, rows, group.lane, group.steps, pool, numerics, geometry)
+    parts = [(p.job, p.job.tokens[p.rows], p.job.coded[p.rows],
+              None if p.job.pad_source is None else p.job.pad_source[p.rows])
+             for p in group.parts]
+    bounds = np.cumsum([0] + [len(tokens) for _, tokens, _, _ in parts])
+    single = len(parts) == 1
+    prev = np.full(rows, start_token, dtype=np.int64)
+    for t in range(group.steps):
+        dist = stepper.step(prev)
+        for i, (job, tokens, coded, source) in enumerate(parts):
+            mask = coded[:, t]
+            if mask.any():
+                rows_dist = dist.take(mask if single else
+                                      np.flatnonzero(mask) + bounds[i])
+                if job.action.decodes:
+                    tokens[mask, t] = job.action(rows_dist)
+                else:
+                    job.action(rows_dist, tokens[mask, t])
+                if counter is not None:
+                    counter.add(int(mask.sum()))
+            if source is not None:
+                pad = ~mask
+                if pad.any():
+                    tokens[pad, t] = tokens[np.flatnonzero(pad), source[pad, t]]
+        prev = parts[0][1][:, t] if single else np.concatenate([p[1][:, t] for p in parts])

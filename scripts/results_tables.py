@@ -1,0 +1,221 @@
+"""Write the measured tables of docs/results.md from the bench JSON files beside it.
+
+    python scripts/results_tables.py            # rewrite the generated blocks in place
+    python scripts/results_tables.py --check    # exit 1 if docs/results.md (or the README's
+                                                # summary) is not what the JSON says
+
+Every `igc bench --json` and `igc speed --json` output in docs/results/ becomes one block of
+docs/results.md, between the markers
+
+    <!-- generated from results/NAME.json by scripts/results_tables.py -->
+    <!-- end of generated block -->
+
+A block is the figures and, under them, what the JSON recorded about the run: the command, the
+date, the CPU, threads and load average, igc's version and the model. A field the JSON does not
+hold is left out, never guessed. A JSON file without a marker in docs/results.md is an error, so
+every committed measurement is shown.
+
+The README's summary table is copied from docs/results.md's, between the markers
+`<!-- summary: copied from docs/results.md -->` and `<!-- end of summary -->`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "docs" / "results.md"
+FOLDER = ROOT / "docs" / "results"
+README = ROOT / "README.md"
+BLOCK = re.compile(r"(<!-- generated from results/(?P<name>[\w.-]+)\.json by "
+                   r"scripts/results_tables\.py -->\n)(?P<body>.*?)(<!-- end of generated block -->)",
+                   re.S)
+SUMMARY = re.compile(r"(<!-- summary: copied from docs/results\.md -->\n)(?P<body>.*?)"
+                     r"(<!-- end of summary -->)", re.S)
+
+
+def _n(x: float, digits: int = 0) -> str:
+    return f"{x:,.{digits}f}"
+
+
+def run_note(env: dict) -> str:
+    """What the JSON says about where and when it ran; only the fields it holds."""
+    parts = []
+    if "command" in env:
+        parts.append(f"command `{env['command']}`")
+    if "date" in env:
+        parts.append(f"date {env['date']} (end of the run)")
+    if "cpu" in env:
+        cores = f", {env['cpu_count']} cores" if "cpu_count" in env else ""
+        parts.append(f"CPU {env['cpu']}{cores}")
+    threads = env.get("threads", env.get("torch_threads"))
+    if threads is not None:
+        parts.append(f"{threads} torch threads")
+    if "load_average" in env:
+        one, five, fifteen = env["load_average"]
+        parts.append(f"load average {one} / {five} / {fifteen} (1 / 5 / 15 min) at the end")
+    elif "load_average_1min" in env:
+        parts.append(f"load average {env['load_average_1min']} (1 min) at the end")
+    if "wall_seconds" in env:
+        parts.append(f"{env['wall_seconds']:.0f} s wall")
+    version = env.get("versions", {}).get("igc-codec")
+    if version:
+        parts.append(f"igc {version}, torch {env['versions'].get('torch', '?')}")
+    return "; ".join(parts) + "."
+
+
+def bench_block(data: dict) -> str:
+    summary, env = data["summary"], data["environment"]
+    lines = ["| compressor | bits/subpixel | total ratio | mean ratio | model bits/subpixel | "
+             "round trip |", "|---|---:|---:|---:|---:|:---:|"]
+    for name, s in sorted(summary.items(), key=lambda kv: kv[1]["bits_per_subpixel"]):
+        label = name + (" (estimate: model bits)" if s.get("estimate") else "")
+        model = env.get("models", {}).get(name)
+        if model:
+            label += f" ({model['model']}, numerics {model['numerics']})"
+        mb = s.get("model_bits_per_subpixel")
+        check = {True: "exact", False: "FAILED", None: "not checked"}[s["roundtrip_ok"]]
+        lines.append(f"| {label} | {s['bits_per_subpixel']:.3f} | {s['total_ratio']:.3f} | "
+                     f"{s['mean_ratio']:.3f} | {'' if mb is None else f'{mb:.3f}'} | {check} |")
+    images = data.get("images") or sorted({r["image"] for r in data["results"]})
+    lines.append("")
+    what = [f"{len(images)} images"]
+    if "seed" in env:
+        what.append(f"seed {env['seed']}")
+    if env.get("preprocessing"):
+        what.append(env["preprocessing"])
+    lines.append(f"- Images: {', '.join(what)}.")
+    for name, m in env.get("models", {}).items():
+        speed = summary.get(name, {})
+        rates = ""
+        if speed.get("encode_subpixels_per_second"):
+            rates = (f"; encode {_n(speed['encode_subpixels_per_second'])} and decode "
+                     f"{_n(speed.get('decode_subpixels_per_second') or 0)} subpixels per second")
+        lines.append(f"- Model of `{name}`: {m['model']} (fingerprint {m['fingerprint']}, "
+                     f"{_n(m['parameters'])} parameters, numerics {m['numerics']}, engine "
+                     f"{m.get('engine', '?')}){rates}.")
+    lines.append(f"- Run: {run_note(env)}")
+    return "\n".join(lines) + "\n"
+
+
+def speed_block(data: dict) -> str:
+    env = data["environment"]
+    backends = list(dict.fromkeys(r["backend"] for r in data["results"]))
+    by = {(r["backend"], r["phase"]): r for r in data["results"]}
+    pairs = list(data.get("ratios", {}))
+    head = ["phase", *[f"{b} (subpixels/s)" for b in backends], *pairs]
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+    for phase in ("estimate", "encode", "decode"):
+        cells = [phase]
+        for b in backends:
+            r = by.get((b, phase))
+            mark = " ✗" if r and r.get("roundtrip_ok") is False else ""
+            cells.append(_n(r["subpixels_per_second"]) + mark if r else "")
+        cells += [f"{data['ratios'][p][phase]:.2f}×" for p in pairs]
+        lines.append("| " + " | ".join(cells) + " |")
+    numerics = env.get("numerics", {})
+    lines.append("")
+    lines.append("- Backends: " + ", ".join(f"{b} = numerics {numerics[b]}" if b in numerics else b
+                                          for b in backends)
+                 + (f" (engine {env['engine']})" if "engine" in env else "") + ".")
+    lines.append(f"- Model {env.get('model', '?')} (fingerprint {env.get('fingerprint', '?')}); "
+                 f"images {', '.join(env.get('images', []))} ({env.get('preprocessing', '')}); "
+                 f"lanes {env.get('lanes')}; repeat {env.get('repeat', 1)}.")
+    lines.append(f"- Run: {run_note(env)}")
+    return "\n".join(lines) + "\n"
+
+
+def startup_block(data: dict) -> str:
+    """`python scripts/startup.py --json`: whole commands against `import torch`, then the parts
+    of one fresh decode."""
+    rounds, medians = data["rounds"], data["medians"]
+    lines = ["| command, fresh process | median | every round |", "|---|---:|---|"]
+    for name, times in rounds.items():
+        lines.append(f"| `{name}` | {medians[name]:.2f} s | "
+                     f"{', '.join(f'{t:.2f}' for t in times)} s |")
+    lines += ["", f"Ratio of the medians, decompress / import torch: **{data['ratio']:.2f}**.", "",
+              "| part of one fresh decode, in order | seconds |", "|---|---:|"]
+    lines += [f"| {what} | {seconds:.3f} |" for what, seconds in data["parts"]]
+    before, after = data.get("load_average_before"), data.get("load_average_after")
+    lines.append("")
+    note = [f"command `{data['command']}`"] if "command" in data else []
+    if "date" in data:
+        note.append(f"date {data['date']} (end of the run)")
+    if "cpu" in data:
+        note.append(f"CPU {data['cpu']}")
+    if before and after:
+        note.append("load average " + " / ".join(f"{x:.2f}" for x in before) + " before, "
+                    + " / ".join(f"{x:.2f}" for x in after) + " after (1 / 5 / 15 min)")
+    lines.append(f"- Run: {'; '.join(note)}.")
+    return "\n".join(lines) + "\n"
+
+
+def block(path: Path) -> str:
+    data = json.loads(path.read_text())
+    if "parts" in data:
+        return startup_block(data)
+    return speed_block(data) if "ratios" in data else bench_block(data)
+
+
+def render(text: str) -> str:
+    names = {p.stem for p in FOLDER.glob("*.json")}
+    shown = set()
+
+    def fill(m: re.Match) -> str:
+        name = m.group("name")
+        shown.add(name)
+        path = FOLDER / f"{name}.json"
+        if not path.exists():
+            raise SystemExit(f"docs/results.md names results/{name}.json, which does not exist")
+        return m.group(1) + block(path) + m.group(4)
+
+    out = BLOCK.sub(fill, text)
+    missing = names - shown
+    if missing:
+        raise SystemExit(f"docs/results.md shows no block for {', '.join(sorted(missing))}.json")
+    return out
+
+
+def summary_of(results_text: str) -> str:
+    m = SUMMARY.search(results_text)
+    if not m:
+        raise SystemExit("docs/results.md has no summary block")
+    return m.group("body")
+
+
+def with_summary(readme: str, summary: str) -> str:
+    if not SUMMARY.search(readme):
+        raise SystemExit("README.md has no summary block")
+    return SUMMARY.sub(lambda m: m.group(1) + summary + m.group(3), readme)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true",
+                        help="change nothing; exit 1 if a file is not what the JSON says")
+    args = parser.parse_args()
+    results = RESULTS.read_text()
+    new_results = render(results)
+    readme = README.read_text()
+    new_readme = with_summary(readme, summary_of(new_results))
+    stale = [p.name for p, old, new in ((RESULTS, results, new_results),
+                                        (README, readme, new_readme)) if old != new]
+    if args.check:
+        if stale:
+            print(f"out of date: {', '.join(stale)} (run python scripts/results_tables.py)")
+            return 1
+        return 0
+    if new_results != results:
+        RESULTS.write_text(new_results)
+    if new_readme != readme:
+        README.write_text(new_readme)
+    print(f"rewrote {', '.join(stale)}" if stale else "up to date")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""The codec loop (igc/codec/loop.py): one driver for encoding and decoding, and the integer
+frequency tables a numerics-2 model hands the coder."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+
+class FloatsOnly:
+    """The range coder with its integer entry points hidden: what a coder plugin written for
+    float distributions sees."""
+
+    def __init__(self) -> None:
+        from igc.coders.range import RangeCoder
+
+        self.inner = RangeCoder()
+        self.name, self.precision = self.inner.name, self.inner.precision
+
+    def ideal_bits(self, symbols, probs):
+        return self.inner.ideal_bits(symbols, probs)
+
+    def encoder(self):
+        enc = self.inner.encoder()
+        return type("Enc", (), {"encode": lambda _, s, p: enc.encode(s, p),
+                                "finish": lambda _: enc.finish()})()
+
+    def decoder(self, data):
+        dec = self.inner.decoder(data)
+        return type("Dec", (), {"decode": lambda _, p: dec.decode(p)})()
+
+
+@pytest.fixture
+def codec(tiny_model):
+    from igc.api import get_compressor
+
+    return get_compressor("imagegpt", model=tiny_model).codec
+
+
+def test_integer_tables_and_their_floats_write_the_same_file(codec, rng):
+    """The range coder takes numerics 2's integer tables as they are; a coder that takes only
+    floats gets the same tables as exact floats. Both write the same bytes, and each decodes the
+    other's file: the integer path changed no file."""
+    from igc.codec.neural import NeuralCodec
+
+    assert codec.model.numerics == 2 and codec.model.frequency_bits(2) == 24
+    floats = NeuralCodec(codec.model, FloatsOnly(), batch=codec.batch, plugin=codec.plugin)
+    image = rng.integers(0, 256, (11, 9, 3), dtype=np.uint8)
+    ints, flts = codec.encode(image), floats.encode(image)
+    assert ints.data == flts.data and ints.model_bits == flts.model_bits
+    np.testing.assert_array_equal(floats.decode(ints.data), image)
+    np.testing.assert_array_equal(codec.decode(flts.data), image)
+
+
+def test_the_integer_tables_are_the_models_frequencies(codec):
+    """What the loop hands the coder is the engine's table itself: integers >= 1 summing to
+    2**24, whose exact floats are what `step` returns."""
+    from igc.codec.loop import Stepper
+
+    stepper = Stepper(codec.model, 3, 3, 4, None, 2)
+    dist = stepper.step(np.full(3, 256))
+    assert dist.bits == 24 and dist.probs is None and dist.freqs.dtype == np.int64
+    assert (dist.freqs.min() >= 1) and set(dist.freqs.sum(axis=1)) == {1 << 24}
+    state = codec.model.start(3, 4, 2)
+    np.testing.assert_array_equal(codec.model.step(state, np.full(3, 256)), dist.floats())
+
+
+@pytest.mark.parametrize("numerics", [2, 1])
+def test_encode_many_writes_each_images_own_file(tiny_model, numerics, rng):
+    """Images that step together as one group (numerics 2, each image one batch), or one by
+    one (numerics 1, whose floats depend on the grouping), get exactly the files `encode` gives
+    them, and decode_many reads them back."""
+    from igc.plugins.compose import compose
+
+    codec = compose(tiny_model, numerics=numerics)
+    assert codec.model.numerics == numerics
+    images = [rng.integers(0, 256, shape, dtype=np.uint8)
+              for shape in [(9, 10, 3), (4, 4, 3), (13, 7, 3)]]
+    many = codec.encode_many(images)
+    for result, image in zip(many, images, strict=True):
+        one = codec.encode(image)
+        assert result.data == one.data and result.model_bits == one.model_bits
+    for got, image in zip(codec.decode_many([r.data for r in many]), images, strict=True):
+        np.testing.assert_array_equal(got, image)
+
+
+def test_one_images_plan_is_the_batches_its_header_records(codec, rng):
+    """The encoder steps an image in the batches and lanes its header names, which is what the
+    decoder plans from the header."""
+    from igc.codec import loop
+    from igc.codec.neural import NeuralCodec
+    from igc.core import container
+
+    small = NeuralCodec(codec.model, codec.coder, batch=3, plugin=codec.plugin)
+    image = rng.integers(0, 256, (13, 9, 3), dtype=np.uint8)  # 4x3 tiles of 4 px
+    header, _ = container.unpack(small.encode(image).data)
+    assert (header.batch, header.lane) == (3, small.lane_for(12))
+    tok = small.tokenizer.encode(image)
+    plan = loop.batches(loop.Job(tok.tokens, tok.coded, None), header.batch, header.lane)
+    assert [(g.parts[0].rows.start, g.parts[0].rows.stop) for g in plan] == [
+        (0, 3), (3, 6), (6, 9), (9, 12)]
+    assert {g.steps for g in plan} == {int(np.nonzero(tok.coded.any(0))[0][-1]) + 1}
+    np.testing.assert_array_equal(small.decode(small.encode(image).data), image)
+
+
+def test_the_extras_igc_calls_are_declared_and_igcs_pieces_have_them(tiny_model):
+    """ModelCompressor and ImageGPTModel are what the optional protocols declare; a model
+    without integer tables (the uniform model) is none of the model capabilities."""
+    from igc.api import get_compressor
+    from igc.core.protocols import (
+        BatchedEngine,
+        Described,
+        IntegerFrequencies,
+        ModelBased,
+        Quantized,
+        Specified,
+    )
+    from igc.models.uniform import UniformModel
+
+    comp = get_compressor("imagegpt", model=tiny_model)
+    assert isinstance(comp, ModelBased) and isinstance(comp, Described) and comp.model_based
+    capabilities = (IntegerFrequencies, BatchedEngine, Quantized, Specified)
+    assert all(isinstance(comp.model, p) for p in capabilities)
+    assert not any(isinstance(UniformModel(), p) for p in capabilities)
