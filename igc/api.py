@@ -240,11 +240,19 @@ def bench(images: Sequence[Any], compressors: Sequence[Any], *, verify: bool = T
           mode: str | None = None, tokenizer: str | None = None, coder: str | None = None,
           workers: int = 1, threads: int | None = None, engine: str = "auto",
           preprocessing: str = "none",
-          progress: Callable[[str, str], None] | None = None):
+          progress: Callable[[str, str], None] | None = None,
+          log: str | Path | None = None, show_progress: bool = False,
+          note: Callable[[str], None] | None = None):
     """Run compressors on images (RGB arrays or `load_images` results) and return a
     `BenchResult` (`.to_dict()` is what `igc bench --json` prints). `compressors`: names or
     instances; names are made with `model`, `mode`, `tokenizer` and `coder`. `workers` > 1
-    shards the images over processes (names only), `threads` torch threads each."""
+    shards the images over processes of this machine (names only), `threads` torch threads
+    each. Launched as one rank of several (torchrun: RANK, WORLD_SIZE, MASTER_ADDR and
+    MASTER_PORT set), this process benches its shard and returns the merged result on rank 0,
+    None on the others. `log`: a JSON Lines file of finished rows, appended to as they finish
+    and reused when the same run is repeated (igc/benchmark/rowlog.py). `show_progress`: one bar
+    over the run on a terminal. `note(text)`: what rank 0 has to say on the way (reused rows)."""
+    from igc.benchmark import distributed
     from igc.benchmark.run import bench as run
 
     options = {"verify": verify, "estimate": estimate, "seed": seed,
@@ -253,20 +261,56 @@ def bench(images: Sequence[Any], compressors: Sequence[Any], *, verify: bool = T
         raise UsageError(f"--workers must be at least 1, got {workers}")
     named = bool(compressors) and isinstance(compressors[0], str)
     made_with = {"model": model, "mode": mode, "tokenizer": tokenizer, "coder": coder}
+    grouped = {"log": log, "show_progress": show_progress, "note": note, "progress": progress}
+    if workers > 1 and distributed.launched():
+        raise UsageError("--workers N starts processes on this machine; launched by torchrun, "
+                         "give torchrun --nproc-per-node N instead")
     if workers > 1:
         from igc.benchmark.shard import bench_sharded
 
         if not named:
             raise UsageError("sharding over workers takes compressor names, not instances")
+        if progress is not None:
+            raise UsageError("progress callbacks do not reach worker processes; use "
+                             "show_progress")
         create_compressors(compressors, **made_with)  # fail here, not in every worker
         return bench_sharded(images, list(compressors), workers=workers, threads=threads,
                              engine=engine, make=create_compressors, made_with=made_with,
-                             **options)
+                             log=log, show_progress=show_progress, note=note, **options)
     set_threads(threads)
     unavailable: dict[str, str] = {}
     if named:
         compressors, unavailable = create_compressors(compressors, **made_with)
+    if distributed.launched() or log is not None or show_progress:
+        from igc.benchmark.shard import bench_group
+
+        with distributed.join() as group:
+            return bench_group(group, images, compressors, made_with=made_with,
+                               unavailable=unavailable, **grouped, **options)
     return run(images, compressors, progress=progress, unavailable=unavailable, **options)
+
+
+def launched() -> bool:
+    """Whether this process is one rank of several (torchrun and the like, or `--workers`)."""
+    from igc.benchmark.distributed import launched as ranked
+
+    return ranked()
+
+
+def join_group():
+    """This process's group of ranks (`igc.benchmark.distributed.Group`): the one torch.distributed's
+    environment describes when launched, else this process alone."""
+    from igc.benchmark.distributed import join
+
+    return join()
+
+
+def spawn_workers(workers: int, fn: Callable, args: tuple = (), threads: int | None = None):
+    """`fn(*args)` on `workers` processes of this machine forming one group (what torchrun would
+    start on 127.0.0.1); rank 0's return value."""
+    from igc.benchmark.distributed import spawn
+
+    return spawn(workers, fn, args, threads=threads)
 
 
 def report(result, reporter: str = "table", destination: Any = None,

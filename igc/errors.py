@@ -44,3 +44,18 @@ class ChecksumError(FormatError):
 
 class ModelMismatchError(FormatError):
     """A file encoded with another model than the one offered for decoding."""
+
+
+class PeerLost(IgcError):
+    """Another rank of a distributed run (or the group's master) stopped answering, or left."""
+
+
+class RankStopped(IgcError):
+    """Rank 0 refused a distributed run and said why; this rank ends without a message, with
+    rank 0's exit status."""
+
+    silent = True
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

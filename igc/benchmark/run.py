@@ -335,3 +335,9 @@ def _run_one(comp: Any, item: LoadedImage, *, verify: bool, estimate: bool) -> R
                 row.coder_overhead_percent = 100 * (
                     row.compressed_bits - row.header_bits - row.model_bits) / row.model_bits
     return row
+
+
+def run_one(comp: Any, item: LoadedImage, *, verify: bool = True, estimate: bool = False) -> Row:
+    """One compressor on one image: its row (a failure is recorded in the row, not raised).
+    What `bench` does for each pair; igc/benchmark/shard.py runs the pairs a rank still owes."""
+    return _run_one(comp, item, verify=verify, estimate=estimate)

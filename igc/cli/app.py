@@ -54,6 +54,10 @@ app.command("train", cls=IgcCommand)(train)
 def main() -> None:
     """The console script: the group (IgcGroup.main) reports a parse error on one line and
     exits with its code, 2."""
+    import os
+
+    if os.environ.get("WORLD_SIZE"):  # a rank (torchrun): torch's C++ log lines, tracebacks
+        os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "FATAL")  # included, would bury igc's line
     app(prog_name="igc")
 
 

@@ -52,8 +52,15 @@ def bench(
                                     help="Resize every image to 32×32 first (the ImageGPT "
                                          "paper's setting), for all compressors alike."),
     workers: int = typer.Option(1, "--workers",
-                                help="Shard the images across N processes (torch.distributed "
-                                     "through accelerate, gloo on 127.0.0.1)."),
+                                help="Shard the images across N processes of this machine "
+                                     "(torch.distributed, gloo on 127.0.0.1). Across machines: "
+                                     "torchrun, see docs/scale.md."),
+    log: Path = typer.Option(None, "--log", "--row-log",
+                             help="Append every finished row to this JSON Lines file; rerun "
+                                  "the same command with it to reuse its rows and code only "
+                                  "what is missing (under torchrun spell it --row-log: torchrun "
+                                  "reads --log as its own --log-dir)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     reporter: str = typer.Option(None, "--reporter", "-r",
                                  help="Print the result with this registered reporter (table, "
                                       "json, markdown, csv or a plugin's; see `igc plugins`)."),
@@ -75,7 +82,6 @@ def bench(
     import time
 
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from igc import api
     from igc.errors import UsageError
@@ -99,8 +105,8 @@ def bench(
         raise UsageError(f"--crop must be 0 (full resolution) or a positive size, got {crop}")
     if workers < 1:
         raise UsageError(f"--workers must be at least 1, got {workers}")
-    if csv_path or plot_path:
-        _check_reports(images, csv_path, plot_path, force)
+    if csv_path or plot_path or log:
+        _check_reports(images, csv_path, plot_path, force, log)
     if reporter:
         api.check_reporter(reporter)  # an unknown name fails before any work
     threads = threads or None  # 0: leave torch's default
@@ -111,21 +117,12 @@ def bench(
                                             default_count=DEFAULT_COUNT, paper_size=paper_size)
     options = {"verify": verify, "estimate": estimate, "seed": seed,
                "preprocessing": preprocessing}
+    result = api.bench(loaded, made if workers == 1 else names, workers=workers,
+                       threads=threads, log=log, show_progress=not quiet, note=_note,
+                       **made_with, **options)
+    if result is None:  # a rank other than 0 of a torchrun launch: rank 0 reports
+        return
     err = Console(stderr=True)
-    if workers > 1:
-        with err.status(f"benchmarking on {workers} worker processes"):
-            result = api.bench(loaded, names, workers=workers, threads=threads, **made_with,
-                               **options)
-    else:
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), console=err, transient=True) as bar:
-            task = bar.add_task("benchmarking", total=len(loaded) * max(len(made), 1))
-
-            def tick(image: str, compressor: str) -> None:
-                bar.update(task, description=f"{compressor} on {image}")
-                bar.advance(task)
-
-            result = api.bench(loaded, made, progress=tick, **options)
     result.unavailable.update(unavailable)
     result.environment["wall_seconds"] = time.perf_counter() - started  # the whole command's
     api.report(result, reporter or ("json" if as_json else "markdown" if markdown else "table"),
@@ -140,20 +137,31 @@ def bench(
         raise typer.Exit(3)
 
 
+def _note(text: str) -> None:
+    """What the run has to say on the way (reused rows, a torn log line), on standard error."""
+    import sys
+
+    sys.stderr.write(f"igc: note: {text}\n")
+
+
 def _check_reports(images: list[str] | None, csv_path: Path | None,
-                   plot_path: Path | None, force: bool) -> None:
-    """--csv and --plot, checked before the run: writable, never one of the input images, and
-    an existing file only with --force."""
+                   plot_path: Path | None, force: bool, log: Path | None = None) -> None:
+    """--csv, --plot and --log, checked before the run: writable, never one of the input images
+    nor each other, and an existing --csv or --plot only with --force (an existing --log is
+    resumed)."""
     from igc import api
     from igc.cli.outputs import check_report
     from igc.errors import UsageError
 
     inputs = api.image_files(images)
-    for option, path in (("--csv", csv_path), ("--plot", plot_path)):
-        if path:
-            check_report(path, option, inputs, force=force)
-    if csv_path and plot_path and Path(csv_path).resolve() == Path(plot_path).resolve():
-        raise UsageError(f"--csv and --plot both name {csv_path}; give them different files")
+    given = [(o, p) for o, p in (("--csv", csv_path), ("--plot", plot_path), ("--log", log)) if p]
+    for option, path in given:
+        check_report(path, option, inputs, force=force or option == "--log")
+    for k, (option, path) in enumerate(given):
+        for other, second in given[k + 1:]:
+            if Path(path).resolve() == Path(second).resolve():
+                raise UsageError(f"{option} and {other} both name {path}; give them different "
+                                 "files")
     suffix = Path(plot_path).suffix.lower().lstrip(".") if plot_path else ""
     if suffix:
         try:

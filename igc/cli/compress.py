@@ -13,13 +13,17 @@ from igc.cli.files import (
     QUIET,
     STDIN,
     THREADS,
+    WORKERS,
     Job,
     Output,
     bits_per_subpixel,
     check_outputs,
+    joined,
     plan,
     run,
     shown,
+    spawn,
+    workers_for,
     write,
 )
 
@@ -59,20 +63,31 @@ def compress(
     threads: int = THREADS,
     engine: str = ENGINE,
     quiet: bool = QUIET,
+    workers: int = WORKERS,
 ) -> None:
     """Compress images into .igc files (lossless unless --mode palette).
 
     Prints one line per file (size, bits per subpixel, time) and, on a terminal, a progress bar with an ETA while the model codes.
     """
+    params = dict(locals())  # the command again, on each --workers process
     from igc import api
 
     jobs = plan(sources, output=output, out_dir=out_dir, default_output=default_output,
                 folder_files=api.folder_images,
                 looked_for=", ".join(f"*{e}" for e in api.image_extensions()))
-    check_outputs(jobs, force=force, out_dir=out_dir, binary="an .igc file")
+    workers = workers_for(jobs, workers)
+
+    def check() -> None:
+        check_outputs(jobs, force=force, out_dir=out_dir, binary="an .igc file")
+
+    if workers > 1:
+        check()
+        spawn(compress, params, workers)
+        return
+    group = joined(check, out_dir)
     api.set_threads(threads or None)
     api.set_engine(engine)
-    reporter = Output(jobs, quiet=quiet)
+    reporter = Output(jobs, quiet=quiet or bool(group and group.rank))
     comp = None
     if any(not j.error for j in jobs):
         with reporter.status("loading the model"):
@@ -97,7 +112,7 @@ def compress(
                 lines.append(f"  {key.replace('_', ' ')}: {value:,.0f}")
         return lines
 
-    run(jobs, work, reporter, verb="compressed")
+    run(jobs, work, reporter, verb="compressed", group=group)
 
 
 def _load(job: Job):

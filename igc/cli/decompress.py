@@ -13,13 +13,17 @@ from igc.cli.files import (
     QUIET,
     STDIN,
     THREADS,
+    WORKERS,
     Job,
     Output,
     bits_per_subpixel,
     check_outputs,
+    joined,
     plan,
     run,
     shown,
+    spawn,
+    workers_for,
     write,
 )
 from igc.errors import FormatError, UsageError
@@ -126,21 +130,32 @@ def decompress(
     threads: int = THREADS,
     engine: str = ENGINE,
     quiet: bool = QUIET,
+    workers: int = WORKERS,
 ) -> None:
     """Decode .igc files to PNG images, written only after their checksum matches.
 
     Prints one line per file (size, bits per subpixel, time) and, on a terminal, a progress bar with an ETA while the model decodes.
     """
+    params = dict(locals())  # the command again, on each --workers process
     from igc import api
     from igc.core.image import encode_png
 
     jobs = plan(sources, output=output, out_dir=out_dir, default_output=default_output,
                 folder_files=igc_files, looked_for="*.igc", settle=settle_clashes)
     check_inputs(jobs)
-    check_outputs(jobs, force=force, out_dir=out_dir, binary="PNG data")
+    workers = workers_for(jobs, workers)
+
+    def check() -> None:
+        check_outputs(jobs, force=force, out_dir=out_dir, binary="PNG data")
+
+    if workers > 1:
+        check()
+        spawn(decompress, params, workers)
+        return
+    group = joined(check, out_dir)
     api.set_threads(threads or None)
     api.set_engine(engine)
-    reporter = Output(jobs, quiet=quiet)
+    reporter = Output(jobs, quiet=quiet or bool(group and group.rank))
 
     def work(job: Job, report: Output) -> list[str]:
         data = read_file(job.source) if job.source is not None else _stdin()
@@ -152,7 +167,7 @@ def decompress(
         return [f"{job.label} -> {shown(job.output)}: {w}×{h}, {len(data):,} bytes, "
                 f"{bits_per_subpixel(len(data), h, w)}, checksum verified"]
 
-    run(jobs, work, reporter, verb="decompressed")
+    run(jobs, work, reporter, verb="decompressed", group=group)
 
 
 def _stdin() -> bytes:

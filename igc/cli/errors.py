@@ -88,6 +88,8 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
                 raise
             raise pipe_closed() from None
         except IgcError as exc:
+            if getattr(exc, "silent", False):  # another rank of the run has said why
+                raise typer.Exit(exc.exit_code) from None
             if debug():
                 raise
             raise fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__,

@@ -39,6 +39,9 @@ ENGINE = typer.Option(None, "--engine", metavar="NAME",
                       help=f"What computes the model's integer numerics: {engine_choices()}. "
                            "Every engine gives the same files.")
 QUIET = typer.Option(False, "--quiet", "-q", help="Print nothing but errors (no progress, no lines).")
+WORKERS = typer.Option(1, "--workers", metavar="N",
+                       help="Code the files on N processes of this machine (torch.distributed, "
+                            "gloo on 127.0.0.1; across machines: torchrun, see docs/scale.md).")
 
 STDIO = "-"
 STDIN, STDOUT = "standard input", "standard output"  # how lines name them
@@ -285,9 +288,13 @@ def _shorten(text: str, room: int) -> str:
 Work = Callable[[Job, Output], list[str]]
 
 
-def run(jobs: list[Job], work: Work, reporter: Output, *, verb: str) -> None:
+def run(jobs: list[Job], work: Work, reporter: Output, *, verb: str, group: Any = None) -> None:
     """`work` on every job, one line each; with several inputs a failure does not stop the rest
-    and the command ends with a line naming the files that failed."""
+    and the command ends with a line naming the files that failed. With a `group` of several
+    ranks (`joined`), the jobs are sharded over them and rank 0 prints every line."""
+    if group is not None and group.world > 1:
+        _run_sharded(jobs, work, reporter, verb=verb, group=group)
+        return
     single = len(jobs) == 1
     failed: list[str] = []
     start = time.perf_counter()
@@ -317,6 +324,139 @@ def run(jobs: list[Job], work: Work, reporter: Output, *, verb: str) -> None:
         return
     done = len(jobs) - len(failed)
     reporter.say(f"{verb} {done} of {len(jobs)} files in {seconds(time.perf_counter() - start)}")
+    if failed:
+        raise fail(f"{len(failed)} of {len(jobs)} files failed: {', '.join(failed)}")
+
+
+# -- several processes: --workers N, or ranks launched by torchrun -------------------------------
+def workers_for(jobs: list[Job], workers: int) -> int:
+    """How many processes to start for `--workers N` (none past the number of files), after
+    refusing what cannot be sharded."""
+    from igc import api
+
+    if workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {workers}")
+    if workers > 1 and api.launched():
+        raise UsageError("--workers N starts processes on this machine; launched by torchrun, "
+                         "give torchrun --nproc-per-node N instead")
+    if workers > 1 and any(j.source is None or j.output is None for j in jobs if not j.error):
+        raise UsageError("--workers codes files: standard input and output take one process")
+    return max(1, min(workers, sum(1 for j in jobs if not j.error)))
+
+
+def spawn(command: Callable[..., Any], params: dict, workers: int) -> None:
+    """Run the command itself on `workers` processes forming one group (the environment
+    torchrun would give on 127.0.0.1); rank 0 prints the lines. Ends with rank 0's status."""
+    import os
+
+    from igc import api
+
+    threads = params.get("threads") or max(1, (os.cpu_count() or 1) // workers)
+    code = api.spawn_workers(workers, rank_main, (command, {**params, "workers": 1}),
+                             threads=threads)
+    if code:
+        raise typer.Exit(code)
+
+
+def rank_main(command: Callable[..., Any], params: dict) -> int:
+    """One spawned rank: the command, launched (it joins the group from its environment)."""
+    try:
+        command(**params)
+    except typer.Exit as exc:
+        return exc.exit_code
+    return 0
+
+
+def joined(check: Callable[[], None], out_dir: Path | None = None) -> Any:
+    """The group this process is a rank of (None when it runs alone, after `check`). Rank 0
+    runs `check` (the outputs, which creates --out-dir) before any rank writes a file, and
+    tells the others when it fails; the others create `out_dir` too (on another machine it is
+    another folder)."""
+    from igc import api
+    from igc.errors import RankStopped
+
+    if not api.launched():
+        check()
+        return None
+    group = api.join_group()
+    error: IgcError | None = None
+    if group.rank == 0:
+        try:
+            check()
+        except IgcError as exc:
+            error = exc
+    verdict = group.broadcast(None if error is None else (str(error), error.exit_code))
+    if error is not None or verdict is not None:
+        group.close()
+        raise error if error is not None else RankStopped(*verdict)
+    if out_dir is not None and group.rank:
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            group.close()
+            raise UsageError(f"cannot create --out-dir {out_dir}: {exc.strerror or exc}") \
+                from None
+    return group
+
+
+def _run_sharded(jobs: list[Job], work: Work, reporter: Output, *, verb: str,
+                 group: Any) -> None:
+    """The jobs in contiguous shards over the ranks; each result goes to rank 0, which prints
+    the lines in the inputs' order as they become ready, then the summary."""
+    import threading
+
+    start = time.perf_counter()
+    todo = [n for n, job in enumerate(jobs) if not job.error]
+    base, extra = divmod(len(todo), group.world)
+    first = group.rank * base + min(group.rank, extra)
+    mine = todo[first : first + base + (1 if group.rank < extra else 0)]
+    results: dict[int, tuple[list[str] | None, str | None]] = {
+        n: (None, _named(job.label, job.error)) for n, job in enumerate(jobs) if job.error}
+    shown_upto = [0]
+    lock = threading.Lock()
+
+    def show() -> None:  # rank 0: every result whose predecessors are printed
+        with lock:
+            while shown_upto[0] in results:
+                lines, error = results[shown_upto[0]]
+                if error is not None:
+                    reporter.error(error)
+                for line in lines or []:
+                    reporter.say(line)
+                shown_upto[0] += 1
+
+    def handle(rank: int, message: dict) -> None:
+        results[message["index"]] = (message["lines"], message["error"])
+        show()
+
+    group.start(handle)
+    try:
+        for n in mine:
+            job, began = jobs[n], time.perf_counter()
+            try:
+                lines, error = work(job, reporter), None
+                lines[0] = f"{lines[0]}, {seconds(time.perf_counter() - began)}"
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:
+                if debug():
+                    raise
+                lines, error = None, _named(job.label, exc)
+            group.send({"kind": "file", "index": n, "lines": lines, "error": error})
+        group.finish()
+    except KeyboardInterrupt:
+        lost = group.interrupted()
+        if lost is not None:
+            raise lost from None
+        raise
+    finally:
+        group.close()
+    if group.rank != 0:
+        return
+    show()
+    failed = [jobs[n].label for n in sorted(results) if results[n][1] is not None]
+    reporter.say(f"{verb} {len(jobs) - len(failed)} of {len(jobs)} files in "
+                 f"{seconds(time.perf_counter() - start)}")
     if failed:
         raise fail(f"{len(failed)} of {len(jobs)} files failed: {', '.join(failed)}")
 
