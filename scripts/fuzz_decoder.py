@@ -91,11 +91,18 @@ def recompute_header_crc(data: bytes) -> bytes:
 
     r = container._Reader(data)
     try:
-        version = r.take(5)[3]
+        version, layout = r.take(5)[3:5]
+        flags = layout & 0x0F if version >= 5 else 0  # version 5: distribution names follow
+
+        def name(kind: str) -> None:
+            container._read_name(r, kind)
+            if flags & container.DISTRIBUTION_FLAGS[kind]:
+                container._read_name(r, kind)
+
         r.varint(), r.varint()  # height, width
         if version >= 4:
             r.take(2)  # channels, tile
-            container._read_name(r, "tokenizer"), container._read_name(r, "coder")
+            name("tokenizer"), name("coder")
             r.byte()  # precision
         else:
             r.take(4)  # channels, tile, coder, precision
@@ -103,7 +110,7 @@ def recompute_header_crc(data: bytes) -> bytes:
         for _ in range(min(version, 3) - 1):  # lane (v2), numerics (v3)
             r.varint()
         if version >= 4:
-            container._read_name(r, "model plugin")
+            name("model")
         r.take(8)  # fingerprint
         container._read_model_id(r, version)
         r.take(4)  # checksum
@@ -161,7 +168,10 @@ def field_by_meaning(rng: np.random.Generator, header) -> tuple[str, object]:
         "precision": lambda: int(rng.choice([0, 1, 8, 12, 16, 23, 24, 25, 31, 32, 64, 255])),
         "order": lambda: str(rng.choice(list(container.ORDERS))),
         "residual": lambda: not header.residual,
-        "version": lambda: int(rng.choice([1, 2, 3, 4])),
+        "version": lambda: int(rng.choice([1, 2, 3, 4, 5])),
+        "context": lambda: int(rng.choice([0, 1, 2, 7])),  # version 5; only 0 is known
+        "distributions": lambda: {str(k): str(rng.choice(["igc-context", "igc-xyz", "a", "x" * 63]))
+                                  for k in container.PLUGIN_KINDS if rng.random() < 0.5},
         "height": lambda: int(rng.choice([1, 2, header.height + 1, 63, 64, 65, 4096, 4097])),
         "width": lambda: int(rng.choice([1, 2, header.width + 1, 63, 64, 65, 4096, 4097])),
         "channels": lambda: int(rng.choice([0, 1, 4, 255])),

@@ -104,7 +104,7 @@ def test_files_name_their_pieces_and_decode_from_the_names(installed, tmp_path):
     data = igc.compress(image, model="repeat", coder="wide-range")
     header, _ = container.unpack(data)
     assert (header.version, header.model_plugin, header.model_id, header.fingerprint,
-            header.tokenizer, header.coder) == (4, "repeat", "repeat-v1", "5e9ea7000000c0de",
+            header.tokenizer, header.coder) == (5, "repeat", "repeat-v1", "5e9ea7000000c0de",
                                                 "subpixel", "wide-range")
     assert np.array_equal(igc.decompress(data), image)
     # the same through the command line, and `igc info` shows the names

@@ -129,3 +129,25 @@ def test_decoding_without_it_fails_in_one_line(tmp_path, how):
     assert "which is not installed" in lines[0]
     assert ("IGC_DISABLE_PLUGINS is set" in lines[0]) == (how == "disabled")
     assert not (tmp_path / "x.png").exists()
+
+
+def test_files_name_the_package_that_registers_their_plugins(tmp_path):
+    """Format version 5 records the distribution of each plugin the file names, so a machine
+    without it is told what to install, in one line."""
+    image = np.random.default_rng(5).integers(0, 256, (9, 11, 3), dtype=np.uint8)
+    data = igc.compress(image, model="context", coder="ans")
+    header, _ = container.unpack(data)
+    assert header.distributions == {"model": "igc-context", "coder": "igc-context"}
+    assert igc.info(data)["distributions"] == header.distributions
+    (tmp_path / "a.igc").write_bytes(data)
+    env = dict(os.environ, IGC_DISABLE_PLUGINS="1")
+    out = subprocess.run([sys.executable, "-m", "igc", "decompress", str(tmp_path / "a.igc"),
+                          "-o", str(tmp_path / "a.png")], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode != 0 and out.stdout == ""
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("igc: error: "), out.stderr
+    assert "'context'" in lines[0] and "pip install igc-context" in lines[0]
+    assert not (tmp_path / "a.png").exists()
+    shown = invoke("info", tmp_path / "a.igc")
+    assert "from package igc-context" in shown.output

@@ -48,7 +48,7 @@ def test_header_records_the_lane_and_decodes_it(tiny_model, rng):
     image = rng.integers(0, 256, (13, 9, 3), dtype=np.uint8)  # 12 tiles: batches 5, 5, 2
     data = comp.compress(image)
     header = container.unpack(data)[0]
-    assert (header.version, header.batch, header.lane, header.numerics) == (4, 5, 2, 2)
+    assert (header.version, header.batch, header.lane, header.numerics) == (5, 5, 2, 2)
     np.testing.assert_array_equal(get_compressor("imagegpt", model=tiny_model).decompress(data), image)
 
 

@@ -9,6 +9,7 @@ import typer
 
 from igc.cli.decompress import not_igc, read_file
 from igc.cli.errors import handle_errors
+from igc.core.container import CONTEXT_MODES
 from igc.core.numerics import known
 from igc.errors import FormatError
 
@@ -40,17 +41,24 @@ def describe(d: dict) -> list[tuple[str, str]]:
         kind = f"as the {d['tokenizer']} tokenizer codes them"
     numerics = known(d["numerics"])
     numerics = numerics.explanation if numerics else "the model plugin's own"
+    dists = d.get("distributions") or {}
+
+    def source(kind: str) -> str:
+        return f" from package {dists[kind]}" if kind in dists else ""
+
     return [
         ("image", f"{w}×{h} pixels, RGB: {subpixels:,} subpixels"),
         ("size", f"{d['file_bytes']:,} bytes: header {d['header_bytes']:,}, coded payload "
                  f"{d['payload_length']:,}"),
         ("rate", f"{d['bits_per_subpixel']:.3f} bits per subpixel, compression ratio "
                  f"{8 / d['bits_per_subpixel']:.3f} (file bits against 8 per subpixel)"),
-        ("model", f"{d['model_id']} (model plugin {d['model_plugin']}, fingerprint "
+        ("model", f"{d['model_id']} (model plugin {d['model_plugin']}{source('model')}, fingerprint "
                   f"{d['fingerprint']}); decoding needs this model"),
-        ("tokens", f"{d['tokenizer']} ({kind}), {d['order']} order, {d['tile']}×{d['tile']}-"
-                   "pixel tiles"),
-        ("coder", f"{d['coder']}, probabilities of {d['precision']} bits"),
+        ("tokens", f"{d['tokenizer']}{source('tokenizer')} ({kind}), {d['order']} order, "
+                   f"{d['tile']}×{d['tile']}-pixel tiles"),
+        ("context", f"mode {d.get('context', 0)}: "
+                    f"{CONTEXT_MODES.get(d.get('context', 0), 'unknown')}"),
+        ("coder", f"{d['coder']}{source('coder')}, probabilities of {d['precision']} bits"),
         ("stepping", f"{d['batch']} tiles at a time in lanes of {d['lane']}; numerics "
                      f"{d['numerics']} ({numerics}): the decoder repeats this computation exactly"),
         *([("decodes", where)] if (where := portability(d)) else []),

@@ -88,12 +88,14 @@ class NeuralCodec:
 
     `tokenizer` defaults to subpixels tiled to the model's context in `order`; `residual` codes
     exact values after a lossy tokenizer's tokens; `plugin` is the registered name of the model,
-    recorded in headers so that decoding can rebuild it (default: the model's name).
+    recorded in headers so that decoding can rebuild it (default: the model's name);
+    `distributions` the pip packages that registered the tokenizer, coder and model plugins (by
+    kind; built-ins absent), recorded so that a machine without them can say what to install.
     """
 
     def __init__(self, model, coder, order: str = "interleaved", batch: int = DEFAULT_BATCH,
                  lane: int | None = None, *, tokenizer=None, residual: bool = False,
-                 plugin: str | None = None):
+                 plugin: str | None = None, distributions: dict[str, str] | None = None):
         reason = container.unrecordable_model_id(model.name)
         if reason:  # refused before any coding: a file that records it could not be read
             raise UsageError(f"{reason}; rename the model (its folder)")
@@ -105,6 +107,7 @@ class NeuralCodec:
         self.lane = lane  # tiles per lane; None: igc.codec.lanes.lane_size of the first batch
         self.residual = bool(residual) and not self.tokenizer.lossless
         self.plugin = plugin or model.name
+        self.distributions = dict(distributions or {})
         self.fingerprint = combined_fingerprint(model.fingerprint,
                                                 getattr(self.tokenizer, "fingerprint", None))
 
@@ -224,6 +227,7 @@ class NeuralCodec:
             tokenizer=self.tokenizer.name, order=self.order, residual=self.residual,
             coder=self.coder.name, precision=self.coder.precision,
             numerics=self.model.numerics, model_plugin=self.plugin,
+            distributions=self.distributions,
         )
 
     # -- estimate ---------------------------------------------------------------------------

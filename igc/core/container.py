@@ -10,28 +10,31 @@ recorded by their registered names, so a file coded with plugins names the plugi
 from __future__ import annotations
 
 import os
+import re
 import stat
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from igc.core.numerics import MAX_NUMERICS
 from igc.errors import FormatError
 
 MAGIC = b"IGC"
-VERSION = 4
+VERSION = 5
 # version 1 had no lane field (its lane is the whole batch); versions 1-2 no numerics (0);
-# versions 1-3 a tokenizer code and a coder code instead of names, and no model plugin
-READABLE_VERSIONS = (1, 2, 3, 4)
+# versions 1-3 a tokenizer code and a coder code instead of names, and no model plugin;
+# versions 1-4 no context mode (0) and no distribution names
+READABLE_VERSIONS = (1, 2, 3, 4, 5)
 DEFAULT_MAX_PIXELS = 1 << 28
 MAX_MODEL_ID = 64
 MAX_REGIONS = 8
 MAX_NAME = 63
 # the longest header the parser can read: magic, version, layout, 6 varints (height, width,
 # batch, lane, numerics, payload length: at most 10 bytes each), 4 layout bytes, three names
-# (version 4: tokenizer, coder, model plugin; a length byte and up to MAX_NAME bytes each),
-# fingerprint, model id and region checks (a length byte and up to 255 bytes each), checksum, CRC
-MAX_HEADER_BYTES = 3 + 1 + 1 + 6 * 10 + 4 + 3 * (1 + MAX_NAME) + 8 + 2 * (1 + 255) + 4 + 2
+# (version 4: tokenizer, coder, model plugin; a length byte and up to MAX_NAME bytes each), the
+# distributions that register them (version 5, the same way), fingerprint, model id and region
+# checks (a length byte and up to 255 bytes each), checksum, CRC
+MAX_HEADER_BYTES = 3 + 1 + 1 + 6 * 10 + 4 + 6 * (1 + MAX_NAME) + 8 + 2 * (1 + 255) + 4 + 2
 MAX_PAYLOAD_PER_PIXEL = 16
 ORDERS = {"interleaved": 0, "channel": 1}
 # versions 1-3: (tokenizer, exact residuals follow) <-> layout code; the coder's code
@@ -46,6 +49,17 @@ SHIPPED_NAMES = ("subpixel", "palette", "range", "imagegpt", "uniform")
 # on a 32x32 image. Append-only: a file's code must name the same model in every later igc.
 SHIPPED_MODEL_IDS = ("igc-rgb16", "igc-rgb16-v2", "igc-rgb16-w256")
 RESIDUAL_FLAG = 0x01  # layout low nibble (version 4): exact residuals follow the tokens
+# version 5: layout bits 1-3 say which of the tokenizer, coder and model plugin names is followed
+# by the name of the distribution (the pip package) that registers it, so a decoder without the
+# plugin can say what to install; built-ins record none, so igc's own files spend no byte on it
+PLUGIN_KINDS = ("tokenizer", "coder", "model")
+DISTRIBUTION_FLAGS = {"tokenizer": 0x02, "coder": 0x04, "model": 0x08}
+# version 5: layout bits 5-7 hold the context mode, how a tile sees the pixels of the tiles coded
+# before it. 0: every tile is coded alone (all that versions 1-4 do). A mode this igc does not
+# know is refused when the header is read, before any model is loaded.
+CONTEXT_MODES = {0: "tiles coded alone"}
+DISTRIBUTION_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?", re.ASCII)
+MAX_CONTEXT_MODE = 7
 
 
 def max_pixels() -> int:
@@ -80,6 +94,10 @@ class Header:
     numerics: int = 0
     model_plugin: str = "imagegpt"  # registered model name (versions 1-3: imagegpt or uniform)
     residual: bool = False  # exact residuals follow the tokens (docs/palette.md)
+    # version 5: the distribution (pip package) that registers each plugin the file names, by
+    # kind ("tokenizer", "coder", "model"); igc's built-ins are absent
+    distributions: dict[str, str] = field(default_factory=dict)
+    context: int = 0  # version 5: the context mode (CONTEXT_MODES); earlier versions: 0
 
     def __post_init__(self) -> None:
         if not self.lane:
@@ -136,14 +154,23 @@ def pack(header: Header, payload: bytes) -> bytes:
     model_id = header.model_id.encode()[:MAX_MODEL_ID].decode("utf-8", "ignore").encode()
     head = bytearray(MAGIC)
     head.append(header.version)
-    if header.version >= 4:
+    dists = {k: v for k, v in header.distributions.items() if v} if header.version >= 5 else {}
+    if header.version >= 5:
+        if not 0 <= header.context <= MAX_CONTEXT_MODE:
+            raise ValueError(f"context mode {header.context} cannot be recorded (0..7)")
+        head.append((RESIDUAL_FLAG if header.residual else 0)
+                    | sum(DISTRIBUTION_FLAGS[kind] for kind in dists)
+                    | (ORDERS[header.order] << 4) | (header.context << 5))
+    elif header.version >= 4:
         head.append((RESIDUAL_FLAG if header.residual else 0) | (ORDERS[header.order] << 4))
     else:
         head.append(TOKENIZER_CODES[header.tokenizer, header.residual] | (ORDERS[header.order] << 4))
     head += encode_varint(header.height) + encode_varint(header.width)
     if header.version >= 4:
         head += bytes([header.channels, header.tile]) + encode_name(header.tokenizer)
-        head += encode_name(header.coder) + bytes([header.precision])
+        head += _distribution(dists, "tokenizer")
+        head += encode_name(header.coder) + _distribution(dists, "coder")
+        head += bytes([header.precision])
     else:
         head += bytes([header.channels, header.tile, CODERS[header.coder], header.precision])
     head += encode_varint(header.batch)
@@ -152,7 +179,7 @@ def pack(header: Header, payload: bytes) -> bytes:
     if header.version >= 3:
         head += encode_varint(header.numerics)
     if header.version >= 4:
-        head += encode_name(header.model_plugin)
+        head += encode_name(header.model_plugin) + _distribution(dists, "model")
     head += bytes.fromhex(header.fingerprint)
     if header.version >= 4 and header.model_id in SHIPPED_MODEL_IDS:
         head.append(0x80 + SHIPPED_MODEL_IDS.index(header.model_id))
@@ -163,6 +190,23 @@ def pack(header: Header, payload: bytes) -> bytes:
     head += encode_varint(len(payload))
     head += (zlib.crc32(head) & 0xFFFF).to_bytes(2, "little")
     return bytes(head) + payload
+
+
+def _distribution(dists: dict[str, str], kind: str) -> bytes:
+    return encode_name(dists[kind]) if kind in dists else b""
+
+
+def valid_distribution(name: str) -> bool:
+    """A distribution name as Python packaging spells one (PEP 508: letters, digits and . _ -,
+    starting and ending with a letter or digit), at most MAX_NAME characters: what an error
+    message may offer to `pip install`."""
+    return len(name) <= MAX_NAME and DISTRIBUTION_NAME.fullmatch(name) is not None
+
+
+def recordable_distribution(name: str | None) -> str | None:
+    """`name` when a header can record it as a distribution, else None (then the file names
+    only the plugin, as version 4 did)."""
+    return name if name and valid_distribution(name) else None
 
 
 def _lookup(table: dict, code: int, what: str):
@@ -243,17 +287,39 @@ def read_header(data: bytes) -> tuple[Header, int]:
         raise FormatError(f"igc file version {version} is not supported (this igc reads "
                           f"{', '.join(map(str, READABLE_VERSIONS))})")
     layout = r.byte()
+    context, flags = 0, 0
+    if version >= 5:
+        flags, context = layout & 0x0F, layout >> 5
+        order = _lookup(ORDERS, (layout >> 4) & 1, "token order")
+        if context not in CONTEXT_MODES:
+            raise FormatError(f"this file uses context mode {context}, which this igc does not "
+                              f"know (it knows {', '.join(map(str, CONTEXT_MODES))}): a newer "
+                              "igc may decode it")
+    else:
+        order = _lookup(ORDERS, layout >> 4, "token order")
     if version >= 4:
-        if layout & 0x0F & ~RESIDUAL_FLAG:
+        known = RESIDUAL_FLAG | (sum(DISTRIBUTION_FLAGS.values()) if version >= 5 else 0)
+        if layout & 0x0F & ~known:
             raise FormatError(f"corrupted header or newer file: unknown layout flags {layout:#04x}")
         residual = bool(layout & RESIDUAL_FLAG)
     else:
         tokenizer, residual = _lookup(TOKENIZER_CODES, layout & 0x0F, "tokenizer")
-    order = _lookup(ORDERS, layout >> 4, "token order")
+    distributions: dict[str, str] = {}
+
+    def read_distribution(kind: str) -> None:
+        if flags & DISTRIBUTION_FLAGS[kind]:
+            name = _read_name(r, f"{kind} distribution")
+            if not valid_distribution(name):
+                raise FormatError(f"corrupted header: bad {kind} distribution name {name!r}")
+            distributions[kind] = name
+
     height, width = r.varint(), r.varint()
     if version >= 4:
         channels, tile = r.take(2)
-        tokenizer, coder = _read_name(r, "tokenizer"), _read_name(r, "coder")
+        tokenizer = _read_name(r, "tokenizer")
+        read_distribution("tokenizer")
+        coder = _read_name(r, "coder")
+        read_distribution("coder")
         precision = r.byte()
     else:
         channels, tile, coder_code, precision = r.take(4)
@@ -261,6 +327,8 @@ def read_header(data: bytes) -> tuple[Header, int]:
     lane = r.varint() if version >= 2 else batch
     numerics = r.varint() if version >= 3 else 0
     model_plugin = _read_name(r, "model plugin") if version >= 4 else ""
+    if version >= 4:
+        read_distribution("model")
     fingerprint = r.take(8).hex()
     raw_id = _read_model_id(r, version)
     checksum = int.from_bytes(r.take(4), "little")
@@ -288,7 +356,7 @@ def read_header(data: bytes) -> tuple[Header, int]:
     check_pixels(height, width, FormatError)
     header = Header(height, width, tile, model_id, fingerprint, checksum, bytes(region_checks),
                     payload_length, batch, channels, tokenizer, order, coder, precision, version,
-                    lane, numerics, model_plugin, residual)
+                    lane, numerics, model_plugin, residual, distributions, context)
     return header, r.pos
 
 

@@ -104,8 +104,13 @@ def compose(model: str | None = None, *, plugin: str | None = None, tokenizer: s
     c = _piece(registry, "coder", coder or DEFAULT_CODER, Coder)
     if not container.valid_name(plugin):
         raise PluginError(f"model name {plugin!r} cannot be recorded in a file header")
+    distributions = {kind: dist for kind, name in (("tokenizer", tok_name),
+                                                   ("coder", c.name), ("model", plugin))
+                     if (dist := container.recordable_distribution(
+                         registry.distribution(kind, name)))}
     return NeuralCodec(m, c, order, batch or getattr(tok, "batch", None) or DEFAULT_BATCH, lane,
-                       tokenizer=tok, residual=residual, plugin=plugin)
+                       tokenizer=tok, residual=residual, plugin=plugin,
+                       distributions=distributions)
 
 
 def model_compressor(model: str | None = None, *, name: str | None = None, **options: Any):
@@ -179,8 +184,11 @@ def _require(registry: Registry, kind: str, name: str, header: container.Header)
             f"{header.fingerprint})" if kind == "model" else f"the {kind} plugin {name!r}")
     hint = (" (IGC_DISABLE_PLUGINS is set: installed plugins are not loaded)"
             if entry_points_disabled() else "")
-    raise PluginError(f"this file needs {what}, which is not installed{hint}: install the package "
-                      "that registers it (`igc plugins` lists the installed ones)")
+    dist = header.distributions.get(kind)
+    todo = (f"the file names the package {dist!r} as its source (`pip install {dist}`, if you "
+            "trust it)" if dist else
+            "install the package that registers it (`igc plugins` lists the installed ones)")
+    raise PluginError(f"this file needs {what}, which is not installed{hint}: {todo}")
 
 
 def file_compressor(header: container.Header, model: str | None = None,

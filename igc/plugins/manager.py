@@ -64,6 +64,7 @@ class PluginInfo:
     builtin: bool
     error: str | None = None
     registered: dict[str, list[str]] = field(default_factory=dict)
+    distribution: str | None = None  # the installed package whose entry point loaded it
 
 
 class Registry:
@@ -76,13 +77,14 @@ class Registry:
         self.plugins: dict[str, PluginInfo] = {}
 
     # -- loading -------------------------------------------------------------------------
-    def add_plugin(self, obj: Any, name: str, version: str, builtin: bool) -> None:
+    def add_plugin(self, obj: Any, name: str, version: str, builtin: bool,
+                   distribution: str | None = None) -> None:
         """Register one plugin object (a module or an instance) and collect its registrations.
 
         A hook that raises leaves nothing of its plugin registered and the error in its
         `PluginInfo`; only a name clash (PluginError) and KeyboardInterrupt propagate.
         """
-        info = PluginInfo(name=name, version=version, builtin=builtin)
+        info = PluginInfo(name=name, version=version, builtin=builtin, distribution=distribution)
         self.plugins[name] = info
         try:
             self.pm.register(obj, name=name)
@@ -165,7 +167,8 @@ class Registry:
                 continue  # a second entry point to the same module: one plugin, loaded once
             if label in self.plugins:  # one package, two plugin modules
                 label = f"{label} ({ep.name})"
-            self.add_plugin(obj, label, version, builtin=False)
+            self.add_plugin(obj, label, version, builtin=False,
+                            distribution=ep.dist.name if ep.dist is not None else None)
 
     # -- lookup --------------------------------------------------------------------------
     def names(self, kind: str) -> list[str]:
@@ -181,6 +184,13 @@ class Registry:
             known = ", ".join(self.names(kind)) or "none"
             raise UsageError(f"unknown {kind} {name!r}; known: {known}{self.failed_hint()}"
                              ) from None
+
+    def distribution(self, kind: str, name: str) -> str | None:
+        """The distribution (pip package) that registered `name`, or None for igc's built-ins
+        and plugins added by hand. Entry-point plugins are named after their distribution."""
+        entry = self.entries[kind].get(name)
+        info = self.plugins.get(entry.plugin) if entry is not None else None
+        return None if info is None or info.builtin else info.distribution
 
     def failed_hint(self) -> str:
         """For "unknown name" errors: the plugins that failed to load may be why."""
