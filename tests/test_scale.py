@@ -605,3 +605,28 @@ def test_one_progress_bar_over_the_run_on_a_terminal(photo_dir):
     assert "4/4 images, 5,931/5,931 subpixels" in shown
     assert " on img" not in shown  # no per-codec phases
     assert _stderr_on_a_terminal("bench", "-c", "png", "-i", str(photo_dir), "--quiet") == ""
+
+
+@pytest.mark.slow
+def test_workers_run_terminated_resumes_to_a_clean_run(many_images, tmp_path):
+    """SIGTERM to `igc bench --workers 2` (the parent alone, as `kill` sends it): its ranks log
+    what they finished and stop; the rerun codes the rest."""
+    log = tmp_path / "rows.jsonl"
+    args = ["bench", "-c", "imagegpt,png", "-i", str(many_images), "-n", "24", "--json",
+            "--log", str(log)]
+    proc = subprocess.Popen([sys.executable, "-m", "igc", *args, "--workers", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
+    wait_for_lines(log, 2)
+    proc.terminate()
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and stderr.strip().splitlines() == ["igc: error: interrupted"]
+    kept = len(log_lines(log))
+    assert kept < 48
+    resumed = igc_cli(*args, "--workers", "2")
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"reusing {kept} of 48 rows" in resumed.stderr
+    keys = [(line["image"], line["compressor"]) for line in log_lines(log)]
+    assert len(keys) == len(set(keys)) == 48
+    clean = igc_cli(*args[:-2])
+    assert report(json.loads(resumed.stdout)) == report(json.loads(clean.stdout))

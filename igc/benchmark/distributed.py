@@ -439,15 +439,14 @@ def spawn(workers: int, fn: Callable, args: tuple = (), *, threads: int | None =
             for p in procs:
                 p.join()
         except KeyboardInterrupt:
-            for p in procs:  # from a terminal they had it too; from `kill` only this process
-                if p.is_alive():
-                    with contextlib.suppress(OSError):
-                        os.kill(p.pid, signal.SIGINT)
+            for p in procs:  # SIGTERM, which a rank takes as an interrupt (SIGINT may be
+                if p.is_alive():  # ignored: a background job's children inherit that)
+                    p.terminate()
             deadline = time.monotonic() + 10  # let them put their finished rows in the log
             for p in procs:
                 p.join(timeout=max(0.1, deadline - time.monotonic()))
                 if p.is_alive():
-                    p.terminate()
+                    p.kill()
             raise
         errors = sorted(Path(folder).glob("error-*.pickle"),
                         key=lambda f: int(f.stem.split("-")[1]))
