@@ -36,12 +36,16 @@ def train(
         ),
     ] = None,
     compile_model: Annotated[
-        bool,
+        bool | None,
         typer.Option(
-            "--compile", help="torch.compile the training step (pays off on a GPU; the first "
-            "steps are slow while it compiles)."
+            "--compile/--no-compile",
+            help="torch.compile the training step (forward pass and loss; the backward pass "
+            "follows). Default: on for a CPU run of at least 10 minutes or 500 steps, where "
+            "it was measured 1.1-1.2x faster; off otherwise. Compiling takes 10 s to 2 min "
+            "before the first step; if it fails, the default falls back to the plain step.",
+            show_default=False,
         ),
-    ] = False,
+    ] = None,
     data: Annotated[
         list[Path] | None,
         typer.Option(
