@@ -2,7 +2,7 @@
 shipped shape (batch 16, T = 768, head size 32): why attention bounds the CPU training step
 (docs/training.md, "Speed on a CPU").
 
-    python scripts/attention_cpu.py [--threads 1] [--repeats 3] [--rounds 2]
+    python scripts/attention_cpu.py [--threads 1] [--repeats 3] [--rounds 2] [--fp32]
 
 Times are milliseconds of this process's CPU time per forward + backward of one layer, which
 other processes on a shared machine disturb far less than the wall clock. Candidates:
@@ -102,6 +102,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--fp32", action="store_true", help="also time float32 (default: bf16 only)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     _compiled_backward = torch.compile(block_backward)
@@ -115,7 +116,7 @@ def main() -> None:
     print(f"load average before: {Path('/proc/loadavg').read_text().strip()}; "
           f"{a.threads} thread(s); ms of CPU time per forward + backward of one layer")
     for heads, shape in ((4, "default (4 heads)"), (8, "w256 (8 heads)")):
-        for dtype in (torch.bfloat16, torch.float32):
+        for dtype in (torch.bfloat16, torch.float32) if a.fp32 else (torch.bfloat16,):
             for name, fn in candidates.items():
                 times = [cpu_ms(fn, heads, dtype, a.repeats) for _ in range(a.rounds)]
                 print(f"{shape:18} {dtype!s:15} {name:24} "
