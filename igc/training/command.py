@@ -41,8 +41,9 @@ def train(
             "--compile/--no-compile",
             help="torch.compile the training step (forward pass and loss; the backward pass "
             "follows). Default: on for a CPU run of at least 10 minutes or 500 steps, where "
-            "it was measured 1.1-1.2x faster; off otherwise. Compiling takes 10 s to 2 min "
-            "before the first step; if it fails, the default falls back to the plain step.",
+            "it was measured 1.07-1.21x faster; off otherwise. Compiling takes one to three "
+            "minutes before the first step; if it fails, the default falls back to the plain "
+            "step.",
             show_default=False,
         ),
     ] = None,

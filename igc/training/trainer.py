@@ -95,8 +95,8 @@ def pick_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if cpu_has_fast_bf16() else None
 
 
-# `compile=None` compiles a CPU run whose budget reaches either of these: compiling takes 10 s
-# (warm cache) to 2 min (cold), and the compiled step was measured 1.1-1.2x faster on this CPU
+# `compile=None` compiles a CPU run whose budget reaches either of these: compiling took 1.5 to 3
+# minutes on a loaded 2-core machine, and the compiled step was measured 1.07-1.21x faster there
 # (docs/training.md, "Speed on a CPU").
 COMPILE_MIN_MINUTES = 10.0
 COMPILE_MIN_STEPS = 500
