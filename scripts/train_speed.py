@@ -1,128 +1,107 @@
-"""Training throughput: the step as it was (Python tile loop, per-group AdamW, the loss read
-every step) against the step as it is (compiled tile cutting, fused AdamW, the loss read only
-when logged), side by side on the real training data (docs/training.md, "Speed").
+"""Training throughput of both shipped shapes: the step as it was (eager, bf16 autocast where the
+CPU has native bf16) against the step `igc train` now takes by default on a long CPU run
+(compiled with torch.compile), side by side in one process (docs/training.md, "Speed on a CPU").
 
-    python scripts/train_speed.py [--batch 16] [--threads 2] [--steps 20] [--rounds 2]
-                                  [--device auto] [--precision auto] [--compile]
+    python scripts/train_speed.py [--threads 1] [--steps 4] [--rounds 3] [--batch 16]
+                                  [--shapes default,w256] [--precision auto] [--device auto]
 
-Both variants run in one process on the same model and data, alternating `rounds` times, because
-this VM's speed drifts. Sampler figures are microseconds per batch; training figures are tokens
-per second over `steps` optimizer steps after two warm-up steps.
+For each shape both trainers start from the same seed and alternate `rounds` times (this VM's
+speed drifts and other processes share it), `steps` optimizer steps each after a warm-up that
+includes compiling. Tokens are predicted subpixels. Two rates are printed: per second of wall
+clock, and per second of this process's CPU time, which other processes on a shared machine
+disturb far less (with one thread it is the time the step computed; with more it adds up the
+threads' time, waiting included). The batches are random tiles: the step's cost does not depend
+on the pixels, and no data set has to be loaded.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from igc.training.data import Sampler, TileSource, default_train_paths, load_training
-from igc.training.trainer import Trainer, TrainSettings, make_optimizer
+from igc.training.data import TileSource
+from igc.training.model import ModelConfig
+from igc.training.trainer import Trainer, TrainSettings, hardware
+
+SHAPES = {
+    "default": ModelConfig(width=128, layers=4, heads=4, tile=16),
+    "w256": ModelConfig(width=256, layers=8, heads=8, tile=16),
+}
 
 
-class LoopSampler:
-    """The sampler before it was vectorised: one Python iteration per tile (the baseline)."""
-
-    def __init__(self, src: TileSource, rng: np.random.Generator, small_fraction: float = 0.25):
-        self.src, self.rng, self.tile = src, rng, src.tile
-        self.small_fraction = small_fraction if src.stacks else 0.0
-        t = self.tile
-        weights = np.array([(p.shape[0] - t + 1) * (p.shape[1] - t + 1) for p in src.photos], float)
-        self.photo_p = weights / weights.sum()
-
-    def batch(self, n: int) -> np.ndarray:
-        t, rng = self.tile, self.rng
-        out = np.empty((n, t, t, 3), np.uint8)
-        n_small = round(n * self.small_fraction)
-        if n_small:
-            sizes = np.array([len(s) for s in self.src.stacks])
-            which = rng.choice(len(sizes), n_small, p=sizes / sizes.sum())
-            for k, si in enumerate(which):
-                stack = self.src.stacks[si]
-                img = stack[rng.integers(len(stack))]
-                y = rng.integers(img.shape[0] // t) * t
-                x = rng.integers(img.shape[1] // t) * t
-                out[k] = img[y : y + t, x : x + t]
-        idx = rng.choice(len(self.src.photos), n - n_small, p=self.photo_p)
-        for k, pi in enumerate(idx, start=n_small):
-            p = self.src.photos[pi]
-            y = rng.integers(p.shape[0] - t + 1)
-            x = rng.integers(p.shape[1] - t + 1)
-            out[k] = p[y : y + t, x : x + t]
-        flip = rng.random(n) < 0.5
-        out[flip] = out[flip, :, ::-1]
-        return out[rng.permutation(n)]
-
-
-def sampler_us(sampler, batch: int, repeats: int = 300) -> float:
-    sampler.batch(batch)  # compile / warm caches
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        sampler.batch(batch)
-    return (time.perf_counter() - t0) / repeats * 1e6
-
-
-def tokens_per_s(trainer: Trainer, steps: int, read_every_step: bool) -> float:
-    for _ in range(2):
-        trainer.train_step().item()
-    if trainer.device.type == "cuda":
-        torch.cuda.synchronize()
-    t0, tokens0 = time.perf_counter(), trainer.tokens
+def timed(trainer: Trainer, steps: int) -> tuple[float, float]:
+    """(tokens per wall second, tokens per CPU second) over `steps` steps."""
+    tokens0 = trainer.tokens
+    w0, c0 = time.perf_counter(), time.process_time()
     last = None
     for _ in range(steps):
         last = trainer.train_step()
-        if read_every_step:
-            last.item()
-    last.item()  # waits for the queued steps
-    return (trainer.tokens - tokens0) / (time.perf_counter() - t0)
+    last.item()
+    if trainer.device.type == "cuda":
+        torch.cuda.synchronize()
+    wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+    n = trainer.tokens - tokens0
+    return n / wall, n / cpu
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--device", default="auto")
+    ap.add_argument("--shapes", default="default,w256", help="comma-separated: default, w256")
     ap.add_argument("--precision", default="auto", help="auto, bf16 or fp32 (as igc train)")
-    ap.add_argument("--compile", action="store_true",
-                    help="also time the step through torch.compile")
+    ap.add_argument("--device", default="auto")
     a = ap.parse_args()
 
-    t0 = time.perf_counter()
-    source = load_training(default_train_paths(), 16)
-    print(f"training data: {source.description} (loaded in {time.perf_counter() - t0:.0f} s)")
-    loop = LoopSampler(source, np.random.default_rng(0))
-    fast = Sampler(source, np.random.default_rng(0))  # packs the photos; views replace them
-    for batch in sorted({16, 128, a.batch}):
-        for _ in range(a.rounds):
-            print(f"sampler, batch {batch:>4}: loop {sampler_us(loop, batch):8.0f} us   "
-                  f"compiled {sampler_us(fast, batch):8.0f} us")
-
-    settings = TrainSettings(batch=a.batch, threads=a.threads, device=a.device, steps=10**6,
-                             out="/tmp/igc-train-speed", precision=a.precision)
-    val = np.zeros((1, 16, 16, 3), np.uint8)
-    trainer = Trainer(settings, source=source, val_tiles=val, quiet=True)
-    fused_opt = trainer.opt
-    plain_opt = make_optimizer(trainer.model, settings.lr, settings.weight_decay, fused=False)
-    eager = trainer.model
-    variants = {
-        "before (loop sampler, AdamW per group, loss read each step)":
-            (LoopSampler(source, trainer.rng), plain_opt, True, eager),
-        "now    (compiled sampler, fused AdamW, loss read when logged)":
-            (trainer.sampler, fused_opt, False, eager),
-    }
-    if a.compile:
-        variants["now + torch.compile (igc train --compile)"] = (
-            trainer.sampler, fused_opt, False, torch.compile(eager))
-    print(f"training: {trainer.device} ({settings.threads} thread(s)), batch {a.batch} tiles, "
-          f"{trainer.dtype or torch.float32}")
-    for _ in range(a.rounds):
-        for name, (sampler, opt, read, forward) in variants.items():
-            trainer.sampler, trainer.opt, trainer.train_forward = sampler, opt, forward
-            print(f"  {name}: {tokens_per_s(trainer, a.steps, read):10,.0f} tokens/s")
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (64, 64, 64, 3), dtype=np.uint8)
+    val = images[:1, :16, :16]
+    print(f"load average before: {Path('/proc/loadavg').read_text().strip()}")
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for shape in a.shapes.split(","):
+            cfg = SHAPES[shape]
+            trainers = {}
+            for name, compiled in (("before (eager)", False), ("now (compiled)", True)):
+                settings = TrainSettings(
+                    model=cfg, batch=a.batch, threads=a.threads, device=a.device,
+                    precision=a.precision, steps=10**6, seed=0, compile=compiled,
+                    out=os.path.join(tmp, f"{shape}-{compiled}"),
+                )
+                tr = Trainer(settings, source=TileSource(tile=16, stacks=[images]),
+                             val_tiles=val, quiet=True)
+                t0 = time.perf_counter()
+                for _ in range(2):
+                    tr.train_step().item()
+                trainers[name] = tr
+                print(f"{shape}: {name}: first two steps {time.perf_counter() - t0:.1f} s "
+                      f"(compiling included)", flush=True)
+            tr = trainers["now (compiled)"]
+            print(f"{shape}: {cfg}, batch {a.batch}, {hardware(tr.device, a.threads)}, "
+                  f"{tr.dtype or torch.float32}")
+            rows = {name: [] for name in trainers}
+            for r in range(a.rounds):
+                for name, tr in trainers.items():
+                    wall, cpu = timed(tr, a.steps)
+                    rows[name].append((wall, cpu))
+                    print(f"  round {r}: {name:15} {wall:9,.0f} tokens/s wall  "
+                          f"{cpu:9,.0f} tokens/s CPU", flush=True)
+            results[shape] = rows
+    print(f"load average after: {Path('/proc/loadavg').read_text().strip()}")
+    print(f"\n{'shape':8} {'before wall':>12} {'now wall':>10} {'ratio':>6}   "
+          f"{'before CPU':>11} {'now CPU':>9} {'ratio':>6}   (medians of {a.rounds} rounds)")
+    for shape, rows in results.items():
+        (bw, bc), (nw, nc) = (np.median(np.array(v), axis=0) for v in rows.values())
+        print(f"{shape:8} {bw:12,.0f} {nw:10,.0f} {nw / bw:6.2f}   {bc:11,.0f} {nc:9,.0f} "
+              f"{nc / bc:6.2f}")
 
 
 if __name__ == "__main__":

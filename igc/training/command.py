@@ -37,12 +37,17 @@ def train(
         ),
     ] = None,
     compile_model: Annotated[
-        bool,
+        bool | None,
         typer.Option(
-            "--compile", help="torch.compile the training step (pays off on a GPU; the first "
-            "steps are slow while it compiles)."
+            "--compile/--no-compile",
+            help="torch.compile the training step (forward pass and loss; the backward pass "
+            "follows). Default: on for a CPU run of at least 10 minutes or 500 steps, where "
+            "it was measured 1.07-1.21x faster; off otherwise. Compiling takes one to three "
+            "minutes before the first step; if it fails, the default falls back to the plain "
+            "step.",
+            show_default=False,
         ),
-    ] = False,
+    ] = None,
     data: Annotated[
         list[Path] | None,
         typer.Option(

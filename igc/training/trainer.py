@@ -58,7 +58,7 @@ class TrainSettings:
     checkpoint_minutes: float = 3.0
     log_every: int = 10
     init_from: str | None = None  # an exported model (folder or shipped id) to start from
-    compile: bool = False  # torch.compile the training forward pass
+    compile: bool | None = None  # torch.compile the training step; None: where it pays
 
 
 def pick_device(name: str) -> torch.device:
@@ -93,6 +93,30 @@ def pick_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
     return torch.bfloat16 if cpu_has_fast_bf16() else None
+
+
+# `compile=None` compiles a CPU run whose budget reaches either of these: compiling took 1.5 to 3
+# minutes on a loaded 2-core machine, and the compiled step was measured 1.07-1.21x faster there
+# (docs/training.md, "Speed on a CPU").
+COMPILE_MIN_MINUTES = 10.0
+COMPILE_MIN_STEPS = 500
+
+
+def compile_pays(s: TrainSettings, device: torch.device) -> bool:
+    """What `compile=None` (auto) decides: compile on a CPU when the budget is long enough."""
+    if device.type != "cpu":
+        return False  # a GPU gains too, but that was not measured here: --compile asks for it
+    return (s.minutes or 0) >= COMPILE_MIN_MINUTES or (s.steps or 0) >= COMPILE_MIN_STEPS
+
+
+def training_loss(model: torch.nn.Module, ids: torch.Tensor, tgt: torch.Tensor,
+                  dtype: torch.dtype | None) -> torch.Tensor:
+    """Mean cross entropy (nats) of `model` on a batch; autocast to `dtype` unless None. The
+    unit that `torch.compile` compiles: the forward pass with the loss, so the cast of the
+    logits and the log-softmax fuse with the last layers."""
+    with torch.autocast(ids.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        logits = model(ids)
+    return F.cross_entropy(logits.float().reshape(-1, 256), tgt.reshape(-1))
 
 
 def hardware(device: torch.device, threads: int) -> str:
@@ -256,8 +280,11 @@ class Trainer:
         self.model.to(self.device)
         self.opt = make_optimizer(self.model, s.lr, s.weight_decay,
                                   fused=self.device.type in ("cpu", "cuda"))
-        # compiled for the training step only; validation and export use the module itself
-        self.train_forward = torch.compile(self.model) if s.compile else self.model
+        # compiled for the training step only; validation and export use the module itself,
+        # so checkpoints keep the module's parameter names
+        self.compiled = compile_pays(s, self.device) if s.compile is None else s.compile
+        self.train_loss = torch.compile(training_loss) if self.compiled else training_loss
+        self._compile_checked = not self.compiled
         self.rng = np.random.default_rng(s.seed)
         self.step, self.tokens, self.elapsed = 0, 0, 0.0
         self.best = float("inf")
@@ -344,11 +371,10 @@ class Trainer:
         for g in self.opt.param_groups:
             g["lr"] = lr_at(s, self.step, self.elapsed)
         ids, tgt = tokens_from_tiles(self.next_batch())
-        with torch.autocast(
-            self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None
-        ):
-            logits = self.train_forward(ids)
-        loss = F.cross_entropy(logits.float().reshape(-1, 256), tgt.reshape(-1))
+        if self._compile_checked:
+            loss = self.train_loss(self.model, ids, tgt, self.dtype)
+        else:
+            loss = self._first_compiled_loss(ids, tgt)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
@@ -356,6 +382,26 @@ class Trainer:
         self.step += 1
         self.tokens += tgt.numel()
         return loss.detach()
+
+    def _first_compiled_loss(self, ids: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
+        """The first compiled call compiles. If that fails (no C++ compiler, an unsupported
+        build), an automatic choice falls back to the eager step with a note; an explicit
+        --compile is an error."""
+        try:
+            loss = self.train_loss(self.model, ids, tgt, self.dtype)
+        except Exception as exc:  # torch.compile raises many kinds (InductorError, ...)
+            lines = str(exc).strip().splitlines()
+            reason = f"{type(exc).__name__}: {lines[0] if lines else ''}"
+            if self.s.compile:
+                raise UsageError(f"torch.compile failed ({reason[:200]}); train without "
+                                 "--compile") from exc
+            if not self.quiet:
+                print(f"note: torch.compile failed ({reason[:200]}); training without it",
+                      file=sys.stderr)
+            self.compiled, self.train_loss = False, training_loss
+            loss = self.train_loss(self.model, ids, tgt, self.dtype)
+        self._compile_checked = True
+        return loss
 
     def done(self) -> bool:
         return budget_progress(self.s, self.step, self.elapsed) >= 1.0
