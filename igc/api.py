@@ -95,7 +95,7 @@ def compress(image: Image, model: str | None = None, order: str = "interleaved",
     `decompress` returns it as (H, W, 3); an opaque (H, W, 4) array loses its alpha channel.
     Other shapes and dtypes raise `igc.ImageError` naming them."""
     from igc.core.image import as_rgb_array
-    from igc.models.engines import using_engine
+    from igc.engines.engines import using_engine
 
     pixels = as_rgb_array(image)
     with using_engine(engine):
@@ -120,7 +120,7 @@ def decompress(data: bytes, model: str | None = None,
     `progress(done, total)` as for `compress`, with the tokens decoded; `engine` as for
     `compress` (any engine decodes a file any engine wrote). A header naming a HuggingFace hub
     id is looked up in the local cache only, unless `allow_download` (or `model` names it)."""
-    from igc.models.engines import using_engine
+    from igc.engines.engines import using_engine
     from igc.models.imagegpt import allowing_downloads
     from igc.plugins.compose import decompress as decode
 
@@ -202,7 +202,7 @@ def set_engine(engine: str | None) -> None:
     """Which implementation computes numerics 2 in this process: "reference" (plain NumPy,
     slow), "cpu" (the default) or "cuda". All give the same files, bit for bit, so this is a
     speed choice like the thread count; files do not record it. None: $IGC_ENGINE or "cpu"."""
-    from igc.models.engines import set_engine as choose
+    from igc.engines.engines import set_engine as choose
 
     choose(engine)
 

@@ -102,8 +102,8 @@ def tiny_int_model(folder: Path, *, width: int = 32, heads: int = 4, layers: int
     loaded by igc, tweaked and quantized: an IntModel."""
     from transformers import ImageGPTConfig, ImageGPTForCausalImageModeling
 
+    from igc.engines.integer import quantize
     from igc.models.imagegpt import ImageGPTModel
-    from igc.models.integer import quantize
 
     torch.manual_seed(seed)
     config = ImageGPTConfig(vocab_size=257, n_positions=tile * tile * 3, n_embd=width,
@@ -126,8 +126,8 @@ def check_edges(args) -> dict:
     without) against ReferenceEngine, and its frequencies_all against that."""
     import tempfile
 
-    from igc.models.integer import ReferenceEngine
-    from igc.models.integer_torch import TorchEngine
+    from igc.engines.integer import ReferenceEngine
+    from igc.engines.integer_torch import TorchEngine
 
     dev = torch.device(args.device)
     kinds = {"graph": True, "no_graph": False} if dev.type == "cuda" else {"no_graph": False}
@@ -268,9 +268,9 @@ def time_all(engine, tokens: np.ndarray, budget: float) -> dict:
 
 def check_model(spec: str | None, args, image: np.ndarray) -> dict:
     from igc.core.tokenizer import SubpixelTokenizer
+    from igc.engines.integer import ReferenceEngine, quantize
+    from igc.engines.integer_torch import TorchEngine
     from igc.models.imagegpt import ImageGPTModel
-    from igc.models.integer import ReferenceEngine, quantize
-    from igc.models.integer_torch import TorchEngine
 
     res: dict = {}
     t0 = time.perf_counter()

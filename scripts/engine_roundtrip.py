@@ -38,7 +38,7 @@ def main() -> None:
     a = ap.parse_args()
 
     import igc
-    from igc.models.engines import set_engine
+    from igc.engines.engines import set_engine
 
     set_engine(a.engine)
     comp = igc.get_compressor("imagegpt", model=a.model)

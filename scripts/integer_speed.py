@@ -18,9 +18,9 @@ import time
 import numpy as np
 import torch
 
+from igc.engines.integer import ReferenceEngine, quantize
+from igc.engines.integer_cpu import CpuEngine
 from igc.models.imagegpt import ImageGPTModel
-from igc.models.integer import ReferenceEngine, quantize
-from igc.models.integer_cpu import CpuEngine
 
 
 def run(start, step, seqs: np.ndarray, steps: int) -> tuple[float, list]:

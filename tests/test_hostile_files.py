@@ -98,7 +98,7 @@ def _arrays(obj) -> int:
 @pytest.mark.parametrize(("numerics", "engine"), [(0, None), (1, None), (2, "cpu"),
                                                   (2, "reference")])
 def test_state_estimate_matches_what_start_allocates(tiny_model, numerics, engine):
-    from igc.models.engines import using_engine
+    from igc.engines.engines import using_engine
     from igc.models.imagegpt import ImageGPTModel
 
     model = ImageGPTModel(tiny_model)

@@ -162,8 +162,8 @@ def test_the_hf_backend_checks_the_same(tiny_model, tmp_path):
 
 
 def test_activation_names_match_the_runtime():
+    from igc.engines.runtime import ACTIVATIONS
     from igc.models.checks import ACTIVATION_NAMES
-    from igc.models.runtime import ACTIVATIONS
 
     assert sorted(ACTIVATIONS) == list(ACTIVATION_NAMES)
 

@@ -1,4 +1,4 @@
-"""Numerics 2 (igc/models/integer.py): its rules, its tables, its closeness to the float model,
+"""Numerics 2 (igc/engines/integer.py): its rules, its tables, its closeness to the float model,
 and files that decode with another engine in another process."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from helpers import smooth_image
 
-from igc.models import integer as I
+from igc.engines import integer as I
 
 pytest.importorskip("torch")
 
@@ -34,8 +34,8 @@ def test_tables_are_the_pinned_ones():
 
 
 def test_shipped_tables_are_the_decimal_definitions():
-    """igc/models/integer_tables.npz spares every start a second of decimals: it must hold
-    exactly what the definitions compute (`python -c "from igc.models import integer;
+    """igc/engines/integer_tables.npz spares every start a second of decimals: it must hold
+    exactly what the definitions compute (`python -c "from igc.engines import integer;
     integer.write_tables()"` rewrites it)."""
     with np.load(I.TABLES) as shipped:
         np.testing.assert_array_equal(shipped["exp"], I.compute_exp_table())
@@ -215,8 +215,8 @@ def test_several_files_step_as_one_batch_and_decode_exactly(tiny_model, rng):
     """decode_many steps every tile of every file together (what a GPU engine is for); the
     pixels equal each file's own decode, and a corrupted file still fails its checksum."""
     from igc.api import get_compressor
+    from igc.engines.engines import using_engine
     from igc.errors import ChecksumError, FormatError
-    from igc.models.engines import using_engine
 
     comp = get_compressor("imagegpt", model=tiny_model)
     images = [rng.integers(0, 256, shape, dtype=np.uint8) for shape in

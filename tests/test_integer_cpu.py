@@ -1,4 +1,4 @@
-"""Numerics 2's CPU engine (igc/models/integer_cpu.py) against the reference engine: the same
+"""Numerics 2's CPU engine (igc/engines/integer_cpu.py) against the reference engine: the same
 frequencies, bit for bit, at every step, whatever the model's shape, the batch, the instruction
 set numba compiles for, torch's thread count or the number of lanes stepping at once."""
 
@@ -14,11 +14,11 @@ import pytest
 import torch
 from helpers import make_tiny_model, smooth_image
 
+from igc.engines import integer
+from igc.engines.integer import LIM, ReferenceEngine, quantize
+from igc.engines.integer_cpu import CpuEngine, _linear, pack_weights
 from igc.errors import ModelError
-from igc.models import integer
 from igc.models.imagegpt import ImageGPTModel
-from igc.models.integer import LIM, ReferenceEngine, quantize
-from igc.models.integer_cpu import CpuEngine, _linear, pack_weights
 
 START = 256
 
@@ -78,7 +78,7 @@ def test_norm_frac_differs_across_the_shapes_tested(runtimes):
 def test_saturating_weights_match_the_reference(tmp_path_factory, monkeypatch):
     """Weights scaled up until the residual stream, attention scores and quick-GELU saturate,
     plus output channels so small that their requantizing shift would pass 62 (they quantize
-    to zero: igc.models.integer.MAX_E)."""
+    to zero: igc.engines.integer.MAX_E)."""
     rt = tiny(tmp_path_factory, width=32, heads=2, seed=7)
     with torch.no_grad():
         for layer in rt.layers:
@@ -202,8 +202,8 @@ def test_other_instruction_sets_match_the_reference(isa, env, tmp_path):
 import numpy as np
 from numba.core.registry import cpu_target
 from igc.models.imagegpt import ImageGPTModel
-from igc.models.integer import ReferenceEngine, quantize
-from igc.models.integer_cpu import CpuEngine, _isa
+from igc.engines.integer import ReferenceEngine, quantize
+from igc.engines.integer_cpu import CpuEngine, _isa
 assert _isa(cpu_target.target_context) == {isa!r}
 m = quantize(ImageGPTModel().runtime)
 ref, cpu = ReferenceEngine(m), CpuEngine(m)

@@ -1,4 +1,4 @@
-"""igc.models.integer_torch: TorchEngine gives ReferenceEngine's frequencies bit for bit, stepping
+"""igc.engines.integer_torch: TorchEngine gives ReferenceEngine's frequencies bit for bit, stepping
 and in one pass over whole sequences, on the CPU here and on CUDA where there is one."""
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from helpers import make_tiny_model, smooth_image
 
 torch = pytest.importorskip("torch")
 
+from igc.engines import integer as I  # noqa: E402
+from igc.engines import integer_torch as T  # noqa: E402
 from igc.errors import ModelError  # noqa: E402
-from igc.models import integer as I  # noqa: E402
-from igc.models import integer_torch as T  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -108,7 +108,7 @@ def test_stepping_and_one_pass_equal_the_reference(case):
 
 def test_the_cases_reach_the_paths_they_are_for(tmp_path_factory):
     """Each adversarial model exercises what it is named for (else the tests above prove less)."""
-    # (the extreme-scale model's tiniest columns now quantize to zero, igc.models.integer.MAX_E,
+    # (the extreme-scale model's tiniest columns now quantize to zero, igc.engines.integer.MAX_E,
     # so it no longer forces the int64 rule; the comparisons above still cover it)
     default = T.TorchEngine(_tiny(tmp_path_factory, "d", seed=7), "cpu")
     assert all(lin.fast for lay in default.layers

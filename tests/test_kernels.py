@@ -1,4 +1,4 @@
-"""The fused step's kernels (igc/models/kernels.py) and the numerics a file records.
+"""The fused step's kernels (igc/engines/kernels.py) and the numerics a file records.
 
 Tolerances: float32 unit roundoff u = 2**-24. Each kernel is compared with a float64 reference
 computed from the same inputs, so what is left is its own rounding: a few u per operation for
@@ -16,8 +16,8 @@ import torch
 
 from igc import get_compressor
 from igc.core import container
+from igc.engines import kernels as K
 from igc.errors import FormatError
-from igc.models import kernels as K
 
 U = 2.0**-24
 
@@ -145,9 +145,9 @@ def test_missing_numba_is_a_clear_error(tiny_model, monkeypatch):
     from igc.models.imagegpt import ImageGPTModel
 
     model = ImageGPTModel(tiny_model)
-    import igc.models
+    import igc.engines
 
-    monkeypatch.delattr(igc.models, "kernels", raising=False)
-    monkeypatch.setitem(sys.modules, "igc.models.kernels", None)  # as if numba were absent
+    monkeypatch.delattr(igc.engines, "kernels", raising=False)
+    monkeypatch.setitem(sys.modules, "igc.engines.kernels", None)  # as if numba were absent
     with pytest.raises(ModelError, match="needs numba"):
         model.start(2, numerics=1)

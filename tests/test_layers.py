@@ -1,12 +1,13 @@
 """The package's layers, checked on every import statement (lazy ones inside functions too).
 
 Each layer may import only from itself and the layers below it, so a newcomer can read igc from
-the bottom up: core (types, protocols, numerics, container format, tokenizers, images) < models,
-coders < codec < compressors, reporters < plugins < benchmark < api, training < cli. Packages
-that share a layer do not import each other (siblings), imports are absolute, and no module
-imports itself back through others (no cycle, lazy imports included). igc/core imports no plugin
-machinery; the CLI composes nothing itself (it goes through igc.api); no module imports another's
-private names. The only exemptions are listed in EXEMPT, each with its reason.
+the bottom up: core (types, protocols, numerics, container format, tokenizers, images) < engines
+(the float and integer computation) < models, coders < codec < compressors, reporters < plugins
+< benchmark < api, training < cli. Packages that share a layer do not import each other
+(siblings), imports are absolute, and no module imports itself back through others (no cycle,
+lazy imports included). igc/core imports no plugin machinery; the CLI composes nothing itself (it
+goes through igc.api); no module imports another's private names. The only exemptions are listed
+in EXEMPT, each with its reason.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ PACKAGE = Path(__file__).parent.parent / "igc"
 LAYERS = (
     ("igc.errors",),
     ("igc.core",),
+    ("igc.engines",),
     ("igc.models", "igc.coders"),
     ("igc.codec",),
     ("igc.compressors", "igc.reporters"),

@@ -36,7 +36,7 @@ def test_the_arithmetic_reads_its_constants_from_the_registry():
     the engines and the float kernels carry the registry's names and numbers."""
     pytest.importorskip("numba")
     from igc.coders.range import RangeCoder
-    from igc.models import engines, integer, kernels, runtime
+    from igc.engines import engines, integer, kernels, runtime
 
     assert integer.TOTAL_BITS == INTEGER.frequency_bits == RangeCoder.precision
     used = [integer.NUMERICS, kernels.NUMERICS, engines.ENGINES, engines.DEFAULT_ENGINE,

@@ -183,8 +183,8 @@ def test_the_torch_engines_one_pass_starts_a_palette_model_from_its_own_start_to
         palette_model):
     """A palette model's start token is 512, not the subpixel models' 256: `frequencies_all`
     gives what stepping from the tokenizer's start token gives."""
-    from igc.models import integer as I
-    from igc.models import integer_torch as T
+    from igc.engines import integer as I
+    from igc.engines import integer_torch as T
     from igc.models.imagegpt import ImageGPTModel
 
     model = ImageGPTModel(palette_model)

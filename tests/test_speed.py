@@ -14,7 +14,7 @@ A log-probability is logit − logsumexp(logits) and logsumexp moves by at most 
 |Δ log p| ≤ 2 · that bound. Summed over a sequence, the code lengths then differ relatively by far
 less than the 0.1% the issue asks for, which is asserted separately.
 
-The fused step (numerics 1, igc/models/kernels.py) also rounds every cached key and value to
+The fused step (numerics 1, igc/engines/kernels.py) also rounds every cached key and value to
 bfloat16 once (unit roundoff u_b = 2**-8). One rounding per number does not accumulate along a
 sum (a sum of terms each off by at most u_b relative is off by at most u_b of the sum of their
 magnitudes), so each of the n_layer attention branches sees its input off by about u_b through

@@ -202,7 +202,7 @@ def run(probe, loaded: Sequence[Any], preprocessing: str, backends: Sequence[str
     model, loaded first so that a bad model fails before any image is read."""
     import torch
 
-    from igc.models.engines import current_engine
+    from igc.engines.engines import current_engine
 
     pixels = [item.pixels for item in loaded]
     results = measure(pixels, backends, model=model, batch=batch, repeat=repeat, progress=progress)
@@ -211,8 +211,8 @@ def run(probe, loaded: Sequence[Any], preprocessing: str, backends: Sequence[str
         threads=torch.get_num_threads(),
         dtype="float32",  # arithmetic; the caches below
         kv_cache={"hf": "float32 (DynamicCache)",
-                  "igc": "bfloat16 (numerics 1: igc.models.kernels)",
-                  "int": "int16 (numerics 2: igc.models.integer)"},
+                  "igc": "bfloat16 (numerics 1: igc.engines.kernels)",
+                  "int": "int16 (numerics 2: igc.engines.integer)"},
         engine=current_engine(), numerics=BACKEND_NUMERICS,
         model=probe.name, fingerprint=probe.fingerprint, parameters=probe.parameters,
         context=probe.context_length, n_embd=r.n_embd, n_layer=r.n_layer, n_head=r.n_head,

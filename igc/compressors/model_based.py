@@ -58,7 +58,7 @@ def numerics_info(model) -> dict:
         return {}  # a model with one step (a plugin's, HuggingFace's): nothing to choose
     out = {"numerics": numerics, "numerics_name": name_of(numerics)}
     if numerics == INTEGER.number and isinstance(model, Quantized):
-        from igc.models.engines import current_engine
+        from igc.engines.engines import current_engine
 
         out["engine"] = current_engine()
     return out

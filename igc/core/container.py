@@ -89,7 +89,7 @@ class Header:
     lane: int = 0  # tiles per lane within a batch (0: the whole batch, as in version 1)
     # which arithmetic computed the probabilities; a decoder must compute the same. For ImageGPT:
     # 0 the torch step and 1 igc's fused float kernels (both decode only on the kind of CPU that
-    # wrote the file), 2 integers (igc/models/integer.py: decodes on any machine). A plugin's
+    # wrote the file), 2 integers (igc/engines/integer.py: decodes on any machine). A plugin's
     # model numbers its own (0 for a model with one way of computing). docs/format.md
     numerics: int = 0
     model_plugin: str = "imagegpt"  # registered model name (versions 1-3: imagegpt or uniform)

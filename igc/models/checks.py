@@ -19,7 +19,7 @@ from igc.errors import ModelError
 
 # least value of each required integer field
 REQUIRED_INTS = {"n_embd": 1, "n_head": 1, "n_layer": 1, "n_positions": 1, "vocab_size": 2}
-# the activations the runtime implements (igc.models.runtime.ACTIVATIONS; a test keeps them equal)
+# the activations the runtime implements (igc.engines.runtime.ACTIVATIONS; a test keeps them equal)
 ACTIVATION_NAMES = ("gelu", "gelu_new", "gelu_pytorch_tanh", "quick_gelu", "relu")
 UNSUPPORTED_FLAGS = ("scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn")
 LAYER_KEY = re.compile(r"^h\.(\d+)\.")

@@ -67,7 +67,7 @@ class ImageGPTModel:
     def __init__(self, spec: str | None = None, threads: int | None = None) -> None:
         import torch
 
-        from igc.models.runtime import ImageGPTRuntime
+        from igc.engines.runtime import ImageGPTRuntime
 
         self.name, self.folder = resolve(spec)
         self.spec = spec or self.name  # as the user gave it, for messages
@@ -93,7 +93,7 @@ class ImageGPTModel:
 
     @cached_property
     def numerics(self) -> int:
-        """What new files record: 2 (integers, igc.models.integer) for every model it computes
+        """What new files record: 2 (integers, igc.engines.integer) for every model it computes
         (quick-GELU ones), else 1 (the fused float step)."""
         return INTEGER.number if self.runtime.act_name == "quick_gelu" else FUSED.number
 
@@ -101,13 +101,13 @@ class ImageGPTModel:
     def integer_model(self):
         """The quantized model numerics 2 computes with (derived from the weights at load, the
         same integers on every machine)."""
-        from igc.models.integer import quantize
+        from igc.engines.integer import quantize
 
         return quantize(self.runtime)
 
     def engine(self, name: str | None = None):
-        """The numerics-2 engine `name` (default: the process's, igc.models.engines), made once."""
-        from igc.models.engines import current_engine, make_engine
+        """The numerics-2 engine `name` (default: the process's, igc.engines.engines), made once."""
+        from igc.engines.engines import current_engine, make_engine
 
         name = name or current_engine()
         cache = self.__dict__.setdefault("_engines", {})
@@ -118,7 +118,7 @@ class ImageGPTModel:
     def batched_engine(self, numerics: int) -> bool:
         """True when one state should hold every tile of a batch (a GPU engine): numerics 2's
         frequencies do not depend on how tiles are grouped, so lanes may be ignored."""
-        from igc.models.engines import current_engine
+        from igc.engines.engines import current_engine
 
         return numerics == INTEGER.number and current_engine() == "cuda"
 
@@ -146,7 +146,7 @@ class ImageGPTModel:
     def _state_bytes(rows, length, numerics, engine, heads, d, c, nl, inner, vocab,
                      rows_heads) -> int:
         if numerics == 2:
-            from igc.models.engines import current_engine
+            from igc.engines.engines import current_engine
 
             engine = engine or current_engine()
             if engine == "cuda":
@@ -231,7 +231,7 @@ class ImageGPTModel:
         return state.engine.step(state.inner, np.ascontiguousarray(tokens, dtype=np.int64))
 
     def step(self, state, tokens: np.ndarray) -> np.ndarray:
-        from igc.models.runtime import FusedState, one_thread
+        from igc.engines.runtime import FusedState, one_thread
 
         if isinstance(state, IntegerState):  # the same frequencies as floats (exact: < 2**53)
             return np.ldexp(self.step_frequencies(state, tokens).astype(np.float64),

@@ -1,4 +1,4 @@
-"""Numerics 2 on the CPU, fast: the reference's integers (igc/models/integer.py), bit for bit.
+"""Numerics 2 on the CPU, fast: the reference's integers (igc/engines/integer.py), bit for bit.
 
 A step is one numba call (nogil, so lanes stepping on threads run in parallel), with no BLAS:
 
@@ -27,8 +27,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from igc.errors import ModelError
-from igc.models.integer import (
+from igc.engines.integer import (
     ACT_MAX,
     ATT_BITS,
     EXP_BITS,
@@ -47,6 +46,7 @@ from igc.models.integer import (
     exp_table,
     sigmoid_table,
 )
+from igc.errors import ModelError
 
 _OPTS = {"nogil": True, "cache": True, "boundscheck": False, "error_model": "numpy"}
 _EPS0 = -NORM_EPS_SHIFTS.start  # eps[k + _EPS0] is the eps of row shift k

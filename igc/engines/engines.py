@@ -1,6 +1,6 @@
 """Which implementation computes numerics 2: `reference`, `cpu` or `cuda`.
 
-The three give identical frequencies (igc.models.integer states the rules; tests compare them),
+The three give identical frequencies (igc.engines.integer states the rules; tests compare them),
 so the engine is how a file is coded, never what: it is a process setting, like the thread
 count, and files do not record it. A file encoded by one engine decodes with any other.
 """
@@ -62,12 +62,12 @@ def cuda_available() -> bool:
 def make_engine(name: str, model):
     """An engine instance over an `IntModel`."""
     if name == "reference":
-        from igc.models.integer import ReferenceEngine
+        from igc.engines.integer import ReferenceEngine
 
         return ReferenceEngine(model)
     if name == "cpu":
         try:
-            from igc.models.integer_cpu import CpuEngine
+            from igc.engines.integer_cpu import CpuEngine
         except ImportError as exc:
             raise ModelError(f"igc's cpu engine needs numba ({exc}); pip install "
                              "'igc-codec[model]', or use --engine reference (slow, same files)"
@@ -77,7 +77,7 @@ def make_engine(name: str, model):
         if not cuda_available():
             raise ModelError("--engine cuda: no CUDA device is available here (torch sees none); "
                              "use --engine cpu, which gives the same files")
-        from igc.models.integer_torch import TorchEngine
+        from igc.engines.integer_torch import TorchEngine
 
         return TorchEngine(model, device="cuda")
     raise UsageError(f"unknown engine {name!r}: choose from {', '.join(ENGINES)}")

@@ -8,9 +8,9 @@ the same batch layout, dtype and *numerics*, which is what makes their probabili
 
 Two float steps exist, named by the numerics number a file records (docs/format.md): 0 is the
 plain torch step (what files of format versions 1-2 used), 1 runs attention, norms, activation and
-the output softmax in igc's fused kernels (igc/models/kernels.py) around torch's weight products
+the output softmax in igc's fused kernels (igc/engines/kernels.py) around torch's weight products
 (docs/speed.md). Both are kept so that their files still decode, on the kind of CPU that wrote
-them. New files of quick-GELU models use numerics 2, the integer step of igc/models/integer.py,
+them. New files of quick-GELU models use numerics 2, the integer step of igc/engines/integer.py,
 which decodes on any machine; this runtime remains its source of weights, the one-shot pass of
 `--estimate`, and the float step of models numerics 2 does not compute.
 """
@@ -253,13 +253,13 @@ class ImageGPTRuntime:
     # -- the fused step (numerics 1) ---------------------------------------------------------
     def _start_fused(self, batch: int, length: int) -> FusedState:
         try:
-            from igc.models import kernels
+            from igc.engines import kernels
         except ImportError as exc:
             raise ModelError(f"igc's runtime needs numba ({exc}); pip install "
                              "'igc-codec[model]'") from None
 
         if kernels.NUMERICS != NUMERICS_FUSED:
-            raise AssertionError("igc.models.kernels.NUMERICS disagrees with the runtime")
+            raise AssertionError("igc.engines.kernels.NUMERICS disagrees with the runtime")
         c, heads, d = self.n_embd, self.n_head, self.head_dim
         inner = self.layers[0].fc_w.shape[1] if self.layers else 4 * c
         z = np.zeros
@@ -292,7 +292,7 @@ class ImageGPTRuntime:
         """The fused step: one token per sequence in, (B, vocab-1) float64 probabilities out.
 
         The weight products run in torch on one thread (see `step`); everything else in
-        igc.models.kernels, whose arithmetic does not depend on the machine.
+        igc.engines.kernels, whose arithmetic does not depend on the machine.
         """
         k = self._kernels  # set by _start_fused, which made `state`
         pos = state.position

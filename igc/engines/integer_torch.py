@@ -1,6 +1,6 @@
 """Numerics 2 on torch: `ReferenceEngine`'s integer step on any torch device, bit for bit.
 
-`TorchEngine` computes exactly the frequencies of `igc.models.integer.ReferenceEngine` (the
+`TorchEngine` computes exactly the frequencies of `igc.engines.integer.ReferenceEngine` (the
 definition), on the CPU (how the tests run it) or on a GPU, where all tiles of an image step as
 one batch (scripts/cuda_check.py checks it there and times it):
 
@@ -31,8 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from igc.errors import ModelError
-from igc.models.integer import (
+from igc.engines.integer import (
     ACT_MAX,
     ATT_BITS,
     EXP_BITS,
@@ -51,7 +50,8 @@ from igc.models.integer import (
     exp_table,
     sigmoid_table,
 )
-from igc.models.runtime import one_thread
+from igc.engines.runtime import one_thread
+from igc.errors import ModelError
 
 F64 = torch.float64
 EXACT = 1 << 53

@@ -20,7 +20,7 @@ choice to the hardware (docs/numerics.md writes each one down):
 
 This module holds the quantized model (`IntModel`), the shared tables and rounding rules, and the
 *reference* engine: plain NumPy int64, written to be read, not to be fast. The fast engines
-(igc.models.integer_cpu, igc.models.integer_torch) must agree with it bit for bit.
+(igc.engines.integer_cpu, igc.engines.integer_torch) must agree with it bit for bit.
 """
 
 from __future__ import annotations
