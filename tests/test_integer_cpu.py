@@ -203,8 +203,9 @@ import numpy as np
 from numba.core.registry import cpu_target
 from igc.models.imagegpt import ImageGPTModel
 from igc.engines.integer import ReferenceEngine, quantize
-from igc.engines.integer_cpu import CpuEngine, _isa
-assert _isa(cpu_target.target_context) == {isa!r}
+from igc.engines.integer_cpu import CpuEngine
+from igc.engines.simd import target_isa
+assert target_isa(cpu_target.target_context) == {isa!r}
 m = quantize(ImageGPTModel().runtime)
 ref, cpu = ReferenceEngine(m), CpuEngine(m)
 seqs = np.random.default_rng(0).integers(0, 256, (5, 20))

@@ -3,10 +3,10 @@
 A step is one numba call (nogil, so lanes stepping on threads run in parallel), with no BLAS:
 
 * Weight products multiply int16-range activations by int8 weights with pmaddwd (int16 pairs
-  multiplied and added into int32 lanes, exact; VNNI fuses the accumulation), emitted as the
-  AVX-512 or AVX2 intrinsic where numba compiles for such a CPU and as plain vector IR (exact
-  all the same) elsewhere. Weights are stored as [input pair][output channel][2] int8, widened
-  as they are loaded; up to eight rows share each load. A lane adds at most 256 pairs, each below
+  multiplied and added into int32 lanes, exact; VNNI fuses the accumulation), emitted by
+  igc/engines/simd.py as the AVX-512 or AVX2 intrinsic where numba compiles for such a CPU and
+  as plain vector IR (exact all the same) elsewhere. Weights are stored as [input pair][output
+  channel][2] int8, widened as they are loaded; up to eight rows share each load. A lane adds at most 256 pairs, each below
   2 * 32767 * 127, so it cannot overflow; longer inputs are summed in int64 by chunks.
 * Attention reads an int16 cache laid out for the same instruction: keys as blocks of 16
   positions of [channel pair][position][2], values as [position pair][channel][2]. q is split
@@ -22,10 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from llvmlite import ir
-from numba import njit, types
-from numba.core import cgutils
-from numba.extending import intrinsic
+from numba import njit
 
 from igc.engines.integer import (
     ACT_MAX,
@@ -46,6 +43,7 @@ from igc.engines.integer import (
     exp_table,
     sigmoid_table,
 )
+from igc.engines.simd import dot_pairs, product_rows
 from igc.errors import ModelError
 
 _OPTS = {"nogil": True, "cache": True, "boundscheck": False, "error_model": "numpy"}
@@ -136,161 +134,11 @@ def _row_shift(v: np.ndarray, lo: int, hi: int) -> np.int64:
     return _bit_length(top) - 15 if top > 0 else np.int64(0)
 
 
-# -- SIMD: pairwise int16 multiply-add (see the module docstring) ----------------------------
-_I8, _I16, _I32, _I64 = ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.IntType(64)
-
-
-def _vec(t: ir.Type, n: int) -> ir.VectorType:
-    return ir.VectorType(t, n)
-
-
-def _isa(context) -> str:
-    """The instruction set numba compiles for (its cache keys on the same CPU features)."""
-    try:
-        features = context.codegen()._tm_features.split(",")
-    except Exception:  # an unknown codegen: plain vector IR is always correct
-        return "generic"
-    return "avx512" if "+avx512bw" in features else "avx2" if "+avx2" in features else "generic"
-
-
-def _shuffle(builder, v, idx):
-    return builder.shuffle_vector(v, v, ir.Constant(_vec(_I32, len(idx)), list(idx)))
-
-
-def _pmadd(builder, isa: str, a, b):
-    """<32 x i16> a, b -> <16 x i32> a[2j] * b[2j] + a[2j + 1] * b[2j + 1] (exact for
-    operands within +-32767)."""
-    if isa == "avx512":
-        fn = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(_vec(_I32, 16), [_vec(_I16, 32)] * 2),
-            "llvm.x86.avx512.pmaddw.d.512")
-        return builder.call(fn, [a, b])
-    if isa == "avx2":
-        fn = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(_vec(_I32, 8), [_vec(_I16, 16)] * 2),
-            "llvm.x86.avx2.pmadd.wd")
-        lo = builder.call(fn, [_shuffle(builder, a, range(16)), _shuffle(builder, b, range(16))])
-        hi = builder.call(fn, [_shuffle(builder, a, range(16, 32)),
-                               _shuffle(builder, b, range(16, 32))])
-        return builder.shuffle_vector(lo, hi, ir.Constant(_vec(_I32, 16), list(range(16))))
-    even, odd = range(0, 32, 2), range(1, 32, 2)
-    v32 = _vec(_I32, 16)
-    prod = [builder.mul(builder.sext(_shuffle(builder, a, ix), v32),
-                        builder.sext(_shuffle(builder, b, ix), v32)) for ix in (even, odd)]
-    return builder.add(*prod)
-
-
-def _at(context, builder, aryty, ary, index):
-    """Pointer to element `index` of a C-contiguous array, counted from its first element."""
-    return builder.gep(context.make_array(aryty)(context, builder, ary).data, [index])
-
-
-def _contiguous(*arrays) -> bool:
-    """The intrinsics index arrays as flat memory: they type only for C-contiguous arrays."""
-    return all(isinstance(a, types.Array) and a.layout == "C" for a in arrays)
-
-
-def _load(builder, ptr, ty):
-    return builder.load(builder.bitcast(ptr, ty.as_pointer()), align=2)
-
-
-def _pair32(context, builder, aryty, ary, index):
-    """The int16 pair ary[index], ary[index + 1], repeated 16 times: <32 x i16>."""
-    return _shuffle(builder, _load(builder, _at(context, builder, aryty, ary, index),
-                                   _vec(_I16, 2)), [0, 1] * 16)
-
-
-@intrinsic
-def _dot_pairs(typingctx, src, base, stride, count, hi, lo, c0, out, off, shift):
-    """For 16 lanes j: out[off + j] += sum over p < count of (H_p << shift) + L_p, where H_p =
-    src[s + 2j] * hi[c0 + 2p] + src[s + 2j + 1] * hi[c0 + 2p + 1] with s = base + p * stride,
-    L_p likewise with lo. int32 lanes: the caller bounds count so that they cannot overflow."""
-    if not _contiguous(src, hi, lo, out):
-        return None
-    sig = types.void(src, base, stride, count, hi, lo, c0, out, off, shift)
-
-    def codegen(context, builder, signature, args):
-        srct, _, _, _, hit, lot, _, outt, _, _ = signature.args
-        src_, base_, stride_, count_, hi_, lo_, c0_, out_, off_, shift_ = args
-        isa = _isa(context)
-        zero = ir.Constant(_vec(_I32, 16), None)
-        acc_hi = cgutils.alloca_once_value(builder, zero)
-        acc_lo = cgutils.alloca_once_value(builder, zero)
-        with cgutils.for_range(builder, count_) as loop:
-            p = loop.index
-            at = builder.add(base_, builder.mul(p, stride_))
-            v = _load(builder, _at(context, builder, srct, src_, at), _vec(_I16, 32))
-            c = builder.add(c0_, builder.mul(p, ir.Constant(_I64, 2)))
-            for acc, ary, aryt in ((acc_hi, hi_, hit), (acc_lo, lo_, lot)):
-                w = _pair32(context, builder, aryt, ary, c)
-                builder.store(builder.add(builder.load(acc), _pmadd(builder, isa, v, w)), acc)
-        v64 = _vec(_I64, 16)
-        hi64 = builder.sext(builder.load(acc_hi), v64)
-        sh = builder.insert_element(ir.Constant(v64, None), shift_, ir.Constant(_I32, 0))
-        sh = builder.shuffle_vector(sh, sh, ir.Constant(_vec(_I32, 16), [0] * 16))  # splat
-        ptr = builder.bitcast(_at(context, builder, outt, out_, off_), v64.as_pointer())
-        add = builder.add(builder.shl(hi64, sh), builder.sext(builder.load(acc_lo), v64))
-        builder.store(builder.add(builder.load(ptr, align=8), add), ptr, align=8)
-        return context.get_dummy_value()
-
-    return sig, codegen
-
-
-def _product_rows(rows: int, blocks: int):
-    """An intrinsic for `rows` rows x `blocks` blocks of 16 output channels of a weight product:
-    for each row r and lane j of block k, out[ob + r * os + 16 k + j] (int64) = [that if add
-    else 0] + sum over p < count of x[xb + r * xs + 2p] * w[wb + p * ws + 32 k + 2j] +
-    x[xb + r * xs + 2p + 1] * w[... + 32 k + 2j + 1] (w int8, x int16); count <= PAIRS_MM.
-    rows x blocks independent sums keep the multiply-adds' latency hidden."""
-
-    @intrinsic
-    def product(typingctx, w, wb, ws, count, x, xb, xs, out, ob, os, add):
-        if not _contiguous(w, x, out):
-            return None
-        sig = types.void(w, wb, ws, count, x, xb, xs, out, ob, os, add)
-
-        def codegen(context, builder, signature, args):
-            wt, _, _, _, xt, _, _, ot, _, _, _ = signature.args
-            w_, wb_, ws_, count_, x_, xb_, xs_, out_, ob_, os_, add_ = args
-            isa = _isa(context)
-            zero = ir.Constant(_vec(_I32, 16), None)
-            accs = [[cgutils.alloca_once_value(builder, zero) for _ in range(blocks)]
-                    for _ in range(rows)]
-            with cgutils.for_range(builder, count_) as loop:
-                p = loop.index
-                at = builder.add(wb_, builder.mul(p, ws_))
-                wv = [builder.sext(_load(builder, _at(context, builder, wt, w_, builder.add(
-                    at, ir.Constant(_I64, 32 * k))), _vec(_I8, 32)), _vec(_I16, 32))
-                      for k in range(blocks)]
-                for r in range(rows):
-                    xi = builder.add(builder.add(xb_, builder.mul(ir.Constant(_I64, r), xs_)),
-                                     builder.mul(p, ir.Constant(_I64, 2)))
-                    xv = _pair32(context, builder, xt, x_, xi)
-                    for k in range(blocks):
-                        acc = accs[r][k]
-                        builder.store(builder.add(builder.load(acc),
-                                                  _pmadd(builder, isa, wv[k], xv)), acc)
-            v64 = _vec(_I64, 16)
-            keep = builder.icmp_signed("!=", add_, ir.Constant(add_.type, 0))
-            for r in range(rows):
-                for k in range(blocks):
-                    oi = builder.add(builder.add(ob_, builder.mul(ir.Constant(_I64, r), os_)),
-                                     ir.Constant(_I64, 16 * k))
-                    ptr = builder.bitcast(_at(context, builder, ot, out_, oi), v64.as_pointer())
-                    val = builder.sext(builder.load(accs[r][k]), v64)
-                    old = builder.select(keep, builder.load(ptr, align=8), ir.Constant(v64, None))
-                    builder.store(builder.add(old, val), ptr, align=8)
-            return context.get_dummy_value()
-
-        return sig, codegen
-
-    return product
-
-
-_product_8 = _product_rows(8, 1)
-_product_4 = _product_rows(4, 1)
-_product_1x4 = _product_rows(1, 4)
-_product_1 = _product_rows(1, 1)
+# -- weight products: the SIMD helpers of igc/engines/simd.py, in four shapes ---------------
+_product_8 = product_rows(8, 1)
+_product_4 = product_rows(4, 1)
+_product_1x4 = product_rows(1, 4)
+_product_1 = product_rows(1, 1)
 
 
 @njit(**_OPTS)
@@ -452,7 +300,7 @@ def _attend(acc, p, nf, v_shift, heads, keys, key_shift, values, pos, u, qh, ql,
                 scores[t] = 0
             for j in range(blocks):
                 for c0 in range(0, d2, PAIRS_QK):
-                    _dot_pairs(kb, j * kblock + c0 * 32, 32, min(PAIRS_QK, d2 - c0), qh, ql,
+                    dot_pairs(kb, j * kblock + c0 * 32, 32, min(PAIRS_QK, d2 - c0), qh, ql,
                                2 * c0, scores, j * KEY_BLOCK, 8)
             ks = key_shift[bh]
             top = -SCORE_LIM
@@ -474,7 +322,7 @@ def _attend(acc, p, nf, v_shift, heads, keys, key_shift, values, pos, u, qh, ql,
                 mix[i] = 0
             for g in range(0, dv, 16):  # weighted values, exact
                 for t0 in range(0, pairs, PAIRS_AV):
-                    _dot_pairs(vb, t0 * vrow + 2 * g, vrow, min(PAIRS_AV, pairs - t0), wh, wl,
+                    dot_pairs(vb, t0 * vrow + 2 * g, vrow, min(PAIRS_AV, pairs - t0), wh, wl,
                                2 * t0, mix, g, 10)
             for i in range(d):  # rounded half up
                 xin[b, h * d + i] = _floor_div(2 * mix[i] + total, 2 * total)
