@@ -254,7 +254,7 @@ def test_a_saved_checkpoint_resumes_through_the_safe_loader(tmp_path):
     args = train_args(tmp_path)
     run = tmp_path / "run"
     assert invoke(*args, "--out", run).exit_code == 0
-    from igc.training.trainer import load_checkpoint
+    from igc.training.checkpoint import load_checkpoint
 
     assert load_checkpoint(run / "checkpoint.pt")["step"] == 2
     args[args.index("--steps") + 1] = "3"
@@ -431,7 +431,7 @@ def test_ctrl_c_during_training_saves_a_checkpoint_that_resumes(tmp_path):
     import signal
     import time
 
-    from igc.training.trainer import load_checkpoint
+    from igc.training.checkpoint import load_checkpoint
 
     args = [str(a) for a in train_args(tmp_path)]
     args[args.index("--steps") + 1] = "1000000"
