@@ -93,10 +93,15 @@ def igc_process(*args, stdout=subprocess.PIPE, stdin=None, env=None, text=False
         [str(ROOT), os.environ.get("PYTHONPATH", "")]), **(env or {})}
     return subprocess.Popen([sys.executable, "-m", "igc", *map(str, args)], stdout=stdout,
                             stderr=subprocess.PIPE, stdin=stdin, env=full_env, text=text,
-                            preexec_fn=_default_sigint)
+                            preexec_fn=default_sigint)
 
 
-def _default_sigint() -> None:
+def spawn(args, **options) -> subprocess.Popen:
+    """`subprocess.Popen` whose child takes SIGINT as a Ctrl-C (see `default_sigint`)."""
+    return subprocess.Popen(args, preexec_fn=default_sigint, **options)
+
+
+def default_sigint() -> None:
     """In the child: SIGINT raises KeyboardInterrupt even when the test run was started in the
     background, where the shell makes every job ignore SIGINT (and Python then keeps it
     ignored)."""

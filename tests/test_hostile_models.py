@@ -435,6 +435,7 @@ def test_ctrl_c_during_training_saves_a_checkpoint_that_resumes(tmp_path):
 
     args = [str(a) for a in train_args(tmp_path)]
     args[args.index("--steps") + 1] = "1000000"
+    args.append("--no-compile")  # a long budget would compile the step first (minutes on a CPU)
     run = tmp_path / "run"
     proc = igc_process(*args, "--out", run, env={"OMP_NUM_THREADS": "1"}, text=True)
     try:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import spawn
 
 from igc import api
 from igc.benchmark.distributed import Group
@@ -263,7 +264,7 @@ def torchrun_nodes(args: list[str], nodes: int = 2, env: dict | None = None,
     target = [str(launcher)] if launcher else ["-m", "igc"]
     procs = []
     for node in range(nodes):
-        procs.append(subprocess.Popen(
+        procs.append(spawn(
             [str(TORCHRUN), "--nnodes", str(nodes), "--node-rank", str(node),
              "--nproc-per-node", "1", "--master-addr", "127.0.0.1", "--master-port", str(port),
              *target, *args],
@@ -380,7 +381,7 @@ def test_interrupted_run_resumes_to_a_clean_run(slow_igc, many_images, tmp_path,
     log = tmp_path / "rows.jsonl"
     args = ["bench", "-c", "slow,png", "-i", str(many_images), "-n", "24", "--json", "--log", str(log)]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "SLOW_SECONDS": "0.2"}
-    proc = subprocess.Popen([sys.executable, str(slow_igc), *args], stdout=subprocess.PIPE,
+    proc = spawn([sys.executable, str(slow_igc), *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
     wait_for_lines(log, 6)
     proc.send_signal(how)
@@ -440,7 +441,7 @@ def test_a_rank_that_loses_its_peer_ends_with_one_line(slow_igc, many_images, tm
         env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "RANK": str(rank),
                "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port,
                "SLOW_SECONDS": "0.3", "IGC_PEER_TIMEOUT": "4"}
-        procs.append(subprocess.Popen(
+        procs.append(spawn(
             [sys.executable, str(slow_igc), "bench", "-c", "slow", "-i", str(many_images), "-n", "24",
              "--json", "--log", str(log)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True, cwd=ROOT, env=env))
@@ -536,7 +537,7 @@ def launch_ranks(args_of_rank: list[list[str]], env: dict | None = None) -> list
     port = str(_free_port())
     procs = []
     for rank, args in enumerate(args_of_rank):
-        procs.append(subprocess.Popen(
+        procs.append(spawn(
             [sys.executable, "-m", "igc", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True, cwd=ROOT,
             env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
@@ -579,7 +580,7 @@ def _stderr_on_a_terminal(*args: str) -> str:
     import pty
 
     master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "igc", *args], stdout=subprocess.DEVNULL,
+    proc = spawn([sys.executable, "-m", "igc", *args], stdout=subprocess.DEVNULL,
                             stderr=slave, cwd=ROOT,
                             env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "120"})
     os.close(slave)
@@ -614,7 +615,7 @@ def test_workers_run_terminated_resumes_to_a_clean_run(many_images, tmp_path):
     log = tmp_path / "rows.jsonl"
     args = ["bench", "-c", "imagegpt,png", "-i", str(many_images), "-n", "24", "--json",
             "--log", str(log)]
-    proc = subprocess.Popen([sys.executable, "-m", "igc", *args, "--workers", "2"],
+    proc = spawn([sys.executable, "-m", "igc", *args, "--workers", "2"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
                             env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
     wait_for_lines(log, 2)

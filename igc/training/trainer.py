@@ -388,6 +388,12 @@ class Trainer:
         """Train to the end of the budget; returns the best validation bpsp. Interrupted
         (Ctrl-C, SIGINT), it saves a checkpoint first, so `--resume` continues from the last
         step, and raises KeyboardInterrupt."""
+        import warnings
+
+        # torch reports a backward pass cut short by Ctrl-C as a warning holding the forward's
+        # stack (compiled steps record it); the one line the CLI prints says all that matters
+        warnings.filterwarnings("ignore", message=r"Error detected in \w+Backward",
+                                category=UserWarning)
         try:
             return self._run()
         except KeyboardInterrupt:
