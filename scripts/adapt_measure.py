@@ -2,12 +2,15 @@
 
 docs/design.md, "Per-image adaptation: measured", holds the figures and the commands.
 
-    python scripts/adapt_measure.py cache --model igc-rgb16-v2 --crop 256 --out /tmp/adapt/v2 kodim01 ...
-    python scripts/adapt_measure.py measure /tmp/adapt/v2 [--schemes all]
+    python scripts/adapt_measure.py cache --hidden --model igc-rgb16-v2 --crop 256 --out /tmp/adapt/v2 [kodim01 ...]
+    python scripts/adapt_measure.py measure /tmp/adapt/v2 [--schemes every] [--images kodim01,...]
+    python scripts/adapt_measure.py measure /tmp/adapt/v2 --list
 
 `cache` computes the model's log-probabilities for every position of every tile of a centre crop
-of each Kodak image (one parallel pass in float32, as `igc bench --estimate`; tiling and tokens
-by igc's own SubpixelTokenizer) and stores them as float16 with the tokens. `measure` then replays
+(`--crop 0`: the whole image) of each Kodak image (one parallel pass in float32, as
+`igc bench --estimate`; tiling and tokens by igc's own SubpixelTokenizer) and stores them as
+float16 with the tokens; `--hidden` also stores the LM head's input, which the online-head
+schemes need (a 256x256 crop of the default model: about 150 MB). `measure` then replays
 each image in the codec's coding order -- batches of 256 tiles (igc.codec.neural.DEFAULT_BATCH),
 in each batch step t codes position t of every tile, batches one after another -- and runs each
 adaptation scheme on top of the model: a scheme predicts every symbol of step t from state
@@ -466,7 +469,7 @@ def measure(a) -> None:
         for name, sc in schemes.items():
             print(name, json.dumps(sc))
         return
-    chosen = {n: schemes[n] for n in (schemes if a.schemes == "all" else
+    chosen = {n: schemes[n] for n in (schemes if a.schemes == "every" else
                                       [x for x in a.schemes.split(",") if x])}
     for extra in a.scheme:
         sc = json.loads(extra)
@@ -525,8 +528,8 @@ def main() -> None:
                    help="also store the LM head's input (for the online head scheme)")
     m = sub.add_parser("measure", help="replay cached images under each scheme")
     m.add_argument("cache", type=Path, help="folder written by `cache`")
-    m.add_argument("--schemes", default="all",
-                   help="comma-separated names from the list printed by --list, or 'all'")
+    m.add_argument("--schemes", default="every",
+                   help="comma-separated names from the list printed by --list, or 'every'")
     m.add_argument("--scheme", action="append", default=[],
                    help='extra scheme as JSON, e.g. \'{"name": "t", "temp": 1, "lr_temp": 0.1}\'')
     m.add_argument("--list", action="store_true", help="print the built-in schemes and exit")
