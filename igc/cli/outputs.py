@@ -16,6 +16,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from igc.core.files import file_kind
 from igc.errors import IgcError, UsageError
 
 
@@ -43,12 +44,7 @@ def _special(path: Path) -> str | None:
         return None
     if stat.S_ISREG(mode) or stat.S_ISLNK(mode):
         return None
-    for test, kind in ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-                       (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
-                       (stat.S_ISDIR, "a directory")):
-        if test(mode):
-            return kind
-    return "not a regular file"
+    return file_kind(mode)
 
 
 def check_output(path: Path, *, force: bool, inputs: Iterable[Path] = ()) -> None:

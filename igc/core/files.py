@@ -16,7 +16,8 @@ from pathlib import Path
 MAX_JSON_BYTES = 1 << 20  # a model's config.json is about 1 KB; a palette's clusters 20 KB
 
 
-def _kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
+    """What a file that is not a regular one is, in words, from its `st_mode`."""
     for test, kind in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
                        (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
                        (stat.S_ISSOCK, "a socket")):
@@ -32,7 +33,7 @@ def check_regular(path: Path, error: type[Exception]) -> int:
     except OSError as exc:
         raise error(f"cannot read {path}: {exc.strerror or exc}") from None
     if not stat.S_ISREG(st.st_mode):
-        raise error(f"{path} is {_kind(st.st_mode)}, not a regular file")
+        raise error(f"{path} is {file_kind(st.st_mode)}, not a regular file")
     return st.st_size
 
 
@@ -47,7 +48,7 @@ def read_json(path: Path, error: type[Exception], limit: int = MAX_JSON_BYTES):
     with os.fdopen(fd, "rb") as fh:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise error(f"{path} is {_kind(st.st_mode)}, not a regular file")
+            raise error(f"{path} is {file_kind(st.st_mode)}, not a regular file")
         if st.st_size > limit:
             raise error(f"{path} is {st.st_size:,} bytes; igc reads JSON files of at most "
                         f"{limit:,} bytes")
