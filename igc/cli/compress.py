@@ -16,13 +16,12 @@ from igc.cli.files import (
     WORKERS,
     Job,
     Output,
+    begin,
     bits_per_subpixel,
     check_outputs,
-    joined,
     plan,
     run,
     shown,
-    spawn,
     workers_for,
     write,
 )
@@ -77,17 +76,13 @@ def compress(
                 looked_for=", ".join(f"*{e}" for e in api.image_extensions()))
     workers = workers_for(jobs, workers)
 
-    def check() -> None:
-        check_outputs(jobs, force=force, out_dir=out_dir, binary="an .igc file")
-
-    if workers > 1:
-        check()
-        spawn(compress, params, workers)
+    started = begin(jobs, compress, params, workers=workers, out_dir=out_dir, threads=threads,
+                    engine=engine, quiet=quiet,
+                    check=lambda: check_outputs(jobs, force=force, out_dir=out_dir,
+                                                binary="an .igc file"))
+    if started is None:
         return
-    group = joined(check, out_dir)
-    api.set_threads(threads or None)
-    api.set_engine(engine)
-    reporter = Output(jobs, quiet=quiet or bool(group and group.rank))
+    reporter, group = started
     comp = None
     if any(not j.error for j in jobs):
         with reporter.status("loading the model"):

@@ -16,13 +16,12 @@ from igc.cli.files import (
     WORKERS,
     Job,
     Output,
+    begin,
     bits_per_subpixel,
     check_outputs,
-    joined,
     plan,
     run,
     shown,
-    spawn,
     workers_for,
     write,
 )
@@ -145,17 +144,13 @@ def decompress(
     check_inputs(jobs)
     workers = workers_for(jobs, workers)
 
-    def check() -> None:
-        check_outputs(jobs, force=force, out_dir=out_dir, binary="PNG data")
-
-    if workers > 1:
-        check()
-        spawn(decompress, params, workers)
+    started = begin(jobs, decompress, params, workers=workers, out_dir=out_dir, threads=threads,
+                    engine=engine, quiet=quiet,
+                    check=lambda: check_outputs(jobs, force=force, out_dir=out_dir,
+                                                binary="PNG data"))
+    if started is None:
         return
-    group = joined(check, out_dir)
-    api.set_threads(threads or None)
-    api.set_engine(engine)
-    reporter = Output(jobs, quiet=quiet or bool(group and group.rank))
+    reporter, group = started
 
     def work(job: Job, report: Output) -> list[str]:
         data = read_file(job.source) if job.source is not None else _stdin()

@@ -358,6 +358,25 @@ def spawn(command: Callable[..., Any], params: dict, workers: int) -> None:
         raise typer.Exit(code)
 
 
+def begin(jobs: list[Job], command: Callable[..., Any], params: dict, *, workers: int,
+          check: Callable[[], None], out_dir: Path | None, threads: int | None,
+          engine: str | None, quiet: bool) -> tuple[Output, Any] | None:
+    """What compress and decompress do before any file: with `--workers N`, check the outputs
+    and run the command on N processes (None: they did the work); else join the group this
+    process is a rank of (`joined`), set threads and engine, and return (reporter, group).
+    Ranks other than 0 print nothing."""
+    from igc import api
+
+    if workers > 1:
+        check()
+        spawn(command, params, workers)
+        return None
+    group = joined(check, out_dir)
+    api.set_threads(threads or None)
+    api.set_engine(engine)
+    return Output(jobs, quiet=quiet or bool(group and group.rank)), group
+
+
 def rank_main(command: Callable[..., Any], params: dict) -> int:
     """One spawned rank: the command, launched (it joins the group from its environment)."""
     try:
