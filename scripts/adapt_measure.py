@@ -464,6 +464,8 @@ def builtin_schemes() -> dict[str, dict]:
 
 
 def measure(a) -> None:
+    global BATCH
+    BATCH = a.batch  # read by the kernel when it compiles (numba freezes globals)
     schemes = builtin_schemes()
     if a.list:
         for name, sc in schemes.items():
@@ -480,7 +482,7 @@ def measure(a) -> None:
         files = [f for f in files if f.stem in wanted]
     metas = [json.loads(f.with_suffix(".json").read_text()) for f in files]
     print(f"{len(files)} images from {a.cache} (model {metas[0]['model']}, crop "
-          f"{metas[0]['crop']}); CPU {cpu_model()}; load {os.getloadavg()[0]:.2f}", flush=True)
+          f"{metas[0]['crop']}, batch {BATCH}); CPU {cpu_model()}; load {os.getloadavg()[0]:.2f}", flush=True)
     totals = {n: [0.0, 0.0, 0] for n in chosen}
     per_image: dict[str, dict[str, float]] = {n: {} for n in chosen}
     f32 = sum(m["float32_bits"] for m in metas) / sum(m["subpixels"] for m in metas)
@@ -506,7 +508,7 @@ def measure(a) -> None:
     if a.json:
         a.json.write_text(json.dumps({
             "cache": str(a.cache), "images": [f.stem for f in files], "meta": metas,
-            "model_float32_bpsp": f32, "cpu": cpu_model(),
+            "model_float32_bpsp": f32, "batch": BATCH, "cpu": cpu_model(),
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "schemes": {n: {"params": chosen[n], "bpsp": t[0] / t[2], "model_bpsp": t[1] / t[2],
                             "per_image": per_image[n]} for n, t in totals.items()}}, indent=1))
@@ -535,6 +537,8 @@ def main() -> None:
     m.add_argument("--list", action="store_true", help="print the built-in schemes and exit")
     m.add_argument("--images", default=None, help="comma-separated image names (default: all)")
     m.add_argument("--json", type=Path, default=None)
+    m.add_argument("--batch", type=int, default=BATCH,
+                   help="tiles per batch, stepped together (the header's batch; default %(default)s)")
     a = ap.parse_args()
     if a.command == "cache":
         cache(a)

@@ -111,4 +111,8 @@ class LaneStepper:
             futures = [self.pool.submit(self.call, st, tokens[sl])
                        for st, sl in zip(self.states, self.lanes, strict=True)]
             parts = [f.result() for f in futures]
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+        if len(parts) == 1:
+            return parts[0]
+        if isinstance(parts[0], tuple):  # several arrays per step (`step_logits`)
+            return tuple(np.concatenate(column) for column in zip(*parts, strict=True))
+        return np.concatenate(parts)

@@ -90,17 +90,26 @@ def frequency_bits(model: Any, numerics: int) -> int | None:
 class Stepper:
     """The model states of one group's tiles, in lanes (igc.codec.lanes); `step` feeds one token
     per tile and returns every tile's `Distributions`, in tile order. The one place a faster way
-    of computing a group's steps would plug in."""
+    of computing a group's steps would plug in. With an `adaptation` (igc.codec.adapt) the
+    model gives its head's input and logits, and the adaptation makes the frequencies."""
 
     def __init__(self, model: Any, rows: int, lane: int, steps: int, pool: Any,
-                 numerics: int, geometry: Any = None) -> None:
+                 numerics: int, geometry: Any = None, adaptation: Any = None) -> None:
         self.bits = frequency_bits(model, numerics)
-        call = model.step_frequencies if self.bits else model.step
+        self.adaptation, self.position = adaptation, 0
+        if adaptation is not None:
+            call = model.step_logits
+        else:
+            call = model.step_frequencies if self.bits else model.step
         self.lanes = LaneStepper(model, rows, lane, steps, pool, numerics, call=call,
                                  geometry=geometry)
 
     def step(self, tokens: np.ndarray) -> Distributions:
         out = self.lanes.step(tokens)
+        self.position += 1
+        if self.adaptation is not None:
+            freqs = self.adaptation.frequencies(self.position - 1, *out)
+            return Distributions(freqs=freqs, bits=self.bits)
         return Distributions(freqs=out, bits=self.bits) if self.bits else Distributions(probs=out)
 
 
@@ -191,21 +200,26 @@ def together(jobs: list[Job]) -> list[Group]:
 
 
 def run(model: Any, numerics: int, start_token: int, plan: list[Group],
-        counter: Counter | None = None, geometry: Any = None) -> None:
+        counter: Counter | None = None, geometry: Any = None, adaptation: Any = None) -> None:
     """Step every group of the plan, in order, taking each part's action at every coded
     position: the one loop of encoding and decoding. `geometry` (igc.core.types.Geometry) goes
-    to the model's `start` when it takes that keyword."""
+    to the model's `start` when it takes that keyword. `adaptation` (one image's, context
+    mode 1: igc.codec.adapt) corrects every step's frequencies and learns from its symbols; its
+    state runs on from group to group, so the plan must be one image's batches."""
     if not plan:
         return
+    if adaptation is not None and any(len(group.parts) != 1 for group in plan):
+        raise ValueError("an adapted plan steps one image's batches, one part each")
     with lane_pool(-(-plan[0].tiles // plan[0].lane)) as pool:
         for group in plan:
-            _run_group(model, numerics, start_token, group, pool, counter, geometry)
+            _run_group(model, numerics, start_token, group, pool, counter, geometry, adaptation)
 
 
 def _run_group(model: Any, numerics: int, start_token: int, group: Group, pool: Any,
-               counter: Counter | None, geometry: Any = None) -> None:
+               counter: Counter | None, geometry: Any = None, adaptation: Any = None) -> None:
     rows = group.tiles
-    stepper = Stepper(model, rows, group.lane, group.steps, pool, numerics, geometry)
+    stepper = Stepper(model, rows, group.lane, group.steps, pool, numerics, geometry,
+                      adaptation)
     parts = [(p.job, p.job.tokens[p.rows], p.job.coded[p.rows],
               None if p.job.pad_source is None else p.job.pad_source[p.rows])
              for p in group.parts]
@@ -223,6 +237,8 @@ def _run_group(model: Any, numerics: int, start_token: int, group: Group, pool: 
                     tokens[mask, t] = job.action(rows_dist)
                 else:
                     job.action(rows_dist, tokens[mask, t])
+                if adaptation is not None:
+                    adaptation.observe(mask, tokens[mask, t])
                 if counter is not None:
                     counter.add(int(mask.sum()))
             if source is not None:

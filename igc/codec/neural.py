@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from igc.codec import loop, memory, residual
+from igc.codec import adapt, loop, memory, residual
 from igc.codec.lanes import GPU_TILES, lane_for
 from igc.codec.loop import Counter, Decoding, Encoding, Job, Progress
 from igc.core import container
@@ -38,6 +38,9 @@ from igc.core.types import Geometry, Image, TokenizedImage
 from igc.errors import ChecksumError, FormatError, ImageError, ModelMismatchError, UsageError
 
 DEFAULT_BATCH = 256
+# context mode 1 (the model adapted to the image) is what new files use by default, on images of
+# at least this many tiles: on fewer it has too few steps to learn (docs/design.md)
+ADAPT_MIN_TILES = 16
 REGIONS = 8
 __all__ = ["DEFAULT_BATCH", "EncodeResult", "NeuralCodec", "Progress"]
 
@@ -91,11 +94,14 @@ class NeuralCodec:
     recorded in headers so that decoding can rebuild it (default: the model's name);
     `distributions` the pip packages that registered the tokenizer, coder and model plugins (by
     kind; built-ins absent), recorded so that a machine without them can say what to install.
+    `context` the context mode of new files (igc.core.container.CONTEXT_MODES); None: mode 1
+    where the model can be adapted and the image has ADAPT_MIN_TILES tiles, else 0.
     """
 
     def __init__(self, model, coder, order: str = "interleaved", batch: int = DEFAULT_BATCH,
                  lane: int | None = None, *, tokenizer=None, residual: bool = False,
-                 plugin: str | None = None, distributions: dict[str, str] | None = None):
+                 plugin: str | None = None, distributions: dict[str, str] | None = None,
+                 context: int | None = None):
         reason = container.unrecordable_model_id(model.name)
         if reason:  # refused before any coding: a file that records it could not be read
             raise UsageError(f"{reason}; rename the model (its folder)")
@@ -108,6 +114,13 @@ class NeuralCodec:
         self.residual = bool(residual) and not self.tokenizer.lossless
         self.plugin = plugin or model.name
         self.distributions = dict(distributions or {})
+        if context is not None and context not in container.CONTEXT_MODES:
+            raise UsageError(f"unknown context mode {context}; this igc codes "
+                             f"{', '.join(map(str, container.CONTEXT_MODES))}")
+        if context == adapt.MODE and adapt.head_of(model, model.numerics) is None:
+            raise UsageError(f"context mode {context} adapts a numerics-2 ImageGPT model's head; "
+                             f"model {model.name!r} under numerics {model.numerics} has none")
+        self.context = context
         self.fingerprint = combined_fingerprint(model.fingerprint,
                                                 getattr(self.tokenizer, "fingerprint", None))
 
@@ -141,15 +154,25 @@ class NeuralCodec:
         """Tiles per lane for an image of `n_tiles` tiles (the header records it)."""
         return lane_for(n_tiles, self.batch_for(n_tiles, shape), self.lane)
 
+    def context_for(self, n_tiles: int) -> int:
+        """The context mode of a new file of `n_tiles` tiles (the header records it)."""
+        if self.context is not None:
+            return self.context
+        adaptable = adapt.head_of(self.model, self.model.numerics) is not None
+        return adapt.MODE if adaptable and n_tiles >= ADAPT_MIN_TILES else 0
+
     def geometry(self, tokens: int) -> Geometry:
         """Where the tokens of a tile of `tokens` positions lie (given to the model's start)."""
         return Geometry(self.tokenizer.tile, self.order, tokens, self.tokenizer.name)
 
     @staticmethod
-    def _together(numerics: list[int], batches: list[int], jobs: list[Job]) -> bool:
+    def _together(numerics: list[int], batches: list[int], jobs: list[Job],
+                  contexts: list[int]) -> bool:
         """Whether several files' tiles may step as one group: one numerics for all, one that
-        lets tiles be grouped freely, and every file one batch (as a GPU engine encodes)."""
+        lets tiles be grouped freely, every file one batch (as a GPU engine encodes), and no
+        file whose tiles depend on each other (context mode 0)."""
         return (len(jobs) > 1 and len(set(numerics)) == 1 and regroupable(numerics[0])
+                and not any(contexts)
                 and all(b >= len(job.tokens) for b, job in zip(batches, jobs, strict=True)))
 
     # -- encode -----------------------------------------------------------------------------
@@ -164,8 +187,13 @@ class NeuralCodec:
         n, shape = len(tok.tokens), (tok.height, tok.width)
         loop.run(self.model, self.model.numerics, self.tokenizer.start_token,
                  loop.batches(job, self.batch_for(n, shape), self.lane_for(n, shape)),
-                 Counter(progress, int(tok.coded.sum())), self.geometry(tok.tokens.shape[1]))
+                 Counter(progress, int(tok.coded.sum())), self.geometry(tok.tokens.shape[1]),
+                 self._adaptation(self.model.numerics, self.context_for(n)))
         return job.action.bits
+
+    def _adaptation(self, numerics: int, context: int):
+        """One image's adaptation in context mode `context` (None for mode 0)."""
+        return adapt.adaptation_for(self.model, numerics, context)
 
     def encode(self, image: Image, progress: Progress | None = None) -> EncodeResult:
         """The `.igc` file of `image`; `progress(done, total)` follows the tokens coded."""
@@ -190,14 +218,16 @@ class NeuralCodec:
         numerics, start = self.model.numerics, self.tokenizer.start_token
         batches = [self.batch_for(len(t.tokens), (t.height, t.width)) for t in toks]
         geometry = self.geometry(toks[0].tokens.shape[1]) if toks else None
-        if self._together([numerics] * len(jobs), batches, jobs) and self._fit_together(jobs):
+        contexts = [self.context_for(len(t.tokens)) for t in toks]
+        if (self._together([numerics] * len(jobs), batches, jobs, contexts)
+                and self._fit_together(jobs)):
             loop.run(self.model, numerics, start, loop.together(jobs), geometry=geometry)
         else:
-            for job, tok, batch in zip(jobs, toks, batches, strict=True):
+            for job, tok, batch, context in zip(jobs, toks, batches, contexts, strict=True):
                 loop.run(self.model, numerics, start,
                          loop.batches(job, batch,
                                       self.lane_for(len(job.tokens), (tok.height, tok.width))),
-                         geometry=geometry)
+                         geometry=geometry, adaptation=self._adaptation(numerics, context))
         return [self._encoded(image, tok, enc, job.action.bits)
                 for image, tok, enc, job in zip(images, toks, encoders, jobs, strict=True)]
 
@@ -227,7 +257,7 @@ class NeuralCodec:
             tokenizer=self.tokenizer.name, order=self.order, residual=self.residual,
             coder=self.coder.name, precision=self.coder.precision,
             numerics=self.model.numerics, model_plugin=self.plugin,
-            distributions=self.distributions,
+            distributions=self.distributions, context=self.context_for(len(tok.tokens)),
         )
 
     # -- estimate ---------------------------------------------------------------------------
@@ -267,6 +297,10 @@ class NeuralCodec:
                 f"{header.fingerprint}) but {offered(self.model, self.fingerprint)} was "
                 f"given; {mismatch_hint(header)}")
         self.check_numerics(header)
+        if header.context == adapt.MODE and adapt.head_of(self.model, header.numerics) is None:
+            raise FormatError(f"file uses context mode {header.context} (the model adapted to "
+                              f"the image), which model {self.model.name!r} cannot compute under "
+                              f"numerics {header.numerics}")
         if header.tile != self.tokenizer.tile or header.order != self.order:
             raise FormatError(f"file uses {header.tile}px tiles in {header.order} order; model "
                               f"{self.model.name!r} codes {self.tokenizer.tile}px tiles in "
@@ -311,7 +345,8 @@ class NeuralCodec:
         job = self._job(header, decoder)
         loop.run(self.model, header.numerics, self.tokenizer.start_token,
                  loop.batches(job, header.batch, header.lane),
-                 Counter(progress, int(job.coded.sum())), self.geometry(job.tokens.shape[1]))
+                 Counter(progress, int(job.coded.sum())), self.geometry(job.tokens.shape[1]),
+                 self._adaptation(header.numerics, header.context))
         return job.tokens
 
     def decode_many(self, datas: list[bytes]) -> list[Image]:
@@ -326,15 +361,16 @@ class NeuralCodec:
         decoders = [self._decoder(payload) for _, payload in parsed]
         jobs = [self._job(h, dec) for (h, _), dec in zip(parsed, decoders, strict=True)]
         start = self.tokenizer.start_token
-        if (self._together([h.numerics for h, _ in parsed], [h.batch for h, _ in parsed], jobs)
-                and self._fit_together(jobs)):
+        if (self._together([h.numerics for h, _ in parsed], [h.batch for h, _ in parsed], jobs,
+                           [h.context for h, _ in parsed]) and self._fit_together(jobs)):
             loop.run(self.model, parsed[0][0].numerics, start, loop.together(jobs),
                      geometry=self.geometry(jobs[0].tokens.shape[1]))
         else:
             for (header, _), job in zip(parsed, jobs, strict=True):
                 loop.run(self.model, header.numerics, start,
                          loop.batches(job, header.batch, header.lane),
-                         geometry=self.geometry(job.tokens.shape[1]))
+                         geometry=self.geometry(job.tokens.shape[1]),
+                         adaptation=self._adaptation(header.numerics, header.context))
         return [self._decoded(header, job.tokens, decoder)
                 for (header, _), job, decoder in zip(parsed, jobs, decoders, strict=True)]
 

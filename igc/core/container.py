@@ -55,9 +55,12 @@ RESIDUAL_FLAG = 0x01  # layout low nibble (version 4): exact residuals follow th
 PLUGIN_KINDS = ("tokenizer", "coder", "model")
 DISTRIBUTION_FLAGS = {"tokenizer": 0x02, "coder": 0x04, "model": 0x08}
 # version 5: layout bits 5-7 hold the context mode, how a tile sees the pixels of the tiles coded
-# before it. 0: every tile is coded alone (all that versions 1-4 do). A mode this igc does not
-# know is refused when the header is read, before any model is loaded.
-CONTEXT_MODES = {0: "tiles coded alone"}
+# before it. 0: every tile is coded alone (all that versions 1-4 do). 1: every tile is coded
+# alone by the model, whose distributions adapt to the tiles coded before it (igc.codec.adapt;
+# numerics 2 only). A mode this igc does not know is refused when the header is read, before any
+# model is loaded.
+CONTEXT_MODES = {0: "tiles coded alone",
+                 1: "tiles coded alone, the model adapted to the tiles coded before"}
 DISTRIBUTION_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?", re.ASCII)
 MAX_CONTEXT_MODE = 7
 

@@ -233,6 +233,23 @@ class IntegerFrequencies(Protocol):
 
 
 @runtime_checkable
+class HeadLogits(Protocol):
+    """A model whose integer steps can stop before the frequencies, giving the output head's
+    input and logits, so that the codec can adapt them to the image (context mode 1,
+    igc.codec.adapt)."""
+
+    def head_shape(self, numerics: int) -> tuple[int, int, int] | None:
+        """(channels, symbols, fraction bits of the head's input) under `numerics`, or None
+        where that numerics has no integer head."""
+        ...
+
+    def step_logits(self, state: Any, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """As `step_frequencies`, but the head's input (batch, channels) and its Q16 log2-unit
+        logits (batch, symbols), both int64."""
+        ...
+
+
+@runtime_checkable
 class BatchedEngine(Protocol):
     """A model whose engine should step every tile of a batch as one state (a GPU)."""
 

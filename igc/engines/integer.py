@@ -361,6 +361,12 @@ class ReferenceEngine:
 
     def step(self, state: IntState, ids: np.ndarray) -> np.ndarray:
         """One token per sequence -> (B, V) int64 frequencies of the next token."""
+        return frequencies(self.step_logits(state, ids)[1])
+
+    def step_logits(self, state: IntState, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One token per sequence -> the output head's input `h` ((B, C) int16-range values
+        with `norm_frac` fraction bits) and its Q16 log2-unit logits (B, V): what `step` turns
+        into frequencies, for an adaptation that corrects them first (igc.codec.adapt)."""
         m, pos = self.m, state.position
         if pos >= state.keys[0].shape[1]:
             raise ModelError(f"sequence longer than the model's context of {m.n_positions}")
@@ -388,4 +394,5 @@ class ReferenceEngine:
             g, sg = narrow(f)
             x = np.clip(x + linear(g, FX - sg, lay.mlp_proj), -LIM, LIM)
         state.position = pos + 1
-        return frequencies(linear(rms_norm(x, m), m.norm_frac, m.head))
+        h = rms_norm(x, m)
+        return h, linear(h, m.norm_frac, m.head)

@@ -357,10 +357,19 @@ def _frequencies(acc, p, nf, u, out):
 
 
 @njit(**_OPTS)
+def _logits(acc, p, nf, out):
+    """integer.linear's requantization of the head's product: (B, V) Q16 logits."""
+    for b in range(out.shape[0]):
+        _requant(acc[b], p, nf, out[b])
+
+
+@njit(**_OPTS)
 def _step(ids, pos, wte, wpe, eps, nf, heads, v_shift, w_qkv, p_qkv, w_proj, p_proj, w_fc,
           p_fc, w_mlp, p_mlp, w_head, p_head, keys, key_shift, values, x, xin, acc, u, frac,
-          zeros, qh, ql, scores, wh, wl, mix, out):
-    """One step of every row (see CpuEngine.step); per-layer arrays are stacked on axis 0."""
+          zeros, qh, ql, scores, wh, wl, mix, out, logits):
+    """One step of every row (see CpuEngine.step); per-layer arrays are stacked on axis 0.
+    `logits` False: `out` gets the frequencies; True: the Q16 logits (and xin[:, :C] holds the
+    head's input)."""
     c = x.shape[1]
     for b in range(x.shape[0]):
         for i in range(c):
@@ -377,7 +386,10 @@ def _step(ids, pos, wte, wpe, eps, nf, heads, v_shift, w_qkv, p_qkv, w_proj, p_p
         _linear(xin, w_mlp[i], acc)
         _residual_norm(acc, p_mlp[i], frac, x, eps, nf, u, xin)
     _linear(xin, w_head, acc)
-    _frequencies(acc, p_head, nf, u, out)
+    if logits:
+        _logits(acc, p_head, nf, out)
+    else:
+        _frequencies(acc, p_head, nf, u, out)
 
 
 # -- the engine -----------------------------------------------------------------------------
@@ -466,6 +478,14 @@ class CpuEngine:
 
     def step(self, state: CpuState, ids: np.ndarray) -> np.ndarray:
         """One token per sequence -> (B, V) int64 frequencies of the next token."""
+        return self._step(state, ids, False)
+
+    def step_logits(self, state: CpuState, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """As `ReferenceEngine.step_logits`: the head's input and its Q16 logits."""
+        logits = self._step(state, ids, True)
+        return state.xin[:, : self.m.n_embd].astype(np.int64), logits
+
+    def _step(self, state: CpuState, ids: np.ndarray, logits: bool) -> np.ndarray:
         m, st, pos = self.m, state, state.position
         if pos >= min(st.length, m.n_positions):
             raise ModelError(f"sequence longer than the model's context of {m.n_positions}")
@@ -479,6 +499,6 @@ class CpuEngine:
               self.w_qkv, self.p_qkv, self.w_proj, self.p_proj, self.w_fc, self.p_fc,
               self.w_mlp, self.p_mlp, self.w_head, self.p_head, st.keys, st.key_shift,
               st.values, st.x, st.xin, st.acc, st.u, st.frac, st.zeros, st.qh, st.ql,
-              st.scores, st.wh, st.wl, st.mix, out)
+              st.scores, st.wh, st.wl, st.mix, out, logits)
         state.position = pos + 1
         return out

@@ -181,6 +181,8 @@ class TorchState:
     ids: torch.Tensor  # (B,) int64
     pos: torch.Tensor  # (1,) int64
     out: torch.Tensor  # (B, V) int64
+    hidden: torch.Tensor  # (B, C) float64: the head's input (a `step_logits` step)
+    logits: torch.Tensor  # (B, V) float64: its Q16 logits (a `step_logits` step)
     position: int
     batch: int
     length: int
@@ -349,6 +351,8 @@ class TorchEngine:
             torch.zeros(batch, dtype=torch.long, device=dev),
             torch.zeros(1, dtype=torch.long, device=dev),
             torch.zeros((batch, self.vocab), dtype=torch.long, device=dev),
+            torch.zeros((batch, self.m.n_embd), dtype=F64, device=dev),
+            torch.zeros((batch, self.vocab), dtype=F64, device=dev),
             0, batch, length)
 
     def reset(self, state: TorchState) -> None:
@@ -362,9 +366,9 @@ class TorchEngine:
             return length
         return min(length, (position // self.span_step + 1) * self.span_step)
 
-    def _step_into(self, st: TorchState, span: int) -> None:
+    def _step_into(self, st: TorchState, span: int, logits: bool = False) -> None:
         """The step on the state's buffers: reads ids and pos, writes the cache at pos and
-        `out`. No host synchronisation, fixed shapes for a given span (graph-capturable), and
+        `out` (`logits`: `hidden` and `logits` instead). No host synchronisation, fixed shapes for a given span (graph-capturable), and
         idempotent (running it twice leaves the same state), so warm-up runs are harmless."""
         heads, d = self.m.n_head, self.m.head_dim
         x = (self.wte.index_select(0, st.ids) + self.wpe.index_select(0, st.pos)).clamp_(-LIM, LIM)
@@ -380,19 +384,24 @@ class TorchEngine:
                 return a.reshape(st.batch, heads * d)
 
             x = self._block(x, lay, attend)
-        st.out.copy_(self._frequencies(self.head(self._rms_norm(x))))
+        h = self._rms_norm(x)
+        if logits:
+            st.hidden.copy_(h)
+            st.logits.copy_(self.head(h))
+        else:
+            st.out.copy_(self._frequencies(self.head(h)))
 
-    def _capture(self, st: TorchState, span: int):
+    def _capture(self, st: TorchState, span: int, logits: bool = False):
         side = torch.cuda.Stream(device=self.device)
         side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(side):  # per torch's recipe; later spans need less warming
             for _ in range(1 if self._warmed else 3):
-                self._step_into(st, span)
+                self._step_into(st, span, logits)
         self._warmed = True
         torch.cuda.current_stream(self.device).wait_stream(side)
         g = torch.cuda.CUDAGraph()
         with torch.cuda.graph(g, pool=st.pool):
-            self._step_into(st, span)
+            self._step_into(st, span, logits)
         if st.pool is None:
             st.pool = g.pool()
         return g
@@ -401,6 +410,22 @@ class TorchEngine:
     def step_tensor(self, state: TorchState, ids: torch.Tensor) -> torch.Tensor:
         """One token per sequence (a (B,) integer tensor, any device; not range-checked) ->
         (B, V) int64 frequencies on the engine's device (a new tensor)."""
+        self._advance(state, ids, False)
+        return state.out.clone()
+
+    def step_logits(self, state: TorchState, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """As `ReferenceEngine.step_logits`: the head's input and its Q16 logits, as int64."""
+        self._advance(state, torch.from_numpy(self._checked(ids)), True)
+        return state.hidden.long().cpu().numpy(), state.logits.long().cpu().numpy()
+
+    def _checked(self, ids: np.ndarray) -> np.ndarray:
+        ids = np.asarray(ids, np.int64)
+        if ids.size and (ids.min() < 0 or ids.max() >= len(self.m.wte)):
+            raise ModelError(f"token ids must lie in 0..{len(self.m.wte) - 1}")
+        return ids
+
+    @torch.no_grad()
+    def _advance(self, state: TorchState, ids: torch.Tensor, logits: bool) -> None:
         pos = state.position
         if pos >= state.length:
             raise ModelError(f"sequence longer than the model's context of {self.m.n_positions}")
@@ -411,24 +436,20 @@ class TorchEngine:
         state.pos.fill_(pos)
         span = self.span(pos, state.length)
         if self.graph:
-            g = state.graphs.get(span)
+            g = state.graphs.get((span, logits))
             if g is None:
-                g = state.graphs[span] = self._capture(state, span)
+                g = state.graphs[span, logits] = self._capture(state, span, logits)
             g.replay()
         elif self.cuda:
-            self._step_into(state, span)
+            self._step_into(state, span, logits)
         else:  # small products: threads only add waits (and sharded processes oversubscribe)
             with one_thread():
-                self._step_into(state, span)
+                self._step_into(state, span, logits)
         state.position = pos + 1
-        return state.out.clone()
 
     def step(self, state: TorchState, ids: np.ndarray) -> np.ndarray:
         """One token per sequence -> (B, V) int64 frequencies of the next token."""
-        ids = np.asarray(ids, np.int64)
-        if ids.size and (ids.min() < 0 or ids.max() >= len(self.m.wte)):
-            raise ModelError(f"token ids must lie in 0..{len(self.m.wte) - 1}")
-        return self.step_tensor(state, torch.from_numpy(ids)).cpu().numpy()
+        return self.step_tensor(state, torch.from_numpy(self._checked(ids))).cpu().numpy()
 
     # -- whole sequences --------------------------------------------------------------------
     def rows_per_chunk(self, rows: int, length: int) -> int:

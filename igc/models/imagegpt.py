@@ -230,6 +230,21 @@ class ImageGPTModel:
         2**frequency_bits(2), exactly as the engine computed them."""
         return state.engine.step(state.inner, np.ascontiguousarray(tokens, dtype=np.int64))
 
+    def head_shape(self, numerics: int) -> tuple[int, int, int] | None:
+        """(channels, symbols, fraction bits of the head's input) of the integer head that
+        `step_logits` exposes (numerics 2), for an adaptation to correct; None otherwise."""
+        if numerics != INTEGER.number:
+            return None
+        m = self.integer_model
+        return m.n_embd, m.vocab, m.norm_frac
+
+    def step_logits(self, state: IntegerState, tokens: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """A numerics-2 step that stops before the frequencies: the head's input (batch,
+        channels) and its Q16 log2-unit logits (batch, symbols), int64, exactly as every engine
+        computes them."""
+        return state.engine.step_logits(state.inner, np.ascontiguousarray(tokens, np.int64))
+
     def step(self, state, tokens: np.ndarray) -> np.ndarray:
         from igc.engines.runtime import FusedState, one_thread
 

@@ -72,14 +72,16 @@ class WithNumerics:
 def compose(model: str | None = None, *, plugin: str | None = None, tokenizer: str | None = None,
             coder: str | None = None, mode: str | None = None, order: str = "interleaved",
             batch: int | None = None, lane: int | None = None, residual: bool | None = None,
-            numerics: int | None = None, registry: Registry | None = None) -> NeuralCodec:
+            numerics: int | None = None, context: int | None = None,
+            registry: Registry | None = None) -> NeuralCodec:
     """The codec for a model spec (see `split_spec`; `plugin` forces the model plugin, `model`
     then being its factory's spec), coded with the model's tokenizer (or `tokenizer`) and the
     range coder (or `coder`).
 
     `mode` applies to lossy tokenizers (the palette): "lossless" (default) adds exact residuals,
     "palette" keeps the file lossy; `residual` forces the choice (decoding a file). `numerics`
-    codes new files with another numerics the model computes (default: its own choice).
+    codes new files with another numerics the model computes (default: its own choice);
+    `context` their context mode (default: the codec's choice per image, NeuralCodec).
     """
     registry = registry or get_registry()
     if plugin is None:
@@ -110,7 +112,7 @@ def compose(model: str | None = None, *, plugin: str | None = None, tokenizer: s
                          registry.distribution(kind, name)))}
     return NeuralCodec(m, c, order, batch or getattr(tok, "batch", None) or DEFAULT_BATCH, lane,
                        tokenizer=tok, residual=residual, plugin=plugin,
-                       distributions=distributions)
+                       distributions=distributions, context=context)
 
 
 def model_compressor(model: str | None = None, *, name: str | None = None, **options: Any):
@@ -152,7 +154,7 @@ def create_compressor(name: str, registry: Registry | None = None, **options: An
     if registry.has("compressor", name):
         return conform(registry.create("compressor", name, **options), Compressor,
                        f"compressor {name!r}")
-    keep = ("tokenizer", "coder", "mode", "order", "batch", "lane")
+    keep = ("tokenizer", "coder", "mode", "order", "batch", "lane", "context")
     return model_compressor(options.get("model"), plugin=name, name=name, registry=registry,
                             **{k: v for k, v in options.items() if k in keep})
 

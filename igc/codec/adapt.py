@@ -1,0 +1,184 @@
+"""Context mode 1: the model's distributions adapted to the image as it is coded, bit for bit.
+
+A model trained on many photographs is not tuned to the one being coded. Here the decoder learns
+from the tiles it has already decoded, exactly as the encoder did, so nothing is transmitted
+(docs/design.md, "Per-image adaptation", has the measurements that chose this scheme). Three
+corrections are added to the model's scores before they become frequencies:
+
+* a *temperature* per class: the model's log2-probabilities scaled by 1 + a;
+* a *calibration* curve per class (secondary estimation): a piecewise-linear function of the
+  model's own -log2 p, knots at 0, 1, ..., 16 bits;
+* an *online output head* per class: U·[h, 1] on the head's input h, trained by normalized LMS
+  (the step divided by |[h, 1]|²): per-image fine-tuning of the last layer.
+
+The class of a position is its index mod 3 (the channel, for RGB subpixels). All tiles of a
+step share it. The state is zero at the image's start and runs on across its batches. After each
+step the decoder knows every symbol of the step, and each part moves by the step's mean gradient
+of the code length. So every prediction uses only symbols of earlier steps.
+
+Everything is integer arithmetic with fixed rules: NumPy int64, plus float64 products whose
+every partial sum is an integer below 2**53, so exact in any order (as for the model's own
+products, igc/engines/integer.py). The engines give the same head input and logits bit for bit,
+so a file decodes with any engine, thread count or lane split, on any machine. The constants
+below are part of the mode's definition: changing one is a new mode.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, localcontext
+from functools import lru_cache
+
+import numpy as np
+
+from igc.core.protocols import HeadLogits
+from igc.engines.integer import (
+    FX,
+    SCORE_FRAC,
+    SCORE_LIM,
+    TOTAL_BITS,
+    exp2_neg,
+    frequencies,
+    round_div,
+    shift_round,
+)
+from igc.errors import ModelError
+
+MODE = 1
+Q = SCORE_FRAC  # scores in Q12 log2 units
+CLASSES = 3  # position mod 3
+U_CLAMP = 32 << Q  # -log2 p beyond 32 bits counts as 32 (the coder's floor is 24)
+KNOTS = 17  # calibration knots at 0..16 bits of -log2 p
+A_FRAC, A_MIN, A_MAX = 24, -(3 << 22), 3 << 24  # temperature a in [-0.75, 3], Q24
+G_FRAC, G_MAX = 24, 16 << 24  # knot values in log2 units, Q24, within +-16 bits
+U_FRAC, U_MAX = 25, (1 << 29) - 1  # head weights, Q25; |U| < 2**29 keeps U·h exact
+Q_SHIFT = 20  # fraction bits of the NLMS-scaled residual
+ROWS_EXACT = 4096  # rows per float64 product of the head's gradient (sums stay below 2**53)
+SUM_LIM = 1 << 52  # a step's summed gradients saturate here (no int64 overflow)
+MAX_CHANNELS = 511  # wider heads would break the 2**53 bound of U·h
+# learning rates as (numerator, shift): lr = numerator / 2**shift, per step's mean gradient
+LR_TEMP = (5, 8)  # 0.0195
+LR_CALIB = (37, 8)  # 0.145
+LR_HEAD = (277, 6)  # 4.33
+
+
+@lru_cache(maxsize=1)
+def log2_table() -> np.ndarray:
+    """LOG2[i] = round(4096 * log2(1 + i/4096)), i = 0..4095, by correctly rounded decimals."""
+    with localcontext() as ctx:
+        ctx.prec = 34
+        ln2, base = Decimal(2).ln(), Decimal(4096).ln()
+        return np.array([int(((Decimal(4096 + i).ln() - base) / ln2 * 4096).to_integral_value())
+                         for i in range(4096)], np.int64)
+
+
+def log2_q12(v: np.ndarray) -> np.ndarray:
+    """log2(v) in Q12 of integers v >= 1: the bit length plus the table at 12 mantissa bits
+    (truncated)."""
+    v = np.asarray(v, np.int64)
+    n = np.zeros(v.shape, np.int64)
+    w = v.copy()
+    for b in (32, 16, 8, 4, 2, 1):
+        big = w >= (np.int64(1) << b)
+        n = np.where(big, n + b, n)
+        w = np.where(big, w >> b, w)
+    mant = np.where(n >= 12, v >> np.maximum(n - 12, 0), v << np.maximum(12 - n, 0))
+    return (n << Q) + log2_table()[mant - 4096]
+
+
+def _mean_step(total: np.ndarray, lr: tuple[int, int], count: int, shift: int) -> np.ndarray:
+    """round(lr * total / (count * 2**shift)), with `total` saturated first."""
+    num, lr_shift = lr
+    total = np.clip(total, -SUM_LIM, SUM_LIM) * num
+    return round_div(total, np.int64(count) << (lr_shift + shift))
+
+
+class OnlineAdaptation:
+    """The adapted frequencies of one image's steps, and the state they are learned into.
+
+    Per step: `frequencies(step, hidden, logits)` for every tile stepped, then `observe(rows,
+    symbols)` with the symbols coded at the rows that were coded."""
+
+    def __init__(self, channels: int, vocab: int, norm_frac: int) -> None:
+        if channels > MAX_CHANNELS:
+            raise ModelError(f"context mode {MODE} adapts models of at most {MAX_CHANNELS} "
+                             f"channels, not {channels}")
+        self.vocab, self.norm_frac = vocab, norm_frac
+        self.temp = np.zeros(CLASSES, np.int64)
+        self.calib = np.zeros((CLASSES, KNOTS), np.int64)
+        self.head = np.zeros((CLASSES, vocab, channels + 1), np.int64)
+        self._pending: tuple | None = None
+
+    def frequencies(self, step: int, hidden: np.ndarray, logits: np.ndarray) -> np.ndarray:
+        """(B, V) frequencies, each >= 1, summing to 2**24, of the adapted scores of rows with
+        head input `hidden` ((B, C), `norm_frac` fraction bits) and Q16 `logits` (B, V)."""
+        c = step % CLASSES
+        z = shift_round(logits.max(axis=-1, keepdims=True) - logits, FX - Q, SCORE_LIM)
+        total = exp2_neg(z).sum(axis=-1, keepdims=True)  # >= 2**30: the largest term is 2**30
+        u = np.minimum(z + log2_q12(total) - (30 << Q), U_CLAMP)  # -log2 p, Q12
+        knot = np.minimum(u, (KNOTS - 1) << Q)
+        j = np.minimum(knot >> Q, KNOTS - 2)
+        w = knot - (j << Q)  # 0..4096
+        g = self.calib[c]
+        score = -u + ((self.temp[c] * -u) >> A_FRAC)
+        score += (g[j] * ((1 << Q) - w) + g[j + 1] * w) >> (G_FRAC + Q - Q)
+        h1 = np.concatenate([hidden, np.full((len(hidden), 1), 1 << self.norm_frac)], axis=1)
+        head = (h1.astype(np.float64) @ self.head[c].T.astype(np.float64)).astype(np.int64)
+        score += head >> (U_FRAC + self.norm_frac - Q)
+        f = frequencies(score << (FX - Q))
+        self._pending = (c, u, j, w, h1, f)
+        return f
+
+    def observe(self, rows: np.ndarray, symbols: np.ndarray) -> None:
+        """Learn from the symbols coded at `rows` (a mask or indices of the last step's rows)."""
+        c, u, j, w, h1, f = self._pending
+        self._pending = None
+        symbols = np.asarray(symbols, np.int64)
+        count = len(symbols)
+        if count == 0:
+            return
+        u, j, w, h1, f = u[rows], j[rows], w[rows], h1[rows], f[rows]
+        r = -f
+        r[np.arange(count), symbols] += 1 << TOTAL_BITS  # 2**24 [k = x] - f'_k: sums to 0
+        # temperature: d score / d a = -u
+        grad_a = (r * -u).sum()
+        self.temp[c] = np.clip(self.temp[c] + _mean_step(grad_a, LR_TEMP, count, Q), A_MIN,
+                               A_MAX)
+        # calibration: each knot's interpolation weight
+        grad_g = np.zeros(KNOTS, np.int64)
+        lower, upper = r * ((1 << Q) - w), r * w
+        for k in range(KNOTS - 1):
+            at = j == k
+            grad_g[k] += lower[at].sum()
+            grad_g[k + 1] += upper[at].sum()
+        self.calib[c] = np.clip(self.calib[c] + _mean_step(grad_g, LR_CALIB, count, Q), -G_MAX,
+                                G_MAX)
+        # online head, NLMS: r * 2**Q_SHIFT / |[h, 1]|^2 times [h, 1]
+        norm = (h1 * h1).sum(axis=1, keepdims=True)
+        scaled = round_div(r << Q_SHIFT, norm).astype(np.float64)
+        grad_u = np.zeros(self.head[c].shape, np.int64)
+        for i in range(0, count, ROWS_EXACT):
+            part = slice(i, i + ROWS_EXACT)
+            grad_u += (scaled[part].T @ h1[part].astype(np.float64)).astype(np.int64)
+        shift = TOTAL_BITS + Q_SHIFT - U_FRAC - self.norm_frac
+        self.head[c] = np.clip(self.head[c] + _mean_step(grad_u, LR_HEAD, count, shift), -U_MAX,
+                               U_MAX)
+
+
+def head_of(model, numerics: int) -> tuple[int, int, int] | None:
+    """The head shape an adaptation needs, or None if `model` cannot give its logits under
+    `numerics` (or is too wide for the mode's exact products)."""
+    shape = model.head_shape(numerics) if isinstance(model, HeadLogits) else None
+    return shape if shape is not None and shape[0] <= MAX_CHANNELS else None
+
+
+def adaptation_for(model, numerics: int, mode: int) -> OnlineAdaptation | None:
+    """A fresh adaptation for one image coded in context mode `mode` (None for mode 0)."""
+    if mode == 0:
+        return None
+    shape = head_of(model, numerics)
+    if mode != MODE or shape is None:
+        raise ModelError(f"context mode {mode} needs a model whose numerics-2 head it can adapt "
+                         f"(an ImageGPT model of at most {MAX_CHANNELS} channels); "
+                         f"{getattr(model, 'name', 'this model')!r} under numerics {numerics} "
+                         "has none")
+    return OnlineAdaptation(*shape)

@@ -1,0 +1,170 @@
+"""Context mode 1 (igc/codec/adapt.py): the model adapted to the image as it is coded.
+
+The decoder must rebuild the adaptation bit for bit, so what is checked here is exactness: every
+engine gives the same head input and logits, the state does not depend on the order of the rows
+within a step (lanes and threads), files round-trip exactly whatever the image's shape, and a
+committed file pins the mode's definition. That the mode saves bits on photographs is measured
+by scripts/adapt_files.py (docs/results.md), not here; this file checks only that learning moves
+the state and that a smooth image gets cheaper.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import make_tiny_model, smooth_image
+
+from igc.codec import adapt
+from igc.codec.neural import ADAPT_MIN_TILES
+from igc.core import container
+from igc.engines.integer import ReferenceEngine, frequencies, quantize
+from igc.engines.integer_cpu import CpuEngine
+from igc.errors import FormatError, UsageError
+from igc.models.imagegpt import ImageGPTModel
+from igc.plugins.compose import compose
+
+FIXTURE = Path(__file__).parent / "data" / "igc-rgb16-v2-ctx1-v5.igc"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return make_tiny_model(tmp_path_factory.mktemp("adapt-tiny"), seed=3)
+
+
+def test_log2_table_is_log2_rounded():
+    table = adapt.log2_table()
+    want = np.rint(4096 * np.log2(1 + np.arange(4096) / 4096))
+    assert np.abs(table - want).max() <= 1 and table[0] == 0 and table[-1] == 4095
+    v = np.array([1, 2, 4096, 1 << 30, (1 << 30) + 1, 3 << 35])
+    got = adapt.log2_q12(v)
+    assert got[:4].tolist() == [0, 4096, 12 * 4096, 30 * 4096]
+    assert abs(got[5] - 4096 * math.log2(3 << 35)) <= 1
+
+
+@pytest.mark.parametrize("width,heads,batch", [(32, 4, 3), (24, 8, 1), (40, 2, 5)])
+def test_every_engine_gives_the_same_head_input_and_logits(tmp_path, width, heads, batch):
+    import torch  # noqa: F401  (the torch engine)
+
+    from igc.engines.integer_torch import TorchEngine
+
+    runtime = ImageGPTModel(make_tiny_model(tmp_path, width=width, heads=heads, seed=width)).runtime
+    model = quantize(runtime)
+    engines = [ReferenceEngine(model), CpuEngine(model), TorchEngine(model, "cpu")]
+    states = [e.start(batch, 48) for e in engines]
+    seqs = np.random.default_rng(width).integers(0, 256, (batch, 48))
+    seqs[:, 0] = 256
+    for t in range(48):
+        ref_h, ref_l = engines[0].step_logits(states[0], seqs[:, t])
+        assert ref_h.shape == (batch, width) and ref_l.shape == (batch, 256)
+        for e, st in zip(engines[1:], states[1:], strict=True):
+            h, logits = e.step_logits(st, seqs[:, t])
+            np.testing.assert_array_equal(h, ref_h, err_msg=f"{e.name} step {t}")
+            np.testing.assert_array_equal(logits, ref_l, err_msg=f"{e.name} step {t}")
+    # and `step` is frequencies(logits): the same cache gives the same next step either way
+    fresh = engines[1].start(batch, 48)
+    again = engines[1].start(batch, 48)
+    for t in range(5):
+        f = engines[1].step(fresh, seqs[:, t])
+        np.testing.assert_array_equal(f, frequencies(engines[1].step_logits(again, seqs[:, t])[1]))
+
+
+def _steps(rows: int, seed: int, vocab: int = 256, channels: int = 16):
+    r = np.random.default_rng(seed)
+    for t in range(12):
+        hidden = r.integers(-3000, 3000, (rows, channels))
+        logits = r.integers(-40 << 16, 8 << 16, (rows, vocab))
+        symbols = r.integers(0, vocab, rows)
+        yield t, hidden, logits, symbols
+
+
+def test_frequencies_are_a_table_and_learning_moves_the_state():
+    ad = adapt.OnlineAdaptation(16, 256, 11)
+    first = None
+    for t, hidden, logits, symbols in _steps(7, 0):
+        f = ad.frequencies(t, hidden, logits)
+        assert f.min() >= 1 and (f.sum(axis=1) == 1 << 24).all()
+        first = f if first is None else first
+        ad.observe(np.ones(7, bool), symbols)
+    assert ad.temp.any() and ad.calib.any() and ad.head.any()
+    assert np.abs(ad.head).max() <= adapt.U_MAX
+
+
+def test_the_state_does_not_depend_on_the_order_of_rows():
+    """Lanes and threads only reorder rows within a step: integer sums cannot tell."""
+    a, b = adapt.OnlineAdaptation(16, 256, 11), adapt.OnlineAdaptation(16, 256, 11)
+    perm = np.random.default_rng(5).permutation(9)
+    for t, hidden, logits, symbols in _steps(9, 1):
+        fa = a.frequencies(t, hidden, logits)
+        fb = b.frequencies(t, hidden[perm], logits[perm])
+        np.testing.assert_array_equal(fa[perm], fb)
+        coded = np.arange(9) % 4 != 0  # some rows are padding, not coded
+        a.observe(coded, symbols[coded])
+        b.observe(coded[perm], symbols[perm][coded[perm]])
+    for x, y in ((a.temp, b.temp), (a.calib, b.calib), (a.head, b.head)):
+        np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("shape", [(1, 37), (29, 1), (4, 4), (3, 3), (13, 22), (17, 9)])
+def test_mode_1_round_trips_exactly_on_any_shape(tiny, shape):
+    codec = compose(tiny, context=1, batch=3)
+    image = smooth_image(*shape, seed=shape[0])
+    data = codec.encode(image).data
+    assert container.unpack(data)[0].context == 1
+    np.testing.assert_array_equal(codec.decode(data), image)
+
+
+def test_the_decoder_reads_the_mode_from_the_header_and_other_engines_agree(tiny):
+    from igc.engines.engines import using_engine
+
+    image = smooth_image(14, 19, seed=4)
+    with using_engine("reference"):
+        data = compose(tiny, context=1, batch=2).encode(image).data
+    with using_engine("cpu"):
+        again = compose(tiny, context=1, batch=2).encode(image).data
+        assert again == data
+        # a codec whose own choice for new files is mode 0 decodes mode 1 from the header
+        np.testing.assert_array_equal(compose(tiny, context=0).decode(data), image)
+
+
+def test_adaptation_changes_the_bits_and_a_smooth_image_gets_cheaper(tiny):
+    image = smooth_image(24, 24, seed=2)
+    alone = compose(tiny, context=0).encode(image)
+    adapted = compose(tiny, context=1).encode(image)
+    assert adapted.data != alone.data
+    # a random model is badly calibrated for any image: the adaptation must find that
+    assert adapted.model_bits < 0.97 * alone.model_bits
+
+
+def test_the_default_adapts_images_of_enough_tiles(tiny):
+    codec = compose(tiny)
+    small = smooth_image(4 * 2, 4 * 2)  # 4 tiles of 4x4
+    large = smooth_image(4 * 4, 4 * ADAPT_MIN_TILES // 4)
+    assert container.unpack(codec.encode(small).data)[0].context == 0
+    assert container.unpack(codec.encode(large).data)[0].context == 1
+
+
+def test_a_mode_the_model_cannot_compute_is_refused(tiny):
+    with pytest.raises(UsageError, match="unknown context mode 5"):
+        compose(tiny, context=5)
+    with pytest.raises(UsageError, match="context mode 1 adapts a numerics-2"):
+        compose(tiny, context=1, numerics=1)
+    header = container.unpack(compose(tiny, context=1).encode(smooth_image(8, 8)).data)[0]
+    with pytest.raises(FormatError, match=r"context mode 1 .* cannot compute under numerics 1"):
+        compose(tiny, numerics=1).check_model(dataclasses.replace(header, numerics=1))
+
+
+def test_the_committed_mode_1_file_decodes():
+    """Pins the mode's definition: a change to any of its constants or rules breaks this file
+    (written by `igc compress --context 1 --batch 8` of the synthetic 40x48 image beside it,
+    helpers.smooth_image(40, 48, seed=11))."""
+    from PIL import Image
+
+    codec = compose(None)
+    header, _ = container.unpack(FIXTURE.read_bytes())
+    assert (header.context, header.numerics, header.version) == (1, 2, 5)
+    want = np.asarray(Image.open(FIXTURE.with_suffix(".png")))
+    np.testing.assert_array_equal(codec.decode(FIXTURE.read_bytes()), want)
