@@ -98,7 +98,8 @@ class OnlineAdaptation:
     Per step: `frequencies(step, hidden, logits)` for every tile stepped, then `observe(rows,
     symbols)` with the symbols coded at the rows that were coded."""
 
-    def __init__(self, channels: int, vocab: int, norm_frac: int) -> None:
+    def __init__(self, channels: int, vocab: int, norm_frac: int, fast: bool = True) -> None:
+        self.kernels = _kernels() if fast else None  # None: the NumPy definition below
         if channels > MAX_CHANNELS:
             raise ModelError(f"context mode {MODE} adapts models of at most {MAX_CHANNELS} "
                              f"channels, not {channels}")
@@ -112,6 +113,18 @@ class OnlineAdaptation:
         """(B, V) frequencies, each >= 1, summing to 2**24, of the adapted scores of rows with
         head input `hidden` ((B, C), `norm_frac` fraction bits) and Q16 `logits` (B, V)."""
         c = step % CLASSES
+        h1 = np.concatenate([hidden, np.full((len(hidden), 1), 1 << self.norm_frac)], axis=1)
+        weights_t = np.ascontiguousarray(self.head[c].T, np.float64)
+        if self.kernels is not None:
+            rows = logits.shape
+            u, j, w, f, head = (np.empty(rows, np.int64) for _ in range(5))
+            self.kernels.head_product(h1, weights_t, head)
+            self.kernels.predict(np.ascontiguousarray(logits, np.int64), head, self.temp[c],
+                                 self.calib[c], U_FRAC + self.norm_frac - Q, U_CLAMP,
+                                 log2_table(), u, j, w, f)
+            self._pending = (c, u, j, w, h1, f)
+            return f
+        head = (h1.astype(np.float64) @ weights_t).astype(np.int64)
         z = shift_round(logits.max(axis=-1, keepdims=True) - logits, FX - Q, SCORE_LIM)
         total = exp2_neg(z).sum(axis=-1, keepdims=True)  # >= 2**30: the largest term is 2**30
         u = np.minimum(z + log2_q12(total) - (30 << Q), U_CLAMP)  # -log2 p, Q12
@@ -121,8 +134,6 @@ class OnlineAdaptation:
         g = self.calib[c]
         score = -u + ((self.temp[c] * -u) >> A_FRAC)
         score += (g[j] * ((1 << Q) - w) + g[j + 1] * w) >> (G_FRAC + Q - Q)
-        h1 = np.concatenate([hidden, np.full((len(hidden), 1), 1 << self.norm_frac)], axis=1)
-        head = (h1.astype(np.float64) @ self.head[c].T.astype(np.float64)).astype(np.int64)
         score += head >> (U_FRAC + self.norm_frac - Q)
         f = frequencies(score << (FX - Q))
         self._pending = (c, u, j, w, h1, f)
@@ -136,32 +147,54 @@ class OnlineAdaptation:
         count = len(symbols)
         if count == 0:
             return
+        if self.kernels is not None:
+            index = np.flatnonzero(rows) if np.asarray(rows).dtype == bool else np.asarray(rows)
+            grad_g = np.zeros(KNOTS, np.int64)
+            scaled = np.empty((count, self.vocab), np.float64)
+            grad_a = self.kernels.gradients(index.astype(np.int64), symbols, f, u, j, w, h1,
+                                            Q_SHIFT, grad_g, scaled)
+            self._learn(c, grad_a, grad_g, scaled, h1[index], count)
+            return
         u, j, w, h1, f = u[rows], j[rows], w[rows], h1[rows], f[rows]
         r = -f
         r[np.arange(count), symbols] += 1 << TOTAL_BITS  # 2**24 [k = x] - f'_k: sums to 0
-        # temperature: d score / d a = -u
-        grad_a = (r * -u).sum()
-        self.temp[c] = np.clip(self.temp[c] + _mean_step(grad_a, LR_TEMP, count, Q), A_MIN,
-                               A_MAX)
-        # calibration: each knot's interpolation weight
-        grad_g = np.zeros(KNOTS, np.int64)
+        grad_a = (r * -u).sum()  # temperature: d score / d a = -u
+        grad_g = np.zeros(KNOTS, np.int64)  # calibration: each knot's interpolation weight
         lower, upper = r * ((1 << Q) - w), r * w
         for k in range(KNOTS - 1):
             at = j == k
             grad_g[k] += lower[at].sum()
             grad_g[k + 1] += upper[at].sum()
+        # online head, NLMS: r * 2**Q_SHIFT / |[h, 1]|^2, times [h, 1] below
+        norm = (h1 * h1).sum(axis=1, keepdims=True)
+        self._learn(c, grad_a, grad_g, round_div(r << Q_SHIFT, norm).astype(np.float64), h1,
+                    count)
+
+    def _learn(self, c: int, grad_a, grad_g: np.ndarray, scaled: np.ndarray, h1: np.ndarray,
+               count: int) -> None:
+        """Move class c's state by the step's mean gradients (summed over `count` rows)."""
+        self.temp[c] = np.clip(self.temp[c] + _mean_step(grad_a, LR_TEMP, count, Q), A_MIN,
+                               A_MAX)
         self.calib[c] = np.clip(self.calib[c] + _mean_step(grad_g, LR_CALIB, count, Q), -G_MAX,
                                 G_MAX)
-        # online head, NLMS: r * 2**Q_SHIFT / |[h, 1]|^2 times [h, 1]
-        norm = (h1 * h1).sum(axis=1, keepdims=True)
-        scaled = round_div(r << Q_SHIFT, norm).astype(np.float64)
         grad_u = np.zeros(self.head[c].shape, np.int64)
-        for i in range(0, count, ROWS_EXACT):
+        if self.kernels is not None:
+            self.kernels.head_gradient(scaled, np.ascontiguousarray(h1), ROWS_EXACT, grad_u)
+        for i in range(0, count if self.kernels is None else 0, ROWS_EXACT):
             part = slice(i, i + ROWS_EXACT)
             grad_u += (scaled[part].T @ h1[part].astype(np.float64)).astype(np.int64)
         shift = TOTAL_BITS + Q_SHIFT - U_FRAC - self.norm_frac
         self.head[c] = np.clip(self.head[c] + _mean_step(grad_u, LR_HEAD, count, shift), -U_MAX,
                                U_MAX)
+
+
+def _kernels():
+    """igc.engines.adapt_cpu (numba), or None where numba is missing (the NumPy rules then)."""
+    try:
+        from igc.engines import adapt_cpu
+    except ImportError:
+        return None
+    return adapt_cpu
 
 
 def head_of(model, numerics: int) -> tuple[int, int, int] | None:
