@@ -83,13 +83,14 @@ def compress(image: Image, model: str | None = None, order: str = "interleaved",
              mode: str | None = None, tokenizer: str | None = None,
              coder: str | None = None,
              progress: Callable[[int, int], None] | None = None,
-             engine: str | None = None) -> bytes:
+             engine: str | None = None, context: int | None = None) -> bytes:
     """RGB uint8 (H, W, 3) -> `.igc` bytes. `model`: a registered model's name, or an ImageGPT
     spec (default: the packaged model); `tokenizer`, `coder`: registered names (default: the
     model's tokenizer, the range coder). `mode` applies to palette models: "lossless" (default)
     or "palette" (lossy indices only). `progress(done, total)` is called with the tokens coded
     so far, before the first model step and after each. `engine`: see `set_engine` (for this
-    call only).
+    call only). `context`: the file's context mode (0: tiles alone; 1: the model adapted to the
+    image; default: 1 for images of 16 tiles or more where the model allows it).
 
     A grayscale (H, W) or (H, W, 1) array is coded as RGB with three equal channels, and
     `decompress` returns it as (H, W, 3); an opaque (H, W, 4) array loses its alpha channel.
@@ -99,7 +100,8 @@ def compress(image: Image, model: str | None = None, order: str = "interleaved",
 
     pixels = as_rgb_array(image)
     with using_engine(engine):
-        made = compressor(model, order=order, mode=mode, tokenizer=tokenizer, coder=coder)
+        made = compressor(model, order=order, mode=mode, tokenizer=tokenizer, coder=coder,
+                          context=context)
         return made.compress_with_stats(pixels, progress).data
 
 
@@ -238,14 +240,14 @@ def load_images(paths: Sequence[str] | None = None, count: int | None = None, se
 def bench(images: Sequence[Any], compressors: Sequence[Any], *, verify: bool = True,
           estimate: bool = False, seed: int | None = None, model: str | None = None,
           mode: str | None = None, tokenizer: str | None = None, coder: str | None = None,
-          workers: int = 1, threads: int | None = None, engine: str = "auto",
+          context: int | None = None, workers: int = 1, threads: int | None = None, engine: str = "auto",
           preprocessing: str = "none",
           progress: Callable[[str, str], None] | None = None,
           log: str | Path | None = None, show_progress: bool = False,
           note: Callable[[str], None] | None = None):
     """Run compressors on images (RGB arrays or `load_images` results) and return a
     `BenchResult` (`.to_dict()` is what `igc bench --json` prints). `compressors`: names or
-    instances; names are made with `model`, `mode`, `tokenizer` and `coder`. `workers` > 1
+    instances; names are made with `model`, `mode`, `tokenizer`, `coder` and `context`. `workers` > 1
     shards the images over processes of this machine (names only), `threads` torch threads
     each. Launched as one rank of several (torchrun: RANK, WORLD_SIZE, MASTER_ADDR and
     MASTER_PORT set), this process benches its shard and returns the merged result on rank 0,
@@ -260,7 +262,8 @@ def bench(images: Sequence[Any], compressors: Sequence[Any], *, verify: bool = T
     if workers < 1:
         raise UsageError(f"--workers must be at least 1, got {workers}")
     named = bool(compressors) and isinstance(compressors[0], str)
-    made_with = {"model": model, "mode": mode, "tokenizer": tokenizer, "coder": coder}
+    made_with = {"model": model, "mode": mode, "tokenizer": tokenizer, "coder": coder,
+                 "context": context}
     grouped = {"log": log, "show_progress": show_progress, "note": note, "progress": progress}
     if workers > 1 and distributed.launched():
         raise UsageError("--workers N starts processes on this machine; launched by torchrun, "

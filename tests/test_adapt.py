@@ -186,3 +186,30 @@ def test_the_committed_mode_1_file_decodes():
     assert (header.context, header.numerics, header.version) == (1, 2, 5)
     want = np.asarray(Image.open(FIXTURE.with_suffix(".png")))
     np.testing.assert_array_equal(codec.decode(FIXTURE.read_bytes()), want)
+
+
+def test_the_estimate_of_mode_1_is_the_encoders_model_bits(tiny):
+    """--estimate cannot take its one parallel pass in mode 1: it steps the encoder's loop."""
+    codec = compose(tiny, context=1, batch=5)
+    image = smooth_image(12, 21, seed=6)
+    assert codec.estimate_bits(image) == codec.encode(image).model_bits
+    alone = compose(tiny, context=0)
+    assert alone.estimate_bits(image) == pytest.approx(alone.encode(image).model_bits, rel=1e-3)
+
+
+def test_compress_takes_the_context_mode_and_info_names_it(tiny, tmp_path):
+    from helpers import invoke
+    from PIL import Image
+
+    Image.fromarray(smooth_image(16, 16, seed=8)).save(tmp_path / "a.png")  # 16 tiles of 4x4
+    for mode in ("0", "1", None):
+        out = tmp_path / f"a{mode}.igc"
+        args = ["compress", str(tmp_path / "a.png"), "-m", tiny, "-o", str(out)]
+        result = invoke(*(args + (["--context", mode] if mode else [])))
+        assert result.exit_code == 0, result.output
+        assert container.unpack(out.read_bytes())[0].context == int(mode or 1)
+    info = invoke("info", str(tmp_path / "a1.igc"))
+    assert "mode 1: tiles coded alone, the model adapted" in info.output
+    bad = invoke("compress", str(tmp_path / "a.png"), "-m", tiny, "-o", str(tmp_path / "b.igc"),
+                 "--context", "3")
+    assert bad.exit_code != 0 and not (tmp_path / "b.igc").exists()

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from igc.cli.errors import handle_errors
+from igc.cli.files import CONTEXT
 
 DEFAULT_COMPRESSORS = "imagegpt,png,zstd,webp,jxl"
 GALLERY_CROP = 64
@@ -44,6 +45,7 @@ def bench(
                                   help="Model-based compressors: report the model's code length "
                                        "from one parallel pass instead of writing files (fast)."),
     threads: int = typer.Option(None, "--threads", help="CPU threads for the model."),
+    context: int = CONTEXT,
     mode: str = typer.Option(None, "--mode",
                              help="Palette (513-token) models: 'lossless' (default: palette "
                                   "indices + exact residuals) or 'palette' (lossy, indices "
@@ -111,7 +113,8 @@ def bench(
         api.check_reporter(reporter)  # an unknown name fails before any work
     threads = threads or None  # 0: leave torch's default
     api.set_threads(threads)
-    made_with = {"model": model, "mode": mode, "tokenizer": tokenizer, "coder": coder}
+    made_with = {"model": model, "mode": mode, "tokenizer": tokenizer, "coder": coder,
+                 "context": context}
     made, unavailable = api.create_compressors(names, **made_with)  # before reading any image
     loaded, preprocessing = api.load_images(images, count, seed, crop or None,
                                             default_count=DEFAULT_COUNT, paper_size=paper_size)

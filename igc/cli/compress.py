@@ -8,6 +8,7 @@ import typer
 
 from igc.cli.errors import handle_errors
 from igc.cli.files import (
+    CONTEXT,
     ENGINE,
     FORCE,
     QUIET,
@@ -59,6 +60,7 @@ def compress(
     paper_size: bool = typer.Option(False, "--paper-size",
                                     help="Resize the image to 32×32 first (ImageGPT paper "
                                          "setting; the file holds the resized image)."),
+    context: int = CONTEXT,
     threads: int = THREADS,
     engine: str = ENGINE,
     quiet: bool = QUIET,
@@ -87,7 +89,7 @@ def compress(
     if any(not j.error for j in jobs):
         with reporter.status("loading the model"):
             comp = api.compressor(model, order=order, mode=mode, tokenizer=tokenizer,
-                                  coder=coder)
+                                  coder=coder, context=context)
 
     def work(job: Job, report: Output) -> list[str]:
         loaded = _load(job)

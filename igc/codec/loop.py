@@ -131,6 +131,19 @@ class Encoding:
         self.bits += dist.ideal_bits(symbols, self.coder)
 
 
+class Measuring:
+    """An estimate's action: sum the model bits of the known symbols, coding nothing (for a
+    mode whose probabilities only the stepped loop computes)."""
+
+    decodes = False
+
+    def __init__(self, coder: Any) -> None:
+        self.coder, self.bits = coder, 0.0
+
+    def __call__(self, dist: Distributions, symbols: np.ndarray) -> None:
+        self.bits += dist.ideal_bits(symbols, self.coder)
+
+
 class Decoding:
     """The decoder's action: the symbols coded with these distributions."""
 

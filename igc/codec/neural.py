@@ -183,13 +183,18 @@ class NeuralCodec:
                       ) -> float:
         """Range-code the coded positions of every tile; returns the model bits spent.
         `progress(done, total)` is told the tokens coded after every step."""
-        job = Job(tok.tokens, tok.coded, Encoding(encoder, self.coder))
+        return self._step_tokens(tok, Encoding(encoder, self.coder), progress)
+
+    def _step_tokens(self, tok: TokenizedImage, action, progress: Progress | None = None
+                     ) -> float:
+        """Step the encoder's plan of `tok`, taking `action` at every coded position."""
+        job = Job(tok.tokens, tok.coded, action)
         n, shape = len(tok.tokens), (tok.height, tok.width)
         loop.run(self.model, self.model.numerics, self.tokenizer.start_token,
                  loop.batches(job, self.batch_for(n, shape), self.lane_for(n, shape)),
                  Counter(progress, int(tok.coded.sum())), self.geometry(tok.tokens.shape[1]),
                  self._adaptation(self.model.numerics, self.context_for(n)))
-        return job.action.bits
+        return action.bits
 
     def _adaptation(self, numerics: int, context: int):
         """One image's adaptation in context mode `context` (None for mode 0)."""
@@ -263,13 +268,20 @@ class NeuralCodec:
     # -- estimate ---------------------------------------------------------------------------
     def estimate_bits(self, image: Image) -> float:
         """Model bits from one parallel pass: fast, but not what the coder uses bit for bit (the
-        residuals' bits, after a lossy tokenizer, are exact)."""
+        residuals' bits, after a lossy tokenizer, are exact). In context mode 1 only the stepped
+        loop knows the probabilities: the bits are then exactly a file's model bits, at the
+        cost of an encode without the coder."""
         tok = self.tokenizer.encode(image)
-        bits = self.one_shot_bits(tok)
+        bits = self.one_shot_bits(tok) if not self.context_for(len(tok.tokens)) else \
+            self.stepped_bits(tok)
         if self.residual:
             approximation = self.tokenizer.decode(tok.tokens, tok.height, tok.width)
             bits += residual.ideal_bits(image, approximation, self.coder)
         return bits
+
+    def stepped_bits(self, tok: TokenizedImage) -> float:
+        """The model bits the encoder would spend on `tok`, through the encoder's own loop."""
+        return self._step_tokens(tok, loop.Measuring(self.coder))
 
     def one_shot_bits(self, tok: TokenizedImage) -> float:
         inputs = np.concatenate(
