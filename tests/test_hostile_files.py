@@ -123,7 +123,7 @@ def test_encoders_write_no_file_beyond_the_budget(monkeypatch):
     1024x1024 image; the batch is now cut so that a CPU decodes it within the budget."""
     from igc.plugins.compose import model_compressor
 
-    codec = model_compressor("igc-rgb16-v2").codec
+    codec = model_compressor("igc-rgb16-v2", context=0).codec  # mode 1 batches small anyway
     monkeypatch.setattr(type(codec.model), "batched_engine", lambda self, numerics: True)
     assert codec.batch_for(4096) == 4096  # without the image's size: the GPU's batch
     batch = codec.batch_for(4096, (1024, 1024))
@@ -139,12 +139,14 @@ def test_encoders_write_no_file_beyond_the_budget(monkeypatch):
 
 
 def test_default_batches_are_unchanged_for_ordinary_images():
-    """Files of a Kodak-sized image keep their batch of 256 with either shipped model."""
+    """Files of a Kodak-sized image keep their batch of 256 in context mode 0 with either
+    shipped model; mode 1, the default, batches 32 tiles."""
     from igc.plugins.compose import model_compressor
 
     for name in ("igc-rgb16-v2", "igc-rgb16-w256"):
-        codec = model_compressor(name).codec
+        codec = model_compressor(name, context=0).codec
         assert codec.batch_for(1536, (512, 768)) == 256, name
+        assert model_compressor(name).codec.batch_for(1536, (512, 768)) == 32, name
 
 
 def test_an_image_whose_decode_cannot_fit_is_refused_by_the_encoder(monkeypatch):

@@ -41,6 +41,9 @@ DEFAULT_BATCH = 256
 # context mode 1 (the model adapted to the image) is what new files use by default, on images of
 # at least this many tiles: on fewer it has too few steps to learn (docs/design.md)
 ADAPT_MIN_TILES = 16
+# mode 1's default batch: it learns after every step, so smaller batches learn more often, and
+# two lanes of 16 tiles keep two cores busy with key/value caches that fit the L3 (docs/speed.md)
+ADAPT_BATCH = 32
 REGIONS = 8
 __all__ = ["DEFAULT_BATCH", "EncodeResult", "NeuralCodec", "Progress"]
 
@@ -98,7 +101,7 @@ class NeuralCodec:
     where the model can be adapted and the image has ADAPT_MIN_TILES tiles, else 0.
     """
 
-    def __init__(self, model, coder, order: str = "interleaved", batch: int = DEFAULT_BATCH,
+    def __init__(self, model, coder, order: str = "interleaved", batch: int | None = None,
                  lane: int | None = None, *, tokenizer=None, residual: bool = False,
                  plugin: str | None = None, distributions: dict[str, str] | None = None,
                  context: int | None = None):
@@ -109,7 +112,7 @@ class NeuralCodec:
         self.coder = coder
         self.tokenizer = tokenizer or SubpixelTokenizer(order=order, model=model)
         self.order = self.tokenizer.order
-        self.batch = batch or DEFAULT_BATCH
+        self.batch = batch  # None: DEFAULT_BATCH, or ADAPT_BATCH in context mode 1
         self.lane = lane  # tiles per lane; None: igc.codec.lanes.lane_size of the first batch
         self.residual = bool(residual) and not self.tokenizer.lossless
         self.plugin = plugin or model.name
@@ -136,15 +139,17 @@ class NeuralCodec:
     # -- planning ---------------------------------------------------------------------------
     def batch_for(self, n_tiles: int, shape: tuple[int, int] | None = None) -> int:
         """Tiles per batch for encoding an image of `n_tiles` tiles (the header records it):
-        the codec's batch, or with a GPU engine every tile of the image (up to GPU_TILES), which
-        is what lets the GPU step them all at once. Numerics 2 computes each tile's frequencies
+        the codec's batch; by default DEFAULT_BATCH, or ADAPT_BATCH in context mode 1, or in
+        mode 0 with a GPU engine every tile of the image (up to GPU_TILES), which is what lets
+        the GPU step them all at once. Numerics 2 computes each tile's frequencies in mode 0
         independently of its batch, so any decoder reads either. Given the image's (height,
         width), the batch is cut to what a decoder holds within the memory budget
         (igc.codec.memory.fitting_batch)."""
-        batch = self.batch
-        if (self.batch == DEFAULT_BATCH and isinstance(self.model, BatchedEngine)
+        adapted = self.context_for(n_tiles) != 0
+        batch = self.batch or (ADAPT_BATCH if adapted else DEFAULT_BATCH)
+        if (self.batch is None and not adapted and isinstance(self.model, BatchedEngine)
                 and self.model.batched_engine(self.model.numerics)):
-            batch = max(self.batch, min(n_tiles, GPU_TILES))
+            batch = max(batch, min(n_tiles, GPU_TILES))
         if shape is not None:
             batch = memory.fitting_batch(self.model, self.tokenizer, *shape,
                                          self.model.numerics, batch)
@@ -160,6 +165,16 @@ class NeuralCodec:
             return self.context
         adaptable = adapt.head_of(self.model, self.model.numerics) is not None
         return adapt.MODE if adaptable and n_tiles >= ADAPT_MIN_TILES else 0
+
+    @property
+    def context_choice(self) -> str | None:
+        """How new files pick their context mode, in words (bench rows record it); None for a
+        model that has only mode 0 and was not asked for it."""
+        if self.context is not None:
+            return f"mode {self.context}"
+        if adapt.head_of(self.model, self.model.numerics) is None:
+            return None
+        return f"mode 1 on images of {ADAPT_MIN_TILES}+ tiles, else 0"
 
     def geometry(self, tokens: int) -> Geometry:
         """Where the tokens of a tile of `tokens` positions lie (given to the model's start)."""

@@ -32,7 +32,8 @@ class ModelCompressor:
                 "parameters": getattr(self.model, "parameters", None),
                 "tile": self.codec.tokenizer.tile, "tokenizer": self.codec.tokenizer.name,
                 "mode": self.codec.mode, "plugin": self.codec.plugin,
-                "coder": self.codec.coder.name, **numerics_info(self.model)}
+                "coder": self.codec.coder.name, "context": self.codec.context_choice,
+                **numerics_info(self.model)}
 
     def compress(self, image: Image) -> bytes:
         return self.codec.encode(image).data

@@ -9,7 +9,11 @@ import numpy as np
 from numba import njit
 
 from igc.engines.integer import FX, SCORE_FRAC, SCORE_LIM, TOTAL_BITS
-from igc.engines.integer_cpu import _OPTS, _bit_length, _exp2_neg, _floor_div, _shift_round_small
+from igc.engines.scalars import OPTS as _OPTS
+from igc.engines.scalars import bit_length as _bit_length
+from igc.engines.scalars import exp2_neg as _exp2_neg
+from igc.engines.scalars import floor_div as _floor_div
+from igc.engines.scalars import shift_round_small as _shift_round_small
 
 Q = SCORE_FRAC
 

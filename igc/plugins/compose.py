@@ -13,7 +13,7 @@ import re
 from functools import lru_cache
 from typing import Any
 
-from igc.codec.neural import DEFAULT_BATCH, NeuralCodec
+from igc.codec.neural import NeuralCodec
 from igc.core import container
 from igc.core.protocols import Coder, Compressor, Model, Tokenizer, conform
 from igc.errors import CodecUnavailable, ModelError, ModelMismatchError, PluginError, UsageError
@@ -110,7 +110,7 @@ def compose(model: str | None = None, *, plugin: str | None = None, tokenizer: s
                                                    ("coder", c.name), ("model", plugin))
                      if (dist := container.recordable_distribution(
                          registry.distribution(kind, name)))}
-    return NeuralCodec(m, c, order, batch or getattr(tok, "batch", None) or DEFAULT_BATCH, lane,
+    return NeuralCodec(m, c, order, batch or getattr(tok, "batch", None), lane,
                        tokenizer=tok, residual=residual, plugin=plugin,
                        distributions=distributions, context=context)
 

@@ -29,6 +29,8 @@ def model_note(name: str, info: dict, summary: dict | None) -> str:
     if info.get("numerics") is not None:
         engine = f", engine {info['engine']}" if info.get("engine") else ""
         parts.append(f"numerics {info['numerics']}: {info.get('numerics_name', '')}{engine}")
+    if info.get("context"):
+        parts.append(f"context {info['context']}")
     text = f"{name}: model {info['model']} ({', '.join(parts)})"
     s = summary or {}
     if s.get("model_bits_per_subpixel") is not None:
