@@ -43,7 +43,8 @@ def bench(
                                 help="Decode lossless outputs and compare pixels."),
     estimate: bool = typer.Option(False, "--estimate",
                                   help="Model-based compressors: report the model's code length "
-                                       "from one parallel pass instead of writing files (fast)."),
+                                       "instead of writing files: from one parallel pass (fast), "
+                                       "or in context mode 1 from the encoder's steps."),
     threads: int = typer.Option(None, "--threads", help="CPU threads for the model."),
     context: int = CONTEXT,
     mode: str = typer.Option(None, "--mode",
