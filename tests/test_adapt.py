@@ -213,3 +213,32 @@ def test_compress_takes_the_context_mode_and_info_names_it(tiny, tmp_path):
     bad = invoke("compress", str(tmp_path / "a.png"), "-m", tiny, "-o", str(tmp_path / "b.igc"),
                  "--context", "3")
     assert bad.exit_code != 0 and not (tmp_path / "b.igc").exists()
+
+
+def test_threads_and_lanes_do_not_change_a_mode_1_file(tiny):
+    """Lanes step on threads; the adaptation sums their rows as integers, so neither the lane
+    size an encoder picks nor the decoder's thread count can change what it computes."""
+    import torch
+
+    image = smooth_image(13, 26, seed=9)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = compose(tiny, context=1, batch=6, lane=6).encode(image)
+        torch.set_num_threads(2)
+        two = compose(tiny, context=1, batch=6, lane=2).encode(image)
+        assert one.model_bits == two.model_bits
+        np.testing.assert_array_equal(compose(tiny).decode(one.data), image)
+        torch.set_num_threads(1)
+        np.testing.assert_array_equal(compose(tiny).decode(two.data), image)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_several_mode_1_files_decode_together_each_with_its_own_state(tiny):
+    codec = compose(tiny, context=1, batch=4)
+    images = [smooth_image(9, 14, seed=s) for s in (1, 2, 3)]
+    datas = [r.data for r in codec.encode_many(images)]
+    assert datas == [codec.encode(im).data for im in images]
+    for got, want in zip(codec.decode_many(datas), images, strict=True):
+        np.testing.assert_array_equal(got, want)
