@@ -189,6 +189,15 @@ class OnlineAdaptation:
                                U_MAX)
 
 
+def state_bytes(rows: int, channels: int, vocab: int) -> int:
+    """Memory of an adaptation stepping `rows` tiles: its state (int64, and the float64 copy of
+    one class's head a step makes) and a step's arrays (logits, hidden, u, j, w, frequencies,
+    head product and scaled residuals per row)."""
+    inputs = channels + 1
+    return 8 * (CLASSES * (vocab * inputs + KNOTS + 1) + 2 * vocab * inputs
+                + rows * (8 * vocab + 3 * inputs))
+
+
 def _kernels():
     """igc.engines.adapt_cpu (numba), or None where numba is missing (the NumPy rules then)."""
     try:

@@ -7,7 +7,8 @@ state is made, `check_decode` adds up
 
     layout  = positions x LAYOUT_BYTES          (tokens, coded flags, padding sources, the gather
                                                  that rebuilds the image; positions = tiles x L)
-    state   = model.state_bytes(min(batch, tiles), steps, numerics)   (every lane of one batch)
+    state   = model.state_bytes(min(batch, tiles), steps, numerics)   (every lane of one batch;
+              in context mode 1 plus the adaptation's state and arrays, igc.codec.adapt)
 
 and refuses the file in one line when the sum exceeds the budget ($IGC_MAX_DECODE_MEMORY, default
 2 GiB; the model's weights are not counted). Encoders choose a batch that fits the default budget
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import os
 
+from igc.codec import adapt
 from igc.errors import UsageError
 
 MEMORY_ENV = "IGC_MAX_DECODE_MEMORY"
@@ -78,8 +80,11 @@ def decode_bytes(model, tokenizer, header, engine: str | None = None) -> tuple[i
     """(layout bytes, state bytes, tiles per batch) of decoding `header`'s file."""
     tiles, length, steps = geometry(tokenizer, header.height, header.width)
     rows = min(header.batch, tiles)
-    return (tiles * length * LAYOUT_BYTES,
-            model_state(model, rows, steps, header.numerics, engine), rows)
+    state = model_state(model, rows, steps, header.numerics, engine)
+    head = adapt.head_of(model, header.numerics) if header.context == adapt.MODE else None
+    if head is not None:  # context mode 1's state and arrays
+        state += adapt.state_bytes(rows, head[0], head[1])
+    return tiles * length * LAYOUT_BYTES, state, rows
 
 
 def check_decode(model, tokenizer, header, error: type[Exception],
