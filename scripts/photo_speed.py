@@ -1,0 +1,106 @@
+"""A whole photograph through igc and JPEG-XL e9 in one run: the speed issue's ratio.
+
+    python scripts/photo_speed.py [kodim23] [--model igc-rgb16-v2] [--threads 2]
+        [--modes 0,1] [--json out.json]
+
+For each context mode asked for, the image is compressed and decompressed by igc's codec (the
+real file, its pixels compared), with the batch each mode writes by default (256 tiles in mode 0,
+32 in mode 1). JPEG-XL lossless at effort 9 (imagecodecs) encodes and decodes the same pixels in
+the same run. Printed: seconds of each, igc's subpixels per second, and igc's time over
+JPEG-XL's (encode + decode against encode + decode).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve()
+KODAK = next((p / "shared" / "data" / "kodak" for p in HERE.parents[1:4]
+              if (p / "shared" / "data" / "kodak").is_dir()), HERE.parents[2] / "shared" / "data"
+             / "kodak")
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def timed(fn, *args):
+    start = time.perf_counter()
+    out = fn(*args)
+    return out, time.perf_counter() - start
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog=__doc__.split("\n", 2)[2])
+    ap.add_argument("image", nargs="?", default="kodim23")
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--modes", default="0,1")
+    ap.add_argument("--json", type=Path, default=None)
+    a = ap.parse_args()
+
+    import imagecodecs
+    from PIL import Image
+
+    from igc.api import set_threads
+    from igc.core import container
+    from igc.plugins.compose import compose
+
+    set_threads(a.threads)
+    path = Path(a.image) if Path(a.image).suffix else KODAK / f"{a.image}.png"
+    image = np.ascontiguousarray(np.asarray(Image.open(path).convert("RGB")))
+    subpixels = image.size
+    load_before = os.getloadavg()[0]
+
+    jxl, jxl_encode = timed(lambda: imagecodecs.jpegxl_encode(image, lossless=True, effort=9))
+    back, jxl_decode = timed(imagecodecs.jpegxl_decode, jxl)
+    assert np.array_equal(back, image)
+    rows = [{"codec": "jpegxl-e9", "bytes": len(jxl), "encode_s": jxl_encode,
+             "decode_s": jxl_decode}]
+    print(f"{path.name} {image.shape[1]}x{image.shape[0]}; CPU {cpu_model()}; {a.threads} "
+          f"threads; load {load_before:.2f}")
+    print(f"  JPEG-XL e9: {len(jxl):,} bytes, encode {jxl_encode:.2f} s, decode "
+          f"{jxl_decode:.3f} s")
+    for mode in (int(m) for m in a.modes.split(",")):
+        codec = compose(a.model, context=mode)
+        codec.encode(image[:32, :32])  # compile the kernels outside the timing
+        result, encode_s = timed(codec.encode, image)
+        header = container.unpack(result.data)[0]
+        pixels, decode_s = timed(codec.decode, result.data)
+        assert np.array_equal(pixels, image)
+        ratio = (encode_s + decode_s) / (jxl_encode + jxl_decode)
+        rows.append({"codec": f"igc mode {mode}", "model": codec.model.name,
+                     "batch": header.batch, "lane": header.lane, "bytes": len(result.data),
+                     "bpsp": 8 * len(result.data) / subpixels, "encode_s": encode_s,
+                     "decode_s": decode_s, "encode_subpixels_per_s": subpixels / encode_s,
+                     "decode_subpixels_per_s": subpixels / decode_s,
+                     "time_over_jpegxl": ratio})
+        print(f"  igc mode {mode} (batch {header.batch}, lanes of {header.lane}): "
+              f"{len(result.data):,} bytes ({8 * len(result.data) / subpixels:.4f} bpsp), "
+              f"encode {encode_s:.1f} s ({subpixels / encode_s:,.0f} subpixels/s), decode "
+              f"{decode_s:.1f} s ({subpixels / decode_s:,.0f}/s): {ratio:.0f}x JPEG-XL's time",
+              flush=True)
+    if a.json:
+        a.json.write_text(json.dumps({
+            "command": "python scripts/photo_speed.py " + " ".join(sys.argv[1:]),
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpu": cpu_model(),
+            "threads": a.threads, "load_before": load_before,
+            "load_after": os.getloadavg()[0], "image": path.name,
+            "subpixels": subpixels, "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
