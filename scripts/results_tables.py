@@ -154,10 +154,58 @@ def startup_block(data: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _plain_note(data: dict) -> str:
+    """The run line of a script's JSON: its command, date, CPU and load, where recorded."""
+    note = [f"command `{data['command']}`"] if "command" in data else []
+    if "date" in data:
+        note.append(f"date {data['date']} (end of the run)")
+    if "cpu" in data:
+        note.append(f"CPU {data['cpu']}")
+    if "threads" in data:
+        note.append(f"{data['threads']} threads")
+    if "load_before" in data:
+        note.append(f"load average {data['load_before']:.2f} before, "
+                    f"{data['load_after']:.2f} after (1 min)")
+    return f"- Run: {'; '.join(note)}.\n"
+
+
+def adapt_block(data: dict) -> str:
+    """`python scripts/adapt_files.py --json`: context mode 0 against 1, per image."""
+    lines = ["| image | mode 0, model bits | mode 1, model bits | change | mode 1, file |",
+             "|---|---:|---:|---:|---:|"]
+    for row in data["images"]:
+        change = 100 * (row["mode1_bpsp"] / row["mode0_bpsp"] - 1)
+        lines.append(f"| {row['image']} | {row['mode0_bpsp']:.4f} | {row['mode1_bpsp']:.4f} | "
+                     f"{change:+.2f}% | {row['mode1_file_bpsp']:.4f} |")
+    change = 100 * (data["mode1_bpsp"] / data["mode0_bpsp"] - 1)
+    lines.append(f"| **all {len(data['images'])}** | **{data['mode0_bpsp']:.4f}** | "
+                 f"**{data['mode1_bpsp']:.4f}** | **{change:+.2f}%** | "
+                 f"**{data['mode1_file_bpsp']:.4f}** |")
+    lines += ["", f"Model {data['model']}, bits per subpixel over all subpixels.", ""]
+    return "\n".join(lines) + "\n" + _plain_note(data)
+
+
+def photo_block(data: dict) -> str:
+    """`python scripts/photo_speed.py --json`: one photo through igc and JPEG-XL e9."""
+    lines = ["| codec | batch | bytes | bpsp | encode, s | decode, s | time / JPEG-XL's |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for row in data["rows"]:
+        bpsp = 8 * row["bytes"] / data["subpixels"]
+        ratio = f"{row['time_over_jpegxl']:.0f}×" if "time_over_jpegxl" in row else ""
+        lines.append(f"| {row['codec']} | {row.get('batch', '')} | {_n(row['bytes'])} | "
+                     f"{bpsp:.4f} | {row['encode_s']:.2f} | {row['decode_s']:.2f} | {ratio} |")
+    lines += ["", f"Image {data['image']} ({_n(data['subpixels'])} subpixels).", ""]
+    return "\n".join(lines) + "\n" + _plain_note(data)
+
+
 def block(path: Path) -> str:
     data = json.loads(path.read_text())
     if "parts" in data:
         return startup_block(data)
+    if "mode0_bpsp" in data:
+        return adapt_block(data)
+    if "rows" in data and "subpixels" in data:
+        return photo_block(data)
     return speed_block(data) if "ratios" in data else bench_block(data)
 
 

@@ -93,21 +93,30 @@ def test_frequencies_are_a_table_and_learning_moves_the_state():
     assert np.abs(ad.head).max() <= adapt.U_MAX
 
 
-@pytest.mark.parametrize("rows,seed", [(1, 2), (9, 3), (40, 4)])
+@pytest.mark.parametrize("rows,seed", [(1, 2), (9, 3), (40, 4), (67, 5)])
 def test_the_numba_rules_are_the_numpy_definition(rows, seed):
     """igc.engines.adapt_cpu computes what adapt.py's NumPy lines define, bit for bit."""
+    from concurrent.futures import ThreadPoolExecutor
+
     fast = adapt.OnlineAdaptation(16, 256, 11)
     slow = adapt.OnlineAdaptation(16, 256, 11, fast=False)
+    split = adapt.OnlineAdaptation(16, 256, 11)  # rows split over three threads
+    split.pool, split.workers = ThreadPoolExecutor(3), 3
     assert fast.kernels is not None and slow.kernels is None
     for t, hidden, logits, symbols in _steps(rows, seed):
         logits[0, :5] = logits[0].max()  # ties for the largest
-        np.testing.assert_array_equal(fast.frequencies(t, hidden, logits),
-                                      slow.frequencies(t, hidden, logits), err_msg=f"step {t}")
+        want = slow.frequencies(t, hidden, logits)
+        np.testing.assert_array_equal(fast.frequencies(t, hidden, logits), want, f"step {t}")
+        np.testing.assert_array_equal(split.frequencies(t, hidden, logits), want, f"step {t}")
         coded = np.arange(rows) % 3 != 1
         fast.observe(coded, symbols[coded])
+        split.observe(coded, symbols[coded])
         slow.observe(np.flatnonzero(coded), symbols[coded])
-        for x, y in ((fast.temp, slow.temp), (fast.calib, slow.calib), (fast.head, slow.head)):
-            np.testing.assert_array_equal(x, y, err_msg=f"step {t}")
+        for other in (fast, split):
+            for x, y in ((other.temp, slow.temp), (other.calib, slow.calib),
+                         (other.head, slow.head)):
+                np.testing.assert_array_equal(x, y, err_msg=f"step {t}")
+    split.pool.shutdown()
     assert fast.head.any()
 
 

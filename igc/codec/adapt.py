@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from decimal import Decimal, localcontext
 from functools import lru_cache
+from itertools import pairwise
 
 import numpy as np
 
@@ -101,6 +102,9 @@ class OnlineAdaptation:
 
     def __init__(self, channels: int, vocab: int, norm_frac: int, fast: bool = True) -> None:
         self.kernels = _kernels() if fast else None  # None: the NumPy definition below
+        # threads for the kernels (the codec loop's lane pool): rows split into one part per
+        # worker; integer sums make the split invisible in the results
+        self.pool, self.workers = None, 1
         if channels > MAX_CHANNELS:
             raise ModelError(f"context mode {MODE} adapts models of at most {MAX_CHANNELS} "
                              f"channels, not {channels}")
@@ -117,12 +121,17 @@ class OnlineAdaptation:
         h1 = np.concatenate([hidden, np.full((len(hidden), 1), 1 << self.norm_frac)], axis=1)
         weights_t = np.ascontiguousarray(self.head[c].T, np.float64)
         if self.kernels is not None:
-            rows = logits.shape
-            u, j, w, f, head = (np.empty(rows, np.int64) for _ in range(5))
-            self.kernels.head_product(h1, weights_t, head)
-            self.kernels.predict(np.ascontiguousarray(logits, np.int64), head, self.temp[c],
-                                 self.calib[c], U_FRAC + self.norm_frac - Q, U_CLAMP,
-                                 log2_table(), u, j, w, f)
+            logits = np.ascontiguousarray(logits, np.int64)
+            u, j, w, f, head = (np.empty(logits.shape, np.int64) for _ in range(5))
+            table, k = log2_table(), self.kernels
+
+            def part(rows: slice) -> None:
+                k.head_product(h1[rows], weights_t, head[rows])
+                k.predict(logits[rows], head[rows], self.temp[c], self.calib[c],
+                          U_FRAC + self.norm_frac - Q, U_CLAMP, table, u[rows], j[rows],
+                          w[rows], f[rows])
+
+            self._each(part, len(logits))
             self._pending = (c, u, j, w, h1, f)
             return f
         head = (h1.astype(np.float64) @ weights_t).astype(np.int64)
@@ -150,11 +159,22 @@ class OnlineAdaptation:
             return
         if self.kernels is not None:
             index = np.flatnonzero(rows) if np.asarray(rows).dtype == bool else np.asarray(rows)
-            grad_g = np.zeros(KNOTS, np.int64)
-            scaled = np.empty((count, self.vocab), np.float64)
-            grad_a = self.kernels.gradients(index.astype(np.int64), symbols, f, u, j, w, h1,
-                                            Q_SHIFT, grad_g, scaled)
-            self._learn(c, grad_a, grad_g, scaled, h1[index], count)
+            index = index.astype(np.int64)
+            sums = []
+
+            def part(at: slice) -> None:
+                grad_g = np.zeros(KNOTS, np.int64)
+                scaled = np.empty((len(index[at]), self.vocab), np.float64)
+                grad_a = self.kernels.gradients(index[at], symbols[at], f, u, j, w, h1, Q_SHIFT,
+                                                grad_g, scaled)
+                grad_u = np.zeros(self.head[c].shape, np.int64)
+                self.kernels.head_gradient(scaled, np.ascontiguousarray(h1[index[at]]),
+                                           ROWS_EXACT, grad_u)
+                sums.append((grad_a, grad_g, grad_u))
+
+            self._each(part, count)
+            self._learn(c, sum(x[0] for x in sums), sum(x[1] for x in sums), None, None, count,
+                        grad_u=sum(x[2] for x in sums))
             return
         u, j, w, h1, f = u[rows], j[rows], w[rows], h1[rows], f[rows]
         r = -f
@@ -171,19 +191,30 @@ class OnlineAdaptation:
         self._learn(c, grad_a, grad_g, round_div(r << Q_SHIFT, norm).astype(np.float64), h1,
                     count)
 
-    def _learn(self, c: int, grad_a, grad_g: np.ndarray, scaled: np.ndarray, h1: np.ndarray,
-               count: int) -> None:
-        """Move class c's state by the step's mean gradients (summed over `count` rows)."""
+    def _each(self, part, rows: int) -> None:
+        """part(rows slice) over `rows` rows, split over the pool's workers (parts of at least
+        8 rows), or in one call."""
+        parts = min(self.workers, rows // 8) if self.pool is not None else 1
+        if parts <= 1:
+            part(slice(0, rows))
+            return
+        bounds = [rows * i // parts for i in range(parts + 1)]
+        for done in [self.pool.submit(part, slice(a, b)) for a, b in pairwise(bounds)]:
+            done.result()
+
+    def _learn(self, c: int, grad_a, grad_g: np.ndarray, scaled: np.ndarray | None,
+               h1: np.ndarray | None, count: int, grad_u: np.ndarray | None = None) -> None:
+        """Move class c's state by the step's mean gradients (summed over `count` rows); the
+        head's gradient is `grad_u`, or scaled.T @ h1 computed here."""
         self.temp[c] = np.clip(self.temp[c] + _mean_step(grad_a, LR_TEMP, count, Q), A_MIN,
                                A_MAX)
         self.calib[c] = np.clip(self.calib[c] + _mean_step(grad_g, LR_CALIB, count, Q), -G_MAX,
                                 G_MAX)
-        grad_u = np.zeros(self.head[c].shape, np.int64)
-        if self.kernels is not None:
-            self.kernels.head_gradient(scaled, np.ascontiguousarray(h1), ROWS_EXACT, grad_u)
-        for i in range(0, count if self.kernels is None else 0, ROWS_EXACT):
-            part = slice(i, i + ROWS_EXACT)
-            grad_u += (scaled[part].T @ h1[part].astype(np.float64)).astype(np.int64)
+        if grad_u is None:
+            grad_u = np.zeros(self.head[c].shape, np.int64)
+            for i in range(0, count, ROWS_EXACT):
+                part = slice(i, i + ROWS_EXACT)
+                grad_u += (scaled[part].T @ h1[part].astype(np.float64)).astype(np.int64)
         shift = TOTAL_BITS + Q_SHIFT - U_FRAC - self.norm_frac
         self.head[c] = np.clip(self.head[c] + _mean_step(grad_u, LR_HEAD, count, shift), -U_MAX,
                                U_MAX)

@@ -67,6 +67,7 @@ def lane_pool(lanes: int) -> Iterator[Executor | None]:
         else:
             with ThreadPoolExecutor(workers, thread_name_prefix="igc-lane",
                                     initializer=_one_thread_here) as pool:
+                pool.workers = workers  # for work split by thread rather than by lane
                 yield pool
     finally:
         if torch is not None and threads != 1:
