@@ -95,9 +95,10 @@ def bench_block(data: dict) -> str:
         if speed.get("encode_subpixels_per_second"):
             rates = (f"; encode {_n(speed['encode_subpixels_per_second'])} and decode "
                      f"{_n(speed.get('decode_subpixels_per_second') or 0)} subpixels per second")
+        context = f", context {m['context']}" if m.get("context") else ""
         lines.append(f"- Model of `{name}`: {m['model']} (fingerprint {m['fingerprint']}, "
                      f"{_n(m['parameters'])} parameters, numerics {m['numerics']}, engine "
-                     f"{m.get('engine', '?')}){rates}.")
+                     f"{m.get('engine', '?')}{context}){rates}.")
     lines.append(f"- Run: {run_note(env)}")
     return "\n".join(lines) + "\n"
 

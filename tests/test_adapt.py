@@ -251,3 +251,19 @@ def test_several_mode_1_files_decode_together_each_with_its_own_state(tiny):
     assert datas == [codec.encode(im).data for im in images]
     for got, want in zip(codec.decode_many(datas), images, strict=True):
         np.testing.assert_array_equal(got, want)
+
+
+def test_mode_1_batches_and_memory_are_bounded(tiny):
+    """A step's gradient sums are exact in int64 only up to MAX_ROWS tiles: encoders never write
+    more, decoders refuse more; the memory budget counts the adaptation's arrays."""
+    from igc.codec import memory
+
+    codec = compose(tiny, context=1, batch=10**6)
+    assert codec.batch_for(10**6) == adapt.MAX_ROWS
+    header = container.unpack(compose(tiny, context=1).encode(smooth_image(8, 8)).data)[0]
+    with pytest.raises(FormatError, match="steps at most 65536 tiles at once"):
+        codec.check_model(dataclasses.replace(header, batch=adapt.MAX_ROWS + 1))
+    big = dataclasses.replace(header, height=400, width=400, batch=256)
+    alone = memory.decode_bytes(codec.model, codec.tokenizer, dataclasses.replace(big, context=0))
+    adapted = memory.decode_bytes(codec.model, codec.tokenizer, big)
+    assert adapted[1] - alone[1] == adapt.state_bytes(256, 32, 256) > 256 * 256 * 8 * 8

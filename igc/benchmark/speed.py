@@ -65,12 +65,14 @@ def backend_registry() -> Registry:
 
 
 def backend_codec(name: str, spec: str | None, batch: int | None = None):
-    """The codec timed as backend `name`, composed like any other (igc/plugins/compose.py)."""
+    """The codec timed as backend `name`, composed like any other (igc/plugins/compose.py).
+    Every backend codes in context mode 0, the model alone, so that they do the same work
+    (mode 1's adaptation, which only the integer step has, is timed by scripts/photo_speed.py)."""
     if name not in BACKENDS:
         raise UsageError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")
     plugin = HF_PLUGIN if name == "hf" else "imagegpt"
     codec = compose(spec, plugin=plugin, batch=batch or DEFAULT_BATCH,
-                    numerics=FUSED.number if name == "igc" else None,
+                    numerics=FUSED.number if name == "igc" else None, context=0,
                     registry=backend_registry())
     if name == "int" and codec.model.numerics != INTEGER.number:
         raise UsageError(f"model {codec.model.name!r} has no integer numerics (quick-GELU "

@@ -56,6 +56,8 @@ Q_SHIFT = 20  # fraction bits of the NLMS-scaled residual
 ROWS_EXACT = 4096  # rows per float64 product of the head's gradient (sums stay below 2**53)
 SUM_LIM = 1 << 52  # a step's summed gradients saturate here (no int64 overflow)
 MAX_CHANNELS = 511  # wider heads would break the 2**53 bound of U·h
+MAX_ROWS = 1 << 16  # tiles per step: every sum of a step's gradients then fits int64 exactly
+MAX_PARTS = 16  # row parts a step splits into across threads (each holds a head gradient)
 # learning rates as (numerator, shift): lr = numerator / 2**shift, per step's mean gradient;
 # tuned on McMaster photographs (training data) at batches of 32 (docs/design.md)
 LR_TEMP = (5, 9)  # 0.0098
@@ -74,8 +76,8 @@ def log2_table() -> np.ndarray:
 
 
 def log2_q12(v: np.ndarray) -> np.ndarray:
-    """log2(v) in Q12 of integers v >= 1: the bit length plus the table at 12 mantissa bits
-    (truncated)."""
+    """log2(v) in Q12 of integers v >= 1: 4096 (bit_length(v) - 1) plus LOG2 at the 12 bits
+    after the leading one (truncated)."""
     v = np.asarray(v, np.int64)
     n = np.zeros(v.shape, np.int64)
     w = v.copy()
@@ -173,8 +175,8 @@ class OnlineAdaptation:
                 sums.append((grad_a, grad_g, grad_u))
 
             self._each(part, count)
-            self._learn(c, sum(x[0] for x in sums), sum(x[1] for x in sums), None, None, count,
-                        grad_u=sum(x[2] for x in sums))
+            self._learn(c, np.int64(sum(x[0] for x in sums)), sum(x[1] for x in sums), None,
+                        None, count, grad_u=sum(x[2] for x in sums))
             return
         u, j, w, h1, f = u[rows], j[rows], w[rows], h1[rows], f[rows]
         r = -f
@@ -194,7 +196,7 @@ class OnlineAdaptation:
     def _each(self, part, rows: int) -> None:
         """part(rows slice) over `rows` rows, split over the pool's workers (parts of at least
         8 rows), or in one call."""
-        parts = min(self.workers, rows // 8) if self.pool is not None else 1
+        parts = min(self.workers, rows // 8, MAX_PARTS) if self.pool is not None else 1
         if parts <= 1:
             part(slice(0, rows))
             return
@@ -225,7 +227,7 @@ def state_bytes(rows: int, channels: int, vocab: int) -> int:
     one class's head a step makes) and a step's arrays (logits, hidden, u, j, w, frequencies,
     head product and scaled residuals per row)."""
     inputs = channels + 1
-    return 8 * (CLASSES * (vocab * inputs + KNOTS + 1) + 2 * vocab * inputs
+    return 8 * (CLASSES * (vocab * inputs + KNOTS + 1) + (2 + MAX_PARTS) * vocab * inputs
                 + rows * (8 * vocab + 3 * inputs))
 
 

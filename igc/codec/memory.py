@@ -80,10 +80,8 @@ def decode_bytes(model, tokenizer, header, engine: str | None = None) -> tuple[i
     """(layout bytes, state bytes, tiles per batch) of decoding `header`'s file."""
     tiles, length, steps = geometry(tokenizer, header.height, header.width)
     rows = min(header.batch, tiles)
-    state = model_state(model, rows, steps, header.numerics, engine)
-    head = adapt.head_of(model, header.numerics) if header.context == adapt.MODE else None
-    if head is not None:  # context mode 1's state and arrays
-        state += adapt.state_bytes(rows, head[0], head[1])
+    state = (model_state(model, rows, steps, header.numerics, engine)
+             + adaptation_bytes(model, rows, header.numerics, header.context))
     return tiles * length * LAYOUT_BYTES, state, rows
 
 
@@ -100,16 +98,28 @@ def check_decode(model, tokenizer, header, error: type[Exception],
             f"{size(layout)}), more than the budget of {size(limit)} (set {MEMORY_ENV} to raise it)")
 
 
-def fitting_batch(model, tokenizer, height: int, width: int, numerics: int, wanted: int) -> int:
+def adaptation_bytes(model, rows: int, numerics: int, context: int) -> int:
+    """Context mode 1's state and per-step arrays for `rows` tiles (0 in mode 0)."""
+    head = adapt.head_of(model, numerics) if context == adapt.MODE else None
+    return 0 if head is None else adapt.state_bytes(rows, head[0], head[1])
+
+
+def fitting_batch(model, tokenizer, height: int, width: int, numerics: int, wanted: int,
+                  context: int = 0) -> int:
     """The largest batch up to `wanted` whose decode fits DEFAULT_BUDGET on the default CPU
     engine (at least 1; `check_decode` refuses an image too large for even that)."""
     tiles, length, steps = geometry(tokenizer, height, width)
     rows = min(wanted, tiles)
     spare = DEFAULT_BUDGET - tiles * length * LAYOUT_BYTES
-    per_tile = model_state(model, 1, steps, numerics, ENCODER_ENGINE)
-    if per_tile <= 0 or rows * per_tile <= spare:
+
+    def state(n: int) -> int:
+        return (model_state(model, n, steps, numerics, ENCODER_ENGINE)
+                + adaptation_bytes(model, n, numerics, context))
+
+    per_tile = state(1)
+    if per_tile <= 0 or state(rows) <= spare:
         return wanted
     fit = max(1, spare // per_tile)
-    while fit > 1 and model_state(model, fit, steps, numerics, ENCODER_ENGINE) > spare:
+    while fit > 1 and state(fit) > spare:
         fit -= 1
     return int(fit)

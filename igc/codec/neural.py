@@ -147,12 +147,15 @@ class NeuralCodec:
         (igc.codec.memory.fitting_batch)."""
         adapted = self.context_for(n_tiles) != 0
         batch = self.batch or (ADAPT_BATCH if adapted else DEFAULT_BATCH)
+        if adapted:
+            batch = min(batch, adapt.MAX_ROWS)
         if (self.batch is None and not adapted and isinstance(self.model, BatchedEngine)
                 and self.model.batched_engine(self.model.numerics)):
             batch = max(batch, min(n_tiles, GPU_TILES))
         if shape is not None:
             batch = memory.fitting_batch(self.model, self.tokenizer, *shape,
-                                         self.model.numerics, batch)
+                                         self.model.numerics, batch,
+                                         self.context_for(n_tiles))
         return batch
 
     def lane_for(self, n_tiles: int, shape: tuple[int, int] | None = None) -> int:
@@ -328,6 +331,9 @@ class NeuralCodec:
             raise FormatError(f"file uses context mode {header.context} (the model adapted to "
                               f"the image), which model {self.model.name!r} cannot compute under "
                               f"numerics {header.numerics}")
+        if header.context == adapt.MODE and header.batch > adapt.MAX_ROWS:
+            raise FormatError(f"corrupted header: context mode {header.context} steps at most "
+                              f"{adapt.MAX_ROWS} tiles at once, not {header.batch}")
         if header.tile != self.tokenizer.tile or header.order != self.order:
             raise FormatError(f"file uses {header.tile}px tiles in {header.order} order; model "
                               f"{self.model.name!r} codes {self.tokenizer.tile}px tiles in "
@@ -343,7 +349,8 @@ class NeuralCodec:
         n_tiles = math.prod(self.tokenizer.grid(height, width))
         probe = container.Header(height, width, self.tokenizer.tile, "", "0" * 16, 0, b"", 0,
                                  self.batch_for(n_tiles, (height, width)),
-                                 numerics=self.model.numerics)
+                                 numerics=self.model.numerics,
+                                 context=self.context_for(n_tiles))
         memory.check_decode(self.model, self.tokenizer, probe, ImageError,
                             limit=memory.DEFAULT_BUDGET, engine=memory.ENCODER_ENGINE)
 
