@@ -15,24 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-
-HERE = Path(__file__).resolve()
-KODAK = next((p / "shared" / "data" / "kodak" for p in HERE.parents[1:4]
-              if (p / "shared" / "data" / "kodak").is_dir()), HERE.parents[2] / "shared" / "data"
-             / "kodak")
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
+from script_env import KODAK, cpu_model
 
 
 def timed(fn, *args):
