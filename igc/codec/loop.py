@@ -3,7 +3,9 @@
 Encoder and decoder must compute the same probabilities in the same order, so they share this
 loop rather than each keeping a copy of it. What differs is the *action* taken at each step on
 the coded positions: the encoder codes the tokens it knows (`Encoding`), the decoder decodes them
-and writes them into its tokens (`Decoding`), then copies the padding positions its layout names.
+and writes them into its tokens (`Decoding`), then copies the padding positions its layout names;
+an estimate only sums the model bits (`Measuring`). In context mode 1 an adaptation
+(igc/codec/adapt.py) sits between the model and the action, and learns from each step's symbols.
 
 The loop runs a *plan*: a list of `Group`s, each a set of tiles (`Part`s of one or more `Job`s,
 a job being one image's tiles and its action) stepped together from the start token to the
