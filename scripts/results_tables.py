@@ -163,7 +163,7 @@ def _plain_note(data: dict) -> str:
     if "cpu" in data:
         note.append(f"CPU {data['cpu']}")
     if "threads" in data:
-        note.append(f"{data['threads']} threads")
+        note.append(f"{data['threads']} thread{'' if data['threads'] == 1 else 's'}")
     if "load_before" in data:
         note.append(f"load average {data['load_before']:.2f} before, "
                     f"{data['load_after']:.2f} after (1 min)")

@@ -121,14 +121,13 @@ class OnlineAdaptation:
         head input `hidden` ((B, C), `norm_frac` fraction bits) and Q16 `logits` (B, V)."""
         c = step % CLASSES
         h1 = np.concatenate([hidden, np.full((len(hidden), 1), 1 << self.norm_frac)], axis=1)
-        weights_t = np.ascontiguousarray(self.head[c].T, np.float64)
         if self.kernels is not None:
             logits = np.ascontiguousarray(logits, np.int64)
             u, j, w, f, head = (np.empty(logits.shape, np.int64) for _ in range(5))
             table, k = log2_table(), self.kernels
 
             def part(rows: slice) -> None:
-                k.head_product(h1[rows], weights_t, head[rows])
+                k.head_product(h1[rows], self.head[c], head[rows])
                 k.predict(logits[rows], head[rows], self.temp[c], self.calib[c],
                           U_FRAC + self.norm_frac - Q, U_CLAMP, table, u[rows], j[rows],
                           w[rows], f[rows])
@@ -136,7 +135,7 @@ class OnlineAdaptation:
             self._each(part, len(logits))
             self._pending = (c, u, j, w, h1, f)
             return f
-        head = (h1.astype(np.float64) @ weights_t).astype(np.int64)
+        head = (h1.astype(np.float64) @ self.head[c].T.astype(np.float64)).astype(np.int64)
         z = shift_round(logits.max(axis=-1, keepdims=True) - logits, FX - Q, SCORE_LIM)
         total = exp2_neg(z).sum(axis=-1, keepdims=True)  # >= 2**30: the largest term is 2**30
         u = np.minimum(z + log2_q12(total) - (30 << Q), U_CLAMP)  # -log2 p, Q12
@@ -166,17 +165,25 @@ class OnlineAdaptation:
 
             def part(at: slice) -> None:
                 grad_g = np.zeros(KNOTS, np.int64)
-                scaled = np.empty((len(index[at]), self.vocab), np.float64)
-                grad_a = self.kernels.gradients(index[at], symbols[at], f, u, j, w, h1, Q_SHIFT,
-                                                grad_g, scaled)
                 grad_u = np.zeros(self.head[c].shape, np.int64)
-                self.kernels.head_gradient(scaled, np.ascontiguousarray(h1[index[at]]),
-                                           ROWS_EXACT, grad_u)
+                grad_a = self.kernels.gradients(index[at], symbols[at], f, u, j, w, h1, Q_SHIFT,
+                                                grad_g, grad_u)
                 sums.append((grad_a, grad_g, grad_u))
 
             self._each(part, count)
-            self._learn(c, np.int64(sum(x[0] for x in sums)), sum(x[1] for x in sums), None,
-                        None, count, grad_u=sum(x[2] for x in sums))
+            grad_a = np.array([sum(x[0] for x in sums)], np.int64)
+            grad_g, grad_u = sums[0][1], sums[0][2]
+            for _, more_g, more_u in sums[1:]:
+                grad_g += more_g
+                grad_u += more_u
+            k, lim = self.kernels, SUM_LIM
+            k.learn(self.temp[c : c + 1], grad_a, LR_TEMP[0], LR_TEMP[1] + Q, count, lim, A_MIN,
+                    A_MAX)
+            k.learn(self.calib[c], grad_g, LR_CALIB[0], LR_CALIB[1] + Q, count, lim, -G_MAX,
+                    G_MAX)
+            k.learn(self.head[c].reshape(-1), grad_u.reshape(-1), LR_HEAD[0],
+                    LR_HEAD[1] + TOTAL_BITS + Q_SHIFT - U_FRAC - self.norm_frac, count, lim,
+                    -U_MAX, U_MAX)
             return
         u, j, w, h1, f = u[rows], j[rows], w[rows], h1[rows], f[rows]
         r = -f
@@ -204,19 +211,18 @@ class OnlineAdaptation:
         for done in [self.pool.submit(part, slice(a, b)) for a, b in pairwise(bounds)]:
             done.result()
 
-    def _learn(self, c: int, grad_a, grad_g: np.ndarray, scaled: np.ndarray | None,
-               h1: np.ndarray | None, count: int, grad_u: np.ndarray | None = None) -> None:
+    def _learn(self, c: int, grad_a, grad_g: np.ndarray, scaled: np.ndarray, h1: np.ndarray,
+               count: int) -> None:
         """Move class c's state by the step's mean gradients (summed over `count` rows); the
-        head's gradient is `grad_u`, or scaled.T @ h1 computed here."""
+        head's gradient is scaled.T @ h1."""
         self.temp[c] = np.clip(self.temp[c] + _mean_step(grad_a, LR_TEMP, count, Q), A_MIN,
                                A_MAX)
         self.calib[c] = np.clip(self.calib[c] + _mean_step(grad_g, LR_CALIB, count, Q), -G_MAX,
                                 G_MAX)
-        if grad_u is None:
-            grad_u = np.zeros(self.head[c].shape, np.int64)
-            for i in range(0, count, ROWS_EXACT):
-                part = slice(i, i + ROWS_EXACT)
-                grad_u += (scaled[part].T @ h1[part].astype(np.float64)).astype(np.int64)
+        grad_u = np.zeros(self.head[c].shape, np.int64)
+        for i in range(0, count, ROWS_EXACT):
+            part = slice(i, i + ROWS_EXACT)
+            grad_u += (scaled[part].T @ h1[part].astype(np.float64)).astype(np.int64)
         shift = TOTAL_BITS + Q_SHIFT - U_FRAC - self.norm_frac
         self.head[c] = np.clip(self.head[c] + _mean_step(grad_u, LR_HEAD, count, shift), -U_MAX,
                                U_MAX)

@@ -75,15 +75,17 @@ def predict(logits, head, temp, calib, head_shift, u_clamp, table, u, j, w, out)
 
 
 @njit(**_OPTS)
-def gradients(rows, symbols, f, u, j, w, h1, q_shift, grad_g, scaled):
-    """The temperature's summed gradient (returned), the calibration's (into grad_g) and each
-    row's NLMS-scaled residual (into scaled, float64: the head's gradient is scaled.T @ h1)."""
-    v = f.shape[1]
+def gradients(rows, symbols, f, u, j, w, h1, q_shift, grad_g, grad_u):
+    """The temperature's summed gradient (returned), the calibration's (into grad_g) and the
+    head's (into grad_u, (V, C+1)): each row's NLMS-scaled residual q times [h, 1], summed in
+    int64 (|q h| < 2**40 and at most 2**16 rows: exact, as the definition's float64 blocks)."""
+    v, inputs = f.shape[1], h1.shape[1]
     grad_a = np.int64(0)
+    q = np.empty(v, np.int64)
     for i in range(rows.shape[0]):
         b = rows[i]
         norm = np.int64(0)
-        for c in range(h1.shape[1]):
+        for c in range(inputs):
             norm += h1[b, c] * h1[b, c]
         x = symbols[i]
         for k in range(v):
@@ -91,42 +93,38 @@ def gradients(rows, symbols, f, u, j, w, h1, q_shift, grad_g, scaled):
             grad_a += r * -u[b, k]
             grad_g[j[b, k]] += r * ((1 << Q) - w[b, k])
             grad_g[j[b, k] + 1] += r * w[b, k]
-            scaled[i, k] = np.float64(_floor_div(2 * (r << q_shift) + norm, 2 * norm))
+            q[k] = _floor_div(2 * (r << q_shift) + norm, 2 * norm)
+        for k in range(v):
+            if q[k] != 0:
+                for c in range(inputs):
+                    grad_u[k, c] += q[k] * h1[b, c]
     return grad_a
 
 
 @njit(**_OPTS)
-def head_product(h1, weights_t, out):
-    """out = h1 @ weights_t as int64: (B, C+1) integers times (C+1, V) integers held in float64,
-    every partial sum an integer below 2**53 (so exact in this or any order)."""
+def head_product(h1, weights, out):
+    """out = h1 @ weights.T in int64: (B, C+1) by (V, C+1) integers, every sum below 2**53."""
     rows, inputs = h1.shape
-    v = weights_t.shape[1]
-    acc = np.empty(v)
     for b in range(rows):
-        acc[:] = 0.0
-        for c in range(inputs):
-            hc = np.float64(h1[b, c])
-            for k in range(v):
-                acc[k] += hc * weights_t[c, k]
-        for k in range(v):
-            out[b, k] = np.int64(acc[k])
+        for k in range(weights.shape[0]):
+            acc = np.int64(0)
+            for c in range(inputs):
+                acc += h1[b, c] * weights[k, c]
+            out[b, k] = acc
+
+
+@njit(inline="always", **_OPTS)
+def _mean_step(total, num, shift, count, lim):
+    """adapt._mean_step of one value: round(num * total / (count * 2**shift)), total saturated
+    at +-lim first."""
+    t = min(max(total, -lim), lim) * num
+    den = np.int64(count) << shift
+    return (2 * t + den) // (2 * den)
 
 
 @njit(**_OPTS)
-def head_gradient(scaled, h1, rows_exact, out):
-    """out (V, C+1) int64 += scaled.T @ h1, summed in float64 over blocks of `rows_exact` rows
-    (whose sums stay below 2**53) and in int64 across blocks. Rows' zero entries are skipped."""
-    n, v = scaled.shape
-    inputs = h1.shape[1]
-    acc = np.zeros((v, inputs))
-    for i0 in range(0, n, rows_exact):
-        acc[:, :] = 0.0
-        for i in range(i0, min(n, i0 + rows_exact)):
-            for k in range(v):
-                s = scaled[i, k]
-                if s != 0.0:
-                    for c in range(inputs):
-                        acc[k, c] += s * np.float64(h1[i, c])
-        for k in range(v):
-            for c in range(inputs):
-                out[k, c] += np.int64(acc[k, c])
+def learn(state, grad, num, shift, count, lim, low, high):
+    """state += the step's mean of `grad` (adapt._mean_step), clamped to [low, high]; in place,
+    both flat views of the same shape."""
+    for i in range(state.shape[0]):
+        state[i] = min(max(state[i] + _mean_step(grad[i], num, shift, count, lim), low), high)
