@@ -41,8 +41,8 @@ DEFAULT_BATCH = 256
 # context mode 1 (the model adapted to the image) is what new files use by default, on images of
 # at least this many tiles: on fewer it has too few steps to learn (docs/design.md)
 ADAPT_MIN_TILES = 16
-# mode 1's default batch: it learns after every step, so smaller batches learn more often, and
-# two lanes of 16 tiles keep two cores busy with key/value caches that fit the L3 (docs/speed.md)
+# mode 1's default batch: it learns after every step, so smaller batches learn more often (two
+# lanes of 16 tiles keep two cores busy); the extra steps cost time (docs/design.md)
 ADAPT_BATCH = 32
 REGIONS = 8
 __all__ = ["DEFAULT_BATCH", "EncodeResult", "NeuralCodec", "Progress"]
