@@ -21,6 +21,13 @@ from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from igc.cli.errors import debug
 
+# the context mode of new files, an option of compress and bench
+CONTEXT = typer.Option(None, "--context", metavar="MODE", min=0, max=1,
+                       help="Context mode of new files: 0 codes every tile alone; 1 also adapts "
+                            "the model to the image as it is coded (decoders repeat it exactly). "
+                            "Default: 1 for images of 16 tiles or more where the model allows "
+                            "it, else 0.")
+
 # Typer re-exports only `BadParameter` of click's exceptions; its bases are the classes a parse
 # error is raised as (click's UsageError) and the base of every error click can show.
 USAGE_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import typer
 
+from igc.cli.base import CONTEXT
 from igc.cli.errors import handle_errors
-from igc.cli.files import CONTEXT
 
 DEFAULT_COMPRESSORS = "imagegpt,png,zstd,webp,jxl"
 GALLERY_CROP = 64

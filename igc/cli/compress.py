@@ -6,9 +6,9 @@ from pathlib import Path
 
 import typer
 
+from igc.cli.base import CONTEXT
 from igc.cli.errors import handle_errors
 from igc.cli.files import (
-    CONTEXT,
     ENGINE,
     FORCE,
     QUIET,

@@ -38,11 +38,6 @@ THREADS = typer.Option(None, "--threads", help="CPU threads for the model.")
 ENGINE = typer.Option(None, "--engine", metavar="NAME",
                       help=f"What computes the model's integer numerics: {engine_choices()}. "
                            "Every engine gives the same files.")
-CONTEXT = typer.Option(None, "--context", metavar="MODE", min=0, max=1,
-                       help="Context mode of new files: 0 codes every tile alone; 1 also adapts "
-                            "the model to the image as it is coded (decoders repeat it exactly). "
-                            "Default: 1 for images of 16 tiles or more where the model allows "
-                            "it, else 0.")
 QUIET = typer.Option(False, "--quiet", "-q", help="Print nothing but errors (no progress, no lines).")
 WORKERS = typer.Option(1, "--workers", metavar="N",
                        help="Code the files on N processes of this machine (torch.distributed, "

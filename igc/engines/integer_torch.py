@@ -4,21 +4,20 @@
 definition), on the CPU (how the tests run it) or on a GPU, where all tiles of an image step as
 one batch (scripts/cuda_check.py checks it there and times it):
 
-* every value is an integer (or an integer times a power of two) held in float64, and every
-  operation on it is exact: products and sums stay below 2**53 (docs in integer.py), scaling by a
-  power of two is exact, and IEEE-754 `+ - * / sqrt floor` are correctly rounded on every CPU and
-  GPU, so where the exact result is representable they return it (divisors here are tensors:
-  torch turns a division by a host scalar into a reciprocal product on CUDA). The weight products
-  and the attention's two products are float64 `matmul`/`bmm` (exact in any summation order,
-  TF32 never involved); integer division, shifts and tables run on int64 tensors;
+* every value is an integer (or one times a power of two) held in float64, and every operation
+  on it is exact: products and sums stay below 2**53 (integer.py), and IEEE-754 `+ - * / sqrt
+  floor` are correctly rounded everywhere, so they return the exact result where it is
+  representable (divisors are tensors: CUDA turns a division by a host scalar into a reciprocal
+  product). Weight and attention products are float64 `matmul`/`bmm` (exact in any order, no
+  TF32); integer division, shifts and tables run on int64 tensors;
 * where the reference rounds `v * 2**-s` half up (`shift_round`), this engine folds `2**-s` into
   the operands (a weight column, a query row, a cached key) and takes `floor(x + 0.5)`, which is
   exact while `|v| + 2**(s-1) < 2**53`; each place states why its shifts stay in range, and a
   linear layer whose scales leave that range runs the reference's int64 rule instead;
 * the step has a fixed shape: attention covers a fixed span of the preallocated cache (the next
-  multiple of `span_step`), positions after the current one masked out (they weigh exactly 0, and
-  the maximum is taken over the others), the position lives on the device, and nothing waits for
-  the host, so on CUDA each span's step is captured once in a CUDA graph and replayed;
+  multiple of `span_step`), later positions masked out (weight exactly 0, left out of the
+  maximum), the position on the device, nothing waiting for the host: on CUDA each span's step
+  is captured once in a CUDA graph and replayed;
 * `frequencies_all` runs the same integer rules over whole sequences at once (what an encoder,
   which knows every token, can do): causal attention over every position, chunks of rows to bound
   memory. Integer arithmetic makes it equal to stepping bit for bit.
@@ -170,10 +169,9 @@ class _Layer:
 
 @dataclass
 class TorchState:
-    """One batch's cache on the device. Keys are held scaled, k * 2**shift (so q . k comes out
-    of `bmm` already scaled by the key's power of two), with their shifts as int16; values as
-    float64 integers. `ids`, `pos` and `out` are the step's fixed buffers (a CUDA graph reads and
-    writes them in place)."""
+    """One batch's cache on the device: keys held scaled, k * 2**shift (q . k comes out of `bmm`
+    already scaled), their shifts as int16, values as float64 integers; then the step's fixed
+    buffers, which a CUDA graph reads and writes in place."""
 
     keys: list[torch.Tensor]  # (B*H, L, D) float64
     key_shift: list[torch.Tensor]  # (B*H, L) int16
@@ -193,9 +191,8 @@ class TorchState:
 class TorchEngine:
     """ReferenceEngine's frequencies, bit for bit, with torch on `device` ("cuda", "cpu", ...).
 
-    On CUDA each attention span's step is captured as a CUDA graph (`graph=False`: plain eager
-    launches); `span_step` is the granularity of the attended span (None: always the cache's
-    full length); `chunk_bytes` bounds the attention scratch of `frequencies_all`."""
+    On CUDA each attended span's step is a CUDA graph (`graph=False`: eager); `span_step` is its
+    granularity (None: the full cache); `chunk_bytes` bounds `frequencies_all`'s scratch."""
 
     def __init__(self, model: IntModel, device="cuda", graph: bool | None = None,
                  span_step: int | None = 64, chunk_bytes: int | None = None) -> None:
@@ -406,7 +403,6 @@ class TorchEngine:
             st.pool = g.pool()
         return g
 
-    @torch.no_grad()
     def step_tensor(self, state: TorchState, ids: torch.Tensor) -> torch.Tensor:
         """One token per sequence (a (B,) integer tensor, any device; not range-checked) ->
         (B, V) int64 frequencies on the engine's device (a new tensor)."""
@@ -418,7 +414,7 @@ class TorchEngine:
         self._advance(state, torch.from_numpy(self._checked(ids)), True)
         return state.hidden.long().cpu().numpy(), state.logits.long().cpu().numpy()
 
-    def _checked(self, ids: np.ndarray) -> np.ndarray:
+    def _checked(self, ids: np.ndarray) -> np.ndarray:  # host ids, range-checked
         ids = np.asarray(ids, np.int64)
         if ids.size and (ids.min() < 0 or ids.max() >= len(self.m.wte)):
             raise ModelError(f"token ids must lie in 0..{len(self.m.wte) - 1}")
