@@ -26,27 +26,13 @@ import argparse
 import json
 import math
 import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
+from script_env import KODAK, cpu_model
 
-# ../shared/data/kodak beside the checkout (a worktree one level deeper also finds it)
-KODAK = next((p / "shared" / "data" / "kodak" for p in Path(__file__).resolve().parents[2:4]
-              if (p / "shared" / "data" / "kodak").is_dir()),
-             Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak")
 BATCH = 256  # igc.codec.neural.DEFAULT_BATCH: tiles stepped together (not imported: no torch)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def load_crop(name: str, crop: int) -> np.ndarray:
