@@ -141,22 +141,12 @@ def startup_block(data: dict) -> str:
     lines += ["", f"Ratio of the medians, decompress / import torch: **{data['ratio']:.2f}**.", "",
               "| part of one fresh decode, in order | seconds |", "|---|---:|"]
     lines += [f"| {what} | {seconds:.3f} |" for what, seconds in data["parts"]]
-    before, after = data.get("load_average_before"), data.get("load_average_after")
-    lines.append("")
-    note = [f"command `{data['command']}`"] if "command" in data else []
-    if "date" in data:
-        note.append(f"date {data['date']} (end of the run)")
-    if "cpu" in data:
-        note.append(f"CPU {data['cpu']}")
-    if before and after:
-        note.append("load average " + " / ".join(f"{x:.2f}" for x in before) + " before, "
-                    + " / ".join(f"{x:.2f}" for x in after) + " after (1 / 5 / 15 min)")
-    lines.append(f"- Run: {'; '.join(note)}.")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n\n" + _plain_note(data)
 
 
 def _plain_note(data: dict) -> str:
-    """The run line of a script's JSON: its command, date, CPU and load, where recorded."""
+    """The run line of a script's JSON (startup, adaptation, photo speed): its command, date,
+    CPU, threads and load, where recorded."""
     note = [f"command `{data['command']}`"] if "command" in data else []
     if "date" in data:
         note.append(f"date {data['date']} (end of the run)")
@@ -164,6 +154,10 @@ def _plain_note(data: dict) -> str:
         note.append(f"CPU {data['cpu']}")
     if "threads" in data:
         note.append(f"{data['threads']} thread{'' if data['threads'] == 1 else 's'}")
+    before, after = data.get("load_average_before"), data.get("load_average_after")
+    if before and after:
+        note.append("load average " + " / ".join(f"{x:.2f}" for x in before) + " before, "
+                    + " / ".join(f"{x:.2f}" for x in after) + " after (1 / 5 / 15 min)")
     if "load_before" in data:
         note.append(f"load average {data['load_before']:.2f} before, "
                     f"{data['load_after']:.2f} after (1 min)")

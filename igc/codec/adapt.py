@@ -37,6 +37,7 @@ from igc.engines.integer import (
     SCORE_FRAC,
     SCORE_LIM,
     TOTAL_BITS,
+    bit_length,
     exp2_neg,
     frequencies,
     round_div,
@@ -79,12 +80,7 @@ def log2_q12(v: np.ndarray) -> np.ndarray:
     """log2(v) in Q12 of integers v >= 1: 4096 (bit_length(v) - 1) plus LOG2 at the 12 bits
     after the leading one (truncated)."""
     v = np.asarray(v, np.int64)
-    n = np.zeros(v.shape, np.int64)
-    w = v.copy()
-    for b in (32, 16, 8, 4, 2, 1):
-        big = w >= (np.int64(1) << b)
-        n = np.where(big, n + b, n)
-        w = np.where(big, w >> b, w)
+    n = bit_length(v) - 1
     mant = np.where(n >= 12, v >> np.maximum(n - 12, 0), v << np.maximum(12 - n, 0))
     return (n << Q) + log2_table()[mant - 4096]
 

@@ -330,7 +330,8 @@ class NeuralCodec:
         if header.context == adapt.MODE and adapt.head_of(self.model, header.numerics) is None:
             raise FormatError(f"file uses context mode {header.context} (the model adapted to "
                               f"the image), which model {self.model.name!r} cannot compute under "
-                              f"numerics {header.numerics}")
+                              f"numerics {header.numerics}: decode it without --model (igc finds "
+                              "the file's model), or with an ImageGPT model of numerics 2")
         if header.context == adapt.MODE and header.batch > adapt.MAX_ROWS:
             raise FormatError(f"corrupted header: context mode {header.context} steps at most "
                               f"{adapt.MAX_ROWS} tiles at once, not {header.batch}")
