@@ -147,3 +147,28 @@ def test_unavailable_codec_is_reported_not_fatal(monkeypatch, rng):
     assert "imagecodecs has no JPEG-XL" in unavailable["jxl"]
     assert igc.list_compressors(check=True)["jxl"] == "imagecodecs has no JPEG-XL"
 
+
+
+def test_model_with_its_own_spec_sits_beside_the_default(rng):
+    """`MODEL:SPEC` in -c: two models of one plugin in one bench, each coding its own files."""
+    from igc.api import create_compressors
+
+    made, _ = create_compressors(["imagegpt:igc-rgb16", "imagegpt", "png"], model="igc-rgb16-v2")
+    by_name = {c.name: c for c in made}
+    assert list(by_name) == ["imagegpt:igc-rgb16", "imagegpt", "png"]
+    image = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    for name, model_id in (("imagegpt:igc-rgb16", "igc-rgb16"), ("imagegpt", "igc-rgb16-v2")):
+        data = by_name[name].compress(image)
+        assert igc.info(data)["model_id"] == model_id
+        assert np.array_equal(igc.decompress(data), image)
+
+
+@pytest.mark.parametrize(("names", "message"), [
+    (["nosuch:x"], r"unknown compressor 'nosuch:x' \('nosuch' is not a registered model"),
+    (["png", "png"], r"compressor 'png' is named twice"),
+])
+def test_bad_model_spec_names_fail_in_one_line(names, message):
+    from igc.api import create_compressors
+
+    with pytest.raises(UsageError, match=message):
+        create_compressors(names)

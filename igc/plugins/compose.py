@@ -124,6 +124,17 @@ def model_compressor(model: str | None = None, *, name: str | None = None, **opt
     return ModelCompressor(codec, name or codec.plugin)
 
 
+def named_model(name: str, registry: Registry) -> tuple[str, str | None]:
+    """A `-c` name -> (registered name, model spec): `MODEL:SPEC` (a registered model, a colon,
+    then what `--model` takes, e.g. `imagegpt:igc-rgb16-w256`) names that model plugin with its
+    own spec, so one bench can set several models of a plugin side by side; any other name is
+    itself with no spec."""
+    base, sep, spec = name.partition(":")
+    if sep and spec and registry.has("model", base):
+        return base, spec
+    return name, None
+
+
 def compressor_names(registry: Registry | None = None) -> list[str]:
     """Every name `-c` accepts: registered compressors, and every registered model."""
     registry = registry or get_registry()
@@ -132,6 +143,7 @@ def compressor_names(registry: Registry | None = None) -> list[str]:
 
 def unavailable_reason(name: str, registry: Registry | None = None) -> str | None:
     registry = registry or get_registry()
+    name = named_model(name, registry)[0]
     kind = "compressor" if registry.has("compressor", name) else "model"
     return registry.entry(kind, name).unavailable_reason()
 
@@ -140,23 +152,30 @@ def check_names(names: list[str], registry: Registry | None = None) -> None:
     """Fail on the first unknown name, listing every known one, before any work starts."""
     registry = registry or get_registry()
     for name in names:
-        if not (registry.has("compressor", name) or registry.has("model", name)):
-            raise UsageError(f"unknown compressor {name!r}; known: "
+        base = named_model(name, registry)[0]
+        if not (registry.has("compressor", base) or registry.has("model", base)):
+            why = (f" ({base.partition(':')[0]!r} is not a registered model: MODEL:SPEC "
+                   "gives a model plugin its spec)" if ":" in name else "")
+            raise UsageError(f"unknown compressor {name!r}{why}; known: "
                              f"{', '.join(compressor_names(registry))}{registry.failed_hint()}")
+    dup = sorted({n for n in names if list(names).count(n) > 1})
+    if dup:
+        raise UsageError(f"compressor {dup[0]!r} is named twice")
 
 
 def create_compressor(name: str, registry: Registry | None = None, **options: Any):
     """A registered compressor, or a registered model composed with its default pieces (or the
     `tokenizer` and `coder` options). `model` is given to the named model plugin's factory as its
-    `spec` (None without it)."""
+    `spec` (None without it); `MODEL:SPEC` (see `named_model`) gives it SPEC instead."""
     registry = registry or get_registry()
     check_names([name], registry)
     if registry.has("compressor", name):
         return conform(registry.create("compressor", name, **options), Compressor,
                        f"compressor {name!r}")
+    plugin, spec = named_model(name, registry)
     keep = ("tokenizer", "coder", "mode", "order", "batch", "lane", "context")
-    return model_compressor(options.get("model"), plugin=name, name=name, registry=registry,
-                            **{k: v for k, v in options.items() if k in keep})
+    return model_compressor(spec or options.get("model"), plugin=plugin, name=name,
+                            registry=registry, **{k: v for k, v in options.items() if k in keep})
 
 
 def create_compressors(names: list[str], **options: Any) -> tuple[list, dict[str, str]]:
@@ -171,6 +190,8 @@ def create_compressors(names: list[str], **options: Any) -> tuple[list, dict[str
     made, unavailable = [], {}
     for name in names:
         takes_model = name == DEFAULT_MODEL or registry.has("compressor", name)
+        if named_model(name, registry)[1] is not None:
+            takes_model = False  # MODEL:SPEC carries its own spec
         mine = options if takes_model else {k: v for k, v in options.items() if k != "model"}
         try:
             made.append(create_compressor(name, registry, **mine))
