@@ -140,13 +140,17 @@ def test_encoders_write_no_file_beyond_the_budget(monkeypatch):
 
 def test_default_batches_are_unchanged_for_ordinary_images():
     """Files of a Kodak-sized image keep their batch of 256 in context mode 0 with either
-    shipped model; mode 1, the default, batches 32 tiles."""
+    shipped model, and 32 tiles in mode 1; mode 2, the default there, steps anti-diagonals of up
+    to 64 windows in lanes of up to 32."""
     from igc.plugins.compose import model_compressor
 
     for name in ("igc-rgb16-v2", "igc-rgb16-w256"):
         codec = model_compressor(name, context=0).codec
         assert codec.batch_for(1536, (512, 768)) == 256, name
-        assert model_compressor(name).codec.batch_for(1536, (512, 768)) == 32, name
+        assert model_compressor(name, context=1).codec.batch_for(1536, (512, 768)) == 32, name
+        default = model_compressor(name).codec
+        assert default.context_for(1536, (512, 768)) == 2, name
+        assert (default.batch_for(1536, (512, 768)), default.lane_for(1536, (512, 768))) == (64, 32)
 
 
 def test_an_image_whose_decode_cannot_fit_is_refused_by_the_encoder(monkeypatch):

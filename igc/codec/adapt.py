@@ -46,6 +46,11 @@ from igc.engines.integer import (
 from igc.errors import ModelError
 
 MODE = 1
+ADAPTED = (1, 2)  # context modes whose model adapts to the image (mode 2 also overlaps tiles)
+# mode 2 divides a step's gradient sums by at least this many rows: its anti-diagonals can be a
+# handful of windows, whose mean gradient is noisy (on Kodak crops, mode 2's bits with 1, 8, 32
+# and 64 here: +1.7%, 0, -0.6%, -0.5% against 8; docs/design.md)
+MIN_ROWS_OVERLAP = 32
 Q = SCORE_FRAC  # scores in Q12 log2 units
 CLASSES = 3  # position mod 3
 U_CLAMP = 32 << Q  # -log2 p beyond 32 bits counts as 32 (the coder's floor is 24)
@@ -98,7 +103,8 @@ class OnlineAdaptation:
     Per step: `frequencies(step, hidden, logits)` for every tile stepped, then `observe(rows,
     symbols)` with the symbols coded at the rows that were coded."""
 
-    def __init__(self, channels: int, vocab: int, norm_frac: int, fast: bool = True) -> None:
+    def __init__(self, channels: int, vocab: int, norm_frac: int, fast: bool = True,
+                 min_rows: int = 1) -> None:
         self.kernels = _kernels() if fast else None  # None: the NumPy definition below
         # threads for the kernels (the codec loop's lane pool): rows split into one part per
         # worker; integer sums make the split invisible in the results
@@ -107,6 +113,9 @@ class OnlineAdaptation:
             raise ModelError(f"context mode {MODE} adapts models of at most {MAX_CHANNELS} "
                              f"channels, not {channels}")
         self.vocab, self.norm_frac = vocab, norm_frac
+        # a step's gradient sum is divided by max(rows coded, min_rows): mode 2's short
+        # anti-diagonals then move the state by as much per symbol as a full batch does
+        self.min_rows = min_rows
         self.temp = np.zeros(CLASSES, np.int64)
         self.calib = np.zeros((CLASSES, KNOTS), np.int64)
         self.head = np.zeros((CLASSES, vocab, channels + 1), np.int64)
@@ -173,6 +182,7 @@ class OnlineAdaptation:
                 grad_g += more_g
                 grad_u += more_u
             k, lim = self.kernels, SUM_LIM
+            count = max(count, self.min_rows)
             k.learn(self.temp[c : c + 1], grad_a, LR_TEMP[0], LR_TEMP[1] + Q, count, lim, A_MIN,
                     A_MAX)
             k.learn(self.calib[c], grad_g, LR_CALIB[0], LR_CALIB[1] + Q, count, lim, -G_MAX,
@@ -194,7 +204,7 @@ class OnlineAdaptation:
         # online head, NLMS: r * 2**Q_SHIFT / |[h, 1]|^2, times [h, 1] below
         norm = (h1 * h1).sum(axis=1, keepdims=True)
         self._learn(c, grad_a, grad_g, round_div(r << Q_SHIFT, norm).astype(np.float64), h1,
-                    count)
+                    count, max(count, self.min_rows))
 
     def _each(self, part, rows: int) -> None:
         """part(rows slice) over `rows` rows, split over the pool's workers (parts of at least
@@ -208,19 +218,19 @@ class OnlineAdaptation:
             done.result()
 
     def _learn(self, c: int, grad_a, grad_g: np.ndarray, scaled: np.ndarray, h1: np.ndarray,
-               count: int) -> None:
+               count: int, divisor: int) -> None:
         """Move class c's state by the step's mean gradients (summed over `count` rows); the
         head's gradient is scaled.T @ h1."""
-        self.temp[c] = np.clip(self.temp[c] + _mean_step(grad_a, LR_TEMP, count, Q), A_MIN,
+        self.temp[c] = np.clip(self.temp[c] + _mean_step(grad_a, LR_TEMP, divisor, Q), A_MIN,
                                A_MAX)
-        self.calib[c] = np.clip(self.calib[c] + _mean_step(grad_g, LR_CALIB, count, Q), -G_MAX,
+        self.calib[c] = np.clip(self.calib[c] + _mean_step(grad_g, LR_CALIB, divisor, Q), -G_MAX,
                                 G_MAX)
         grad_u = np.zeros(self.head[c].shape, np.int64)
         for i in range(0, count, ROWS_EXACT):
             part = slice(i, i + ROWS_EXACT)
             grad_u += (scaled[part].T @ h1[part].astype(np.float64)).astype(np.int64)
         shift = TOTAL_BITS + Q_SHIFT - U_FRAC - self.norm_frac
-        self.head[c] = np.clip(self.head[c] + _mean_step(grad_u, LR_HEAD, count, shift), -U_MAX,
+        self.head[c] = np.clip(self.head[c] + _mean_step(grad_u, LR_HEAD, divisor, shift), -U_MAX,
                                U_MAX)
 
 
@@ -254,9 +264,9 @@ def adaptation_for(model, numerics: int, mode: int) -> OnlineAdaptation | None:
     if mode == 0:
         return None
     shape = head_of(model, numerics)
-    if mode != MODE or shape is None:
+    if mode not in ADAPTED or shape is None:
         raise ModelError(f"context mode {mode} needs a model whose numerics-2 head it can adapt "
                          f"(an ImageGPT model of at most {MAX_CHANNELS} channels); "
                          f"{getattr(model, 'name', 'this model')!r} under numerics {numerics} "
                          "has none")
-    return OnlineAdaptation(*shape)
+    return OnlineAdaptation(*shape, min_rows=MIN_ROWS_OVERLAP if mode == 2 else 1)

@@ -170,6 +170,9 @@ class Job:
     coded: np.ndarray  # (tiles, L) bool
     action: Encoding | Decoding
     pad_source: np.ndarray | None = None  # (tiles, L): a padding position copies this position
+    # context mode 2, decoding: a context position copies this flat index of `tokens` (-1: none)
+    context_source: np.ndarray | None = None
+    groups: tuple[int, ...] | None = None  # mode 2: sizes of the runs of windows (waves)
     steps: int = field(init=False)  # positions to step: up to the last coded one of any tile
 
     def __post_init__(self) -> None:
@@ -207,6 +210,23 @@ def batches(job: Job, batch: int, lane: int, steps: int | None = None) -> list[G
             for i in range(0, n, batch)]
 
 
+def waves(job: Job, sizes: tuple[int, ...], batch: int, lane: int) -> list[Group]:
+    """Context mode 2's plan (igc.core.overlap): runs of `sizes` windows, each of which depends
+    only on earlier runs, stepped one after the other in batches of at most `batch`; each batch
+    split into as few lanes of at most `lane` windows as it needs, of equal size (give or take
+    one), so that the threads share a small anti-diagonal evenly."""
+    plan, start = [], 0
+    for size in sizes:
+        for first in range(start, start + size, batch):
+            rows = min(batch, start + size - first)
+            per_lane = -(-rows // -(-rows // lane))
+            plan.append(Group([Part(job, slice(first, first + rows))], per_lane, job.steps))
+        start += size
+    if start != len(job.tokens):
+        raise ValueError(f"waves of {start} windows for a job of {len(job.tokens)}")
+    return plan
+
+
 def together(jobs: list[Job]) -> list[Group]:
     """Several images' plan: every tile of every job in one group (regroupable numerics only)."""
     parts = [Part(job, slice(0, len(job.tokens))) for job in jobs]
@@ -240,6 +260,11 @@ def _run_group(model: Any, numerics: int, start_token: int, group: Group, pool: 
     parts = [(p.job, p.job.tokens[p.rows], p.job.coded[p.rows],
               None if p.job.pad_source is None else p.job.pad_source[p.rows])
              for p in group.parts]
+    for p in group.parts:  # context mode 2: windows read their neighbours' decoded pixels
+        if p.job.context_source is not None and p.job.action.decodes:
+            source = p.job.context_source[p.rows]
+            known = source >= 0
+            p.job.tokens[p.rows][known] = p.job.tokens.reshape(-1)[source[known]]
     bounds = np.cumsum([0] + [len(tokens) for _, tokens, _, _ in parts])
     single = len(parts) == 1
     prev = np.full(rows, start_token, dtype=np.int64)
@@ -259,7 +284,7 @@ def _run_group(model: Any, numerics: int, start_token: int, group: Group, pool: 
                 if counter is not None:
                     counter.add(int(mask.sum()))
             if source is not None:
-                pad = ~mask
+                pad = ~mask & (source[:, t] >= 0)  # not coded, not context (mode 2): padding
                 if pad.any():
                     tokens[pad, t] = tokens[np.flatnonzero(pad), source[pad, t]]
         prev = parts[0][1][:, t] if single else np.concatenate([p[1][:, t] for p in parts])

@@ -17,6 +17,7 @@ and refuses the file in one line when the sum exceeds the budget ($IGC_MAX_DECOD
 
 from __future__ import annotations
 
+import math
 import os
 
 from igc.codec import adapt
@@ -27,6 +28,7 @@ DEFAULT_BUDGET = 2 << 30  # bytes beyond the model's weights
 # bytes per token position of the decode's arrays: tokens (int64), coded flag (bool), padding
 # source (int64), and the int64 gather `tokenizer.decode` makes of the tokens
 LAYOUT_BYTES = 8 + 1 + 8 + 8
+CONTEXT_BYTES = 8  # context mode 2 adds a context source per position (igc.core.overlap)
 ENCODER_ENGINE = "cpu"  # numerics 2: encoders size their batch for the default CPU decoder
 
 
@@ -69,7 +71,8 @@ def geometry(tokenizer, height: int, width: int) -> tuple[int, int, int]:
     stepping stops."""
     tile = tokenizer.tile
     one = tokenizer.layout(min(height, tile), min(width, tile))
-    tiles = -(-height // tile) * -(-width // tile)
+    grid = getattr(tokenizer, "grid", None)  # overlapping windows (igc.core.overlap) have one
+    tiles = math.prod(grid(height, width)) if grid else -(-height // tile) * -(-width // tile)
     length = one.tokens.shape[1]
     coded = one.coded.any(axis=0).nonzero()[0]
     steps = int(coded[-1]) + 1 if len(coded) else length
@@ -82,7 +85,8 @@ def decode_bytes(model, tokenizer, header, engine: str | None = None) -> tuple[i
     rows = min(header.batch, tiles)
     state = (model_state(model, rows, steps, header.numerics, engine)
              + adaptation_bytes(model, rows, header.numerics, header.context))
-    return tiles * length * LAYOUT_BYTES, state, rows
+    per_position = LAYOUT_BYTES + (CONTEXT_BYTES if header.context == 2 else 0)
+    return tiles * length * per_position, state, rows
 
 
 def check_decode(model, tokenizer, header, error: type[Exception],
@@ -99,8 +103,8 @@ def check_decode(model, tokenizer, header, error: type[Exception],
 
 
 def adaptation_bytes(model, rows: int, numerics: int, context: int) -> int:
-    """Context mode 1's state and per-step arrays for `rows` tiles (0 in mode 0)."""
-    head = adapt.head_of(model, numerics) if context == adapt.MODE else None
+    """Context modes 1 and 2's state and per-step arrays for `rows` tiles (0 in mode 0)."""
+    head = adapt.head_of(model, numerics) if context in adapt.ADAPTED else None
     return 0 if head is None else adapt.state_bytes(rows, head[0], head[1])
 
 
@@ -110,7 +114,7 @@ def fitting_batch(model, tokenizer, height: int, width: int, numerics: int, want
     engine (at least 1; `check_decode` refuses an image too large for even that)."""
     tiles, length, steps = geometry(tokenizer, height, width)
     rows = min(wanted, tiles)
-    spare = DEFAULT_BUDGET - tiles * length * LAYOUT_BYTES
+    spare = DEFAULT_BUDGET - tiles * length * (LAYOUT_BYTES + (CONTEXT_BYTES if context == 2 else 0))
 
     def state(n: int) -> int:
         return (model_state(model, n, steps, numerics, ENCODER_ENGINE)

@@ -21,6 +21,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from igc.codec import adapt, loop, memory, residual
+from igc.codec.context import (
+    ADAPT_MIN_TILES,
+    OVERLAP,
+    OVERLAP_LANE,
+    can_overlap,
+    default_batch,
+    default_mode,
+)
+from igc.codec.context import plan as context_plan
+from igc.codec.context import tiling as context_tiling
 from igc.codec.lanes import GPU_TILES, lane_for
 from igc.codec.loop import Counter, Decoding, Encoding, Job, Progress
 from igc.core import container
@@ -38,14 +48,8 @@ from igc.core.types import Geometry, Image, TokenizedImage
 from igc.errors import ChecksumError, FormatError, ImageError, ModelMismatchError, UsageError
 
 DEFAULT_BATCH = 256
-# context mode 1 (the model adapted to the image) is what new files use by default, on images of
-# at least this many tiles: on fewer it has too few steps to learn (docs/design.md)
-ADAPT_MIN_TILES = 16
-# mode 1's default batch: it learns after every step, so smaller batches learn more often (two
-# lanes of 16 tiles keep two cores busy); the extra steps cost time (docs/design.md)
-ADAPT_BATCH = 32
 REGIONS = 8
-__all__ = ["DEFAULT_BATCH", "EncodeResult", "NeuralCodec", "Progress"]
+__all__ = ["ADAPT_MIN_TILES", "DEFAULT_BATCH", "EncodeResult", "NeuralCodec", "Progress"]
 
 
 @dataclass
@@ -97,8 +101,8 @@ class NeuralCodec:
     recorded in headers so that decoding can rebuild it (default: the model's name);
     `distributions` the pip packages that registered the tokenizer, coder and model plugins (by
     kind; built-ins absent), recorded so that a machine without them can say what to install.
-    `context` the context mode of new files (igc.core.container.CONTEXT_MODES); None: mode 1
-    where the model can be adapted and the image has ADAPT_MIN_TILES tiles, else 0.
+    `context` the context mode of new files (igc.core.container.CONTEXT_MODES); None: what
+    igc.codec.context.default_mode picks for each image.
     """
 
     def __init__(self, model, coder, order: str = "interleaved", batch: int | None = None,
@@ -112,7 +116,7 @@ class NeuralCodec:
         self.coder = coder
         self.tokenizer = tokenizer or SubpixelTokenizer(order=order, model=model)
         self.order = self.tokenizer.order
-        self.batch = batch  # None: DEFAULT_BATCH, or ADAPT_BATCH in context mode 1
+        self.batch = batch  # None: the context mode's (igc.codec.context.default_batch)
         self.lane = lane  # tiles per lane; None: igc.codec.lanes.lane_size of the first batch
         self.residual = bool(residual) and not self.tokenizer.lossless
         self.plugin = plugin or model.name
@@ -120,9 +124,13 @@ class NeuralCodec:
         if context is not None and context not in container.CONTEXT_MODES:
             raise UsageError(f"unknown context mode {context}; this igc codes "
                              f"{', '.join(map(str, container.CONTEXT_MODES))}")
-        if context == adapt.MODE and adapt.head_of(model, model.numerics) is None:
+        if context in adapt.ADAPTED and adapt.head_of(model, model.numerics) is None:
             raise UsageError(f"context mode {context} adapts a numerics-2 ImageGPT model's head; "
                              f"model {model.name!r} under numerics {model.numerics} has none")
+        if context == OVERLAP and not can_overlap(self.tokenizer):
+            raise UsageError(f"context mode {context} overlaps subpixel tiles of 2 pixels or more; "
+                             f"the {self.tokenizer.name} tokenizer's {self.tokenizer.tile}px "
+                             "tiles cannot")
         self.context = context
         self.fingerprint = combined_fingerprint(model.fingerprint,
                                                 getattr(self.tokenizer, "fingerprint", None))
@@ -139,35 +147,50 @@ class NeuralCodec:
     # -- planning ---------------------------------------------------------------------------
     def batch_for(self, n_tiles: int, shape: tuple[int, int] | None = None) -> int:
         """Tiles per batch for encoding an image of `n_tiles` tiles (the header records it):
-        the codec's batch; by default DEFAULT_BATCH, or ADAPT_BATCH in context mode 1, or in
+        the codec's batch; by default the context mode's (DEFAULT_BATCH in mode 0), or in
         mode 0 with a GPU engine every tile of the image (up to GPU_TILES), which is what lets
         the GPU step them all at once. Numerics 2 computes each tile's frequencies in mode 0
         independently of its batch, so any decoder reads either. Given the image's (height,
         width), the batch is cut to what a decoder holds within the memory budget
         (igc.codec.memory.fitting_batch)."""
-        adapted = self.context_for(n_tiles) != 0
-        batch = self.batch or (ADAPT_BATCH if adapted else DEFAULT_BATCH)
+        context = self.context_for(n_tiles, shape)
+        adapted = context != 0
+        batch = self.batch or default_batch(context, DEFAULT_BATCH)
         if adapted:
             batch = min(batch, adapt.MAX_ROWS)
         if (self.batch is None and not adapted and isinstance(self.model, BatchedEngine)
                 and self.model.batched_engine(self.model.numerics)):
             batch = max(batch, min(n_tiles, GPU_TILES))
         if shape is not None:
-            batch = memory.fitting_batch(self.model, self.tokenizer, *shape,
-                                         self.model.numerics, batch,
-                                         self.context_for(n_tiles))
+            batch = memory.fitting_batch(self.model, self.tiling(context), *shape,
+                                         self.model.numerics, batch, context)
         return batch
 
     def lane_for(self, n_tiles: int, shape: tuple[int, int] | None = None) -> int:
         """Tiles per lane for an image of `n_tiles` tiles (the header records it)."""
-        return lane_for(n_tiles, self.batch_for(n_tiles, shape), self.lane)
+        overlap = self.context_for(n_tiles, shape) == OVERLAP and self.lane is None
+        return lane_for(n_tiles, self.batch_for(n_tiles, shape),
+                        OVERLAP_LANE if overlap else self.lane)
 
-    def context_for(self, n_tiles: int) -> int:
-        """The context mode of a new file of `n_tiles` tiles (the header records it)."""
+    def context_for(self, n_tiles: int, shape: tuple[int, int] | None = None) -> int:
+        """The context mode of a new file of `n_tiles` tiles, (height, width) `shape` (the
+        header records it). Without the shape, mode 2 is not chosen by default."""
         if self.context is not None:
             return self.context
+        if shape is not None:
+            return default_mode(self.model, self.tokenizer, *shape)
         adaptable = adapt.head_of(self.model, self.model.numerics) is not None
         return adapt.MODE if adaptable and n_tiles >= ADAPT_MIN_TILES else 0
+
+    def tiling(self, context: int):
+        """What lays out the tokens of a file in `context` mode (the tokenizer's tiles, or mode
+        2's overlapping windows)."""
+        return context_tiling(self.tokenizer, context)
+
+    def tiles(self, height: int, width: int) -> int:
+        """Tiles of a height x width image as the tokenizer cuts it (what modes are chosen
+        by; mode 2's windows are more)."""
+        return math.prod(self.tokenizer.grid(height, width))
 
     @property
     def context_choice(self) -> str | None:
@@ -177,6 +200,9 @@ class NeuralCodec:
             return f"mode {self.context}"
         if adapt.head_of(self.model, self.model.numerics) is None:
             return None
+        if can_overlap(self.tokenizer):
+            return (f"mode 2 on photo-sized images, mode 1 on images of {ADAPT_MIN_TILES}+ "
+                    "tiles, else 0")
         return f"mode 1 on images of {ADAPT_MIN_TILES}+ tiles, else 0"
 
     def geometry(self, tokens: int) -> Geometry:
@@ -206,13 +232,20 @@ class NeuralCodec:
     def _step_tokens(self, tok: TokenizedImage, action, progress: Progress | None = None
                      ) -> float:
         """Step the encoder's plan of `tok`, taking `action` at every coded position."""
-        job = Job(tok.tokens, tok.coded, action)
-        n, shape = len(tok.tokens), (tok.height, tok.width)
+        job = Job(tok.tokens, tok.coded, action, groups=tok.groups)
+        shape = (tok.height, tok.width)
+        n = self.tiles(*shape)
+        context = self.context_for(n, shape)
         loop.run(self.model, self.model.numerics, self.tokenizer.start_token,
-                 loop.batches(job, self.batch_for(n, shape), self.lane_for(n, shape)),
+                 context_plan(job, self.batch_for(n, shape), self.lane_for(n, shape), context),
                  Counter(progress, int(tok.coded.sum())), self.geometry(tok.tokens.shape[1]),
-                 self._adaptation(self.model.numerics, self.context_for(n)))
+                 self._adaptation(self.model.numerics, context))
         return action.bits
+
+    def _tokens(self, image: Image) -> TokenizedImage:
+        """The image's tokens as a new file lays them out (its context mode's tiling)."""
+        shape = image.shape[:2]
+        return self.tiling(self.context_for(self.tiles(*shape), shape)).encode(image)
 
     def _adaptation(self, numerics: int, context: int):
         """One image's adaptation in context mode `context` (None for mode 0)."""
@@ -222,7 +255,7 @@ class NeuralCodec:
         """The `.igc` file of `image`; `progress(done, total)` follows the tokens coded."""
         container.check_pixels(*image.shape[:2], ImageError)  # a file igc could not read back
         self.check_memory(*image.shape[:2])
-        tok = self.tokenizer.encode(image)
+        tok = self._tokens(image)
         encoder = self._encoder()
         token_bits = self.encode_tokens(tok, encoder, progress)
         return self._encoded(image, tok, encoder, token_bits)
@@ -234,22 +267,23 @@ class NeuralCodec:
         for image in images:
             container.check_pixels(*image.shape[:2], ImageError)
             self.check_memory(*image.shape[:2])
-        toks = [self.tokenizer.encode(image) for image in images]
+        toks = [self._tokens(image) for image in images]
         encoders = [self._encoder() for _ in images]
-        jobs = [Job(tok.tokens, tok.coded, Encoding(enc, self.coder))
+        jobs = [Job(tok.tokens, tok.coded, Encoding(enc, self.coder), groups=tok.groups)
                 for tok, enc in zip(toks, encoders, strict=True)]
         numerics, start = self.model.numerics, self.tokenizer.start_token
-        batches = [self.batch_for(len(t.tokens), (t.height, t.width)) for t in toks]
+        tiles = [self.tiles(t.height, t.width) for t in toks]
+        batches = [self.batch_for(n, (t.height, t.width)) for n, t in zip(tiles, toks, strict=True)]
         geometry = self.geometry(toks[0].tokens.shape[1]) if toks else None
-        contexts = [self.context_for(len(t.tokens)) for t in toks]
+        contexts = [self.context_for(n, (t.height, t.width)) for n, t in zip(tiles, toks, strict=True)]
         if (self._together([numerics] * len(jobs), batches, jobs, contexts)
                 and self._fit_together(jobs)):
             loop.run(self.model, numerics, start, loop.together(jobs), geometry=geometry)
         else:
-            for job, tok, batch, context in zip(jobs, toks, batches, contexts, strict=True):
-                loop.run(self.model, numerics, start,
-                         loop.batches(job, batch,
-                                      self.lane_for(len(job.tokens), (tok.height, tok.width))),
+            for job, tok, n, batch, context in zip(jobs, toks, tiles, batches, contexts,
+                                                   strict=True):
+                lane = self.lane_for(n, (tok.height, tok.width))
+                loop.run(self.model, numerics, start, context_plan(job, batch, lane, context),
                          geometry=geometry, adaptation=self._adaptation(numerics, context))
         return [self._encoded(image, tok, enc, job.action.bits)
                 for image, tok, enc, job in zip(images, toks, encoders, jobs, strict=True)]
@@ -270,17 +304,18 @@ class NeuralCodec:
                             tok.height * tok.width * 3, token_bits, residual_bits, approximation)
 
     def _header(self, image: Image, tok: TokenizedImage, payload_length: int) -> container.Header:
+        shape = (tok.height, tok.width)
+        n = self.tiles(*shape)
         return container.Header(
             height=tok.height, width=tok.width, tile=tok.tile,
             model_id=self.model.name, fingerprint=self.fingerprint,
             checksum=pixel_checksum(image), region_checks=region_checks(tok.tokens),
             payload_length=payload_length,
-            batch=self.batch_for(len(tok.tokens), (tok.height, tok.width)),
-            lane=self.lane_for(len(tok.tokens), (tok.height, tok.width)),
+            batch=self.batch_for(n, shape), lane=self.lane_for(n, shape),
             tokenizer=self.tokenizer.name, order=self.order, residual=self.residual,
             coder=self.coder.name, precision=self.coder.precision,
             numerics=self.model.numerics, model_plugin=self.plugin,
-            distributions=self.distributions, context=self.context_for(len(tok.tokens)),
+            distributions=self.distributions, context=self.context_for(n, shape),
         )
 
     # -- estimate ---------------------------------------------------------------------------
@@ -289,9 +324,9 @@ class NeuralCodec:
         residuals' bits, after a lossy tokenizer, are exact). In context mode 1 only the stepped
         loop knows the probabilities: the bits are then exactly a file's model bits, at the
         cost of an encode without the coder."""
-        tok = self.tokenizer.encode(image)
-        bits = self.one_shot_bits(tok) if not self.context_for(len(tok.tokens)) else \
-            self.stepped_bits(tok)
+        tok = self._tokens(image)
+        stepped = self.context_for(self.tiles(tok.height, tok.width), (tok.height, tok.width))
+        bits = self.stepped_bits(tok) if stepped else self.one_shot_bits(tok)
         if self.residual:
             approximation = self.tokenizer.decode(tok.tokens, tok.height, tok.width)
             bits += residual.ideal_bits(image, approximation, self.coder)
@@ -327,14 +362,18 @@ class NeuralCodec:
                 f"{header.fingerprint}) but {offered(self.model, self.fingerprint)} was "
                 f"given; {mismatch_hint(header)}")
         self.check_numerics(header)
-        if header.context == adapt.MODE and adapt.head_of(self.model, header.numerics) is None:
+        if header.context in adapt.ADAPTED and adapt.head_of(self.model, header.numerics) is None:
             raise FormatError(f"file uses context mode {header.context} (the model adapted to "
                               f"the image), which model {self.model.name!r} cannot compute under "
                               f"numerics {header.numerics}: decode it without --model (igc finds "
                               "the file's model), or with an ImageGPT model of numerics 2")
-        if header.context == adapt.MODE and header.batch > adapt.MAX_ROWS:
+        if header.context in adapt.ADAPTED and header.batch > adapt.MAX_ROWS:
             raise FormatError(f"corrupted header: context mode {header.context} steps at most "
                               f"{adapt.MAX_ROWS} tiles at once, not {header.batch}")
+        if header.context == OVERLAP and not can_overlap(self.tokenizer):
+            raise FormatError(f"file uses context mode {header.context} (overlapping subpixel "
+                              f"tiles), which the {self.tokenizer.name} tokenizer's "
+                              f"{self.tokenizer.tile}px tiles cannot hold")
         if header.tile != self.tokenizer.tile or header.order != self.order:
             raise FormatError(f"file uses {header.tile}px tiles in {header.order} order; model "
                               f"{self.model.name!r} codes {self.tokenizer.tile}px tiles in "
@@ -347,12 +386,12 @@ class NeuralCodec:
     def check_memory(self, height: int, width: int) -> None:
         """Refuse to encode an image whose decode would need more than the default memory
         budget even one tile at a time (igc writes no file a default decoder refuses)."""
-        n_tiles = math.prod(self.tokenizer.grid(height, width))
+        n_tiles = self.tiles(height, width)
+        context = self.context_for(n_tiles, (height, width))
         probe = container.Header(height, width, self.tokenizer.tile, "", "0" * 16, 0, b"", 0,
                                  self.batch_for(n_tiles, (height, width)),
-                                 numerics=self.model.numerics,
-                                 context=self.context_for(n_tiles))
-        memory.check_decode(self.model, self.tokenizer, probe, ImageError,
+                                 numerics=self.model.numerics, context=context)
+        memory.check_decode(self.model, self.tiling(context), probe, ImageError,
                             limit=memory.DEFAULT_BUDGET, engine=memory.ENCODER_ENGINE)
 
     def check_numerics(self, header: container.Header) -> None:
@@ -370,8 +409,9 @@ class NeuralCodec:
 
     def _job(self, header: container.Header, decoder) -> Job:
         """A file's tiles as the decoder knows them before decoding: its layout."""
-        layout = self.tokenizer.layout(header.height, header.width)
-        return Job(layout.tokens, layout.coded, Decoding(decoder), pad_source=layout.pad_source)
+        layout = self.tiling(header.context).layout(header.height, header.width)
+        return Job(layout.tokens, layout.coded, Decoding(decoder), pad_source=layout.pad_source,
+                   context_source=layout.context_source, groups=layout.groups)
 
     def decode_tokens(self, header: container.Header, decoder,
                       progress: Progress | None = None) -> np.ndarray:
@@ -379,7 +419,7 @@ class NeuralCodec:
         padding ones; returns the (tiles, L) tokens. `progress` as for `encode_tokens`."""
         job = self._job(header, decoder)
         loop.run(self.model, header.numerics, self.tokenizer.start_token,
-                 loop.batches(job, header.batch, header.lane),
+                 context_plan(job, header.batch, header.lane, header.context),
                  Counter(progress, int(job.coded.sum())), self.geometry(job.tokens.shape[1]),
                  self._adaptation(header.numerics, header.context))
         return job.tokens
@@ -392,7 +432,7 @@ class NeuralCodec:
         parsed = [container.unpack(d) for d in datas]
         for header, _ in parsed:
             self.check_model(header)
-            memory.check_decode(self.model, self.tokenizer, header, FormatError)
+            memory.check_decode(self.model, self.tiling(header.context), header, FormatError)
         decoders = [self._decoder(payload) for _, payload in parsed]
         jobs = [self._job(h, dec) for (h, _), dec in zip(parsed, decoders, strict=True)]
         start = self.tokenizer.start_token
@@ -403,7 +443,7 @@ class NeuralCodec:
         else:
             for (header, _), job in zip(parsed, jobs, strict=True):
                 loop.run(self.model, header.numerics, start,
-                         loop.batches(job, header.batch, header.lane),
+                         context_plan(job, header.batch, header.lane, header.context),
                          geometry=self.geometry(job.tokens.shape[1]),
                          adaptation=self._adaptation(header.numerics, header.context))
         return [self._decoded(header, job.tokens, decoder)
@@ -412,7 +452,7 @@ class NeuralCodec:
     def _decoded(self, header: container.Header, tokens: np.ndarray, decoder) -> Image:
         """The pixels, once the tokens are decoded: the residuals after a lossy tokenizer's
         tokens, then the checksum."""
-        image = self.tokenizer.decode(tokens, header.height, header.width)
+        image = self.tiling(header.context).decode(tokens, header.height, header.width)
         if self.residual:
             image = residual.decode(image, decoder)
         return self._verified(image, tokens, header)
@@ -449,6 +489,6 @@ class NeuralCodec:
         follows the tokens decoded."""
         header, payload = container.unpack(data)
         self.check_model(header)
-        memory.check_decode(self.model, self.tokenizer, header, FormatError)
+        memory.check_decode(self.model, self.tiling(header.context), header, FormatError)
         decoder = self._decoder(payload)
         return self._decoded(header, self.decode_tokens(header, decoder, progress), decoder)

@@ -57,10 +57,14 @@ DISTRIBUTION_FLAGS = {"tokenizer": 0x02, "coder": 0x04, "model": 0x08}
 # version 5: layout bits 5-7 hold the context mode, how a tile sees the pixels of the tiles coded
 # before it. 0: every tile is coded alone (all that versions 1-4 do). 1: every tile is coded
 # alone by the model, whose distributions adapt to the tiles coded before it (igc.codec.adapt;
-# numerics 2 only). A mode this igc does not know is refused when the header is read, before any
+# numerics 2 only). 2: as 1, and each tile is a window whose first row and column are the last
+# ones of the windows above and to its left, decoded before it (igc.core.overlap). A mode this igc
+# does not know is refused when the header is read, before any
 # model is loaded.
 CONTEXT_MODES = {0: "tiles coded alone",
-                 1: "tiles coded alone, the model adapted to the tiles coded before"}
+                 1: "tiles coded alone, the model adapted to the tiles coded before",
+                 2: "windows overlapping their upper and left neighbours by one pixel, "
+                    "the model adapted as in mode 1"}
 DISTRIBUTION_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?", re.ASCII)
 MAX_CONTEXT_MODE = 7
 

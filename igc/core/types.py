@@ -56,6 +56,11 @@ class TokenizedImage:
     height: int
     width: int
     tile: int  # tile side in pixels
+    # context mode 2 (igc.core.overlap): where each context position copies from (a flat index
+    # into tokens, decoded before its window starts; -1 elsewhere), and the sizes of the runs of
+    # windows that may step together, in order. None for tiles coded alone.
+    context_source: npt.NDArray[np.int64] | None = None
+    groups: tuple[int, ...] | None = None
 
     @property
     def n_coded(self) -> int:

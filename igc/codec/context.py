@@ -1,0 +1,69 @@
+"""Context modes: how a file's tiles see the image coded before them, and what each mode implies
+for the plan (which tiles step together) and the layout (igc.core.container.CONTEXT_MODES).
+
+- 0: tiles coded alone, in batches (any engine may group them freely under numerics 2).
+- 1: the same tiles and batches; the model's distributions adapt to the image as it is coded
+  (igc.codec.adapt).
+- 2: mode 1's adaptation, and tiles laid out as windows overlapping their upper and left
+  neighbours by one pixel (igc.core.overlap), stepped by anti-diagonals.
+"""
+
+from __future__ import annotations
+
+from igc.codec import adapt, loop
+from igc.core.overlap import OverlapTiling
+
+OVERLAP = 2
+# context mode 1 (the model adapted to the image) is what new files use by default, on images of
+# at least this many tiles: on fewer it has too few steps to learn (docs/design.md)
+ADAPT_MIN_TILES = 16
+# mode 1's default batch: it learns after every step, so smaller batches learn more often (two
+# lanes of 16 tiles keep two cores busy); the extra steps cost time (docs/design.md)
+ADAPT_BATCH = 32
+# mode 2's: an anti-diagonal's windows step together, up to this many (a 1024-pixel-wide photo's
+# diagonals hold up to 69), in two lanes of equal size
+OVERLAP_BATCH = 64
+OVERLAP_LANE = 32
+# mode 2 is the default where its anti-diagonals are long enough to keep the steps few: on an
+# image with at least this many windows per anti-diagonal on average (from about 241×241 pixels).
+# Measured against mode 1, one thread (docs/design.md, "Context mode 2"): 1.2× the time for 2.3%
+# fewer bits on a 256×256 crop (9.3 windows per anti-diagonal), 1.6× on a 128×128 (4.8), 2.3×
+# on a 64×64 (2.8)
+OVERLAP_MIN_WAVE = 8
+
+
+def can_overlap(tokenizer) -> bool:
+    """Whether the tokenizer's tiles can be laid out as overlapping windows (mode 2)."""
+    return (tokenizer.name == "subpixel" and getattr(tokenizer, "_index", None) is not None
+            and tokenizer.tile >= 2)
+
+
+def tiling(tokenizer, context: int):
+    """What lays out a file of this context mode: the tokenizer, or its overlapping windows."""
+    return OverlapTiling(tokenizer) if context == OVERLAP else tokenizer
+
+
+def default_mode(model, tokenizer, height: int, width: int) -> int:
+    """The context mode of a new file when none is asked for: 2 on images whose anti-diagonals
+    hold OVERLAP_MIN_WAVE windows on average, else 1 on images of ADAPT_MIN_TILES tiles, else 0;
+    modes 1 and 2 only where the model's head can be adapted."""
+    if adapt.head_of(model, model.numerics) is None:
+        return 0
+    if can_overlap(tokenizer):
+        rows, cols = OverlapTiling(tokenizer).grid(height, width)
+        if rows * cols >= OVERLAP_MIN_WAVE * (rows + cols - 1):
+            return OVERLAP
+    rows, cols = tokenizer.grid(height, width)
+    return adapt.MODE if rows * cols >= ADAPT_MIN_TILES else 0
+
+
+def default_batch(context: int, plain: int) -> int:
+    """Tiles per batch when the codec was given none: `plain` in mode 0."""
+    return {0: plain, adapt.MODE: ADAPT_BATCH, OVERLAP: OVERLAP_BATCH}[context]
+
+
+def plan(job: loop.Job, batch: int, lane: int, context: int) -> list[loop.Group]:
+    """The groups of one image's job: batches in order, or mode 2's anti-diagonals."""
+    if context == OVERLAP:
+        return loop.waves(job, job.groups, batch, lane)
+    return loop.batches(job, batch, lane)

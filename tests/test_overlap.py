@@ -1,0 +1,160 @@
+"""Context mode 2 (igc/core/overlap.py, igc/codec/context.py): windows overlapping their upper and
+left neighbours by one pixel, stepped by anti-diagonals, the model adapted as in mode 1.
+
+What is checked: the layout codes every pixel exactly once and reads context only from windows
+of earlier anti-diagonals; files round-trip exactly on any shape and on every engine; the
+estimate is the encoder's own model bits; the default picks the mode on large images only; a
+committed file pins the definition. What the mode saves on photographs is measured in
+docs/results.md, not here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import make_tiny_model, smooth_image
+
+from igc.codec import context
+from igc.core import container
+from igc.core.overlap import OverlapTiling, window_grid
+from igc.core.tokenizer import SubpixelTokenizer
+from igc.errors import UsageError
+from igc.plugins.compose import compose
+
+FIXTURE = Path(__file__).parent / "data" / "igc-rgb16-v2-ctx2-v5.igc"
+SHAPES = [(1, 1), (1, 37), (29, 1), (4, 4), (5, 5), (3, 3), (13, 22), (17, 9), (7, 8)]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return make_tiny_model(tmp_path_factory.mktemp("overlap-tiny"), seed=5)
+
+
+@pytest.mark.parametrize("tile", [2, 4, 16])
+@pytest.mark.parametrize("shape", [*SHAPES, (40, 48), (31, 16)])
+def test_every_pixel_is_coded_once_and_context_comes_from_earlier_waves(tile, shape):
+    tiling = OverlapTiling(SubpixelTokenizer(tile))
+    image = smooth_image(*shape, seed=tile)
+    tok = tiling.encode(image)
+    rows, cols = window_grid(*shape, tile)
+    assert len(tok.tokens) == rows * cols == sum(tok.groups)
+    assert tok.coded.sum() == image.size  # each subpixel coded by exactly one window
+    np.testing.assert_array_equal(tiling.decode(tok.tokens, *shape), image)
+    # context positions copy coded positions of windows in earlier anti-diagonals
+    wave = np.repeat(np.arange(len(tok.groups)), tok.groups)
+    has = tok.context_source >= 0
+    window, _ = np.nonzero(has)
+    source = tok.context_source[has]
+    assert tok.coded.reshape(-1)[source].all()
+    assert (wave[source // tiling.length] < wave[window]).all()
+    np.testing.assert_array_equal(tok.tokens[has], tok.tokens.reshape(-1)[source])
+    # no position is both coded and copied, and padding copies earlier positions of its window
+    assert not (tok.coded & has).any() and not (tok.coded & (tok.pad_source >= 0)).any()
+    pads = np.nonzero(tok.pad_source >= 0)
+    assert (tok.pad_source[pads] < pads[1]).all()
+
+
+def test_windows_overlap_by_one_row_and_column():
+    tiling = OverlapTiling(SubpixelTokenizer(4))
+    assert window_grid(7, 10, 4) == (2, 3)  # origins 0, 3 (rows) and 0, 3, 6 (columns)
+    tok = tiling.layout(7, 10)
+    assert tok.groups == (1, 2, 2, 1)
+    coded = tok.coded.reshape(-1, 4, 4, 3)[..., 0]
+    assert coded[0].all()  # window (0, 0) codes all its pixels
+    assert not coded[1][:, 0].any() and coded[1][:, 1:].all()  # (0, 1): its first column is context
+    assert not coded[2][0].any() and coded[2][1:].all()  # (1, 0): its first row is context
+    last = coded[-1]  # (1, 2): rows 4..6 and columns 7..9 of the image, one row padding
+    assert not last[0].any() and not last[:, 0].any() and last[1:, 1:].all()
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_mode_2_round_trips_exactly_on_any_shape(tiny, shape):
+    codec = compose(tiny, context=2, batch=3)
+    image = smooth_image(*shape, seed=shape[1])
+    data = codec.encode(image).data
+    assert container.unpack(data)[0].context == 2
+    np.testing.assert_array_equal(compose(tiny, context=0).decode(data), image)
+
+
+def test_engines_agree_and_threads_do_not_change_a_mode_2_file(tiny):
+    import torch
+
+    from igc.engines.engines import using_engine
+
+    image = smooth_image(14, 19, seed=4)
+    with using_engine("reference"):
+        data = compose(tiny, context=2, batch=2).encode(image).data
+    threads = torch.get_num_threads()
+    try:
+        for n, lane in ((1, 2), (2, 1)):
+            torch.set_num_threads(n)
+            with using_engine("cpu"):
+                again = compose(tiny, context=2, batch=2, lane=lane).encode(image).data
+                # the header records the lane; the coded stream is the same
+                assert container.unpack(again)[1] == container.unpack(data)[1]
+                np.testing.assert_array_equal(compose(tiny).decode(data), image)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_the_estimate_of_mode_2_is_the_encoders_model_bits(tiny):
+    codec = compose(tiny, context=2, batch=4)
+    image = smooth_image(12, 21, seed=6)
+    assert codec.estimate_bits(image) == codec.encode(image).model_bits
+
+
+def test_several_mode_2_files_decode_together(tiny):
+    codec = compose(tiny, context=2, batch=4)
+    images = [smooth_image(9, 14, seed=s) for s in (1, 2, 3)]
+    datas = [r.data for r in codec.encode_many(images)]
+    assert datas == [codec.encode(im).data for im in images]
+    for got, want in zip(codec.decode_many(datas), images, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_the_default_overlaps_large_images_only(tiny):
+    """Mode 2 when the anti-diagonals average OVERLAP_MIN_WAVE windows (about 8 × 2 tiles a side);
+    mode 1 below, down to ADAPT_MIN_TILES tiles."""
+    codec = compose(tiny)  # 4x4 tiles: windows 3 pixels apart
+    side = 3 * 2 * context.OVERLAP_MIN_WAVE + 1
+    assert codec.context_for(0, (side, side)) == 2
+    assert codec.context_for(0, (side - 6, side - 6)) == 1
+    assert container.unpack(codec.encode(smooth_image(side, side)).data)[0].context == 2
+    assert container.unpack(codec.encode(smooth_image(16, 16)).data)[0].context == 1
+
+
+def test_mode_2_is_refused_where_it_cannot_run(tiny, tmp_path):
+    from helpers import make_palette_model
+
+    with pytest.raises(UsageError, match="context mode 2 adapts a numerics-2"):
+        compose(tiny, context=2, numerics=1)
+    with pytest.raises(UsageError, match="context mode 2"):
+        compose(make_palette_model(tmp_path), context=2)
+    with pytest.raises(UsageError, match="overlaps subpixel tiles of at least 2 pixels"):
+        OverlapTiling(SubpixelTokenizer(1))
+
+
+def test_the_shipped_model_spends_fewer_bits_with_its_neighbours():
+    """The point of the mode, on photographs with the default model: fewer bits than mode 1
+    (a 64×64 crop of a photo bundled with scikit-image here; on Kodak, docs/results.md)."""
+    from igc.benchmark import sources
+
+    image = sources.center_crop(sources.gallery()[0].load().pixels, 64)
+    one = compose(None, context=1).encode(image)
+    two = compose(None, context=2).encode(image)
+    assert two.model_bits < one.model_bits
+
+
+def test_the_committed_mode_2_file_decodes():
+    """Pins the mode's definition: a change to its layout, order, or its adaptation breaks this
+    file (written by `igc compress --context 2` of the synthetic 40x48 image beside it,
+    helpers.smooth_image(40, 48, seed=11))."""
+    from PIL import Image
+
+    header, _ = container.unpack(FIXTURE.read_bytes())
+    assert (header.context, header.numerics, header.version) == (2, 2, 5)
+    want = np.asarray(Image.open(FIXTURE.with_suffix(".png")))
+    np.testing.assert_array_equal(want, smooth_image(40, 48, seed=11))
+    np.testing.assert_array_equal(compose(None).decode(FIXTURE.read_bytes()), want)
