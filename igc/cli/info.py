@@ -27,6 +27,13 @@ def portability(d: dict) -> str | None:
             "now, decode anywhere)")
 
 
+def stepped(d: dict) -> str:
+    """What steps together: a batch of tiles, or in context mode 2 an anti-diagonal's windows."""
+    if d.get("context") == 2:
+        return f"the windows of an anti-diagonal, up to {d['batch']}"
+    return f"{d['batch']} tiles"
+
+
 def describe(d: dict) -> list[tuple[str, str]]:
     """(field, explanation) rows for a header dict (igc.info), numbers rounded for reading."""
     h, w = d["height"], d["width"]
@@ -59,7 +66,7 @@ def describe(d: dict) -> list[tuple[str, str]]:
         ("context", f"mode {d.get('context', 0)}: "
                     f"{CONTEXT_MODES.get(d.get('context', 0), 'unknown')}"),
         ("coder", f"{d['coder']}{source('coder')}, probabilities of {d['precision']} bits"),
-        ("stepping", f"{d['batch']} tiles at a time in lanes of {d['lane']}; numerics "
+        ("stepping", f"{stepped(d)} at a time in lanes of {d['lane']}; numerics "
                      f"{d['numerics']} ({numerics}): the decoder repeats this computation exactly"),
         *([("decodes", where)] if (where := portability(d)) else []),
         ("checks", f"CRC-32 of the pixels {d['checksum']}, {len(d['region_checks']) // 2} "
