@@ -245,7 +245,7 @@ def run(model: Any, numerics: int, start_token: int, plan: list[Group],
         return
     if adaptation is not None and any(len(group.parts) != 1 for group in plan):
         raise ValueError("an adapted plan steps one image's batches, one part each")
-    with lane_pool(-(-plan[0].tiles // plan[0].lane)) as pool:
+    with lane_pool(max(-(-group.tiles // group.lane) for group in plan)) as pool:
         if adaptation is not None and pool is not None:
             adaptation.pool, adaptation.workers = pool, pool.workers
         for group in plan:

@@ -15,12 +15,20 @@ subpixel's exact value (igc/codec/residual.py).
 from __future__ import annotations
 
 import math
-import zlib
 from dataclasses import dataclass
 
 import numpy as np
 
 from igc.codec import adapt, loop, memory, residual
+from igc.codec.checks import (
+    MISMATCH_HINT,
+    mismatch_hint,
+    offered,
+    pixel_checksum,
+    region_checks,
+    stream_checked,
+    verified,
+)
 from igc.codec.context import (
     ADAPT_MIN_TILES,
     OVERLAP,
@@ -38,17 +46,15 @@ from igc.core.numerics import regroupable
 from igc.core.palette import combined_fingerprint
 from igc.core.protocols import (
     BatchedEngine,
-    Specified,
     SymbolDecoder,
     SymbolEncoder,
     conform,
 )
 from igc.core.tokenizer import SubpixelTokenizer
 from igc.core.types import Geometry, Image, TokenizedImage
-from igc.errors import ChecksumError, FormatError, ImageError, ModelMismatchError, UsageError
+from igc.errors import FormatError, ImageError, ModelMismatchError, UsageError
 
 DEFAULT_BATCH = 256
-REGIONS = 8
 __all__ = ["ADAPT_MIN_TILES", "DEFAULT_BATCH", "EncodeResult", "NeuralCodec", "Progress"]
 
 
@@ -61,36 +67,6 @@ class EncodeResult:
     token_bits: float = 0.0  # of which the tokens, under the model
     residual_bits: float = 0.0  # of which the exact residuals after a lossy tokenizer's tokens
     approximation: Image | None = None  # a lossy tokenizer's decode of the tokens
-
-
-def region_checks(tokens: np.ndarray) -> bytes:
-    groups = np.array_split(np.arange(len(tokens)), min(REGIONS, len(tokens)))
-    return bytes(zlib.crc32(tokens[g].astype(np.uint8).tobytes()) & 0xFF for g in groups)
-
-
-MISMATCH_HINT = ("decode without --model (igc finds the file's model by its fingerprint) or "
-                 "with --model naming the folder that holds")
-FOLDER_PLUGINS = ("imagegpt",)  # model plugins whose models are folders of weights
-
-
-def mismatch_hint(header) -> str:
-    """How to decode a file whose model was not the one given: a folder for ImageGPT; for a
-    plugin's model, no --model at all (the header names the plugin that rebuilds it)."""
-    if header.model_plugin in FOLDER_PLUGINS:
-        return f"{MISMATCH_HINT} {header.model_id!r}"
-    return (f"decode without --model: the file names its model plugin {header.model_plugin!r}, "
-            "which igc loads by that name")
-
-
-def offered(model, fingerprint: str) -> str:
-    """The model a decoder was given, as the user named it (--model) and as it names itself."""
-    spec = str((model.spec if isinstance(model, Specified) else None) or model.name)
-    named = f"model {model.name!r}, " if spec != model.name else ""
-    return f"model {spec!r} ({named}fingerprint {fingerprint})"
-
-
-def pixel_checksum(image: Image) -> int:
-    return zlib.crc32(np.ascontiguousarray(image).tobytes())
 
 
 class NeuralCodec:
@@ -436,18 +412,20 @@ class NeuralCodec:
         decoders = [self._decoder(payload) for _, payload in parsed]
         jobs = [self._job(h, dec) for (h, _), dec in zip(parsed, decoders, strict=True)]
         start = self.tokenizer.start_token
-        if (self._together([h.numerics for h, _ in parsed], [h.batch for h, _ in parsed], jobs,
-                           [h.context for h, _ in parsed]) and self._fit_together(jobs)):
-            loop.run(self.model, parsed[0][0].numerics, start, loop.together(jobs),
-                     geometry=self.geometry(jobs[0].tokens.shape[1]))
-        else:
-            for (header, _), job in zip(parsed, jobs, strict=True):
-                loop.run(self.model, header.numerics, start,
-                         context_plan(job, header.batch, header.lane, header.context),
-                         geometry=self.geometry(job.tokens.shape[1]),
-                         adaptation=self._adaptation(header.numerics, header.context))
-        return [self._decoded(header, job.tokens, decoder)
-                for (header, _), job, decoder in zip(parsed, jobs, decoders, strict=True)]
+        with stream_checked():
+            if (self._together([h.numerics for h, _ in parsed], [h.batch for h, _ in parsed],
+                               jobs, [h.context for h, _ in parsed])
+                    and self._fit_together(jobs)):
+                loop.run(self.model, parsed[0][0].numerics, start, loop.together(jobs),
+                         geometry=self.geometry(jobs[0].tokens.shape[1]))
+            else:
+                for (header, _), job in zip(parsed, jobs, strict=True):
+                    loop.run(self.model, header.numerics, start,
+                             context_plan(job, header.batch, header.lane, header.context),
+                             geometry=self.geometry(job.tokens.shape[1]),
+                             adaptation=self._adaptation(header.numerics, header.context))
+            return [self._decoded(header, job.tokens, decoder)
+                    for (header, _), job, decoder in zip(parsed, jobs, decoders, strict=True)]
 
     def _decoded(self, header: container.Header, tokens: np.ndarray, decoder) -> Image:
         """The pixels, once the tokens are decoded: the residuals after a lossy tokenizer's
@@ -455,7 +433,7 @@ class NeuralCodec:
         image = self.tiling(header.context).decode(tokens, header.height, header.width)
         if self.residual:
             image = residual.decode(image, decoder)
-        return self._verified(image, tokens, header)
+        return verified(image, tokens, header)
 
     @staticmethod
     def _steps(job: Job) -> int:
@@ -470,20 +448,6 @@ class NeuralCodec:
         need = positions * memory.LAYOUT_BYTES + memory.model_state(self.model, tiles, steps, 2)
         return need <= memory.budget()
 
-    @staticmethod
-    def _verified(image: Image, tokens: np.ndarray, header: container.Header) -> Image:
-        """`image` if it matches the header's checksum, else ChecksumError naming the tile
-        regions that differ: a decoder never returns pixels it has not checked."""
-        if pixel_checksum(image) != header.checksum:
-            regions = region_checks(tokens)
-            bad = [i + 1 for i, (a, b) in enumerate(zip(regions, header.region_checks,
-                                                        strict=False)) if a != b]
-            where = (f" in tile region(s) {', '.join(map(str, bad))} of {len(regions)} (tiles in "
-                     "raster order)") if bad else ""
-            raise ChecksumError(f"decoded pixels fail the checksum{where}: the file is corrupted "
-                                "or was decoded on a machine that computes the model differently")
-        return image
-
     def decode(self, data: bytes, progress: Progress | None = None) -> Image:
         """The pixels of an `.igc` file, checked against its checksum; `progress(done, total)`
         follows the tokens decoded."""
@@ -491,4 +455,5 @@ class NeuralCodec:
         self.check_model(header)
         memory.check_decode(self.model, self.tiling(header.context), header, FormatError)
         decoder = self._decoder(payload)
-        return self._decoded(header, self.decode_tokens(header, decoder, progress), decoder)
+        with stream_checked():
+            return self._decoded(header, self.decode_tokens(header, decoder, progress), decoder)
