@@ -158,3 +158,14 @@ def test_the_committed_mode_2_file_decodes():
     want = np.asarray(Image.open(FIXTURE.with_suffix(".png")))
     np.testing.assert_array_equal(want, smooth_image(40, 48, seed=11))
     np.testing.assert_array_equal(compose(None).decode(FIXTURE.read_bytes()), want)
+
+
+def test_waves_step_in_batches_and_in_at_least_two_even_lanes():
+    from igc.codec import loop
+
+    job = loop.Job(np.zeros((108, 4), np.int64), np.ones((108, 4), bool), None)
+    plan = loop.waves(job, (1, 2, 35, 70), 64, 32)
+    got = [(g.parts[0].rows.start, g.parts[0].rows.stop, g.lane) for g in plan]
+    assert got == [(0, 1, 1), (1, 3, 1), (3, 38, 18), (38, 102, 32), (102, 108, 3)]
+    with pytest.raises(ValueError, match="waves of 10 windows for a job of 108"):
+        loop.waves(job, (10,), 64, 32)

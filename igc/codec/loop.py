@@ -213,13 +213,13 @@ def batches(job: Job, batch: int, lane: int, steps: int | None = None) -> list[G
 def waves(job: Job, sizes: tuple[int, ...], batch: int, lane: int) -> list[Group]:
     """Context mode 2's plan (igc.core.overlap): runs of `sizes` windows, each of which depends
     only on earlier runs, stepped one after the other in batches of at most `batch`; each batch
-    split into as few lanes of at most `lane` windows as it needs, of equal size (give or take
-    one), so that the threads share a small anti-diagonal evenly."""
+    split into lanes of at most `lane` windows, at least two where it has two windows, of equal
+    size give or take one, so that two threads share even a short anti-diagonal evenly."""
     plan, start = [], 0
     for size in sizes:
         for first in range(start, start + size, batch):
             rows = min(batch, start + size - first)
-            per_lane = -(-rows // -(-rows // lane))
+            per_lane = -(-rows // max(-(-rows // lane), min(2, rows)))
             plan.append(Group([Part(job, slice(first, first + rows))], per_lane, job.steps))
         start += size
     if start != len(job.tokens):
