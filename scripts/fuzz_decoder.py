@@ -75,7 +75,8 @@ def make_corpus(tiny_model: str | None):
     if tiny_model:
         for size, order, batch, context in [((6, 5), "interleaved", 3, None),
                                             ((4, 9), "channel", None, None),
-                                            ((9, 10), "interleaved", 2, 1)]:  # the adapted mode
+                                            ((9, 10), "interleaved", 2, 1),  # adapted
+                                            ((11, 13), "interleaved", 4, 2)]:  # overlapping
             image = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
             comp = get_compressor("imagegpt", model=tiny_model, order=order, batch=batch,
                                   context=context)
@@ -172,7 +173,7 @@ def field_by_meaning(rng: np.random.Generator, header) -> tuple[str, object]:
         "order": lambda: str(rng.choice(list(container.ORDERS))),
         "residual": lambda: not header.residual,
         "version": lambda: int(rng.choice([1, 2, 3, 4, 5])),
-        "context": lambda: int(rng.choice([0, 1, 2, 7])),  # version 5; 0 and 1 are known
+        "context": lambda: int(rng.choice([0, 1, 2, 3, 7])),  # version 5; 0, 1 and 2 are known
         "distributions": lambda: {str(k): str(rng.choice(["igc-context", "igc-xyz", "a", "x" * 63]))
                                   for k in container.PLUGIN_KINDS if rng.random() < 0.5},
         "height": lambda: int(rng.choice([1, 2, header.height + 1, 63, 64, 65, 4096, 4097])),
