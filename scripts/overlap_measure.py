@@ -10,7 +10,9 @@ spend), one arm after the other:
 * `mode 1`: tiles coded alone, adapted (batches of 32);
 * `windows, no adaptation`: mode 2's overlapping windows and anti-diagonals, the model alone;
 * `mode 2 (min rows R)`: the windows with the adaptation dividing each step's sums by at least R
-  rows, for every R of `--min-rows` (the mode's own is igc.codec.adapt.MIN_ROWS_OVERLAP).
+  rows, for every R of `--min-rows` (the mode's own is igc.codec.adapt.MIN_ROWS_OVERLAP);
+* and, for a reference, the model alone in one parallel float32 pass (what `--estimate` does in
+  mode 0) over the tiles and over the windows.
 
 Printed: bits per subpixel per arm, summed over the images, the change against mode 1, and the
 wall time of each arm.
@@ -70,8 +72,9 @@ def main() -> None:
     arms = {"mode 1": (1, adapted(1)), "windows, no adaptation": (2, lambda: None)}
     for rows in (int(r) for r in a.min_rows.split(",")):
         arms[f"mode 2 (min rows {rows})"] = (2, adapted(rows))
-    bits = dict.fromkeys(arms, 0.0)
-    seconds = dict.fromkeys(arms, 0.0)
+    floats = {"tiles, one float pass": 0, "windows, one float pass": 2}
+    bits = dict.fromkeys([*arms, *floats], 0.0)
+    seconds = dict.fromkeys(bits, 0.0)
     subpixels = 0
     for name in a.images:
         image = load(name, a.crop)
@@ -83,11 +86,15 @@ def main() -> None:
             bits[arm] += got
             print(f"{name} {image.shape[1]}x{image.shape[0]} {arm}: {got / image.size:.4f} bpsp",
                   flush=True)
+        for arm, mode in floats.items():
+            t = time.perf_counter()
+            bits[arm] += codec.one_shot_bits(context.tiling(codec.tokenizer, mode).encode(image))
+            seconds[arm] += time.perf_counter() - t
     print(f"\nmodel {codec.model.name}; {len(a.images)} image(s), crop {a.crop or 'none'}; CPU "
           f"{cpu_model()}, {a.threads} thread(s)")
     print("| arm | bits per subpixel | against mode 1 | seconds |\n|---|---:|---:|---:|")
     base = bits["mode 1"] / subpixels
-    for arm in arms:
+    for arm in bits:
         bpsp = bits[arm] / subpixels
         print(f"| {arm} | {bpsp:.4f} | {100 * (bpsp / base - 1):+.2f}% | {seconds[arm]:.0f} |")
 
