@@ -244,8 +244,9 @@ def test_threads_and_lanes_do_not_change_a_mode_1_file(tiny):
         torch.set_num_threads(threads)
 
 
-def test_several_mode_1_files_decode_together_each_with_its_own_state(tiny):
-    codec = compose(tiny, context=1, batch=4)
+@pytest.mark.parametrize("mode", [1, 2])
+def test_several_adapted_files_decode_together_each_with_its_own_state(tiny, mode):
+    codec = compose(tiny, context=mode, batch=4)
     images = [smooth_image(9, 14, seed=s) for s in (1, 2, 3)]
     datas = [r.data for r in codec.encode_many(images)]
     assert datas == [codec.encode(im).data for im in images]

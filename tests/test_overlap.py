@@ -105,15 +105,6 @@ def test_the_estimate_of_mode_2_is_the_encoders_model_bits(tiny):
     assert codec.estimate_bits(image) == codec.encode(image).model_bits
 
 
-def test_several_mode_2_files_decode_together(tiny):
-    codec = compose(tiny, context=2, batch=4)
-    images = [smooth_image(9, 14, seed=s) for s in (1, 2, 3)]
-    datas = [r.data for r in codec.encode_many(images)]
-    assert datas == [codec.encode(im).data for im in images]
-    for got, want in zip(codec.decode_many(datas), images, strict=True):
-        np.testing.assert_array_equal(got, want)
-
-
 def test_the_default_overlaps_large_images_only(tiny):
     """Mode 2 when the anti-diagonals average OVERLAP_MIN_WAVE windows (about 8 × 2 tiles a side);
     mode 1 below, down to ADAPT_MIN_TILES tiles."""
