@@ -93,8 +93,10 @@ def bench_block(data: dict) -> str:
         speed = summary.get(name, {})
         rates = ""
         if speed.get("encode_subpixels_per_second"):
-            rates = (f"; encode {_n(speed['encode_subpixels_per_second'])} and decode "
-                     f"{_n(speed.get('decode_subpixels_per_second') or 0)} subpixels per second")
+            decode = speed.get("decode_subpixels_per_second")
+            rates = (f"; encode {_n(speed['encode_subpixels_per_second'])}"
+                     + (f" and decode {_n(decode)} subpixels per second" if decode else
+                        " subpixels per second (an estimate: nothing decoded)"))
         context = f", context {m['context']}" if m.get("context") else ""
         lines.append(f"- Model of `{name}`: {m['model']} (fingerprint {m['fingerprint']}, "
                      f"{_n(m['parameters'])} parameters, numerics {m['numerics']}, engine "
