@@ -91,7 +91,7 @@ def compress(image: Image, model: str | None = None, order: str = "interleaved",
     so far, before the first model step and after each. `engine`: see `set_engine` (for this
     call only). `context`: the file's context mode (0: tiles alone; 1: the model adapted to the
     image; 2: adapted, and tiles overlapping their upper and left neighbours; default: 2 on
-    images of about 241×241 pixels or more, 1 on 16 tiles or more, where the model allows it).
+    images of about 227×227 pixels or more, 1 on 16 tiles or more, where the model allows it).
 
     A grayscale (H, W) or (H, W, 1) array is coded as RGB with three equal channels, and
     `decompress` returns it as (H, W, 3); an opaque (H, W, 4) array loses its alpha channel.

@@ -127,6 +127,32 @@ def test_mode_2_is_refused_where_it_cannot_run(tiny, tmp_path):
         OverlapTiling(SubpixelTokenizer(1))
 
 
+def test_tokens_of_the_wrong_layout_are_refused(tiny):
+    image = smooth_image(7, 8)
+    with pytest.raises(UsageError, match="tokens laid out for context mode 0 or 1"):
+        compose(tiny, context=2).stepped_bits(compose(tiny).tokenizer.encode(image))
+    windows = OverlapTiling(compose(tiny).tokenizer).encode(image)
+    with pytest.raises(UsageError, match="tokens laid out for context mode 2"):
+        compose(tiny, context=1).stepped_bits(windows)
+
+
+def test_a_damaged_mode_2_file_names_window_regions(tiny):
+    import dataclasses
+
+    from igc.errors import ChecksumError
+
+    codec = compose(tiny, context=2)
+    data = codec.encode(smooth_image(10, 11)).data
+    header, payload = container.unpack(data)
+    bad = container.pack(dataclasses.replace(header, checksum=header.checksum ^ 1), payload)
+    with pytest.raises(ChecksumError, match="checksum: the file is corrupted"):
+        codec.decode(bad)
+    wrong = dataclasses.replace(header, checksum=header.checksum ^ 1,
+                                region_checks=bytes(b ^ 1 for b in header.region_checks))
+    with pytest.raises(ChecksumError, match=r"\(windows in coding order, by anti-diagonal\)"):
+        codec.decode(container.pack(wrong, payload))
+
+
 def test_the_shipped_model_spends_fewer_bits_with_its_neighbours():
     """The point of the mode, on photographs with the default model: fewer bits than mode 1
     (a 64×64 crop of a photo bundled with scikit-image here; on Kodak, docs/results.md)."""

@@ -166,6 +166,7 @@ def test_model_with_its_own_spec_sits_beside_the_default(rng):
 @pytest.mark.parametrize(("names", "message"), [
     (["nosuch:x"], r"unknown compressor 'nosuch:x' \('nosuch' is not a registered model"),
     (["png", "png"], r"compressor 'png' is named twice"),
+    (["imagegpt:"], r"names model 'imagegpt' and no spec after the colon"),
 ])
 def test_bad_model_spec_names_fail_in_one_line(names, message):
     from igc.api import create_compressors

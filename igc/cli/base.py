@@ -27,7 +27,7 @@ CONTEXT = typer.Option(None, "--context", metavar="MODE", min=0, max=2,
                             "the model to the image as it is coded (decoders repeat it exactly); "
                             "2 adapts too, and overlaps each tile with the last row and column "
                             "of its upper and left neighbours. Default, where the model allows "
-                            "it: 2 on images of about 241×241 pixels or more, 1 on images of 16 "
+                            "it: 2 on images of about 227×227 pixels or more, 1 on images of 16 "
                             "tiles or more, else 0.")
 
 # Typer re-exports only `BadParameter` of click's exceptions; its bases are the classes a parse

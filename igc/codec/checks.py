@@ -60,8 +60,10 @@ def verified(image: Image, tokens: np.ndarray, header) -> Image:
         regions = region_checks(tokens)
         bad = [i + 1 for i, (a, b) in enumerate(zip(regions, header.region_checks,
                                                     strict=False)) if a != b]
-        where = (f" in tile region(s) {', '.join(map(str, bad))} of {len(regions)} (tiles in "
-                 "raster order)") if bad else ""
+        order = ("windows in coding order, by anti-diagonal" if header.context == 2 else
+                 "tiles in raster order")
+        where = (f" in tile region(s) {', '.join(map(str, bad))} of {len(regions)} ({order})"
+                 if bad else "")
         raise ChecksumError(f"decoded pixels fail the checksum{where}: {CAUSE}")
     return image
 

@@ -20,12 +20,12 @@ ADAPT_MIN_TILES = 16
 # mode 1's default batch: it learns after every step, so smaller batches learn more often (two
 # lanes of 16 tiles keep two cores busy); the extra steps cost time (docs/design.md)
 ADAPT_BATCH = 32
-# mode 2's: an anti-diagonal's windows step together, up to this many (a 1024-pixel-wide photo's
-# diagonals hold up to 69), in two lanes of equal size
+# mode 2's: an anti-diagonal's windows step together, up to this many (an anti-diagonal holds at
+# most min(rows, columns) windows: 35 for a Kodak photo, 52 for 1024×768), in two lanes or more
 OVERLAP_BATCH = 64
 OVERLAP_LANE = 32
 # mode 2 is the default where its anti-diagonals are long enough to keep the steps few: on an
-# image with at least this many windows per anti-diagonal on average (from about 241×241 pixels).
+# image with at least this many windows per anti-diagonal on average (from about 227×227 pixels).
 # Measured against mode 1, one thread (docs/design.md, "Context mode 2"): 1.2× the time for 2.3%
 # fewer bits on a 256×256 crop (9.3 windows per anti-diagonal), 1.6× on a 128×128 (4.8), 2.3×
 # on a 64×64 (2.8)

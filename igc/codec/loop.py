@@ -213,8 +213,8 @@ def batches(job: Job, batch: int, lane: int, steps: int | None = None) -> list[G
 def waves(job: Job, sizes: tuple[int, ...], batch: int, lane: int) -> list[Group]:
     """Context mode 2's plan (igc.core.overlap): runs of `sizes` windows, each of which depends
     only on earlier runs, stepped one after the other in batches of at most `batch`; each batch
-    split into lanes of at most `lane` windows, at least two where it has two windows, of equal
-    size give or take one, so that two threads share even a short anti-diagonal evenly."""
+    split into k = max(ceil(n / lane), min(2, n)) lanes of ceil(n / k) windows (the last may be
+    shorter), so that two threads share even a short anti-diagonal."""
     plan, start = [], 0
     for size in sizes:
         for first in range(start, start + size, batch):

@@ -6,9 +6,10 @@ memory is set by header fields, not by the image's content. Before anything is l
 state is made, `check_decode` adds up
 
     layout  = positions x LAYOUT_BYTES          (tokens, coded flags, padding sources, the gather
-                                                 that rebuilds the image; positions = tiles x L)
+                                                 that rebuilds the image; positions = tiles x L;
+                                                 context mode 2: windows, plus CONTEXT_BYTES)
     state   = model.state_bytes(min(batch, tiles), steps, numerics)   (every lane of one batch;
-              in context mode 1 plus the adaptation's state and arrays, igc.codec.adapt)
+              in context modes 1 and 2 plus the adaptation's state and arrays, igc.codec.adapt)
 
 and refuses the file in one line when the sum exceeds the budget ($IGC_MAX_DECODE_MEMORY, default
 2 GiB; the model's weights are not counted). Encoders choose a batch that fits the default budget

@@ -212,6 +212,10 @@ class NeuralCodec:
         shape = (tok.height, tok.width)
         n = self.tiles(*shape)
         context = self.context_for(n, shape)
+        if (tok.groups is not None) != (context == OVERLAP):
+            raise UsageError(f"tokens laid out for context mode {'2' if tok.groups else '0 or 1'}, "
+                             f"but this codec codes the image in mode {context}: lay them out "
+                             "with NeuralCodec.tiling(mode)")
         loop.run(self.model, self.model.numerics, self.tokenizer.start_token,
                  context_plan(job, self.batch_for(n, shape), self.lane_for(n, shape), context),
                  Counter(progress, int(tok.coded.sum())), self.geometry(tok.tokens.shape[1]),
@@ -298,8 +302,8 @@ class NeuralCodec:
     def estimate_bits(self, image: Image) -> float:
         """Model bits from one parallel pass: fast, but not what the coder uses bit for bit (the
         residuals' bits, after a lossy tokenizer, are exact). In context mode 1 only the stepped
-        loop knows the probabilities: the bits are then exactly a file's model bits, at the
-        cost of an encode without the coder."""
+        loop knows the probabilities (modes 1 and 2): the bits are then exactly a file's model
+        bits, at the cost of an encode without the coder."""
         tok = self._tokens(image)
         stepped = self.context_for(self.tiles(tok.height, tok.width), (tok.height, tok.width))
         bits = self.stepped_bits(tok) if stepped else self.one_shot_bits(tok)

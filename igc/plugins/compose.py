@@ -130,7 +130,10 @@ def named_model(name: str, registry: Registry) -> tuple[str, str | None]:
     own spec, so one bench can set several models of a plugin side by side; any other name is
     itself with no spec."""
     base, sep, spec = name.partition(":")
-    if sep and spec and registry.has("model", base):
+    if sep and registry.has("model", base):
+        if not spec:
+            raise UsageError(f"compressor {name!r} names model {base!r} and no spec after the "
+                             f"colon (e.g. {base}:igc-rgb16-w256)")
         return base, spec
     return name, None
 
