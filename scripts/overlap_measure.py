@@ -49,7 +49,7 @@ def stepped_bits(codec, image: np.ndarray, mode: int, adaptation) -> float:
     job = loop.Job(tok.tokens, tok.coded, action, groups=tok.groups)
     batch = context.default_batch(mode, 256)
     lane = context.OVERLAP_LANE if mode == context.OVERLAP else 16
-    loop.run(codec.model, 2, codec.tokenizer.start_token, context.plan(job, batch, lane, mode),
+    loop.run(codec.model, 2, codec.tokenizer.start_token, context.plan(job, batch, lane),
              geometry=codec.geometry(tok.tokens.shape[1]), adaptation=adaptation)
     return action.bits
 

@@ -48,8 +48,8 @@ from igc.errors import ModelError
 MODE = 1
 ADAPTED = (1, 2)  # context modes whose model adapts to the image (mode 2 also overlaps tiles)
 # mode 2 divides a step's gradient sums by at least this many rows: its anti-diagonals can be a
-# handful of windows, whose mean gradient is noisy (on Kodak crops, mode 2's bits with 1, 8, 32
-# and 64 here: +1.7%, 0, -0.6%, -0.5% against 8; docs/design.md)
+# handful of windows, whose mean gradient is noisy (on two Kodak crops, mode 2's bits with 1, 8,
+# 32 and 64 here: +1.8%, 0, -0.6%, -0.5% against 8; docs/design.md, scripts/overlap_measure.py)
 MIN_ROWS_OVERLAP = 32
 Q = SCORE_FRAC  # scores in Q12 log2 units
 CLASSES = 3  # position mod 3

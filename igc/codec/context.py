@@ -11,7 +11,7 @@ for the plan (which tiles step together) and the layout (igc.core.container.CONT
 from __future__ import annotations
 
 from igc.codec import adapt, loop
-from igc.core.overlap import OverlapTiling
+from igc.core.overlap import OverlapTiling, overlappable, window_grid
 
 OVERLAP = 2
 # context mode 1 (the model adapted to the image) is what new files use by default, on images of
@@ -24,6 +24,12 @@ ADAPT_BATCH = 32
 # most min(rows, columns) windows: 35 for a Kodak photo, 52 for 1024×768), in two lanes or more
 OVERLAP_BATCH = 64
 OVERLAP_LANE = 32
+def layout_bytes(context: int, per_position: int) -> int:
+    """Bytes per token position of a decode's arrays: `per_position`, plus mode 2's context
+    sources (an int64 each)."""
+    return per_position + (8 if context == OVERLAP else 0)
+
+
 # mode 2 is the default where its anti-diagonals are long enough to keep the steps few: on an
 # image with at least this many windows per anti-diagonal on average (from about 227×227 pixels).
 # Measured against mode 1, one thread (docs/design.md, "Context mode 2"): 1.2× the time for 2.3%
@@ -34,8 +40,7 @@ OVERLAP_MIN_WAVE = 8
 
 def can_overlap(tokenizer) -> bool:
     """Whether the tokenizer's tiles can be laid out as overlapping windows (mode 2)."""
-    return (tokenizer.name == "subpixel" and getattr(tokenizer, "_index", None) is not None
-            and tokenizer.tile >= 2)
+    return overlappable(tokenizer)
 
 
 def tiling(tokenizer, context: int):
@@ -50,7 +55,7 @@ def default_mode(model, tokenizer, height: int, width: int) -> int:
     if adapt.head_of(model, model.numerics) is None:
         return 0
     if can_overlap(tokenizer):
-        rows, cols = OverlapTiling(tokenizer).grid(height, width)
+        rows, cols = window_grid(height, width, tokenizer.tile)
         if rows * cols >= OVERLAP_MIN_WAVE * (rows + cols - 1):
             return OVERLAP
     rows, cols = tokenizer.grid(height, width)
@@ -62,8 +67,9 @@ def default_batch(context: int, plain: int) -> int:
     return {0: plain, adapt.MODE: ADAPT_BATCH, OVERLAP: OVERLAP_BATCH}[context]
 
 
-def plan(job: loop.Job, batch: int, lane: int, context: int) -> list[loop.Group]:
-    """The groups of one image's job: batches in order, or mode 2's anti-diagonals."""
-    if context == OVERLAP:
+def plan(job: loop.Job, batch: int, lane: int) -> list[loop.Group]:
+    """The groups of one image's job: batches in order, or, for mode 2's windows (a layout
+    with groups), its anti-diagonals."""
+    if job.groups is not None:
         return loop.waves(job, job.groups, batch, lane)
     return loop.batches(job, batch, lane)

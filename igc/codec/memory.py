@@ -7,7 +7,8 @@ state is made, `check_decode` adds up
 
     layout  = positions x LAYOUT_BYTES          (tokens, coded flags, padding sources, the gather
                                                  that rebuilds the image; positions = tiles x L;
-                                                 context mode 2: windows, plus CONTEXT_BYTES)
+                                                 context mode 2: windows, plus a context
+                                                 source each: igc.codec.context.layout_bytes)
     state   = model.state_bytes(min(batch, tiles), steps, numerics)   (every lane of one batch;
               in context modes 1 and 2 plus the adaptation's state and arrays, igc.codec.adapt)
 
@@ -22,6 +23,7 @@ import math
 import os
 
 from igc.codec import adapt
+from igc.codec.context import layout_bytes
 from igc.errors import UsageError
 
 MEMORY_ENV = "IGC_MAX_DECODE_MEMORY"
@@ -29,7 +31,6 @@ DEFAULT_BUDGET = 2 << 30  # bytes beyond the model's weights
 # bytes per token position of the decode's arrays: tokens (int64), coded flag (bool), padding
 # source (int64), and the int64 gather `tokenizer.decode` makes of the tokens
 LAYOUT_BYTES = 8 + 1 + 8 + 8
-CONTEXT_BYTES = 8  # context mode 2 adds a context source per position (igc.core.overlap)
 ENCODER_ENGINE = "cpu"  # numerics 2: encoders size their batch for the default CPU decoder
 
 
@@ -86,8 +87,7 @@ def decode_bytes(model, tokenizer, header, engine: str | None = None) -> tuple[i
     rows = min(header.batch, tiles)
     state = (model_state(model, rows, steps, header.numerics, engine)
              + adaptation_bytes(model, rows, header.numerics, header.context))
-    per_position = LAYOUT_BYTES + (CONTEXT_BYTES if header.context == 2 else 0)
-    return tiles * length * per_position, state, rows
+    return tiles * length * layout_bytes(header.context, LAYOUT_BYTES), state, rows
 
 
 def check_decode(model, tokenizer, header, error: type[Exception],
@@ -115,7 +115,7 @@ def fitting_batch(model, tokenizer, height: int, width: int, numerics: int, want
     engine (at least 1; `check_decode` refuses an image too large for even that)."""
     tiles, length, steps = geometry(tokenizer, height, width)
     rows = min(wanted, tiles)
-    spare = DEFAULT_BUDGET - tiles * length * (LAYOUT_BYTES + (CONTEXT_BYTES if context == 2 else 0))
+    spare = DEFAULT_BUDGET - tiles * length * layout_bytes(context, LAYOUT_BYTES)
 
     def state(n: int) -> int:
         return (model_state(model, n, steps, numerics, ENCODER_ENGINE)

@@ -217,7 +217,7 @@ class NeuralCodec:
                              f"but this codec codes the image in mode {context}: lay them out "
                              "with NeuralCodec.tiling(mode)")
         loop.run(self.model, self.model.numerics, self.tokenizer.start_token,
-                 context_plan(job, self.batch_for(n, shape), self.lane_for(n, shape), context),
+                 context_plan(job, self.batch_for(n, shape), self.lane_for(n, shape)),
                  Counter(progress, int(tok.coded.sum())), self.geometry(tok.tokens.shape[1]),
                  self._adaptation(self.model.numerics, context))
         return action.bits
@@ -263,7 +263,7 @@ class NeuralCodec:
             for job, tok, n, batch, context in zip(jobs, toks, tiles, batches, contexts,
                                                    strict=True):
                 lane = self.lane_for(n, (tok.height, tok.width))
-                loop.run(self.model, numerics, start, context_plan(job, batch, lane, context),
+                loop.run(self.model, numerics, start, context_plan(job, batch, lane),
                          geometry=geometry, adaptation=self._adaptation(numerics, context))
         return [self._encoded(image, tok, enc, job.action.bits)
                 for image, tok, enc, job in zip(images, toks, encoders, jobs, strict=True)]
@@ -305,8 +305,8 @@ class NeuralCodec:
         loop knows the probabilities (modes 1 and 2): the bits are then exactly a file's model
         bits, at the cost of an encode without the coder."""
         tok = self._tokens(image)
-        stepped = self.context_for(self.tiles(tok.height, tok.width), (tok.height, tok.width))
-        bits = self.stepped_bits(tok) if stepped else self.one_shot_bits(tok)
+        context = self.context_for(self.tiles(tok.height, tok.width), (tok.height, tok.width))
+        bits = self.stepped_bits(tok) if context else self.one_shot_bits(tok)
         if self.residual:
             approximation = self.tokenizer.decode(tok.tokens, tok.height, tok.width)
             bits += residual.ideal_bits(image, approximation, self.coder)
@@ -399,7 +399,7 @@ class NeuralCodec:
         padding ones; returns the (tiles, L) tokens. `progress` as for `encode_tokens`."""
         job = self._job(header, decoder)
         loop.run(self.model, header.numerics, self.tokenizer.start_token,
-                 context_plan(job, header.batch, header.lane, header.context),
+                 context_plan(job, header.batch, header.lane),
                  Counter(progress, int(job.coded.sum())), self.geometry(job.tokens.shape[1]),
                  self._adaptation(header.numerics, header.context))
         return job.tokens
@@ -425,7 +425,7 @@ class NeuralCodec:
             else:
                 for (header, _), job in zip(parsed, jobs, strict=True):
                     loop.run(self.model, header.numerics, start,
-                             context_plan(job, header.batch, header.lane, header.context),
+                             context_plan(job, header.batch, header.lane),
                              geometry=self.geometry(job.tokens.shape[1]),
                              adaptation=self._adaptation(header.numerics, header.context))
             return [self._decoded(header, job.tokens, decoder)

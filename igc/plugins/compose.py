@@ -10,6 +10,7 @@ line which plugin is missing when one is.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from functools import lru_cache
 from typing import Any
 
@@ -161,9 +162,9 @@ def check_names(names: list[str], registry: Registry | None = None) -> None:
                    "gives a model plugin its spec)" if ":" in name else "")
             raise UsageError(f"unknown compressor {name!r}{why}; known: "
                              f"{', '.join(compressor_names(registry))}{registry.failed_hint()}")
-    dup = sorted({n for n in names if list(names).count(n) > 1})
-    if dup:
-        raise UsageError(f"compressor {dup[0]!r} is named twice")
+    twice = next((n for n, k in Counter(names).items() if k > 1), None)
+    if twice is not None:
+        raise UsageError(f"compressor {twice!r} is named twice")
 
 
 def create_compressor(name: str, registry: Registry | None = None, **options: Any):
@@ -192,9 +193,7 @@ def create_compressors(names: list[str], **options: Any) -> tuple[list, dict[str
     check_names(list(names), registry)
     made, unavailable = [], {}
     for name in names:
-        takes_model = name == DEFAULT_MODEL or registry.has("compressor", name)
-        if named_model(name, registry)[1] is not None:
-            takes_model = False  # MODEL:SPEC carries its own spec
+        takes_model = name == DEFAULT_MODEL or registry.has("compressor", name)  # not MODEL:SPEC
         mine = options if takes_model else {k: v for k, v in options.items() if k != "model"}
         try:
             made.append(create_compressor(name, registry, **mine))
