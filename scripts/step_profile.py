@@ -62,13 +62,14 @@ def profile(eng: ic.CpuEngine, im, batch: int, marks: set[int]) -> list[int]:
                 st.position = p
                 eng.step(st, ids)
             whole = mean_ms(step)
-            lin = nl * sum(mean_ms(lambda w=w: ic._linear(st.xin, w, st.acc))
+            r = st.rows  # the row buffers of a one-token step: batch rows
+            lin = nl * sum(mean_ms(lambda w=w, r=r: ic._linear(r["xin"], w, r["acc"]))
                            for w in (eng.w_qkv[0], eng.w_proj[0], eng.w_fc[0], eng.w_mlp[0]))
-            lin += mean_ms(lambda: ic._linear(st.xin, eng.w_head, st.acc))
-            att = nl * mean_ms(lambda p=p: ic._attend(
-                st.acc, eng.p_qkv[0], frac, eng.v_shift[0], im.n_head, st.keys[0],
-                st.key_shift[0], st.values[0], p, st.u, st.qh, st.ql, st.scores, st.wh, st.wl,
-                st.mix, st.xin))
+            lin += mean_ms(lambda r=r: ic._linear(r["xin"], eng.w_head, r["acc"]))
+            att = nl * mean_ms(lambda p=p, r=r: ic._attend(
+                r["acc"], eng.p_qkv[0], frac, eng.v_shift[0], im.n_head, st.keys[0],
+                st.key_shift[0], st.values[0], p, 1, st.u, r["qn"], r["qs"], st.qh, st.ql,
+                st.scores, st.wh, st.wl, st.mix, r["xin"]))
             nbytes = nl * batch * (p + 1) * im.n_embd * 2 * 2  # keys and values, int16
             sizes.append(nbytes)
             print(f"| {batch} | {p} | {whole:.3f} | {lin:.3f} | {att:.3f} | "

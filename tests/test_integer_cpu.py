@@ -168,6 +168,53 @@ def test_thread_count_and_lanes_on_threads_do_not_change_a_bit(default_model):
         np.testing.assert_array_equal(np.concatenate([lanes[0][t], lanes[1][t]]), want)
 
 
+def blocks_of(seqs: np.ndarray, sizes: list[int]) -> list[np.ndarray]:
+    """`seqs` cut into consecutive column blocks of `sizes` (repeated until the end)."""
+    out, t, i = [], 0, 0
+    while t < seqs.shape[1]:
+        n = min(sizes[i % len(sizes)], seqs.shape[1] - t)
+        out.append(seqs[:, t : t + n])
+        t, i = t + n, i + 1
+    return out
+
+
+@pytest.mark.parametrize("name,batch,sizes", [
+    ("w32h4", 3, [16]), ("w8h1", 2, [1, 5, 16, 3]), ("w24h8", 1, [7]), ("w80h2", 2, [33, 1]),
+    ("w64h2", 2, [2, 9]), ("w160h1", 3, [4])])
+def test_a_block_of_steps_gives_each_step_s_frequencies(runtimes, name, batch, sizes):
+    """An encoder's block of P known tokens per sequence (all keys stored before any query
+    reads) gives exactly the reference's frequencies, logits and head inputs of P steps,
+    whatever P and wherever the block starts (inside a key block of 16 or across one)."""
+    model = quantize(runtimes[name])
+    seqs = random_sequences(batch, model.n_positions, seed=batch + 10)
+    ref, eng = ReferenceEngine(model), CpuEngine(model)
+    ref_f, ref_l = ref.start(batch, seqs.shape[1]), ref.start(batch, seqs.shape[1])
+    st_f, st_l = eng.start(batch, seqs.shape[1]), eng.start(batch, seqs.shape[1])
+    for block in blocks_of(seqs, sizes):
+        freqs = eng.block(st_f, block)
+        hidden, logits = eng.block_logits(st_l, block)
+        assert freqs.shape == (batch, block.shape[1], model.vocab)
+        for p in range(block.shape[1]):
+            np.testing.assert_array_equal(freqs[:, p], ref.step(ref_f, block[:, p]))
+            want_h, want_l = ref.step_logits(ref_l, block[:, p])
+            np.testing.assert_array_equal(hidden[:, p], want_h)
+            np.testing.assert_array_equal(logits[:, p], want_l)
+
+
+def test_steps_after_a_block_and_blocks_after_steps_agree(default_model):
+    """A lane's state moves on the same whether its positions came in blocks or one by one
+    (the decoder steps what the encoder may have computed in blocks)."""
+    seqs = real_tiles()[:, :70]
+    eng = CpuEngine(default_model)
+    one, mixed = eng.start(3, 70), eng.start(3, 70)
+    want = [eng.step(one, seqs[:, t]) for t in range(70)]
+    got = list(eng.block(mixed, seqs[:, :20]).transpose(1, 0, 2))
+    got += [eng.step(mixed, seqs[:, t]) for t in range(20, 37)]
+    got += list(eng.block(mixed, seqs[:, 37:]).transpose(1, 0, 2))
+    for t in range(70):
+        np.testing.assert_array_equal(got[t], want[t], err_msg=f"step {t}")
+
+
 @pytest.mark.parametrize("rows,k,n", [(1, 1, 1), (3, 7, 17), (4, 128, 384), (6, 513, 40),
                                        (5, 1100, 16), (9, 4096, 3), (1, 300, 100),
                                        (2, 600, 70), (19, 130, 66)])
@@ -231,6 +278,8 @@ def test_errors(runtimes):
         eng.step(st, np.zeros(2, np.int64))
     with pytest.raises(ModelError, match="context"):
         eng.step(st, np.zeros(2, np.int64))
+    with pytest.raises(ModelError, match="context"):  # a block past the end: refused whole
+        eng.block(eng.start(2, 3), np.zeros((2, 4), np.int64))
     model.head.w[0, 0] = 128
     with pytest.raises(ModelError, match="numerics 2"):
         CpuEngine(model)

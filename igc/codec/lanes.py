@@ -90,13 +90,15 @@ def start_state(model, rows: int, steps: int, numerics: int, geometry=None):
 class LaneStepper:
     """Model states for the lanes of one batch; `step` feeds one token per tile and returns the
     next-token distributions of all tiles, in tile order (`call(state, tokens)` of each lane:
-    the model's `step`, or its `step_frequencies` for integer tables)."""
+    the model's `step`, or its `step_frequencies` for integer tables). `block` feeds several
+    known tokens per tile through `block_call` (the model's `block_frequencies` or
+    `block_logits`), the results with a positions axis after the tiles'."""
 
     def __init__(self, model, rows: int, lane: int, steps: int, pool: Executor | None,
                  numerics: int = 0, call: Callable[[Any, np.ndarray], np.ndarray] | None = None,
-                 geometry=None) -> None:
+                 geometry=None, block_call: Callable | None = None) -> None:
         self.model = model
-        self.call = call or model.step
+        self.call, self.block_call = call or model.step, block_call
         if isinstance(model, BatchedEngine) and model.batched_engine(numerics):
             lane = min(rows, GPU_TILES)  # a GPU engine steps the whole batch as one state
         self.lanes = split(rows, lane)
@@ -105,11 +107,18 @@ class LaneStepper:
         self.pool = pool if len(self.lanes) > 1 else None
 
     def step(self, tokens: np.ndarray) -> np.ndarray:
+        return self._each(self.call, tokens)
+
+    def block(self, tokens: np.ndarray) -> np.ndarray:
+        return self._each(self.block_call, tokens)
+
+    def _each(self, call: Callable, tokens: np.ndarray) -> np.ndarray:
+        """`call` on every lane's state and tokens (on the pool's threads), joined."""
         if self.pool is None:
-            parts = [self.call(st, tokens[sl]) for st, sl in zip(self.states, self.lanes,
-                                                                 strict=True)]
+            parts = [call(st, tokens[sl]) for st, sl in zip(self.states, self.lanes,
+                                                            strict=True)]
         else:
-            futures = [self.pool.submit(self.call, st, tokens[sl])
+            futures = [self.pool.submit(call, st, tokens[sl])
                        for st, sl in zip(self.states, self.lanes, strict=True)]
             parts = [f.result() for f in futures]
         if len(parts) == 1:

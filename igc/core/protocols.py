@@ -250,6 +250,22 @@ class HeadLogits(Protocol):
 
 
 @runtime_checkable
+class BlockSteps(Protocol):
+    """A model whose integer steps can run several positions per call where every token is
+    known beforehand (an encoder's), giving exactly what that many `step_frequencies` or
+    `step_logits` calls give (the tokens of one call: (batch, positions))."""
+
+    def block_frequencies(self, state: Any, tokens: np.ndarray) -> np.ndarray:
+        """(batch, positions, vocab_size) int64: each position's `step_frequencies`."""
+        ...
+
+    def block_logits(self, state: Any, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each position's `step_logits`: (batch, positions, channels), (batch, positions,
+        symbols)."""
+        ...
+
+
+@runtime_checkable
 class BatchedEngine(Protocol):
     """A model whose engine should step every tile of a batch as one state (a GPU)."""
 

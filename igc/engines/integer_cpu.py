@@ -19,7 +19,7 @@ A step is one numba call (nogil, so lanes stepping on threads run in parallel), 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from numba import njit
@@ -180,79 +180,102 @@ def _gelu_narrow(acc, p, nf, u, frac, xin):
         frac[b] = FX - sg
 
 
-@njit(**_OPTS)
-def _attend(acc, p, nf, v_shift, heads, keys, key_shift, values, pos, u, qh, ql, scores,
-            wh, wl, mix, xin):
-    """Requantize the qkv product, store this step's keys and values at `pos`, attend over
-    positions 0..pos; the next product's input is the attention output.
+@njit(inline="always", **_OPTS)
+def _store(qkv, c, d, heads, v_shift, b, pos, keys, key_shift, values, kblock, vrow, qn, qs,
+           r):
+    """Narrow row r's q, k and v (the qkv product, requantized, in `qkv`); keep q and its
+    shifts in qn[r], qs[r]; write k and v into sequence b's cache at `pos`."""
+    kat = (pos // KEY_BLOCK) * kblock + (pos % KEY_BLOCK) * 2
+    vat = (pos // 2) * vrow + pos % 2
+    for h in range(heads):
+        bh = b * heads + h
+        q0, k0, v0 = h * d, c + h * d, 2 * c + h * d
+        sq = _row_shift(qkv, q0, q0 + d)
+        sk = _row_shift(qkv, k0, k0 + d)
+        kb, vb = keys[bh], values[bh]
+        for i in range(d):
+            qn[r, q0 + i] = min(max(_shift_round_small(qkv[q0 + i], sq, LIM), -ACT_MAX),
+                                ACT_MAX)
+            kb[kat + (i >> 1) * 32 + (i & 1)] = min(max(
+                _shift_round_small(qkv[k0 + i], sk, LIM), -ACT_MAX), ACT_MAX)
+            vb[vat + 2 * i] = min(max(_shift_round_small(qkv[v0 + i], v_shift[h * d + i], LIM),
+                                      -ACT_MAX), ACT_MAX)
+        qs[r, h] = sq
+        key_shift[bh, pos] = sk
 
-    keys: (B*H, blocks * d2 * 32) int16, per block of 16 positions d2 channel pairs of
-    [position][2]; values: (B*H, L/2 * dv * 2) int16, per pair of positions dv channels of
-    [2 positions]; key_shift: (B*H, L) int8. Scratch: u int64 >= 3C; qh, ql (2 d2,) int16
-    (zero past d); scores (blocks * 16,) int64; wh, wl (L + 1,) int16; mix (dv,) int64.
-    q . k = 256 (q >> 8) . k + (q & 255) . k and weight x value = 1024 (w >> 10) v +
-    (w & 1023) v."""
-    c = p.shape[1] // 3
-    d = c // heads
+
+@njit(inline="always", **_OPTS)
+def _query(kb, ks, vb, q, sq, pos, d, qh, ql, scores, wh, wl, mix, out):
+    """out[:d] = the attention of query q (d narrowed values, shift sq) over positions 0..pos
+    of one sequence's head: keys kb (shifts ks), values vb."""
     n = pos + 1
     d2, dv = qh.shape[0] // 2, mix.shape[0]
     kblock, vrow = d2 * 32, dv * 2
     blocks, pairs = pos // KEY_BLOCK + 1, (n + 1) // 2
-    kat = (pos // KEY_BLOCK) * kblock + (pos % KEY_BLOCK) * 2
-    vat = (pos // 2) * vrow + pos % 2
+    for i in range(d):
+        qh[i] = q[i] >> 8
+        ql[i] = q[i] & 255
+    for t in range(blocks * KEY_BLOCK):  # q . k, exact
+        scores[t] = 0
+    for j in range(blocks):
+        for c0 in range(0, d2, PAIRS_QK):
+            dot_pairs(kb, j * kblock + c0 * 32, 32, min(PAIRS_QK, d2 - c0), qh, ql,
+                      2 * c0, scores, j * KEY_BLOCK, 8)
+    top = -SCORE_LIM
+    for t in range(n):  # scores in Q12 log2 units
+        s = _shift_round_small(scores[t], 2 * FX - SCORE_FRAC - sq - np.int64(ks[t]),
+                               SCORE_LIM)
+        scores[t] = s
+        top = max(top, s)
+    total = np.int64(0)
+    for t in range(n):  # softmax weights in Q20
+        scores[t] = _exp2_neg(top - scores[t]) >> (EXP_BITS - ATT_BITS)
+        total += scores[t]
+    for t in range(n):  # split for the sum
+        wh[t] = scores[t] >> 10
+        wl[t] = scores[t] & 1023
+    wh[n] = 0  # the pair partner of an odd last position
+    wl[n] = 0
+    for i in range(dv):
+        mix[i] = 0
+    for g in range(0, dv, 16):  # weighted values, exact
+        for t0 in range(0, pairs, PAIRS_AV):
+            dot_pairs(vb, t0 * vrow + 2 * g, vrow, min(PAIRS_AV, pairs - t0), wh, wl,
+                      2 * t0, mix, g, 10)
+    for i in range(d):  # rounded half up
+        out[i] = _floor_div(2 * mix[i] + total, 2 * total)
+
+
+@njit(**_OPTS)
+def _attend(acc, p, nf, v_shift, heads, keys, key_shift, values, pos0, per, u, qn, qs, qh, ql,
+            scores, wh, wl, mix, xin):
+    """Requantize the qkv product, store every row's keys and values, then attend: row r is
+    sequence r // per at position pos0 + r % per, and attends over positions 0..its own. All
+    of a block's keys are stored before any query reads, so a row sees exactly what it would
+    see stepped alone (positions past its own are not read: their weights are 0); the queries
+    of one sequence and head run one after another, reading its cache from the core's caches.
+
+    keys: (B*H, blocks * d2 * 32) int16, per block of 16 positions d2 channel pairs of
+    [position][2]; values: (B*H, L/2 * dv * 2) int16, per pair of positions dv channels of
+    [2 positions]; key_shift: (B*H, L) int8. Scratch: u int64 >= 3C; qn (rows, C) int64 and
+    qs (rows, H) int64, the narrowed queries and their shifts; qh, ql (2 d2,) int16 (zero past
+    d); scores (blocks * 16,) int64; wh, wl (L + 1,) int16; mix (dv,) int64.
+    q . k = 256 (q >> 8) . k + (q & 255) . k and weight x value = 1024 (w >> 10) v +
+    (w & 1023) v."""
+    c = p.shape[1] // 3
+    d = c // heads
+    d2, dv = qh.shape[0] // 2, mix.shape[0]
     qkv = u[: 3 * c]
-    for b in range(xin.shape[0]):
-        _requant(acc[b], p, nf, qkv)
+    for r in range(xin.shape[0]):
+        _requant(acc[r], p, nf, qkv)
+        _store(qkv, c, d, heads, v_shift, r // per, pos0 + r % per, keys, key_shift, values,
+               d2 * 32, dv * 2, qn, qs, r)
+    for b in range(xin.shape[0] // per):
         for h in range(heads):
             bh = b * heads + h
-            q0, k0, v0 = h * d, c + h * d, 2 * c + h * d
-            sq = _row_shift(qkv, q0, q0 + d)
-            sk = _row_shift(qkv, k0, k0 + d)
-            kb, vb = keys[bh], values[bh]
-            for i in range(d):  # narrowed q and k, shifted v, in place
-                qkv[q0 + i] = min(max(_shift_round_small(qkv[q0 + i], sq, LIM), -ACT_MAX),
-                                  ACT_MAX)
-                qkv[k0 + i] = min(max(_shift_round_small(qkv[k0 + i], sk, LIM), -ACT_MAX),
-                                  ACT_MAX)
-                qkv[v0 + i] = min(max(_shift_round_small(qkv[v0 + i], v_shift[h * d + i], LIM),
-                                      -ACT_MAX), ACT_MAX)
-            for i in range(d):
-                qh[i] = qkv[q0 + i] >> 8
-                ql[i] = qkv[q0 + i] & 255
-            for i in range(d):
-                kb[kat + (i >> 1) * 32 + (i & 1)] = qkv[k0 + i]
-                vb[vat + 2 * i] = qkv[v0 + i]
-            key_shift[bh, pos] = sk
-            for t in range(blocks * KEY_BLOCK):  # q . k, exact
-                scores[t] = 0
-            for j in range(blocks):
-                for c0 in range(0, d2, PAIRS_QK):
-                    dot_pairs(kb, j * kblock + c0 * 32, 32, min(PAIRS_QK, d2 - c0), qh, ql,
-                               2 * c0, scores, j * KEY_BLOCK, 8)
-            ks = key_shift[bh]
-            top = -SCORE_LIM
-            for t in range(n):  # scores in Q12 log2 units
-                s = _shift_round_small(scores[t], 2 * FX - SCORE_FRAC - sq - np.int64(ks[t]),
-                                       SCORE_LIM)
-                scores[t] = s
-                top = max(top, s)
-            total = np.int64(0)
-            for t in range(n):  # softmax weights in Q20
-                scores[t] = _exp2_neg(top - scores[t]) >> (EXP_BITS - ATT_BITS)
-                total += scores[t]
-            for t in range(n):  # split for the sum
-                wh[t] = scores[t] >> 10
-                wl[t] = scores[t] & 1023
-            wh[n] = 0  # the pair partner of an odd last position
-            wl[n] = 0
-            for i in range(dv):
-                mix[i] = 0
-            for g in range(0, dv, 16):  # weighted values, exact
-                for t0 in range(0, pairs, PAIRS_AV):
-                    dot_pairs(vb, t0 * vrow + 2 * g, vrow, min(PAIRS_AV, pairs - t0), wh, wl,
-                               2 * t0, mix, g, 10)
-            for i in range(d):  # rounded half up
-                xin[b, h * d + i] = _floor_div(2 * mix[i] + total, 2 * total)
+            for r in range(b * per, (b + 1) * per):
+                _query(keys[bh], key_shift[bh], values[bh], qn[r, h * d:], qs[r, h],
+                       pos0 + r % per, d, qh, ql, scores, wh, wl, mix, xin[r, h * d:])
 
 
 @njit(**_OPTS)
@@ -291,21 +314,23 @@ def _logits(acc, p, nf, out):
 
 
 @njit(**_OPTS)
-def _step(ids, pos, wte, wpe, eps, nf, heads, v_shift, w_qkv, p_qkv, w_proj, p_proj, w_fc,
+def _step(ids, pos0, wte, wpe, eps, nf, heads, v_shift, w_qkv, p_qkv, w_proj, p_proj, w_fc,
           p_fc, w_mlp, p_mlp, w_head, p_head, keys, key_shift, values, x, xin, acc, u, frac,
-          zeros, qh, ql, scores, wh, wl, mix, out, logits):
-    """One step of every row (see CpuEngine.step); per-layer arrays are stacked on axis 0.
-    `logits` False: `out` gets the frequencies; True: the Q16 logits (and xin[:, :C] holds the
-    head's input)."""
-    c = x.shape[1]
-    for b in range(x.shape[0]):
+          zeros, qn, qs, qh, ql, scores, wh, wl, mix, out, logits):
+    """`per` steps of every sequence at once (see CpuEngine.block): ids (B, per), row r of the
+    buffers is sequence r // per at position pos0 + r % per; per-layer arrays are stacked on
+    axis 0. `logits` False: `out` gets the frequencies; True: the Q16 logits (and xin[:, :C]
+    holds the head's input)."""
+    c, per = x.shape[1], ids.shape[1]
+    for r in range(x.shape[0]):
+        t = r % per
         for i in range(c):
-            x[b, i] = min(max(wte[ids[b], i] + wpe[pos, i], -LIM), LIM)
-        _norm_row(x[b], eps, nf, u[:c], xin[b])
+            x[r, i] = min(max(wte[ids[r // per, t], i] + wpe[pos0 + t, i], -LIM), LIM)
+        _norm_row(x[r], eps, nf, u[:c], xin[r])
     for i in range(w_qkv.shape[0]):
         _linear(xin, w_qkv[i], acc)
-        _attend(acc, p_qkv[i], nf, v_shift[i], heads, keys[i], key_shift[i], values[i], pos,
-                u, qh, ql, scores, wh, wl, mix, xin)
+        _attend(acc, p_qkv[i], nf, v_shift[i], heads, keys[i], key_shift[i], values[i], pos0,
+                per, u, qn, qs, qh, ql, scores, wh, wl, mix, xin)
         _linear(xin, w_proj[i], acc)
         _residual_norm(acc, p_proj[i], zeros, x, eps, nf, u, xin)
         _linear(xin, w_fc[i], acc)
@@ -327,8 +352,8 @@ def cache_layout(length: int, d: int) -> tuple[int, int, int]:
 
 @dataclass
 class CpuState:
-    """One lane's cache and buffers (preallocated: a step allocates only its result). Per-layer
-    arrays are stacked on axis 0."""
+    """One lane's cache and buffers (preallocated: a step allocates only its result; a block of
+    several steps grows the row buffers once). Per-layer arrays are stacked on axis 0."""
 
     keys: np.ndarray  # (layers, B*H, blocks * d2 * 32) int16: see `_attend`
     key_shift: np.ndarray  # (layers, B*H, L) int8 (shifts lie in [-14, 26])
@@ -336,18 +361,14 @@ class CpuState:
     position: int
     batch: int
     length: int
-    x: np.ndarray  # (B, C) int64 residual stream, Q16
-    xin: np.ndarray  # (B, widest input, even) int16: the next product's input
-    acc: np.ndarray  # (B, widest output, padded to 16) int64: a product's exact sums
     u: np.ndarray  # int64 scratch row
-    frac: np.ndarray  # (B,) int64 fraction bits of each row of the MLP's second input
-    zeros: np.ndarray  # (B,) int64: the attention output's fraction bits
     qh: np.ndarray  # (2 d2,) int16
     ql: np.ndarray  # (2 d2,) int16
     scores: np.ndarray  # (blocks * 16,) int64
     wh: np.ndarray  # (L + 1,) int16
     wl: np.ndarray  # (L + 1,) int16
     mix: np.ndarray  # (dv,) int64
+    rows: dict = field(default_factory=dict)  # the row buffers, by name (CpuEngine._rows)
 
 
 class CpuEngine:
@@ -390,42 +411,73 @@ class CpuEngine:
         bh, d, c, nl = batch * m.n_head, m.head_dim, m.n_embd, len(m.layers)
         d2, dv, blocks = cache_layout(length, d)
         z = np.zeros
-        return CpuState(
+        state = CpuState(
             keys=z((nl, bh, blocks * d2 * 32), np.int16),
             key_shift=z((nl, bh, length), np.int8),
             values=z((nl, bh, (length + 1) // 2 * dv * 2), np.int16),
             position=0, batch=batch, length=length,
-            x=z((batch, c), np.int64), xin=z((batch, self.width_in), np.int16),
-            acc=z((batch, self.width_out), np.int64),
-            u=z(max(3 * c, self.inner, m.vocab), np.int64), frac=z(batch, np.int64),
-            zeros=z(batch, np.int64), qh=z(2 * d2, np.int16), ql=z(2 * d2, np.int16),
-            scores=z(blocks * KEY_BLOCK, np.int64), wh=z(length + 1, np.int16),
-            wl=z(length + 1, np.int16), mix=z(dv, np.int64),
+            u=z(max(3 * c, self.inner, m.vocab), np.int64), qh=z(2 * d2, np.int16),
+            ql=z(2 * d2, np.int16), scores=z(blocks * KEY_BLOCK, np.int64),
+            wh=z(length + 1, np.int16), wl=z(length + 1, np.int16), mix=z(dv, np.int64),
         )
+        self._rows(state, batch)
+        return state
+
+    def _rows(self, state: CpuState, rows: int) -> dict:
+        """The row buffers of `rows` rows (views of buffers grown to the largest block yet):
+        x (rows, C) int64 residual stream, Q16; xin (rows, widest input, even) int16, the next
+        product's input; acc (rows, widest output, padded to 16) int64, a product's exact
+        sums; frac (rows,) int64, fraction bits of the MLP's second input; zeros (rows,) int64,
+        the attention output's; qn (rows, C) int64 and qs (rows, H) int64, the queries."""
+        m, have = self.m, state.rows
+        if not have or len(have["x"]) < rows:
+            z, c = np.zeros, m.n_embd
+            have.update(x=z((rows, c), np.int64), xin=z((rows, self.width_in), np.int16),
+                        acc=z((rows, self.width_out), np.int64), frac=z(rows, np.int64),
+                        zeros=z(rows, np.int64), qn=z((rows, c), np.int64),
+                        qs=z((rows, m.n_head), np.int64))
+        return {k: v[:rows] for k, v in have.items()}
 
     def step(self, state: CpuState, ids: np.ndarray) -> np.ndarray:
         """One token per sequence -> (B, V) int64 frequencies of the next token."""
-        return self._step(state, ids, False)
+        return self._block(state, np.asarray(ids)[:, None], False)[:, 0]
 
     def step_logits(self, state: CpuState, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """As `ReferenceEngine.step_logits`: the head's input and its Q16 logits."""
-        logits = self._step(state, ids, True)
-        return state.xin[:, : self.m.n_embd].astype(np.int64), logits
+        hidden, logits = self.block_logits(state, np.asarray(ids)[:, None])
+        return hidden[:, 0], logits[:, 0]
 
-    def _step(self, state: CpuState, ids: np.ndarray, logits: bool) -> np.ndarray:
+    def block(self, state: CpuState, ids: np.ndarray) -> np.ndarray:
+        """`ids` (B, P): P steps of every sequence in one call, where all P tokens are known
+        beforehand (an encoder's): (B, P, V) frequencies, exactly those of P calls of `step`.
+        Faster, because each weight is read once for B*P rows and each sequence's cache once
+        for its P queries."""
+        return self._block(state, ids, False)
+
+    def block_logits(self, state: CpuState, ids: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """As `block`, for `step_logits`: the head's inputs (B, P, C) and logits (B, P, V)."""
+        logits = self._block(state, ids, True)
+        c, (b, p) = self.m.n_embd, np.shape(ids)
+        hidden = state.rows["xin"][: b * p, :c].astype(np.int64).reshape(b, p, c)
+        return hidden, logits
+
+    def _block(self, state: CpuState, ids: np.ndarray, logits: bool) -> np.ndarray:
         m, st, pos = self.m, state, state.position
-        if pos >= min(st.length, m.n_positions):
-            raise ModelError(f"sequence longer than the model's context of {m.n_positions}")
-        if len(ids) != st.batch:
-            raise ModelError(f"step got {len(ids)} tokens for a cache of batch {st.batch}")
         ids = np.ascontiguousarray(ids, np.int64)
-        if len(ids) and (ids.min() < 0 or ids.max() >= len(m.wte)):
+        if ids.ndim != 2 or len(ids) != st.batch:
+            raise ModelError(f"step got {len(ids)} tokens for a cache of batch {st.batch}")
+        per = ids.shape[1]
+        if pos + per > min(st.length, m.n_positions):
+            raise ModelError(f"sequence longer than the model's context of {m.n_positions}")
+        if ids.size and (ids.min() < 0 or ids.max() >= len(m.wte)):
             raise ModelError(f"token ids must lie in [0, {len(m.wte)})")
-        out = np.empty((st.batch, m.vocab), np.int64)
+        r = self._rows(st, st.batch * per)
+        out = np.empty((st.batch * per, m.vocab), np.int64)
         _step(ids, pos, m.wte, m.wpe, m.eps, np.int64(m.norm_frac), m.n_head, self.v_shift,
               self.w_qkv, self.p_qkv, self.w_proj, self.p_proj, self.w_fc, self.p_fc,
               self.w_mlp, self.p_mlp, self.w_head, self.p_head, st.keys, st.key_shift,
-              st.values, st.x, st.xin, st.acc, st.u, st.frac, st.zeros, st.qh, st.ql,
-              st.scores, st.wh, st.wl, st.mix, out, logits)
-        state.position = pos + 1
-        return out
+              st.values, r["x"], r["xin"], r["acc"], st.u, r["frac"], r["zeros"], r["qn"],
+              r["qs"], st.qh, st.ql, st.scores, st.wh, st.wl, st.mix, out, logits)
+        state.position = pos + per
+        return out.reshape(st.batch, per, m.vocab)

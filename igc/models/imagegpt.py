@@ -245,6 +245,25 @@ class ImageGPTModel:
         computes them."""
         return state.engine.step_logits(state.inner, np.ascontiguousarray(tokens, np.int64))
 
+    def block_frequencies(self, state: IntegerState, tokens: np.ndarray) -> np.ndarray:
+        """`step_frequencies` of several known positions at once: tokens (batch, positions)
+        -> (batch, positions, vocab_size). One engine call where the engine computes blocks
+        (cpu), one step per position elsewhere: the same integers either way."""
+        tokens = np.ascontiguousarray(tokens, np.int64)
+        if hasattr(state.engine, "block"):
+            return state.engine.block(state.inner, tokens)
+        return np.stack([self.step_frequencies(state, tokens[:, p])
+                         for p in range(tokens.shape[1])], axis=1)
+
+    def block_logits(self, state: IntegerState, tokens: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """`step_logits` of several known positions at once, as `block_frequencies`."""
+        tokens = np.ascontiguousarray(tokens, np.int64)
+        if hasattr(state.engine, "block_logits"):
+            return state.engine.block_logits(state.inner, tokens)
+        steps = [self.step_logits(state, tokens[:, p]) for p in range(tokens.shape[1])]
+        return tuple(np.stack(column, axis=1) for column in zip(*steps, strict=True))
+
     def step(self, state, tokens: np.ndarray) -> np.ndarray:
         from igc.engines.runtime import FusedState, one_thread
 
