@@ -120,6 +120,32 @@ def test_the_numba_rules_are_the_numpy_definition(rows, seed):
     assert fast.head.any()
 
 
+@pytest.mark.parametrize("shift", [13, 21, 40])
+def test_the_numba_update_is_the_definition_at_the_extremes(shift):
+    """learn's mean step (a float quotient, corrected; huge steps cut to 2**33, which the
+    clamp makes invisible) is adapt._mean_step's exact rounding, clamped, for saturated sums,
+    quotients at .5 and near the float's limits, every row count up to MAX_ROWS."""
+    from igc.engines import adapt_cpu
+
+    rng = np.random.default_rng(shift)
+    lim, num, low, high = adapt.SUM_LIM, 277, -adapt.U_MAX, adapt.U_MAX
+    for count in (1, 7, 32, 1000, adapt.MAX_ROWS):
+        den = count << shift
+        grad = np.concatenate([
+            rng.integers(-(1 << 62), 1 << 62, 2000),  # saturated at +-2**52 first
+            rng.integers(-(1 << 40), 1 << 40, 2000),
+            rng.integers(-den * 4, den * 4, 2000),
+            # total * num exactly at k + 1/2 quotients and around them: the rounding's edges
+            np.repeat((np.arange(-50, 50) * 2 + 1) * den // (2 * num), 3) + np.tile([-1, 0, 1], 100),
+            [0, 1, -1, lim, -lim, lim + 1, -lim - 1, (1 << 63) - 1, -(1 << 63)],
+        ]).astype(np.int64)
+        state = rng.integers(low, high, len(grad)).astype(np.int64)
+        want = np.clip(state + adapt._mean_step(grad, (num, 0), count, shift), low, high)
+        got = state.copy()
+        adapt_cpu.learn(got, grad, num, shift, count, lim, low, high)
+        np.testing.assert_array_equal(got, want, err_msg=f"count {count}")
+
+
 def test_the_state_does_not_depend_on_the_order_of_rows():
     """Lanes and threads only reorder rows within a step: integer sums cannot tell."""
     a, b = adapt.OnlineAdaptation(16, 256, 11), adapt.OnlineAdaptation(16, 256, 11)

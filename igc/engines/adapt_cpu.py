@@ -113,18 +113,26 @@ def head_product(h1, weights, out):
             out[b, k] = acc
 
 
+BIG = np.int64(1) << 33  # a mean step this large moves any state to its bound (all < 2**32)
+
+
 @njit(inline="always", **_OPTS)
 def _mean_step(total, num, shift, count, lim):
     """adapt._mean_step of one value: round(num * total / (count * 2**shift)), total saturated
-    at +-lim first."""
+    at +-lim first; a step of 2**33 or more comes back as +-2**33. `learn` clamps the state to
+    bounds below 2**32, so that changes nothing, and keeps the quotient where the float
+    division of `floor_div` is exact after its correction (no division instruction)."""
     t = min(max(total, -lim), lim) * num
     den = np.int64(count) << shift
-    return (2 * t + den) // (2 * den)
+    n = 2 * t + den
+    if abs(np.float64(n)) >= np.float64(2 * den) * 8589934592.0:  # 2**33
+        return -BIG if n < 0 else BIG
+    return _floor_div(n, 2 * den)
 
 
 @njit(**_OPTS)
 def learn(state, grad, num, shift, count, lim, low, high):
-    """state += the step's mean of `grad` (adapt._mean_step), clamped to [low, high]; in place,
-    both flat views of the same shape."""
+    """state += the step's mean of `grad` (adapt._mean_step), clamped to [low, high] (bounds
+    below 2**32 in magnitude); in place, both flat views of the same shape."""
     for i in range(state.shape[0]):
         state[i] = min(max(state[i] + _mean_step(grad[i], num, shift, count, lim), low), high)
