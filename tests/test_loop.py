@@ -124,3 +124,39 @@ def test_the_extras_igc_calls_are_declared_and_igcs_pieces_have_them(tiny_model)
     capabilities = (IntegerFrequencies, BatchedEngine, Quantized, Specified)
     assert all(isinstance(comp.model, p) for p in capabilities)
     assert not any(isinstance(UniformModel(), p) for p in capabilities)
+
+
+@pytest.mark.parametrize("context", [0, 1, 2])
+def test_the_encoders_blocks_write_the_files_of_single_steps(tiny_model, rng, monkeypatch,
+                                                             context):
+    """The encoder's lanes compute loop.BLOCK known positions per model call; the file and the
+    model bits are those of one position per call, in every context mode, and decode."""
+    from igc.codec import loop
+    from igc.plugins.compose import compose
+
+    codec = compose(tiny_model, context=context)
+    image = rng.integers(0, 256, (17, 23, 3), dtype=np.uint8)
+    calls = []
+    block = codec.model.block_logits if context else codec.model.block_frequencies
+    monkeypatch.setattr(codec.model, "block_logits" if context else "block_frequencies",
+                        lambda state, tokens: calls.append(tokens.shape) or block(state, tokens))
+    blocks = codec.encode(image)
+    assert calls and max(shape[1] for shape in calls) == loop.BLOCK
+    monkeypatch.setattr(loop, "BLOCK", 1)
+    single = codec.encode(image)
+    assert blocks.data == single.data and blocks.model_bits == single.model_bits
+    if context:  # adapted modes estimate through the encoder's loop (mode 0: a float pass)
+        assert codec.estimate_bits(image) == pytest.approx(blocks.model_bits, rel=1e-12)
+    np.testing.assert_array_equal(codec.decode(blocks.data), image)
+
+
+def test_a_stepper_with_known_inputs_refuses_other_tokens(codec):
+    """The blocks are computed from the known inputs: a step fed anything else is a bug in
+    the caller, and says so rather than coding with the wrong distributions."""
+    from igc.codec.loop import Stepper
+
+    known = np.full((3, 4), 256)
+    stepper = Stepper(codec.model, 3, 3, 4, None, 2, known=known)
+    stepper.step(known[:, 0])
+    with pytest.raises(ValueError, match="step 1: tokens other than the known inputs"):
+        stepper.step(np.array([256, 256, 5]))
