@@ -21,6 +21,7 @@ from igc.errors import (
     ModelError,
     ModelMismatchError,
     PluginError,
+    StreamError,
     UsageError,
 )
 from igc.plugins.markers import hookimpl, hookspec
@@ -36,6 +37,7 @@ __all__ = [
     "ModelError",
     "ModelMismatchError",
     "PluginError",
+    "StreamError",
     "UsageError",
     "__version__",
     "bench",

@@ -38,6 +38,12 @@ class FormatError(IgcError):
     """A compressed file that is truncated, corrupted or not an igc file."""
 
 
+class StreamError(FormatError):
+    """A coded stream its decoder finds inconsistent before its end: a corrupted file, or
+    probabilities other than the encoder's. A coder plugin's decoder raises it so that igc words
+    the refusal as a checksum failure (igc.codec.checks.stream_checked)."""
+
+
 class ChecksumError(FormatError):
     """Decoded pixels that do not match the checksum stored at encode time."""
 

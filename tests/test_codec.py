@@ -167,3 +167,33 @@ def test_encode_one_thread_decode_two_threads(tiny_model, tmp_path):
     out = subprocess.run([sys.executable, "-c", DECODE_SCRIPT, "2", tiny_model, "decode",
                           str(path)], check=True, capture_output=True, text=True)
     assert out.stdout.strip() == "ok"
+
+
+def test_a_coders_stream_error_is_refused_in_the_checksums_words():
+    """A decoder that finds its stream inconsistent raises StreamError (igc's range coder does;
+    a coder plugin may): the decoding loop words it as the checksum's refusal. Other format
+    errors pass through as they are."""
+    from igc.codec.checks import CAUSE, stream_checked
+    from igc.errors import ChecksumError, FormatError, StreamError
+
+    with pytest.raises(ChecksumError, match="no symbol fits") as info, stream_checked():
+        raise StreamError("no symbol fits")
+    assert str(info.value).endswith(CAUSE)
+    with pytest.raises(FormatError, match=r"^payload too short$") as info, stream_checked():
+        raise FormatError("payload too short")
+    assert not isinstance(info.value, ChecksumError)
+
+
+def test_the_range_decoder_raises_a_stream_error_when_constriction_refuses():
+    """What constriction raises on an inconsistent stream (any exception) leaves igc's range
+    decoder as StreamError, so the loop words it as the checksum's refusal."""
+    from igc.errors import StreamError
+
+    class Refusing:
+        def decode(self, family, probs):
+            raise ValueError("invalid compressed data")
+
+    dec = RangeCoder().decoder(b"\0" * 8)
+    dec._decoder = Refusing()
+    with pytest.raises(StreamError, match="range decoder failed: invalid compressed data"):
+        dec.decode(np.full((1, 4), 0.25))

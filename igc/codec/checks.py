@@ -18,7 +18,7 @@ import numpy as np
 from igc.codec.context import OVERLAP
 from igc.core.protocols import Specified
 from igc.core.types import Image
-from igc.errors import ChecksumError, FormatError
+from igc.errors import ChecksumError, StreamError
 
 REGIONS = 8
 CAUSE = "the file is corrupted or was decoded on a machine that computes the model differently"
@@ -71,14 +71,10 @@ def verified(image: Image, tokens: np.ndarray, header) -> Image:
 
 @contextmanager
 def stream_checked() -> Iterator[None]:
-    """Around the decoding loop: the range decoder's refusal of a derailed stream becomes the
+    """Around the decoding loop: a coder's refusal of a derailed stream (StreamError) becomes the
     checksum's refusal (the pixels cannot be checked, for the same causes)."""
     try:
         yield
-    except ChecksumError:
-        raise
-    except FormatError as exc:
-        if not str(exc).startswith("range decoder failed"):
-            raise
+    except StreamError as exc:
         raise ChecksumError(f"decoding failed before the checksum could be checked ({exc}): "
                             f"{CAUSE}") from None

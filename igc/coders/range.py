@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from igc.errors import FormatError
+from igc.errors import FormatError, StreamError
 
 
 def ideal_bits(symbols: np.ndarray, probs: np.ndarray) -> float:
@@ -68,7 +68,7 @@ class RangeDecoder:
         try:
             out = self._decoder.decode(self._family, np.asarray(probs, dtype=np.float64))
         except Exception as exc:  # constriction raises on inconsistent streams
-            raise FormatError(f"range decoder failed: {exc}") from None
+            raise StreamError(f"range decoder failed: {exc}") from None
         return np.asarray(out, dtype=np.int64)
 
     def decode_frequencies(self, freqs: np.ndarray, bits: int) -> np.ndarray:
