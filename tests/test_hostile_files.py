@@ -88,6 +88,8 @@ def _arrays(obj) -> int:
         return obj.numel() * obj.element_size()
     if isinstance(obj, (list, tuple)):
         return sum(map(_arrays, obj))
+    if isinstance(obj, dict):  # the cpu engine's row buffers
+        return sum(map(_arrays, obj.values()))
     if dataclasses.is_dataclass(obj):
         return sum(_arrays(getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.name != "t")
     if hasattr(obj, "__slots__"):

@@ -160,3 +160,18 @@ def test_a_stepper_with_known_inputs_refuses_other_tokens(codec):
     stepper.step(known[:, 0])
     with pytest.raises(ValueError, match="step 1: tokens other than the known inputs"):
         stepper.step(np.array([256, 256, 5]))
+
+
+def test_blocks_are_used_only_where_an_engine_computes_them(codec):
+    """The cpu engine computes a block in one call; the reference engine would take it as that
+    many steps, so its encoder steps (no block buffered for nothing)."""
+    from igc.codec.loop import Stepper
+    from igc.engines.engines import using_engine
+
+    known = np.full((2, 5), 256)
+    for engine, blocks in (("cpu", True), ("reference", False)):
+        with using_engine(engine):
+            assert codec.model.block_steps(2) is blocks
+            assert codec.model.block_steps(1) is False
+            stepper = Stepper(codec.model, 2, 2, 5, None, 2, known=known)
+            assert (stepper.known is not None) is blocks

@@ -112,7 +112,8 @@ class Stepper:
             call = model.step_logits
         else:
             call = model.step_frequencies if self.bits else model.step
-        blocks = known is not None and self.bits and isinstance(model, BlockSteps)
+        blocks = (known is not None and self.bits and isinstance(model, BlockSteps)
+                  and model.block_steps(numerics))
         self.known = known if blocks else None
         block_call = None
         if blocks:

@@ -255,6 +255,11 @@ class BlockSteps(Protocol):
     known beforehand (an encoder's), giving exactly what that many `step_frequencies` or
     `step_logits` calls give (the tokens of one call: (batch, positions))."""
 
+    def block_steps(self, numerics: int) -> bool:
+        """True where a block is faster than its steps under `numerics` (the codec loop then
+        computes an encoder's positions in blocks; elsewhere it steps)."""
+        ...
+
     def block_frequencies(self, state: Any, tokens: np.ndarray) -> np.ndarray:
         """(batch, positions, vocab_size) int64: each position's `step_frequencies`."""
         ...
