@@ -1,0 +1,41 @@
+"""A whole photograph in context mode 2 at several batches (windows stepped together): file
+bytes and encode/decode seconds, each decode compared with the pixels (docs/speed.md).
+
+    python scripts/mode2_batch.py [kodim23] [--batches 16,64] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+from PIL import Image
+from script_env import KODAK
+
+import igc.api as api
+from igc.plugins.compose import compose
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("image", nargs="?", default="kodim23")
+    ap.add_argument("--batches", default="16,64")
+    ap.add_argument("--threads", type=int, default=1)
+    a = ap.parse_args()
+    api.set_threads(a.threads)
+    img = np.asarray(Image.open(KODAK / f"{a.image}.png").convert("RGB"))
+    for b in (int(x) for x in a.batches.split(",")):
+        codec = compose(None, context=2, batch=b)
+        start = time.perf_counter()
+        data = codec.encode(img).data
+        enc = time.perf_counter() - start
+        start = time.perf_counter()
+        same = bool((codec.decode(data) == img).all())
+        dec = time.perf_counter() - start
+        print(f"batch {b}: {len(data):,} bytes, encode {enc:.1f} s, decode {dec:.1f} s, "
+              f"{'exact' if same else 'WRONG PIXELS'}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
