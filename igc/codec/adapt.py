@@ -120,26 +120,36 @@ class OnlineAdaptation:
         self.calib = np.zeros((CLASSES, KNOTS), np.int64)
         self.head = np.zeros((CLASSES, vocab, channels + 1), np.int64)
         self._pending: tuple | None = None
+        # the kernels' per-step arrays, kept from step to step (a step allocates only its
+        # frequencies): a step's Python costs as much as its arithmetic at mode 2's small batches
+        self._scratch: tuple = ()
+        self._grad_g = np.zeros(KNOTS, np.int64)
+        self._grad_u = np.zeros((vocab, channels + 1), np.int64)
+        head_shift = LR_HEAD[1] + TOTAL_BITS + Q_SHIFT - U_FRAC - norm_frac
+        self._rates = np.array([[LR_TEMP[0], LR_TEMP[1] + Q], [LR_CALIB[0], LR_CALIB[1] + Q],
+                                [LR_HEAD[0], head_shift]], np.int64)
+        self._bounds = np.array([[A_MIN, A_MAX], [-G_MAX, G_MAX], [-U_MAX, U_MAX]], np.int64)
 
     def frequencies(self, step: int, hidden: np.ndarray, logits: np.ndarray) -> np.ndarray:
         """(B, V) frequencies, each >= 1, summing to 2**24, of the adapted scores of rows with
         head input `hidden` ((B, C), `norm_frac` fraction bits) and Q16 `logits` (B, V)."""
         c = step % CLASSES
-        h1 = np.concatenate([hidden, np.full((len(hidden), 1), 1 << self.norm_frac)], axis=1)
         if self.kernels is not None:
             logits = np.ascontiguousarray(logits, np.int64)
-            u, j, w, f, head = (np.empty(logits.shape, np.int64) for _ in range(5))
-            table, k = log2_table(), self.kernels
-
-            def part(rows: slice) -> None:
-                k.head_product(h1[rows], self.head[c], head[rows])
-                k.predict(logits[rows], head[rows], self.temp[c], self.calib[c],
-                          U_FRAC + self.norm_frac - Q, U_CLAMP, table, u[rows], j[rows],
-                          w[rows], f[rows])
-
-            self._each(part, len(logits))
+            hidden = np.ascontiguousarray(hidden, np.int64)
+            h1, head, u, j, w = self._buffers(*logits.shape, hidden.shape[1] + 1)
+            f = np.empty(logits.shape, np.int64)
+            k, one, weights = self.kernels, np.int64(1 << self.norm_frac), self.head[c]
+            rest = (self.temp[c], self.calib[c], U_FRAC + self.norm_frac - Q, U_CLAMP,
+                    log2_table())
+            if self._parts(len(logits)) <= 1:
+                k.adapted(hidden, one, logits, weights, *rest, h1, head, u, j, w, f)
+            else:
+                self._each(lambda r: k.adapted(hidden[r], one, logits[r], weights, *rest, h1[r],
+                                               head[r], u[r], j[r], w[r], f[r]), len(logits))
             self._pending = (c, u, j, w, h1, f)
             return f
+        h1 = np.concatenate([hidden, np.full((len(hidden), 1), 1 << self.norm_frac)], axis=1)
         head = (h1.astype(np.float64) @ self.head[c].T.astype(np.float64)).astype(np.int64)
         z = shift_round(logits.max(axis=-1, keepdims=True) - logits, FX - Q, SCORE_LIM)
         total = exp2_neg(z).sum(axis=-1, keepdims=True)  # >= 2**30: the largest term is 2**30
@@ -166,13 +176,20 @@ class OnlineAdaptation:
         if self.kernels is not None:
             index = np.flatnonzero(rows) if np.asarray(rows).dtype == bool else np.asarray(rows)
             index = index.astype(np.int64)
+            k = self.kernels
+            state = (self.temp[c : c + 1], self.calib[c], self.head[c].reshape(-1))
+            limits = (self._rates, max(count, self.min_rows), SUM_LIM, self._bounds)
+            if self._parts(count) <= 1:
+                k.observe(index, symbols, f, u, j, w, h1, Q_SHIFT, self._grad_g, self._grad_u,
+                          self._grad_u.reshape(-1), *state, *limits)
+                return
             sums = []
 
             def part(at: slice) -> None:
                 grad_g = np.zeros(KNOTS, np.int64)
                 grad_u = np.zeros(self.head[c].shape, np.int64)
-                grad_a = self.kernels.gradients(index[at], symbols[at], f, u, j, w, h1, Q_SHIFT,
-                                                grad_g, grad_u)
+                grad_a = k.gradients(index[at], symbols[at], f, u, j, w, h1, Q_SHIFT, grad_g,
+                                     grad_u)
                 sums.append((grad_a, grad_g, grad_u))
 
             self._each(part, count)
@@ -181,15 +198,7 @@ class OnlineAdaptation:
             for _, more_g, more_u in sums[1:]:
                 grad_g += more_g
                 grad_u += more_u
-            k, lim = self.kernels, SUM_LIM
-            count = max(count, self.min_rows)
-            k.learn(self.temp[c : c + 1], grad_a, LR_TEMP[0], LR_TEMP[1] + Q, count, lim, A_MIN,
-                    A_MAX)
-            k.learn(self.calib[c], grad_g, LR_CALIB[0], LR_CALIB[1] + Q, count, lim, -G_MAX,
-                    G_MAX)
-            k.learn(self.head[c].reshape(-1), grad_u.reshape(-1), LR_HEAD[0],
-                    LR_HEAD[1] + TOTAL_BITS + Q_SHIFT - U_FRAC - self.norm_frac, count, lim,
-                    -U_MAX, U_MAX)
+            k.learn_all(*state, grad_a, grad_g, grad_u.reshape(-1), *limits)
             return
         u, j, w, h1, f = u[rows], j[rows], w[rows], h1[rows], f[rows]
         r = -f
@@ -206,10 +215,23 @@ class OnlineAdaptation:
         self._learn(c, grad_a, grad_g, round_div(r << Q_SHIFT, norm).astype(np.float64), h1,
                     count, max(count, self.min_rows))
 
+    def _parts(self, rows: int) -> int:
+        """How many parts `_each` splits `rows` rows into: one per pool worker, each of at
+        least 8 rows."""
+        return min(self.workers, rows // 8, MAX_PARTS) if self.pool is not None else 1
+
+    def _buffers(self, rows: int, vocab: int, inputs: int) -> tuple:
+        """The kernels' arrays of a step of `rows` rows: h1 (rows, inputs), then the head's
+        product, u, j and w (rows, vocab), all int64; grown when a step has more rows."""
+        if not self._scratch or len(self._scratch[0]) < rows:
+            self._scratch = (np.empty((rows, inputs), np.int64),
+                             *(np.empty((rows, vocab), np.int64) for _ in range(4)))
+        return tuple(a[:rows] for a in self._scratch)
+
     def _each(self, part, rows: int) -> None:
         """part(rows slice) over `rows` rows, split over the pool's workers (parts of at least
         8 rows), or in one call."""
-        parts = min(self.workers, rows // 8, MAX_PARTS) if self.pool is not None else 1
+        parts = self._parts(rows)
         if parts <= 1:
             part(slice(0, rows))
             return

@@ -136,3 +136,38 @@ def learn(state, grad, num, shift, count, lim, low, high):
     below 2**32 in magnitude); in place, both flat views of the same shape."""
     for i in range(state.shape[0]):
         state[i] = min(max(state[i] + _mean_step(grad[i], num, shift, count, lim), low), high)
+
+
+@njit(**_OPTS)
+def adapted(hidden, one, logits, weights, temp, calib, head_shift, u_clamp, table, h1, head, u,
+            j, w, out):
+    """A step's adapted frequencies in one call (OnlineAdaptation.frequencies): [h, 1] into
+    h1, the online head's product into `head`, then `predict`."""
+    rows, chans = hidden.shape
+    for b in range(rows):
+        for c in range(chans):
+            h1[b, c] = hidden[b, c]
+        h1[b, chans] = one
+    head_product(h1, weights, head)
+    predict(logits, head, temp, calib, head_shift, u_clamp, table, u, j, w, out)
+
+
+@njit(**_OPTS)
+def learn_all(temp, calib, head, grad_a, grad_g, grad_u, rates, count, lim, bounds):
+    """Move one class's temperature (a 1-element view), calibration and head (flat) by their
+    summed gradients: rates[i] = (numerator, shift), bounds[i] = (low, high), i = 0, 1, 2."""
+    learn(temp, grad_a, rates[0, 0], rates[0, 1], count, lim, bounds[0, 0], bounds[0, 1])
+    learn(calib, grad_g, rates[1, 0], rates[1, 1], count, lim, bounds[1, 0], bounds[1, 1])
+    learn(head, grad_u, rates[2, 0], rates[2, 1], count, lim, bounds[2, 0], bounds[2, 1])
+
+
+@njit(**_OPTS)
+def observe(rows, symbols, f, u, j, w, h1, q_shift, grad_g, grad_u, grad_u_flat, temp, calib,
+            head, rates, count, lim, bounds):
+    """A step's update in one call (OnlineAdaptation.observe, rows not split): the gradients
+    of the coded rows into zeroed sums, then `learn_all`. grad_u_flat is grad_u's flat view."""
+    grad_g[:] = 0
+    grad_u_flat[:] = 0
+    grad_a = np.empty(1, np.int64)
+    grad_a[0] = gradients(rows, symbols, f, u, j, w, h1, q_shift, grad_g, grad_u)
+    learn_all(temp, calib, head, grad_a, grad_g, grad_u_flat, rates, count, lim, bounds)
