@@ -120,6 +120,27 @@ def test_the_numba_rules_are_the_numpy_definition(rows, seed):
     assert fast.head.any()
 
 
+def test_lanes_filling_their_rows_give_the_steps_frequencies():
+    """A decoder's lanes fill their own row slices (begin/fill), in any order and thread, and
+    an observe of every row (slice(None)) learns what a mask of every row does."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    whole, lanes = adapt.OnlineAdaptation(16, 256, 11), adapt.OnlineAdaptation(16, 256, 11)
+    slices = [slice(6, 11), slice(0, 3), slice(3, 6)]
+    with ThreadPoolExecutor(3) as pool:
+        for t, hidden, logits, symbols in _steps(11, 6):
+            want = whole.frequencies(t, hidden, logits)
+            got = lanes.begin(t, 11)
+            for done in [pool.submit(lanes.fill, sl, hidden[sl], logits[sl]) for sl in slices]:
+                done.result()
+            np.testing.assert_array_equal(got, want, f"step {t}")
+            whole.observe(np.ones(11, bool), symbols)
+            lanes.observe(slice(None), symbols)
+    for x, y in ((whole.temp, lanes.temp), (whole.calib, lanes.calib), (whole.head, lanes.head)):
+        np.testing.assert_array_equal(x, y)
+    assert whole.head.any()
+
+
 @pytest.mark.parametrize("shift", [13, 21, 40])
 def test_the_numba_update_is_the_definition_at_the_extremes(shift):
     """learn's mean step (a float quotient, corrected; huge steps cut to 2**33, which the

@@ -123,6 +123,8 @@ class OnlineAdaptation:
         # the kernels' per-step arrays, kept from step to step (a step allocates only its
         # frequencies): a step's Python costs as much as its arithmetic at mode 2's small batches
         self._scratch: tuple = ()
+        self._fill: tuple = ()
+        self._all = np.zeros(0, np.int64)
         self._grad_g = np.zeros(KNOTS, np.int64)
         self._grad_u = np.zeros((vocab, channels + 1), np.int64)
         head_shift = LR_HEAD[1] + TOTAL_BITS + Q_SHIFT - U_FRAC - norm_frac
@@ -135,19 +137,11 @@ class OnlineAdaptation:
         head input `hidden` ((B, C), `norm_frac` fraction bits) and Q16 `logits` (B, V)."""
         c = step % CLASSES
         if self.kernels is not None:
-            logits = np.ascontiguousarray(logits, np.int64)
-            hidden = np.ascontiguousarray(hidden, np.int64)
-            h1, head, u, j, w = self._buffers(*logits.shape, hidden.shape[1] + 1)
-            f = np.empty(logits.shape, np.int64)
-            k, one, weights = self.kernels, np.int64(1 << self.norm_frac), self.head[c]
-            rest = (self.temp[c], self.calib[c], U_FRAC + self.norm_frac - Q, U_CLAMP,
-                    log2_table())
+            f = self.begin(step, len(logits))
             if self._parts(len(logits)) <= 1:
-                k.adapted(hidden, one, logits, weights, *rest, h1, head, u, j, w, f)
+                self.fill(slice(0, len(logits)), hidden, logits)
             else:
-                self._each(lambda r: k.adapted(hidden[r], one, logits[r], weights, *rest, h1[r],
-                                               head[r], u[r], j[r], w[r], f[r]), len(logits))
-            self._pending = (c, u, j, w, h1, f)
+                self._each(lambda r: self.fill(r, hidden[r], logits[r]), len(logits))
             return f
         h1 = np.concatenate([hidden, np.full((len(hidden), 1), 1 << self.norm_frac)], axis=1)
         head = (h1.astype(np.float64) @ self.head[c].T.astype(np.float64)).astype(np.int64)
@@ -165,8 +159,29 @@ class OnlineAdaptation:
         self._pending = (c, u, j, w, h1, f)
         return f
 
-    def observe(self, rows: np.ndarray, symbols: np.ndarray) -> None:
-        """Learn from the symbols coded at `rows` (a mask or indices of the last step's rows)."""
+    def begin(self, step: int, rows: int) -> np.ndarray:
+        """Start a step of `rows` rows whose frequencies the caller's threads fill by row
+        slices (`fill`, the kernels only): the (rows, V) array they fill. The state is read
+        here, after the last step's `observe`."""
+        c = step % CLASSES
+        h1, head, u, j, w = self._buffers(rows, self.vocab, self.head.shape[2])
+        f = np.empty((rows, self.vocab), np.int64)
+        self._pending = (c, u, j, w, h1, f)
+        self._fill = (np.int64(1 << self.norm_frac), self.head[c], self.temp[c], self.calib[c],
+                      U_FRAC + self.norm_frac - Q, U_CLAMP, log2_table(), h1, head, u, j, w, f)
+        return f
+
+    def fill(self, rows: slice, hidden: np.ndarray, logits: np.ndarray) -> None:
+        """The adapted frequencies of the step's rows `rows`, from their head input (int64,
+        C-contiguous) and logits: any row slices, in any order or thread."""
+        one, weights, temp, calib, shift, clamp, table, *out = self._fill
+        self.kernels.adapted(np.ascontiguousarray(hidden, np.int64), one,
+                             np.ascontiguousarray(logits, np.int64), weights, temp, calib, shift,
+                             clamp, table, *(a[rows] for a in out))
+
+    def observe(self, rows: np.ndarray | slice, symbols: np.ndarray) -> None:
+        """Learn from the symbols coded at `rows` (a mask or indices of the last step's rows,
+        or slice(None): all of them)."""
         c, u, j, w, h1, f = self._pending
         self._pending = None
         symbols = np.asarray(symbols, np.int64)
@@ -174,8 +189,7 @@ class OnlineAdaptation:
         if count == 0:
             return
         if self.kernels is not None:
-            index = np.flatnonzero(rows) if np.asarray(rows).dtype == bool else np.asarray(rows)
-            index = index.astype(np.int64)
+            index = self._index(rows, count)
             k = self.kernels
             state = (self.temp[c : c + 1], self.calib[c], self.head[c].reshape(-1))
             limits = (self._rates, max(count, self.min_rows), SUM_LIM, self._bounds)
@@ -214,6 +228,15 @@ class OnlineAdaptation:
         norm = (h1 * h1).sum(axis=1, keepdims=True)
         self._learn(c, grad_a, grad_g, round_div(r << Q_SHIFT, norm).astype(np.float64), h1,
                     count, max(count, self.min_rows))
+
+    def _index(self, rows: np.ndarray | slice, count: int) -> np.ndarray:
+        """`observe`'s rows as int64 indices (all `count` rows for a slice)."""
+        if isinstance(rows, slice):
+            if len(self._all) < count:
+                self._all = np.arange(count, dtype=np.int64)
+            return self._all[:count]
+        rows = np.asarray(rows)
+        return (np.flatnonzero(rows) if rows.dtype == bool else rows).astype(np.int64)
 
     def _parts(self, rows: int) -> int:
         """How many parts `_each` splits `rows` rows into: one per pool worker, each of at

@@ -109,6 +109,20 @@ class LaneStepper:
     def step(self, tokens: np.ndarray) -> np.ndarray:
         return self._each(self.call, tokens)
 
+    def step_into(self, tokens: np.ndarray, finish: Callable[..., None]) -> None:
+        """`step`, each lane's result handed on in its own thread as finish(rows slice,
+        *result) (an adaptation filling its frequencies, igc.codec.adapt): no join."""
+        def lane(state: Any, rows: slice) -> None:
+            finish(rows, *self.call(state, tokens[rows]))
+
+        if self.pool is None:
+            for st, sl in zip(self.states, self.lanes, strict=True):
+                lane(st, sl)
+            return
+        for done in [self.pool.submit(lane, st, sl)
+                     for st, sl in zip(self.states, self.lanes, strict=True)]:
+            done.result()
+
     def block(self, tokens: np.ndarray) -> np.ndarray:
         return self._each(self.block_call, tokens)
 

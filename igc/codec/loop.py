@@ -123,6 +123,12 @@ class Stepper:
                                  geometry=geometry, block_call=block_call)
 
     def step(self, tokens: np.ndarray) -> Distributions:
+        if self.adaptation is not None and self.known is None and self.adaptation.kernels:
+            # a decoder's step: each lane's thread turns its logits into frequencies
+            freqs = self.adaptation.begin(self.position, len(tokens))
+            self.lanes.step_into(tokens, self.adaptation.fill)
+            self.position += 1
+            return Distributions(freqs=freqs, bits=self.bits)
         out = self._model_step(tokens)
         self.position += 1
         if self.adaptation is not None:
@@ -301,14 +307,24 @@ def _run_group(model: Any, numerics: int, start_token: int, group: Group, pool: 
             p.job.tokens[p.rows][known] = p.job.tokens.reshape(-1)[source[known]]
     bounds = np.cumsum([0] + [len(tokens) for _, tokens, _, _ in parts])
     single = len(parts) == 1
+    # per part and step, worked out once: how many rows are coded (all of them takes the
+    # step's rows as they are), and whether any is padding to copy (mode 2's decoder)
+    counts = [coded[:, : group.steps].sum(axis=0) for _, _, coded, _ in parts]
+    pads = [None if source is None else
+            (~coded[:, : group.steps] & (source[:, : group.steps] >= 0)).any(axis=0)
+            for _, _, coded, source in parts]
     prev = np.full(rows, start_token, dtype=np.int64)
     for t in range(group.steps):
         dist = stepper.step(prev)
         for i, (job, tokens, coded, source) in enumerate(parts):
-            mask = coded[:, t]
-            if mask.any():
-                rows_dist = dist.take(mask if single else
-                                      np.flatnonzero(mask) + bounds[i])
+            n = int(counts[i][t])
+            if n:
+                if n == len(tokens):
+                    mask = slice(None)
+                    rows_dist = dist if single else dist.take(slice(bounds[i], bounds[i + 1]))
+                else:
+                    mask = coded[:, t]
+                    rows_dist = dist.take(mask if single else np.flatnonzero(mask) + bounds[i])
                 if job.action.decodes:
                     tokens[mask, t] = job.action(rows_dist)
                 else:
@@ -316,9 +332,9 @@ def _run_group(model: Any, numerics: int, start_token: int, group: Group, pool: 
                 if adaptation is not None:
                     adaptation.observe(mask, tokens[mask, t])
                 if counter is not None:
-                    counter.add(int(mask.sum()))
-            if source is not None:
-                pad = ~mask & (source[:, t] >= 0)  # not coded, not context (mode 2): padding
-                if pad.any():
-                    tokens[pad, t] = tokens[np.flatnonzero(pad), source[pad, t]]
+                    counter.add(n)
+            if pads[i] is not None and pads[i][t]:
+                # not coded, not context (mode 2): padding
+                pad = ~coded[:, t] & (source[:, t] >= 0)
+                tokens[pad, t] = tokens[np.flatnonzero(pad), source[pad, t]]
         prev = parts[0][1][:, t] if single else np.concatenate([p[1][:, t] for p in parts])

@@ -430,13 +430,17 @@ class CpuEngine:
         sums; frac (rows,) int64, fraction bits of the MLP's second input; zeros (rows,) int64,
         the attention output's; qn (rows, C) int64 and qs (rows, H) int64, the queries."""
         m, have = self.m, state.rows
+        views = have.get("views")
+        if views is not None and views[0] == rows:  # a decoder's every step: the same views
+            return views[1]
         if not have or len(have["x"]) < rows:
             z, c = np.zeros, m.n_embd
             have.update(x=z((rows, c), np.int64), xin=z((rows, self.width_in), np.int16),
                         acc=z((rows, self.width_out), np.int64), frac=z(rows, np.int64),
                         zeros=z(rows, np.int64), qn=z((rows, c), np.int64),
                         qs=z((rows, m.n_head), np.int64))
-        return {k: v[:rows] for k, v in have.items()}
+        have["views"] = (rows, {k: v[:rows] for k, v in have.items() if k != "views"})
+        return have["views"][1]
 
     def step(self, state: CpuState, ids: np.ndarray) -> np.ndarray:
         """One token per sequence -> (B, V) int64 frequencies of the next token."""
@@ -444,8 +448,9 @@ class CpuEngine:
 
     def step_logits(self, state: CpuState, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """As `ReferenceEngine.step_logits`: the head's input and its Q16 logits."""
-        hidden, logits = self.block_logits(state, np.asarray(ids)[:, None])
-        return hidden[:, 0], logits[:, 0]
+        ids = np.asarray(ids)
+        logits = self._block(state, ids.reshape(len(ids), 1), True)
+        return state.rows["xin"][: len(ids), : self.m.n_embd].astype(np.int64), logits[:, 0]
 
     def block(self, state: CpuState, ids: np.ndarray) -> np.ndarray:
         """`ids` (B, P): P steps of every sequence in one call, where all P tokens are known
@@ -470,7 +475,7 @@ class CpuEngine:
         per = ids.shape[1]
         if pos + per > min(st.length, m.n_positions):
             raise ModelError(f"sequence longer than the model's context of {m.n_positions}")
-        if ids.size and (ids.min() < 0 or ids.max() >= len(m.wte)):
+        if ids.size and ids.view(np.uint64).max() >= len(m.wte):  # negatives wrap: one pass
             raise ModelError(f"token ids must lie in [0, {len(m.wte)})")
         r = self._rows(st, st.batch * per)
         out = np.empty((st.batch * per, m.vocab), np.int64)
