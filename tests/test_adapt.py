@@ -23,7 +23,7 @@ from igc.codec.neural import ADAPT_MIN_TILES
 from igc.core import container
 from igc.engines.integer import ReferenceEngine, frequencies, quantize
 from igc.engines.integer_cpu import CpuEngine
-from igc.errors import FormatError, UsageError
+from igc.errors import FormatError, ModelError, UsageError
 from igc.models.imagegpt import ImageGPTModel
 from igc.plugins.compose import compose
 
@@ -134,11 +134,30 @@ def test_lanes_filling_their_rows_give_the_steps_frequencies():
             for done in [pool.submit(lanes.fill, sl, hidden[sl], logits[sl]) for sl in slices]:
                 done.result()
             np.testing.assert_array_equal(got, want, f"step {t}")
-            whole.observe(np.ones(11, bool), symbols)
-            lanes.observe(slice(None), symbols)
+            if t % 2:  # every row coded
+                whole.observe(np.ones(11, bool), symbols)
+                lanes.observe(slice(None), symbols)
+            else:  # some rows are context or padding
+                coded = np.arange(11) % 3 != t % 3
+                whole.observe(np.flatnonzero(coded), symbols[coded])
+                lanes.observe(coded, symbols[coded])
     for x, y in ((whole.temp, lanes.temp), (whole.calib, lanes.calib), (whole.head, lanes.head)):
         np.testing.assert_array_equal(x, y)
     assert whole.head.any()
+    with pytest.raises(ModelError, match="head takes 16 channels"):
+        lanes.begin(0, 4)
+        lanes.fill(slice(0, 4), np.zeros((4, 20), np.int64), np.zeros((4, 256), np.int64))
+
+
+def test_observe_takes_a_slice_of_rows_as_the_definition_does():
+    fast, slow = adapt.OnlineAdaptation(16, 256, 11), adapt.OnlineAdaptation(16, 256, 11, False)
+    for t, hidden, logits, symbols in _steps(9, 7):
+        for ad in (fast, slow):
+            ad.frequencies(t, hidden, logits)
+            ad.observe(slice(2, 7), symbols[2:7])
+    for x, y in ((fast.temp, slow.temp), (fast.calib, slow.calib), (fast.head, slow.head)):
+        np.testing.assert_array_equal(x, y)
+    assert fast.temp.any()
 
 
 @pytest.mark.parametrize("shift", [13, 21, 40])

@@ -78,8 +78,8 @@ def test_a_huge_claimed_image_is_refused_by_its_token_layout(monkeypatch):
 
 
 def _arrays(obj) -> int:
-    """Bytes of the NumPy arrays and torch tensors a state holds (torch views of NumPy memory,
-    the fused state's `t`, are not counted twice)."""
+    """Bytes of the NumPy arrays and torch tensors a state holds (views, the fused state's
+    torch tensors `t` and the cpu engine's `views` of its row buffers, are not counted twice)."""
     import torch
 
     if isinstance(obj, np.ndarray):
@@ -91,7 +91,8 @@ def _arrays(obj) -> int:
     if isinstance(obj, dict):  # the cpu engine's row buffers
         return sum(map(_arrays, obj.values()))
     if dataclasses.is_dataclass(obj):
-        return sum(_arrays(getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.name != "t")
+        return sum(_arrays(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+                   if f.name not in ("t", "views"))
     if hasattr(obj, "__slots__"):
         return sum(_arrays(getattr(obj, k)) for k in obj.__slots__ if k != "engine")
     return 0

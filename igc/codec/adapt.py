@@ -100,8 +100,9 @@ def _mean_step(total: np.ndarray, lr: tuple[int, int], count: int, shift: int) -
 class OnlineAdaptation:
     """The adapted frequencies of one image's steps, and the state they are learned into.
 
-    Per step: `frequencies(step, hidden, logits)` for every tile stepped, then `observe(rows,
-    symbols)` with the symbols coded at the rows that were coded."""
+    Per step: `frequencies(step, hidden, logits)` for every tile stepped (or `begin`, then
+    `fill` by row slices from the lanes' threads), then `observe(rows, symbols)` with the
+    symbols coded at the rows that were coded."""
 
     def __init__(self, channels: int, vocab: int, norm_frac: int, fast: bool = True,
                  min_rows: int = 1) -> None:
@@ -175,6 +176,13 @@ class OnlineAdaptation:
         """The adapted frequencies of the step's rows `rows`, from their head input (int64,
         C-contiguous) and logits: any row slices, in any order or thread."""
         one, weights, temp, calib, shift, clamp, table, *out = self._fill
+        n = len(range(*rows.indices(len(out[-1]))))
+        if np.shape(hidden) != (n, weights.shape[1] - 1) or np.shape(logits) != (n, self.vocab):
+            # the kernel writes [h, 1] into a buffer of the head's width, unchecked
+            raise ModelError(f"an adapted step of {n} rows got head inputs of shape "
+                             f"{np.shape(hidden)} and logits of shape {np.shape(logits)}; the "
+                             f"head takes {weights.shape[1] - 1} channels and "
+                             f"{self.vocab} symbols")
         self.kernels.adapted(np.ascontiguousarray(hidden, np.int64), one,
                              np.ascontiguousarray(logits, np.int64), weights, temp, calib, shift,
                              clamp, table, *(a[rows] for a in out))
@@ -189,7 +197,7 @@ class OnlineAdaptation:
         if count == 0:
             return
         if self.kernels is not None:
-            index = self._index(rows, count)
+            index = self._index(rows, count, len(f))
             k = self.kernels
             state = (self.temp[c : c + 1], self.calib[c], self.head[c].reshape(-1))
             limits = (self._rates, max(count, self.min_rows), SUM_LIM, self._bounds)
@@ -229,9 +237,11 @@ class OnlineAdaptation:
         self._learn(c, grad_a, grad_g, round_div(r << Q_SHIFT, norm).astype(np.float64), h1,
                     count, max(count, self.min_rows))
 
-    def _index(self, rows: np.ndarray | slice, count: int) -> np.ndarray:
-        """`observe`'s rows as int64 indices (all `count` rows for a slice)."""
+    def _index(self, rows: np.ndarray | slice, count: int, total: int) -> np.ndarray:
+        """`observe`'s rows, of a step of `total` rows, as int64 indices (`count` of them)."""
         if isinstance(rows, slice):
+            if rows != slice(None):
+                return np.arange(*rows.indices(total), dtype=np.int64)
             if len(self._all) < count:
                 self._all = np.arange(count, dtype=np.int64)
             return self._all[:count]

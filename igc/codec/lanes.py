@@ -111,7 +111,8 @@ class LaneStepper:
 
     def step_into(self, tokens: np.ndarray, finish: Callable[..., None]) -> None:
         """`step`, each lane's result handed on in its own thread as finish(rows slice,
-        *result) (an adaptation filling its frequencies, igc.codec.adapt): no join."""
+        *result) (an adaptation filling its frequencies, igc.codec.adapt), rather than joined
+        into one array on the calling thread; returns when every lane is done."""
         def lane(state: Any, rows: slice) -> None:
             finish(rows, *self.call(state, tokens[rows]))
 

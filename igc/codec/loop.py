@@ -123,8 +123,10 @@ class Stepper:
                                  geometry=geometry, block_call=block_call)
 
     def step(self, tokens: np.ndarray) -> Distributions:
-        if self.adaptation is not None and self.known is None and self.adaptation.kernels:
-            # a decoder's step: each lane's thread turns its logits into frequencies
+        if (self.adaptation is not None and self.known is None and self.adaptation.kernels
+                and len(self.lanes.lanes) > 1):
+            # a step without known inputs (a decoder's, or any on an engine without blocks), in
+            # several lanes: each lane's thread turns its logits into frequencies
             freqs = self.adaptation.begin(self.position, len(tokens))
             self.lanes.step_into(tokens, self.adaptation.fill)
             self.position += 1
@@ -319,7 +321,7 @@ def _run_group(model: Any, numerics: int, start_token: int, group: Group, pool: 
         for i, (job, tokens, coded, source) in enumerate(parts):
             n = int(counts[i][t])
             if n:
-                if n == len(tokens):
+                if n == len(tokens):  # every row: no mask to apply
                     mask = slice(None)
                     rows_dist = dist if single else dist.take(slice(bounds[i], bounds[i + 1]))
                 else:
@@ -327,10 +329,11 @@ def _run_group(model: Any, numerics: int, start_token: int, group: Group, pool: 
                     rows_dist = dist.take(mask if single else np.flatnonzero(mask) + bounds[i])
                 if job.action.decodes:
                     tokens[mask, t] = job.action(rows_dist)
-                else:
-                    job.action(rows_dist, tokens[mask, t])
+                symbols = np.ascontiguousarray(tokens[mask, t])  # a copy: actions may keep it
+                if not job.action.decodes:
+                    job.action(rows_dist, symbols)
                 if adaptation is not None:
-                    adaptation.observe(mask, tokens[mask, t])
+                    adaptation.observe(mask, symbols)
                 if counter is not None:
                     counter.add(n)
             if pads[i] is not None and pads[i][t]:

@@ -1,7 +1,7 @@
 """Context mode 1's per-symbol rules (igc/codec/adapt.py) as numba loops: the same integers as
 the NumPy definition there, bit for bit (tests/test_adapt.py compares them), without the dozens
-of temporary arrays a step of NumPy makes. The products with the online head stay in the codec
-(float64 BLAS on integers whose sums are exact)."""
+of temporary arrays a step of NumPy makes. The online head's products are int64 loops here
+(every sum below 2**53, as the definition's float64 products)."""
 
 from __future__ import annotations
 
@@ -141,8 +141,7 @@ def learn(state, grad, num, shift, count, lim, low, high):
 @njit(**_OPTS)
 def adapted(hidden, one, logits, weights, temp, calib, head_shift, u_clamp, table, h1, head, u,
             j, w, out):
-    """A step's adapted frequencies in one call (OnlineAdaptation.frequencies): [h, 1] into
-    h1, the online head's product into `head`, then `predict`."""
+    """Some rows' adapted frequencies in one call (OnlineAdaptation.fill): [h, 1] into h1, the online head's product into `head`, then `predict`."""
     rows, chans = hidden.shape
     for b in range(rows):
         for c in range(chans):

@@ -369,6 +369,7 @@ class CpuState:
     wl: np.ndarray  # (L + 1,) int16
     mix: np.ndarray  # (dv,) int64
     rows: dict = field(default_factory=dict)  # the row buffers, by name (CpuEngine._rows)
+    views: tuple = ()  # (rows, the buffers' views of that many rows): a decoder's every step
 
 
 class CpuEngine:
@@ -430,17 +431,16 @@ class CpuEngine:
         sums; frac (rows,) int64, fraction bits of the MLP's second input; zeros (rows,) int64,
         the attention output's; qn (rows, C) int64 and qs (rows, H) int64, the queries."""
         m, have = self.m, state.rows
-        views = have.get("views")
-        if views is not None and views[0] == rows:  # a decoder's every step: the same views
-            return views[1]
+        if state.views and state.views[0] == rows:
+            return state.views[1]
         if not have or len(have["x"]) < rows:
             z, c = np.zeros, m.n_embd
             have.update(x=z((rows, c), np.int64), xin=z((rows, self.width_in), np.int16),
                         acc=z((rows, self.width_out), np.int64), frac=z(rows, np.int64),
                         zeros=z(rows, np.int64), qn=z((rows, c), np.int64),
                         qs=z((rows, m.n_head), np.int64))
-        have["views"] = (rows, {k: v[:rows] for k, v in have.items() if k != "views"})
-        return have["views"][1]
+        state.views = (rows, {k: v[:rows] for k, v in have.items()})
+        return state.views[1]
 
     def step(self, state: CpuState, ids: np.ndarray) -> np.ndarray:
         """One token per sequence -> (B, V) int64 frequencies of the next token."""
