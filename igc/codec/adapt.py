@@ -125,7 +125,6 @@ class OnlineAdaptation:
         # frequencies): a step's Python costs as much as its arithmetic at mode 2's small batches
         self._scratch: tuple = ()
         self._fill: tuple = ()
-        self._all = np.zeros(0, np.int64)
         self._grad_g = np.zeros(KNOTS, np.int64)
         self._grad_u = np.zeros((vocab, channels + 1), np.int64)
         head_shift = LR_HEAD[1] + TOTAL_BITS + Q_SHIFT - U_FRAC - norm_frac
@@ -182,7 +181,8 @@ class OnlineAdaptation:
             raise ModelError(f"an adapted step of {n} rows got head inputs of shape "
                              f"{np.shape(hidden)} and logits of shape {np.shape(logits)}; the "
                              f"head takes {weights.shape[1] - 1} channels and "
-                             f"{self.vocab} symbols")
+                             f"{self.vocab} symbols: the model's step_logits and head_shape "
+                             "disagree")
         self.kernels.adapted(np.ascontiguousarray(hidden, np.int64), one,
                              np.ascontiguousarray(logits, np.int64), weights, temp, calib, shift,
                              clamp, table, *(a[rows] for a in out))
@@ -197,7 +197,7 @@ class OnlineAdaptation:
         if count == 0:
             return
         if self.kernels is not None:
-            index = self._index(rows, count, len(f))
+            index = self._index(rows, len(f))
             k = self.kernels
             state = (self.temp[c : c + 1], self.calib[c], self.head[c].reshape(-1))
             limits = (self._rates, max(count, self.min_rows), SUM_LIM, self._bounds)
@@ -237,14 +237,11 @@ class OnlineAdaptation:
         self._learn(c, grad_a, grad_g, round_div(r << Q_SHIFT, norm).astype(np.float64), h1,
                     count, max(count, self.min_rows))
 
-    def _index(self, rows: np.ndarray | slice, count: int, total: int) -> np.ndarray:
-        """`observe`'s rows, of a step of `total` rows, as int64 indices (`count` of them)."""
+    def _index(self, rows: np.ndarray | slice, total: int) -> np.ndarray:
+        """`observe`'s rows (a mask, indices or a slice of a step of `total` rows) as int64
+        indices."""
         if isinstance(rows, slice):
-            if rows != slice(None):
-                return np.arange(*rows.indices(total), dtype=np.int64)
-            if len(self._all) < count:
-                self._all = np.arange(count, dtype=np.int64)
-            return self._all[:count]
+            return np.arange(*rows.indices(total), dtype=np.int64)
         rows = np.asarray(rows)
         return (np.flatnonzero(rows) if rows.dtype == bool else rows).astype(np.int64)
 

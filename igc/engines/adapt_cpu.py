@@ -141,7 +141,8 @@ def learn(state, grad, num, shift, count, lim, low, high):
 @njit(**_OPTS)
 def adapted(hidden, one, logits, weights, temp, calib, head_shift, u_clamp, table, h1, head, u,
             j, w, out):
-    """Some rows' adapted frequencies in one call (OnlineAdaptation.fill): [h, 1] into h1, the online head's product into `head`, then `predict`."""
+    """Some rows' adapted frequencies in one call (OnlineAdaptation.fill): [h, 1] into h1,
+    the online head's product into `head`, then `predict`."""
     rows, chans = hidden.shape
     for b in range(rows):
         for c in range(chans):
