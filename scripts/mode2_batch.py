@@ -1,7 +1,11 @@
 """A whole photograph in context mode 2 at several batches (windows stepped together): file
 bytes and encode/decode seconds, each decode compared with the pixels (docs/speed.md).
 
-    python scripts/mode2_batch.py [kodim23] [--batches 16,64] [--threads 1]
+    python scripts/mode2_batch.py [kodim23] [--batches 16,64] [--threads 1] [--model M]
+                                  [--crop N]
+
+`--crop N` codes the central N x N pixels instead of the whole photograph; `--model` is any model
+spec (`igc-rgb16-w256`), the default model otherwise.
 """
 
 from __future__ import annotations
@@ -22,11 +26,16 @@ def main() -> None:
     ap.add_argument("image", nargs="?", default="kodim23")
     ap.add_argument("--batches", default="16,64")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--crop", type=int, default=0)
     a = ap.parse_args()
     api.set_threads(a.threads)
     img = np.asarray(Image.open(KODAK / f"{a.image}.png").convert("RGB"))
+    if a.crop:
+        y, x = (img.shape[0] - a.crop) // 2, (img.shape[1] - a.crop) // 2
+        img = np.ascontiguousarray(img[y:y + a.crop, x:x + a.crop])
     for b in (int(x) for x in a.batches.split(",")):
-        codec = compose(None, context=2, batch=b)
+        codec = compose(a.model, context=2, batch=b)
         start = time.perf_counter()
         data = codec.encode(img).data
         enc = time.perf_counter() - start

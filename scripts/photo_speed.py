@@ -1,13 +1,15 @@
 """A whole photograph through igc and JPEG-XL e9 in one run: the speed issue's ratio.
 
-    python scripts/photo_speed.py [kodim23] [--model igc-rgb16-v2] [--threads 2]
+    python scripts/photo_speed.py [kodim23] [--model igc-rgb16-v2[,igc-rgb16-w256]] [--threads 2]
         [--modes 0,1] [--json out.json]
 
 For each context mode asked for, the image is compressed and decompressed by igc's codec (the
 real file, its pixels compared), with the batch each mode writes by default (256 tiles in mode 0,
 32 in mode 1). JPEG-XL lossless at effort 9 (imagecodecs) encodes and decodes the same pixels in
 the same run. Printed: seconds of each, igc's subpixels per second, and igc's time over
-JPEG-XL's (encode + decode against encode + decode).
+JPEG-XL's (encode + decode against encode + decode). With several models (comma-separated), each
+codes the image in each mode, one after the other in the same run, and each row also gives its
+time over the first row's (the speed issue's "larger model against the default").
 """
 
 from __future__ import annotations
@@ -62,25 +64,30 @@ def main() -> None:
           f"threads; load {load_before:.2f}")
     print(f"  JPEG-XL e9: {len(jxl):,} bytes, encode {jxl_encode:.2f} s, decode "
           f"{jxl_decode:.3f} s")
-    for mode in (int(m) for m in a.modes.split(",")):
-        codec = compose(a.model, context=mode)
+    runs = [(model, int(mode)) for model in (a.model or "").split(",")
+            for mode in a.modes.split(",")]
+    first = None
+    for model, mode in runs:
+        codec = compose(model or None, context=mode)
         codec.encode(image[:32, :32])  # compile the kernels outside the timing
         result, encode_s = timed(codec.encode, image)
         header = container.unpack(result.data)[0]
         pixels, decode_s = timed(codec.decode, result.data)
         assert np.array_equal(pixels, image)
         ratio = (encode_s + decode_s) / (jxl_encode + jxl_decode)
+        first = first or encode_s + decode_s
         rows.append({"codec": f"igc mode {mode}", "model": codec.model.name,
                      "batch": header.batch, "lane": header.lane, "bytes": len(result.data),
                      "bpsp": 8 * len(result.data) / subpixels, "encode_s": encode_s,
                      "decode_s": decode_s, "encode_subpixels_per_s": subpixels / encode_s,
                      "decode_subpixels_per_s": subpixels / decode_s,
-                     "time_over_jpegxl": ratio})
-        print(f"  igc mode {mode} (batch {header.batch}, lanes of {header.lane}): "
+                     "time_over_jpegxl": ratio,
+                     "time_over_first": (encode_s + decode_s) / first})
+        print(f"  igc {codec.model.name} mode {mode} (batch {header.batch}, lanes of {header.lane}): "
               f"{len(result.data):,} bytes ({8 * len(result.data) / subpixels:.4f} bpsp), "
               f"encode {encode_s:.1f} s ({subpixels / encode_s:,.0f} subpixels/s), decode "
-              f"{decode_s:.1f} s ({subpixels / decode_s:,.0f}/s): {ratio:.0f}x JPEG-XL's time",
-              flush=True)
+              f"{decode_s:.1f} s ({subpixels / decode_s:,.0f}/s): {ratio:.0f}x JPEG-XL's time, "
+              f"{(encode_s + decode_s) / first:.2f}x the first row's", flush=True)
     if a.json:
         a.json.write_text(json.dumps({
             "command": "python scripts/photo_speed.py " + " ".join(sys.argv[1:]),

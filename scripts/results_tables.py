@@ -186,10 +186,12 @@ def photo_block(data: dict) -> str:
     """`python scripts/photo_speed.py --json`: one photo through igc and JPEG-XL e9."""
     lines = ["| codec | batch | bytes | bpsp | encode, s | decode, s | time / JPEG-XL's |",
              "|---|---:|---:|---:|---:|---:|---:|"]
+    several = len({row["model"] for row in data["rows"] if "model" in row}) > 1
     for row in data["rows"]:
         bpsp = 8 * row["bytes"] / data["subpixels"]
         ratio = f"{row['time_over_jpegxl']:.0f}×" if "time_over_jpegxl" in row else ""
-        lines.append(f"| {row['codec']} | {row.get('batch', '')} | {_n(row['bytes'])} | "
+        codec = f"{row['codec']}, {row['model']}" if several and "model" in row else row["codec"]
+        lines.append(f"| {codec} | {row.get('batch', '')} | {_n(row['bytes'])} | "
                      f"{bpsp:.4f} | {row['encode_s']:.2f} | {row['decode_s']:.2f} | {ratio} |")
     lines += ["", f"Image {data['image']} ({_n(data['subpixels'])} subpixels).", ""]
     return "\n".join(lines) + "\n" + _plain_note(data)
