@@ -1,6 +1,6 @@
 """A prepared GPU continuation of a shipped model: pack what it reads into .gpu/, bring its export back.
 
-    python scripts/gpu_pack.py pack [--init igc-rgb16-w256] [--minutes 9] [--budget-mib M]
+    python scripts/gpu_pack.py pack [--init igc-rgb16-w256] [--minutes 8] [--budget-mib M]
     python scripts/gpu_pack.py join FOLDER OUT      # after the run: the parts back into a model
 
 Why a script: a GPU is lent to a session for 15 minutes in all, start-up included, and only the
@@ -147,7 +147,7 @@ def main() -> None:
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("pack", help="fill .gpu/ and write .gpu/run.sh")
     p.add_argument("--init", default="igc-rgb16-w256")
-    p.add_argument("--minutes", type=float, default=9.0)
+    p.add_argument("--minutes", type=float, default=8.0)
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--budget-mib", type=int, default=0, help="0: what the upload leaves")
