@@ -24,62 +24,35 @@ import time
 import numpy as np
 from PIL import Image
 
-from igc.benchmark.sources import gallery
+from igc.benchmark.sources import center_crop, gallery
 from igc.core.tokenizer import SubpixelTokenizer
 from igc.engines import integer as ig
 from igc.models.imagegpt import ImageGPTModel
 
 
 class NarrowCache(ig.ReferenceEngine):
-    """The reference step with the cache's keys and values rounded to fewer bits as stored."""
+    """The reference engine with the cache's keys and values rounded to fewer bits as stored."""
 
     def __init__(self, model, key_bits: int, value_bits: int, channel_max=None) -> None:
         super().__init__(model)
         self.key_bits, self.value_bits, self.channel_max = key_bits, value_bits, channel_max
         self.seen = [np.zeros(model.n_embd, np.int64) for _ in model.layers]
 
-    def _key(self, i: int, raw: np.ndarray, rows: int):
-        self.seen[i] = np.maximum(self.seen[i], np.abs(raw).max(axis=0))
+    def _cached(self, layer: int, qkv: np.ndarray, lay, rows: int):
+        k, sk, v = super()._cached(layer, qkv, lay, rows)
+        raw = qkv[:, self.m.n_embd : 2 * self.m.n_embd]
+        self.seen[layer] = np.maximum(self.seen[layer], np.abs(raw).max(axis=0))
         if self.key_bits < 0:
-            shift = np.maximum(ig.bit_length(self.channel_max[i]) + self.key_bits + 1, 0)
-            raw = ig.shift_round(raw, shift[None, :], ig.LIM) << shift[None, :]
-        k, sk = ig.narrow(raw.reshape(rows, -1))
-        if 0 < self.key_bits < 16:
+            shift = np.maximum(ig.bit_length(self.channel_max[layer]) + self.key_bits + 1, 0)
+            k, sk = ig.narrow((ig.shift_round(raw, shift[None, :], ig.LIM)
+                               << shift[None, :]).reshape(rows, -1))
+        elif self.key_bits < 16:
             drop = 16 - self.key_bits
             k, sk = ig.shift_round(k, drop, ig.LIM), sk + drop
-        return k, sk
-
-    def _value(self, v: np.ndarray) -> np.ndarray:
-        if self.value_bits >= 16:
-            return v
-        shift = np.maximum(ig.bit_length(np.abs(v).max(axis=-1)) - (self.value_bits - 1), 0)
-        return ig.shift_round(v, shift[:, None], ig.LIM) << shift[:, None]
-
-    def step_logits(self, state, ids):
-        m, pos = self.m, state.position
-        b, c, heads, d = state.batch, m.n_embd, m.n_head, m.head_dim
-        x = np.clip(m.wte[ids] + m.wpe[pos], -ig.LIM, ig.LIM)
-        for i, lay in enumerate(m.layers):
-            qkv = ig.linear(ig.rms_norm(x, m), m.norm_frac, lay.qkv)
-            q, sq = ig.narrow(qkv[:, :c].reshape(b * heads, d))
-            k, sk = self._key(i, qkv[:, c:2 * c], b * heads)
-            v = np.clip(ig.shift_round(qkv[:, 2 * c:], lay.v_shift, ig.LIM), -ig.ACT_MAX,
-                        ig.ACT_MAX)
-            state.keys[i][:, pos], state.key_shift[i][:, pos] = k, sk
-            state.values[i][:, pos] = self._value(v.reshape(b * heads, d))
-            dots = np.einsum("nd,ntd->nt", q, state.keys[i][:, :pos + 1])
-            scores = ig.shift_round(dots, 2 * ig.FX - ig.SCORE_FRAC - sq[:, None]
-                                    - state.key_shift[i][:, :pos + 1], ig.SCORE_LIM)
-            e = ig.exp2_neg(scores.max(axis=-1, keepdims=True) - scores) >> (ig.EXP_BITS
-                                                                              - ig.ATT_BITS)
-            mixed = np.einsum("nt,ntd->nd", e, state.values[i][:, :pos + 1])
-            a = ig.round_div(mixed, e.sum(axis=-1, keepdims=True)).reshape(b, c)
-            x = np.clip(x + ig.linear(a, 0, lay.proj), -ig.LIM, ig.LIM)
-            g, sg = ig.narrow(ig.quick_gelu(ig.linear(ig.rms_norm(x, m), m.norm_frac, lay.fc)))
-            x = np.clip(x + ig.linear(g, ig.FX - sg, lay.mlp_proj), -ig.LIM, ig.LIM)
-        state.position = pos + 1
-        h = ig.rms_norm(x, m)
-        return h, ig.linear(h, m.norm_frac, m.head)
+        if self.value_bits < 16:
+            shift = np.maximum(ig.bit_length(np.abs(v).max(axis=-1)) - (self.value_bits - 1), 0)
+            v = ig.shift_round(v, shift[:, None], ig.LIM) << shift[:, None]
+        return k, sk, v
 
 
 def bits_per_subpixel(engine, tok: SubpixelTokenizer, image: np.ndarray) -> float:
@@ -108,8 +81,7 @@ def main() -> None:
     total = dict.fromkeys(configs, 0.0)
     for name in a.images:
         img = np.asarray(Image.open(refs[name].path).convert("RGB"))
-        y, x = (img.shape[0] - a.crop) // 2, (img.shape[1] - a.crop) // 2
-        img = np.ascontiguousarray(img[y:y + a.crop, x:x + a.crop])
+        img = np.ascontiguousarray(center_crop(img, a.crop))
         calibration = NarrowCache(m, 16, 16)
         if any(k < 0 for k, _ in configs):
             bits_per_subpixel(calibration, tok, img)

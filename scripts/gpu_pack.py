@@ -55,6 +55,8 @@ def halved(src: Path, dst: Path) -> None:
 
 
 def pack(a: argparse.Namespace) -> None:
+    if not (DATA / "urban100").is_dir():
+        sys.exit(f"gpu_pack: no training photos at {DATA} (../shared/data beside the checkout)")
     out = ROOT / ".gpu"
     if out.exists():
         shutil.rmtree(out)
@@ -131,6 +133,9 @@ def join(a: argparse.Namespace) -> None:
     src, dst = Path(a.folder), Path(a.out)
     dst.mkdir(parents=True, exist_ok=True)
     parts = sorted(src.glob("model.safetensors.part*"), key=lambda p: int(p.suffix[5:]))
+    if not parts or not (src / "model.sha256").is_file():
+        sys.exit(f"gpu_pack: {src} holds no model.safetensors.part* and model.sha256 (the files "
+                 "a run of .gpu/run.sh returns)")
     blob = b"".join(p.read_bytes() for p in parts)
     want = (src / "model.sha256").read_text().strip()
     if hashlib.sha256(blob).hexdigest() != want:

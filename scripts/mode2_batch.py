@@ -18,6 +18,7 @@ from PIL import Image
 from script_env import KODAK
 
 import igc.api as api
+from igc.benchmark.sources import center_crop
 from igc.plugins.compose import compose
 
 
@@ -32,8 +33,7 @@ def main() -> None:
     api.set_threads(a.threads)
     img = np.asarray(Image.open(KODAK / f"{a.image}.png").convert("RGB"))
     if a.crop:
-        y, x = (img.shape[0] - a.crop) // 2, (img.shape[1] - a.crop) // 2
-        img = np.ascontiguousarray(img[y:y + a.crop, x:x + a.crop])
+        img = np.ascontiguousarray(center_crop(img, a.crop))
     for b in (int(x) for x in a.batches.split(",")):
         codec = compose(a.model, context=2, batch=b)
         start = time.perf_counter()

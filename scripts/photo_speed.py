@@ -74,20 +74,21 @@ def main() -> None:
         header = container.unpack(result.data)[0]
         pixels, decode_s = timed(codec.decode, result.data)
         assert np.array_equal(pixels, image)
-        ratio = (encode_s + decode_s) / (jxl_encode + jxl_decode)
-        first = first or encode_s + decode_s
+        total = encode_s + decode_s
+        ratio = total / (jxl_encode + jxl_decode)
+        first = first or total
         rows.append({"codec": f"igc mode {mode}", "model": codec.model.name,
                      "batch": header.batch, "lane": header.lane, "bytes": len(result.data),
                      "bpsp": 8 * len(result.data) / subpixels, "encode_s": encode_s,
                      "decode_s": decode_s, "encode_subpixels_per_s": subpixels / encode_s,
                      "decode_subpixels_per_s": subpixels / decode_s,
                      "time_over_jpegxl": ratio,
-                     "time_over_first": (encode_s + decode_s) / first})
+                     "time_over_first": total / first})
         print(f"  igc {codec.model.name} mode {mode} (batch {header.batch}, lanes of {header.lane}): "
               f"{len(result.data):,} bytes ({8 * len(result.data) / subpixels:.4f} bpsp), "
               f"encode {encode_s:.1f} s ({subpixels / encode_s:,.0f} subpixels/s), decode "
               f"{decode_s:.1f} s ({subpixels / decode_s:,.0f}/s): {ratio:.0f}x JPEG-XL's time, "
-              f"{(encode_s + decode_s) / first:.2f}x the first row's", flush=True)
+              f"{total / first:.2f}x the first row's", flush=True)
     if a.json:
         a.json.write_text(json.dumps({
             "command": "python scripts/photo_speed.py " + " ".join(sys.argv[1:]),

@@ -377,10 +377,9 @@ class ReferenceEngine:
         for i, lay in enumerate(m.layers):
             qkv = linear(rms_norm(x, m), m.norm_frac, lay.qkv)  # (B, 3C) Q16
             q, sq = narrow(qkv[:, :c].reshape(b * heads, d))
-            k, sk = narrow(qkv[:, c : 2 * c].reshape(b * heads, d))
-            v = np.clip(shift_round(qkv[:, 2 * c :], lay.v_shift, LIM), -ACT_MAX, ACT_MAX)
+            k, sk, v = self._cached(i, qkv, lay, b * heads)
             state.keys[i][:, pos], state.key_shift[i][:, pos] = k, sk
-            state.values[i][:, pos] = v.reshape(b * heads, d)
+            state.values[i][:, pos] = v
             keys = state.keys[i][:, : pos + 1]
             dots = np.einsum("nd,ntd->nt", q, keys)  # exact
             scores = shift_round(dots, 2 * FX - SCORE_FRAC - sq[:, None]
@@ -396,3 +395,12 @@ class ReferenceEngine:
         state.position = pos + 1
         h = rms_norm(x, m)
         return h, linear(h, m.norm_frac, m.head)
+
+    def _cached(self, layer: int, qkv: np.ndarray, lay, rows: int):
+        """A step's key (int16-range, with its shift per row and head) and value (int16-range
+        under the layer's per-channel shifts), as the cache stores them, (rows*heads, d) each.
+        One place, so that a measurement can store them otherwise (scripts/cache_bits.py)."""
+        c = self.m.n_embd
+        k, sk = narrow(qkv[:, c : 2 * c].reshape(rows, -1))
+        v = np.clip(shift_round(qkv[:, 2 * c :], lay.v_shift, LIM), -ACT_MAX, ACT_MAX)
+        return k, sk, v.reshape(rows, -1)
