@@ -201,6 +201,50 @@ def test_a_block_of_steps_gives_each_step_s_frequencies(runtimes, name, batch, s
             np.testing.assert_array_equal(logits[:, p], want_l)
 
 
+def test_zero_attention_weights_are_skipped_without_changing_a_bit(tmp_path_factory,
+                                                                     monkeypatch):
+    """The cpu engine reads no values where a pair of positions has zero softmax weights (the
+    shipped models' attention is that sharp for over half the pairs). Here one head of a tiny
+    model is sharpened until its weights are zero on about a fifth of the pairs, with nonzero
+    runs after zero gaps, while the other head keeps runs longer than one int32 sum (32 pairs):
+    every step and block still equals the reference."""
+    import torch
+
+    runtime = tiny(tmp_path_factory, width=32, heads=2, layers=2, tile=6, seed=7)
+    with torch.no_grad():
+        for layer, sharper in zip(runtime.layers, (3000, 300), strict=True):  # head 0's
+            layer.c_attn_w[:, :16] *= sharper  # queries and keys
+            layer.c_attn_w[:, 32:48] *= sharper
+    model = quantize(runtime)
+    seen = {"zero": 0, "pairs": 0, "gaps": 0, "long": 0}
+    exp2_neg = integer.exp2_neg
+
+    def spy(z):
+        e = exp2_neg(z)
+        if z.ndim == 2:  # attention, not the head's frequencies
+            w = (e >> (integer.EXP_BITS - integer.ATT_BITS)) != 0
+            w = np.pad(w, ((0, 0), (0, w.shape[1] % 2))).reshape(len(w), -1, 2).any(axis=2)
+            seen["zero"] += int((~w).sum())
+            seen["pairs"] += w.size
+            for row in w:
+                at = np.flatnonzero(row)
+                seen["gaps"] += bool((np.diff(at) > 1).any())
+                runs = np.diff(np.flatnonzero(np.diff(np.r_[0, row.astype(int), 0])))[::2]
+                seen["long"] += bool(runs.size and runs.max() > 32)
+        return e
+
+    monkeypatch.setattr(integer, "exp2_neg", spy)
+    seqs = random_sequences(3, model.n_positions, seed=3)
+    assert_same(model, seqs)
+    assert 0.1 < seen["zero"] / seen["pairs"] < 0.5 and seen["gaps"] > 50 and seen["long"] > 50
+    ref, eng = ReferenceEngine(model), CpuEngine(model)
+    want, st = ref.start(3, seqs.shape[1]), eng.start(3, seqs.shape[1])
+    for block in blocks_of(seqs, (1, 40, 17, 50)):
+        got = eng.block(st, block)
+        for p in range(block.shape[1]):
+            np.testing.assert_array_equal(got[:, p], ref.step(want, block[:, p]))
+
+
 def test_steps_after_a_block_and_blocks_after_steps_agree(default_model):
     """A lane's state moves on the same whether its positions came in blocks or one by one
     (the decoder steps what the encoder may have computed in blocks)."""
