@@ -1,0 +1,270 @@
+"""The codec's distributions mixed with an online least-squares predictor's, measured in float.
+
+    python scripts/mix_measure.py record IMAGE... --out DIR [--crop 256] [--model M]
+    python scripts/mix_measure.py measure DIR/*.npz [--expert laplace|logistic]
+                                  [--mix geometric|linear] [--no-inter] [--per-symbol]
+                                  [--lr-lms 0.02] [--lr-mix 0.005]
+
+`record` encodes each image (a gallery name, a Kodak name such as kodim07, or a path; centre
+crop) with the default codec (context mode 2, its adaptation, batch 8) and stores the integer
+frequencies it coded every subpixel with, the subpixel's image coordinates and the coding step
+(about 200 MB per 256x256 crop). It checks that the coordinates it works out from the window
+layout give back the coded symbols.
+
+`measure` replays each image in coding order and mixes, per subpixel, the codec's distribution
+with a second one (the "expert") centred on a prediction from pixels already coded:
+
+* the prediction is W, N, NW, NE, W + N - NW and MED of the same channel, and for G and B the
+  four neighbours moved by the previous channel's difference at this pixel (W + (X' - W'), ...),
+  combined by NLMS weights per channel around their mean (the "inter-channel" terms);
+* the expert is a two-sided geometric distribution, log p linear in |v - prediction| (laplace),
+  or a discretized logistic; its scale is the mean |error| in one of 12 contexts per channel,
+  from the local gradient activity and the previous channel's error at this pixel;
+* geometric mixing: p ~ p_codec^a * p_expert^b, (a, b) per channel and context, learned online
+  by the gradient of the code length (as the codec's temperature is); or linear mixing.
+  With the laplace expert, b log p_expert is a slope times |v - prediction|: in the codec's
+  log2 scores, one more term per symbol.
+
+The learning rates' defaults were chosen on training photographs (McMaster 1 and 9, BSDS500
+train 100075), not on the gallery or Kodak.
+Every prediction uses only pixels coded before it; the state moves once per coding step, by the
+sum of that step's updates (what a decoder can repeat: it decodes a whole step before the
+next), or after each symbol with --per-symbol. Float64, not yet a codec mode (docs/design.md,
+"Mixing with an online predictor: measured").
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import numpy as np
+from numba import njit
+
+TILE, STEP, BATCH = 16, 15, 8  # context mode 2's windows and the default batch
+FEATURES, CONTEXTS = 10, 12
+
+
+def coding_order(height: int, width: int, batch: int = BATCH) -> np.ndarray:
+    """(y, x, channel, step) of every coded subpixel, in the order context mode 2 codes them
+    (igc.core.overlap and igc.codec.loop.waves)."""
+    from igc.core.overlap import OverlapTiling
+    from igc.core.tokenizer import SubpixelTokenizer
+
+    tiling = OverlapTiling(SubpixelTokenizer(TILE))
+    coded = tiling.layout(height, width).coded
+    wi, wj, sizes = tiling._order(*tiling.grid(height, width))
+    r, c, ch = np.meshgrid(np.arange(TILE), np.arange(TILE), np.arange(3), indexing="ij")
+    at = np.empty((TILE * TILE * 3, 3), np.int64)
+    at[tiling._index.reshape(-1)] = np.stack([r.ravel(), c.ravel(), ch.ravel()], axis=1)
+    steps = int(np.nonzero(coded.any(axis=0))[0][-1]) + 1
+    out, start, step = [], 0, 0
+    for size in sizes:
+        for first in range(start, start + size, batch):
+            windows = np.arange(first, min(first + batch, start + size))
+            for t in range(steps):
+                for w in windows[coded[windows, t]]:
+                    out.append((wi[w] * STEP + at[t, 0], wj[w] * STEP + at[t, 1], at[t, 2], step))
+                step += 1
+        start += size
+    return np.array(out, np.int64)
+
+
+def record(a) -> None:
+    from PIL import Image
+    from script_env import KODAK
+
+    import igc.api as api
+    from igc.benchmark.sources import center_crop, gallery
+    from igc.codec import loop
+    from igc.plugins.compose import compose
+
+    seen = []
+    encode = loop.Encoding.__call__
+
+    def spy(self, dist, symbols):
+        seen.append((dist.freqs.astype(np.int32), np.array(symbols)))
+        return encode(self, dist, symbols)
+
+    loop.Encoding.__call__ = spy
+    api.set_threads(a.threads)
+    refs = {r.name.rsplit(".", 1)[0]: r.path for r in gallery()}
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in a.images:
+        path = refs.get(name) or (KODAK / f"{name}.png" if name.startswith("kodim") else name)
+        img = np.asarray(Image.open(path).convert("RGB"))
+        img = np.ascontiguousarray(center_crop(img, a.crop) if a.crop else img)
+        seen.clear()
+        data = compose(a.model, context=2, batch=BATCH).encode(img).data
+        freqs = np.concatenate([f for f, _ in seen])
+        symbols = np.concatenate([s for _, s in seen])
+        order = coding_order(*img.shape[:2])
+        if not np.array_equal(img[order[:, 0], order[:, 1], order[:, 2]], symbols):
+            raise SystemExit(f"{name}: the worked-out coding order does not match the coder's")
+        bits = -np.log2(freqs[np.arange(len(symbols)), symbols] / 2.0**24).sum()
+        print(f"{name}: {len(data):,} bytes, model bits {bits / img.size:.4f} per subpixel",
+              flush=True)
+        np.savez(out / f"{Path(str(name)).stem}.npz", freqs=freqs, symbols=symbols,
+                 order=order, image=img)
+
+
+@njit(cache=True)
+def _replay(freqs, symbols, order, height, width, geometric, inter, per_symbol, lr_lms,
+            lr_mix, laplace):
+    """Bits of the codec alone, the predictor alone and the mix, per channel: (3, 3)."""
+    img = np.zeros((height, width, 3))
+    known = np.zeros((height, width, 3), np.bool_)
+    err_at = np.zeros((height, width, 3))
+    w = np.zeros((3, FEATURES))
+    mag, cnt = np.full((3, CONTEXTS), 8.0), np.ones((3, CONTEXTS))
+    mix = np.zeros((3, CONTEXTS, 2))
+    mix[:, :, 0] = 1.0
+    lam = np.full((3, CONTEXTS), -3.0)
+    dw, dmag, dcnt = np.zeros_like(w), np.zeros_like(mag), np.zeros_like(cnt)
+    dmix, dlam = np.zeros_like(mix), np.zeros_like(lam)
+    f = np.zeros(FEATURES)
+    pm, pl, px = np.zeros(256), np.zeros(256), np.zeros(256)
+    bits = np.zeros((3, 3))
+    step = -1
+    for i in range(len(symbols)):
+        y, x, c, s = order[i, 0], order[i, 1], order[i, 2], symbols[i]
+        if per_symbol or order[i, 3] != step:  # the state moves by the last step's updates
+            w += dw
+            mix += dmix
+            lam += dlam
+            mag += dmag
+            cnt += dcnt
+            for cc in range(3):
+                for b in range(CONTEXTS):
+                    if cnt[cc, b] > 256:
+                        mag[cc, b] *= 0.5
+                        cnt[cc, b] *= 0.5
+            dw[:] = 0.0
+            dmix[:] = 0.0
+            dlam[:] = 0.0
+            dmag[:] = 0.0
+            dcnt[:] = 0.0
+            step = order[i, 3]
+
+        def at(yy, xx, ch, fallback):
+            ok = 0 <= yy < height and 0 <= xx < width and known[yy, xx, ch]
+            return img[yy, xx, ch] if ok else fallback
+
+        vw = at(y, x - 1, c, at(y - 1, x, c, 128.0))
+        vn = at(y - 1, x, c, vw)
+        vnw, vne = at(y - 1, x - 1, c, vn), at(y - 1, x + 1, c, vn)
+        lo, hi = min(vw, vn), max(vw, vn)
+        med = lo if vnw >= hi else hi if vnw <= lo else vw + vn - vnw
+        f[0], f[1], f[2], f[3], f[4], f[5] = vw, vn, vnw, vne, vw + vn - vnw, med
+        n = 6
+        activity = abs(vw - vnw) + abs(vn - vnw) + abs(vn - vne)
+        if c > 0 and inter:
+            cur = img[y, x, c - 1]
+            f[6] = vw + cur - at(y, x - 1, c - 1, cur)
+            f[7] = vn + cur - at(y - 1, x, c - 1, cur)
+            f[8] = vnw + cur - at(y - 1, x - 1, c - 1, cur)
+            f[9] = vne + cur - at(y - 1, x + 1, c - 1, cur)
+            n = 10
+            activity += 2.0 * abs(err_at[y, x, c - 1])
+        base = 0.0
+        for k in range(n):
+            base += f[k]
+        base /= n
+        norm, pred = 1.0, base
+        for k in range(n):
+            f[k] -= base
+            norm += f[k] * f[k]
+            pred += w[c, k] * f[k]
+        pred = min(max(pred, 0.0), 255.0)
+        b = 0
+        while b < CONTEXTS - 1 and activity > 2.0**b - 1:
+            b += 1
+        scale = 0.6 * mag[c, b] / cnt[c, b] + 0.3
+        total = 0.0
+        for v in range(256):  # discretized logistic, its tails folded into 0 and 255
+            if laplace:  # or a two-sided geometric: log p linear in |v - pred|
+                pl[v] = max(math.exp(-abs(v - pred) / scale), 1e-9)
+            else:
+                up = 1.0 if v == 255 else 1.0 / (1.0 + math.exp(-(v + 0.5 - pred) / scale))
+                down = 0.0 if v == 0 else 1.0 / (1.0 + math.exp(-(v - 0.5 - pred) / scale))
+                pl[v] = max(up - down, 1e-9)
+            total += pl[v]
+        for v in range(256):
+            pl[v] /= total
+            pm[v] = freqs[i, v] / 16777216.0
+        if geometric:
+            z = 0.0
+            for v in range(256):
+                px[v] = math.exp(mix[c, b, 0] * math.log(pm[v]) + mix[c, b, 1] * math.log(pl[v]))
+                z += px[v]
+            mean_m = mean_l = 0.0
+            for v in range(256):
+                px[v] /= z
+                mean_m += px[v] * math.log(pm[v])
+                mean_l += px[v] * math.log(pl[v])
+            dmix[c, b, 0] += lr_mix * (math.log(pm[s]) - mean_m)
+            dmix[c, b, 1] += lr_mix * (math.log(pl[s]) - mean_l)
+        else:
+            weight = 1.0 / (1.0 + math.exp(-lam[c, b]))
+            for v in range(256):
+                px[v] = (1.0 - weight) * pm[v] + weight * pl[v]
+            dlam[c, b] += lr_mix * (pl[s] - pm[s]) * weight * (1.0 - weight) / px[s]
+        bits[c, 0] -= math.log2(pm[s])
+        bits[c, 1] -= math.log2(pl[s])
+        bits[c, 2] -= math.log2(max(px[s], 1e-12))
+        error = s - pred
+        for k in range(n):
+            dw[c, k] += lr_lms * error * f[k] / norm
+        dmag[c, b] += abs(error)
+        dcnt[c, b] += 1.0
+        err_at[y, x, c] = error
+        img[y, x, c] = s
+        known[y, x, c] = True
+    return bits
+
+
+def measure(a) -> None:
+    totals, pixels = np.zeros((3, 3)), 0
+    for path in a.files:
+        d = np.load(path)
+        h, w = d["image"].shape[:2]
+        bits = _replay(d["freqs"], d["symbols"].astype(np.int64), d["order"], h, w,
+                       a.mix == "geometric", not a.no_inter, a.per_symbol, a.lr_lms, a.lr_mix,
+                       a.expert == "laplace")
+        totals += bits
+        pixels += d["image"].size
+        codec, lms, mixed = bits.sum(axis=0) / d["image"].size
+        print(f"{Path(path).stem}: codec {codec:.4f}, predictor {lms:.4f}, mixed {mixed:.4f} "
+              f"({mixed / codec - 1:+.2%})", flush=True)
+    codec, lms, mixed = totals.sum(axis=0) / pixels
+    print(f"all {len(a.files)}: codec {codec:.4f}, predictor {lms:.4f}, mixed {mixed:.4f} "
+          f"({mixed / codec - 1:+.2%}); per channel, codec -> mixed: " + ", ".join(
+              f"{'RGB'[c]} {totals[c, 0] * 3 / pixels:.3f} -> {totals[c, 2] * 3 / pixels:.3f}"
+              for c in range(3)))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="what", required=True)
+    r = sub.add_parser("record")
+    r.add_argument("images", nargs="+")
+    r.add_argument("--out", required=True)
+    r.add_argument("--crop", type=int, default=256)
+    r.add_argument("--model", default=None)
+    r.add_argument("--threads", type=int, default=2)
+    m = sub.add_parser("measure")
+    m.add_argument("files", nargs="+")
+    m.add_argument("--mix", choices=["geometric", "linear"], default="geometric")
+    m.add_argument("--expert", choices=["laplace", "logistic"], default="laplace")
+    m.add_argument("--no-inter", action="store_true")
+    m.add_argument("--per-symbol", action="store_true")
+    m.add_argument("--lr-lms", type=float, default=0.02)
+    m.add_argument("--lr-mix", type=float, default=0.005)
+    a = ap.parse_args()
+    record(a) if a.what == "record" else measure(a)
+
+
+if __name__ == "__main__":
+    main()
