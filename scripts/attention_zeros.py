@@ -1,4 +1,4 @@
-"""How many of numerics 2's softmax weights are exactly zero, and what skipping them saves.
+"""How many of numerics 2's softmax weights are exactly zero, and what skipping them would save.
 
     python scripts/attention_zeros.py count [--model M] [--crop 32] IMAGE...   # gallery names
     python scripts/attention_zeros.py time --against OTHER/igc/engines/integer_cpu.py
@@ -11,8 +11,10 @@ value: it reads values by pairs of positions, so a pair is skipped when both wei
 `count` steps the reference engine over each gallery photo's centre crop (context mode 0) and
 reports the share of zero weights, by position and by pair, weighted as the values are read
 (a step at position p reads p + 1 values). `time` steps two versions of the cpu engine (this
-checkout's and the file given, e.g. a worktree of an earlier commit) over the same 8 tiles of
-kodim23, alternately, on the calling thread, and prints each one's seconds per 768 steps.
+checkout's and the file given) over the same 8 tiles of kodim23, alternately, on the calling
+thread, prints each one's seconds per 768 steps and checks that their frequencies are equal.
+Commit 30b91c6 holds a version that skips zero pairs (`git show 30b91c6:igc/engines/
+integer_cpu.py > /tmp/skip.py`); it was measured no faster and not kept (docs/speed.md).
 """
 
 from __future__ import annotations

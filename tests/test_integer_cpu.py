@@ -201,15 +201,13 @@ def test_a_block_of_steps_gives_each_step_s_frequencies(runtimes, name, batch, s
             np.testing.assert_array_equal(logits[:, p], want_l)
 
 
-def test_zero_attention_weights_are_skipped_without_changing_a_bit(tmp_path_factory,
-                                                                     monkeypatch):
-    """The cpu engine reads no values where a pair of positions has zero softmax weights (the
-    shipped models' attention is that sharp for over half the pairs). Here one head of a tiny
-    model is sharpened until its weights are zero on about a fifth of the pairs, with nonzero
-    runs after zero gaps, while the other head keeps runs longer than one int32 sum (32 pairs):
-    every step and block still equals the reference."""
-    import torch
-
+def test_sharp_attention_with_zero_weights_matches_the_reference(tmp_path_factory,
+                                                                   monkeypatch):
+    """Attention as sharp as the shipped models' (most of their softmax weights are exactly
+    zero, scripts/attention_zeros.py): one head of a tiny model sharpened until a fifth of its
+    position pairs weigh zero, with nonzero runs after zero gaps, tiny weights (below the split
+    of a weight into high and low bits) and, in the other head, runs longer than one int32 sum
+    (32 pairs). Every step and block equals the reference."""
     runtime = tiny(tmp_path_factory, width=32, heads=2, layers=2, tile=6, seed=7)
     with torch.no_grad():
         for layer, sharper in zip(runtime.layers, (3000, 300), strict=True):  # head 0's

@@ -12,7 +12,6 @@ A step is one numba call (nogil, so lanes stepping on threads run in parallel), 
   positions of [channel pair][position][2], values as [position pair][channel][2]. q is split
   into its high and low bytes and the softmax weights (Q20) into their high and low 10 bits,
   so that every int32 lane stays in range; lanes are widened to int64 before they are combined.
-  Values are read only at pairs of positions with a nonzero weight: a zero adds nothing.
 * Everything else is scalar int64 code, one rule of the reference per helper, with NumPy's
   semantics reproduced where they matter (shifts by 64 or more, floor division), written so
   that LLVM vectorises it (integer sums are associative, so no fast-math is involved).
@@ -206,12 +205,6 @@ def _store(qkv, c, d, heads, v_shift, b, pos, keys, key_shift, values, kblock, v
 
 
 @njit(inline="always", **_OPTS)
-def _weighted(wh, wl, t):
-    """Whether position pair t (positions 2t, 2t + 1) has a nonzero softmax weight."""
-    return (wh[2 * t] | wl[2 * t] | wh[2 * t + 1] | wl[2 * t + 1]) != 0
-
-
-@njit(inline="always", **_OPTS)
 def _query(kb, ks, vb, q, sq, pos, d, qh, ql, scores, wh, wl, mix, out):
     """out[:d] = the attention of query q (d narrowed values, shift sq) over positions 0..pos
     of one sequence's head: keys kb (shifts ks), values vb."""
@@ -241,19 +234,14 @@ def _query(kb, ks, vb, q, sq, pos, d, qh, ql, scores, wh, wl, mix, out):
     for t in range(n):  # split for the sum
         wh[t] = scores[t] >> 10
         wl[t] = scores[t] & 1023
-    wh[n] = wl[n] = 0  # the pair partner of an odd last position
-    mix[:] = 0
-    t0 = 0
-    while t0 < pairs:  # weighted values, exact, by runs of pairs with a nonzero weight (the
-        if not _weighted(wh, wl, t0):  # shipped models weigh over half of all pairs zero:
-            t0 += 1  # docs/speed.md); a zero pair's values are not read
-            continue
-        t1 = t0 + 1
-        while t1 < pairs and t1 - t0 < PAIRS_AV and _weighted(wh, wl, t1):
-            t1 += 1
-        for g in range(0, dv, 16):
-            dot_pairs(vb, t0 * vrow + 2 * g, vrow, t1 - t0, wh, wl, 2 * t0, mix, g, 10)
-        t0 = t1
+    wh[n] = 0  # the pair partner of an odd last position
+    wl[n] = 0
+    for i in range(dv):
+        mix[i] = 0
+    for g in range(0, dv, 16):  # weighted values, exact
+        for t0 in range(0, pairs, PAIRS_AV):
+            dot_pairs(vb, t0 * vrow + 2 * g, vrow, min(PAIRS_AV, pairs - t0), wh, wl,
+                      2 * t0, mix, g, 10)
     for i in range(d):  # rounded half up
         out[i] = _floor_div(2 * mix[i] + total, 2 * total)
 
