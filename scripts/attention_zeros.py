@@ -23,6 +23,7 @@ import argparse
 import importlib.util
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -66,16 +67,21 @@ def count(model, crops: dict[str, np.ndarray]) -> None:
 
 
 def time_against(model, other: str, repeat: int) -> None:
+    if not Path(other).is_file() or not (KODAK / "kodim23.png").is_file():
+        raise SystemExit(f"time needs {other} (another version's integer_cpu.py) and "
+                         f"{KODAK / 'kodim23.png'}")
     spec = importlib.util.spec_from_file_location("integer_cpu_other", other)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     img = np.asarray(Image.open(KODAK / "kodim23.png").convert("RGB"))[200:232, 300:364]
-    tokens = SubpixelTokenizer(TILE).encode(np.ascontiguousarray(img)).tokens
-    seqs = np.concatenate([np.full((len(tokens), 1), 256), tokens[:, :-1]], axis=1)
+    tok = SubpixelTokenizer(TILE)
+    tokens = tok.encode(np.ascontiguousarray(img)).tokens
+    seqs = np.concatenate([np.full((len(tokens), 1), tok.start_token), tokens[:, :-1]], axis=1)
     seconds, results = {"this checkout": [], other: []}, {}
     for mod in (integer_cpu, module):  # compile (or load numba's cache) before timing
-        mod.CpuEngine(model).step(mod.CpuEngine(model).start(len(seqs), 2), seqs[:, 0])
+        engine = mod.CpuEngine(model)
+        engine.step(engine.start(len(seqs), 2), seqs[:, 0])
     for _ in range(repeat):
         for name, mod in (("this checkout", integer_cpu), (other, module)):
             engine = mod.CpuEngine(model)
@@ -106,6 +112,10 @@ def main() -> None:
         time_against(model, a.against, a.repeat)
         return
     refs = {r.name.rsplit(".", 1)[0]: r for r in gallery()}
+    unknown = [n for n in a.images if n not in refs]
+    if unknown or not a.images:
+        raise SystemExit(f"count takes gallery names ({', '.join(sorted(refs))}); "
+                         f"not {', '.join(unknown) or 'none'}")
     crops = {n: np.ascontiguousarray(center_crop(
         np.asarray(Image.open(refs[n].path).convert("RGB")), a.crop)) for n in a.images}
     count(model, crops)

@@ -3,6 +3,7 @@
     python scripts/mix_measure.py record IMAGE... --out DIR [--crop 256] [--model M]
     python scripts/mix_measure.py measure DIR/*.npz [--expert laplace|logistic]
                                   [--mix geometric|linear] [--no-inter] [--per-symbol]
+                                  [--shared-codec-weight] [--no-scale [--lr-slope 0.001]]
                                   [--lr-lms 0.02] [--lr-mix 0.005]
 
 `record` encodes each image (a gallery name, a Kodak name such as kodim07, or a path; centre
@@ -47,27 +48,26 @@ FEATURES, CONTEXTS = 10, 12
 
 
 def coding_order(height: int, width: int, batch: int = BATCH) -> np.ndarray:
-    """(y, x, channel, step) of every coded subpixel, in the order context mode 2 codes them
-    (igc.core.overlap and igc.codec.loop.waves)."""
+    """(y, x, channel, step) of every coded subpixel, in the order context mode 2 codes them:
+    the codec's own window layout (igc.core.overlap) and plan (igc.codec.loop.waves)."""
+    from igc.codec.loop import Job, waves
     from igc.core.overlap import OverlapTiling
     from igc.core.tokenizer import SubpixelTokenizer
 
     tiling = OverlapTiling(SubpixelTokenizer(TILE))
-    coded = tiling.layout(height, width).coded
-    wi, wj, sizes = tiling._order(*tiling.grid(height, width))
+    layout = tiling.layout(height, width)
+    wi, wj, _ = tiling._order(*tiling.grid(height, width))
     r, c, ch = np.meshgrid(np.arange(TILE), np.arange(TILE), np.arange(3), indexing="ij")
     at = np.empty((TILE * TILE * 3, 3), np.int64)
     at[tiling._index.reshape(-1)] = np.stack([r.ravel(), c.ravel(), ch.ravel()], axis=1)
-    steps = int(np.nonzero(coded.any(axis=0))[0][-1]) + 1
-    out, start, step = [], 0, 0
-    for size in sizes:
-        for first in range(start, start + size, batch):
-            windows = np.arange(first, min(first + batch, start + size))
-            for t in range(steps):
-                for w in windows[coded[windows, t]]:
-                    out.append((wi[w] * STEP + at[t, 0], wj[w] * STEP + at[t, 1], at[t, 2], step))
-                step += 1
-        start += size
+    job = Job(layout.tokens, layout.coded, action=None)
+    out, step = [], 0
+    for group in waves(job, layout.groups, batch, lane=batch):
+        windows = np.arange(group.parts[0].rows.start, group.parts[0].rows.stop)
+        for t in range(group.steps):
+            for w in windows[layout.coded[windows, t]]:
+                out.append((wi[w] * STEP + at[t, 0], wj[w] * STEP + at[t, 1], at[t, 2], step))
+            step += 1
     return np.array(out, np.int64)
 
 
@@ -94,6 +94,9 @@ def record(a) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for name in a.images:
         path = refs.get(name) or (KODAK / f"{name}.png" if name.startswith("kodim") else name)
+        if not Path(path).is_file():
+            raise SystemExit(f"{name}: not a gallery photo ({', '.join(sorted(refs))}), a Kodak "
+                             f"name found in {KODAK}, or an image file")
         img = np.asarray(Image.open(path).convert("RGB"))
         img = np.ascontiguousarray(center_crop(img, a.crop) if a.crop else img)
         seen.clear()
@@ -112,7 +115,7 @@ def record(a) -> None:
 
 @njit(cache=True)
 def _replay(freqs, symbols, order, height, width, geometric, inter, per_symbol, lr_lms,
-            lr_mix, laplace):
+            lr_mix, laplace, shared_codec_weight, no_scale, lr_slope):
     """Bits of the codec alone, the predictor alone and the mix, per channel: (3, 3)."""
     img = np.zeros((height, width, 3))
     known = np.zeros((height, width, 3), np.bool_)
@@ -181,7 +184,8 @@ def _replay(freqs, symbols, order, height, width, geometric, inter, per_symbol, 
         b = 0
         while b < CONTEXTS - 1 and activity > 2.0**b - 1:
             b += 1
-        scale = 0.6 * mag[c, b] / cnt[c, b] + 0.3
+        scale = 1.0 if no_scale else 0.6 * mag[c, b] / cnt[c, b] + 0.3
+        a_at = 0 if shared_codec_weight else b  # the codec's weight: per channel, or context
         total = 0.0
         for v in range(256):  # discretized logistic, its tails folded into 0 and 255
             if laplace:  # or a two-sided geometric: log p linear in |v - pred|
@@ -197,15 +201,15 @@ def _replay(freqs, symbols, order, height, width, geometric, inter, per_symbol, 
         if geometric:
             z = 0.0
             for v in range(256):
-                px[v] = math.exp(mix[c, b, 0] * math.log(pm[v]) + mix[c, b, 1] * math.log(pl[v]))
+                px[v] = math.exp(mix[c, a_at, 0] * math.log(pm[v]) + mix[c, b, 1] * math.log(pl[v]))
                 z += px[v]
             mean_m = mean_l = 0.0
             for v in range(256):
                 px[v] /= z
                 mean_m += px[v] * math.log(pm[v])
                 mean_l += px[v] * math.log(pl[v])
-            dmix[c, b, 0] += lr_mix * (math.log(pm[s]) - mean_m)
-            dmix[c, b, 1] += lr_mix * (math.log(pl[s]) - mean_l)
+            dmix[c, a_at, 0] += lr_mix * (math.log(pm[s]) - mean_m)
+            dmix[c, b, 1] += (lr_slope if no_scale else lr_mix) * (math.log(pl[s]) - mean_l)
         else:
             weight = 1.0 / (1.0 + math.exp(-lam[c, b]))
             for v in range(256):
@@ -227,12 +231,16 @@ def _replay(freqs, symbols, order, height, width, geometric, inter, per_symbol, 
 
 def measure(a) -> None:
     totals, pixels = np.zeros((3, 3)), 0
+    missing = [f for f in a.files if not Path(f).is_file()]
+    if missing:
+        raise SystemExit(f"no such file: {', '.join(missing)} (write them with `record`)")
     for path in a.files:
         d = np.load(path)
         h, w = d["image"].shape[:2]
         bits = _replay(d["freqs"], d["symbols"].astype(np.int64), d["order"], h, w,
                        a.mix == "geometric", not a.no_inter, a.per_symbol, a.lr_lms, a.lr_mix,
-                       a.expert == "laplace")
+                       a.expert == "laplace", a.shared_codec_weight, a.no_scale,
+                       a.lr_slope)
         totals += bits
         pixels += d["image"].size
         codec, lms, mixed = bits.sum(axis=0) / d["image"].size
@@ -260,6 +268,11 @@ def main() -> None:
     m.add_argument("--expert", choices=["laplace", "logistic"], default="laplace")
     m.add_argument("--no-inter", action="store_true")
     m.add_argument("--per-symbol", action="store_true")
+    m.add_argument("--shared-codec-weight", action="store_true",
+                   help="the codec's weight a per channel only (as the adaptation's temperature)")
+    m.add_argument("--no-scale", action="store_true",
+                   help="no mean-|error| scale: the expert's weight b alone sets its slope")
+    m.add_argument("--lr-slope", type=float, default=0.001, help="b's rate with --no-scale")
     m.add_argument("--lr-lms", type=float, default=0.02)
     m.add_argument("--lr-mix", type=float, default=0.005)
     a = ap.parse_args()
