@@ -106,13 +106,14 @@ def test_the_estimate_of_mode_2_is_the_encoders_model_bits(tiny):
 
 
 def test_the_default_overlaps_large_images_only(tiny):
-    """Mode 2 when the anti-diagonals average OVERLAP_MIN_WAVE windows (about 8 × 2 tiles a side);
-    mode 1 below, down to ADAPT_MIN_TILES tiles."""
+    """Overlapping windows, with mode 3's predictor, when the anti-diagonals average
+    OVERLAP_MIN_WAVE windows (about 8 × 2 tiles a side); mode 1 below, down to ADAPT_MIN_TILES
+    tiles."""
     codec = compose(tiny)  # 4x4 tiles: windows 3 pixels apart
     side = 3 * 2 * context.OVERLAP_MIN_WAVE + 1
-    assert codec.context_for(0, (side, side)) == 2
+    assert codec.context_for(0, (side, side)) == 3
     assert codec.context_for(0, (side - 6, side - 6)) == 1
-    assert container.unpack(codec.encode(smooth_image(side, side)).data)[0].context == 2
+    assert container.unpack(codec.encode(smooth_image(side, side)).data)[0].context == 3
     assert container.unpack(codec.encode(smooth_image(16, 16)).data)[0].context == 1
 
 

@@ -22,12 +22,13 @@ from typer.core import TyperArgument, TyperCommand, TyperGroup
 from igc.cli.errors import debug
 
 # the context mode of new files, an option of compress and bench
-CONTEXT = typer.Option(None, "--context", metavar="MODE", min=0, max=2,
+CONTEXT = typer.Option(None, "--context", metavar="MODE", min=0, max=3,
                        help="Context mode of new files: 0 codes every tile alone; 1 also adapts "
                             "the model to the image as it is coded (decoders repeat it exactly); "
                             "2 adapts too, and overlaps each tile with the last row and column "
-                            "of its upper and left neighbours. Default, where the model allows "
-                            "it: 2 on images of about 227×227 pixels or more, 1 on images of 16 "
+                            "of its upper and left neighbours; 3 is 2 with a classical predictor "
+                            "over the decoded image mixed in. Default, where the model allows "
+                            "it: 3 on images of about 227×227 pixels or more, 1 on images of 16 "
                             "tiles or more, else 0.")
 
 # Typer re-exports only `BadParameter` of click's exceptions; its bases are the classes a parse

@@ -31,6 +31,7 @@ from itertools import pairwise
 
 import numpy as np
 
+from igc.codec import expert
 from igc.core.protocols import HeadLogits
 from igc.engines.integer import (
     FX,
@@ -46,7 +47,9 @@ from igc.engines.integer import (
 from igc.errors import ModelError
 
 MODE = 1
-ADAPTED = (1, 2)  # context modes whose model adapts to the image (mode 2 also overlaps tiles)
+# context modes whose model adapts to the image (mode 2 also overlaps tiles, mode 3 adds a
+# classical predictor's term: igc.codec.expert)
+ADAPTED = (1, 2, 3)
 # mode 2 divides a step's gradient sums by at least this many rows: its anti-diagonals can be a
 # handful of windows, whose mean gradient is noisy (on two Kodak crops, mode 2's bits with 1, 8,
 # 32 and 64 here: +1.8%, 0, -0.6%, -0.5% against 8; docs/design.md, scripts/overlap_measure.py)
@@ -105,8 +108,10 @@ class OnlineAdaptation:
     symbols coded at the rows that were coded."""
 
     def __init__(self, channels: int, vocab: int, norm_frac: int, fast: bool = True,
-                 min_rows: int = 1) -> None:
+                 min_rows: int = 1, predictor: expert.OnlinePredictor | None = None) -> None:
         self.kernels = _kernels() if fast else None  # None: the NumPy definition below
+        # context mode 3: the classical predictor whose term joins the scores (igc.codec.expert)
+        self.expert = predictor
         # threads for the kernels (the codec loop's lane pool): rows split into one part per
         # worker; integer sums make the split invisible in the results
         self.pool, self.workers = None, 1
@@ -126,6 +131,7 @@ class OnlineAdaptation:
         self._scratch: tuple = ()
         self._fill: tuple = ()
         self._grad_g = np.zeros(KNOTS, np.int64)
+        self._zeros = np.zeros(0, np.int64)
         self._grad_u = np.zeros((vocab, channels + 1), np.int64)
         head_shift = LR_HEAD[1] + TOTAL_BITS + Q_SHIFT - U_FRAC - norm_frac
         self._rates = np.array([[LR_TEMP[0], LR_TEMP[1] + Q], [LR_CALIB[0], LR_CALIB[1] + Q],
@@ -155,6 +161,9 @@ class OnlineAdaptation:
         score = -u + ((self.temp[c] * -u) >> A_FRAC)
         score += (g[j] * ((1 << Q) - w) + g[j + 1] * w) >> (G_FRAC + Q - Q)
         score += head >> (U_FRAC + self.norm_frac - Q)
+        pred, beta = self._expert_terms(step, len(logits))
+        score -= (beta[:, None] * np.abs((np.arange(self.vocab) << 4)[None, :] - pred[:, None])
+                  ) >> 12
         f = frequencies(score << (FX - Q))
         self._pending = (c, u, j, w, h1, f)
         return f
@@ -168,8 +177,23 @@ class OnlineAdaptation:
         f = np.empty((rows, self.vocab), np.int64)
         self._pending = (c, u, j, w, h1, f)
         self._fill = (np.int64(1 << self.norm_frac), self.head[c], self.temp[c], self.calib[c],
-                      U_FRAC + self.norm_frac - Q, U_CLAMP, log2_table(), h1, head, u, j, w, f)
+                      U_FRAC + self.norm_frac - Q, U_CLAMP, log2_table(),
+                      *self._expert_terms(step, rows), h1, head, u, j, w, f)
         return f
+
+    def enter(self, windows: slice) -> None:
+        """The rows of the image's layout that the next steps code (the loop says so at each
+        group's start; only mode 3's expert, which reads pixels by window, needs to know)."""
+        if self.expert is not None:
+            self.expert.enter(windows)
+
+    def _expert_terms(self, step: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's expert prediction (Q4) and slope over scale: zeros without an expert."""
+        if self.expert is None:
+            if len(self._zeros) < rows:
+                self._zeros = np.zeros(rows, np.int64)
+            return self._zeros[:rows], self._zeros[:rows]
+        return self.expert.prepare(step, rows)
 
     def fill(self, rows: slice, hidden: np.ndarray, logits: np.ndarray) -> None:
         """The adapted frequencies of the step's rows `rows`, from their head input (int64,
@@ -196,6 +220,8 @@ class OnlineAdaptation:
         count = len(symbols)
         if count == 0:
             return
+        if self.expert is not None:
+            self.expert.observe(self._index(rows, len(f)), symbols, f)
         if self.kernels is not None:
             index = self._index(rows, len(f))
             k = self.kernels
@@ -311,14 +337,26 @@ def head_of(model, numerics: int) -> tuple[int, int, int] | None:
     return shape if shape is not None and shape[0] <= MAX_CHANNELS else None
 
 
-def adaptation_for(model, numerics: int, mode: int) -> OnlineAdaptation | None:
-    """A fresh adaptation for one image coded in context mode `mode` (None for mode 0)."""
+def adaptation_for(model, numerics: int, mode: int, pixels: np.ndarray | None = None,
+                   shape: tuple[int, int] | None = None) -> OnlineAdaptation | None:
+    """A fresh adaptation for one image coded in context mode `mode` (None for mode 0); mode 3
+    needs the layout's `pixels` (igc.core.overlap.OverlapTiling.pixels) and the image's
+    (height, width) `shape` for its predictor."""
     if mode == 0:
         return None
-    shape = head_of(model, numerics)
-    if mode not in ADAPTED or shape is None:
+    head = head_of(model, numerics)
+    if mode not in ADAPTED or head is None:
         raise ModelError(f"context mode {mode} needs a model whose numerics-2 head it can adapt "
                          f"(an ImageGPT model of at most {MAX_CHANNELS} channels); "
                          f"{getattr(model, 'name', 'this model')!r} under numerics {numerics} "
                          "has none")
-    return OnlineAdaptation(*shape, min_rows=MIN_ROWS_OVERLAP if mode == 2 else 1)
+    predictor = None
+    if mode == expert.MODE:
+        if head[1] != expert.VOCAB:
+            raise ModelError(f"context mode {mode} predicts 8-bit subpixels: a model of "
+                             f"{expert.VOCAB} symbols, not {head[1]}")
+        if pixels is None or shape is None:
+            raise ValueError(f"context mode {mode} needs the layout's pixels and the image shape")
+        predictor = expert.OnlinePredictor(*shape, pixels)
+    return OnlineAdaptation(*head, min_rows=1 if mode == MODE else MIN_ROWS_OVERLAP,
+                            predictor=predictor)

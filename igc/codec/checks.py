@@ -15,7 +15,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from igc.codec.context import OVERLAP
+from igc.codec.context import OVERLAPPED
 from igc.core.protocols import Specified
 from igc.core.types import Image
 from igc.errors import ChecksumError, StreamError
@@ -61,7 +61,7 @@ def verified(image: Image, tokens: np.ndarray, header) -> Image:
         regions = region_checks(tokens)
         bad = [i + 1 for i, (a, b) in enumerate(zip(regions, header.region_checks,
                                                     strict=False)) if a != b]
-        order = ("windows in coding order, by anti-diagonal" if header.context == OVERLAP else
+        order = ("windows in coding order, by anti-diagonal" if header.context in OVERLAPPED else
                  "tiles in raster order")
         where = (f" in tile region(s) {', '.join(map(str, bad))} of {len(regions)} ({order})"
                  if bad else "")

@@ -286,6 +286,8 @@ def run(model: Any, numerics: int, start_token: int, plan: list[Group],
         if adaptation is not None and pool is not None:
             adaptation.pool, adaptation.workers = pool, pool.workers
         for group in plan:
+            if adaptation is not None:
+                adaptation.enter(group.parts[0].rows)
             _run_group(model, numerics, start_token, group, pool, counter, geometry, adaptation)
 
 

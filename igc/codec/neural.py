@@ -31,8 +31,9 @@ from igc.codec.checks import (
 )
 from igc.codec.context import (
     ADAPT_MIN_TILES,
-    OVERLAP,
+    EXPERT,
     OVERLAP_LANE,
+    OVERLAPPED,
     can_overlap,
     default_batch,
     default_mode,
@@ -103,7 +104,7 @@ class NeuralCodec:
         if context in adapt.ADAPTED and adapt.head_of(model, model.numerics) is None:
             raise UsageError(f"context mode {context} adapts a numerics-2 ImageGPT model's head; "
                              f"model {model.name!r} under numerics {model.numerics} has none")
-        if context == OVERLAP and not can_overlap(self.tokenizer):
+        if context in OVERLAPPED and not can_overlap(self.tokenizer):
             raise UsageError(f"context mode {context} overlaps subpixel tiles of 2 pixels or more; "
                              f"the {self.tokenizer.name} tokenizer's {self.tokenizer.tile}px "
                              "tiles cannot")
@@ -144,7 +145,7 @@ class NeuralCodec:
 
     def lane_for(self, n_tiles: int, shape: tuple[int, int] | None = None) -> int:
         """Tiles per lane for an image of `n_tiles` tiles (the header records it)."""
-        overlap = self.context_for(n_tiles, shape) == OVERLAP and self.lane is None
+        overlap = self.context_for(n_tiles, shape) in OVERLAPPED and self.lane is None
         return lane_for(n_tiles, self.batch_for(n_tiles, shape),
                         OVERLAP_LANE if overlap else self.lane)
 
@@ -177,7 +178,7 @@ class NeuralCodec:
         if adapt.head_of(self.model, self.model.numerics) is None:
             return None
         if can_overlap(self.tokenizer):
-            return (f"mode 2 on photo-sized images, mode 1 on images of {ADAPT_MIN_TILES}+ "
+            return (f"mode 3 on photo-sized images, mode 1 on images of {ADAPT_MIN_TILES}+ "
                     "tiles, else 0")
         return f"mode 1 on images of {ADAPT_MIN_TILES}+ tiles, else 0"
 
@@ -212,14 +213,15 @@ class NeuralCodec:
         shape = (tok.height, tok.width)
         n = self.tiles(*shape)
         context = self.context_for(n, shape)
-        if (tok.groups is not None) != (context == OVERLAP):
-            raise UsageError(f"tokens laid out for context mode {'2' if tok.groups else '0 or 1'}, "
+        if (tok.groups is not None) != (context in OVERLAPPED):
+            raise UsageError(f"tokens laid out for context mode "
+                             f"{'2 or 3' if tok.groups else '0 or 1'}, "
                              f"but this codec codes the image in mode {context}: lay them out "
                              "with NeuralCodec.tiling(mode)")
         loop.run(self.model, self.model.numerics, self.tokenizer.start_token,
                  context_plan(job, self.batch_for(n, shape), self.lane_for(n, shape)),
                  Counter(progress, int(tok.coded.sum())), self.geometry(tok.tokens.shape[1]),
-                 self._adaptation(self.model.numerics, context))
+                 self._adaptation(self.model.numerics, context, shape))
         return action.bits
 
     def _tokens(self, image: Image) -> TokenizedImage:
@@ -227,9 +229,11 @@ class NeuralCodec:
         shape = image.shape[:2]
         return self.tiling(self.context_for(self.tiles(*shape), shape)).encode(image)
 
-    def _adaptation(self, numerics: int, context: int):
-        """One image's adaptation in context mode `context` (None for mode 0)."""
-        return adapt.adaptation_for(self.model, numerics, context)
+    def _adaptation(self, numerics: int, context: int, shape: tuple[int, int]):
+        """One image's adaptation in context mode `context` (None for mode 0) for an image of
+        (height, width) `shape`: mode 3's predictor reads pixels by the windows' layout."""
+        pixels = self.tiling(context).pixels(*shape) if context == EXPERT else None
+        return adapt.adaptation_for(self.model, numerics, context, pixels, shape)
 
     def encode(self, image: Image, progress: Progress | None = None) -> EncodeResult:
         """The `.igc` file of `image`; `progress(done, total)` follows the tokens coded."""
@@ -264,7 +268,8 @@ class NeuralCodec:
                                                    strict=True):
                 lane = self.lane_for(n, (tok.height, tok.width))
                 loop.run(self.model, numerics, start, context_plan(job, batch, lane),
-                         geometry=geometry, adaptation=self._adaptation(numerics, context))
+                         geometry=geometry,
+                         adaptation=self._adaptation(numerics, context, (tok.height, tok.width)))
         return [self._encoded(image, tok, enc, job.action.bits)
                 for image, tok, enc, job in zip(images, toks, encoders, jobs, strict=True)]
 
@@ -350,7 +355,7 @@ class NeuralCodec:
         if header.context in adapt.ADAPTED and header.batch > adapt.MAX_ROWS:
             raise FormatError(f"corrupted header: context mode {header.context} steps at most "
                               f"{adapt.MAX_ROWS} tiles at once, not {header.batch}")
-        if header.context == OVERLAP and not can_overlap(self.tokenizer):
+        if header.context in OVERLAPPED and not can_overlap(self.tokenizer):
             raise FormatError(f"file uses context mode {header.context} (overlapping subpixel "
                               f"tiles), which the {self.tokenizer.name} tokenizer's "
                               f"{self.tokenizer.tile}px tiles cannot hold")
@@ -401,7 +406,8 @@ class NeuralCodec:
         loop.run(self.model, header.numerics, self.tokenizer.start_token,
                  context_plan(job, header.batch, header.lane),
                  Counter(progress, int(job.coded.sum())), self.geometry(job.tokens.shape[1]),
-                 self._adaptation(header.numerics, header.context))
+                 self._adaptation(header.numerics, header.context,
+                                  (header.height, header.width)))
         return job.tokens
 
     def decode_many(self, datas: list[bytes]) -> list[Image]:
@@ -427,7 +433,8 @@ class NeuralCodec:
                     loop.run(self.model, header.numerics, start,
                              context_plan(job, header.batch, header.lane),
                              geometry=self.geometry(job.tokens.shape[1]),
-                             adaptation=self._adaptation(header.numerics, header.context))
+                             adaptation=self._adaptation(header.numerics, header.context,
+                                                         (header.height, header.width)))
             return [self._decoded(header, job.tokens, decoder)
                     for (header, _), job, decoder in zip(parsed, jobs, decoders, strict=True)]
 

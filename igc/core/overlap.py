@@ -104,6 +104,21 @@ class OverlapTiling:
         return TokenizedImage(np.zeros((n, n_pos), dtype=np.int64), coded, pad, height, width, t,
                               context_source=context, groups=tuple(sizes))
 
+    def pixels(self, height: int, width: int) -> np.ndarray:
+        """(windows, L) int64: the flat index ((y * width + x) * 3 + channel) of the subpixel
+        each coded position codes, -1 at context and padding positions (what context mode 3's
+        predictor reads its neighbours by)."""
+        coded = self.layout(height, width).coded
+        rows, cols = self.grid(height, width)
+        wi, wj = self._order(rows, cols)[:2]
+        r, c, ch = np.meshgrid(np.arange(self.tile), np.arange(self.tile), np.arange(3),
+                               indexing="ij")
+        at = np.empty((self.length, 3), dtype=np.int64)
+        at[self._index.reshape(-1)] = np.stack([r.ravel(), c.ravel(), ch.ravel()], axis=1)
+        y = wi[:, None] * self.step + at[None, :, 0]
+        x = wj[:, None] * self.step + at[None, :, 1]
+        return np.where(coded, (y * width + x) * 3 + at[None, :, 2], -1)
+
     def _padded(self, image: np.ndarray, rows: int, cols: int) -> np.ndarray:
         h, w = image.shape[:2]
         full_h, full_w = (rows - 1) * self.step + self.tile, (cols - 1) * self.step + self.tile

@@ -27,9 +27,10 @@ def _log2_q12(v: np.int64, table: np.ndarray) -> np.int64:
 
 
 @njit(**_OPTS)
-def predict(logits, head, temp, calib, head_shift, u_clamp, table, u, j, w, out):
+def predict(logits, head, temp, calib, head_shift, u_clamp, table, pred, beta, u, j, w, out):
     """Each row's adapted frequencies into `out`, keeping -log2 p (`u`), the knot (`j`) and
-    its weight (`w`) for the update. logits (B, V) Q16; head (B, V) the exact U·[h, 1]."""
+    its weight (`w`) for the update. logits (B, V) Q16; head (B, V) the exact U·[h, 1];
+    context mode 3's expert term beta * |16 v - pred| >> 12 where a row's beta is not 0."""
     rows, v = logits.shape
     knots = calib.shape[0]
     spare = (np.int64(1) << TOTAL_BITS) - v
@@ -54,6 +55,8 @@ def predict(logits, head, temp, calib, head_shift, u_clamp, table, u, j, w, out)
             s = -uk + ((temp * -uk) >> 24)
             s += (calib[jk] * ((1 << Q) - wk) + calib[jk + 1] * wk) >> 24
             s += head[b, k] >> head_shift
+            if beta[b] != 0:
+                s -= (beta[b] * abs((np.int64(k) << 4) - pred[b])) >> 12
             out[b, k] = s
             best = max(best, s)
         # integer.frequencies of the scores (given in Q16 as score << 4: z is exact)
@@ -139,8 +142,8 @@ def learn(state, grad, num, shift, count, lim, low, high):
 
 
 @njit(**_OPTS)
-def adapted(hidden, one, logits, weights, temp, calib, head_shift, u_clamp, table, h1, head, u,
-            j, w, out):
+def adapted(hidden, one, logits, weights, temp, calib, head_shift, u_clamp, table, pred, beta,
+            h1, head, u, j, w, out):
     """Some rows' adapted frequencies in one call (OnlineAdaptation.fill): [h, 1] into h1,
     the online head's product into `head`, then `predict`."""
     rows, chans = hidden.shape
@@ -149,7 +152,7 @@ def adapted(hidden, one, logits, weights, temp, calib, head_shift, u_clamp, tabl
             h1[b, c] = hidden[b, c]
         h1[b, chans] = one
     head_product(h1, weights, head)
-    predict(logits, head, temp, calib, head_shift, u_clamp, table, u, j, w, out)
+    predict(logits, head, temp, calib, head_shift, u_clamp, table, pred, beta, u, j, w, out)
 
 
 @njit(**_OPTS)
