@@ -74,9 +74,9 @@ def main() -> None:
             super().observe(rows, symbols)
 
     made = adapt.adaptation_for
-    adapt.adaptation_for = lambda model, numerics, mode: (
+    adapt.adaptation_for = lambda model, numerics, mode, *args: (
         Measured(*adapt.head_of(model, numerics)) if mode == adapt.MODE else made(
-            model, numerics, mode))
+            model, numerics, mode, *args))
 
     codec = compose(a.model, context=1, **({"batch": a.batch} if a.batch else {}))
     rows, totals = [], {"subpixels": 0, "mode0_bits": 0.0, "mode1_bits": 0.0, "mode1_bytes": 0}

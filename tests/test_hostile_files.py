@@ -143,8 +143,8 @@ def test_encoders_write_no_file_beyond_the_budget(monkeypatch):
 
 def test_default_batches_are_unchanged_for_ordinary_images():
     """Files of a Kodak-sized image keep their batch of 256 in context mode 0 with either
-    shipped model, and 32 tiles in mode 1; mode 2, the default there, steps anti-diagonals in
-    batches of 8 windows (measured fastest, docs/speed.md), one lane per batch."""
+    shipped model, and 32 tiles in mode 1; mode 3, the default there, steps anti-diagonals in
+    batches of 8 windows as mode 2 does (measured fastest, docs/speed.md), one lane per batch."""
     from igc.plugins.compose import model_compressor
 
     for name in ("igc-rgb16-v2", "igc-rgb16-w256"):
@@ -152,7 +152,7 @@ def test_default_batches_are_unchanged_for_ordinary_images():
         assert codec.batch_for(1536, (512, 768)) == 256, name
         assert model_compressor(name, context=1).codec.batch_for(1536, (512, 768)) == 32, name
         default = model_compressor(name).codec
-        assert default.context_for(1536, (512, 768)) == 2, name
+        assert default.context_for(1536, (512, 768)) == 3, name
         assert (default.batch_for(1536, (512, 768)), default.lane_for(1536, (512, 768))) == (8, 8)
 
 

@@ -1,5 +1,6 @@
 """Context mode 2 (igc/core/overlap.py, igc/codec/context.py): windows overlapping their upper and
-left neighbours by one pixel, stepped by anti-diagonals, the model adapted as in mode 1.
+left neighbours by one pixel, stepped by anti-diagonals, the model adapted as in mode 1 (and
+mode 3, which adds a predictor: the round trips here run both).
 
 What is checked: the layout codes every pixel exactly once and reads context only from windows
 of earlier anti-diagonals; files round-trip exactly on any shape and on every engine; the
@@ -69,29 +70,32 @@ def test_windows_overlap_by_one_row_and_column():
     assert not last[0].any() and not last[:, 0].any() and last[1:, 1:].all()
 
 
+@pytest.mark.parametrize("mode", context.OVERLAPPED)
 @pytest.mark.parametrize("shape", SHAPES)
-def test_mode_2_round_trips_exactly_on_any_shape(tiny, shape):
-    codec = compose(tiny, context=2, batch=3)
+def test_overlapping_modes_round_trip_exactly_on_any_shape(tiny, shape, mode):
+    """Modes 2 and 3 (mode 3 adds its predictor: tests/test_expert.py)."""
+    codec = compose(tiny, context=mode, batch=3)
     image = smooth_image(*shape, seed=shape[1])
     data = codec.encode(image).data
-    assert container.unpack(data)[0].context == 2
+    assert container.unpack(data)[0].context == mode
     np.testing.assert_array_equal(compose(tiny, context=0).decode(data), image)
 
 
-def test_engines_agree_and_threads_do_not_change_a_mode_2_file(tiny):
+@pytest.mark.parametrize("mode", context.OVERLAPPED)
+def test_engines_agree_and_threads_do_not_change_an_overlapping_file(tiny, mode):
     import torch
 
     from igc.engines.engines import using_engine
 
     image = smooth_image(14, 19, seed=4)
     with using_engine("reference"):
-        data = compose(tiny, context=2, batch=2).encode(image).data
+        data = compose(tiny, context=mode, batch=2).encode(image).data
     threads = torch.get_num_threads()
     try:
         for n, lane in ((1, 2), (2, 1)):
             torch.set_num_threads(n)
             with using_engine("cpu"):
-                again = compose(tiny, context=2, batch=2, lane=lane).encode(image).data
+                again = compose(tiny, context=mode, batch=2, lane=lane).encode(image).data
                 # the header records the lane; the coded stream is the same
                 assert container.unpack(again)[1] == container.unpack(data)[1]
                 np.testing.assert_array_equal(compose(tiny).decode(data), image)
@@ -99,8 +103,9 @@ def test_engines_agree_and_threads_do_not_change_a_mode_2_file(tiny):
         torch.set_num_threads(threads)
 
 
-def test_the_estimate_of_mode_2_is_the_encoders_model_bits(tiny):
-    codec = compose(tiny, context=2, batch=4)
+@pytest.mark.parametrize("mode", context.OVERLAPPED)
+def test_the_estimate_of_an_overlapping_mode_is_the_encoders_model_bits(tiny, mode):
+    codec = compose(tiny, context=mode, batch=4)
     image = smooth_image(12, 21, seed=6)
     assert codec.estimate_bits(image) == codec.encode(image).model_bits
 
@@ -124,7 +129,7 @@ def test_mode_2_is_refused_where_it_cannot_run(tiny, tmp_path):
         compose(tiny, context=2, numerics=1)
     with pytest.raises(UsageError, match="context mode 2"):
         compose(make_palette_model(tmp_path), context=2)
-    with pytest.raises(UsageError, match="overlaps subpixel tiles of at least 2 pixels"):
+    with pytest.raises(UsageError, match="overlap subpixel tiles of at least 2 pixels"):
         OverlapTiling(SubpixelTokenizer(1))
 
 

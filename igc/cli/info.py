@@ -28,8 +28,9 @@ def portability(d: dict) -> str | None:
 
 
 def stepped(d: dict) -> str:
-    """What steps together: a batch of tiles, or in context mode 2 an anti-diagonal's windows."""
-    if d.get("context") == 2:
+    """What steps together: a batch of tiles, or in context modes 2 and 3 an anti-diagonal's
+    windows."""
+    if d.get("context") in (2, 3):
         return f"the windows of an anti-diagonal, up to {d['batch']}"
     return f"{d['batch']} tiles"
 

@@ -34,9 +34,9 @@ OVERLAP_BATCH = 8
 OVERLAP_LANE = 32
 def layout_bytes(context: int, per_position: int) -> int:
     """Bytes per token position of a decode's arrays: `per_position`, plus the windows' context
-    sources (an int64 each), and in mode 3 the predictor's pixels and errors (an int16 each per
-    subpixel, fewer than positions)."""
-    return per_position + (8 if context in OVERLAPPED else 0) + (4 if context == EXPERT else 0)
+    sources (an int64 each), and in mode 3 the predictor's pixel map (an int32 each) and its
+    image and errors (two int16 per subpixel, fewer than positions)."""
+    return per_position + (8 if context in OVERLAPPED else 0) + (8 if context == EXPERT else 0)
 
 
 # mode 2 is the default where its anti-diagonals are long enough to keep the steps few: on an

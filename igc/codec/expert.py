@@ -11,7 +11,8 @@ into the adaptation's scores (igc.codec.adapt), as one more term per symbol:
 
 * The prediction: NLMS weights per channel over W, N, NW, NE, W + N − NW and MED of the channel,
   and for G and B the four neighbours moved by the previous channel's difference at this pixel
-  (W + (X′ − W′), ...), around the features' mean. Missing neighbours fall back W → N → 128.
+  (W + (X′ − W′), ...), around the features' mean. Missing neighbours fall back W → N →
+  128.
 * The context: one of 12 levels of local activity (|W − NW| + |N − NW| + |N − NE|, plus twice
   the previous channel's error at this pixel).
 * The scale: the mean |error| seen in the channel and context (counts halved past 256).
@@ -31,7 +32,6 @@ from __future__ import annotations
 import numpy as np
 
 from igc.engines import expert as rules
-from igc.engines.expert import CHANNELS, CONTEXTS, FEATURES, MAG_START
 
 MODE = 3
 VOCAB = rules.VOCAB  # it predicts 8-bit subpixels: models of 256 symbols
@@ -42,17 +42,18 @@ class OnlinePredictor:
     `enter(windows)` when a group starts, `prepare(step)` before its frequencies and
     `observe(rows, symbols, freqs)` once the step's symbols are known."""
 
-    def __init__(self, height: int, width: int, pixels: np.ndarray, fast: bool = True) -> None:
+    def __init__(self, height: int, width: int, by_step: np.ndarray, fast: bool = True) -> None:
         self.kernels = _kernels() if fast else None
         self.height, self.width = height, width
-        # (L, windows): the flat index of the subpixel each window codes at each step, or -1
-        self.by_step = np.ascontiguousarray(np.asarray(pixels, np.int64).T)
-        self.image = np.full(height * width * CHANNELS, -1, np.int16)  # -1: not yet decoded
-        self.error = np.zeros(height * width * CHANNELS, np.int16)  # last error, Q4
-        self.weights = np.zeros((CHANNELS, FEATURES), np.int64)
-        self.mag = np.full((CHANNELS, CONTEXTS), MAG_START, np.int64)
-        self.count = np.ones((CHANNELS, CONTEXTS), np.int64)
-        self.slope = np.zeros((CHANNELS, CONTEXTS), np.int64)
+        # (L, windows) int32: the flat index of the subpixel each window codes at each step,
+        # or -1 (igc.core.overlap.OverlapTiling.pixels)
+        self.by_step = by_step
+        self.image = np.full(height * width * rules.CHANNELS, -1, np.int16)  # -1: not yet decoded
+        self.error = np.zeros(height * width * rules.CHANNELS, np.int16)  # last error, Q4
+        self.weights = np.zeros((rules.CHANNELS, rules.FEATURES), np.int64)
+        self.mag = np.full((rules.CHANNELS, rules.CONTEXTS), rules.MAG_START, np.int64)
+        self.count = np.ones((rules.CHANNELS, rules.CONTEXTS), np.int64)
+        self.slope = np.zeros((rules.CHANNELS, rules.CONTEXTS), np.int64)
         self.windows = slice(0, 0)
         self.step = None  # (pixel index, features, n, context, scale, prediction, beta)
         self._out = rules.empty(0)

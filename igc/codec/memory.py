@@ -7,10 +7,11 @@ state is made, `check_decode` adds up
 
     layout  = positions x LAYOUT_BYTES          (tokens, coded flags, padding sources, the gather
                                                  that rebuilds the image; positions = tiles x L;
-                                                 context mode 2: windows, plus a context
-                                                 source each: igc.codec.context.layout_bytes)
+                                                 context modes 2 and 3: windows, plus a
+                                                 context source each, and mode 3's pixel map
+                                                 and image: igc.codec.context.layout_bytes)
     state   = model.state_bytes(min(batch, tiles), steps, numerics)   (every lane of one batch;
-              in context modes 1 and 2 plus the adaptation's state and arrays, igc.codec.adapt)
+              in context modes 1-3 plus the adaptation's state and arrays, igc.codec.adapt)
 
 and refuses the file in one line when the sum exceeds the budget ($IGC_MAX_DECODE_MEMORY, default
 2 GiB; the model's weights are not counted). Encoders choose a batch that fits the default budget
@@ -104,7 +105,7 @@ def check_decode(model, tokenizer, header, error: type[Exception],
 
 
 def adaptation_bytes(model, rows: int, numerics: int, context: int) -> int:
-    """Context modes 1 and 2's state and per-step arrays for `rows` tiles (0 in mode 0)."""
+    """Context modes 1-3's state and per-step arrays for `rows` tiles (0 in mode 0)."""
     head = adapt.head_of(model, numerics) if context in adapt.ADAPTED else None
     return 0 if head is None else adapt.state_bytes(rows, head[0], head[1])
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from igc.codec import adapt, loop, memory, residual
+from igc.codec import adapt, expert, loop, memory, residual
 from igc.codec.checks import (
     MISMATCH_HINT,
     mismatch_hint,
@@ -104,6 +104,10 @@ class NeuralCodec:
         if context in adapt.ADAPTED and adapt.head_of(model, model.numerics) is None:
             raise UsageError(f"context mode {context} adapts a numerics-2 ImageGPT model's head; "
                              f"model {model.name!r} under numerics {model.numerics} has none")
+        if context == EXPERT and adapt.head_of(model, model.numerics)[1] != expert.VOCAB:
+            raise UsageError(f"context mode {context} predicts 8-bit subpixels; model "
+                             f"{model.name!r} has {adapt.head_of(model, model.numerics)[1]} "
+                             "symbols")
         if context in OVERLAPPED and not can_overlap(self.tokenizer):
             raise UsageError(f"context mode {context} overlaps subpixel tiles of 2 pixels or more; "
                              f"the {self.tokenizer.name} tokenizer's {self.tokenizer.tile}px "
@@ -151,7 +155,7 @@ class NeuralCodec:
 
     def context_for(self, n_tiles: int, shape: tuple[int, int] | None = None) -> int:
         """The context mode of a new file of `n_tiles` tiles, (height, width) `shape` (the
-        header records it). Without the shape, mode 2 is not chosen by default."""
+        header records it). Without the shape, modes 2 and 3 are not chosen by default."""
         if self.context is not None:
             return self.context
         if shape is not None:
@@ -160,8 +164,8 @@ class NeuralCodec:
         return adapt.MODE if adaptable and n_tiles >= ADAPT_MIN_TILES else 0
 
     def tiling(self, context: int):
-        """What lays out the tokens of a file in `context` mode (the tokenizer's tiles, or mode
-        2's overlapping windows)."""
+        """What lays out the tokens of a file in `context` mode (the tokenizer's tiles, or modes
+        2 and 3's overlapping windows)."""
         return context_tiling(self.tokenizer, context)
 
     def tiles(self, height: int, width: int) -> int:
@@ -221,7 +225,7 @@ class NeuralCodec:
         loop.run(self.model, self.model.numerics, self.tokenizer.start_token,
                  context_plan(job, self.batch_for(n, shape), self.lane_for(n, shape)),
                  Counter(progress, int(tok.coded.sum())), self.geometry(tok.tokens.shape[1]),
-                 self._adaptation(self.model.numerics, context, shape))
+                 self._adaptation(self.model.numerics, context, shape, job.coded))
         return action.bits
 
     def _tokens(self, image: Image) -> TokenizedImage:
@@ -229,10 +233,12 @@ class NeuralCodec:
         shape = image.shape[:2]
         return self.tiling(self.context_for(self.tiles(*shape), shape)).encode(image)
 
-    def _adaptation(self, numerics: int, context: int, shape: tuple[int, int]):
+    def _adaptation(self, numerics: int, context: int, shape: tuple[int, int],
+                    coded: np.ndarray):
         """One image's adaptation in context mode `context` (None for mode 0) for an image of
-        (height, width) `shape`: mode 3's predictor reads pixels by the windows' layout."""
-        pixels = self.tiling(context).pixels(*shape) if context == EXPERT else None
+        (height, width) `shape` laid out with `coded` positions: mode 3's predictor reads
+        pixels by the windows' layout."""
+        pixels = self.tiling(context).pixels(*shape, coded) if context == EXPERT else None
         return adapt.adaptation_for(self.model, numerics, context, pixels, shape)
 
     def encode(self, image: Image, progress: Progress | None = None) -> EncodeResult:
@@ -259,7 +265,8 @@ class NeuralCodec:
         tiles = [self.tiles(t.height, t.width) for t in toks]
         batches = [self.batch_for(n, (t.height, t.width)) for n, t in zip(tiles, toks, strict=True)]
         geometry = self.geometry(toks[0].tokens.shape[1]) if toks else None
-        contexts = [self.context_for(n, (t.height, t.width)) for n, t in zip(tiles, toks, strict=True)]
+        contexts = [self.context_for(n, (t.height, t.width))
+                    for n, t in zip(tiles, toks, strict=True)]
         if (self._together([numerics] * len(jobs), batches, jobs, contexts)
                 and self._fit_together(jobs)):
             loop.run(self.model, numerics, start, loop.together(jobs), geometry=geometry)
@@ -269,7 +276,8 @@ class NeuralCodec:
                 lane = self.lane_for(n, (tok.height, tok.width))
                 loop.run(self.model, numerics, start, context_plan(job, batch, lane),
                          geometry=geometry,
-                         adaptation=self._adaptation(numerics, context, (tok.height, tok.width)))
+                         adaptation=self._adaptation(numerics, context,
+                                                     (tok.height, tok.width), job.coded))
         return [self._encoded(image, tok, enc, job.action.bits)
                 for image, tok, enc, job in zip(images, toks, encoders, jobs, strict=True)]
 
@@ -307,7 +315,7 @@ class NeuralCodec:
     def estimate_bits(self, image: Image) -> float:
         """Model bits from one parallel pass: fast, but not what the coder uses bit for bit (the
         residuals' bits, after a lossy tokenizer, are exact). In context mode 1 only the stepped
-        loop knows the probabilities (modes 1 and 2): the bits are then exactly a file's model
+        loop knows the probabilities (modes 1 to 3): the bits are then exactly a file's model
         bits, at the cost of an encode without the coder."""
         tok = self._tokens(image)
         context = self.context_for(self.tiles(tok.height, tok.width), (tok.height, tok.width))
@@ -355,6 +363,11 @@ class NeuralCodec:
         if header.context in adapt.ADAPTED and header.batch > adapt.MAX_ROWS:
             raise FormatError(f"corrupted header: context mode {header.context} steps at most "
                               f"{adapt.MAX_ROWS} tiles at once, not {header.batch}")
+        head = adapt.head_of(self.model, header.numerics)
+        if header.context == EXPERT and head is not None and head[1] != expert.VOCAB:
+            raise FormatError(f"file uses context mode {header.context} (8-bit subpixels "
+                              f"predicted), which model {self.model.name!r} of {head[1]} "
+                              "symbols cannot code")
         if header.context in OVERLAPPED and not can_overlap(self.tokenizer):
             raise FormatError(f"file uses context mode {header.context} (overlapping subpixel "
                               f"tiles), which the {self.tokenizer.name} tokenizer's "
@@ -407,7 +420,7 @@ class NeuralCodec:
                  context_plan(job, header.batch, header.lane),
                  Counter(progress, int(job.coded.sum())), self.geometry(job.tokens.shape[1]),
                  self._adaptation(header.numerics, header.context,
-                                  (header.height, header.width)))
+                                  (header.height, header.width), job.coded))
         return job.tokens
 
     def decode_many(self, datas: list[bytes]) -> list[Image]:
@@ -434,7 +447,8 @@ class NeuralCodec:
                              context_plan(job, header.batch, header.lane),
                              geometry=self.geometry(job.tokens.shape[1]),
                              adaptation=self._adaptation(header.numerics, header.context,
-                                                         (header.height, header.width)))
+                                                         (header.height, header.width),
+                                                         job.coded))
             return [self._decoded(header, job.tokens, decoder)
                     for (header, _), job, decoder in zip(parsed, jobs, decoders, strict=True)]
 

@@ -51,7 +51,8 @@ class OverlapTiling:
 
     def __init__(self, tokenizer) -> None:
         if not overlappable(tokenizer):
-            raise UsageError(f"context mode 2 overlaps subpixel tiles of at least 2 pixels; the "
+            raise UsageError(f"context modes 2 and 3 overlap subpixel tiles of at least 2 "
+                             f"pixels; the "
                              f"{tokenizer.name} tokenizer's {tokenizer.tile}px tiles cannot")
         self.base, self.tile, self.length = tokenizer, tokenizer.tile, tokenizer.length
         self.step, self._index = tokenizer.tile - 1, tokenizer._index
@@ -104,20 +105,23 @@ class OverlapTiling:
         return TokenizedImage(np.zeros((n, n_pos), dtype=np.int64), coded, pad, height, width, t,
                               context_source=context, groups=tuple(sizes))
 
-    def pixels(self, height: int, width: int) -> np.ndarray:
-        """(windows, L) int64: the flat index ((y * width + x) * 3 + channel) of the subpixel
-        each coded position codes, -1 at context and padding positions (what context mode 3's
-        predictor reads its neighbours by)."""
-        coded = self.layout(height, width).coded
+    def pixels(self, height: int, width: int, coded: np.ndarray) -> np.ndarray:
+        """(L, windows) int32, by step: the flat index ((y * width + x) * 3 + channel) of the
+        subpixel each window codes at each position, -1 where `coded` (the layout's) is False:
+        context and padding (what context mode 3's predictor reads its neighbours by; below
+        2**31, as images have at most 2**28 pixels)."""
         rows, cols = self.grid(height, width)
         wi, wj = self._order(rows, cols)[:2]
         r, c, ch = np.meshgrid(np.arange(self.tile), np.arange(self.tile), np.arange(3),
                                indexing="ij")
-        at = np.empty((self.length, 3), dtype=np.int64)
-        at[self._index.reshape(-1)] = np.stack([r.ravel(), c.ravel(), ch.ravel()], axis=1)
-        y = wi[:, None] * self.step + at[None, :, 0]
-        x = wj[:, None] * self.step + at[None, :, 1]
-        return np.where(coded, (y * width + x) * 3 + at[None, :, 2], -1)
+        offset = np.empty(self.length, dtype=np.int64)
+        offset[self._index.reshape(-1)] = ((r * width + c) * 3 + ch).ravel()
+        origin = (wi * self.step * width + wj * self.step) * 3
+        out = np.full((self.length, len(wi)), -1, dtype=np.int32)
+        for t in range(self.length):  # one position at a time: no (L, windows) int64 temporary
+            at = coded[:, t]
+            out[t, at] = origin[at] + offset[t]
+        return out
 
     def _padded(self, image: np.ndarray, rows: int, cols: int) -> np.ndarray:
         h, w = image.shape[:2]

@@ -31,7 +31,7 @@ def prepare(at, image, error, height, width, weights, mag, count, slope):
     """The NumPy definition of `prepare` (expert_cpu.prepare computes the same)."""
     rows = len(at)
     coded = at >= 0
-    p = np.where(coded, at, 0)
+    p = np.where(coded, at, 0).astype(np.int64)
     c, x, y = p % CHANNELS, (p // CHANNELS) % width, p // (CHANNELS * width)
 
     def pixel(yy, xx, ch, fallback):

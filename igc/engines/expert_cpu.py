@@ -1,6 +1,6 @@
 """Context mode 3's predictor (igc/codec/expert.py) as numba loops: the same integers as the
-NumPy definition in igc/engines/expert.py, bit for bit (tests/test_expert.py compares them), at a few microseconds
-a step where the definition's array operations take a hundred."""
+NumPy definition in igc/engines/expert.py, bit for bit (tests/test_expert.py compares them), at
+a few microseconds a step where the definition's array operations take a hundred."""
 
 from __future__ import annotations
 
@@ -53,10 +53,10 @@ def prepare(at, image, error, height, width, weights, mag, count, slope, feats, 
     f = np.zeros(FEATURES, np.int64)
     feats[:] = 0
     for i in range(at.shape[0]):
-        p = at[i]
+        p = np.int64(at[i])
         coded = p >= 0
         if not coded:
-            p = 0
+            p = np.int64(0)
         c, x, y = p % CHANNELS, (p // CHANNELS) % width, p // (CHANNELS * width)
         vw = _pixel(image, height, width, y, x - 1, c,
                     _pixel(image, height, width, y - 1, x, c, np.int64(MISSING)))
@@ -98,7 +98,7 @@ def prepare(at, image, error, height, width, weights, mag, count, slope, feats, 
 @njit(**_OPTS)
 def observe(rows, symbols, freqs, at, feats, n, ctx, scale, pred, image, error, weights, mag,
             count, slope):
-    """expert._observe: the step's summed updates, then the pixels."""
+    """expert.observe: the step's summed updates, then the pixels."""
     dweights = np.zeros((CHANNELS, FEATURES), np.int64)
     dslope = np.zeros((CHANNELS, CONTEXTS), np.int64)
     dmag = np.zeros((CHANNELS, CONTEXTS), np.int64)
