@@ -220,10 +220,10 @@ class OnlineAdaptation:
         count = len(symbols)
         if count == 0:
             return
+        index = self._index(rows, len(f))
         if self.expert is not None:
-            self.expert.observe(self._index(rows, len(f)), symbols, f)
+            self.expert.observe(index, symbols, f)
         if self.kernels is not None:
-            index = self._index(rows, len(f))
             k = self.kernels
             state = (self.temp[c : c + 1], self.calib[c], self.head[c].reshape(-1))
             limits = (self._rates, max(count, self.min_rows), SUM_LIM, self._bounds)
