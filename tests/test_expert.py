@@ -197,3 +197,22 @@ def test_the_committed_mode_3_file_decodes():
     want = np.asarray(Image.open(FIXTURE.with_suffix(".png")))
     np.testing.assert_array_equal(want, smooth_image(40, 48, seed=11))
     np.testing.assert_array_equal(compose(None).decode(FIXTURE.read_bytes()), want)
+
+
+def test_compress_takes_mode_3_and_info_names_it(tiny, tmp_path):
+    from helpers import invoke
+    from PIL import Image
+
+    Image.fromarray(smooth_image(13, 17, seed=3)).save(tmp_path / "a.png")
+    out = tmp_path / "a.igc"
+    result = invoke("compress", str(tmp_path / "a.png"), "-m", tiny, "-o", str(out),
+                    "--context", "3")
+    assert result.exit_code == 0, result.output
+    assert container.unpack(out.read_bytes())[0].context == 3
+    info = invoke("info", str(out))
+    assert "mode 3: mode 2, and a classical predictor" in info.output
+    assert "the windows of an anti-diagonal" in info.output
+    back = invoke("decompress", str(out), "-m", tiny, "-o", str(tmp_path / "b.png"))
+    assert back.exit_code == 0, back.output
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "b.png")),
+                                  smooth_image(13, 17, seed=3))
