@@ -91,7 +91,6 @@ class OnlinePredictor:
         (self.kernels.observe if self.kernels is not None else rules.observe)(*args)
 
 
-
 def _kernels():
     """igc.engines.expert_cpu (numba), or None where numba is missing (the NumPy rules then)."""
     try:

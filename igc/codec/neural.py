@@ -104,10 +104,10 @@ class NeuralCodec:
         if context in adapt.ADAPTED and adapt.head_of(model, model.numerics) is None:
             raise UsageError(f"context mode {context} adapts a numerics-2 ImageGPT model's head; "
                              f"model {model.name!r} under numerics {model.numerics} has none")
-        if context == EXPERT and adapt.head_of(model, model.numerics)[1] != expert.VOCAB:
+        symbols = adapt.head_of(model, model.numerics)[1] if context == EXPERT else None
+        if symbols is not None and symbols != expert.VOCAB:
             raise UsageError(f"context mode {context} predicts 8-bit subpixels; model "
-                             f"{model.name!r} has {adapt.head_of(model, model.numerics)[1]} "
-                             "symbols")
+                             f"{model.name!r} has {symbols} symbols: use --context 2")
         if context in OVERLAPPED and not can_overlap(self.tokenizer):
             raise UsageError(f"context mode {context} overlaps subpixel tiles of 2 pixels or more; "
                              f"the {self.tokenizer.name} tokenizer's {self.tokenizer.tile}px "
@@ -367,7 +367,8 @@ class NeuralCodec:
         if header.context == EXPERT and head is not None and head[1] != expert.VOCAB:
             raise FormatError(f"file uses context mode {header.context} (8-bit subpixels "
                               f"predicted), which model {self.model.name!r} of {head[1]} "
-                              "symbols cannot code")
+                              "symbols cannot code: decode it without --model (igc finds the "
+                              "file's model)")
         if header.context in OVERLAPPED and not can_overlap(self.tokenizer):
             raise FormatError(f"file uses context mode {header.context} (overlapping subpixel "
                               f"tiles), which the {self.tokenizer.name} tokenizer's "

@@ -52,8 +52,8 @@ class OverlapTiling:
     def __init__(self, tokenizer) -> None:
         if not overlappable(tokenizer):
             raise UsageError(f"context modes 2 and 3 overlap subpixel tiles of at least 2 "
-                             f"pixels; the "
-                             f"{tokenizer.name} tokenizer's {tokenizer.tile}px tiles cannot")
+                             f"pixels; the {tokenizer.name} tokenizer's {tokenizer.tile}px "
+                             "tiles cannot")
         self.base, self.tile, self.length = tokenizer, tokenizer.tile, tokenizer.length
         self.step, self._index = tokenizer.tile - 1, tokenizer._index
         self.name, self.order = tokenizer.name, tokenizer.order
