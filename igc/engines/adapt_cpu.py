@@ -6,9 +6,9 @@ of temporary arrays a step of NumPy makes. The online head's products are int64 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from igc.engines.integer import FX, SCORE_FRAC, SCORE_LIM, TOTAL_BITS
+from igc.engines.kernel_cache import njit
 from igc.engines.scalars import OPTS as _OPTS
 from igc.engines.scalars import bit_length as _bit_length
 from igc.engines.scalars import exp2_neg as _exp2_neg

@@ -5,7 +5,6 @@ a few microseconds a step where the definition's array operations take a hundred
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from igc.engines.expert import (
     CHANNELS,
@@ -26,6 +25,7 @@ from igc.engines.expert import (
     W_MAX,
 )
 from igc.engines.integer import TOTAL_BITS
+from igc.engines.kernel_cache import njit
 from igc.engines.scalars import OPTS as _OPTS
 
 SLOPE_SHIFT = LR_SLOPE[1] + TOTAL_BITS + PQ - 16

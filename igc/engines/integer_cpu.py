@@ -22,7 +22,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from numba import njit
 
 from igc.engines.integer import (
     ACT_MAX,
@@ -42,6 +41,7 @@ from igc.engines.integer import (
     Linear,
     sigmoid_table,
 )
+from igc.engines.kernel_cache import njit
 from igc.engines.scalars import OPTS as _OPTS
 from igc.engines.scalars import bit_length as _bit_length
 from igc.engines.scalars import exp2_neg as _exp2_neg

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import types
 from numba.extending import intrinsic
 
 from igc.core.numerics import FUSED
+from igc.engines.kernel_cache import njit
 
 # Versioned: a file records the numerics that coded it (docs/format.md); changing any
 # arithmetic below changes the floats, so it needs a new NUMERICS number, not an edit.

@@ -6,9 +6,9 @@ they matter (shifts by 64 or more, floor division). Shared by the cpu engine
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from igc.engines.integer import SCORE_FRAC, exp_table
+from igc.engines.kernel_cache import njit
 
 OPTS = {"nogil": True, "cache": True, "boundscheck": False, "error_model": "numpy"}
 FRAC_MASK = (1 << SCORE_FRAC) - 1
