@@ -5,6 +5,7 @@
                                   [--mix geometric|linear] [--no-inter] [--per-symbol]
                                   [--shared-codec-weight] [--no-scale [--lr-slope 0.001]]
                                   [--lr-lms 0.02] [--lr-mix 0.005]
+                                  [--second DIR2 [--no-expert]]
 
 `record` encodes each image (a gallery name, a Kodak name such as kodim07, or a path; centre
 crop) with the default codec (context mode 2, its adaptation, batch 8) and stores the integer
@@ -25,6 +26,9 @@ with a second one (the "expert") centred on a prediction from pixels already cod
   by the gradient of the code length (as the codec's temperature is); or linear mixing.
   With the laplace expert, b log p_expert is a slope times |v - prediction|: in the codec's
   log2 scores, one more term per symbol.
+* `--second DIR2`: the same crops recorded with another model (`record --model`), whose
+  distribution enters the geometric mix as a third factor (an ensemble of two models);
+  `--no-expert` leaves the expert out, to see the two models alone.
 
 The learning rates' defaults were chosen on training photographs (McMaster 1 and 9, BSDS500
 train 100075), not on the gallery or Kodak.
@@ -115,20 +119,25 @@ def record(a) -> None:
 
 @njit(cache=True)
 def _replay(freqs, symbols, order, height, width, geometric, inter, per_symbol, lr_lms,
-            lr_mix, laplace, shared_codec_weight, no_scale, lr_slope):
-    """Bits of the codec alone, the predictor alone and the mix, per channel: (3, 3)."""
+            lr_mix, laplace, shared_codec_weight, no_scale, lr_slope, second, use_expert):
+    """Bits of the codec alone, the predictor alone and the mix, per channel: (3, 3).
+
+    With a `second` model's frequencies (same coding order; empty for none) the geometric mix
+    has a third factor p_second^c, c per channel and context, starting at 0; `use_expert`
+    False keeps the expert's weight at 0 (the two models mixed alone)."""
+    two = len(second) > 0
     img = np.zeros((height, width, 3))
     known = np.zeros((height, width, 3), np.bool_)
     err_at = np.zeros((height, width, 3))
     w = np.zeros((3, FEATURES))
     mag, cnt = np.full((3, CONTEXTS), 8.0), np.ones((3, CONTEXTS))
-    mix = np.zeros((3, CONTEXTS, 2))
+    mix = np.zeros((3, CONTEXTS, 3))
     mix[:, :, 0] = 1.0
     lam = np.full((3, CONTEXTS), -3.0)
     dw, dmag, dcnt = np.zeros_like(w), np.zeros_like(mag), np.zeros_like(cnt)
     dmix, dlam = np.zeros_like(mix), np.zeros_like(lam)
     f = np.zeros(FEATURES)
-    pm, pl, px = np.zeros(256), np.zeros(256), np.zeros(256)
+    pm, pl, px, p2 = np.zeros(256), np.zeros(256), np.zeros(256), np.ones(256)
     bits = np.zeros((3, 3))
     step = -1
     for i in range(len(symbols)):
@@ -198,18 +207,25 @@ def _replay(freqs, symbols, order, height, width, geometric, inter, per_symbol, 
         for v in range(256):
             pl[v] /= total
             pm[v] = freqs[i, v] / 16777216.0
+            if two:
+                p2[v] = second[i, v] / 16777216.0
         if geometric:
             z = 0.0
             for v in range(256):
-                px[v] = math.exp(mix[c, a_at, 0] * math.log(pm[v]) + mix[c, b, 1] * math.log(pl[v]))
+                px[v] = math.exp(mix[c, a_at, 0] * math.log(pm[v]) + mix[c, b, 1] * math.log(pl[v])
+                                 + mix[c, b, 2] * math.log(p2[v]))
                 z += px[v]
-            mean_m = mean_l = 0.0
+            mean_m = mean_l = mean_2 = 0.0
             for v in range(256):
                 px[v] /= z
                 mean_m += px[v] * math.log(pm[v])
                 mean_l += px[v] * math.log(pl[v])
+                mean_2 += px[v] * math.log(p2[v])
             dmix[c, a_at, 0] += lr_mix * (math.log(pm[s]) - mean_m)
-            dmix[c, b, 1] += (lr_slope if no_scale else lr_mix) * (math.log(pl[s]) - mean_l)
+            if use_expert:
+                dmix[c, b, 1] += (lr_slope if no_scale else lr_mix) * (math.log(pl[s]) - mean_l)
+            if two:
+                dmix[c, b, 2] += lr_mix * (math.log(p2[s]) - mean_2)
         else:
             weight = 1.0 / (1.0 + math.exp(-lam[c, b]))
             for v in range(256):
@@ -237,10 +253,17 @@ def measure(a) -> None:
     for path in a.files:
         d = np.load(path)
         h, w = d["image"].shape[:2]
+        second = np.zeros((0, 256), np.int32)
+        if a.second:
+            other = np.load(Path(a.second) / Path(path).name)
+            if not (np.array_equal(other["symbols"], d["symbols"])
+                    and np.array_equal(other["order"], d["order"])):
+                raise SystemExit(f"{path}: {a.second} holds another crop or coding order")
+            second = other["freqs"]
         bits = _replay(d["freqs"], d["symbols"].astype(np.int64), d["order"], h, w,
                        a.mix == "geometric", not a.no_inter, a.per_symbol, a.lr_lms, a.lr_mix,
                        a.expert == "laplace", a.shared_codec_weight, a.no_scale,
-                       a.lr_slope)
+                       a.lr_slope, second, not a.no_expert)
         totals += bits
         pixels += d["image"].size
         codec, lms, mixed = bits.sum(axis=0) / d["image"].size
@@ -275,6 +298,9 @@ def main() -> None:
     m.add_argument("--lr-slope", type=float, default=0.001, help="b's rate with --no-scale")
     m.add_argument("--lr-lms", type=float, default=0.02)
     m.add_argument("--lr-mix", type=float, default=0.005)
+    m.add_argument("--second", default=None,
+                   help="a folder of the same crops recorded with another model: mixed in too")
+    m.add_argument("--no-expert", action="store_true", help="the expert's weight stays 0")
     a = ap.parse_args()
     record(a) if a.what == "record" else measure(a)
 
