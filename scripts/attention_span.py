@@ -75,17 +75,22 @@ def main() -> None:
             pixels = pixels[h - a.crop // 2 : h + a.crop // 2, w - a.crop // 2 : w + a.crop // 2]
         images.append(pixels)
     subpixels = sum(im.size for im in images)
-    full = None
-    print(f"{a.model}, {len(images)} images ({a.images}), crop {a.crop or 'none'}")
-    print("span+keep   most keys read   bits/subpixel   change")
+
+    def bits(span: int | None, keep: int) -> float:
+        train_model.Attention.forward = banded_attention(span, keep)
+        return sum(image_bits(model, tok, im, "cpu") for im in images) / subpixels
+
+    full = bits(None, 0)
+    positions = np.arange(cfg.n_positions)
+    print(f"{a.model}, {len(images)} images ({a.images}), crop {a.crop or 'none'}; "
+          "reads: keys a step reads (most, and mean over a tile's positions)")
+    print("span+keep   most read   mean read   bits/subpixel   change")
     for spec in a.spans.split(","):
         span, keep = parse_spec(spec)
-        train_model.Attention.forward = banded_attention(span, keep)
-        bpsp = sum(image_bits(model, tok, im, "cpu") for im in images) / subpixels
-        full = bpsp if full is None and span is None else full
-        reads = cfg.n_positions if span is None else min(cfg.n_positions, span + keep)
-        change = f"{100 * (bpsp / full - 1):+.2f}%" if full else ""
-        print(f"{spec:>9}   {reads:>14}   {bpsp:13.4f}   {change}", flush=True)
+        bpsp = full if span is None else bits(span, keep)
+        band = positions + 1 if span is None else np.minimum(positions + 1, span + keep)
+        print(f"{spec:>9}   {band.max():>9}   {band.mean():9.1f}   {bpsp:13.4f}   "
+              f"{100 * (bpsp / full - 1):+.2f}%", flush=True)
 
 
 if __name__ == "__main__":

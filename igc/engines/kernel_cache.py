@@ -48,15 +48,16 @@ def cache_folder(sources: tuple[Path, ...]) -> Path:
     earlier sources are removed (they can never match again); else in the user's cache folder;
     else a temporary folder, which caches for this process only."""
     name = PREFIX + source_digest(sources)
-    if os.environ.get("NUMBA_CACHE_DIR"):
-        candidates = [Path(os.environ["NUMBA_CACHE_DIR"]) / name]
+    chosen = os.environ.get("NUMBA_CACHE_DIR")
+    if chosen:
+        candidates = [Path(chosen) / name]
     else:
         own = sources[0].parent / "__pycache__"
         user = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "igc"
         candidates = [own / name, user / name]
     for folder in candidates:
         if _writable(folder):
-            if not os.environ.get("NUMBA_CACHE_DIR"):
+            if not chosen:  # a folder of the user's may hold other checkouts' kernels
                 _remove_stale(folder)
             return folder
     return Path(tempfile.mkdtemp(prefix=name))
