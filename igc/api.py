@@ -83,15 +83,19 @@ def compress(image: Image, model: str | None = None, order: str = "interleaved",
              mode: str | None = None, tokenizer: str | None = None,
              coder: str | None = None,
              progress: Callable[[int, int], None] | None = None,
-             engine: str | None = None, context: int | None = None) -> bytes:
+             engine: str | None = None, context: int | None = None,
+             strip_rows: int | None = None) -> bytes:
     """RGB uint8 (H, W, 3) -> `.igc` bytes. `model`: a registered model's name, or an ImageGPT
     spec (default: the packaged model); `tokenizer`, `coder`: registered names (default: the
     model's tokenizer, the range coder). `mode` applies to palette models: "lossless" (default)
     or "palette" (lossy indices only). `progress(done, total)` is called with the tokens coded
     so far, before the first model step and after each. `engine`: see `set_engine` (for this
     call only). `context`: the file's context mode (0: tiles alone; 1: the model adapted to the
-    image; 2: adapted, and tiles overlapping their upper and left neighbours; default: 2 on
-    images of about 227×227 pixels or more, 1 on 16 tiles or more, where the model allows it).
+    image; 2: adapted, and tiles overlapping their upper and left neighbours; 3: 2 and an online
+    predictor; default: 3 on images of about 227×227 pixels or more, 1 on 16 tiles or more,
+    where the model allows it). `strip_rows`: rows per strip, bands coded independently so that
+    cores decode them side by side (0: none; default: photos of 384 rows or more in 2, 4, ...
+    strips of at least 192 rows).
 
     A grayscale (H, W) or (H, W, 1) array is coded as RGB with three equal channels, and
     `decompress` returns it as (H, W, 3); an opaque (H, W, 4) array loses its alpha channel.
@@ -102,7 +106,7 @@ def compress(image: Image, model: str | None = None, order: str = "interleaved",
     pixels = as_rgb_array(image)
     with using_engine(engine):
         made = compressor(model, order=order, mode=mode, tokenizer=tokenizer, coder=coder,
-                          context=context)
+                          context=context, strip_rows=strip_rows)
         return made.compress_with_stats(pixels, progress).data
 
 

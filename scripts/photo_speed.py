@@ -1,7 +1,7 @@
 """A whole photograph through igc and JPEG-XL e9 in one run: the speed issue's ratio.
 
     python scripts/photo_speed.py [kodim23] [--model igc-rgb16-v2[,igc-rgb16-w256]] [--threads 2]
-        [--modes 0,1] [--json out.json]
+        [--modes 0,1] [--strips d,0] [--json out.json]
 
 For each context mode asked for, the image is compressed and decompressed by igc's codec (the
 real file, its pixels compared), with the batch each mode writes by default (256 tiles in mode 0,
@@ -9,7 +9,9 @@ real file, its pixels compared), with the batch each mode writes by default (256
 the same run. Printed: seconds of each, igc's subpixels per second, and igc's time over
 JPEG-XL's (encode + decode against encode + decode). With several models (comma-separated), each
 codes the image in each mode, one after the other in the same run, and each row also gives its
-time over the first row's (the speed issue's "larger model against the default").
+time over the first row's (the speed issue's "larger model against the default"). `--strips`
+gives rows per strip to try (format 6: bands decoded side by side), `d` for the codec's default
+cut and `0` for none; each model and mode runs once per value, in the order given.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ def main() -> None:
     ap.add_argument("--model", default=None)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--modes", default="0,1")
+    ap.add_argument("--strips", default="d")
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args()
 
@@ -64,11 +67,12 @@ def main() -> None:
           f"threads; load {load_before:.2f}")
     print(f"  JPEG-XL e9: {len(jxl):,} bytes, encode {jxl_encode:.2f} s, decode "
           f"{jxl_decode:.3f} s")
-    runs = [(model, int(mode)) for model in (a.model or "").split(",")
-            for mode in a.modes.split(",")]
+    runs = [(model, int(mode), None if strip == "d" else int(strip))
+            for model in (a.model or "").split(",") for mode in a.modes.split(",")
+            for strip in a.strips.split(",")]
     first = None
-    for model, mode in runs:
-        codec = compose(model or None, context=mode)
+    for model, mode, strip_rows in runs:
+        codec = compose(model or None, context=mode, strip_rows=strip_rows)
         codec.encode(image[:32, :32])  # compile the kernels outside the timing
         result, encode_s = timed(codec.encode, image)
         header = container.unpack(result.data)[0]
@@ -78,13 +82,16 @@ def main() -> None:
         ratio = total / (jxl_encode + jxl_decode)
         first = first or total
         rows.append({"codec": f"igc mode {mode}", "model": codec.model.name,
-                     "batch": header.batch, "lane": header.lane, "bytes": len(result.data),
+                     "batch": header.batch, "lane": header.lane,
+                     "strip_rows": header.strip_rows, "bytes": len(result.data),
                      "bpsp": 8 * len(result.data) / subpixels, "encode_s": encode_s,
                      "decode_s": decode_s, "encode_subpixels_per_s": subpixels / encode_s,
                      "decode_subpixels_per_s": subpixels / decode_s,
                      "time_over_jpegxl": ratio,
                      "time_over_first": total / first})
-        print(f"  igc {codec.model.name} mode {mode} (batch {header.batch}, lanes of {header.lane}): "
+        strips = f", strips of {header.strip_rows} rows" if header.strip_rows else ""
+        print(f"  igc {codec.model.name} mode {mode} (batch {header.batch}, lanes of "
+              f"{header.lane}{strips}): "
               f"{len(result.data):,} bytes ({8 * len(result.data) / subpixels:.4f} bpsp), "
               f"encode {encode_s:.1f} s ({subpixels / encode_s:,.0f} subpixels/s), decode "
               f"{decode_s:.1f} s ({subpixels / decode_s:,.0f}/s): {ratio:.0f}x JPEG-XL's time, "

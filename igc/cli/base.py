@@ -30,6 +30,11 @@ CONTEXT = typer.Option(None, "--context", metavar="MODE", min=0, max=3,
                             "over the decoded image mixed in. Default, where the model allows "
                             "it: 3 on images of about 227×227 pixels or more, 1 on images of 16 "
                             "tiles or more, else 0.")
+STRIP_ROWS = typer.Option(None, "--strip-rows", metavar="ROWS", min=0,
+                          help="Cut new files into strips of ROWS rows, each coded on its own so "
+                               "that cores decode them side by side (0: no strips). Default: "
+                               "photos of 384 rows or more in 2, 4, 8, ... strips of at least "
+                               "192 rows.")
 
 # Typer re-exports only `BadParameter` of click's exceptions; its bases are the classes a parse
 # error is raised as (click's UsageError) and the base of every error click can show.

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from igc.cli.base import CONTEXT
+from igc.cli.base import CONTEXT, STRIP_ROWS
 from igc.cli.errors import handle_errors
 from igc.cli.files import (
     ENGINE,
@@ -61,6 +61,7 @@ def compress(
                                     help="Resize the image to 32×32 first (ImageGPT paper "
                                          "setting; the file holds the resized image)."),
     context: int = CONTEXT,
+    strip_rows: int = STRIP_ROWS,
     threads: int = THREADS,
     engine: str = ENGINE,
     quiet: bool = QUIET,
@@ -89,7 +90,7 @@ def compress(
     if any(not j.error for j in jobs):
         with reporter.status("loading the model"):
             comp = api.compressor(model, order=order, mode=mode, tokenizer=tokenizer,
-                                  coder=coder, context=context)
+                                  coder=coder, context=context, strip_rows=strip_rows)
 
     def work(job: Job, report: Output) -> list[str]:
         loaded = _load(job)

@@ -66,6 +66,8 @@ def describe(d: dict) -> list[tuple[str, str]]:
                    f"{d['tile']}×{d['tile']}-pixel tiles"),
         ("context", f"mode {d.get('context', 0)}: "
                     f"{CONTEXT_MODES.get(d.get('context', 0), 'unknown')}"),
+        *([("strips", f"bands of {d['strip_rows']} rows, each coded on its own (its own "
+                      "stream): cores decode them side by side")] if d.get("strip_rows") else []),
         ("coder", f"{d['coder']}{source('coder')}, probabilities of {d['precision']} bits"),
         ("stepping", f"{stepped(d)} at a time in lanes of {d['lane']}; numerics "
                      f"{d['numerics']} ({numerics}): the decoder repeats this computation exactly"),

@@ -15,10 +15,11 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from igc.codec.context import OVERLAPPED
+from igc.codec import adapt, expert
+from igc.codec.context import EXPERT, OVERLAPPED, can_overlap
 from igc.core.protocols import Specified
 from igc.core.types import Image
-from igc.errors import ChecksumError, StreamError
+from igc.errors import ChecksumError, FormatError, ModelMismatchError, StreamError
 
 REGIONS = 8
 CAUSE = "the file is corrupted or was decoded on a machine that computes the model differently"
@@ -67,6 +68,53 @@ def verified(image: Image, tokens: np.ndarray, header) -> Image:
                  if bad else "")
         raise ChecksumError(f"decoded pixels fail the checksum{where}: {CAUSE}")
     return image
+
+
+def check_composition(codec, header) -> None:
+    """Refuse a file `codec` (a NeuralCodec) did not write, before decoding anything: its
+    tokens, model, numerics, context mode, tiles and coder must be the codec's."""
+    held = header.tokenizer + ("+residual" if header.residual else "")
+    if held != codec.mode:
+        raise FormatError(f"file holds {held} tokens; this codec decodes {codec.mode}")
+    if header.fingerprint != codec.fingerprint:
+        if getattr(codec.tokenizer, "fingerprint", None):
+            raise ModelMismatchError(
+                f"file was encoded with model {header.model_id!r} and its {held} tokenizer's "
+                f"data (fingerprint {header.fingerprint}) but "
+                f"{offered(codec.model, codec.fingerprint)} with its {codec.tokenizer.name} data "
+                f"was given; {MISMATCH_HINT} {header.model_id!r} and the same tokenizer data "
+                "(a palette's preprocessor_config.json)")
+        raise ModelMismatchError(
+            f"file was encoded with model {header.model_id!r} (fingerprint "
+            f"{header.fingerprint}) but {offered(codec.model, codec.fingerprint)} was "
+            f"given; {mismatch_hint(header)}")
+    codec.check_numerics(header)
+    if header.context in adapt.ADAPTED and adapt.head_of(codec.model, header.numerics) is None:
+        raise FormatError(f"file uses context mode {header.context} (the model adapted to "
+                          f"the image), which model {codec.model.name!r} cannot compute under "
+                          f"numerics {header.numerics}: decode it without --model (igc finds "
+                          "the file's model), or with an ImageGPT model of numerics 2")
+    if header.context in adapt.ADAPTED and header.batch > adapt.MAX_ROWS:
+        raise FormatError(f"corrupted header: context mode {header.context} steps at most "
+                          f"{adapt.MAX_ROWS} tiles at once, not {header.batch}")
+    head = adapt.head_of(codec.model, header.numerics)
+    if header.context == EXPERT and head is not None and head[1] != expert.VOCAB:
+        raise FormatError(f"file uses context mode {header.context} (8-bit subpixels "
+                          f"predicted), which model {codec.model.name!r} of {head[1]} "
+                          "symbols cannot code: decode it without --model (igc finds the "
+                          "file's model)")
+    if header.context in OVERLAPPED and not can_overlap(codec.tokenizer):
+        raise FormatError(f"file uses context mode {header.context} (overlapping subpixel "
+                          f"tiles), which the {codec.tokenizer.name} tokenizer's "
+                          f"{codec.tokenizer.tile}px tiles cannot hold")
+    if header.tile != codec.tokenizer.tile or header.order != codec.order:
+        raise FormatError(f"file uses {header.tile}px tiles in {header.order} order; model "
+                          f"{codec.model.name!r} codes {codec.tokenizer.tile}px tiles in "
+                          f"{codec.order} order")
+    if (header.coder, header.precision) != (codec.coder.name, codec.coder.precision):
+        raise FormatError(f"file was coded with coder {header.coder!r} at {header.precision} "
+                          f"bits; this codec uses {codec.coder.name!r} at "
+                          f"{codec.coder.precision} bits")
 
 
 @contextmanager

@@ -46,19 +46,28 @@ def _torch():
     return sys.modules.get("torch")  # models that need torch have imported it; others don't
 
 
-def _one_thread_here() -> None:
+def one_thread_here() -> None:
     torch = _torch()
     if torch is not None:
         torch.set_num_threads(1)  # OpenMP's thread count is per thread: set it in each worker
 
 
-@contextmanager
-def lane_pool(lanes: int) -> Iterator[Executor | None]:
-    """Threads for `lanes` lanes (at most torch's thread count), every torch operation on one
-    thread meanwhile. None when one thread will do."""
+def thread_budget() -> int:
+    """Threads a codec may use: torch's count (what `igc.api.set_threads` and `--threads` set),
+    1 where torch was never imported."""
     torch = _torch()
-    threads = torch.get_num_threads() if torch is not None else 1
-    if torch is not None and threads != 1:
+    return torch.get_num_threads() if torch is not None else 1
+
+
+@contextmanager
+def lane_pool(lanes: int, threads: int | None = None) -> Iterator[Executor | None]:
+    """Threads for `lanes` lanes (at most `threads`, by default torch's thread count), every
+    torch operation on one thread meanwhile. None when one thread will do."""
+    torch = _torch()
+    previous = torch.get_num_threads() if torch is not None else 1
+    if threads is None:
+        threads = previous
+    if previous != 1:
         torch.set_num_threads(1)
     try:
         workers = min(threads, lanes)
@@ -66,12 +75,12 @@ def lane_pool(lanes: int) -> Iterator[Executor | None]:
             yield None
         else:
             with ThreadPoolExecutor(workers, thread_name_prefix="igc-lane",
-                                    initializer=_one_thread_here) as pool:
+                                    initializer=one_thread_here) as pool:
                 pool.workers = workers  # for work split by thread rather than by lane
                 yield pool
     finally:
-        if torch is not None and threads != 1:
-            torch.set_num_threads(threads)
+        if previous != 1:
+            torch.set_num_threads(previous)
 
 
 def start_state(model, rows: int, steps: int, numerics: int, geometry=None):

@@ -272,17 +272,19 @@ def together(jobs: list[Job]) -> list[Group]:
 
 
 def run(model: Any, numerics: int, start_token: int, plan: list[Group],
-        counter: Counter | None = None, geometry: Any = None, adaptation: Any = None) -> None:
+        counter: Counter | None = None, geometry: Any = None, adaptation: Any = None,
+        threads: int | None = None) -> None:
     """Step every group of the plan, in order, taking each part's action at every coded
     position: the one loop of encoding and decoding. `geometry` (igc.core.types.Geometry) goes
     to the model's `start` when it takes that keyword. `adaptation` (one image's, context
     mode 1: igc.codec.adapt) corrects every step's frequencies and learns from its symbols; its
-    state runs on from group to group, so the plan must be one image's batches."""
+    state runs on from group to group, so the plan must be one image's batches. `threads`: the
+    most threads its lanes take (default: igc.codec.lanes.thread_budget)."""
     if not plan:
         return
     if adaptation is not None and any(len(group.parts) != 1 for group in plan):
         raise ValueError("an adapted plan steps one image's batches, one part each")
-    with lane_pool(max(-(-group.tiles // group.lane) for group in plan)) as pool:
+    with lane_pool(max(-(-group.tiles // group.lane) for group in plan), threads) as pool:
         if adaptation is not None and pool is not None:
             adaptation.pool, adaptation.workers = pool, pool.workers
         for group in plan:

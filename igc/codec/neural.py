@@ -19,11 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from igc.codec import adapt, expert, loop, memory, residual
+from igc.codec import adapt, expert, loop, memory, residual, strips
 from igc.codec.checks import (
-    MISMATCH_HINT,
-    mismatch_hint,
-    offered,
+    check_composition,
     pixel_checksum,
     region_checks,
     stream_checked,
@@ -53,7 +51,7 @@ from igc.core.protocols import (
 )
 from igc.core.tokenizer import SubpixelTokenizer
 from igc.core.types import Geometry, Image, TokenizedImage
-from igc.errors import FormatError, ImageError, ModelMismatchError, UsageError
+from igc.errors import FormatError, ImageError, UsageError
 
 DEFAULT_BATCH = 256
 __all__ = ["ADAPT_MIN_TILES", "DEFAULT_BATCH", "EncodeResult", "NeuralCodec", "Progress"]
@@ -79,13 +77,14 @@ class NeuralCodec:
     `distributions` the pip packages that registered the tokenizer, coder and model plugins (by
     kind; built-ins absent), recorded so that a machine without them can say what to install.
     `context` the context mode of new files (igc.core.container.CONTEXT_MODES); None: what
-    igc.codec.context.default_mode picks for each image.
+    igc.codec.context.default_mode picks for each image. `strip_rows`: rows per strip
+    (igc.codec.strips; 0: none), None: the default cut of photo-sized images.
     """
 
     def __init__(self, model, coder, order: str = "interleaved", batch: int | None = None,
                  lane: int | None = None, *, tokenizer=None, residual: bool = False,
                  plugin: str | None = None, distributions: dict[str, str] | None = None,
-                 context: int | None = None):
+                 context: int | None = None, strip_rows: int | None = None):
         reason = container.unrecordable_model_id(model.name)
         if reason:  # refused before any coding: a file that records it could not be read
             raise UsageError(f"{reason}; rename the model (its folder)")
@@ -113,6 +112,7 @@ class NeuralCodec:
                              f"the {self.tokenizer.name} tokenizer's {self.tokenizer.tile}px "
                              "tiles cannot")
         self.context = context
+        self.strip_rows = strips.check_strips(self, strip_rows)
         self.fingerprint = combined_fingerprint(model.fingerprint,
                                                 getattr(self.tokenizer, "fingerprint", None))
 
@@ -163,6 +163,23 @@ class NeuralCodec:
         adaptable = adapt.head_of(self.model, self.model.numerics) is not None
         return adapt.MODE if adaptable and n_tiles >= ADAPT_MIN_TILES else 0
 
+    def strip_rows_for(self, height: int, width: int) -> int:
+        """Rows per strip of a new file of a height x width image; 0: one strip (version 5)."""
+        if self.strip_rows is None:
+            if not self.tokenizer.lossless or self.residual:
+                return 0
+            rows = strips.default_strip_rows(height, self.context_for(
+                self.tiles(height, width), (height, width)))
+        else:
+            rows = self.strip_rows
+        return rows if 0 < rows < height else 0
+
+    @property
+    def batched_engine(self) -> bool:
+        """Whether the model steps a whole batch as one state (a GPU engine)."""
+        return isinstance(self.model, BatchedEngine) and self.model.batched_engine(
+            self.model.numerics)
+
     def tiling(self, context: int):
         """What lays out the tokens of a file in `context` mode (the tokenizer's tiles, or modes
         2 and 3's overlapping windows)."""
@@ -177,13 +194,16 @@ class NeuralCodec:
     def context_choice(self) -> str | None:
         """How new files pick their context mode, in words (bench rows record it); None for a
         model that has only mode 0 and was not asked for it."""
+        strips = (f"; strips of {self.strip_rows} rows" if self.strip_rows else
+                  "" if self.strip_rows == 0 else "; in strips of 192+ rows from 384 rows")
         if self.context is not None:
-            return f"mode {self.context}"
+            shown = self.strip_rows or self.context in OVERLAPPED
+            return f"mode {self.context}{strips if shown else ''}"
         if adapt.head_of(self.model, self.model.numerics) is None:
             return None
         if can_overlap(self.tokenizer):
-            return (f"mode 3 on photo-sized images, mode 1 on images of {ADAPT_MIN_TILES}+ "
-                    "tiles, else 0")
+            return (f"mode 3 on photo-sized images{strips}, mode 1 on images of "
+                    f"{ADAPT_MIN_TILES}+ tiles, else 0")
         return f"mode 1 on images of {ADAPT_MIN_TILES}+ tiles, else 0"
 
     def geometry(self, tokens: int) -> Geometry:
@@ -204,14 +224,15 @@ class NeuralCodec:
     def _encoder(self):
         return conform(self.coder.encoder(), SymbolEncoder, f"coder {self.coder.name!r}'s encoder")
 
-    def encode_tokens(self, tok: TokenizedImage, encoder, progress: Progress | None = None
-                      ) -> float:
+    def encode_tokens(self, tok: TokenizedImage, encoder, progress: Progress | None = None,
+                      threads: int | None = None) -> float:
         """Range-code the coded positions of every tile; returns the model bits spent.
-        `progress(done, total)` is told the tokens coded after every step."""
-        return self._step_tokens(tok, Encoding(encoder, self.coder), progress)
+        `progress(done, total)` is told the tokens coded after every step; `threads`: the most
+        its lanes take."""
+        return self._step_tokens(tok, Encoding(encoder, self.coder), progress, threads)
 
-    def _step_tokens(self, tok: TokenizedImage, action, progress: Progress | None = None
-                     ) -> float:
+    def _step_tokens(self, tok: TokenizedImage, action, progress: Progress | None = None,
+                     threads: int | None = None) -> float:
         """Step the encoder's plan of `tok`, taking `action` at every coded position."""
         job = Job(tok.tokens, tok.coded, action, groups=tok.groups)
         shape = (tok.height, tok.width)
@@ -225,7 +246,7 @@ class NeuralCodec:
         loop.run(self.model, self.model.numerics, self.tokenizer.start_token,
                  context_plan(job, self.batch_for(n, shape), self.lane_for(n, shape)),
                  Counter(progress, int(tok.coded.sum())), self.geometry(tok.tokens.shape[1]),
-                 self._adaptation(self.model.numerics, context, shape, job.coded))
+                 self._adaptation(self.model.numerics, context, shape, job.coded), threads)
         return action.bits
 
     def _tokens(self, image: Image) -> TokenizedImage:
@@ -245,6 +266,9 @@ class NeuralCodec:
         """The `.igc` file of `image`; `progress(done, total)` follows the tokens coded."""
         container.check_pixels(*image.shape[:2], ImageError)  # a file igc could not read back
         self.check_memory(*image.shape[:2])
+        if self.strip_rows_for(*image.shape[:2]):
+            data, bits, header_bytes = strips.encode(self, image, progress)
+            return EncodeResult(data, bits, header_bytes, image[..., :3].size, bits)
         tok = self._tokens(image)
         encoder = self._encoder()
         token_bits = self.encode_tokens(tok, encoder, progress)
@@ -257,6 +281,8 @@ class NeuralCodec:
         for image in images:
             container.check_pixels(*image.shape[:2], ImageError)
             self.check_memory(*image.shape[:2])
+        if any(self.strip_rows_for(*image.shape[:2]) for image in images):
+            return [self.encode(image) for image in images]  # strips run side by side instead
         toks = [self._tokens(image) for image in images]
         encoders = [self._encoder() for _ in images]
         jobs = [Job(tok.tokens, tok.coded, Encoding(enc, self.coder), groups=tok.groups)
@@ -317,6 +343,8 @@ class NeuralCodec:
         residuals' bits, after a lossy tokenizer, are exact). In context mode 1 only the stepped
         loop knows the probabilities (modes 1 to 3): the bits are then exactly a file's model
         bits, at the cost of an encode without the coder."""
+        if self.strip_rows_for(*image.shape[:2]):
+            return strips.estimate_bits(self, image)
         tok = self._tokens(image)
         context = self.context_for(self.tiles(tok.height, tok.width), (tok.height, tok.width))
         bits = self.stepped_bits(tok) if context else self.one_shot_bits(tok)
@@ -325,9 +353,9 @@ class NeuralCodec:
             bits += residual.ideal_bits(image, approximation, self.coder)
         return bits
 
-    def stepped_bits(self, tok: TokenizedImage) -> float:
+    def stepped_bits(self, tok: TokenizedImage, threads: int | None = None) -> float:
         """The model bits the encoder would spend on `tok`, through the encoder's own loop."""
-        return self._step_tokens(tok, loop.Measuring(self.coder))
+        return self._step_tokens(tok, loop.Measuring(self.coder), threads=threads)
 
     def one_shot_bits(self, tok: TokenizedImage) -> float:
         inputs = np.concatenate(
@@ -339,48 +367,7 @@ class NeuralCodec:
     # -- decode -----------------------------------------------------------------------------
     def check_model(self, header: container.Header) -> None:
         """Refuse a file this composition did not write, before decoding anything."""
-        held = header.tokenizer + ("+residual" if header.residual else "")
-        if held != self.mode:
-            raise FormatError(f"file holds {held} tokens; this codec decodes {self.mode}")
-        if header.fingerprint != self.fingerprint:
-            if getattr(self.tokenizer, "fingerprint", None):
-                raise ModelMismatchError(
-                    f"file was encoded with model {header.model_id!r} and its {held} tokenizer's "
-                    f"data (fingerprint {header.fingerprint}) but "
-                    f"{offered(self.model, self.fingerprint)} with its {self.tokenizer.name} data "
-                    f"was given; {MISMATCH_HINT} {header.model_id!r} and the same tokenizer data "
-                    "(a palette's preprocessor_config.json)")
-            raise ModelMismatchError(
-                f"file was encoded with model {header.model_id!r} (fingerprint "
-                f"{header.fingerprint}) but {offered(self.model, self.fingerprint)} was "
-                f"given; {mismatch_hint(header)}")
-        self.check_numerics(header)
-        if header.context in adapt.ADAPTED and adapt.head_of(self.model, header.numerics) is None:
-            raise FormatError(f"file uses context mode {header.context} (the model adapted to "
-                              f"the image), which model {self.model.name!r} cannot compute under "
-                              f"numerics {header.numerics}: decode it without --model (igc finds "
-                              "the file's model), or with an ImageGPT model of numerics 2")
-        if header.context in adapt.ADAPTED and header.batch > adapt.MAX_ROWS:
-            raise FormatError(f"corrupted header: context mode {header.context} steps at most "
-                              f"{adapt.MAX_ROWS} tiles at once, not {header.batch}")
-        head = adapt.head_of(self.model, header.numerics)
-        if header.context == EXPERT and head is not None and head[1] != expert.VOCAB:
-            raise FormatError(f"file uses context mode {header.context} (8-bit subpixels "
-                              f"predicted), which model {self.model.name!r} of {head[1]} "
-                              "symbols cannot code: decode it without --model (igc finds the "
-                              "file's model)")
-        if header.context in OVERLAPPED and not can_overlap(self.tokenizer):
-            raise FormatError(f"file uses context mode {header.context} (overlapping subpixel "
-                              f"tiles), which the {self.tokenizer.name} tokenizer's "
-                              f"{self.tokenizer.tile}px tiles cannot hold")
-        if header.tile != self.tokenizer.tile or header.order != self.order:
-            raise FormatError(f"file uses {header.tile}px tiles in {header.order} order; model "
-                              f"{self.model.name!r} codes {self.tokenizer.tile}px tiles in "
-                              f"{self.order} order")
-        if (header.coder, header.precision) != (self.coder.name, self.coder.precision):
-            raise FormatError(f"file was coded with coder {header.coder!r} at {header.precision} "
-                              f"bits; this codec uses {self.coder.name!r} at "
-                              f"{self.coder.precision} bits")
+        check_composition(self, header)
 
     def check_memory(self, height: int, width: int) -> None:
         """Refuse to encode an image whose decode would need more than the default memory
@@ -413,15 +400,17 @@ class NeuralCodec:
                    context_source=layout.context_source, groups=layout.groups)
 
     def decode_tokens(self, header: container.Header, decoder,
-                      progress: Progress | None = None) -> np.ndarray:
+                      progress: Progress | None = None, threads: int | None = None
+                      ) -> np.ndarray:
         """Step the model over the header's tile layout, decoding coded positions and copying
-        padding ones; returns the (tiles, L) tokens. `progress` as for `encode_tokens`."""
+        padding ones; returns the (tiles, L) tokens. `progress`, `threads` as for
+        `encode_tokens`."""
         job = self._job(header, decoder)
         loop.run(self.model, header.numerics, self.tokenizer.start_token,
                  context_plan(job, header.batch, header.lane),
                  Counter(progress, int(job.coded.sum())), self.geometry(job.tokens.shape[1]),
                  self._adaptation(header.numerics, header.context,
-                                  (header.height, header.width), job.coded))
+                                  (header.height, header.width), job.coded), threads)
         return job.tokens
 
     def decode_many(self, datas: list[bytes]) -> list[Image]:
@@ -433,6 +422,8 @@ class NeuralCodec:
         for header, _ in parsed:
             self.check_model(header)
             memory.check_decode(self.model, self.tiling(header.context), header, FormatError)
+        if any(header.strip_rows for header, _ in parsed):
+            return [self.decode(data) for data in datas]  # strips run side by side instead
         decoders = [self._decoder(payload) for _, payload in parsed]
         jobs = [self._job(h, dec) for (h, _), dec in zip(parsed, decoders, strict=True)]
         start = self.tokenizer.start_token
@@ -480,6 +471,8 @@ class NeuralCodec:
         header, payload = container.unpack(data)
         self.check_model(header)
         memory.check_decode(self.model, self.tiling(header.context), header, FormatError)
+        if header.strip_rows:
+            return strips.decode(self, header, payload, progress)
         decoder = self._decoder(payload)
         with stream_checked():
             return self._decoded(header, self.decode_tokens(header, decoder, progress), decoder)

@@ -20,21 +20,28 @@ from igc.core.numerics import MAX_NUMERICS
 from igc.errors import FormatError
 
 MAGIC = b"IGC"
+# what a file without strips is written as; a file cut into strips is STRIPS_VERSION, so every
+# file that can be written as version 5 keeps version 5's bytes
 VERSION = 5
+# version 6: version 5 and a strip-rows field; the image is cut into bands of that many rows,
+# each coded as an image of its own with its own stream (igc.codec.strips), which cores decode
+# side by side
+STRIPS_VERSION = 6
 # version 1 had no lane field (its lane is the whole batch); versions 1-2 no numerics (0);
 # versions 1-3 a tokenizer code and a coder code instead of names, and no model plugin;
-# versions 1-4 no context mode (0) and no distribution names
-READABLE_VERSIONS = (1, 2, 3, 4, 5)
+# versions 1-4 no context mode (0) and no distribution names; versions 1-5 no strips
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6)
 DEFAULT_MAX_PIXELS = 1 << 28
 MAX_MODEL_ID = 64
 MAX_REGIONS = 8
 MAX_NAME = 63
-# the longest header the parser can read: magic, version, layout, 6 varints (height, width,
-# batch, lane, numerics, payload length: at most 10 bytes each), 4 layout bytes, three names
+# the longest header the parser can read: magic, version, layout, 7 varints (height, width,
+# batch, lane, numerics, strip rows, payload length: at most 10 bytes each), 4 layout bytes,
+# three names
 # (version 4: tokenizer, coder, model plugin; a length byte and up to MAX_NAME bytes each), the
 # distributions that register them (version 5, the same way), fingerprint, model id and region
 # checks (a length byte and up to 255 bytes each), checksum, CRC
-MAX_HEADER_BYTES = 3 + 1 + 1 + 6 * 10 + 4 + 6 * (1 + MAX_NAME) + 8 + 2 * (1 + 255) + 4 + 2
+MAX_HEADER_BYTES = 3 + 1 + 1 + 7 * 10 + 4 + 6 * (1 + MAX_NAME) + 8 + 2 * (1 + 255) + 4 + 2
 MAX_PAYLOAD_PER_PIXEL = 16
 ORDERS = {"interleaved": 0, "channel": 1}
 # versions 1-3: (tokenizer, exact residuals follow) <-> layout code; the coder's code
@@ -108,6 +115,9 @@ class Header:
     # kind ("tokenizer", "coder", "model"); igc's built-ins are absent
     distributions: dict[str, str] = field(default_factory=dict)
     context: int = 0  # version 5: the context mode (CONTEXT_MODES); earlier versions: 0
+    # version 6: rows per strip (the last may have fewer), each strip coded as an image of its
+    # own; 0 (versions 1-5): the image is one strip
+    strip_rows: int = 0
 
     def __post_init__(self) -> None:
         if not self.lane:
@@ -157,6 +167,14 @@ class _Reader:
         raise FormatError("corrupted header: malformed integer")
 
 
+def read_varints(data: bytes, count: int) -> tuple[list[int], int]:
+    """`count` varints at the start of `data`, and the offset after them (FormatError where
+    `data` ends first)."""
+    r = _Reader(data)
+    values = [r.varint() for _ in range(count)]
+    return values, r.pos
+
+
 def pack(header: Header, payload: bytes) -> bytes:
     """The file's bytes. Packs any header (tests build hostile files with it); the codec refuses
     a model id that `read_header` would refuse before it codes (`unrecordable_model_id`)."""
@@ -188,6 +206,8 @@ def pack(header: Header, payload: bytes) -> bytes:
         head += encode_varint(header.lane)
     if header.version >= 3:
         head += encode_varint(header.numerics)
+    if header.version >= STRIPS_VERSION:
+        head += encode_varint(header.strip_rows)
     if header.version >= 4:
         head += encode_name(header.model_plugin) + _distribution(dists, "model")
     head += bytes.fromhex(header.fingerprint)
@@ -336,6 +356,7 @@ def read_header(data: bytes) -> tuple[Header, int]:
     batch = r.varint()
     lane = r.varint() if version >= 2 else batch
     numerics = r.varint() if version >= 3 else 0
+    strip_rows = r.varint() if version >= STRIPS_VERSION else 0
     model_plugin = _read_name(r, "model plugin") if version >= 4 else ""
     if version >= 4:
         read_distribution("model")
@@ -363,10 +384,13 @@ def read_header(data: bytes) -> tuple[Header, int]:
                           f"lane {lane}")
     if numerics > MAX_NUMERICS:
         raise FormatError(f"corrupted header: numerics {numerics}")
+    if version >= STRIPS_VERSION and not 1 <= strip_rows <= height:
+        raise FormatError(f"corrupted header: strips of {strip_rows} rows in an image of "
+                          f"{height}")
     check_pixels(height, width, FormatError)
     header = Header(height, width, tile, model_id, fingerprint, checksum, bytes(region_checks),
                     payload_length, batch, channels, tokenizer, order, coder, precision, version,
-                    lane, numerics, model_plugin, residual, distributions, context)
+                    lane, numerics, model_plugin, residual, distributions, context, strip_rows)
     return header, r.pos
 
 

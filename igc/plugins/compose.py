@@ -74,7 +74,7 @@ def compose(model: str | None = None, *, plugin: str | None = None, tokenizer: s
             coder: str | None = None, mode: str | None = None, order: str = "interleaved",
             batch: int | None = None, lane: int | None = None, residual: bool | None = None,
             numerics: int | None = None, context: int | None = None,
-            registry: Registry | None = None) -> NeuralCodec:
+            strip_rows: int | None = None, registry: Registry | None = None) -> NeuralCodec:
     """The codec for a model spec (see `split_spec`; `plugin` forces the model plugin, `model`
     then being its factory's spec), coded with the model's tokenizer (or `tokenizer`) and the
     range coder (or `coder`).
@@ -82,7 +82,8 @@ def compose(model: str | None = None, *, plugin: str | None = None, tokenizer: s
     `mode` applies to lossy tokenizers (the palette): "lossless" (default) adds exact residuals,
     "palette" keeps the file lossy; `residual` forces the choice (decoding a file). `numerics`
     codes new files with another numerics the model computes (default: its own choice);
-    `context` their context mode (default: the codec's choice per image, NeuralCodec).
+    `context` their context mode (default: the codec's choice per image, NeuralCodec);
+    `strip_rows` the rows of their strips (0: none; default: NeuralCodec's cut of photos).
     """
     registry = registry or get_registry()
     if plugin is None:
@@ -113,7 +114,7 @@ def compose(model: str | None = None, *, plugin: str | None = None, tokenizer: s
                          registry.distribution(kind, name)))}
     return NeuralCodec(m, c, order, batch or getattr(tok, "batch", None), lane,
                        tokenizer=tok, residual=residual, plugin=plugin,
-                       distributions=distributions, context=context)
+                       distributions=distributions, context=context, strip_rows=strip_rows)
 
 
 def model_compressor(model: str | None = None, *, name: str | None = None, **options: Any):
@@ -177,7 +178,7 @@ def create_compressor(name: str, registry: Registry | None = None, **options: An
         return conform(registry.create("compressor", name, **options), Compressor,
                        f"compressor {name!r}")
     plugin, spec = named_model(name, registry)
-    keep = ("tokenizer", "coder", "mode", "order", "batch", "lane", "context")
+    keep = ("tokenizer", "coder", "mode", "order", "batch", "lane", "context", "strip_rows")
     return model_compressor(spec or options.get("model"), plugin=plugin, name=name,
                             registry=registry, **{k: v for k, v in options.items() if k in keep})
 
