@@ -1,7 +1,7 @@
 """A whole photograph through igc and JPEG-XL e9 in one run: the speed issue's ratio.
 
     python scripts/photo_speed.py [kodim23] [--model igc-rgb16-v2[,igc-rgb16-w256]] [--threads 2]
-        [--modes 0,1] [--strips d,0] [--json out.json]
+        [--modes 0,1] [--strips d,0] [--workers processes,threads] [--json out.json]
 
 For each context mode asked for, the image is compressed and decompressed by igc's codec (the
 real file, its pixels compared), with the batch each mode writes by default (256 tiles in mode 0,
@@ -11,7 +11,10 @@ JPEG-XL's (encode + decode against encode + decode). With several models (comma-
 codes the image in each mode, one after the other in the same run, and each row also gives its
 time over the first row's (the speed issue's "larger model against the default"). `--strips`
 gives rows per strip to try (format 6: bands decoded side by side), `d` for the codec's default
-cut and `0` for none; each model and mode runs once per value, in the order given.
+cut and `0` for none; each model and mode runs once per value, in the order given. `--workers`
+gives what runs the strips side by side (igc/codec/strip_workers.py: forked processes, the
+default on Linux, or threads of this process); each strip cut runs once per kind, in the order
+given.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--modes", default="0,1")
     ap.add_argument("--strips", default="d")
+    ap.add_argument("--workers", default=None)
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args()
 
@@ -49,6 +53,7 @@ def main() -> None:
     from PIL import Image
 
     from igc.api import set_threads
+    from igc.codec import strip_workers
     from igc.core import container
     from igc.plugins.compose import compose
 
@@ -67,11 +72,13 @@ def main() -> None:
           f"threads; load {load_before:.2f}")
     print(f"  JPEG-XL e9: {len(jxl):,} bytes, encode {jxl_encode:.2f} s, decode "
           f"{jxl_decode:.3f} s")
-    runs = [(model, int(mode), None if strip == "d" else int(strip))
+    kinds = a.workers.split(",") if a.workers else [strip_workers.worker_kind()]
+    runs = [(model, int(mode), None if strip == "d" else int(strip), kind)
             for model in (a.model or "").split(",") for mode in a.modes.split(",")
-            for strip in a.strips.split(",")]
+            for strip in a.strips.split(",") for kind in kinds]
     first = None
-    for model, mode, strip_rows in runs:
+    for model, mode, strip_rows, kind in runs:
+        os.environ[strip_workers.ENV] = kind
         codec = compose(model or None, context=mode, strip_rows=strip_rows)
         codec.encode(image[:32, :32])  # compile the kernels outside the timing
         result, encode_s = timed(codec.encode, image)
@@ -83,13 +90,15 @@ def main() -> None:
         first = first or total
         rows.append({"codec": f"igc mode {mode}", "model": codec.model.name,
                      "batch": header.batch, "lane": header.lane,
-                     "strip_rows": header.strip_rows, "bytes": len(result.data),
+                     "strip_rows": header.strip_rows,
+                     "strip_workers": kind if header.strip_rows else None, "bytes": len(result.data),
                      "bpsp": 8 * len(result.data) / subpixels, "encode_s": encode_s,
                      "decode_s": decode_s, "encode_subpixels_per_s": subpixels / encode_s,
                      "decode_subpixels_per_s": subpixels / decode_s,
                      "time_over_jpegxl": ratio,
                      "time_over_first": total / first})
-        strips = f", strips of {header.strip_rows} rows" if header.strip_rows else ""
+        strips = (f", strips of {header.strip_rows} rows on {kind}" if header.strip_rows
+                  else "")
         print(f"  igc {codec.model.name} mode {mode} (batch {header.batch}, lanes of "
               f"{header.lane}{strips}): "
               f"{len(result.data):,} bytes ({8 * len(result.data) / subpixels:.4f} bpsp), "

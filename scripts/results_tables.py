@@ -193,6 +193,8 @@ def photo_block(data: dict) -> str:
         codec = f"{row['codec']}, {row['model']}" if several and "model" in row else row["codec"]
         if row.get("strip_rows"):
             codec += f", strips of {row['strip_rows']} rows"
+            if row.get("strip_workers"):
+                codec += f" on {row['strip_workers']}"
         lines.append(f"| {codec} | {row.get('batch', '')} | {_n(row['bytes'])} | "
                      f"{bpsp:.4f} | {row['encode_s']:.2f} | {row['decode_s']:.2f} | {ratio} |")
     lines += ["", f"Image {data['image']} ({_n(data['subpixels'])} subpixels).", ""]

@@ -25,12 +25,13 @@ that takes integers as is (docs/plugins.md, "Integer frequencies").
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from igc.codec.lanes import LaneStepper, lane_for, lane_pool
+from igc.core.numerics import regroupable
 from igc.core.protocols import BlockSteps, IntegerFrequencies
 
 # progress(done, total): tokens coded so far and in all, called once before the first step and
@@ -271,6 +272,11 @@ def together(jobs: list[Job]) -> list[Group]:
     return [Group(parts, lane_for(tiles, tiles), max(job.steps for job in jobs))]
 
 
+# a group on one thread steps as one lane where the numerics allows it (scripts/one_lane.py
+# turns this off to measure what it saves)
+ONE_LANE = True
+
+
 def run(model: Any, numerics: int, start_token: int, plan: list[Group],
         counter: Counter | None = None, geometry: Any = None, adaptation: Any = None,
         threads: int | None = None) -> None:
@@ -287,6 +293,10 @@ def run(model: Any, numerics: int, start_token: int, plan: list[Group],
     with lane_pool(max(-(-group.tiles // group.lane) for group in plan), threads) as pool:
         if adaptation is not None and pool is not None:
             adaptation.pool, adaptation.workers = pool, pool.workers
+        if pool is None and regroupable(numerics) and ONE_LANE:
+            # lanes only share a step between threads: on one thread a group steps as one lane,
+            # one model call per step instead of one per lane, the same integers
+            plan = [replace(group, lane=group.tiles) for group in plan]
         for group in plan:
             if adaptation is not None:
                 adaptation.enter(group.parts[0].rows)

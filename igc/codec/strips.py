@@ -19,18 +19,15 @@ never the machine's, so a file's bytes do not depend on where it was written.
 from __future__ import annotations
 
 import copy
-import threading
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
 from igc.codec.checks import pixel_checksum, region_checks, stream_checked, verified
 from igc.codec.context import OVERLAPPED
-from igc.codec.lanes import one_thread_here, thread_budget
 from igc.codec.loop import Progress
+from igc.codec.strip_workers import each_strip
 from igc.core import container
 from igc.core.types import Image, TokenizedImage
 from igc.errors import FormatError, UsageError
@@ -38,7 +35,6 @@ from igc.errors import FormatError, UsageError
 # the fewest rows of a strip igc cuts by default: a strip of 192 rows holds 13 rows of windows,
 # whose anti-diagonals stay long enough for context mode 3 (igc.codec.context.OVERLAP_MIN_WAVE)
 STRIP_MIN_ROWS = 192
-T = TypeVar("T")
 
 
 def default_strip_rows(height: int, context: int) -> int:
@@ -82,45 +78,6 @@ def split_payload(payload: bytes, count: int) -> list[bytes]:
     return [*streams, payload[start:]]
 
 
-class SharedProgress:
-    """One progress callback for strips coded on several threads: each strip reports its own
-    tokens, the callback is told their sum."""
-
-    def __init__(self, progress: Progress | None, count: int) -> None:
-        self.progress, self.lock = progress, threading.Lock()
-        self.done, self.total = [0] * count, [0] * count
-
-    def strip(self, i: int) -> Progress | None:
-        if self.progress is None:
-            return None
-
-        def report(done: int, total: int) -> None:
-            with self.lock:
-                self.done[i], self.total[i] = done, total
-                self.progress(sum(self.done), sum(self.total))
-
-        return report
-
-
-def each_strip(work: Callable[[int, int], T], count: int, batched: bool = False) -> list[T]:
-    """`work(i, threads)` for every strip i, strips side by side on the codec's threads (each
-    strip's lanes then get `threads` of them), in strip order; the first strip's error, if any,
-    is raised. `batched`: one strip at a time (a GPU engine, which fills itself)."""
-    budget = thread_budget()
-    workers = 1 if batched else max(1, min(budget, count))
-    if workers == 1:
-        return [work(i, budget) for i in range(count)]
-    each = max(1, budget // workers)
-    with ThreadPoolExecutor(workers, thread_name_prefix="igc-strip",
-                            initializer=one_thread_here) as pool:
-        futures = [pool.submit(work, i, each) for i in range(count)]
-        try:
-            return [f.result() for f in futures]
-        finally:
-            for f in futures:
-                f.cancel()
-
-
 def strip_codec(codec: Any, context: int, batch: int, lane: int) -> Any:
     """The codec that codes one strip: the whole image's context mode, batch and lane (what
     the header records for every strip), and no strips of its own."""
@@ -149,16 +106,15 @@ def encode(codec: Any, image: Image, progress: Progress | None = None
     bits, its header's bytes)."""
     height, width = image.shape[:2]
     sub, bands, batch, lane = _layout(codec, height, width)
-    shared = SharedProgress(progress, len(bands))
 
-    def one(i: int, threads: int) -> tuple[TokenizedImage, bytes, float]:
+    def one(i: int, threads: int, report: Progress | None) -> tuple[TokenizedImage, bytes, float]:
         top, end = bands[i]
         tok = sub._tokens(np.ascontiguousarray(image[top:end]))
         encoder = sub._encoder()
-        bits = sub.encode_tokens(tok, encoder, shared.strip(i), threads=threads)
+        bits = sub.encode_tokens(tok, encoder, report, threads=threads)
         return tok, encoder.finish(), bits
 
-    done = each_strip(one, len(bands), codec.batched_engine)
+    done = each_strip(one, len(bands), progress, codec.batched_engine)
     payload = join_payloads([stream for _, stream, _ in done])
     tokens = np.concatenate([tok.tokens for tok, _, _ in done])
     header = container.Header(
@@ -177,12 +133,12 @@ def estimate_bits(codec: Any, image: Image) -> float:
     """The model bits of the file `encode` writes, through the encoder's own loop per strip."""
     sub, bands, _, _ = _layout(codec, *image.shape[:2])
 
-    def one(i: int, threads: int) -> float:
+    def one(i: int, threads: int, report: Progress | None) -> float:
         top, end = bands[i]
         tok = sub._tokens(np.ascontiguousarray(image[top:end]))
         return sub.stepped_bits(tok, threads=threads)
 
-    return float(sum(each_strip(one, len(bands), codec.batched_engine)))
+    return float(sum(each_strip(one, len(bands), None, codec.batched_engine)))
 
 
 def decode(codec: Any, header: container.Header, payload: bytes,
@@ -192,19 +148,18 @@ def decode(codec: Any, header: container.Header, payload: bytes,
         raise FormatError("corrupted header: strips hold lossless tokens, not residuals")
     bands = spans(header.height, header.strip_rows)
     streams = split_payload(payload, len(bands))
-    shared = SharedProgress(progress, len(bands))
     tiling = codec.tiling(header.context)
 
-    def one(i: int, threads: int) -> tuple[np.ndarray, Image]:
+    def one(i: int, threads: int, report: Progress | None) -> tuple[np.ndarray, Image]:
         top, end = bands[i]
         part = replace(header, height=end - top, strip_rows=0, version=container.VERSION,
                        payload_length=len(streams[i]))
         decoder = codec._decoder(streams[i])
         with stream_checked():
-            tokens = codec.decode_tokens(part, decoder, shared.strip(i), threads=threads)
+            tokens = codec.decode_tokens(part, decoder, report, threads=threads)
         return tokens, tiling.decode(tokens, end - top, header.width)
 
-    done = each_strip(one, len(bands), codec.batched_engine)
+    done = each_strip(one, len(bands), progress, codec.batched_engine)
     image = np.concatenate([pixels for _, pixels in done])
     return verified(image, np.concatenate([tokens for tokens, _ in done]), header)
 

@@ -1,0 +1,133 @@
+"""Strips side by side in forked processes or on threads (igc/codec/strip_workers.py).
+
+Whatever runs a strip, the results come back in strip order, a strip's error reaches the caller
+as the error it was (the first failed strip's), a worker that dies is reported in one line rather
+than waited for, progress counts every strip, and a file's bytes and pixels do not depend on the
+kind of worker."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from helpers import make_tiny_model, smooth_image
+
+from igc.api import set_threads
+from igc.codec import strip_workers
+from igc.codec.strip_workers import each_strip
+from igc.errors import FormatError, IgcError, UsageError
+from igc.plugins.compose import compose
+
+needs_fork = pytest.mark.skipif(not strip_workers.can_fork(), reason="strips fork on Linux only")
+
+
+def _threads(n: int):
+    import torch
+
+    before = torch.get_num_threads()
+    set_threads(n)
+    yield
+    set_threads(before)
+
+
+@pytest.fixture
+def two_threads():
+    yield from _threads(2)
+
+
+@pytest.fixture
+def one_thread():
+    yield from _threads(1)
+
+
+@pytest.fixture(params=["processes", "threads"])
+def kind(request, monkeypatch):
+    if request.param == "processes" and not strip_workers.can_fork():
+        pytest.skip("strips fork on Linux only")
+    monkeypatch.setenv(strip_workers.ENV, request.param)
+    return request.param
+
+
+def test_results_come_back_in_strip_order(kind, two_threads):
+    out = each_strip(lambda i, threads, report: (i, threads, os.getpid()), 5)
+    assert [i for i, _, _ in out] == list(range(5))
+    assert {threads for _, threads, _ in out} == {1}  # two workers share two threads
+    pids = {pid for _, _, pid in out}
+    assert len(pids) == (2 if kind == "processes" else 1)
+    assert out[0][2] == os.getpid()  # the caller codes a share itself
+
+
+def test_one_thread_runs_every_strip_here(kind, one_thread):
+    out = each_strip(lambda i, threads, report: (threads, os.getpid()), 3)
+    assert out == [(1, os.getpid())] * 3
+
+
+def test_a_strip_error_reaches_the_caller_as_it_was(kind, two_threads):
+    def work(i, threads, report):
+        if i == 1:
+            raise FormatError("corrupted file: strip 1 is damaged")
+        return i
+
+    with pytest.raises(FormatError) as raised:
+        each_strip(work, 4)
+    assert str(raised.value) == "corrupted file: strip 1 is damaged"
+    if kind == "processes":  # where it failed, for IGC_DEBUG's traceback
+        assert "in a worker process" in raised.value.__notes__[0]
+
+
+def test_the_first_failed_strip_is_the_one_reported(kind, two_threads):
+    def work(i, threads, report):
+        raise FormatError(f"strip {i} failed")
+
+    with pytest.raises(FormatError) as raised:
+        each_strip(work, 2)
+    assert str(raised.value) == "strip 0 failed"
+
+
+@needs_fork
+def test_a_worker_that_dies_is_reported_in_one_line(two_threads, monkeypatch):
+    monkeypatch.setenv(strip_workers.ENV, "processes")
+
+    def work(i, threads, report):
+        if i == 1:
+            os._exit(7)
+        return i
+
+    with pytest.raises(IgcError, match=r"^the worker process coding strip 1 stopped \(exit "
+                                       r"code 7\) before it finished$"):
+        each_strip(work, 2)
+
+
+def test_progress_sums_every_strip(kind, two_threads):
+    seen = []
+
+    def work(i, threads, report):
+        for done in range(0, 11):
+            report(done * (i + 1), 10 * (i + 1))
+        return i
+
+    each_strip(work, 3, progress=lambda done, total: seen.append((done, total)))
+    assert seen[-1] == (60, 60)
+    assert all(done <= total for done, total in seen)
+
+
+def test_an_unknown_worker_kind_is_refused_in_one_line(monkeypatch, two_threads):
+    monkeypatch.setenv(strip_workers.ENV, "fibres")
+    with pytest.raises(UsageError, match=r"^IGC_STRIP_WORKERS must be 'processes' or 'threads', "
+                                         r"got 'fibres'$"):
+        each_strip(lambda i, threads, report: i, 2)
+
+
+@needs_fork
+def test_files_do_not_depend_on_the_kind_of_worker(tmp_path_factory, two_threads, monkeypatch):
+    tiny = make_tiny_model(tmp_path_factory.mktemp("workers-tiny"), seed=3)
+    image = smooth_image(26, 22, seed=4)
+    files = {}
+    for kind in strip_workers.KINDS:
+        monkeypatch.setenv(strip_workers.ENV, kind)
+        codec = compose(tiny, context=3, strip_rows=9)
+        files[kind] = codec.encode(image).data
+        assert np.array_equal(codec.decode(files[kind]), image)
+        assert codec.estimate_bits(image) > 0
+    assert files["processes"] == files["threads"]
