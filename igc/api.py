@@ -94,8 +94,9 @@ def compress(image: Image, model: str | None = None, order: str = "interleaved",
     image; 2: adapted, and tiles overlapping their upper and left neighbours; 3: 2 and an online
     predictor; default: 3 on images of about 227×227 pixels or more, 1 on 16 tiles or more,
     where the model allows it). `strip_rows`: rows per strip, bands coded independently so that
-    cores decode them side by side (0: none; default: photos of 384 rows or more in 2, 4, ...
-    strips of at least 192 rows).
+    cores decode them side by side (0: none; default: photos in modes 2 and 3 in the most
+    strips, 2, 4, 8, ..., whose windows' anti-diagonals still average 8 windows: a Kodak photo
+    in 2 lying, 4 standing).
 
     A grayscale (H, W) or (H, W, 1) array is coded as RGB with three equal channels, and
     `decompress` returns it as (H, W, 3); an opaque (H, W, 4) array loses its alpha channel.

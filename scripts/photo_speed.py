@@ -1,7 +1,8 @@
 """A whole photograph through igc and JPEG-XL e9 in one run: the speed issue's ratio.
 
     python scripts/photo_speed.py [kodim23] [--model igc-rgb16-v2[,igc-rgb16-w256]] [--threads 2]
-        [--modes 0,1] [--strips d,0] [--workers processes,threads] [--json out.json]
+        [--modes 0,1] [--strips d,0] [--workers processes,threads] [--lanes one,header]
+        [--json out.json]
 
 For each context mode asked for, the image is compressed and decompressed by igc's codec (the
 real file, its pixels compared), with the batch each mode writes by default (256 tiles in mode 0,
@@ -14,7 +15,9 @@ gives rows per strip to try (format 6: bands decoded side by side), `d` for the 
 cut and `0` for none; each model and mode runs once per value, in the order given. `--workers`
 gives what runs the strips side by side (igc/codec/strip_workers.py: forked processes, the
 default on Linux, or threads of this process); each strip cut runs once per kind, in the order
-given.
+given. `--lanes`: `one` steps each group as one lane on a thread that codes alone (the default,
+igc.codec.loop.ONE_LANE), `header` in the lanes the file's header records; each kind of worker
+runs once per value.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ def main() -> None:
     ap.add_argument("--modes", default="0,1")
     ap.add_argument("--strips", default="d")
     ap.add_argument("--workers", default=None)
+    ap.add_argument("--lanes", default="one")
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args()
 
@@ -53,7 +57,7 @@ def main() -> None:
     from PIL import Image
 
     from igc.api import set_threads
-    from igc.codec import strip_workers
+    from igc.codec import loop, strip_workers
     from igc.core import container
     from igc.plugins.compose import compose
 
@@ -73,12 +77,15 @@ def main() -> None:
     print(f"  JPEG-XL e9: {len(jxl):,} bytes, encode {jxl_encode:.2f} s, decode "
           f"{jxl_decode:.3f} s")
     kinds = a.workers.split(",") if a.workers else [strip_workers.worker_kind()]
-    runs = [(model, int(mode), None if strip == "d" else int(strip), kind)
+    runs = [(model, int(mode), None if strip == "d" else int(strip), kind, lanes)
             for model in (a.model or "").split(",") for mode in a.modes.split(",")
-            for strip in a.strips.split(",") for kind in kinds]
+            for strip in a.strips.split(",") for kind in kinds for lanes in a.lanes.split(",")]
     first = None
-    for model, mode, strip_rows, kind in runs:
+    for model, mode, strip_rows, kind, lanes in runs:
         os.environ[strip_workers.ENV] = kind
+        if lanes not in ("one", "header"):
+            raise SystemExit(f"--lanes takes one and header, not {lanes!r}")
+        loop.ONE_LANE = lanes == "one"
         codec = compose(model or None, context=mode, strip_rows=strip_rows)
         codec.encode(image[:32, :32])  # compile the kernels outside the timing
         result, encode_s = timed(codec.encode, image)
@@ -91,7 +98,8 @@ def main() -> None:
         rows.append({"codec": f"igc mode {mode}", "model": codec.model.name,
                      "batch": header.batch, "lane": header.lane,
                      "strip_rows": header.strip_rows,
-                     "strip_workers": kind if header.strip_rows else None, "bytes": len(result.data),
+                     "strip_workers": kind if header.strip_rows else None,
+                     "lanes": lanes, "bytes": len(result.data),
                      "bpsp": 8 * len(result.data) / subpixels, "encode_s": encode_s,
                      "decode_s": decode_s, "encode_subpixels_per_s": subpixels / encode_s,
                      "decode_subpixels_per_s": subpixels / decode_s,
@@ -99,8 +107,8 @@ def main() -> None:
                      "time_over_first": total / first})
         strips = (f", strips of {header.strip_rows} rows on {kind}" if header.strip_rows
                   else "")
-        print(f"  igc {codec.model.name} mode {mode} (batch {header.batch}, lanes of "
-              f"{header.lane}{strips}): "
+        lane = "one lane per thread" if lanes == "one" else f"lanes of {header.lane}"
+        print(f"  igc {codec.model.name} mode {mode} (batch {header.batch}, {lane}{strips}): "
               f"{len(result.data):,} bytes ({8 * len(result.data) / subpixels:.4f} bpsp), "
               f"encode {encode_s:.1f} s ({subpixels / encode_s:,.0f} subpixels/s), decode "
               f"{decode_s:.1f} s ({subpixels / decode_s:,.0f}/s): {ratio:.0f}x JPEG-XL's time, "

@@ -195,6 +195,8 @@ def photo_block(data: dict) -> str:
             codec += f", strips of {row['strip_rows']} rows"
             if row.get("strip_workers"):
                 codec += f" on {row['strip_workers']}"
+        if row.get("lanes") == "header":
+            codec += ", the header's lanes"
         lines.append(f"| {codec} | {row.get('batch', '')} | {_n(row['bytes'])} | "
                      f"{bpsp:.4f} | {row['encode_s']:.2f} | {row['decode_s']:.2f} | {ratio} |")
     lines += ["", f"Image {data['image']} ({_n(data['subpixels'])} subpixels).", ""]

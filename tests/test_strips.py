@@ -38,15 +38,22 @@ def two_threads():
     set_threads(before)
 
 
-@pytest.mark.parametrize(("height", "context", "rows"), [
-    (383, 3, 0), (384, 3, 192), (512, 3, 256), (768, 3, 192), (1024, 3, 256), (2160, 3, 270),
-    (3000, 2, 375), (4000, 1, 0), (512, 0, 0)])
-def test_the_default_cut_is_a_power_of_two_of_strips_of_192_rows_or_more(height, context, rows):
-    got = strips.default_strip_rows(height, context)
+@pytest.mark.parametrize(("shape", "context", "rows"), [
+    ((512, 768), 3, 256), ((768, 512), 3, 192), ((321, 481), 3, 161), ((481, 321), 3, 241),
+    ((383, 383), 3, 192), ((256, 256), 3, 0), ((2160, 3840), 3, 135), ((3000, 4000), 2, 188),
+    ((4000, 3000), 1, 0), ((512, 768), 0, 0), ((64, 100_000), 3, 0), ((100_000, 64), 3, 0)])
+def test_the_default_cut_is_the_most_strips_that_keep_the_waves_long(shape, context, rows):
+    """A power of two of strips, as many as keep every strip's anti-diagonals at 8 windows or
+    more on average (the rule that makes modes 2 and 3 the default), and no more."""
+    got = strips.default_strip_rows(*shape, context, 16)
     assert got == rows
     if got:
-        count = len(strips.spans(height, got))
-        assert count & (count - 1) == 0 and height - (count - 1) * got >= strips.STRIP_MIN_ROWS
+        count = len(strips.spans(shape[0], got))
+        assert count & (count - 1) == 0
+        last = shape[0] - (count - 1) * got  # the shortest strip decides
+        grid = ((last - 1 + 14) // 15, (shape[1] - 1 + 14) // 15)  # windows 15 pixels apart
+        assert grid[0] * grid[1] >= 8 * (grid[0] + grid[1] - 1)
+        assert not strips.keeps_waves(*shape, 2 * count, 16)
 
 
 @pytest.mark.parametrize(("shape", "context", "rows"), [

@@ -33,8 +33,9 @@ CONTEXT = typer.Option(None, "--context", metavar="MODE", min=0, max=3,
 STRIP_ROWS = typer.Option(None, "--strip-rows", metavar="ROWS", min=0,
                           help="Cut new files into strips of ROWS rows, each coded on its own so "
                                "that cores decode them side by side (0: no strips). Default: "
-                               "photos of 384 rows or more in 2, 4, 8, ... strips of at least "
-                               "192 rows.")
+                               "photos in context mode 2 or 3 in the most strips, 2, 4, 8, "
+                               "..., whose windows' anti-diagonals still average 8 windows (a "
+                               "Kodak photo: 2 lying, 4 standing).")
 
 # Typer re-exports only `BadParameter` of click's exceptions; its bases are the classes a parse
 # error is raised as (click's UsageError) and the base of every error click can show.

@@ -168,8 +168,8 @@ class NeuralCodec:
         if self.strip_rows is None:
             if not self.tokenizer.lossless or self.residual:
                 return 0
-            rows = strips.default_strip_rows(height, self.context_for(
-                self.tiles(height, width), (height, width)))
+            rows = strips.default_strip_rows(height, width, self.context_for(
+                self.tiles(height, width), (height, width)), self.tokenizer.tile)
         else:
             rows = self.strip_rows
         return rows if 0 < rows < height else 0
@@ -195,7 +195,7 @@ class NeuralCodec:
         """How new files pick their context mode, in words (bench rows record it); None for a
         model that has only mode 0 and was not asked for it."""
         strips = (f"; strips of {self.strip_rows} rows" if self.strip_rows else
-                  "" if self.strip_rows == 0 else "; in strips of 192+ rows from 384 rows")
+                  "" if self.strip_rows == 0 else "; in strips where they keep its waves")
         if self.context is not None:
             shown = self.strip_rows or self.context in OVERLAPPED
             return f"mode {self.context}{strips if shown else ''}"

@@ -25,29 +25,38 @@ from typing import Any
 import numpy as np
 
 from igc.codec.checks import pixel_checksum, region_checks, stream_checked, verified
-from igc.codec.context import OVERLAPPED
+from igc.codec.context import OVERLAP_MIN_WAVE, OVERLAPPED
 from igc.codec.loop import Progress
 from igc.codec.strip_workers import each_strip
 from igc.core import container
+from igc.core.overlap import window_grid
 from igc.core.types import Image, TokenizedImage
 from igc.errors import FormatError, UsageError
 
-# the fewest rows of a strip igc cuts by default: a strip of 192 rows holds 13 rows of windows,
-# whose anti-diagonals stay long enough for context mode 3 (igc.codec.context.OVERLAP_MIN_WAVE)
-STRIP_MIN_ROWS = 192
 
-
-def default_strip_rows(height: int, context: int) -> int:
+def default_strip_rows(height: int, width: int, context: int, tile: int) -> int:
     """Rows per strip of a new file (0: one strip, a version-5 file): the image cut into the
-    largest power of two of strips of at least STRIP_MIN_ROWS rows, where the context mode
-    steps windows (modes 2 and 3: photo-sized images). A power of two shares evenly between
-    2, 4, 8 or 16 cores: a Kodak photo is 2 strips lying, 4 standing."""
+    largest power of two of strips whose windows' anti-diagonals still hold OVERLAP_MIN_WAVE
+    windows on average (what makes modes 2 and 3 the default: `keeps_waves`), where the context
+    mode steps windows. A power of two shares evenly between 2, 4, 8 or 16 cores: a Kodak
+    photo is 2 strips lying, 4 standing; a BSDS500 photo (481×321) 2 either way."""
     if context not in OVERLAPPED:
         return 0
     count = 1
-    while height // (2 * count) >= STRIP_MIN_ROWS:
+    while keeps_waves(height, width, 2 * count, tile):
         count *= 2
     return 0 if count == 1 else -(-height // count)
+
+
+def keeps_waves(height: int, width: int, count: int, tile: int) -> bool:
+    """Whether every one of `count` strips of a height×width image (the last, the shortest,
+    decides) lays out windows whose anti-diagonals average OVERLAP_MIN_WAVE or more."""
+    rows = -(-height // count)
+    last = height - (count - 1) * rows
+    if rows < 2 or last < 2:
+        return False
+    grid_rows, grid_cols = window_grid(last, width, tile)
+    return grid_rows * grid_cols >= OVERLAP_MIN_WAVE * (grid_rows + grid_cols - 1)
 
 
 def spans(height: int, strip_rows: int) -> list[tuple[int, int]]:
