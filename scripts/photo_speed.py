@@ -107,7 +107,8 @@ def main() -> None:
                      "time_over_first": total / first})
         strips = (f", strips of {header.strip_rows} rows on {kind}" if header.strip_rows
                   else "")
-        lane = "one lane per thread" if lanes == "one" else f"lanes of {header.lane}"
+        lane = f"lanes of {header.lane}" + (", one on a thread that codes alone"
+                                             if lanes == "one" else "")
         print(f"  igc {codec.model.name} mode {mode} (batch {header.batch}, {lane}{strips}): "
               f"{len(result.data):,} bytes ({8 * len(result.data) / subpixels:.4f} bpsp), "
               f"encode {encode_s:.1f} s ({subpixels / encode_s:,.0f} subpixels/s), decode "

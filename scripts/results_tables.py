@@ -163,7 +163,8 @@ def _plain_note(data: dict) -> str:
     if "load_before" in data:
         note.append(f"load average {data['load_before']:.2f} before, "
                     f"{data['load_after']:.2f} after (1 min)")
-    return f"- Run: {'; '.join(note)}.\n"
+    run = f"- Run: {'; '.join(note)}.\n"
+    return run + (f"- Note: {data['note']}.\n" if "note" in data else "")
 
 
 def adapt_block(data: dict) -> str:

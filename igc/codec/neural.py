@@ -195,7 +195,8 @@ class NeuralCodec:
         """How new files pick their context mode, in words (bench rows record it); None for a
         model that has only mode 0 and was not asked for it."""
         strips = (f"; strips of {self.strip_rows} rows" if self.strip_rows else
-                  "" if self.strip_rows == 0 else "; in strips where they keep its waves")
+                  "" if self.strip_rows == 0 else
+                  "; in strips (as many as keep 8+ windows per anti-diagonal)")
         if self.context is not None:
             shown = self.strip_rows or self.context in OVERLAPPED
             return f"mode {self.context}{strips if shown else ''}"
