@@ -7,14 +7,16 @@ kind of worker."""
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from helpers import make_tiny_model, smooth_image
 
 from igc.api import set_threads
-from igc.codec import strip_workers
+from igc.codec import loop, strip_workers
 from igc.codec.strip_workers import each_strip
 from igc.errors import FormatError, IgcError, UsageError
 from igc.plugins.compose import compose
@@ -85,6 +87,62 @@ def test_the_first_failed_strip_is_the_one_reported(kind, two_threads):
     assert str(raised.value) == "strip 0 failed"
 
 
+def test_which_failed_strip_is_reported_does_not_depend_on_who_ran_it(kind, two_threads):
+    """Strips 1 (a child's, with processes) and 2 (the caller's) fail: strip 1's error, as on
+    threads, though the caller learns of its own first."""
+    def work(i, threads, report):
+        if i in (1, 2):
+            raise FormatError(f"strip {i} failed")
+        return i
+
+    with pytest.raises(FormatError) as raised:
+        each_strip(work, 4)
+    assert str(raised.value) == "strip 1 failed"
+    assert mp.active_children() == []
+
+
+def test_large_results_of_several_strips_a_worker_come_back_whole(kind, two_threads):
+    """Results far beyond a pipe's buffer, two strips a worker: every one, in order, and no
+    worker left behind."""
+    out = each_strip(lambda i, threads, report: np.full(300_000, i, np.int64), 4)
+    assert [int(a[0]) for a in out] == [0, 1, 2, 3]
+    assert all(a.shape == (300_000,) and (a == a[0]).all() for a in out)
+    assert mp.active_children() == []
+
+
+class TwoArguments(Exception):
+    def __init__(self, a, b):
+        super().__init__(f"{a} and {b}")
+
+
+@needs_fork
+def test_an_error_that_cannot_be_rebuilt_arrives_as_its_type_and_message(two_threads,
+                                                                         monkeypatch):
+    monkeypatch.setenv(strip_workers.ENV, "processes")
+
+    def work(i, threads, report):
+        if i == 1:
+            raise TwoArguments("x", "y")
+        return i
+
+    with pytest.raises(strip_workers.StripWorkerError) as raised:
+        each_strip(work, 2)
+    assert str(raised.value) == "TwoArguments: x and y"
+    assert "in a worker process" in raised.value.__notes__[0]
+
+
+def test_work_that_may_not_fork_runs_on_threads(kind, two_threads):
+    out = each_strip(lambda i, threads, report: os.getpid(), 3, forkable=False)
+    assert out == [os.getpid()] * 3
+
+
+def test_a_daemonic_process_runs_strips_on_threads(monkeypatch):
+    """A multiprocessing pool's worker may not have children."""
+    monkeypatch.delenv(strip_workers.ENV, raising=False)
+    monkeypatch.setattr(strip_workers.mp, "current_process", lambda: SimpleNamespace(daemon=True))
+    assert strip_workers.worker_kind() == "threads"
+
+
 @needs_fork
 def test_a_worker_that_dies_is_reported_in_one_line(two_threads, monkeypatch):
     monkeypatch.setenv(strip_workers.ENV, "processes")
@@ -131,3 +189,18 @@ def test_files_do_not_depend_on_the_kind_of_worker(tmp_path_factory, two_threads
         assert np.array_equal(codec.decode(files[kind]), image)
         assert codec.estimate_bits(image) > 0
     assert files["processes"] == files["threads"]
+
+
+def test_one_lane_and_the_header_lanes_write_the_same_file(tmp_path_factory, one_thread,
+                                                           monkeypatch):
+    """On one thread a group of numerics 2 steps as one lane (loop.ONE_LANE): the same bytes
+    and pixels as the lanes the header records."""
+    tiny = make_tiny_model(tmp_path_factory.mktemp("lanes-tiny"), seed=6)
+    image = smooth_image(30, 26, seed=7)
+    files = []
+    for one in (True, False):
+        monkeypatch.setattr(loop, "ONE_LANE", one)
+        codec = compose(tiny, context=3, strip_rows=0, batch=4, lane=2)
+        files.append(codec.encode(image).data)
+        assert np.array_equal(codec.decode(files[-1]), image)
+    assert files[0] == files[1]

@@ -11,7 +11,12 @@ the children write into counters in shared memory.
 
 Which processes code which strips changes nothing in a file: every strip is coded by the same
 code from the same inputs, whatever runs it. `$IGC_STRIP_WORKERS=threads` keeps strips on threads
-(for a host process that must not fork); `processes` is the default where fork exists.
+(for a host process that must not fork); `processes` is the default where fork exists, for
+integer numerics only: their CPU engine is numba kernels, which are safe after a fork, where
+torch's OpenMP pool, which the float numerics use, can hang a forked child once it has run.
+Other threads of the parent (a progress bar's) are not touched by a child, which writes only its
+counters and its pipe, and ends with `os._exit`. A daemonic process (a multiprocessing pool's
+worker) may not have children: there, too, strips run on threads.
 """
 
 from __future__ import annotations
@@ -47,11 +52,13 @@ def can_fork() -> bool:
 
 
 def worker_kind() -> str:
-    """`processes` or `threads`: $IGC_STRIP_WORKERS, else processes where the system forks."""
+    """`processes` or `threads`: $IGC_STRIP_WORKERS, else processes where this process may fork
+    children."""
     text = os.environ.get(ENV, "").strip().lower()
     if text and text not in KINDS:
         raise UsageError(f"{ENV} must be 'processes' or 'threads', got {text!r}")
-    return "processes" if text != "threads" and can_fork() else "threads"
+    may_fork = can_fork() and not mp.current_process().daemon
+    return "processes" if text != "threads" and may_fork else "threads"
 
 
 class StripProgress:
@@ -87,17 +94,19 @@ class StripProgress:
 
 
 def each_strip(work: Work, count: int, progress: Progress | None = None,
-               batched: bool = False) -> list[T]:
+               batched: bool = False, forkable: bool = True) -> list[T]:
     """`work(i, threads, progress_i)` for every strip i, in strip order, strips side by side on
     the codec's threads (each strip's lanes get `threads` of them); the error of the first strip
-    that failed is raised. `batched`: one strip at a time (a GPU engine, which fills itself)."""
+    that failed is raised. `batched`: one strip at a time (a GPU engine, which fills itself).
+    `forkable`: whether `work` may run in a forked child (integer numerics: no torch pool)."""
+    kind = worker_kind()
     budget = thread_budget()
     workers = 1 if batched else max(1, min(budget, count))
     shared = StripProgress(progress, count)
     if workers == 1:
         return [work(i, budget, shared.strip(i)) for i in range(count)]
     each = max(1, budget // workers)
-    if worker_kind() == "threads":
+    if kind == "threads" or not forkable:
         return _on_threads(work, count, workers, each, shared)
     return _on_processes(work, count, workers, each, shared)
 
@@ -114,31 +123,48 @@ def _on_threads(work: Work, count: int, workers: int, each: int,
                 f.cancel()
 
 
+class StripWorkerError(RuntimeError):
+    """A worker's error that could not cross the pipe as it was: its type and message."""
+
+
 def _sendable(exc: BaseException, strip: int) -> BaseException:
     """`exc` as it can cross a pipe, with the child's traceback as a note ($IGC_DEBUG shows it)."""
     exc.add_note(f"(strip {strip}, in a worker process:)\n" + "".join(
         traceback.format_exception(type(exc), exc, exc.__traceback__)))
     try:
-        pickle.dumps(exc)
+        pickle.loads(pickle.dumps(exc))  # some pickle and cannot be rebuilt
         return exc
     except Exception:
-        return IgcError(f"{type(exc).__name__}: {exc}")
+        plain = StripWorkerError(f"{type(exc).__name__}: {exc}")
+        for note in getattr(exc, "__notes__", ()):
+            plain.add_note(note)
+        return plain
 
 
 def _child(work: Work, strips: range, threads: int, shared: StripProgress,
            conn: Connection) -> None:
-    """A forked worker: its strips in order, each result (or error) sent as it is done."""
+    """A forked worker: its strips in order, then every result at once (a strip's error as soon
+    as it happens). Results wait for the end because a pipe holds 64 KiB: a strip's tokens sent
+    at once would block this child until the parent, coding its own share, reads them."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles ^C and stops its children
-    one_thread_here()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # and ends them so (not as an interrupt)
+    code = 0
     try:
+        one_thread_here()
+        done = []
         for i in strips:
             try:
-                conn.send((i, True, work(i, threads, shared.strip(i, report=False))))
+                done.append((i, True, work(i, threads, shared.strip(i, report=False))))
             except Exception as exc:
-                conn.send((i, False, _sendable(exc, i)))
-                return
+                done.append((i, False, _sendable(exc, i)))
+                break
+        conn.send(done)
+    except BaseException:
+        code = 1
     finally:
         conn.close()
+        # no exit handlers: nothing of the parent's (its stdio, its threads' locks) is touched
+        os._exit(code)
 
 
 def _on_processes(work: Work, count: int, workers: int, each: int,
@@ -167,39 +193,55 @@ def _on_processes(work: Work, count: int, workers: int, each: int,
                     break
         finally:
             _set_threads(previous)
-        while children and all(ok for ok, _ in outcomes.values()):
+        while children and _first_failure(outcomes, count) is None:
             for conn in wait(list(children), timeout=POLL_SECONDS):
                 _receive(conn, children, outcomes)
             shared.report()
     finally:
         for conn, (child, _) in children.items():
             child.terminate()
-            child.join()
             conn.close()
-    failed = [i for i, (ok, _) in sorted(outcomes.items()) if not ok]
-    if failed:
-        raise outcomes[failed[0]][1]
+        for child, _ in children.values():
+            child.join(timeout=5)
+            if child.is_alive():
+                child.kill()
+                child.join()
+    failed = _first_failure(outcomes, count)
+    if failed is not None:
+        raise outcomes[failed][1]
     return [outcomes[i][1] for i in range(count)]
 
 
+def _first_failure(outcomes: dict, count: int) -> int | None:
+    """The first strip that failed, once every strip before it is known to have succeeded:
+    which strip's error is raised does not depend on which process coded it."""
+    for i in range(count):
+        if i not in outcomes:
+            return None
+        if not outcomes[i][0]:
+            return i
+    return None
+
+
 def _receive(conn: Connection, children: dict, outcomes: dict) -> None:
-    child, strips = children[conn]
+    """A child's results (it sends them all at once), or its end without them."""
+    child, strips = children.pop(conn)
     try:
-        i, ok, value = conn.recv()
+        done = conn.recv()
     except EOFError:
-        child.join()
-        missing = next(i for i in strips if i not in outcomes)
-        outcomes[missing] = (False, IgcError(
-            f"the worker process coding strip {missing} stopped (exit code {child.exitcode}) "
-            "before it finished"))
-        del children[conn]
-        conn.close()
-        return
-    outcomes[i] = (ok, value)
-    if all(j in outcomes for j in strips):
-        child.join()
-        del children[conn]
-        conn.close()
+        done = []
+    except Exception as exc:  # a result that does not unpickle here
+        done = [(strips[0], False, StripWorkerError(
+            f"the result of a worker process (strips {list(strips)}) could not be read: {exc}"))]
+    conn.close()
+    child.join()
+    for i, ok, value in done:
+        outcomes[i] = (ok, value)
+    missing = [i for i in strips if i not in outcomes]
+    if missing and all(ok for i, (ok, _) in outcomes.items() if i in strips):
+        outcomes[missing[0]] = (False, IgcError(
+            f"the worker process coding strip {missing[0]} stopped (exit code "
+            f"{child.exitcode}) before it finished"))
 
 
 def _set_threads(threads: int) -> None:

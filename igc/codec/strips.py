@@ -29,6 +29,7 @@ from igc.codec.context import OVERLAP_MIN_WAVE, OVERLAPPED
 from igc.codec.loop import Progress
 from igc.codec.strip_workers import each_strip
 from igc.core import container
+from igc.core.numerics import regroupable
 from igc.core.overlap import window_grid
 from igc.core.types import Image, TokenizedImage
 from igc.errors import FormatError, UsageError
@@ -123,7 +124,8 @@ def encode(codec: Any, image: Image, progress: Progress | None = None
         bits = sub.encode_tokens(tok, encoder, report, threads=threads)
         return tok, encoder.finish(), bits
 
-    done = each_strip(one, len(bands), progress, codec.batched_engine)
+    done = each_strip(one, len(bands), progress, codec.batched_engine,
+                      regroupable(codec.model.numerics))
     payload = join_payloads([stream for _, stream, _ in done])
     tokens = np.concatenate([tok.tokens for tok, _, _ in done])
     header = container.Header(
@@ -147,7 +149,8 @@ def estimate_bits(codec: Any, image: Image) -> float:
         tok = sub._tokens(np.ascontiguousarray(image[top:end]))
         return sub.stepped_bits(tok, threads=threads)
 
-    return float(sum(each_strip(one, len(bands), None, codec.batched_engine)))
+    return float(sum(each_strip(one, len(bands), None, codec.batched_engine,
+                                regroupable(codec.model.numerics))))
 
 
 def decode(codec: Any, header: container.Header, payload: bytes,
@@ -168,7 +171,8 @@ def decode(codec: Any, header: container.Header, payload: bytes,
             tokens = codec.decode_tokens(part, decoder, report, threads=threads)
         return tokens, tiling.decode(tokens, end - top, header.width)
 
-    done = each_strip(one, len(bands), progress, codec.batched_engine)
+    done = each_strip(one, len(bands), progress, codec.batched_engine,
+                      regroupable(header.numerics))
     image = np.concatenate([pixels for _, pixels in done])
     return verified(image, np.concatenate([tokens for tokens, _ in done]), header)
 
