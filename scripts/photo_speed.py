@@ -77,14 +77,14 @@ def main() -> None:
     print(f"  JPEG-XL e9: {len(jxl):,} bytes, encode {jxl_encode:.2f} s, decode "
           f"{jxl_decode:.3f} s")
     kinds = a.workers.split(",") if a.workers else [strip_workers.worker_kind()]
+    if set(a.lanes.split(",")) - {"one", "header"}:
+        raise SystemExit(f"--lanes takes one and header, not {a.lanes!r}")
     runs = [(model, int(mode), None if strip == "d" else int(strip), kind, lanes)
             for model in (a.model or "").split(",") for mode in a.modes.split(",")
             for strip in a.strips.split(",") for kind in kinds for lanes in a.lanes.split(",")]
     first = None
     for model, mode, strip_rows, kind, lanes in runs:
         os.environ[strip_workers.ENV] = kind
-        if lanes not in ("one", "header"):
-            raise SystemExit(f"--lanes takes one and header, not {lanes!r}")
         loop.ONE_LANE = lanes == "one"
         codec = compose(model or None, context=mode, strip_rows=strip_rows)
         codec.encode(image[:32, :32])  # compile the kernels outside the timing

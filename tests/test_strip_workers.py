@@ -131,6 +131,17 @@ def test_an_error_that_cannot_be_rebuilt_arrives_as_its_type_and_message(two_thr
     assert "in a worker process" in raised.value.__notes__[0]
 
 
+@needs_fork
+def test_a_result_that_cannot_be_sent_is_named_not_just_a_stopped_worker(two_threads,
+                                                                       monkeypatch):
+    import threading
+
+    monkeypatch.setenv(strip_workers.ENV, "processes")
+    with pytest.raises(strip_workers.StripWorkerError, match="could not be sent"):
+        each_strip(lambda i, threads, report: threading.Lock(), 2)
+    assert mp.active_children() == []
+
+
 def test_work_that_may_not_fork_runs_on_threads(kind, two_threads):
     out = each_strip(lambda i, threads, report: os.getpid(), 3, forkable=False)
     assert out == [os.getpid()] * 3

@@ -158,7 +158,12 @@ def _child(work: Work, strips: range, threads: int, shared: StripProgress,
             except Exception as exc:
                 done.append((i, False, _sendable(exc, i)))
                 break
-        conn.send(done)
+        try:
+            conn.send(done)
+        except Exception as exc:  # a result that does not pickle: say so, not just "stopped"
+            conn.send([(strips[0], False, StripWorkerError(
+                f"the result of a worker process (strips {list(strips)}) could not be sent: "
+                f"{exc}"))])
     except BaseException:
         code = 1
     finally:
