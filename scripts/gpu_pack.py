@@ -1,23 +1,28 @@
-"""A prepared GPU continuation of a shipped model: pack what it reads into .gpu/, bring its export back.
+"""A prepared GPU continuation of shipped models: pack what they read into .gpu/, bring exports back.
 
-    python scripts/gpu_pack.py pack [--init igc-rgb16-w256] [--minutes 8] [--budget-mib M]
-    python scripts/gpu_pack.py join FOLDER OUT      # after the run: the parts back into a model
+    python scripts/gpu_pack.py pack [--run INIT:LR:BATCH ...] [--minutes 7] [--cifar 1000]
+    python scripts/gpu_pack.py join FOLDER OUT      # after the run: the parts back into models
 
 Why a script: a GPU is lent to a session for 15 minutes in all, start-up included, and only the
 checkout travels to it (64 MiB with the folders named in `carry`), not ../shared. `pack` fills the
-git-ignored `.gpu/` with training photos up to what is left of that upload once the tracked
-files are counted, one photo of each set in turn: McMaster (lossless, as they are), Urban100
-downscaled by 1/2 (lossless WebP, as the shipped larger model's continuation used), Sun-Hays 80
-and BSDS500 train (the published JPEGs, as they are). Six Urban100 photos (the last in name order) are held out as
-validation. It writes `.gpu/run.sh`, which trains on the GPU from the shipped model and leaves its
-best export in $OUT in parts under the 16 MiB a returned file may have (a width-256 model in
-float32 is 26.6 MB). With a GPU lent:
+git-ignored `.gpu/` with the first `--cifar` CIFAR-10 training images (so each batch keeps the
+quarter of small images the shipped models learned from) and training photos up to what is left
+of that upload once the tracked files are counted, one photo of each set in turn: McMaster
+(lossless, as they are), Urban100 downscaled by 1/2 (lossless WebP, as the shipped larger model's
+continuation used), Sun-Hays 80 and BSDS500 train (the published JPEGs, as they are). Six Urban100
+photos (the last in name order) are held out as validation. It writes `.gpu/run.sh`, which trains
+every `--run` at once on the GPU (one process each: a step of these small models leaves the GPU
+idle between kernels, so two processes share it well) and leaves their best exports in $OUT as
+one tar in parts under the 16 MiB a returned file may have (a width-256 model in float32 is 26.6
+MB), with its sha256 and the runs' console log. With a GPU lent:
 
-    run(command="bash .gpu/run.sh", carry=[".gpu"], timeout_s=720)
+    run(command="bash .gpu/run.sh", carry=[".gpu"], timeout_s=590)
 
-then `join` the returned folder into a model folder (checked against the sha256 the run wrote)
-and measure it here (`igc bench --model FOLDER ...`; docs/training.md, "A prepared GPU run").
-Kodak and the CIFAR-10 test set are never packed: they are evaluation data.
+then `join` the returned folder into model folders, one per run (checked against the sha256 the
+run wrote), and measure them here (`igc bench --model FOLDER ...`; docs/training.md, "A prepared
+GPU run"). The same run.sh runs on the CPU for a check: IGC_GPU_DEVICE=cpu IGC_GPU_EXTRA="--steps 3"
+OUT=/tmp/out bash .gpu/run.sh. Kodak and the CIFAR-10 test set are never packed: they are
+evaluation data.
 """
 
 from __future__ import annotations
@@ -28,12 +33,15 @@ import json
 import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "photos"
+SHARED = ROOT.parent / "shared" / "data"
+DATA = SHARED / "photos"
 UPLOAD = 64 << 20  # the device machine's upload: the checkout plus carried folders
 MARGIN = 2 << 20  # what untracked build files and the run's own notes may add
 PART = 15 << 20  # bytes per returned file (the limit is 16 MiB each, 8 files)
@@ -62,7 +70,15 @@ def pack(a: argparse.Namespace) -> None:
         shutil.rmtree(out)
     (out / "val").mkdir(parents=True)
     budget = a.budget_mib << 20 if a.budget_mib else UPLOAD - tracked_bytes() - MARGIN
+    runs = [parse_run(r) for r in (a.run or [DEFAULT_RUN])]
     used, sets = 0, {}
+    extra = ""
+    if a.cifar:
+        (out / "data").mkdir()
+        with np.load(SHARED / "cifar10" / "train_first4000.npz") as z:
+            np.savez_compressed(out / "data" / "cifar10_train.npz", images=z["images"][:a.cifar])
+        used += (out / "data" / "cifar10_train.npz").stat().st_size
+        extra = " --data .gpu/data/cifar10_train.npz"
     urban = sorted((DATA / "urban100").glob("*.webp"))
     for src in urban[-HELD_OUT:]:
         halved(src, out / "val" / src.name)
@@ -75,7 +91,7 @@ def pack(a: argparse.Namespace) -> None:
              "bsds500_train": (sorted((DATA / "bsds500" / "train").glob("*.jpg")), copy)}
     sets = {name: 0 for name in pools}
     for name in pools:
-        (out / "data" / name).mkdir(parents=True)
+        (out / "data" / name).mkdir(parents=True, exist_ok=True)
     # one photo of each set in turn, so that a small upload still holds every kind: lossless
     # scans and city scenes, and the textured JPEG photographs (foliage, water, fabric) that
     # Kodak has and the lossless sets lack (docs/training.md, "Warm starts on this CPU")
@@ -95,72 +111,142 @@ def pack(a: argparse.Namespace) -> None:
                 full.add(name)
                 continue
             used, sets[name] = used + dst.stat().st_size, sets[name] + 1
-    data = " ".join(f"--data .gpu/data/{n}" for n, c in sets.items() if c)
-    (out / "run.sh").write_text(f"""#!/bin/bash
-# Written by scripts/gpu_pack.py: a GPU continuation of {a.init}, {a.minutes} minutes of training.
-set -euo pipefail
-export PYTHONPATH="$PWD"
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
-python -m igc train --init-from {a.init} {data} --val .gpu/val --val-count 512 \\
-    --minutes {a.minutes} --batch {a.batch} --lr {a.lr} --warmup 50 --eval-minutes 0.7 \\
-    --eval-every 100000 --device cuda --name gpu-run --out /tmp/gpu-run
-python scripts/gpu_pack.py split /tmp/gpu-run/best "$OUT"
-cp /tmp/gpu-run/log.jsonl "$OUT/" 2>/dev/null || true
-""")
-    manifest = {"init": a.init, "minutes": a.minutes, "batch": a.batch, "lr": a.lr,
-                "photos": sets, "val": HELD_OUT, "bytes": used, "budget": budget}
+    data = " ".join(f"--data .gpu/data/{n}" for n, c in sets.items() if c) + extra
+    (out / "run.sh").write_text(run_script(runs, data, a.minutes))
+    manifest = {"runs": runs, "minutes": a.minutes, "photos": sets, "cifar": a.cifar,
+                "val": HELD_OUT, "bytes": used, "budget": budget}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     print(f".gpu/: {used / 2**20:.1f} MiB of {budget / 2**20:.1f} MiB; photos {sets}; "
-          f"validation {HELD_OUT} Urban100 photos at 1/2")
+          f"CIFAR-10 train {a.cifar}; validation {HELD_OUT} Urban100 photos at 1/2; "
+          f"runs {[r['name'] for r in runs]}")
+
+
+DEFAULT_RUN = "igc-rgb16-w256:1e-3:128"
+
+
+def parse_run(text: str) -> dict:
+    """INIT:LR:BATCH -> the run's settings; its name is the shipped id without 'igc-rgb16-'."""
+    try:
+        init, lr, batch = text.split(":")
+        run = {"init": init, "lr": float(lr), "batch": int(batch)}
+    except ValueError:
+        sys.exit(f"gpu_pack: --run {text!r}: expected INIT:LR:BATCH, e.g. {DEFAULT_RUN}")
+    run["name"] = Path(init).name.removeprefix("igc-rgb16-") or "run"
+    return run
+
+
+def run_script(runs: list[dict], data: str, minutes: float) -> str:
+    """The command the GPU machine runs: every run at once, then their exports into $OUT."""
+    starts = "\n".join(
+        f"python -m igc train --init-from {r['init']} {data} --val .gpu/val --val-count 512 "
+        f"--minutes {minutes} --batch {r['batch']} --lr {r['lr']} --warmup 100 --eval-minutes 0.7 "
+        f"--eval-every 100000 --device \"$DEVICE\" --name gpu-{r['name']} --out /tmp/gpu/{r['name']} "
+        f"$EXTRA > \"$OUT/{r['name']}.log\" 2>&1 &\npids+=($!)" for r in runs)
+    names = " ".join(r["name"] for r in runs)
+    return f"""#!/bin/bash
+# Written by scripts/gpu_pack.py: GPU continuations of {', '.join(r['init'] for r in runs)},
+# {minutes} minutes of training each, all at once.
+set -uo pipefail
+export PYTHONPATH="$PWD" PYTHONUNBUFFERED=1
+DEVICE="${{IGC_GPU_DEVICE:-cuda}}"
+EXTRA="${{IGC_GPU_EXTRA:-}}"
+mkdir -p "$OUT" /tmp/gpu
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
+pids=()
+{starts}
+rc=0
+for p in "${{pids[@]}}"; do wait "$p" || rc=1; done
+tail -n 5 "$OUT"/*.log
+for n in {names}; do python scripts/gpu_pack.py last /tmp/gpu/$n; done
+python scripts/gpu_pack.py split "$OUT" {names}
+exit $rc
+"""
 
 
 def split(a: argparse.Namespace) -> None:
-    """On the GPU machine: the export's small files as they are, its weights in parts."""
-    src, dst = Path(a.folder), Path(a.out)
-    dst.mkdir(parents=True, exist_ok=True)
-    for f in src.iterdir():
-        if f.name != "model.safetensors" and f.is_file() and f.stat().st_size < PART:
-            shutil.copyfile(f, dst / f.name)
-    blob = (src / "model.safetensors").read_bytes()
-    parts = [blob[i:i + PART] for i in range(0, len(blob), PART)]
-    for i, part in enumerate(parts):
-        (dst / f"model.safetensors.part{i}").write_bytes(part)
-    (dst / "model.sha256").write_text(hashlib.sha256(blob).hexdigest() + "\n")
+    """On the GPU machine: each run's best export and log into one tar, in returnable parts."""
+    dst = Path(a.out)
+    tar_path = Path("/tmp/gpu/back.tar")
+    with tarfile.open(tar_path, "w") as tar:
+        for name in a.names:
+            run = Path("/tmp/gpu") / name
+            for export in ("best", "last"):
+                if (run / export).is_dir():
+                    tar.add(run / export, arcname=f"{name}/{export}")
+            for extra in ("log.jsonl", "training.json"):
+                if (run / extra).is_file():
+                    tar.add(run / extra, arcname=f"{name}/{extra}")
+    blob = tar_path.read_bytes()
+    for i in range(0, len(blob), PART):
+        (dst / f"back.tar.part{i // PART}").write_bytes(blob[i:i + PART])
+    (dst / "back.sha256").write_text(hashlib.sha256(blob).hexdigest() + "\n")
+    print(f"split: {len(blob):,} bytes in {-(-len(blob) // PART)} parts")
+
+
+def last(a: argparse.Namespace) -> None:
+    """On the GPU machine: the run's final weights (its last checkpoint) as an export in last/.
+
+    The trainer exports the weights with the best validation; a warm start whose validation
+    photos differ from the images it is judged on can find its best at step 0 (the first GPU run
+    did), so the end of the schedule comes back too, and the choice is made here on Kodak."""
+    import torch
+    from safetensors.torch import save
+
+    run = Path(a.run)
+    ckpt = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
+    state = {k: v.detach().to(torch.float32).contiguous() for k, v in ckpt["model"].items()}
+    dst = run / "last"
+    dst.mkdir(exist_ok=True)
+    (dst / "model.safetensors").write_bytes(save(state, metadata={"format": "pt"}))
+    shutil.copyfile(run / "best" / "config.json", dst / "config.json")
+    info = json.loads((run / "best" / "training.json").read_text())
+    info.update(step=ckpt["step"], tokens=ckpt["tokens"], elapsed_s=round(ckpt["elapsed"], 1),
+                val_bpsp=None, exported="the last checkpoint (end of the schedule)")
+    (dst / "training.json").write_text(json.dumps(info, indent=2) + "\n")
+    print(f"last: step {ckpt['step']}, {ckpt['tokens']:,} tokens -> {dst}")
 
 
 def join(a: argparse.Namespace) -> None:
-    """Here: the parts back into model.safetensors, refused unless the sha256 matches."""
+    """Here: the parts back into one folder per run, refused unless the sha256 matches."""
     src, dst = Path(a.folder), Path(a.out)
-    dst.mkdir(parents=True, exist_ok=True)
-    parts = sorted(src.glob("model.safetensors.part*"), key=lambda p: int(p.suffix[5:]))
-    if not parts or not (src / "model.sha256").is_file():
-        sys.exit(f"gpu_pack: {src} holds no model.safetensors.part* and model.sha256 (the files "
-                 "a run of .gpu/run.sh returns)")
+    parts = sorted(src.glob("back.tar.part*"), key=lambda p: int(p.name.rsplit("part", 1)[1]))
+    if not parts or not (src / "back.sha256").is_file():
+        sys.exit(f"gpu_pack: {src} holds no back.tar.part* and back.sha256 (the files a run of "
+                 ".gpu/run.sh returns)")
     blob = b"".join(p.read_bytes() for p in parts)
-    want = (src / "model.sha256").read_text().strip()
+    want = (src / "back.sha256").read_text().strip()
     if hashlib.sha256(blob).hexdigest() != want:
-        sys.exit(f"gpu_pack: the parts in {src} do not make the model the run wrote (sha256)")
-    (dst / "model.safetensors").write_bytes(blob)
-    for f in src.iterdir():
-        if f.is_file() and not f.name.startswith("model."):
-            shutil.copyfile(f, dst / f.name)
-    print(f"{dst}: model.safetensors {len(blob):,} bytes from {len(parts)} parts, sha256 {want}")
+        sys.exit(f"gpu_pack: the parts in {src} do not make the tar the run wrote (sha256)")
+    dst.mkdir(parents=True, exist_ok=True)
+    tmp = dst / "back.tar"
+    tmp.write_bytes(blob)
+    with tarfile.open(tmp) as tar:
+        tar.extractall(dst, filter="data")
+    tmp.unlink()
+    for log in src.glob("*.log"):
+        shutil.copyfile(log, dst / log.name)
+    print(f"{dst}: {len(blob):,} bytes from {len(parts)} parts, sha256 {want}; "
+          f"runs {sorted(p.name for p in dst.iterdir() if p.is_dir())}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("pack", help="fill .gpu/ and write .gpu/run.sh")
-    p.add_argument("--init", default="igc-rgb16-w256")
-    p.add_argument("--minutes", type=float, default=8.0)
-    p.add_argument("--batch", type=int, default=128)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--run", action="append", metavar="INIT:LR:BATCH",
+                   help=f"a continuation to train (repeatable; default {DEFAULT_RUN})")
+    p.add_argument("--minutes", type=float, default=7.0)
+    p.add_argument("--cifar", type=int, default=1000,
+                   help="CIFAR-10 training images to pack (0: none)")
     p.add_argument("--budget-mib", type=int, default=0, help="0: what the upload leaves")
     p.set_defaults(fn=pack)
-    s = sub.add_parser("split", help="(on the GPU machine) an export into returnable parts")
-    s.add_argument("folder")
+    s = sub.add_parser("split", help="(on the GPU machine) the runs' exports into returnable parts")
     s.add_argument("out")
+    s.add_argument("names", nargs="+")
     s.set_defaults(fn=split)
+    la = sub.add_parser("last", help="(on the GPU machine) a run's last checkpoint as an export")
+    la.add_argument("run")
+    la.set_defaults(fn=last)
     j = sub.add_parser("join", help="returned parts back into a model folder")
     j.add_argument("folder")
     j.add_argument("out")

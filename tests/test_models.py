@@ -264,6 +264,7 @@ def test_a_model_id_no_file_could_record_is_refused_before_coding(tmp_path, tiny
 # -- the optional larger model (issue 18) -----------------------------------------------------
 
 LARGER = "igc-rgb16-w256"
+LARGER_V2 = "igc-rgb16-w256-v2"  # the same architecture trained 4 more minutes (2026-12-04)
 
 
 def test_the_larger_model_is_listed_and_never_the_default():
@@ -274,25 +275,33 @@ def test_the_larger_model_is_listed_and_never_the_default():
     assert not larger["default"] and DEFAULT_MODEL != LARGER
     assert (larger["parameters"], larger["fingerprint"]) == (6_642_176, "1eb7fb01d4945761")
     assert larger["file_bytes"] == 26_577_112
+    second = listed[LARGER_V2]  # stored as float16: half the bytes, the same parameters
+    assert not second["default"]
+    assert (second["parameters"], second["fingerprint"]) == (6_642_176, "9fa2c4a833074d54")
+    assert second["file_bytes"] == 13_292_680
     assert [m for m in listed.values() if m["default"]] == [listed[DEFAULT_MODEL]]
 
 
-def test_the_larger_model_codes_through_the_cli_and_decodes_without_model(tmp_path):
+@pytest.mark.parametrize("name, fingerprint, code", [(LARGER, "1eb7fb01d4945761", 0x82),
+                                                     (LARGER_V2, "9fa2c4a833074d54", 0x83)])
+def test_the_larger_model_codes_through_the_cli_and_decodes_without_model(tmp_path, name,
+                                                                          fingerprint, code):
     """--model igc-rgb16-w256 writes a file whose header names the model by its one-byte code
-    (0x82), and decompress finds the weights by the fingerprint alone. An 8×8 image: one tile."""
+    (0x82; 0x83 for igc-rgb16-w256-v2), and decompress finds the weights by the fingerprint
+    alone. An 8×8 image: one tile."""
     from PIL import Image
 
     from igc.core.container import SHIPPED_MODEL_IDS
 
     image = astronaut_crop()[:8, :8]
     Image.fromarray(image).save(tmp_path / "a.png")
-    out = invoke("compress", tmp_path / "a.png", "-o", tmp_path / "a.igc", "--model", LARGER)
+    out = invoke("compress", tmp_path / "a.png", "-o", tmp_path / "a.igc", "--model", name)
     assert out.exit_code == 0, out.output
     data = (tmp_path / "a.igc").read_bytes()
     header, _ = container.unpack(data)
-    assert (header.model_id, header.fingerprint) == (LARGER, "1eb7fb01d4945761")
+    assert (header.model_id, header.fingerprint) == (name, fingerprint)
     at = data.index(bytes.fromhex(header.fingerprint)) + 8  # the id follows the fingerprint
-    assert SHIPPED_MODEL_IDS.index(LARGER) == 2 and data[at] == 0x82
+    assert 0x80 + SHIPPED_MODEL_IDS.index(name) == code and data[at] == code
     out = invoke("decompress", tmp_path / "a.igc", "-o", tmp_path / "b.png")
     assert out.exit_code == 0, out.output
     assert np.array_equal(np.asarray(Image.open(tmp_path / "b.png")), image)

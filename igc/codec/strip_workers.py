@@ -246,7 +246,8 @@ def _receive(conn: Connection, children: dict, outcomes: dict) -> None:
     if missing and all(ok for i, (ok, _) in outcomes.items() if i in strips):
         outcomes[missing[0]] = (False, IgcError(
             f"the worker process coding strip {missing[0]} stopped (exit code "
-            f"{child.exitcode}) before it finished"))
+            f"{child.exitcode}) before it finished; IGC_STRIP_WORKERS=threads codes strips "
+            "in this process instead"))
 
 
 def _set_threads(threads: int) -> None:
