@@ -165,11 +165,11 @@ exit $rc
 
 def split(a: argparse.Namespace) -> None:
     """On the GPU machine: each run's best export and log into one tar, in returnable parts."""
-    dst = Path(a.out)
-    tar_path = Path("/tmp/gpu/back.tar")
+    dst, root = Path(a.out), Path(a.root)
+    tar_path = root / "back.tar"
     with tarfile.open(tar_path, "w") as tar:
         for name in a.names:
-            run = Path("/tmp/gpu") / name
+            run = root / name
             for export in ("best", "last"):
                 if (run / export).is_dir():
                     tar.add(run / export, arcname=f"{name}/{export}")
@@ -229,7 +229,7 @@ def join(a: argparse.Namespace) -> None:
           f"runs {sorted(p.name for p in dst.iterdir() if p.is_dir())}")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("pack", help="fill .gpu/ and write .gpu/run.sh")
@@ -243,6 +243,7 @@ def main() -> None:
     s = sub.add_parser("split", help="(on the GPU machine) the runs' exports into returnable parts")
     s.add_argument("out")
     s.add_argument("names", nargs="+")
+    s.add_argument("--root", default="/tmp/gpu", help="where run.sh's runs are")
     s.set_defaults(fn=split)
     la = sub.add_parser("last", help="(on the GPU machine) a run's last checkpoint as an export")
     la.add_argument("run")
@@ -251,7 +252,7 @@ def main() -> None:
     j.add_argument("folder")
     j.add_argument("out")
     j.set_defaults(fn=join)
-    a = ap.parse_args()
+    a = ap.parse_args(argv)
     a.fn(a)
 
 
