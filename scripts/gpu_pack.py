@@ -12,7 +12,7 @@ of that upload once the tracked files are counted, one photo of each set in turn
 continuation used), Sun-Hays 80 and BSDS500 train (the published JPEGs, as they are). Six Urban100
 photos (the last in name order) are held out as validation. It writes `.gpu/run.sh`, which trains
 every `--run` at once on the GPU (one process each: a step of these small models leaves the GPU
-idle between kernels, so two processes share it well) and leaves their best exports in $OUT as
+idle between kernels, so two processes share it) and leaves their best and last exports in $OUT as
 one tar in parts under the 16 MiB a returned file may have (a width-256 model in float32 is 26.6
 MB), with its sha256 and the runs' console log. With a GPU lent:
 
@@ -71,6 +71,9 @@ def pack(a: argparse.Namespace) -> None:
     (out / "val").mkdir(parents=True)
     budget = a.budget_mib << 20 if a.budget_mib else UPLOAD - tracked_bytes() - MARGIN
     runs = [parse_run(r) for r in (a.run or [DEFAULT_RUN])]
+    names = [r["name"] for r in runs]
+    if len(set(names)) < len(names):  # each run writes /tmp/gpu/NAME and $OUT/NAME.log
+        sys.exit(f"gpu_pack: two --run share a start ({names}): give each run its own model")
     used, sets = 0, {}
     extra = ""
     if a.cifar:
@@ -193,6 +196,9 @@ def last(a: argparse.Namespace) -> None:
     from safetensors.torch import save
 
     run = Path(a.run)
+    if not (run / "checkpoint.pt").is_file() or not (run / "best").is_dir():
+        print(f"last: {run} has no checkpoint.pt and best/ (the run did not train); nothing exported")
+        return
     ckpt = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
     state = {k: v.detach().to(torch.float32).contiguous() for k, v in ckpt["model"].items()}
     dst = run / "last"
