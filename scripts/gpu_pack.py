@@ -189,9 +189,10 @@ def split(a: argparse.Namespace) -> None:
 def last(a: argparse.Namespace) -> None:
     """On the GPU machine: the run's final weights (its last checkpoint) as an export in last/.
 
-    The trainer exports the weights with the best validation; a warm start whose validation
-    photos differ from the images it is judged on can find its best at step 0 (the first GPU run
-    did), so the end of the schedule comes back too, and the choice is made here on Kodak."""
+    A warm start whose validation photos differ from the images it is judged on can find its
+    best at step 0 (the first GPU run did), so the end of the schedule comes back too, and the
+    choice is made here on Kodak. The trainer writes last/ itself when its schedule ends; this
+    covers a run stopped before that (the call's time limit), from its last checkpoint."""
     import torch
     from safetensors.torch import save
 
@@ -200,6 +201,10 @@ def last(a: argparse.Namespace) -> None:
         print(f"last: {run} has no checkpoint.pt and best/ (the run did not train); nothing exported")
         return
     ckpt = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
+    done = run / "last" / "training.json"
+    if done.is_file() and json.loads(done.read_text()).get("step") == ckpt["step"]:
+        print(f"last: step {ckpt['step']}, exported by the trainer at the schedule's end")
+        return
     state = {k: v.detach().to(torch.float32).contiguous() for k, v in ckpt["model"].items()}
     dst = run / "last"
     dst.mkdir(exist_ok=True)

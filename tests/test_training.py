@@ -22,7 +22,7 @@ from igc.training.model import (
     load_pretrained,
     tokens_from_tiles,
 )
-from igc.training.trainer import Trainer, TrainSettings, lr_at
+from igc.training.trainer import Trainer, TrainSettings, lr_at, training_loss
 
 TINY = ModelConfig(width=32, layers=2, heads=2, tile=4)
 
@@ -132,6 +132,10 @@ def test_run_logs_and_exports(tmp_path):
     meta = json.loads((run / "best" / "training.json").read_text())
     assert meta["val_bpsp"] == pytest.approx(best)
     assert (run / "best" / "model.safetensors").exists() and (run / "checkpoint.pt").exists()
+    # the schedule's end is exported beside the best validation, with the last validation
+    last = json.loads((run / "last" / "training.json").read_text())
+    assert last["step"] == 4 and last["val_bpsp"] == pytest.approx(records[-1]["val_bpsp"])
+    assert (run / "last" / "model.safetensors").exists()
     # --resume after the end: nothing left to do, the step count is kept.
     again = _trainer(tmp_path, resume=True, steps=4, eval_every=2)
     assert again.step == 4
@@ -225,6 +229,40 @@ def test_init_from_starts_from_the_exported_weights(tmp_path):
     assert again.init_provenance == meta["init_from"]
 
 
+def test_distillation_target_is_a_mixture_with_the_true_symbol():
+    """Against one-hot targets the soft cross entropy is the data's, whatever the share; against
+    the model's own distribution it has no gradient (p - q = 0), so distilling a model into
+    itself moves nothing but the true symbol's part."""
+    torch.manual_seed(0)
+    model = ImageGPT(TINY)
+    ids, tgt = tokens_from_tiles(torch.from_numpy(_synthetic(4, 4)))
+    onehot = torch.nn.functional.one_hot(tgt, 256).float()
+    for share in (0.0, 0.3, 1.0):
+        loss, hard = training_loss(model, ids, tgt, None, onehot, share)
+        assert loss.item() == pytest.approx(hard.item(), rel=1e-6)
+    with torch.no_grad():
+        own = torch.softmax(model(ids).float(), dim=-1)
+    for share, moves in ((1.0, False), (0.5, True)):
+        model.zero_grad()
+        training_loss(model, ids, tgt, None, own, share)[0].backward()
+        norm = torch.sqrt(sum((p.grad ** 2).sum() for p in model.parameters())).item()
+        assert (norm > 1e-2) if moves else (norm < 1e-5), (share, norm)
+
+
+def test_distilled_run_records_its_teacher(tmp_path):
+    donor = _export_tiny(tmp_path)
+    tr = _trainer(tmp_path / "kd", steps=3, teacher=donor, distill=0.8, lr=1e-3)
+    tr.run()
+    for export in ("best", "last"):
+        meta = json.loads((tmp_path / "kd" / "run" / export / "training.json").read_text())
+        assert meta["teacher"]["folder"] == donor and meta["teacher"]["distill"] == 0.8
+    wide = ModelConfig(width=32, layers=2, heads=2, tile=8)
+    with pytest.raises(UsageError, match="reads tiles of 4, the model 8"):
+        Trainer(_settings(tmp_path / "bad", model=wide, teacher=donor),
+                source=TileSource(tile=8, stacks=[_synthetic()]),
+                val_tiles=_synthetic(4, 8, seed=1), quiet=True)
+
+
 def test_init_from_an_hf_checkpoint_matches_its_logits(tmp_path, tiny_model):
     """A model saved by transformers itself (the conftest's random ImageGPT) continues with
     the same predictions."""
@@ -288,6 +326,9 @@ def test_train_cli_warm_start_and_its_errors(tmp_path, tiny_model):
         (["--steps", "-1"], "--steps must be positive, got -1"),
         (["--minutes", "-1"], "--minutes must be positive, got -1.0"),
         (["--tile", "4", "--data", str(tmp_path / "empty.npz")], "holds no images"),
+        (["--init-from", tiny_model, "--teacher", tiny_model, "--distill", "1.5"],
+         "--distill must be between 0 and 1, got 1.5"),
+        (["--init-from", tiny_model, "--teacher", str(tmp_path / "none")], "not found"),
     ]:
         out = runner.invoke(app, [*common, *extra, "--out", str(tmp_path / "x")])
         lines = [line for line in out.output.splitlines() if line.strip()]

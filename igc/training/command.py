@@ -36,6 +36,19 @@ def train(
             "and schedule.",
         ),
     ] = None,
+    teacher: Annotated[
+        str | None,
+        typer.Option(
+            help="Distil: also learn this exported model's distributions (a run folder's best/, "
+            "a model folder or a shipped id such as igc-rgb16-w256-v2; same tile). Each step "
+            "then runs the teacher's forward pass too.",
+        ),
+    ] = None,
+    distill: Annotated[
+        float,
+        typer.Option(help="With --teacher: the teacher's share of the target distribution, "
+                     "the true symbol's the rest (0 to 1)."),
+    ] = 0.8,
     compile_model: Annotated[
         bool | None,
         typer.Option(
@@ -89,7 +102,8 @@ def train(
     ] = False,
     seed: Annotated[int, typer.Option(help="Seed for init and sampling.")] = 0,
 ) -> None:
-    """Train an ImageGPT model; exports the best weights to RUN/best (HF format)."""
+    """Train an ImageGPT model; exports the best weights to RUN/best and the last step's to
+    RUN/last (HF format)."""
     from igc.training.data import default_train_paths, default_val_path
     from igc.training.model import ModelConfig
     from igc.training.trainer import Trainer, TrainSettings
@@ -122,6 +136,8 @@ def train(
     for option, value in (("--lr", lr), ("--eval-minutes", eval_minutes)):
         if not (math.isfinite(value) and value > 0):
             raise UsageError(f"{option} must be a positive finite number, got {value}")
+    if not 0.0 <= distill <= 1.0:
+        raise UsageError(f"--distill must be between 0 and 1, got {distill}")
     if warmup < 0 or eval_every < 1:
         raise UsageError(f"--warmup must be at least 0 and --eval-every at least 1, got "
                          f"{warmup} and {eval_every}")
@@ -144,6 +160,8 @@ def train(
         eval_minutes=eval_minutes,
         init_from=init_from,
         compile=compile_model,
+        teacher=teacher,
+        distill=distill,
     )
     trainer = Trainer(settings, resume=resume)
     try:

@@ -59,6 +59,8 @@ class TrainSettings:
     log_every: int = 10
     init_from: str | None = None  # an exported model (folder or shipped id) to start from
     compile: bool | None = None  # torch.compile the training step; None: where it pays
+    teacher: str | None = None  # an exported model whose distributions the model also learns
+    distill: float = 0.8  # weight of the teacher's distribution in the target (with a teacher)
 
 
 def pick_device(name: str) -> torch.device:
@@ -110,13 +112,31 @@ def compile_pays(s: TrainSettings, device: torch.device) -> bool:
 
 
 def training_loss(model: torch.nn.Module, ids: torch.Tensor, tgt: torch.Tensor,
-                  dtype: torch.dtype | None) -> torch.Tensor:
-    """Mean cross entropy (nats) of `model` on a batch; autocast to `dtype` unless None. The
-    unit that `torch.compile` compiles: the forward pass with the loss, so the cast of the
-    logits and the log-softmax fuse with the last layers."""
+                  dtype: torch.dtype | None, soft: torch.Tensor | None = None,
+                  distill: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the loss to minimise, the mean cross entropy of the data) in nats; autocast to `dtype`
+    unless None. With a teacher's probabilities `soft`, the target is `distill` of them plus
+    the rest on the true symbol: the cross entropy against that mixture is the data's
+    cross entropy plus `distill` times the KL divergence from the teacher (up to the teacher's
+    constant entropy). The unit that `torch.compile` compiles: the forward pass with the loss,
+    so the cast of the logits and the log-softmax fuse with the last layers."""
     with torch.autocast(ids.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
         logits = model(ids)
-    return F.cross_entropy(logits.float().reshape(-1, 256), tgt.reshape(-1))
+    logits = logits.float().reshape(-1, 256)
+    hard = F.cross_entropy(logits, tgt.reshape(-1))
+    if soft is None:
+        return hard, hard
+    soft_ce = -(soft.reshape(-1, 256) * F.log_softmax(logits, dim=-1)).sum(-1).mean()
+    return distill * soft_ce + (1.0 - distill) * hard, hard
+
+
+def teacher_probs(teacher: torch.nn.Module, ids: torch.Tensor,
+                  dtype: torch.dtype | None) -> torch.Tensor:
+    """The teacher's next-symbol probabilities, float32, no gradient."""
+    with torch.no_grad(), torch.autocast(ids.device.type, dtype=dtype or torch.float32,
+                                         enabled=dtype is not None):
+        logits = teacher(ids)
+    return torch.softmax(logits.float(), dim=-1)
 
 
 def hardware(device: torch.device, threads: int) -> str:
@@ -220,6 +240,14 @@ class Trainer:
             # A warm start: the exported model's weights and architecture, with a fresh
             # optimizer, schedule and counters.
             s.model, init_state, self.init_provenance = load_pretrained(s.init_from)
+        if not 0.0 <= s.distill <= 1.0:
+            raise UsageError(f"--distill must be between 0 and 1, got {s.distill}")
+        teacher_cfg, teacher_state, self.teacher_provenance = None, None, None
+        if s.teacher:
+            teacher_cfg, teacher_state, self.teacher_provenance = load_pretrained(s.teacher)
+            if teacher_cfg.tile != s.model.tile:
+                raise UsageError(f"--teacher {s.teacher} reads tiles of {teacher_cfg.tile}, the "
+                                 f"model {s.model.tile}: their symbols must be the same")
         torch.set_num_threads(s.threads)
         self.device = pick_device(s.device)
         self.dtype = pick_dtype(s.precision, self.device)
@@ -235,6 +263,12 @@ class Trainer:
         # so checkpoints keep the module's parameter names
         self.compiled = compile_pays(s, self.device) if s.compile is None else s.compile
         self.train_loss = torch.compile(training_loss) if self.compiled else training_loss
+        self.teacher = None
+        if teacher_cfg is not None:
+            self.teacher = ImageGPT(teacher_cfg)
+            self.teacher.load_state_dict(teacher_state)
+            self.teacher.to(self.device).eval().requires_grad_(False)
+        self.teacher_probs = torch.compile(teacher_probs) if self.compiled else teacher_probs
         self._compile_checked = not self.compiled
         self.rng = np.random.default_rng(s.seed)
         self.step, self.tokens, self.elapsed = 0, 0, 0.0
@@ -283,10 +317,15 @@ class Trainer:
         atomic_save(self.state(), self.ckpt_path)
 
     def export_best(self, val_bpsp: float) -> None:
+        self.export("best", val_bpsp)
+
+    def export(self, name: str, val_bpsp: float) -> None:
+        """The model as it is now, to RUN/NAME: `best` at each better validation, `last` when
+        the schedule ends (a validation set unlike the test images can pick a worse step)."""
         export_pretrained(
             self.model,
             self.s.model.hf_config(),
-            self.out / "best",
+            self.out / name,
             extra={
                 "step": self.step,
                 "tokens": self.tokens,
@@ -298,6 +337,8 @@ class Trainer:
                 "data": {"paths": [str(p) for p in self.s.data], **self.source.description},
                 "tile": self.s.model.tile,
                 "init_from": self.init_provenance,
+                "teacher": (None if self.teacher is None
+                            else {**self.teacher_provenance, "distill": self.s.distill}),
                 "tokenization": "start token 256, then subpixels 0..255, RGB interleaved, raster order",
             },
         )
@@ -323,23 +364,29 @@ class Trainer:
             g["lr"] = lr_at(s, self.step, self.elapsed)
         ids, tgt = tokens_from_tiles(self.next_batch())
         if self._compile_checked:
-            loss = self.train_loss(self.model, ids, tgt, self.dtype)
+            loss, hard = self._loss(ids, tgt)
         else:
-            loss = self._first_compiled_loss(ids, tgt)
+            loss, hard = self._first_compiled_loss(ids, tgt)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
         self.opt.step()
         self.step += 1
         self.tokens += tgt.numel()
-        return loss.detach()
+        return hard.detach()
 
-    def _first_compiled_loss(self, ids: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
+    def _loss(self, ids: torch.Tensor, tgt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`training_loss` of the batch, against the teacher's probabilities if there is one."""
+        soft = None if self.teacher is None else self.teacher_probs(self.teacher, ids, self.dtype)
+        return self.train_loss(self.model, ids, tgt, self.dtype, soft, self.s.distill)
+
+    def _first_compiled_loss(self, ids: torch.Tensor,
+                             tgt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The first compiled call compiles. If that fails (no C++ compiler, an unsupported
         build), an automatic choice falls back to the eager step with a note; an explicit
         --compile is an error."""
         try:
-            loss = self.train_loss(self.model, ids, tgt, self.dtype)
+            out = self._loss(ids, tgt)
         except Exception as exc:  # torch.compile raises many kinds (InductorError, ...)
             lines = str(exc).strip().splitlines()
             reason = f"{type(exc).__name__}: {lines[0] if lines else ''}"
@@ -350,9 +397,10 @@ class Trainer:
                 print(f"note: torch.compile failed ({reason[:200]}); training without it",
                       file=sys.stderr)
             self.compiled, self.train_loss = False, training_loss
-            loss = self.train_loss(self.model, ids, tgt, self.dtype)
+            self.teacher_probs = teacher_probs
+            out = self._loss(ids, tgt)
         self._compile_checked = True
-        return loss
+        return out
 
     def done(self) -> bool:
         return budget_progress(self.s, self.step, self.elapsed) >= 1.0
@@ -481,9 +529,11 @@ class Trainer:
                         print(f"{self.elapsed:8.0f}s  {line}", file=sys.stderr, flush=True)
                         next_line = time.monotonic() + 60
         self.save_checkpoint()
+        self.export("last", val)
         if not self.quiet:
             print(
-                f"done: step {self.step}, best val {self.best:.4f} bpsp, export in {self.out / 'best'}",
+                f"done: step {self.step}, best val {self.best:.4f} bpsp, export in "
+                f"{self.out / 'best'} (the last step's in {self.out / 'last'})",
                 file=sys.stderr,
             )
         return self.best
