@@ -102,8 +102,9 @@ def train(
     ] = False,
     seed: Annotated[int, typer.Option(help="Seed for init and sampling.")] = 0,
 ) -> None:
-    """Train an ImageGPT model; exports the best weights to RUN/best and the last step's to
-    RUN/last (HF format)."""
+    """Train an ImageGPT model; exports the best weights to RUN/best, the last step's to RUN/last.
+
+    Both are HF-format model folders that --model, --init-from and --teacher accept."""
     from igc.training.data import default_train_paths, default_val_path
     from igc.training.model import ModelConfig
     from igc.training.trainer import Trainer, TrainSettings
