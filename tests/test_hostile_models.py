@@ -173,7 +173,8 @@ def test_shipped_fingerprints_are_unchanged():
     from igc.models.imagegpt import ImageGPTModel, fingerprint_of, load_checked, resolve
 
     expected = {"igc-rgb16-v2": "c862dd8d8d6cbab8", "igc-rgb16": "c31ec73887b527b1",
-                "igc-rgb16-w256": "1eb7fb01d4945761", "igc-rgb16-w256-v2": "9fa2c4a833074d54"}
+                "igc-rgb16-w256": "1eb7fb01d4945761", "igc-rgb16-w256-v2": "9fa2c4a833074d54",
+                "igc-rgb16-v3": "c62b30186c39f0c8"}
     for name, fingerprint in expected.items():
         config, tensors = load_checked(resolve(name)[1])
         assert fingerprint_of(tensors, config) == fingerprint_of(tensors) == fingerprint, name

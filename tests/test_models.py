@@ -62,9 +62,29 @@ def test_catalog_matches_the_shipped_weights():
         assert m.file_bytes == (m.folder / "model.safetensors").stat().st_size
 
 
-def test_the_default_model_is_v2_and_headers_name_it():
+def test_the_default_model_is_v3_and_headers_name_it_by_code():
+    """igc-rgb16-v3 (2026-12-05) is the default; its header code is 0x84, the table's fifth."""
     image = astronaut_crop()[:5, :6]
     data = igc.compress(image)
+    header, _ = container.unpack(data)
+    assert (header.model_id, header.fingerprint) == ("igc-rgb16-v3", "c62b30186c39f0c8")
+    assert container.SHIPPED_MODEL_IDS.index("igc-rgb16-v3") == 4
+    assert np.array_equal(igc.decompress(data), image)
+
+
+def test_a_file_of_the_first_v3_default_decodes_exactly():
+    """tests/data/model-igc-rgb16-v3-numerics2.igc: the astronaut crop as the default wrote it
+    on the day igc-rgb16-v3 became the default (numerics 2, so on any machine)."""
+    data = (Path(__file__).parent / "data" / "model-igc-rgb16-v3-numerics2.igc").read_bytes()
+    assert container.unpack(data)[0].model_id == "igc-rgb16-v3"
+    assert np.array_equal(igc.decompress(data), astronaut_crop())
+
+
+def test_a_file_of_the_previous_default_still_decodes():
+    """The fixtures of igc-rgb16-v2 (numerics 2, every context mode) are held by their own
+    tests; here a fresh v2 file decodes beside the new default, found by its header's code."""
+    image = astronaut_crop()[:7, :9]
+    data = igc.compress(image, model="igc-rgb16-v2")
     header, _ = container.unpack(data)
     assert (header.model_id, header.fingerprint) == ("igc-rgb16-v2", "c862dd8d8d6cbab8")
     assert np.array_equal(igc.decompress(data), image)

@@ -54,7 +54,9 @@ SHIPPED_NAMES = ("subpixel", "palette", "range", "imagegpt", "uniform")
 # version 4: the id of a model igc ships is stored as one byte 0x80 + i (its length byte is at
 # most MAX_MODEL_ID otherwise), which takes 12 bytes off a default file: 0.03 bits per subpixel
 # on a 32x32 image. Append-only: a file's code must name the same model in every later igc.
-SHIPPED_MODEL_IDS = ("igc-rgb16", "igc-rgb16-v2", "igc-rgb16-w256", "igc-rgb16-w256-v2")
+SHIPPED_MODEL_IDS = (
+    "igc-rgb16", "igc-rgb16-v2", "igc-rgb16-w256", "igc-rgb16-w256-v2", "igc-rgb16-v3",
+)
 RESIDUAL_FLAG = 0x01  # layout low nibble (version 4): exact residuals follow the tokens
 # version 5: layout bits 1-3 say which of the tokenizer, coder and model plugin names is followed
 # by the name of the distribution (the pip package) that registers it, so a decoder without the

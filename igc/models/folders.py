@@ -21,7 +21,7 @@ from pathlib import Path
 from igc.errors import ModelError
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-DEFAULT_MODEL = "igc-rgb16-v2"
+DEFAULT_MODEL = "igc-rgb16-v3"
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
