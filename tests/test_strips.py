@@ -198,4 +198,4 @@ def test_the_v6_fixture_decodes_on_any_machine():
     assert (header.version, header.context, header.numerics, header.strip_rows) == (6, 3, 2, 16)
     want = np.asarray(Image.open(FIXTURE.with_suffix(".png")))
     np.testing.assert_array_equal(want, smooth_image(40, 48, seed=12))
-    np.testing.assert_array_equal(compose(None).decode(data), want)
+    np.testing.assert_array_equal(compose("igc-rgb16-v2").decode(data), want)
