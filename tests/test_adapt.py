@@ -256,8 +256,8 @@ def test_the_committed_mode_1_file_decodes():
     helpers.smooth_image(40, 48, seed=11))."""
     from PIL import Image
 
-    codec = compose("igc-rgb16-v2")  # the model the fixture names
     header, _ = container.unpack(FIXTURE.read_bytes())
+    codec = compose(header.model_id)
     assert (header.context, header.numerics, header.version) == (1, 2, 5)
     want = np.asarray(Image.open(FIXTURE.with_suffix(".png")))
     np.testing.assert_array_equal(codec.decode(FIXTURE.read_bytes()), want)

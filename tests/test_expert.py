@@ -196,7 +196,7 @@ def test_the_committed_mode_3_file_decodes():
     assert (header.context, header.numerics, header.version) == (3, 2, 5)
     want = np.asarray(Image.open(FIXTURE.with_suffix(".png")))
     np.testing.assert_array_equal(want, smooth_image(40, 48, seed=11))
-    np.testing.assert_array_equal(compose("igc-rgb16-v2").decode(FIXTURE.read_bytes()), want)
+    np.testing.assert_array_equal(compose(header.model_id).decode(FIXTURE.read_bytes()), want)
 
 
 def test_compress_takes_mode_3_and_info_names_it(tiny, tmp_path):

@@ -75,7 +75,7 @@ def test_the_default_model_is_v3_and_headers_name_it_by_code():
 def test_a_file_of_the_first_v3_default_decodes_exactly():
     """tests/data/model-igc-rgb16-v3-numerics2.igc: the astronaut crop as the default wrote it
     on the day igc-rgb16-v3 became the default (numerics 2, so on any machine)."""
-    data = (Path(__file__).parent / "data" / "model-igc-rgb16-v3-numerics2.igc").read_bytes()
+    data = (FIXTURES / "model-igc-rgb16-v3-numerics2.igc").read_bytes()
     assert container.unpack(data)[0].model_id == "igc-rgb16-v3"
     assert np.array_equal(igc.decompress(data), astronaut_crop())
 
