@@ -19,6 +19,7 @@ from igc.training.model import (
     ImageGPT,
     ModelConfig,
     export_pretrained,
+    grow_layers,
     load_pretrained,
     tokens_from_tiles,
 )
@@ -229,6 +230,34 @@ def test_init_from_starts_from_the_exported_weights(tmp_path):
     assert again.init_provenance == meta["init_from"]
 
 
+def test_grown_model_predicts_what_its_donor_does_then_learns(tmp_path, tiny_model):
+    """Appended blocks start as the identity: the grown model's logits are the donor's exactly
+    (the residual adds zeros), and its first step moves the new blocks' projections off zero."""
+    cfg, state, _ = load_pretrained(tiny_model)
+    grown_cfg, grown_state = grow_layers(cfg, state, 2, seed=3)
+    assert grown_cfg == ModelConfig(width=32, layers=4, heads=4, tile=4)
+    donor, grown = ImageGPT(cfg).eval(), ImageGPT(grown_cfg).eval()
+    donor.load_state_dict(state)
+    grown.load_state_dict(grown_state)
+    ids, _ = tokens_from_tiles(torch.randint(0, 256, (3, 4, 4, 3), dtype=torch.uint8))
+    with torch.no_grad():
+        assert torch.equal(donor(ids), grown(ids))
+    assert grown_state["transformer.h.3.attn.c_attn.weight"].std() > 0.01  # fresh, not zero
+    assert not grown_state["transformer.h.2.mlp.c_proj.weight"].any()
+
+    tr = _trainer(tmp_path, steps=1, init_from=tiny_model, grow_layers=1, lr=1e-3,
+                  model=TINY)
+    assert tr.s.model.layers == 3 and tr.init_provenance["grown_layers"] == 1
+    tr.run()
+    moved = tr.model.state_dict()["transformer.h.2.attn.c_proj.weight"]
+    assert moved.abs().max().item() > 0
+    meta = json.loads((tmp_path / "run" / "best" / "training.json").read_text())
+    assert meta["init_from"]["grown_layers"] == 1
+    assert json.loads((tmp_path / "run" / "best" / "config.json").read_text())["n_layer"] == 3
+    with pytest.raises(UsageError, match="--grow-layers adds blocks to the model of --init-from"):
+        _trainer(tmp_path / "cold", steps=1, grow_layers=1)
+
+
 def test_distillation_target_is_a_mixture_with_the_true_symbol():
     """Against one-hot targets the soft cross entropy is the data's, whatever the share; against
     the model's own distribution it has no gradient (p - q = 0), so distilling a model into
@@ -320,6 +349,9 @@ def test_train_cli_warm_start_and_its_errors(tmp_path, tiny_model):
     for extra, message in [
         (["--init-from", tiny_model, "--width", "64"], "--width 64 (the model has 32)"),
         (["--init-from", tiny_model, "--resume"], "--init-from starts a new run"),
+        (["--init-from", tiny_model, "--grow-layers", "1", "--layers", "2"],
+         "--layers 2 (the model has 3)"),
+        (["--grow-layers", "1"], "--grow-layers adds blocks to the model of --init-from"),
         (["--init-from", str(tmp_path / "none")], "not found"),
         (["--width", "30", "--heads", "4"], "must be divisible"),
         (["--heads", "0"], "must be positive"),

@@ -36,6 +36,14 @@ def train(
             "and schedule.",
         ),
     ] = None,
+    grow_layers: Annotated[
+        int,
+        typer.Option(
+            help="With --init-from: append this many transformer blocks that start as the "
+            "identity (zero output projections), so training starts from the model's own loss "
+            "with more capacity. Each block adds 1/layers of the model's time.",
+        ),
+    ] = 0,
     teacher: Annotated[
         str | None,
         typer.Option(
@@ -114,11 +122,16 @@ def train(
         if resume:
             raise UsageError("--init-from starts a new run; --resume continues one: pass one")
         arch = _architecture_of(init_from)
+        if grow_layers < 0:
+            raise UsageError(f"--grow-layers must be at least 0, got {grow_layers}")
+        arch["layers"] += grow_layers
         clash = [f"--{k} {v} (the model has {arch[k]})" for k, v in given.items()
                  if v is not None and v != arch[k]]
         if clash:
             raise UsageError(f"--init-from {init_from} fixes the architecture: " + ", ".join(clash))
     else:
+        if grow_layers:
+            raise UsageError("--grow-layers adds blocks to the model of --init-from: give one")
         defaults = {"width": 128, "layers": 4, "heads": 4, "tile": 16}
         arch = {k: defaults[k] if v is None else v for k, v in given.items()}
     width, layers, heads, tile = (arch[k] for k in given)
@@ -160,6 +173,7 @@ def train(
         eval_every=eval_every,
         eval_minutes=eval_minutes,
         init_from=init_from,
+        grow_layers=grow_layers,
         compile=compile_model,
         teacher=teacher,
         distill=distill,

@@ -248,6 +248,34 @@ def load_pretrained(spec: str) -> tuple[ModelConfig, dict[str, torch.Tensor], di
     return cfg, {k: v.float() for k, v in state.items()}, provenance
 
 
+def grow_layers(
+    cfg: ModelConfig, state: dict[str, torch.Tensor], extra: int, seed: int = 0
+) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
+    """`cfg` and `state` with `extra` blocks appended after the last one, each starting as the
+    identity: its attention and MLP output projections are zero, so the grown model computes
+    exactly what the given one does, and training starts from the given model's loss rather than
+    from a random model's. The new blocks' other weights are a fresh model's (GPT-2 init, `seed`),
+    so that the zero projections receive gradients as soon as training starts (a block with all
+    weights zero would stay stuck at the identity)."""
+    if extra < 1:
+        raise ValueError(f"extra must be at least 1, got {extra}")
+    grown = ModelConfig(cfg.width, cfg.layers + extra, cfg.heads, cfg.tile)
+    generator_state = torch.get_rng_state()
+    try:
+        torch.manual_seed(seed)
+        fresh = ImageGPT(grown).state_dict()
+    finally:
+        torch.set_rng_state(generator_state)
+    out = dict(state)
+    for i in range(cfg.layers, grown.layers):
+        prefix = f"transformer.h.{i}."
+        for name, tensor in fresh.items():
+            if name.startswith(prefix):
+                zero = ".c_proj." in name
+                out[name] = torch.zeros_like(tensor) if zero else tensor.clone()
+    return grown, out
+
+
 def export_pretrained(
     model: ImageGPT, config_dict: dict, out_dir: str | Path, extra: dict | None = None
 ) -> Path:

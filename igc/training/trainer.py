@@ -27,6 +27,7 @@ from igc.training.model import (
     ImageGPT,
     ModelConfig,
     export_pretrained,
+    grow_layers,
     load_pretrained,
     tokens_from_tiles,
 )
@@ -58,6 +59,7 @@ class TrainSettings:
     checkpoint_minutes: float = 3.0
     log_every: int = 10
     init_from: str | None = None  # an exported model (folder or shipped id) to start from
+    grow_layers: int = 0  # blocks appended to init_from's, starting as the identity
     compile: bool | None = None  # torch.compile the training step; None: where it pays
     teacher: str | None = None  # an exported model whose distributions the model also learns
     distill: float = 0.8  # weight of the teacher's distribution in the target (with a teacher)
@@ -240,6 +242,11 @@ class Trainer:
             # A warm start: the exported model's weights and architecture, with a fresh
             # optimizer, schedule and counters.
             s.model, init_state, self.init_provenance = load_pretrained(s.init_from)
+            if s.grow_layers:
+                s.model, init_state = grow_layers(s.model, init_state, s.grow_layers, s.seed)
+                self.init_provenance = {**self.init_provenance, "grown_layers": s.grow_layers}
+        elif s.grow_layers:
+            raise UsageError("--grow-layers adds blocks to the model of --init-from: give one")
         if not 0.0 <= s.distill <= 1.0:
             raise UsageError(f"--distill must be between 0 and 1, got {s.distill}")
         teacher_cfg, teacher_state, self.teacher_provenance = None, None, None
