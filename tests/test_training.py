@@ -350,7 +350,7 @@ def test_train_cli_warm_start_and_its_errors(tmp_path, tiny_model):
         (["--init-from", tiny_model, "--width", "64"], "--width 64 (the model has 32)"),
         (["--init-from", tiny_model, "--resume"], "--init-from starts a new run"),
         (["--init-from", tiny_model, "--grow-layers", "1", "--layers", "2"],
-         "--layers 2 (the model has 3)"),
+         "--layers 2 (the grown model has 3)"),
         (["--grow-layers", "1"], "--grow-layers adds blocks to the model of --init-from"),
         (["--init-from", str(tmp_path / "none")], "not found"),
         (["--width", "30", "--heads", "4"], "must be divisible"),

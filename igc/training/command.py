@@ -125,7 +125,8 @@ def train(
         if grow_layers < 0:
             raise UsageError(f"--grow-layers must be at least 0, got {grow_layers}")
         arch["layers"] += grow_layers
-        clash = [f"--{k} {v} (the model has {arch[k]})" for k, v in given.items()
+        model = "the grown model" if grow_layers else "the model"
+        clash = [f"--{k} {v} ({model} has {arch[k]})" for k, v in given.items()
                  if v is not None and v != arch[k]]
         if clash:
             raise UsageError(f"--init-from {init_from} fixes the architecture: " + ", ".join(clash))
