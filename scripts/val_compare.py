@@ -40,7 +40,7 @@ def main() -> None:
         cfg, state, provenance = load_pretrained(spec)
         model = ImageGPT(cfg)
         model.load_state_dict(state)
-        bpsp = evaluate(model, tiles, torch.device("cpu"), None)
+        bpsp, _ = evaluate(model, tiles, torch.device("cpu"), None)
         print(f"{spec} ({provenance['fingerprint']}): {bpsp:.4f} bits per subpixel")
 
 

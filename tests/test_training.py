@@ -23,7 +23,14 @@ from igc.training.model import (
     load_pretrained,
     tokens_from_tiles,
 )
-from igc.training.trainer import Trainer, TrainSettings, lr_at, training_loss
+from igc.training.trainer import (
+    Trainer,
+    TrainSettings,
+    evaluate,
+    lr_at,
+    position_weights,
+    training_loss,
+)
 
 TINY = ModelConfig(width=32, layers=2, heads=2, tile=4)
 
@@ -278,6 +285,52 @@ def test_distillation_target_is_a_mixture_with_the_true_symbol():
         assert (norm > 1e-2) if moves else (norm < 1e-5), (share, norm)
 
 
+def test_border_weight_weighs_a_tiles_first_row_and_column():
+    """The weights fall on exactly the positions context modes 2 and 3 do not code; the loss
+    is their weighted mean (zero on the border: the interior's mean alone), the logged figure
+    the plain mean, and a border weight of 0 leaves the border's logits without a gradient."""
+    assert position_weights(4, 1.0) is None
+    w = position_weights(4, 0.25).reshape(4, 4, 3)
+    assert (w[0] == 0.25).all() and (w[:, 0] == 0.25).all() and (w[1:, 1:] == 1.0).all()
+    torch.manual_seed(0)
+    model = ImageGPT(TINY)
+    ids, tgt = tokens_from_tiles(torch.from_numpy(_synthetic(4, 4)))
+    with torch.no_grad():
+        logits = model(ids).float()
+    nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), tgt, reduction="none")
+    inner = nll.reshape(4, 4, 4, 3)[:, 1:, 1:].mean()
+    loss, hard = training_loss(model, ids, tgt, None, weights=position_weights(4, 0.0))
+    assert loss.item() == pytest.approx(inner.item(), rel=1e-5)
+    assert hard.item() == pytest.approx(nll.mean().item(), rel=1e-6)
+    plain, weighted = evaluate(model, _synthetic(4, 4), torch.device("cpu"), None,
+                               weights=position_weights(4, 0.0))
+    assert plain == pytest.approx(nll.mean().item() / math.log(2), rel=1e-5)
+    assert weighted == pytest.approx(inner.item() / math.log(2), rel=1e-5)
+    # the last position of the tile is interior; position 0 (row 0) is not: its logits feed
+    # only the border's loss, so weight 0 gives them no gradient
+    out = model(ids)
+    out.retain_grad()
+    logits_loss = torch.nn.functional.cross_entropy(out.float().transpose(1, 2), tgt,
+                                                    reduction="none")
+    w = position_weights(4, 0.0).repeat(4)
+    ((logits_loss.reshape(-1) * w).sum() / w.sum()).backward()
+    assert out.grad[:, 0].abs().max() == 0 and out.grad[:, -1].abs().max() > 0
+
+
+def test_border_weighted_run_chooses_its_export_on_the_weighted_validation(tmp_path):
+    tr = _trainer(tmp_path, steps=3, border_weight=0.25)
+    tr.run()
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    best = min(log, key=lambda r: r["val_weighted_bpsp"])
+    assert all(r["val_weighted_bpsp"] != r["val_bpsp"] for r in log)
+    meta = json.loads((tmp_path / "run" / "best" / "training.json").read_text())
+    assert meta["border_weight"] == 0.25
+    assert meta["val_weighted_bpsp"] == pytest.approx(best["val_weighted_bpsp"], abs=1e-5)
+    assert meta["val_bpsp"] == pytest.approx(best["val_bpsp"], abs=1e-5)
+    with pytest.raises(UsageError, match="--border-weight must be between 0 and 1, got 2"):
+        _trainer(tmp_path / "bad", steps=1, border_weight=2.0)
+
+
 def test_distilled_run_records_its_teacher(tmp_path):
     donor = _export_tiny(tmp_path)
     tr = _trainer(tmp_path / "kd", steps=3, teacher=donor, distill=0.8, lr=1e-3)
@@ -361,6 +414,7 @@ def test_train_cli_warm_start_and_its_errors(tmp_path, tiny_model):
         (["--init-from", tiny_model, "--teacher", tiny_model, "--distill", "1.5"],
          "--distill must be between 0 and 1, got 1.5"),
         (["--init-from", tiny_model, "--teacher", str(tmp_path / "none")], "not found"),
+        (["--border-weight", "-0.5"], "--border-weight must be between 0 and 1, got -0.5"),
     ]:
         out = runner.invoke(app, [*common, *extra, "--out", str(tmp_path / "x")])
         lines = [line for line in out.output.splitlines() if line.strip()]

@@ -57,6 +57,16 @@ def train(
         typer.Option(help="With --teacher: the teacher's share of the target distribution, "
                      "the true symbol's the rest (0 to 1)."),
     ] = 0.8,
+    border_weight: Annotated[
+        float,
+        typer.Option(
+            help="Loss weight of a tile's first row and column (0 to 1). Context modes 2 and 3, "
+            "the photographs' modes, take them from the neighbouring tiles instead of coding "
+            "them (except along the image's top and left), so a photo model can weigh them "
+            "less; modes 0 and 1 (small images) code them. Exports are then chosen on the "
+            "validation weighted the same way.",
+        ),
+    ] = 1.0,
     compile_model: Annotated[
         bool | None,
         typer.Option(
@@ -178,6 +188,7 @@ def train(
         compile=compile_model,
         teacher=teacher,
         distill=distill,
+        border_weight=border_weight,
     )
     trainer = Trainer(settings, resume=resume)
     try:

@@ -63,6 +63,7 @@ class TrainSettings:
     compile: bool | None = None  # torch.compile the training step; None: where it pays
     teacher: str | None = None  # an exported model whose distributions the model also learns
     distill: float = 0.8  # weight of the teacher's distribution in the target (with a teacher)
+    border_weight: float = 1.0  # loss weight of a tile's first row and column (see position_weights)
 
 
 def pick_device(name: str) -> torch.device:
@@ -115,21 +116,42 @@ def compile_pays(s: TrainSettings, device: torch.device) -> bool:
 
 def training_loss(model: torch.nn.Module, ids: torch.Tensor, tgt: torch.Tensor,
                   dtype: torch.dtype | None, soft: torch.Tensor | None = None,
-                  distill: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+                  distill: float = 0.0,
+                  weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(the loss to minimise, the mean cross entropy of the data) in nats; autocast to `dtype`
     unless None. With a teacher's probabilities `soft`, the target is `distill` of them plus
     the rest on the true symbol: the cross entropy against that mixture is the data's
     cross entropy plus `distill` times the KL divergence from the teacher (up to the teacher's
-    constant entropy). The unit that `torch.compile` compiles: the forward pass with the loss,
-    so the cast of the logits and the log-softmax fuse with the last layers."""
+    constant entropy). `weights` (one per position, `position_weights`) make the loss a
+    weighted mean over positions; the second value stays the plain mean, the data's figure.
+    The unit that `torch.compile` compiles: the forward pass with the loss, so the cast of the
+    logits and the log-softmax fuse with the last layers."""
     with torch.autocast(ids.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
         logits = model(ids)
     logits = logits.float().reshape(-1, 256)
-    hard = F.cross_entropy(logits, tgt.reshape(-1))
-    if soft is None:
-        return hard, hard
-    soft_ce = -(soft.reshape(-1, 256) * F.log_softmax(logits, dim=-1)).sum(-1).mean()
-    return distill * soft_ce + (1.0 - distill) * hard, hard
+    per_position = F.cross_entropy(logits, tgt.reshape(-1), reduction="none")
+    hard = per_position.mean()
+    if soft is not None:
+        soft_ce = -(soft.reshape(-1, 256) * F.log_softmax(logits, dim=-1)).sum(-1)
+        per_position = distill * soft_ce + (1.0 - distill) * per_position
+    if weights is None:
+        return per_position.mean(), hard
+    w = weights.repeat(tgt.shape[0])
+    return (per_position * w).sum() / w.sum(), hard
+
+
+def position_weights(tile: int, border_weight: float) -> torch.Tensor | None:
+    """Loss weight of each of a tile's T*T*3 positions: `border_weight` on its first row and
+    first column, 1 elsewhere; None when all are 1. In context modes 2 and 3 a window's first
+    row and column are its neighbours' last, already decoded, so the codec never asks the
+    model for them except along the image's top and left edges: a photograph's model can
+    spend less of itself on them. Modes 0 and 1 (small images, CIFAR) code them, so a weight
+    below 1 trades those images' bits for photographs'."""
+    if border_weight == 1.0:
+        return None
+    r, c = np.divmod(np.arange(tile * tile), tile)
+    w = np.where((r == 0) | (c == 0), border_weight, 1.0).repeat(3)
+    return torch.tensor(w, dtype=torch.float32)
 
 
 def teacher_probs(teacher: torch.nn.Module, ids: torch.Tensor,
@@ -190,10 +212,13 @@ def budget_progress(s: TrainSettings, step: int, elapsed: float) -> float:
     return max(parts) if parts else 0.0
 
 
-def evaluate(model, tiles: np.ndarray, device, dtype, chunk: int = 64) -> float:
-    """Mean bits per subpixel over `tiles`."""
+def evaluate(model, tiles: np.ndarray, device, dtype, chunk: int = 64,
+             weights: torch.Tensor | None = None) -> tuple[float, float]:
+    """(mean bits per subpixel over `tiles`, their mean weighted by `weights`, one per
+    position; the plain mean again when None)."""
     model.eval()
-    total, count = 0.0, 0
+    total, weighted, count, weight_sum = 0.0, 0.0, 0, 0.0
+    w = None if weights is None else weights.to(device)
     with torch.no_grad():
         for i in range(0, len(tiles), chunk):
             ids, tgt = tokens_from_tiles(torch.from_numpy(tiles[i : i + chunk]).to(device))
@@ -201,11 +226,15 @@ def evaluate(model, tiles: np.ndarray, device, dtype, chunk: int = 64) -> float:
                 device.type, dtype=dtype or torch.float32, enabled=dtype is not None
             ):
                 logits = model(ids)
-            nll = F.cross_entropy(logits.float().reshape(-1, 256), tgt.reshape(-1), reduction="sum")
-            total += nll.item()
+            nll = F.cross_entropy(logits.float().transpose(1, 2), tgt, reduction="none")
+            total += nll.sum().item()
             count += tgt.numel()
+            if w is not None:
+                weighted += (nll * w).sum().item()
+                weight_sum += w.sum().item() * tgt.shape[0]
     model.train()
-    return total / count / LN2
+    plain = total / count / LN2
+    return plain, (plain if w is None else weighted / weight_sum / LN2)
 
 
 class Trainer:
@@ -249,6 +278,8 @@ class Trainer:
             raise UsageError("--grow-layers adds blocks to the model of --init-from: give one")
         if not 0.0 <= s.distill <= 1.0:
             raise UsageError(f"--distill must be between 0 and 1, got {s.distill}")
+        if not 0.0 <= s.border_weight <= 1.0:
+            raise UsageError(f"--border-weight must be between 0 and 1, got {s.border_weight}")
         teacher_cfg, teacher_state, self.teacher_provenance = None, None, None
         if s.teacher:
             teacher_cfg, teacher_state, self.teacher_provenance = load_pretrained(s.teacher)
@@ -264,6 +295,8 @@ class Trainer:
         if init_state is not None:
             self.model.load_state_dict(init_state)
         self.model.to(self.device)
+        weights = position_weights(s.model.tile, s.border_weight)
+        self.weights = None if weights is None else weights.to(self.device)
         self.opt = make_optimizer(self.model, s.lr, s.weight_decay,
                                   fused=self.device.type in ("cpu", "cuda"))
         # compiled for the training step only; validation and export use the module itself,
@@ -280,6 +313,7 @@ class Trainer:
         self.rng = np.random.default_rng(s.seed)
         self.step, self.tokens, self.elapsed = 0, 0, 0.0
         self.best = float("inf")
+        self.last_weighted: float | None = None
         if ckpt is not None:
             try:
                 self.model.load_state_dict(ckpt["model"])
@@ -323,12 +357,15 @@ class Trainer:
     def save_checkpoint(self) -> None:
         atomic_save(self.state(), self.ckpt_path)
 
-    def export_best(self, val_bpsp: float) -> None:
-        self.export("best", val_bpsp)
+    def export_best(self, val_bpsp: float, weighted: float | None = None) -> None:
+        self.export("best", val_bpsp, weighted)
 
-    def export(self, name: str, val_bpsp: float) -> None:
+    def export(self, name: str, val_bpsp: float, weighted: float | None = None) -> None:
         """The model as it is now, to RUN/NAME: `best` at each better validation, `last` when
-        the schedule ends (a validation set unlike the test images can pick a worse step)."""
+        the schedule ends (a validation set unlike the test images can pick a worse step).
+        `weighted`: the validation weighted as the loss is (`--border-weight`), which chose it."""
+        extra = {} if self.weights is None else {"val_weighted_bpsp": weighted,
+                                                 "border_weight": self.s.border_weight}
         export_pretrained(
             self.model,
             self.s.model.hf_config(),
@@ -347,6 +384,7 @@ class Trainer:
                 "teacher": (None if self.teacher is None
                             else {**self.teacher_provenance, "distill": self.s.distill}),
                 "tokenization": "start token 256, then subpixels 0..255, RGB interleaved, raster order",
+                **extra,
             },
         )
 
@@ -385,7 +423,8 @@ class Trainer:
     def _loss(self, ids: torch.Tensor, tgt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """`training_loss` of the batch, against the teacher's probabilities if there is one."""
         soft = None if self.teacher is None else self.teacher_probs(self.teacher, ids, self.dtype)
-        return self.train_loss(self.model, ids, tgt, self.dtype, soft, self.s.distill)
+        return self.train_loss(self.model, ids, tgt, self.dtype, soft, self.s.distill,
+                               self.weights)
 
     def _first_compiled_loss(self, ids: torch.Tensor,
                              tgt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -420,9 +459,12 @@ class Trainer:
                            f"{self.s.lr:g}); lower --lr, or resume from the last checkpoint")
 
     def validate(self, train_bpsp: float | None, tokens_per_s: float | None = None) -> float:
+        """Log the validation bpsp and return it; export `best` when the figure the loss weighs
+        as it trains (the plain one unless --border-weight) is the lowest so far."""
         self.check_finite("training loss", train_bpsp)
-        val = evaluate(self.model, self.val_tiles, self.device, self.dtype)
-        self.check_finite("validation loss", val)
+        val, weighted = evaluate(self.model, self.val_tiles, self.device, self.dtype,
+                                 weights=self.weights)
+        self.check_finite("validation loss", weighted)
         rec = {
             "step": self.step,
             "tokens": self.tokens,
@@ -432,15 +474,19 @@ class Trainer:
             "lr": lr_at(self.s, self.step, self.elapsed),
             "train_tokens_per_s": None if tokens_per_s is None else round(tokens_per_s),
         }
-        if val < self.best:
-            self.best = val
-            self.export_best(val)
+        if self.weights is not None:
+            rec["val_weighted_bpsp"] = round(weighted, 5)
+        if weighted < self.best:
+            self.best = weighted
+            self.export_best(val, weighted)
             rec["exported"] = True
         self.log(rec)
+        self.last_weighted = weighted
         return val
 
     def run(self) -> float:
-        """Train to the end of the budget; returns the best validation bpsp. Interrupted
+        """Train to the end of the budget; returns the best validation bpsp (weighted as the
+        loss is, with --border-weight). Interrupted
         (Ctrl-C, SIGINT), it saves a checkpoint first, so `--resume` continues from the last
         step, and raises KeyboardInterrupt."""
         import warnings
@@ -536,10 +582,11 @@ class Trainer:
                         print(f"{self.elapsed:8.0f}s  {line}", file=sys.stderr, flush=True)
                         next_line = time.monotonic() + 60
         self.save_checkpoint()
-        self.export("last", val)
+        self.export("last", val, self.last_weighted)
         if not self.quiet:
+            what = "best val" if self.weights is None else "best weighted val"
             print(
-                f"done: step {self.step}, best val {self.best:.4f} bpsp, export in "
+                f"done: step {self.step}, {what} {self.best:.4f} bpsp, export in "
                 f"{self.out / 'best'} (the last step's in {self.out / 'last'})",
                 file=sys.stderr,
             )
