@@ -267,6 +267,11 @@ class Trainer:
                 raise UsageError(f"--resume: {self.ckpt_path} holds no usable model settings "
                                  f"({exc})") from None
             self.init_provenance = ckpt.get("init_from")
+            # `best` was chosen on the validation weighted as that run's loss was
+            was = ckpt["settings"].get("border_weight", 1.0)
+            if was != s.border_weight:
+                raise UsageError(f"--resume: the run was trained with --border-weight {was:g}; "
+                                 f"give the same (not {s.border_weight:g})")
         elif s.init_from:
             # A warm start: the exported model's weights and architecture, with a fresh
             # optimizer, schedule and counters.
