@@ -329,7 +329,7 @@ def test_border_weighted_run_chooses_its_export_on_the_weighted_validation(tmp_p
     assert meta["val_bpsp"] == pytest.approx(best["val_bpsp"], abs=1e-5)
     with pytest.raises(UsageError, match="--border-weight must be between 0 and 1, got 2"):
         _trainer(tmp_path / "bad", steps=1, border_weight=2.0)
-    with pytest.raises(UsageError, match="trained with --border-weight 0.25; give the same"):
+    with pytest.raises(UsageError, match=r"trained with --border-weight 0\.25; give the same"):
         _trainer(tmp_path, resume=True, steps=6)
 
 
