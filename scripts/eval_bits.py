@@ -22,6 +22,7 @@ import torch
 from igc.core.tokenizer import SubpixelTokenizer
 from igc.training.data import image_files
 from igc.training.model import ImageGPT, load_pretrained
+from igc.training.trainer import position_weights
 
 
 def images_of(path: Path):
@@ -46,9 +47,7 @@ def image_bits(model: ImageGPT, tok: SubpixelTokenizer, image: np.ndarray, devic
     t = tok.encode(image)
     tokens = torch.from_numpy(t.tokens).to(device)
     coded = torch.from_numpy(t.coded).to(device)
-    side = tok.tile
-    r, c = np.divmod(np.arange(side * side), side)
-    inner = torch.from_numpy(((r > 0) & (c > 0)).repeat(3)).to(device)
+    inner = (position_weights(tok.tile, 0.0) > 0).to(device)
     inputs = torch.cat([torch.full_like(tokens[:, :1], tok.start_token), tokens[:, :-1]], dim=1)
     total, interior, n_interior = 0.0, 0.0, 0
     for i in range(0, len(tokens), chunk):

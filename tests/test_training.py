@@ -288,7 +288,7 @@ def test_distillation_target_is_a_mixture_with_the_true_symbol():
 def test_border_weight_weighs_a_tiles_first_row_and_column():
     """The weights fall on exactly the positions context modes 2 and 3 do not code; the loss
     is their weighted mean (zero on the border: the interior's mean alone), the logged figure
-    the plain mean, and a border weight of 0 leaves the border's logits without a gradient."""
+    the plain mean, and with a border weight of 0 the gradient is the interior's alone."""
     assert position_weights(4, 1.0) is None
     w = position_weights(4, 0.25).reshape(4, 4, 3)
     assert (w[0] == 0.25).all() and (w[:, 0] == 0.25).all() and (w[1:, 1:] == 1.0).all()
@@ -306,15 +306,20 @@ def test_border_weight_weighs_a_tiles_first_row_and_column():
                                weights=position_weights(4, 0.0))
     assert plain == pytest.approx(nll.mean().item() / math.log(2), rel=1e-5)
     assert weighted == pytest.approx(inner.item() / math.log(2), rel=1e-5)
-    # the last position of the tile is interior; position 0 (row 0) is not: its logits feed
-    # only the border's loss, so weight 0 gives them no gradient
-    out = model(ids)
-    out.retain_grad()
-    logits_loss = torch.nn.functional.cross_entropy(out.float().transpose(1, 2), tgt,
-                                                    reduction="none")
-    w = position_weights(4, 0.0).repeat(4)
-    ((logits_loss.reshape(-1) * w).sum() / w.sum()).backward()
-    assert out.grad[:, 0].abs().max() == 0 and out.grad[:, -1].abs().max() > 0
+    # weight 0 trains on the interior alone: training_loss's gradient is the interior mean's
+    model.zero_grad()
+    training_loss(model, ids, tgt, None, weights=position_weights(4, 0.0))[0].backward()
+    got = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    out = torch.nn.functional.cross_entropy(model(ids).float().transpose(1, 2), tgt,
+                                            reduction="none")
+    out.reshape(4, 4, 4, 3)[:, 1:, 1:].mean().backward()
+    for g, p in zip(got, model.parameters(), strict=True):
+        torch.testing.assert_close(g, p.grad, rtol=1e-4, atol=1e-7)
+    # a border weight between 0 and 1 still trains the border: the gradient differs
+    model.zero_grad()
+    training_loss(model, ids, tgt, None, weights=position_weights(4, 0.25))[0].backward()
+    assert any(not torch.allclose(g, p.grad) for g, p in zip(got, model.parameters(), strict=True))
 
 
 def test_border_weighted_run_chooses_its_export_on_the_weighted_validation(tmp_path):

@@ -318,7 +318,6 @@ class Trainer:
         self.rng = np.random.default_rng(s.seed)
         self.step, self.tokens, self.elapsed = 0, 0, 0.0
         self.best = float("inf")
-        self.last_weighted: float | None = None
         if ckpt is not None:
             try:
                 self.model.load_state_dict(ckpt["model"])
@@ -463,9 +462,10 @@ class Trainer:
             raise IgcError(f"training diverged: the {what} is {value} at step {self.step} (lr "
                            f"{self.s.lr:g}); lower --lr, or resume from the last checkpoint")
 
-    def validate(self, train_bpsp: float | None, tokens_per_s: float | None = None) -> float:
-        """Log the validation bpsp and return it; export `best` when the figure the loss weighs
-        as it trains (the plain one unless --border-weight) is the lowest so far."""
+    def validate(self, train_bpsp: float | None,
+                 tokens_per_s: float | None = None) -> tuple[float, float]:
+        """Log the validation and return (plain bpsp, bpsp weighted as the loss is); export
+        `best` when the weighted one (the plain one unless --border-weight) is the lowest yet."""
         self.check_finite("training loss", train_bpsp)
         val, weighted = evaluate(self.model, self.val_tiles, self.device, self.dtype,
                                  weights=self.weights)
@@ -486,8 +486,7 @@ class Trainer:
             self.export_best(val, weighted)
             rec["exported"] = True
         self.log(rec)
-        self.last_weighted = weighted
-        return val
+        return val, weighted
 
     def run(self) -> float:
         """Train to the end of the budget; returns the best validation bpsp (weighted as the
@@ -553,7 +552,7 @@ class Trainer:
                                   if losses else None)
                     rate = (self.tokens - tokens_at_start) / train_time() if losses else None
                     t0 = time.monotonic()
-                    val = self.validate(train_bpsp, rate)
+                    val, weighted = self.validate(train_bpsp, rate)
                     paused += time.monotonic() - t0
                     self.elapsed = time.monotonic() - t_start
                     losses = []
@@ -587,7 +586,7 @@ class Trainer:
                         print(f"{self.elapsed:8.0f}s  {line}", file=sys.stderr, flush=True)
                         next_line = time.monotonic() + 60
         self.save_checkpoint()
-        self.export("last", val, self.last_weighted)
+        self.export("last", val, weighted)
         if not self.quiet:
             what = "best val" if self.weights is None else "best weighted val"
             print(
