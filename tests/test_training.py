@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -352,6 +353,31 @@ def test_distilled_run_records_its_teacher(tmp_path):
                 val_tiles=_synthetic(4, 8, seed=1), quiet=True)
 
 
+def test_resume_refuses_another_teacher_or_share(tmp_path):
+    """A distilled run continues only against the target it trained on: the same teacher
+    (by its weights' fingerprint, wherever it lies now) and the same --distill."""
+    donor = _export_tiny(tmp_path)
+    moved = tmp_path / "moved"
+    shutil.copytree(donor, moved)
+    other = _trainer(tmp_path / "other", steps=4, eval_every=100, seed=7)
+    other.run()
+    other = str(tmp_path / "other" / "run" / "best")
+    _trainer(tmp_path / "kd", steps=2, teacher=donor, distill=0.8, lr=1e-3).run()
+    kd = tmp_path / "kd"
+    with pytest.raises(UsageError, match=r"trained with --teacher .*best; give the same"):
+        _trainer(kd, resume=True, steps=3)
+    with pytest.raises(UsageError, match=r"is not the model the run was trained with"):
+        _trainer(kd, resume=True, steps=3, teacher=other, distill=0.8)
+    with pytest.raises(UsageError, match=r"trained with --distill 0\.8; give the same \(not 0\.5\)"):
+        _trainer(kd, resume=True, steps=3, teacher=donor, distill=0.5)
+    resumed = _trainer(kd, resume=True, steps=3, teacher=str(moved), distill=0.8, lr=1e-3)
+    assert resumed.step == 2
+    resumed.run()
+    assert resumed.step == 3
+    with pytest.raises(UsageError, match="trained with no --teacher; give the same"):
+        _trainer(tmp_path / "donor", resume=True, steps=4, teacher=donor)
+
+
 def test_init_from_an_hf_checkpoint_matches_its_logits(tmp_path, tiny_model):
     """A model saved by transformers itself (the conftest's random ImageGPT) continues with
     the same predictions."""
@@ -368,8 +394,6 @@ def test_init_from_an_hf_checkpoint_matches_its_logits(tmp_path, tiny_model):
 
 
 def test_init_from_refuses_models_it_cannot_continue(tmp_path, tiny_model):
-    import shutil
-
     palette = tmp_path / "palette"
     shutil.copytree(tiny_model, palette)
     config = json.loads((palette / "config.json").read_text())

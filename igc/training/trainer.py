@@ -237,6 +237,26 @@ def evaluate(model, tiles: np.ndarray, device, dtype, chunk: int = 64,
     return plain, (plain if w is None else weighted / weight_sum / LN2)
 
 
+def check_same_teacher(ckpt: dict, s: TrainSettings, provenance: dict | None) -> None:
+    """Refuse to resume a run against another target than it trained on: its optimizer state,
+    its curve and its `best` belong to that teacher (or none) and that --distill share."""
+    was = ckpt["settings"].get("teacher")
+    if was is None and s.teacher is None:
+        return
+    if was is None or s.teacher is None:
+        said = f"--teacher {was}" if was else "no --teacher"
+        raise UsageError(f"--resume: the run was trained with {said}; give the same")
+    known = ckpt.get("teacher")  # checkpoints before 2026-12-06 hold only the path
+    if (known["fingerprint"] != provenance["fingerprint"] if known and provenance
+            else was != s.teacher):
+        raise UsageError(f"--resume: --teacher {s.teacher} is not the model the run was "
+                         f"trained with ({was}); give that one")
+    distill = ckpt["settings"].get("distill", 0.8)
+    if distill != s.distill:
+        raise UsageError(f"--resume: the run was trained with --distill {distill:g}; "
+                         f"give the same (not {s.distill:g})")
+
+
 class Trainer:
     """Holds the model, optimizer, data and counters; `run()` trains until the budget ends."""
 
@@ -291,6 +311,8 @@ class Trainer:
             if teacher_cfg.tile != s.model.tile:
                 raise UsageError(f"--teacher {s.teacher} reads tiles of {teacher_cfg.tile}, the "
                                  f"model {s.model.tile}: their symbols must be the same")
+        if ckpt is not None:
+            check_same_teacher(ckpt, s, self.teacher_provenance)
         torch.set_num_threads(s.threads)
         self.device = pick_device(s.device)
         self.dtype = pick_dtype(s.precision, self.device)
@@ -356,6 +378,7 @@ class Trainer:
             "python_rng": random.getstate(),
             "settings": s,
             "init_from": self.init_provenance,
+            "teacher": self.teacher_provenance,
         }
 
     def save_checkpoint(self) -> None:
