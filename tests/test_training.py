@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from igc.errors import UsageError
-from igc.training.data import Sampler, TileSource, load_training
+from igc.training.data import Sampler, TileSource, load_training, load_validation
 from igc.training.model import (
     ImageGPT,
     ModelConfig,
@@ -446,6 +446,7 @@ def test_train_cli_warm_start_and_its_errors(tmp_path, tiny_model):
          "--distill must be between 0 and 1, got 1.5"),
         (["--init-from", tiny_model, "--teacher", str(tmp_path / "none")], "not found"),
         (["--border-weight", "-0.5"], "--border-weight must be between 0 and 1, got -0.5"),
+        (["--jpeg-downscale", "0.5"], "--jpeg-downscale must be between 1 and 16, got 0.5"),
     ]:
         out = runner.invoke(app, [*common, *extra, "--out", str(tmp_path / "x")])
         lines = [line for line in out.output.splitlines() if line.strip()]
@@ -524,6 +525,31 @@ def test_evaluation_sets_refused(tmp_path):
         load_training([tmp_path / "kodak"], tile=4)
     with pytest.raises(UsageError, match="not found"):
         load_training([tmp_path / "missing"], tile=4)
+
+
+def test_jpeg_downscale_shrinks_only_jpegs(tmp_path):
+    """--jpeg-downscale shrinks JPEG-coded photos (by what the file holds, not its name) before
+    the scales are taken, in training and validation alike; lossless files keep their size."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (48, 64, 3), np.uint8)
+    (tmp_path / "photos").mkdir()
+    Image.fromarray(pixels).save(tmp_path / "photos" / "a.jpg", quality=90)
+    Image.fromarray(pixels).save(tmp_path / "photos" / "b.png")
+    Image.fromarray(pixels).save(tmp_path / "photos" / "c.png", format="JPEG")  # misnamed
+    plain = load_training([tmp_path / "photos"], tile=4)
+    shrunk = load_training([tmp_path / "photos"], tile=4, jpeg_downscale=2)
+    shapes = [p.shape[:2] for p in shrunk.photos]
+    assert [p.shape[:2] for p in plain.photos] == [(48, 64), (24, 32), (16, 21), (12, 16)] * 3
+    half = [(24, 32), (12, 16), (8, 11), (6, 8)]
+    assert shapes == [*half, (48, 64), (24, 32), (16, 21), (12, 16), *half]
+    assert np.array_equal(shrunk.photos[4], pixels)  # the PNG, untouched
+    val = load_validation(tmp_path / "photos", 4, count=10_000, jpeg_downscale=2)
+    assert len(val) == 2 * (6 * 8) + 12 * 16  # every tile of both half-size JPEGs and the PNG
+    _trainer(tmp_path / "run1", steps=1, jpeg_downscale=2).run()
+    with pytest.raises(UsageError, match=r"trained with --jpeg-downscale 2; give the same"):
+        _trainer(tmp_path / "run1", resume=True, steps=2)
 
 
 def test_budget_required(tmp_path):

@@ -67,6 +67,15 @@ def train(
             "validation weighted the same way.",
         ),
     ] = 1.0,
+    jpeg_downscale: Annotated[
+        float,
+        typer.Option(
+            help="Shrink JPEG photos (training and validation) by this factor before use, "
+            "then take the usual scales of them. At 2 their 8x8 blocks and chroma steps are "
+            "averaged away, so they teach textures without artifacts that lossless photographs "
+            "(Kodak) do not have. PNG, WebP and other files are not touched.",
+        ),
+    ] = 1.0,
     compile_model: Annotated[
         bool | None,
         typer.Option(
@@ -189,6 +198,7 @@ def train(
         teacher=teacher,
         distill=distill,
         border_weight=border_weight,
+        jpeg_downscale=jpeg_downscale,
     )
     trainer = Trainer(settings, resume=resume)
     try:

@@ -64,6 +64,7 @@ class TrainSettings:
     teacher: str | None = None  # an exported model whose distributions the model also learns
     distill: float = 0.8  # weight of the teacher's distribution in the target (with a teacher)
     border_weight: float = 1.0  # loss weight of a tile's first row and column (see position_weights)
+    jpeg_downscale: float = 1.0  # JPEG photos (training and validation) shrunk by this first
 
 
 def pick_device(name: str) -> torch.device:
@@ -288,10 +289,12 @@ class Trainer:
                                  f"({exc})") from None
             self.init_provenance = ckpt.get("init_from")
             # `best` was chosen on the validation weighted as that run's loss was
-            was = ckpt["settings"].get("border_weight", 1.0)
-            if was != s.border_weight:
-                raise UsageError(f"--resume: the run was trained with --border-weight {was:g}; "
-                                 f"give the same (not {s.border_weight:g})")
+            for key, flag in (("border_weight", "--border-weight"),
+                              ("jpeg_downscale", "--jpeg-downscale")):
+                was, now = ckpt["settings"].get(key, 1.0), getattr(s, key)
+                if was != now:
+                    raise UsageError(f"--resume: the run was trained with {flag} {was:g}; "
+                                     f"give the same (not {now:g})")
         elif s.init_from:
             # A warm start: the exported model's weights and architecture, with a fresh
             # optimizer, schedule and counters.
@@ -303,6 +306,8 @@ class Trainer:
             raise UsageError("--grow-layers adds blocks to the model of --init-from: give one")
         if not 0.0 <= s.distill <= 1.0:
             raise UsageError(f"--distill must be between 0 and 1, got {s.distill}")
+        if not 1.0 <= s.jpeg_downscale <= 16.0:
+            raise UsageError(f"--jpeg-downscale must be between 1 and 16, got {s.jpeg_downscale}")
         if not 0.0 <= s.border_weight <= 1.0:
             raise UsageError(f"--border-weight must be between 0 and 1, got {s.border_weight}")
         teacher_cfg, teacher_state, self.teacher_provenance = None, None, None
@@ -353,11 +358,13 @@ class Trainer:
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
                 raise UsageError(f"--resume: {self.ckpt_path} does not fit this run: "
                                  f"{type(exc).__name__} {first[:200]}") from None
-        self.source = source if source is not None else load_training(s.data, s.model.tile)
+        self.source = (source if source is not None
+                       else load_training(s.data, s.model.tile, jpeg_downscale=s.jpeg_downscale))
         self.val_tiles = (
             val_tiles
             if val_tiles is not None
-            else load_validation(s.val, s.model.tile, s.val_count)
+            else load_validation(s.val, s.model.tile, s.val_count,
+                                 jpeg_downscale=s.jpeg_downscale)
         )
         self.sampler = Sampler(self.source, self.rng, s.small_fraction)
         self.out.mkdir(parents=True, exist_ok=True)
@@ -405,7 +412,8 @@ class Trainer:
                 "val": {"path": str(self.s.val), "tiles": len(self.val_tiles)},
                 "hardware": hardware(self.device, self.s.threads),
                 "precision": str(self.dtype or torch.float32),
-                "data": {"paths": [str(p) for p in self.s.data], **self.source.description},
+                "data": {"paths": [str(p) for p in self.s.data], **self.source.description,
+                         "jpeg_downscale": self.s.jpeg_downscale},
                 "tile": self.s.model.tile,
                 "init_from": self.init_provenance,
                 "teacher": (None if self.teacher is None
