@@ -1,6 +1,7 @@
 """Model bits per subpixel of images, one parallel pass in float32 on any torch device.
 
-    python scripts/eval_bits.py MODEL IMAGES... [--device cuda] [--json out.json]
+    python scripts/eval_bits.py MODEL IMAGES... [--device cuda] [--limit N] [--jpeg-downscale F]
+                                                [--json out.json]
 
 IMAGES are folders of images or .npz stacks (`images`, uint8 N×H×W×3). Each image is tiled and
 tokenized exactly as igc's codec tiles it (igc.core.tokenizer.SubpixelTokenizer), so the figure
@@ -20,22 +21,20 @@ import numpy as np
 import torch
 
 from igc.core.tokenizer import SubpixelTokenizer
-from igc.training.data import image_files
+from igc.training.data import image_files, load_rgb
 from igc.training.model import ImageGPT, load_pretrained
 from igc.training.trainer import position_weights
 
 
-def images_of(path: Path):
-    """(name, H×W×3 uint8) of every image in a folder or .npz stack."""
-    from PIL import Image
-
+def images_of(path: Path, jpeg_downscale: float = 1.0):
+    """(name, H×W×3 uint8) of every image in a folder or .npz stack; JPEG-coded ones shrunk
+    by `jpeg_downscale` as `igc train --jpeg-downscale` shrinks them."""
     if path.suffix == ".npz":
         for i, im in enumerate(np.load(path)["images"]):
             yield f"{path.stem}[{i}]", im
         return
     for f in image_files(path):
-        with Image.open(f) as im:
-            yield f.stem, np.asarray(im.convert("RGB"))
+        yield f.stem, np.asarray(load_rgb(f, jpeg_downscale), np.uint8)
 
 
 @torch.no_grad()
@@ -68,6 +67,9 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--limit", type=int, default=None, help="first N images of each set")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--jpeg-downscale", type=float, default=1.0,
+                    help="shrink JPEG-coded images by this factor first (Lanczos), as "
+                    "`igc train --jpeg-downscale` does")
     a = ap.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = False  # float32 products, as the codec computes
     torch.backends.cudnn.allow_tf32 = False
@@ -76,11 +78,12 @@ def main() -> None:
     model.load_state_dict(state, strict=False)
     model.to(a.device).eval()
     tok = SubpixelTokenizer(cfg.tile)
-    report = {"model": a.model, "fingerprint": provenance["fingerprint"], "sets": {}}
+    report = {"model": a.model, "fingerprint": provenance["fingerprint"],
+              "jpeg_downscale": a.jpeg_downscale, "sets": {}}
     for path in a.images:
         start, bits, subpixels, per_image = time.time(), 0.0, 0, {}
         inner_bits, inner_count = 0.0, 0
-        for n, (name, im) in enumerate(images_of(path)):
+        for n, (name, im) in enumerate(images_of(path, a.jpeg_downscale)):
             if a.limit is not None and n >= a.limit:
                 break
             b, ib, ic = image_bits(model, tok, im, a.device)

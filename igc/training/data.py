@@ -60,7 +60,7 @@ def _check_allowed(path: Path) -> None:
             )
 
 
-def _load_rgb(path: Path, jpeg_downscale: float = 1.0):
+def load_rgb(path: Path, jpeg_downscale: float = 1.0):
     """The image as RGB; a JPEG-coded one first shrunk by `jpeg_downscale` (see below)."""
     from PIL import Image
 
@@ -143,7 +143,7 @@ def load_training(paths: list[Path | str], tile: int, scales=SCALES,
             src.stacks.append(arr)
             continue
         for f in image_files(path):
-            im = _load_rgb(f, jpeg_downscale)
+            im = load_rgb(f, jpeg_downscale)
             for s in scales:
                 w, h = round(im.width * s), round(im.height * s)
                 if w < tile or h < tile:
@@ -259,7 +259,7 @@ def load_validation(path: Path | str, tile: int, count: int = 1024, seed: int = 
     if path.suffix == ".npz":
         imgs = list(_load_npz(path))
     else:
-        imgs = [np.asarray(_load_rgb(f, jpeg_downscale), np.uint8) for f in image_files(path)]
+        imgs = [np.asarray(load_rgb(f, jpeg_downscale), np.uint8) for f in image_files(path)]
     t = tile
     cells = [
         (i, y, x)
