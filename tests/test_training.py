@@ -376,6 +376,20 @@ def test_resume_refuses_another_teacher_or_share(tmp_path):
     assert resumed.step == 3
     with pytest.raises(UsageError, match="trained with no --teacher; give the same"):
         _trainer(tmp_path / "donor", resume=True, steps=4, teacher=donor)
+    # A checkpoint written before the teacher's fingerprint was kept is compared by path
+    # (the resumed run above recorded the moved copy's).
+    ckpt_path = kd / "run" / "checkpoint.pt"
+    ckpt = torch.load(ckpt_path, weights_only=True)
+    assert ckpt["settings"]["teacher"] == str(moved)
+    del ckpt["teacher"]
+    torch.save(ckpt, ckpt_path)
+    with pytest.raises(UsageError, match=r"is not the path the run was trained with"):
+        _trainer(kd, resume=True, steps=4, teacher=donor, distill=0.8)
+    _trainer(kd, resume=True, steps=4, teacher=str(moved) + "/", distill=0.8)
+    ckpt["settings"]["distill"] = "0.8"  # damaged: a setting igc never wrote
+    torch.save(ckpt, ckpt_path)
+    with pytest.raises(UsageError, match=r"checkpoint's 'distill' is str, not a setting igc wrote"):
+        _trainer(kd, resume=True, steps=4, teacher=str(moved), distill=0.8)
 
 
 def test_init_from_an_hf_checkpoint_matches_its_logits(tmp_path, tiny_model):
@@ -547,9 +561,20 @@ def test_jpeg_downscale_shrinks_only_jpegs(tmp_path):
     assert np.array_equal(shrunk.photos[4], pixels)  # the PNG, untouched
     val = load_validation(tmp_path / "photos", 4, count=10_000, jpeg_downscale=2)
     assert len(val) == 2 * (6 * 8) + 12 * 16  # every tile of both half-size JPEGs and the PNG
-    _trainer(tmp_path / "run1", steps=1, jpeg_downscale=2).run()
+    with pytest.raises(UsageError, match=r"no 64×64 validation tiles in .* \(JPEGs shrunk by 2\)"):
+        load_validation(tmp_path / "photos", 64, jpeg_downscale=2)
+    # Through the trainer's own loaders: the run shrinks its JPEGs and records the factor.
+    tr = Trainer(_settings(tmp_path / "run1", steps=1, jpeg_downscale=2,
+                           data=[str(tmp_path / "photos")], val=str(tmp_path / "photos"),
+                           val_count=10_000), quiet=True)
+    assert [p.shape[:2] for p in tr.source.photos] == [p.shape[:2] for p in shrunk.photos]
+    assert len(tr.val_tiles) == len(val)
+    tr.run()
+    meta = json.loads((tmp_path / "run1" / "run" / "best" / "training.json").read_text())
+    assert meta["data"]["jpeg_downscale"] == meta["val"]["jpeg_downscale"] == 2
     with pytest.raises(UsageError, match=r"trained with --jpeg-downscale 2; give the same"):
-        _trainer(tmp_path / "run1", resume=True, steps=2)
+        Trainer(_settings(tmp_path / "run1", steps=2, data=[str(tmp_path / "photos")],
+                          val=str(tmp_path / "photos")), resume=True, quiet=True)
 
 
 def test_budget_required(tmp_path):

@@ -70,10 +70,11 @@ def train(
     jpeg_downscale: Annotated[
         float,
         typer.Option(
-            help="Shrink JPEG photos (training and validation) by this factor before use, "
-            "then take the usual scales of them. At 2 their 8x8 blocks and chroma steps are "
-            "averaged away, so they teach textures without artifacts that lossless photographs "
-            "(Kodak) do not have. PNG, WebP and other files are not touched.",
+            help="Shrink JPEG photos (training and validation; a camera's MPO too) by this "
+            "factor, 1 to 16, before use, then take the usual scales of them. At 2 their 8x8 "
+            "blocks and chroma steps are averaged away, so they teach textures without "
+            "artifacts that lossless photographs (Kodak) do not have. PNG, WebP and other "
+            "files are not touched.",
         ),
     ] = 1.0,
     compile_model: Annotated[

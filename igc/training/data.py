@@ -67,7 +67,7 @@ def load_rgb(path: Path, jpeg_downscale: float = 1.0):
     try:
         with Image.open(path) as im:
             rgb = im.convert("RGB")
-            lossy = im.format == "JPEG"
+            lossy = im.format in ("JPEG", "MPO")  # MPO: a camera's JPEG with extra frames
     except Exception as exc:  # PIL raises many unrelated types for bad files
         raise ImageError(f"cannot read image {path}: {exc}") from exc
     if lossy and jpeg_downscale != 1.0:
@@ -249,8 +249,8 @@ def load_validation(path: Path | str, tile: int, count: int = 1024, seed: int = 
                     jpeg_downscale: float = 1.0) -> np.ndarray:
     """A fixed set of `count` tiles from the photos under `path` (deterministic for a seed).
 
-    Tiles are tile-aligned, as the benchmark cuts full-resolution photos; a JPEG is first
-    shrunk by `jpeg_downscale`, as in training.
+    Tiles are tile-aligned, as the benchmark cuts photos; a JPEG is first shrunk by
+    `jpeg_downscale`, as in training.
     """
     path = Path(path)
     _check_allowed(path)
@@ -268,7 +268,8 @@ def load_validation(path: Path | str, tile: int, count: int = 1024, seed: int = 
         for x in range(0, im.shape[1] - t + 1, t)
     ]
     if not cells:
-        raise UsageError(f"no {t}×{t} validation tiles in {path}")
+        shrunk = f" (JPEGs shrunk by {jpeg_downscale:g})" if jpeg_downscale != 1.0 else ""
+        raise UsageError(f"no {t}×{t} validation tiles in {path}{shrunk}")
     rng = np.random.default_rng(seed)
     pick = rng.choice(len(cells), min(count, len(cells)), replace=False)
     return np.stack(

@@ -238,21 +238,34 @@ def evaluate(model, tiles: np.ndarray, device, dtype, chunk: int = 64,
     return plain, (plain if w is None else weighted / weight_sum / LN2)
 
 
+def _recorded(ckpt: dict, key: str, default, kinds: tuple):
+    """A run setting as its checkpoint recorded it (`default` for checkpoints older than the
+    setting); a value of another type is a damaged checkpoint, refused in one line."""
+    value = ckpt["settings"].get(key, default)
+    if value is not None and (not isinstance(value, kinds) or isinstance(value, bool)):
+        raise UsageError(f"--resume: the checkpoint's {key!r} is {type(value).__name__}, "
+                         "not a setting igc wrote")
+    return value
+
+
 def check_same_teacher(ckpt: dict, s: TrainSettings, provenance: dict | None) -> None:
     """Refuse to resume a run against another target than it trained on: its optimizer state,
     its curve and its `best` belong to that teacher (or none) and that --distill share."""
-    was = ckpt["settings"].get("teacher")
+    was = _recorded(ckpt, "teacher", None, (str,))
     if was is None and s.teacher is None:
         return
     if was is None or s.teacher is None:
         said = f"--teacher {was}" if was else "no --teacher"
         raise UsageError(f"--resume: the run was trained with {said}; give the same")
     known = ckpt.get("teacher")  # checkpoints before 2026-12-06 hold only the path
-    if (known["fingerprint"] != provenance["fingerprint"] if known and provenance
-            else was != s.teacher):
-        raise UsageError(f"--resume: --teacher {s.teacher} is not the model the run was "
+    if isinstance(known, dict) and isinstance(known.get("fingerprint"), str) and provenance:
+        same, what = known["fingerprint"] == provenance["fingerprint"], "model"
+    else:
+        same, what = Path(was).resolve() == Path(s.teacher).resolve(), "path"
+    if not same:
+        raise UsageError(f"--resume: --teacher {s.teacher} is not the {what} the run was "
                          f"trained with ({was}); give that one")
-    distill = ckpt["settings"].get("distill", 0.8)
+    distill = _recorded(ckpt, "distill", 0.8, (int, float))
     if distill != s.distill:
         raise UsageError(f"--resume: the run was trained with --distill {distill:g}; "
                          f"give the same (not {s.distill:g})")
@@ -291,7 +304,7 @@ class Trainer:
             # `best` was chosen on the validation weighted as that run's loss was
             for key, flag in (("border_weight", "--border-weight"),
                               ("jpeg_downscale", "--jpeg-downscale")):
-                was, now = ckpt["settings"].get(key, 1.0), getattr(s, key)
+                was, now = _recorded(ckpt, key, 1.0, (int, float)), getattr(s, key)
                 if was != now:
                     raise UsageError(f"--resume: the run was trained with {flag} {was:g}; "
                                      f"give the same (not {now:g})")
@@ -409,7 +422,8 @@ class Trainer:
                 "tokens": self.tokens,
                 "elapsed_s": round(self.elapsed, 1),
                 "val_bpsp": val_bpsp,
-                "val": {"path": str(self.s.val), "tiles": len(self.val_tiles)},
+                "val": {"path": str(self.s.val), "tiles": len(self.val_tiles),
+                        "jpeg_downscale": self.s.jpeg_downscale},
                 "hardware": hardware(self.device, self.s.threads),
                 "precision": str(self.dtype or torch.float32),
                 "data": {"paths": [str(p) for p in self.s.data], **self.source.description,
