@@ -9,8 +9,10 @@ git-ignored `.gpu/` with the first `--cifar` CIFAR-10 training images (so each b
 quarter of small images the shipped models learned from) and training photos up to what is left
 of that upload once the tracked files are counted, one photo of each set in turn: McMaster
 (lossless, as they are), Urban100 downscaled by 1/2 (lossless WebP, as the shipped larger model's
-continuation used), Sun-Hays 80 and BSDS500 train (the published JPEGs, as they are). Six Urban100
-photos (the last in name order) are held out as validation. It writes `.gpu/run.sh`, which trains
+continuation used), Sun-Hays 80 and BSDS500 train (the published JPEGs, as they are). Validation is
+the first BSDS500 test photos by name, downscaled by 1/2 (lossless WebP): of the sets measured, the
+one whose bits moved as Kodak's did (docs/training.md, "Which validation follows Kodak"). It writes
+`.gpu/run.sh`, which trains
 every `--run` at once on the GPU (one process each: a step of these small models leaves the GPU
 idle between kernels, so two processes share it) and leaves their best and last exports in $OUT as
 one tar in parts under the 16 MiB a returned file may have (a width-256 model in float32 is 26.6
@@ -45,7 +47,7 @@ DATA = SHARED / "photos"
 UPLOAD = 64 << 20  # the device machine's upload: the checkout plus carried folders
 MARGIN = 2 << 20  # what untracked build files and the run's own notes may add
 PART = 15 << 20  # bytes per returned file (the limit is 16 MiB each, 8 files)
-HELD_OUT = 6  # Urban100 photos kept for validation, the last in name order
+VAL_PHOTOS = 12  # BSDS500 test photos at 1/2 for validation (about 0.7 MiB), the first by name
 
 
 def tracked_bytes() -> int:
@@ -82,14 +84,15 @@ def pack(a: argparse.Namespace) -> None:
             np.savez_compressed(out / "data" / "cifar10_train.npz", images=z["images"][:a.cifar])
         used += (out / "data" / "cifar10_train.npz").stat().st_size
         extra = " --data .gpu/data/cifar10_train.npz"
+    for src in sorted((DATA / "bsds500" / "test").glob("*.jpg"))[:VAL_PHOTOS]:
+        dst = out / "val" / (src.stem + ".webp")
+        halved(src, dst)
+        used += dst.stat().st_size
     urban = sorted((DATA / "urban100").glob("*.webp"))
-    for src in urban[-HELD_OUT:]:
-        halved(src, out / "val" / src.name)
-        used += (out / "val" / src.name).stat().st_size
 
     copy = shutil.copyfile
     pools = {"mcmaster": (sorted((DATA / "mcmaster").glob("*.webp")), copy),
-             "urban_half": (urban[:-HELD_OUT], halved),
+             "urban_half": (urban, halved),
              "sun_hays80": (sorted((DATA / "sun_hays80").glob("*.jpg")), copy),
              "bsds500_train": (sorted((DATA / "bsds500" / "train").glob("*.jpg")), copy)}
     sets = {name: 0 for name in pools}
@@ -114,13 +117,17 @@ def pack(a: argparse.Namespace) -> None:
                 full.add(name)
                 continue
             used, sets[name] = used + dst.stat().st_size, sets[name] + 1
+    if not any(sets.values()):
+        sys.exit(f"gpu_pack: no training photo fits: CIFAR-10 and validation take "
+                 f"{used / 2**20:.1f} MiB of the {budget / 2**20:.1f} MiB the upload leaves "
+                 f"beside the tracked files; give a smaller --cifar")
     data = " ".join(f"--data .gpu/data/{n}" for n, c in sets.items() if c) + extra
     (out / "run.sh").write_text(run_script(runs, data, a.minutes))
     manifest = {"runs": runs, "minutes": a.minutes, "photos": sets, "cifar": a.cifar,
-                "val": HELD_OUT, "bytes": used, "budget": budget}
+                "val": VAL_PHOTOS, "bytes": used, "budget": budget}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     print(f".gpu/: {used / 2**20:.1f} MiB of {budget / 2**20:.1f} MiB; photos {sets}; "
-          f"CIFAR-10 train {a.cifar}; validation {HELD_OUT} Urban100 photos at 1/2; "
+          f"CIFAR-10 train {a.cifar}; validation {VAL_PHOTOS} BSDS500 test photos at 1/2; "
           f"runs {[r['name'] for r in runs]}")
 
 

@@ -10,6 +10,10 @@ docs/results.md, between the markers
     <!-- generated from results/NAME.json by scripts/results_tables.py -->
     <!-- end of generated block -->
 
+A large JSON (per-image figures of a thousand images) is kept gzipped as NAME.json.gz, its marker
+naming that file: the checkout is what a lent GPU receives, in 64 MiB with the training data it
+carries, so every megabyte kept here is one that data cannot use.
+
 A block is the figures and, under them, what the JSON recorded about the run: the command, the
 date, the CPU, threads and load average, igc's version and the model. A field the JSON does not
 hold is left out, never guessed. A JSON file without a marker in docs/results.md is an error, so
@@ -22,6 +26,7 @@ The README's summary table is copied from docs/results.md's, between the markers
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import re
 import sys
@@ -31,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "docs" / "results.md"
 FOLDER = ROOT / "docs" / "results"
 README = ROOT / "README.md"
-BLOCK = re.compile(r"(<!-- generated from results/(?P<name>[\w.-]+)\.json by "
+BLOCK = re.compile(r"(<!-- generated from results/(?P<name>[\w.-]+?\.json(?:\.gz)?) by "
                    r"scripts/results_tables\.py -->\n)(?P<body>.*?)(<!-- end of generated block -->)",
                    re.S)
 SUMMARY = re.compile(r"(<!-- summary: copied from docs/results\.md -->\n)(?P<body>.*?)"
@@ -205,7 +210,8 @@ def photo_block(data: dict) -> str:
 
 
 def block(path: Path) -> str:
-    data = json.loads(path.read_text())
+    data = json.loads(gzip.decompress(path.read_bytes()) if path.suffix == ".gz"
+                      else path.read_text())
     if "parts" in data:
         return startup_block(data)
     if "mode0_bpsp" in data:
@@ -216,21 +222,21 @@ def block(path: Path) -> str:
 
 
 def render(text: str) -> str:
-    names = {p.stem for p in FOLDER.glob("*.json")}
+    names = {p.name for p in (*FOLDER.glob("*.json"), *FOLDER.glob("*.json.gz"))}
     shown = set()
 
     def fill(m: re.Match) -> str:
         name = m.group("name")
         shown.add(name)
-        path = FOLDER / f"{name}.json"
+        path = FOLDER / name
         if not path.exists():
-            raise SystemExit(f"docs/results.md names results/{name}.json, which does not exist")
+            raise SystemExit(f"docs/results.md names results/{name}, which does not exist")
         return m.group(1) + block(path) + m.group(4)
 
     out = BLOCK.sub(fill, text)
     missing = names - shown
     if missing:
-        raise SystemExit(f"docs/results.md shows no block for {', '.join(sorted(missing))}.json")
+        raise SystemExit(f"docs/results.md shows no block for {', '.join(sorted(missing))}")
     return out
 
 
