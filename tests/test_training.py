@@ -563,6 +563,11 @@ def test_jpeg_downscale_shrinks_only_jpegs(tmp_path):
     assert len(val) == 2 * (6 * 8) + 12 * 16  # every tile of both half-size JPEGs and the PNG
     with pytest.raises(UsageError, match=r"no 64×64 validation tiles in .* \(JPEGs shrunk by 2\)"):
         load_validation(tmp_path / "photos", 64, jpeg_downscale=2)
+    (tmp_path / "jpegs").mkdir()
+    shutil.copy(tmp_path / "photos" / "a.jpg", tmp_path / "jpegs")
+    load_training([tmp_path / "jpegs"], tile=32)  # 48×64 holds a 32×32 tile
+    with pytest.raises(UsageError, match=r"jpegs: no image holds a 32×32 tile \(JPEGs shrunk by 2\)"):
+        load_training([tmp_path / "photos", tmp_path / "jpegs"], tile=32, jpeg_downscale=2)
     # Through the trainer's own loaders: the run shrinks its JPEGs and records the factor.
     tr = Trainer(_settings(tmp_path / "run1", steps=1, jpeg_downscale=2,
                            data=[str(tmp_path / "photos")], val=str(tmp_path / "photos"),

@@ -142,7 +142,8 @@ def load_training(paths: list[Path | str], tile: int, scales=SCALES,
                 )
             src.stacks.append(arr)
             continue
-        for f in image_files(path):
+        files, before = image_files(path), len(src.photos)
+        for f in files:
             im = load_rgb(f, jpeg_downscale)
             for s in scales:
                 w, h = round(im.width * s), round(im.height * s)
@@ -150,6 +151,11 @@ def load_training(paths: list[Path | str], tile: int, scales=SCALES,
                     continue
                 scaled = im if s == 1 else im.resize((w, h), Image.LANCZOS)
                 src.photos.append(np.asarray(scaled, dtype=np.uint8))
+        if files and len(src.photos) == before:
+            # every image smaller than a tile: a mistake (a wrong folder, a factor too large),
+            # which would otherwise train on the other paths as if this one were there
+            shrunk = f" (JPEGs shrunk by {jpeg_downscale:g})" if jpeg_downscale != 1.0 else ""
+            raise UsageError(f"{path}: no image holds a {tile}×{tile} tile{shrunk}")
     if not src.photos and not src.stacks:
         raise UsageError("no training images found in " + ", ".join(map(str, paths)))
     return src
