@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from igc.core.tokenizer import SubpixelTokenizer
-from igc.training.data import image_files, load_rgb
+from igc.training.data import image_files, jpeg_downscale_problem, load_rgb
 from igc.training.model import ImageGPT, load_pretrained
 from igc.training.trainer import position_weights
 
@@ -71,8 +71,8 @@ def main() -> None:
                     help="shrink JPEG-coded images by this factor first (Lanczos), as "
                     "`igc train --jpeg-downscale` does")
     a = ap.parse_args()
-    if not 1.0 <= a.jpeg_downscale <= 16.0:
-        ap.error(f"--jpeg-downscale must be between 1 and 16, got {a.jpeg_downscale:g}")
+    if problem := jpeg_downscale_problem(a.jpeg_downscale):
+        ap.error(problem)
     torch.backends.cuda.matmul.allow_tf32 = False  # float32 products, as the codec computes
     torch.backends.cudnn.allow_tf32 = False
     cfg, state, provenance = load_pretrained(a.model)

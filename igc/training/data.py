@@ -60,6 +60,23 @@ def _check_allowed(path: Path) -> None:
             )
 
 
+# --jpeg-downscale's range: 1 keeps JPEGs as published; past 16 a 1024-pixel photo is 64 pixels
+JPEG_DOWNSCALE_RANGE = (1.0, 16.0)
+
+
+def jpeg_downscale_problem(factor: float) -> str | None:
+    """Why `factor` is not a --jpeg-downscale, or None if it is one."""
+    low, high = JPEG_DOWNSCALE_RANGE
+    if not low <= factor <= high:
+        return f"--jpeg-downscale must be between {low:g} and {high:g}, got {factor:g}"
+    return None
+
+
+def _shrunk_note(factor: float) -> str:
+    """What an error about missing tiles adds when JPEGs were shrunk, since that may be why."""
+    return f" (JPEGs shrunk by {factor:g})" if factor != 1.0 else ""
+
+
 def load_rgb(path: Path, jpeg_downscale: float = 1.0):
     """The image as RGB; a JPEG-coded one first shrunk by `jpeg_downscale` (see below)."""
     from PIL import Image
@@ -154,8 +171,8 @@ def load_training(paths: list[Path | str], tile: int, scales=SCALES,
         if files and len(src.photos) == before:
             # every image smaller than a tile: a mistake (a wrong folder, a factor too large),
             # which would otherwise train on the other paths as if this one were there
-            shrunk = f" (JPEGs shrunk by {jpeg_downscale:g})" if jpeg_downscale != 1.0 else ""
-            raise UsageError(f"{path}: no image holds a {tile}×{tile} tile{shrunk}")
+            raise UsageError(f"{path}: no image holds a {tile}×{tile} tile"
+                             f"{_shrunk_note(jpeg_downscale)}")
     if not src.photos and not src.stacks:
         raise UsageError("no training images found in " + ", ".join(map(str, paths)))
     return src
@@ -274,8 +291,7 @@ def load_validation(path: Path | str, tile: int, count: int = 1024, seed: int = 
         for x in range(0, im.shape[1] - t + 1, t)
     ]
     if not cells:
-        shrunk = f" (JPEGs shrunk by {jpeg_downscale:g})" if jpeg_downscale != 1.0 else ""
-        raise UsageError(f"no {t}×{t} validation tiles in {path}{shrunk}")
+        raise UsageError(f"no {t}×{t} validation tiles in {path}{_shrunk_note(jpeg_downscale)}")
     rng = np.random.default_rng(seed)
     pick = rng.choice(len(cells), min(count, len(cells)), replace=False)
     return np.stack(

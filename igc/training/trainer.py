@@ -22,7 +22,13 @@ import torch.nn.functional as F
 
 from igc.errors import IgcError, UsageError
 from igc.training.checkpoint import atomic_save, load_checkpoint
-from igc.training.data import Sampler, TileSource, load_training, load_validation
+from igc.training.data import (
+    Sampler,
+    TileSource,
+    jpeg_downscale_problem,
+    load_training,
+    load_validation,
+)
 from igc.training.model import (
     ImageGPT,
     ModelConfig,
@@ -319,8 +325,8 @@ class Trainer:
             raise UsageError("--grow-layers adds blocks to the model of --init-from: give one")
         if not 0.0 <= s.distill <= 1.0:
             raise UsageError(f"--distill must be between 0 and 1, got {s.distill}")
-        if not 1.0 <= s.jpeg_downscale <= 16.0:
-            raise UsageError(f"--jpeg-downscale must be between 1 and 16, got {s.jpeg_downscale}")
+        if problem := jpeg_downscale_problem(s.jpeg_downscale):
+            raise UsageError(problem)
         if not 0.0 <= s.border_weight <= 1.0:
             raise UsageError(f"--border-weight must be between 0 and 1, got {s.border_weight}")
         teacher_cfg, teacher_state, self.teacher_provenance = None, None, None
