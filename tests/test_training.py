@@ -582,6 +582,34 @@ def test_jpeg_downscale_shrinks_only_jpegs(tmp_path):
                           val=str(tmp_path / "photos")), resume=True, quiet=True)
 
 
+def test_photos_smaller_than_a_tile_are_named_not_dropped_silently(tmp_path, capsys):
+    """A photo that holds no tile at any scale is left out, counted in training.json's data and
+    named in one line by the trainer; a folder of such photos alone stays an error (above)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "photos").mkdir()
+    Image.fromarray(rng.integers(0, 256, (40, 40, 3), np.uint8)).save(tmp_path / "photos" / "a.png")
+    Image.fromarray(rng.integers(0, 256, (40, 20, 3), np.uint8)).save(tmp_path / "photos" / "b.png")
+    Image.fromarray(rng.integers(0, 256, (9, 60, 3), np.uint8)).save(tmp_path / "photos" / "c.png")
+    src = load_training([tmp_path / "photos"], tile=32)
+    assert [p.shape[:2] for p in src.photos] == [(40, 40)]
+    assert src.too_small == [str(tmp_path / "photos" / n) for n in ("b.png", "c.png")]
+    assert src.description["photos_too_small"] == 2
+    assert src.too_small_note(2) == (
+        f"note: 2 photos smaller than a 32×32 tile left out of training (JPEGs shrunk by 2) "
+        f"(first: {tmp_path / 'photos' / 'b.png'})")
+    assert load_training([tmp_path / "photos"], tile=8).too_small_note() is None
+    # The trainer (a 4×4 tile) says so in one line when it starts.
+    Image.fromarray(rng.integers(0, 256, (3, 50, 3), np.uint8)).save(tmp_path / "photos" / "d.png")
+    capsys.readouterr()
+    tr = Trainer(_settings(tmp_path / "run", steps=1, data=[str(tmp_path / "photos")],
+                           val=str(tmp_path / "photos")))
+    assert capsys.readouterr().err == (f"note: 1 photo smaller than a 4×4 tile left out of "
+                                       f"training (first: {tmp_path / 'photos' / 'd.png'})\n")
+    assert len(tr.source.photos) == 4 + 4 + 2  # a and b at four scales, c (9×60) at 1 and ½
+
+
 def test_budget_required(tmp_path):
     with pytest.raises(UsageError):
         _trainer(tmp_path, steps=None)

@@ -50,7 +50,7 @@ from igc.engines.scalars import isqrt as _isqrt
 from igc.engines.scalars import row_shift as _row_shift
 from igc.engines.scalars import shift_round as _shift_round
 from igc.engines.scalars import shift_round_small as _shift_round_small
-from igc.engines.simd import dot_pairs, product_rows
+from igc.engines.simd import dot_pairs_blocks, product_rows
 from igc.errors import ModelError
 
 _EPS0 = -NORM_EPS_SHIFTS.start  # eps[k + _EPS0] is the eps of row shift k
@@ -66,6 +66,10 @@ _product_8 = product_rows(8, 1)
 _product_4 = product_rows(4, 1)
 _product_1x4 = product_rows(1, 4)
 _product_1 = product_rows(1, 1)
+# -- attention's sums: one block of 16 lanes (q . k, 16 positions), two (a value row's 32
+# channels in one sweep of the cache) -------------------------------------------------------
+_dot_1 = dot_pairs_blocks(1)
+_dot_2 = dot_pairs_blocks(2)
 
 
 @njit(**_OPTS)
@@ -219,8 +223,8 @@ def _query(kb, ks, vb, q, sq, pos, d, qh, ql, scores, wh, wl, mix, out):
         scores[t] = 0
     for j in range(blocks):
         for c0 in range(0, d2, PAIRS_QK):
-            dot_pairs(kb, j * kblock + c0 * 32, 32, min(PAIRS_QK, d2 - c0), qh, ql,
-                      2 * c0, scores, j * KEY_BLOCK, 8)
+            _dot_1(kb, j * kblock + c0 * 32, 32, 0, min(PAIRS_QK, d2 - c0), qh, ql, 2 * c0,
+                   scores, j * KEY_BLOCK, 8)
     top = -SCORE_LIM
     for t in range(n):  # scores in Q12 log2 units
         s = _shift_round_small(scores[t], 2 * FX - SCORE_FRAC - sq - np.int64(ks[t]),
@@ -238,10 +242,13 @@ def _query(kb, ks, vb, q, sq, pos, d, qh, ql, scores, wh, wl, mix, out):
     wl[n] = 0
     for i in range(dv):
         mix[i] = 0
-    for g in range(0, dv, 16):  # weighted values, exact
-        for t0 in range(0, pairs, PAIRS_AV):
-            dot_pairs(vb, t0 * vrow + 2 * g, vrow, min(PAIRS_AV, pairs - t0), wh, wl,
-                      2 * t0, mix, g, 10)
+    for t0 in range(0, pairs, PAIRS_AV):  # weighted values, exact: 32 channels a sweep
+        count = min(PAIRS_AV, pairs - t0)
+        for g in range(0, dv - 31, 32):
+            _dot_2(vb, t0 * vrow + 2 * g, vrow, 32, count, wh, wl, 2 * t0, mix, g, 10)
+        if dv % 32:
+            _dot_1(vb, t0 * vrow + 2 * (dv - 16), vrow, 0, count, wh, wl, 2 * t0, mix, dv - 16,
+                   10)
     for i in range(d):  # rounded half up
         out[i] = _floor_div(2 * mix[i] + total, 2 * total)
 

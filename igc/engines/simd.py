@@ -2,9 +2,9 @@
 
 pmaddwd multiplies int16 pairs and adds each pair into an int32 lane, exactly. The helpers below
 emit it as the AVX-512 or AVX2 intrinsic where numba compiles for such a CPU and as plain vector
-IR (exact all the same) elsewhere, inside two numba intrinsics: `dot_pairs` (attention's sums
-over the int16 key/value caches) and `product_rows` (weight products over int8 weights packed in
-input pairs, several rows and blocks of 16 output channels at once). Callers bound the number of
+IR (exact all the same) elsewhere, inside two kinds of numba intrinsic: `dot_pairs_blocks`
+(attention's sums over the int16 key/value caches) and `product_rows` (weight products over int8
+weights packed in input pairs, several rows and blocks of 16 output channels at once). Callers bound the number of
 pairs per sum so that no int32 lane overflows; lanes are widened to int64 before they are stored.
 """
 
@@ -78,40 +78,53 @@ def _pair32(context, builder, aryty, ary, index):
                                    _vec(_I16, 2)), [0, 1] * 16)
 
 
-@intrinsic
-def dot_pairs(typingctx, src, base, stride, count, hi, lo, c0, out, off, shift):
-    """For 16 lanes j: out[off + j] += sum over p < count of (H_p << shift) + L_p, where H_p =
-    src[s + 2j] * hi[c0 + 2p] + src[s + 2j + 1] * hi[c0 + 2p + 1] with s = base + p * stride,
-    L_p likewise with lo. int32 lanes: the caller bounds count so that they cannot overflow."""
-    if not _contiguous(src, hi, lo, out):
-        return None
-    sig = types.void(src, base, stride, count, hi, lo, c0, out, off, shift)
+def dot_pairs_blocks(blocks: int):
+    """An intrinsic for `blocks` groups of 16 lanes sharing one multiplier: for block k and lane
+    j, out[off + 16 k + j] += sum over p < count of (H_p << shift) + L_p, where H_p =
+    src[s + 2j] * hi[c0 + 2p] + src[s + 2j + 1] * hi[c0 + 2p + 1] with s = base + p * stride +
+    k * bstride, L_p likewise with lo. int32 lanes: the caller bounds count so that they cannot
+    overflow. Several blocks per pass read a row of the value cache (all of a position pair's
+    channels) in one sweep and load each multiplier pair once for all of them."""
 
-    def codegen(context, builder, signature, args):
-        srct, _, _, _, hit, lot, _, outt, _, _ = signature.args
-        src_, base_, stride_, count_, hi_, lo_, c0_, out_, off_, shift_ = args
-        isa = target_isa(context)
-        zero = ir.Constant(_vec(_I32, 16), None)
-        acc_hi = cgutils.alloca_once_value(builder, zero)
-        acc_lo = cgutils.alloca_once_value(builder, zero)
-        with cgutils.for_range(builder, count_) as loop:
-            p = loop.index
-            at = builder.add(base_, builder.mul(p, stride_))
-            v = _load(builder, _at(context, builder, srct, src_, at), _vec(_I16, 32))
-            c = builder.add(c0_, builder.mul(p, ir.Constant(_I64, 2)))
-            for acc, ary, aryt in ((acc_hi, hi_, hit), (acc_lo, lo_, lot)):
-                w = _pair32(context, builder, aryt, ary, c)
-                builder.store(builder.add(builder.load(acc), _pmadd(builder, isa, v, w)), acc)
-        v64 = _vec(_I64, 16)
-        hi64 = builder.sext(builder.load(acc_hi), v64)
-        sh = builder.insert_element(ir.Constant(v64, None), shift_, ir.Constant(_I32, 0))
-        sh = builder.shuffle_vector(sh, sh, ir.Constant(_vec(_I32, 16), [0] * 16))  # splat
-        ptr = builder.bitcast(_at(context, builder, outt, out_, off_), v64.as_pointer())
-        add = builder.add(builder.shl(hi64, sh), builder.sext(builder.load(acc_lo), v64))
-        builder.store(builder.add(builder.load(ptr, align=8), add), ptr, align=8)
-        return context.get_dummy_value()
+    @intrinsic
+    def dot(typingctx, src, base, stride, bstride, count, hi, lo, c0, out, off, shift):
+        if not _contiguous(src, hi, lo, out):
+            return None
+        sig = types.void(src, base, stride, bstride, count, hi, lo, c0, out, off, shift)
 
-    return sig, codegen
+        def codegen(context, builder, signature, args):
+            srct, _, _, _, _, hit, lot, _, outt, _, _ = signature.args
+            src_, base_, stride_, bstride_, count_, hi_, lo_, c0_, out_, off_, shift_ = args
+            isa = target_isa(context)
+            zero = ir.Constant(_vec(_I32, 16), None)
+            accs = [(cgutils.alloca_once_value(builder, zero),
+                     cgutils.alloca_once_value(builder, zero)) for _ in range(blocks)]
+            with cgutils.for_range(builder, count_) as loop:
+                p = loop.index
+                at = builder.add(base_, builder.mul(p, stride_))
+                c = builder.add(c0_, builder.mul(p, ir.Constant(_I64, 2)))
+                mult = (_pair32(context, builder, hit, hi_, c),
+                        _pair32(context, builder, lot, lo_, c))
+                for k, pair in enumerate(accs):
+                    a = builder.add(at, builder.mul(bstride_, ir.Constant(_I64, k)))
+                    v = _load(builder, _at(context, builder, srct, src_, a), _vec(_I16, 32))
+                    for acc, w in zip(pair, mult, strict=True):
+                        builder.store(builder.add(builder.load(acc), _pmadd(builder, isa, v, w)),
+                                      acc)
+            v64 = _vec(_I64, 16)
+            sh = builder.insert_element(ir.Constant(v64, None), shift_, ir.Constant(_I32, 0))
+            sh = builder.shuffle_vector(sh, sh, ir.Constant(_vec(_I32, 16), [0] * 16))  # splat
+            for k, (acc_hi, acc_lo) in enumerate(accs):
+                at = builder.add(off_, ir.Constant(_I64, 16 * k))
+                ptr = builder.bitcast(_at(context, builder, outt, out_, at), v64.as_pointer())
+                add = builder.add(builder.shl(builder.sext(builder.load(acc_hi), v64), sh),
+                                  builder.sext(builder.load(acc_lo), v64))
+                builder.store(builder.add(builder.load(ptr, align=8), add), ptr, align=8)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return dot
 
 
 def product_rows(rows: int, blocks: int):

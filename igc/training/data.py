@@ -129,6 +129,7 @@ class TileSource:
     tile: int
     photos: list[np.ndarray] = field(default_factory=list)
     stacks: list[np.ndarray] = field(default_factory=list)
+    too_small: list[str] = field(default_factory=list)  # photos that hold no tile at any scale
 
     @property
     def description(self) -> dict:
@@ -136,7 +137,18 @@ class TileSource:
             "photo_arrays": len(self.photos),
             "photo_pixels": int(sum(p.shape[0] * p.shape[1] for p in self.photos)),
             "small_images": int(sum(len(s) for s in self.stacks)),
+            "photos_too_small": len(self.too_small),
         }
+
+    def too_small_note(self, jpeg_downscale: float = 1.0) -> str | None:
+        """One line naming the photos left out for holding no tile, or None: a folder that
+        trains on fewer photos than it holds should say so, not look complete."""
+        if not self.too_small:
+            return None
+        n = len(self.too_small)
+        return (f"note: {n} photo{'s' if n > 1 else ''} smaller than a {self.tile}×{self.tile} "
+                f"tile left out of training{_shrunk_note(jpeg_downscale)} "
+                f"(first: {self.too_small[0]})")
 
 
 def load_training(paths: list[Path | str], tile: int, scales=SCALES,
@@ -161,13 +173,15 @@ def load_training(paths: list[Path | str], tile: int, scales=SCALES,
             continue
         files, before = image_files(path), len(src.photos)
         for f in files:
-            im = load_rgb(f, jpeg_downscale)
+            im, kept = load_rgb(f, jpeg_downscale), len(src.photos)
             for s in scales:
                 w, h = round(im.width * s), round(im.height * s)
                 if w < tile or h < tile:
                     continue
                 scaled = im if s == 1 else im.resize((w, h), Image.LANCZOS)
                 src.photos.append(np.asarray(scaled, dtype=np.uint8))
+            if len(src.photos) == kept:
+                src.too_small.append(str(f))
         if files and len(src.photos) == before:
             # every image smaller than a tile: a mistake (a wrong folder, a factor too large),
             # which would otherwise train on the other paths as if this one were there

@@ -385,6 +385,9 @@ class Trainer:
             else load_validation(s.val, s.model.tile, s.val_count,
                                  jpeg_downscale=s.jpeg_downscale)
         )
+        note = self.source.too_small_note(s.jpeg_downscale)
+        if note and not self.quiet:
+            print(note, file=sys.stderr)
         self.sampler = Sampler(self.source, self.rng, s.small_fraction)
         self.out.mkdir(parents=True, exist_ok=True)
 
