@@ -243,6 +243,9 @@ def test_the_default_adapts_images_of_enough_tiles(tiny):
 def test_a_mode_the_model_cannot_compute_is_refused(tiny):
     with pytest.raises(UsageError, match="unknown context mode 5"):
         compose(tiny, context=5)
+    for wrong in ("1", 1.0, True):  # the library's types, refused in words, never a TypeError
+        with pytest.raises(UsageError, match=f"unknown context mode {wrong!r}"):
+            compose(tiny, context=wrong)
     with pytest.raises(UsageError, match="context mode 1 adapts a numerics-2"):
         compose(tiny, context=1, numerics=1)
     header = container.unpack(compose(tiny, context=1).encode(smooth_image(8, 8)).data)[0]

@@ -135,7 +135,15 @@ def test_rows_of_other_options_are_refused_in_one_line(images, tmp_path):
         api.bench(images[:2], ["png"], log=log, verify=False)
     with pytest.raises(UsageError, match="another run: preprocessing"):
         api.bench(images[:2], ["png"], log=log, preprocessing="center crop")
+    # the context mode changes a model's rows: a log of another mode was once reused as is
+    with pytest.raises(UsageError, match="another run: context was None there and is 2 here"):
+        api.bench(images[:2], ["png"], log=log, context=2)
     assert len(log_lines(log)) == 2  # refused before anything was appended
+    lines = log_lines(log)
+    del lines[0]["options"]["context"]  # as an earlier igc wrote it
+    log.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    with pytest.raises(UsageError, match=r"line 1 does not record context \(an earlier igc"):
+        api.bench(images[:2], ["png"], log=log)
 
 
 def test_a_log_of_another_model_is_refused(images, tmp_path):

@@ -200,3 +200,19 @@ def test_the_v6_fixture_decodes_on_any_machine():
     want = np.asarray(Image.open(FIXTURE.with_suffix(".png")))
     np.testing.assert_array_equal(want, smooth_image(40, 48, seed=12))
     np.testing.assert_array_equal(compose(header.model_id).decode(data), want)
+
+
+@pytest.mark.parametrize("option,value,message", [
+    ("batch", -1, "batch must be 0 or more, got -1"),
+    ("lane", -3, "lane must be 0 or more, got -3"),
+    ("strip_rows", -2, "strip rows must be 0 or more, got -2"),
+    ("strip_rows", 2.5, "strip rows must be a whole number, not 2.5"),
+    ("batch", True, "batch must be a whole number, not True"),
+])
+def test_counts_other_than_whole_numbers_are_refused_before_coding(tiny, option, value, message):
+    """A negative batch or lane once reached the header's varint writer, which looped forever
+    on it (its shifts never reach 0); now the codec refuses it in one line."""
+    with pytest.raises(UsageError, match=message):
+        compose(tiny, **{option: value})
+    with pytest.raises(ValueError, match="a varint holds a count, not -1"):
+        container.encode_varint(-1)

@@ -6,7 +6,7 @@ reused:
 - `image_sha256`: SHA-256 of the pixels the compressor coded (after any crop or resize), with
   their shape;
 - `options`: the run's options that can change a row (verify, estimate, preprocessing, model,
-  mode, tokenizer, coder);
+  mode, tokenizer, coder, context);
 - `model_fingerprint`, `model_numerics`: for a model-based compressor, which weights and which
   integer numerics made the file (None otherwise).
 
@@ -37,7 +37,8 @@ ROW_FIELDS = tuple(f.name for f in dataclasses.fields(Row) if f.name != "extra")
 REQUIRED = tuple(f.name for f in dataclasses.fields(Row)
                  if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
 LOG_FIELDS = ("image_sha256", "options", "model_fingerprint", "model_numerics")
-OPTION_NAMES = ("verify", "estimate", "preprocessing", "model", "mode", "tokenizer", "coder")
+OPTION_NAMES = ("verify", "estimate", "preprocessing", "model", "mode", "tokenizer", "coder",
+                "context")
 
 
 def image_hash(pixels: np.ndarray) -> str:
@@ -146,7 +147,10 @@ class RowLog:
             raise UsageError(f"{where} is not a bench row ({problem}): give a file that igc "
                              "bench --log wrote, or a new file")
         for name, ours in self.options.items():
-            theirs = line["options"].get(name)
+            if name not in line["options"]:  # an earlier igc's log: what made the row is unknown
+                raise UsageError(f"{where} does not record {name} (an earlier igc wrote it), so "
+                                 "its rows cannot be matched to this run; give a new --log file")
+            theirs = line["options"][name]
             if theirs != ours:
                 raise UsageError(f"{where} comes from another run: {name} was {theirs!r} there "
                                  f"and is {ours!r} here; give a new --log file for these options")

@@ -68,6 +68,19 @@ class EncodeResult:
     approximation: Image | None = None  # a lossy tokenizer's decode of the tokens
 
 
+def _count(name: str, value) -> int | None:
+    """A codec option that counts something (batch, lane, strip rows) as the library takes it:
+    None (the default) or a whole number >= 0; anything else is refused in one line before any
+    coding (a negative count would reach the header's varints)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise UsageError(f"{name} must be a whole number, not {value!r}")
+    if value < 0:
+        raise UsageError(f"{name} must be 0 or more, got {value}")
+    return int(value)
+
+
 class NeuralCodec:
     """Codes images with a model's next-token distributions.
 
@@ -92,13 +105,16 @@ class NeuralCodec:
         self.coder = coder
         self.tokenizer = tokenizer or SubpixelTokenizer(order=order, model=model)
         self.order = self.tokenizer.order
-        self.batch = batch  # None: the context mode's (igc.codec.context.default_batch)
-        self.lane = lane  # tiles per lane; None: igc.codec.lanes.lane_size of the first batch
+        # None: the context mode's (igc.codec.context.default_batch); 0 as None
+        self.batch = _count("batch", batch) or None
+        # tiles per lane; None: igc.codec.lanes.lane_size of the first batch; 0 as None
+        self.lane = _count("lane", lane) or None
         self.residual = bool(residual) and not self.tokenizer.lossless
         self.plugin = plugin or model.name
         self.distributions = dict(distributions or {})
-        if context is not None and context not in container.CONTEXT_MODES:
-            raise UsageError(f"unknown context mode {context}; this igc codes "
+        if context is not None and (isinstance(context, bool) or context not in
+                                    container.CONTEXT_MODES or not isinstance(context, (int, np.integer))):
+            raise UsageError(f"unknown context mode {context!r}; this igc codes "
                              f"{', '.join(map(str, container.CONTEXT_MODES))}")
         if context in adapt.ADAPTED and adapt.head_of(model, model.numerics) is None:
             raise UsageError(f"context mode {context} adapts a numerics-2 ImageGPT model's head; "
@@ -112,7 +128,7 @@ class NeuralCodec:
                              f"the {self.tokenizer.name} tokenizer's {self.tokenizer.tile}px "
                              "tiles cannot")
         self.context = context
-        self.strip_rows = strips.check_strips(self, strip_rows)
+        self.strip_rows = strips.check_strips(self, _count("strip rows", strip_rows))
         self.fingerprint = combined_fingerprint(model.fingerprint,
                                                 getattr(self.tokenizer, "fingerprint", None))
 

@@ -133,7 +133,10 @@ class Header:
 
 
 def encode_varint(n: int) -> bytes:
-    """LEB128: 7 bits per byte, high bit set while more bytes follow."""
+    """LEB128: 7 bits per byte, high bit set while more bytes follow (n >= 0: a negative
+    number's shifts never reach 0)."""
+    if n < 0:
+        raise ValueError(f"a varint holds a count, not {n}")
     out = bytearray()
     while True:
         byte = n & 0x7F
