@@ -610,6 +610,42 @@ def test_photos_smaller_than_a_tile_are_named_not_dropped_silently(tmp_path, cap
     assert len(tr.source.photos) == 4 + 4 + 2  # a and b at four scales, c (9×60) at 1 and ½
 
 
+def test_a_run_folder_that_cannot_be_used_is_refused_before_training(tmp_path):
+    """An earlier run's folder is never overwritten without --resume (its checkpoint, exports and
+    log were replaced or mixed), and a folder that cannot be made is one line, not an
+    'unexpected' error after the data was read."""
+    tr = _trainer(tmp_path, steps=1)
+    tr.run()
+    before = (tmp_path / "run" / "checkpoint.pt").read_bytes()
+    with pytest.raises(UsageError, match=r"run holds a run already \(checkpoint.pt, log.jsonl, "
+                                         r"best, last\); pass --resume to continue it"):
+        _trainer(tmp_path, steps=1)
+    assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == before
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(UsageError, match="afile is a file, not a run folder"):
+        _trainer(tmp_path / "unused", out=str(tmp_path / "afile"))
+    with pytest.raises(UsageError, match=r"cannot create the run folder .*afile/run: .*afile is "
+                                         "not a writable folder"):
+        _trainer(tmp_path / "unused", out=str(tmp_path / "afile" / "run"))
+    with pytest.raises(UsageError, match="the run folder is the current folder"):
+        _trainer(tmp_path / "unused", out="")
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--name", "/abs"], "--name '/abs' is not a run name"),
+    (["--name", ""], "--name '' is not a run name"),
+    (["--name", "a/b"], "--name 'a/b' is not a run name"),
+    (["--out", ""], "the run folder is the current folder"),
+])
+def test_train_names_a_run_folder_in_one_line(tmp_path, args, message):
+    from helpers import error_line, invoke
+
+    result = invoke("train", "--steps", "1", "--no-compile", *args, "--data", tmp_path,
+                    "--val", tmp_path)
+    assert message in error_line(result)
+    assert not Path("/abs").exists()
+
+
 def test_budget_required(tmp_path):
     with pytest.raises(UsageError):
         _trainer(tmp_path, steps=None)

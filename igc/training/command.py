@@ -176,6 +176,9 @@ def train(
     if warmup < 0 or eval_every < 1:
         raise UsageError(f"--warmup must be at least 0 and --eval-every at least 1, got "
                          f"{warmup} and {eval_every}")
+    if out is None and (not name.strip() or Path(name).name != name or name in (".", "..")):
+        raise UsageError(f"--name {name!r} is not a run name (a folder under runs/); give --out "
+                         "for a path")
     settings = TrainSettings(
         model=ModelConfig(width, layers, heads, tile),
         data=[str(p) for p in (data or default_train_paths())],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import platform
 import random
 import sys
@@ -277,6 +278,30 @@ def check_same_teacher(ckpt: dict, s: TrainSettings, provenance: dict | None) ->
                          f"give the same (not {s.distill:g})")
 
 
+RUN_FILES = ("checkpoint.pt", "log.jsonl", "best", "last")  # what a run leaves in its folder
+
+
+def check_run_folder(out: Path, resume: bool) -> None:
+    """Refuse, before any data is read, a run folder the run could not write or would
+    overwrite: a file, a folder under a file or an unwritable place, or another run's folder
+    without --resume (its checkpoint, exports and log would be replaced or mixed)."""
+    if str(out) in ("", "."):
+        raise UsageError("the run folder is the current folder; give --out a folder of its own")
+    try:
+        if out.exists() and not out.is_dir():
+            raise UsageError(f"{out} is a file, not a run folder; give another --out")
+        held = [name for name in RUN_FILES if (out / name).exists()] if out.is_dir() else []
+        above = next((p for p in out.absolute().parents if p.exists()), None)
+    except OSError as exc:
+        raise UsageError(f"cannot use the run folder {out}: {exc.strerror or exc}") from None
+    if held and not resume:
+        raise UsageError(f"{out} holds a run already ({', '.join(held)}); pass --resume to "
+                         "continue it, or give another --out")
+    if not out.exists() and above is not None and not (above.is_dir() and
+                                                        os.access(above, os.W_OK | os.X_OK)):
+        raise UsageError(f"cannot create the run folder {out}: {above} is not a writable folder")
+
+
 class Trainer:
     """Holds the model, optimizer, data and counters; `run()` trains until the budget ends."""
 
@@ -295,6 +320,7 @@ class Trainer:
         self.s, self.quiet = s, quiet
         self.out = Path(s.out)
         self.ckpt_path = self.out / "checkpoint.pt"
+        check_run_folder(self.out, resume)
         ckpt, init_state, self.init_provenance = None, None, None
         if resume:
             if not self.ckpt_path.exists():
@@ -389,7 +415,11 @@ class Trainer:
         if note and not self.quiet:
             print(note, file=sys.stderr)
         self.sampler = Sampler(self.source, self.rng, s.small_fraction)
-        self.out.mkdir(parents=True, exist_ok=True)
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"cannot create the run folder {self.out}: "
+                             f"{exc.strerror or exc}") from None
 
     # -- persistence -------------------------------------------------------------------------
 
