@@ -718,3 +718,20 @@ def test_file_lines_wrap_at_spaces_on_a_narrow_terminal(monkeypatch, capsys):
     lines = said[0].splitlines()
     assert all(len(line) <= 39 for line in lines) and len(lines) > 1
     assert "bits/subpixel," in said[0].split() and "2.874" in said[0].split()  # words whole
+
+
+@pytest.mark.parametrize("command", [
+    ["bench", "-c", "png", "-q"], ["speed", "-n", "1", "--crop", "8", "-b", "int"],
+    ["train", "--steps", "1", "--no-compile"],
+])
+@pytest.mark.parametrize("seed", ["-1", str(2**64)])
+def test_a_seed_numpy_or_torch_cannot_take_is_one_line(tmp_path, command, seed):
+    """numpy refuses negative seeds and torch those past int64, in words that name neither the
+    option nor the range: every command checks --seed first."""
+    from helpers import error_line
+
+    result = invoke(*command, "--seed", seed, *(["--out", tmp_path / "run"]
+                                                if command[0] == "train" else []))
+    assert error_line(result) == ("igc: error: --seed must be a whole number from 0 to "
+                                  f"2**63 - 1, got {seed}")
+    assert result.exit_code == 2

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from igc.core.image import load_image, resolve_max_pixels
+from igc.core.seeds import checked_seed
 from igc.core.types import Image, LoadedImage
 from igc.errors import ImageError, UsageError
 
@@ -273,7 +274,7 @@ def pick(refs: list[ImageRef], count: int | None, seed: int = 0) -> list[ImageRe
 
     count=None takes all. A count below 1 or above the pool size is a `UsageError`.
     """
-    n = len(refs)
+    seed, n = checked_seed(seed), len(refs)
     if count is None:
         return list(refs)
     if isinstance(count, bool) or not isinstance(count, (int, np.integer)):
