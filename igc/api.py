@@ -345,7 +345,16 @@ def report(result, reporter: str = "table", destination: Any = None,
         with contextlib.redirect_stdout(buffer):
             made.report(result, None)
         return buffer.getvalue()
-    made.report(result, None if destination == "-" else destination)
+    if destination == "-":
+        made.report(result, None)
+        return None
+    from igc.core.writing import replacing
+    from igc.errors import IgcError
+
+    if Path(destination).is_dir():
+        raise UsageError(f"cannot write the report to {destination}: it is a folder")
+    with replacing(Path(destination), IgcError) as tmp:  # a link is replaced, never written through
+        made.report(result, str(tmp))
     return None
 
 

@@ -400,3 +400,37 @@ def test_bench_writes_nothing_into_the_image_folder(photo_dir, tmp_path, monkeyp
     assert _listing(photo_dir) == before
     assert sorted(p.name for p in reports.iterdir()) == ["r.csv", "r.png"]
     assert list(cwd.iterdir()) == []
+
+
+def test_a_name_too_long_or_a_loop_of_links_is_one_line(png, tmp_path):
+    """What the system refuses about the output's name itself, said before any coding, not as
+    an 'unexpected OSError' (or pathlib's RuntimeError for a loop of links)."""
+    long_name = tmp_path / ("x" * 300 + ".igc")
+    assert error_line(invoke("compress", png, "-o", long_name, "--model", NO_MODEL)) == (
+        f"igc: error: cannot write {long_name}: File name too long")
+    (tmp_path / "loop1").symlink_to("loop2")
+    (tmp_path / "loop2").symlink_to("loop1")
+    loop = tmp_path / "loop1"
+    assert error_line(compress(png, loop)) == f"igc: error: {loop} exists; pass --force to overwrite it"
+    assert compress(png, loop, "--force").exit_code == 0
+    assert not loop.is_symlink() and igc.decompress(loop.read_bytes()).shape == PIXELS.shape
+
+
+def test_reports_replace_a_link_and_never_write_through_it(png, tmp_path):
+    """--csv and --plot are written as every output is: a temporary file renamed over the
+    path, so a symbolic link is replaced and its target left as it was (the CSV once went into
+    the link's target), and a report that cannot be written is one line."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    link = tmp_path / "rows.csv"
+    link.symlink_to(victim)
+    result = invoke("bench", "-c", "png", "-i", png, "--csv", link, "--force", "-q")
+    assert result.exit_code == 0, result.output
+    assert victim.read_text() == "keep me"
+    assert not link.is_symlink() and link.read_text().startswith("image,compressor,")
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary
+    bench = igc.bench([PIXELS], ["png"])
+    with pytest.raises(igc.IgcError, match=r"^cannot write /nonexistent/x.csv: No such file"):
+        igc.report(bench, "csv", destination="/nonexistent/x.csv")
+    with pytest.raises(igc.UsageError, match=r"cannot write the report to .*: it is a folder"):
+        igc.report(bench, "csv", destination=tmp_path)

@@ -17,6 +17,7 @@ output names checked before any coding, a progress bar on a terminal, one line p
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -116,7 +117,7 @@ def _refuse_collisions(jobs: list[Job]) -> None:
     for job in jobs:
         if job.output is None or job.error:
             continue
-        key = job.output.resolve()
+        key = Path(os.path.realpath(job.output))  # Path.resolve raises on a loop of links
         if key in seen:
             raise UsageError(f"{seen[key]} and {job.label} would both be written to {job.output}; "
                              "write them to different folders")

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import os
 import stat
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 from igc.core.files import file_kind
+from igc.core.writing import replacing
 from igc.errors import IgcError, UsageError
 
 
@@ -47,6 +47,23 @@ def _special(path: Path) -> str | None:
     return file_kind(mode)
 
 
+def _system_refusals(check):
+    """`check`, with what the system refuses about the path itself (a name too long, a loop of
+    symbolic links) said in one line like the rest."""
+
+    def checked(path: Path, *args, **kwargs) -> None:
+        try:
+            check(path, *args, **kwargs)
+        except (OSError, RuntimeError) as exc:  # pathlib raises RuntimeError for a link loop
+            reason = (exc.strerror if isinstance(exc, OSError) else None) or \
+                "too many levels of symbolic links"
+            raise UsageError(f"cannot write {path}: {reason}") from None
+
+    checked.__doc__ = check.__doc__
+    return checked
+
+
+@_system_refusals
 def check_output(path: Path, *, force: bool, inputs: Iterable[Path] = ()) -> None:
     """Refuse an output file that cannot or must not be written; call it before any work."""
     if any(_same_file(path, source) for source in inputs):
@@ -62,6 +79,7 @@ def check_output(path: Path, *, force: bool, inputs: Iterable[Path] = ()) -> Non
     _check_folder(path, f"cannot write {path}")
 
 
+@_system_refusals
 def check_report(path: Path, option: str, inputs: Iterable[Path], *, force: bool = False
                  ) -> None:
     """Refuse a --csv/--plot file that is an input image, a directory, not a regular file, in no
@@ -79,36 +97,8 @@ def check_report(path: Path, option: str, inputs: Iterable[Path], *, force: bool
     _check_folder(path, f"{option} {path}")
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)  # the only portable way to read it: set, then restore at once
-    os.umask(mask)
-    return mask
-
-
-def _mode_for(path: Path) -> int:
-    """The replaced file's permissions (--force), else what the umask gives a new file."""
-    try:
-        return stat.S_IMODE(os.stat(path).st_mode) & 0o777
-    except OSError:  # no such file, or a dangling symlink
-        return 0o666 & ~_umask()
-
-
 def write_atomic(path: Path, data: bytes, force: bool) -> None:
     """Write via a temporary file and rename, so a failure never truncates an existing output."""
     check_output(path, force=force)  # again: the file may have appeared while we coded
-    mode = _mode_for(path)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise IgcError(f"cannot write {path}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            os.fchmod(fh.fileno(), mode)  # mkstemp creates 0600
-            fh.write(data)
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise IgcError(f"cannot write {path}: {exc.strerror or exc}") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with replacing(path, IgcError) as tmp:
+        tmp.write_bytes(data)
