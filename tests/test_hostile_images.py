@@ -95,6 +95,35 @@ def test_compress_a_directory(tmp_path):
                     "inputs: use --out-dir DIR")
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are a POSIX feature")
+def test_a_pipe_is_read_as_standard_input_is_and_a_device_is_named(tmp_path):
+    """`igc compress <(cat a.png)` and `/dev/stdin` are pipes: their size is 0 until read, so
+    they were called empty files; they are read, bounded, as standard input is. A character
+    device is said to be one."""
+    import io
+    import threading
+
+    pixels = rgb(7, 5, seed=4)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")  # made first: a failing writer would
+    fifo = tmp_path / "pipe"                              # leave the reader waiting forever
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_bytes(buffer.getvalue()))
+    writer.start()
+    result = invoke("compress", fifo, "-o", tmp_path / "x.igc", "--model", "uniform")
+    writer.join(10)
+    assert result.exit_code == 0, result.output
+    assert np.array_equal(igc.decompress((tmp_path / "x.igc").read_bytes()), pixels)
+    writer = threading.Thread(target=lambda: fifo.write_bytes(b""))
+    writer.start()
+    line = error_line(invoke("compress", fifo, "-o", tmp_path / "y.igc", "--model", "uniform"))
+    writer.join(10)
+    assert line == f"igc: error: {fifo}: empty input (0 bytes)"
+    if Path("/dev/zero").exists():
+        line = error_line(invoke("compress", "/dev/zero", "-o", tmp_path / "z.igc"))
+        assert line == "igc: error: /dev/zero: is a character device, not an image file"
+
+
 @pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0,
                     reason="root reads files regardless of permissions")
 def test_compress_unreadable_file(small_png):

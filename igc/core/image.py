@@ -28,7 +28,9 @@ has one the note says it was dropped (never silently).
 
 from __future__ import annotations
 
+import io
 import os
+import stat
 import struct
 import threading
 import warnings
@@ -38,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from igc.core.files import file_kind
 from igc.core.types import Image, LoadedImage
 from igc.errors import ImageError, UsageError
 
@@ -361,12 +364,22 @@ def load_image(
     if p.is_dir():
         raise ImageError(f"{label}: is a directory, not an image file")
     try:
-        size = p.stat().st_size
+        st = p.stat()
+        if stat.S_ISFIFO(st.st_mode):  # a pipe (<(cmd), /dev/stdin): read as standard input is
+            with open(p, "rb") as fh:
+                data = read_image_stream(fh, label=label, max_pixels=cap)
     except OSError as exc:
         raise ImageError(f"{label}: cannot read: {exc.strerror or exc}") from None
-    if size == 0:
+    name = name if name is not None else p.name
+    if stat.S_ISFIFO(st.st_mode):
+        if not data:
+            raise ImageError(f"{label}: empty input (0 bytes)")
+        return _decode(io.BytesIO(data), label, strict, cap, name)
+    if not stat.S_ISREG(st.st_mode):
+        raise ImageError(f"{label}: is {file_kind(st.st_mode)}, not an image file")
+    if st.st_size == 0:
         raise ImageError(f"{label}: empty file (0 bytes)")
-    return _decode(p, label, strict, cap, name if name is not None else p.name)
+    return _decode(p, label, strict, cap, name)
 
 
 def read_image_stream(stream: Any, *, label: str = "-", max_pixels: int | None = None) -> bytes:
@@ -384,8 +397,6 @@ def read_image_stream(stream: Any, *, label: str = "-", max_pixels: int | None =
 def load_image_data(data: bytes, *, strict: bool, label: str = "-",
                     max_pixels: int | None = None) -> LoadedImage:
     """`load_image` for an image file's bytes (standard input); `label` names it in messages."""
-    import io
-
     if not data:
         raise ImageError(f"{label}: empty input (0 bytes)")
     return _decode(io.BytesIO(data), label, strict, resolve_max_pixels(max_pixels), label)
