@@ -589,3 +589,15 @@ def _path(tmp_path: Path, data: bytes) -> Path:
     path = tmp_path / "file.igc"
     path.write_bytes(data)
     return path
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are a POSIX feature")
+def test_resume_refuses_a_checkpoint_that_is_a_pipe(tmp_path):
+    """A FIFO named checkpoint.pt blocked `igc train --resume` forever (torch.load waited for a
+    writer); like a model's files, it is refused as not a regular file."""
+    run = tmp_path / "run"
+    run.mkdir()
+    os.mkfifo(run / "checkpoint.pt")
+    line = error_line(invoke(*train_args(tmp_path), "--out", run, "--resume"))
+    assert line == (f"igc: error: --resume: {run / 'checkpoint.pt'} is a FIFO (named pipe), "
+                    "not a regular file")

@@ -40,6 +40,10 @@ def load_checkpoint(path: Path) -> dict:
     line) for anything else or a missing field."""
     import pickle
 
+    from igc.core.files import check_regular
+
+    # a FIFO named checkpoint.pt would block the read forever: regular files only
+    check_regular(path, lambda text: UsageError(f"--resume: {text}"))
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError,
