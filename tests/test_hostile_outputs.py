@@ -434,3 +434,27 @@ def test_reports_replace_a_link_and_never_write_through_it(png, tmp_path):
         igc.report(bench, "csv", destination="/nonexistent/x.csv")
     with pytest.raises(igc.UsageError, match=r"cannot write the report to .*: it is a folder"):
         igc.report(bench, "csv", destination=tmp_path)
+
+
+@pytest.mark.parametrize(("args", "redirect", "message"), [
+    (["models"], ">&-", "cannot write standard output: it is closed"),
+    (["--help"], ">&-", "cannot write standard output: it is closed"),
+    (["compress", "IN", "-o", "-"], ">&-", "cannot write standard output: it is closed"),
+    (["compress", "-", "-o", "OUT"], "<&-", "cannot read standard input: it is closed"),
+])
+def test_a_closed_standard_stream_is_named_in_one_line(png, tmp_path, args, redirect, message):
+    """Started with standard output or input closed (`>&-`, `<&-`), Python leaves it None:
+    every print failed as an 'unexpected AttributeError', click's stream lookup as an
+    'unexpected RuntimeError'. Each is now the one line a Unix tool would give."""
+    import shlex
+    import subprocess
+    import sys
+
+    words = [str(png) if a == "IN" else str(tmp_path / "o.igc") if a == "OUT" else a
+             for a in args]
+    root = Path(__file__).resolve().parents[1]
+    command = " ".join(shlex.quote(w) for w in [sys.executable, "-m", "igc", *words])
+    done = subprocess.run(["sh", "-c", f"{command} {redirect}"], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "PYTHONPATH": str(root)})
+    assert done.returncode == 1
+    assert done.stderr == f"igc: error: {message}\n"

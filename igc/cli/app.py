@@ -58,6 +58,9 @@ def main() -> None:
 
     if os.environ.get("WORLD_SIZE"):  # a rank (torchrun): torch's C++ log lines, tracebacks
         os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "FATAL")  # included, would bury igc's line
+    from igc.cli.errors import guard_closed_streams
+
+    guard_closed_streams()
     app(prog_name="igc")
 
 

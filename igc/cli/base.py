@@ -20,6 +20,7 @@ import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from igc.cli.errors import debug
+from igc.errors import IgcError
 
 # the context mode of new files, an option of compress and bench
 CONTEXT = typer.Option(None, "--context", metavar="MODE", min=0, max=3,
@@ -133,6 +134,11 @@ class IgcGroup(PlainHelp, TyperGroup):
         except typer.Abort:
             sys.stderr.write("igc: error: aborted\n")
             code = 1
+        except IgcError as exc:  # raised before any command ran: --help to a closed stdout
+            if debug():
+                raise
+            sys.stderr.write(f"igc: error: {exc}\n")
+            code = exc.exit_code
         if not standalone_mode:
             return code
         sys.exit(code)

@@ -72,6 +72,54 @@ def write_stdout(data: bytes) -> None:
         raise IgcError(f"cannot write standard output: {exc.strerror or exc}") from None
 
 
+class _ClosedStream:
+    """Standard input or output as Python leaves it when the process started with it closed
+    (`igc ... >&-`): None, on which every print and click's binary stream lookup failed as an
+    'unexpected' error. This one says which stream is closed, on the first real read or write;
+    empty writes and reads (click's probes) and flushes pass, so a command that never uses the
+    stream does not fail for it."""
+
+    def __init__(self, name: str, binary: bool) -> None:
+        self.name, self.binary = name, binary
+        self.buffer = None if binary else _ClosedStream(name, True)
+
+    def _closed(self) -> IgcError:
+        verb = "read" if self.name == "input" else "write"
+        return IgcError(f"cannot {verb} standard {self.name}: it is closed")
+
+    def write(self, data: Any) -> int:
+        if isinstance(data, bytes | bytearray | memoryview) != self.binary:
+            raise TypeError("a closed standard stream of the other kind")  # click's probe
+        if len(data):
+            raise self._closed()
+        return 0
+
+    def read(self, size: int = -1) -> Any:
+        if size == 0:
+            return b"" if self.binary else ""
+        raise self._closed()
+
+    readline = read
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        raise OSError(errno.EBADF, f"standard {self.name} is closed")
+
+
+def guard_closed_streams() -> None:
+    """Give a standard input or output that was closed when igc started a stand-in that says
+    so in one line (see _ClosedStream)."""
+    if sys.stdin is None:
+        sys.stdin = _ClosedStream("input", False)
+    if sys.stdout is None:
+        sys.stdout = _ClosedStream("output", False)
+
+
 def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     """Turn igc's exceptions (and unexpected ones) into `igc: error: ...` and an exit code."""
 
