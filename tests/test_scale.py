@@ -262,6 +262,22 @@ def test_unreachable_master_is_one_line(photo_dir):
                                "127.0.0.1:")
 
 
+@pytest.mark.parametrize(("env", "message"), [
+    ({"RANK": "x"}, "RANK='x' and WORLD_SIZE='2' must be whole numbers"),
+    ({"RANK": "5"}, "RANK=5 is not a rank of WORLD_SIZE=2 (0 to 1)"),
+    ({"RANK": "1", "IGC_DIST_TIMEOUT": "nan"},
+     "IGC_DIST_TIMEOUT='nan': give a positive number of seconds, at most 10,000,000"),
+])
+def test_a_rank_s_environment_is_checked_before_joining(photo_dir, env, message):
+    """A RANK that is not a number was an 'unexpected ValueError'; one outside WORLD_SIZE waited
+    the whole timeout and then blamed the network; a NaN timeout was taken and failed later
+    in two misleading lines."""
+    env = {"WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()),
+           **env}
+    out = igc_cli("bench", "-c", "png", "-i", str(photo_dir), env=env)
+    assert (out.returncode, out.stderr) == (2, f"igc: error: {message}\n")
+
+
 # -- torchrun: two "nodes" on 127.0.0.1 -----------------------------------------------------------
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 

@@ -47,6 +47,7 @@ BEAT = 1.0  # seconds between heartbeats, and between rank 0's collections of re
 LOCALHOST = "127.0.0.1"
 
 Handler = Callable[[int, dict], None]
+MAX_SECONDS = 10**7  # about 116 days: any real wait, far below timedelta's range
 
 
 def launched() -> bool:
@@ -67,8 +68,9 @@ def seconds_from(env: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         value = -1
-    if value <= 0:
-        raise UsageError(f"{env}={raw!r}: give a positive number of seconds")
+    if not 0 < value <= MAX_SECONDS:  # nan and inf too: timedelta cannot hold them
+        raise UsageError(f"{env}={raw!r}: give a positive number of seconds, at most "
+                         f"{MAX_SECONDS:,}")
     return value
 
 
@@ -110,7 +112,14 @@ class Group:
         import torch
         import torch.distributed as dist
 
-        rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+        try:
+            rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+        except ValueError:
+            raise UsageError(f"RANK={os.environ['RANK']!r} and WORLD_SIZE="
+                             f"{os.environ['WORLD_SIZE']!r} must be whole numbers") from None
+        if not 0 <= rank < world:
+            raise UsageError(f"RANK={rank} is not a rank of WORLD_SIZE={world} (0 to "
+                             f"{world - 1})")
         master = f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}"
         timeout = seconds_from(TIMEOUT_ENV, DEFAULT_TIMEOUT)
         backend = os.environ.get(BACKEND_ENV) or ("nccl" if torch.cuda.is_available() else "gloo")
@@ -419,6 +428,8 @@ def spawn(workers: int, fn: Callable, args: tuple = (), *, threads: int | None =
     hang."""
     import multiprocessing
 
+    for env, default in ((TIMEOUT_ENV, DEFAULT_TIMEOUT), (PEER_ENV, DEFAULT_PEER)):
+        seconds_from(env, default)  # refused here once, not by every rank
     ctx = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="igc-ranks-") as folder, terminated_as_interrupt():
         port = _free_port()
