@@ -220,8 +220,9 @@ def set_threads(threads: int | None) -> None:
     """torch's CPU thread count for model-based compressors (None: leave it)."""
     if threads is None:
         return
-    if threads < 1:
-        raise UsageError(f"--threads must be at least 1, got {threads}")
+    from igc.core.options import checked_threads
+
+    threads = checked_threads(threads)
     import sys
 
     if "torch" in sys.modules:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from igc.core.image import load_image, resolve_max_pixels
-from igc.core.seeds import checked_seed
+from igc.core.options import checked_seed
 from igc.core.types import Image, LoadedImage
 from igc.errors import ImageError, UsageError
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from igc.core.seeds import checked_seed
+from igc.core.options import checked_seed, checked_threads
 from igc.errors import IgcError, UsageError
 from igc.training.checkpoint import atomic_save, load_checkpoint
 from igc.training.data import (
@@ -319,6 +319,7 @@ class Trainer:
         if (s.minutes or 0) < 0 or (s.steps or 0) < 0:
             raise UsageError(f"the budget must be positive: minutes {s.minutes}, steps {s.steps}")
         checked_seed(s.seed)
+        checked_threads(s.threads)
         self.s, self.quiet = s, quiet
         self.out = Path(s.out)
         self.ckpt_path = self.out / "checkpoint.pt"
