@@ -268,7 +268,9 @@ def bench(images: Sequence[Any], compressors: Sequence[Any], *, verify: bool = T
                "preprocessing": preprocessing}
     if workers < 1:
         raise UsageError(f"--workers must be at least 1, got {workers}")
-    named = bool(compressors) and isinstance(compressors[0], str)
+    if not compressors:  # as `igc bench -c ""` is: an empty result would look like a run
+        raise UsageError("no compressors given; known: " + ", ".join(list_compressors()))
+    named = isinstance(compressors[0], str)
     made_with = {"model": model, "mode": mode, "tokenizer": tokenizer, "coder": coder,
                  "context": context}
     grouped = {"log": log, "show_progress": show_progress, "note": note, "progress": progress}

@@ -390,3 +390,25 @@ def test_broadcast_views_beyond_the_pixel_limit_are_refused_without_a_copy(shape
     finally:
         tracemalloc.stop()
     assert peak < 1 << 20
+
+
+def test_an_empty_name_is_refused_not_taken_for_the_current_folder(tmp_path, monkeypatch):
+    """`igc compress "$UNSET"` coded every image of the current folder (Path("") is "."); an
+    empty name is refused by every command that reads images, and by the library."""
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(rgb(4, 4)).save(tmp_path / "here.png")
+    for command in (["compress", ""], ["decompress", ""]):
+        assert error_line(invoke(*command)) == (
+            "igc: error: an input is an empty name (an unset variable?); give a file, a folder, "
+            "or - for standard input")
+    assert error_line(invoke("bench", "-c", "png", "-i", "", "-q")) == (
+        "igc: error: an image path is an empty name (an unset variable?); give a file or a "
+        "folder")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["here.png"]  # nothing was coded
+
+
+def test_the_library_refuses_wrong_types_in_words():
+    with pytest.raises(igc.UsageError, match="a model is a name or a folder, not 123"):
+        igc.compress(rgb(4, 4), model=123)
+    with pytest.raises(igc.UsageError, match=r"no compressors given; known: .*png"):
+        igc.bench([rgb(4, 4)], [])

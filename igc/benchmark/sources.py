@@ -159,6 +159,9 @@ def collect(paths: Iterable[str | os.PathLike], *, recursive: bool = False) -> l
     """
     refs: list[ImageRef] = []
     for raw in paths:
+        if str(raw) == "":  # Path("") is the current folder, which nobody asks for this way
+            raise UsageError("an image path is an empty name (an unset variable?); give a "
+                             "file or a folder")
         path = Path(raw)
         if not path.exists():
             raise ImageError(f"{path}: no such file or directory")

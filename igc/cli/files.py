@@ -69,6 +69,9 @@ def plan(sources: list[str], *, output: Path | None, out_dir: Path | None,
         raise UsageError("- (standard input) must be the only input")
     if output is not None and out_dir is not None:
         raise UsageError("give -o for one output or --out-dir for many, not both")
+    if "" in sources:  # Path("") is the current folder: every image in it would be coded
+        raise UsageError("an input is an empty name (an unset variable?); give a file, a "
+                         "folder, or - for standard input")
     jobs: list[Job] = []
     for raw in sources:
         if raw == STDIO:
