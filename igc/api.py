@@ -358,6 +358,9 @@ def report(result, reporter: str = "table", destination: Any = None,
         raise UsageError(f"cannot write the report to {destination}: it is a folder")
     with replacing(Path(destination), IgcError) as tmp:  # a link is replaced, never written through
         made.report(result, str(tmp))
+        if tmp.stat().st_size == 0:  # a reporter that ignores files must not empty one
+            raise UsageError(f"reporter {reporter!r} wrote nothing to {destination} (it "
+                             "writes to standard output only)")
     return None
 
 

@@ -132,7 +132,7 @@ def test_decompress_corrupt_file_leaves_no_output(tmp_path, tiny_model):
     out = invoke("decompress", bad, "-o", tmp_path / "x.png", "--model", tiny_model)
     assert out.exit_code != 0 and "igc: error:" in out.output
     assert not (tmp_path / "x.png").exists()
-    assert list(tmp_path.glob("*.tmp")) == []
+    assert list(tmp_path.glob(".*")) == []  # no temporary file
 
 
 def test_help_and_a_classical_bench_import_no_torch(photo_dir):

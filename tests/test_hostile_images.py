@@ -83,7 +83,7 @@ def test_compress_refuses_what_it_cannot_code_exactly(tmp_path, name):
     out = tmp_path / "out.igc"
     assert COMPRESS_REFUSALS[name] in error_line(invoke("compress", path, "-o", out,
                                                         "--model", "uniform"))
-    assert not out.exists() and list(tmp_path.glob("**/*.tmp")) == []
+    assert not out.exists() and list(tmp_path.glob("**/.*")) == []
 
 
 def test_compress_a_directory(tmp_path):
@@ -95,29 +95,45 @@ def test_compress_a_directory(tmp_path):
                     "inputs: use --out-dir DIR")
 
 
+def _feed(fifo: Path, data: bytes):
+    """A daemon thread writing `data` into the FIFO once a reader opens it."""
+    import threading
+
+    writer = threading.Thread(target=lambda: fifo.write_bytes(data), daemon=True)
+    writer.start()
+    return writer
+
+
+def _release(fifo: Path, writer) -> None:
+    """If no reader came (the code under test went wrong), let the writer's open return, so
+    that a failing test fails instead of leaving a thread blocked in open()."""
+    writer.join(10)
+    if writer.is_alive():
+        fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        os.close(fd)
+        writer.join(10)
+
+
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are a POSIX feature")
 def test_a_pipe_is_read_as_standard_input_is_and_a_device_is_named(tmp_path):
     """`igc compress <(cat a.png)` and `/dev/stdin` are pipes: their size is 0 until read, so
     they were called empty files; they are read, bounded, as standard input is. A character
     device is said to be one."""
     import io
-    import threading
 
     pixels = rgb(7, 5, seed=4)
     buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")  # made first: a failing writer would
-    fifo = tmp_path / "pipe"                              # leave the reader waiting forever
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
-    writer = threading.Thread(target=lambda: fifo.write_bytes(buffer.getvalue()))
-    writer.start()
+    writer = _feed(fifo, buffer.getvalue())
     result = invoke("compress", fifo, "-o", tmp_path / "x.igc", "--model", "uniform")
-    writer.join(10)
+    _release(fifo, writer)
     assert result.exit_code == 0, result.output
     assert np.array_equal(igc.decompress((tmp_path / "x.igc").read_bytes()), pixels)
-    writer = threading.Thread(target=lambda: fifo.write_bytes(b""))
-    writer.start()
+    writer = _feed(fifo, b"")
     line = error_line(invoke("compress", fifo, "-o", tmp_path / "y.igc", "--model", "uniform"))
-    writer.join(10)
+    _release(fifo, writer)
     assert line == f"igc: error: {fifo}: empty input (0 bytes)"
     if Path("/dev/zero").exists():
         line = error_line(invoke("compress", "/dev/zero", "-o", tmp_path / "z.igc"))

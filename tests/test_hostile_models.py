@@ -595,9 +595,22 @@ def _path(tmp_path: Path, data: bytes) -> Path:
 def test_resume_refuses_a_checkpoint_that_is_a_pipe(tmp_path):
     """A FIFO named checkpoint.pt blocked `igc train --resume` forever (torch.load waited for a
     writer); like a model's files, it is refused as not a regular file."""
+    import contextlib
+    import threading
+    import time
+
     run = tmp_path / "run"
     run.mkdir()
-    os.mkfifo(run / "checkpoint.pt")
+    fifo = run / "checkpoint.pt"
+    os.mkfifo(fifo)
+
+    def unblock() -> None:  # should the read block again, end it: the test fails, not hangs
+        time.sleep(20)
+        with contextlib.suppress(OSError):  # no reader: nothing blocks
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+
+    threading.Thread(target=unblock, daemon=True).start()
     line = error_line(invoke(*train_args(tmp_path), "--out", run, "--resume"))
     assert line == (f"igc: error: --resume: {run / 'checkpoint.pt'} is a FIFO (named pipe), "
                     "not a regular file")
+

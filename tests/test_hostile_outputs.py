@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -458,3 +459,36 @@ def test_a_closed_standard_stream_is_named_in_one_line(png, tmp_path, args, redi
                           timeout=120, env={**os.environ, "PYTHONPATH": str(root)})
     assert done.returncode == 1
     assert done.stderr == f"igc: error: {message}\n"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="strips code in forked processes on Linux")
+def test_strips_in_processes_code_with_standard_input_closed(tmp_path, tiny_model):
+    """A forked child closes standard input first; the closed input's stand-in takes that."""
+    import subprocess
+
+    Image.fromarray(rgb(24, 20, seed=2)).save(tmp_path / "in.png")
+    root = Path(__file__).resolve().parents[1]
+    command = (f"{sys.executable} -m igc compress {tmp_path / 'in.png'} -o {tmp_path / 'o.igc'} "
+               f"--model {tiny_model} --strip-rows 8 --threads 2 --context 0 <&-")
+    done = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(root)})
+    assert done.returncode == 0, done.stderr
+    assert np.array_equal(igc.decompress((tmp_path / "o.igc").read_bytes(), model=tiny_model),
+                          rgb(24, 20, seed=2))
+
+
+def test_a_plot_without_a_suffix_and_a_table_to_a_file(photo_dir, tmp_path):
+    """Through the temporary file, a --plot name without a suffix is still a PNG under that
+    very name, and the table reporter writes its tables into the file it is given (it used to
+    print them and leave the file empty)."""
+    pytest.importorskip("matplotlib")
+    chart = tmp_path / "chart"
+    result = invoke("bench", "-c", "png", "--images", photo_dir, "--count", "1", "--plot", chart,
+                    "-q")
+    assert result.exit_code == 0, result.output
+    assert chart.read_bytes().startswith(b"\x89PNG")
+    table = tmp_path / "table.txt"
+    table.write_text("precious")
+    igc.report(igc.bench([PIXELS], ["png"]), "table", table)
+    assert "Per image: 1 image × 1 compressor" in table.read_text()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

@@ -627,15 +627,19 @@ def test_a_run_folder_that_cannot_be_used_is_refused_before_training(tmp_path):
     with pytest.raises(UsageError, match=r"cannot create the run folder .*afile/run: .*afile is "
                                          "not a writable folder"):
         _trainer(tmp_path / "unused", out=str(tmp_path / "afile" / "run"))
-    with pytest.raises(UsageError, match="the run folder is the current folder"):
-        _trainer(tmp_path / "unused", out="")
+    # exports and a log without a checkpoint (a run stopped before its first): --resume could
+    # not continue it, so it is not offered
+    (tmp_path / "early" / "best").mkdir(parents=True)
+    (tmp_path / "early" / "log.jsonl").write_text("{}\n")
+    with pytest.raises(UsageError, match=r"early holds a run already \(log.jsonl, best\); give "
+                                         r"another --out, or remove them$"):
+        _trainer(tmp_path / "unused", out=str(tmp_path / "early"))
 
 
 @pytest.mark.parametrize("args,message", [
     (["--name", "/abs"], "--name '/abs' is not a run name"),
     (["--name", ""], "--name '' is not a run name"),
     (["--name", "a/b"], "--name 'a/b' is not a run name"),
-    (["--out", ""], "the run folder is the current folder"),
 ])
 def test_train_names_a_run_folder_in_one_line(tmp_path, args, message):
     from helpers import error_line, invoke

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -163,7 +164,7 @@ def _check_reports(images: list[str] | None, csv_path: Path | None,
         check_report(path, option, inputs, force=force or option == "--log")
     for k, (option, path) in enumerate(given):
         for other, second in given[k + 1:]:
-            if Path(path).resolve() == Path(second).resolve():
+            if os.path.realpath(path) == os.path.realpath(second):  # resolve raises on a loop
                 raise UsageError(f"{option} and {other} both name {path}; give them different "
                                  "files")
     suffix = Path(plot_path).suffix.lower().lstrip(".") if plot_path else ""

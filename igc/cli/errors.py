@@ -101,7 +101,12 @@ class _ClosedStream:
 
     readline = read
 
+    closed = False  # writes are tried, and say which stream is closed
+
     def flush(self) -> None:
+        pass
+
+    def close(self) -> None:  # multiprocessing's forked children close stdin first
         pass
 
     def isatty(self) -> bool:

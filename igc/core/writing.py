@@ -32,19 +32,21 @@ def mode_for(path: Path) -> int:
 
 @contextmanager
 def replacing(path: Path, error: type[Exception]) -> Iterator[Path]:
-    """A temporary path beside `path` (same suffix, so a writer that picks its format by the
-    name picks the same), renamed over `path` when the block ends without an error; `error`
-    with one line for what the system refuses."""
+    """A temporary path beside `path` (a dot file with the same suffix, so a writer that picks
+    its format by the name picks the same), renamed over `path` when the block ends without an
+    error, removed when it ends with one; `error` with one line for what the system refuses."""
     path = Path(path)
     mode = mode_for(path)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}",
+    try:  # the name's start only: a name near the system's limit must still fit
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem[:64]}-", suffix=path.suffix,
                                    dir=path.parent)
-        os.fchmod(fd, mode)  # mkstemp creates 0600
-        os.close(fd)
     except OSError as exc:
         raise error(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
+        try:
+            os.fchmod(fd, mode)  # mkstemp creates 0600
+        finally:
+            os.close(fd)
         yield Path(tmp)
         os.replace(tmp, path)
     except OSError as exc:

@@ -171,5 +171,8 @@ class PlotReporter:
         import matplotlib.pyplot as plt
 
         fig = figure(result)
-        fig.savefig(destination, dpi=DPI)
+        # the format named, so that a name without a suffix is a PNG under that very name
+        # (matplotlib would add '.png' to it) and a temporary name draws what its suffix says
+        fmt = Path(destination).suffix.lstrip(".").lower() or "png"
+        fig.savefig(destination, dpi=DPI, format=fmt)
         plt.close(fig)

@@ -8,6 +8,7 @@ which widens the table past the terminal rather than cut a number, and are all i
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from rich.console import Console
@@ -44,6 +45,9 @@ def _name(table: Table, header: str, ratio: int = 1) -> None:
     table.add_column(header, overflow="fold", ratio=ratio)
 
 
+TEXT_WIDTH = 120  # a table written to a file: no terminal to take the width from
+
+
 class TableReporter:
     name = "table"
     description = "rich tables on stdout: every image × compressor, then a summary and notes"
@@ -52,6 +56,10 @@ class TableReporter:
         self.wide = wide
 
     def report(self, result: Any, destination: Any = None) -> None:
+        if isinstance(destination, str | os.PathLike):  # a file: the tables as plain text
+            with open(destination, "w", encoding="utf-8") as fh:
+                self.report(result, Console(file=fh, width=TEXT_WIDTH))
+            return
         console = destination if isinstance(destination, Console) else Console()
         detail, summary = self.detail(result), self.summary(result)
         if self.wide:  # wider than the terminal rather than a number cut

@@ -285,9 +285,8 @@ RUN_FILES = ("checkpoint.pt", "log.jsonl", "best", "last")  # what a run leaves 
 def check_run_folder(out: Path, resume: bool) -> None:
     """Refuse, before any data is read, a run folder the run could not write or would
     overwrite: a file, a folder under a file or an unwritable place, or another run's folder
-    without --resume (its checkpoint, exports and log would be replaced or mixed)."""
-    if str(out) in ("", "."):
-        raise UsageError("the run folder is the current folder; give --out a folder of its own")
+    without --resume (its checkpoint, exports and log would be replaced or mixed). Any other
+    folder, the current one included, is the run's."""
     try:
         if out.exists() and not out.is_dir():
             raise UsageError(f"{out} is a file, not a run folder; give another --out")
@@ -296,8 +295,9 @@ def check_run_folder(out: Path, resume: bool) -> None:
     except OSError as exc:
         raise UsageError(f"cannot use the run folder {out}: {exc.strerror or exc}") from None
     if held and not resume:
-        raise UsageError(f"{out} holds a run already ({', '.join(held)}); pass --resume to "
-                         "continue it, or give another --out")
+        how = ("pass --resume to continue it, or give another --out" if "checkpoint.pt" in held
+               else "give another --out, or remove them")  # --resume needs the checkpoint
+        raise UsageError(f"{out} holds a run already ({', '.join(held)}); {how}")
     if not out.exists() and above is not None and not (above.is_dir() and
                                                         os.access(above, os.W_OK | os.X_OK)):
         raise UsageError(f"cannot create the run folder {out}: {above} is not a writable folder")
