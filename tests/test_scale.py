@@ -655,3 +655,39 @@ def test_workers_run_terminated_resumes_to_a_clean_run(many_images, tmp_path):
     assert len(keys) == len(set(keys)) == 48
     clean = igc_cli(*args[:-2])
     assert report(json.loads(resumed.stdout)) == report(json.loads(clean.stdout))
+
+
+@pytest.mark.parametrize(("edit", "problem"), [
+    ({"compressed_bits": "big"}, "compressed_bits 'big' is not a size"),
+    ({"compressed_bits": -5}, "compressed_bits -5 is not a size"),
+    ({"compressed_bits": float("nan")}, "compressed_bits nan is not a size"),
+    ({"compressed_bits": None}, "compressed_bits is null in a row without an error"),
+    ({"height": 999}, "original_bits .* is not 999×.*"),
+    ({"compressed_bits": 8}, "bits_per_subpixel .* disagrees with compressed_bits 8"),
+    ({"roundtrip_ok": "yes"}, "roundtrip_ok is not true, false or null"),
+])
+def test_a_logged_row_whose_figures_cannot_be_bench_s_is_refused(images, tmp_path, edit,
+                                                                 problem):
+    """A reused row is reported as measured: a string once failed later as an 'unexpected
+    TypeError', and a negative, NaN or inconsistent figure was printed as a result."""
+    log = tmp_path / "rows.jsonl"
+    api.bench(images[:2], ["png"], log=log)
+    lines = log_lines(log)
+    lines[0].update(edit)
+    log.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    with pytest.raises(UsageError, match=f"line 1 is not a bench row \\({problem}\\)"):
+        api.bench(images[:2], ["png"], log=log)
+
+
+def test_a_log_repeating_a_row_with_other_figures_is_refused(images, tmp_path):
+    log = tmp_path / "rows.jsonl"
+    api.bench(images[:1], ["png"], log=log)
+    first = log_lines(log)[0]
+    again = {**first, "encode_seconds": first["encode_seconds"] + 1}  # times may differ
+    log.write_text(json.dumps(first) + "\n" + json.dumps(again) + "\n")
+    api.bench(images[:1], ["png"], log=log)
+    other = {**first, "compressed_bits": first["compressed_bits"] * 2,
+             "bits_per_subpixel": first["bits_per_subpixel"] * 2, "ratio": first["ratio"] / 2}
+    log.write_text(json.dumps(first) + "\n" + json.dumps(other) + "\n")
+    with pytest.raises(UsageError, match=r"line 2 repeats the row of .* with other figures"):
+        api.bench(images[:1], ["png"], log=log)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -83,7 +84,54 @@ def _problem(line: Any) -> str | None:
             and isinstance(line["image_sha256"], str) and len(line["image_sha256"]) == 64
             and isinstance(line["options"], dict)):
         return "fields of the wrong type"
+    return _figures_problem(line)
+
+
+def _number(value: Any, *, whole: bool = False) -> bool:
+    """A finite number (an int where `whole`), never a bool (JSON's true is not a count)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return isinstance(value, int) if whole else math.isfinite(value)
+
+
+def _figures_problem(line: dict) -> str | None:
+    """Why a row's figures cannot be what bench wrote: a reused row is reported as measured, so
+    a string, a NaN, a negative size or figures that disagree would be printed as results (or
+    fail later as an 'unexpected' error)."""
+    h, w, original = line["height"], line["width"], line["original_bits"]
+    if not (_number(h, whole=True) and _number(w, whole=True) and h > 0 and w > 0):
+        return "height and width must be positive whole numbers"
+    if original != h * w * 3 * 8:
+        return f"original_bits {original!r} is not {h}×{w}×3×8"
+    bits = line["compressed_bits"]
+    if bits is None:
+        if not (isinstance(line.get("error"), str) and line["error"]):
+            return "compressed_bits is null in a row without an error"
+    elif not (_number(bits) and bits >= 0):
+        return f"compressed_bits {bits!r} is not a size"
+    for name in ("bits_per_subpixel", "ratio", "model_bits", "overhead_percent",
+                 "coder_overhead_percent", "decode_seconds"):
+        value = line.get(name)
+        if value is not None and not _number(value):
+            return f"{name} {value!r} is not a finite number"
+    if not (_number(line.get("encode_seconds", 0.0)) and line.get("encode_seconds", 0.0) >= 0):
+        return "encode_seconds is not a duration"
+    for name in ("lossless", "estimate"):
+        if not isinstance(line.get(name, False), bool):
+            return f"{name} is not true or false"
+    if line["roundtrip_ok"] is not None and not isinstance(line["roundtrip_ok"], bool):
+        return "roundtrip_ok is not true, false or null"
+    if bits:  # the derived figures as bench computes them
+        for name, want in (("bits_per_subpixel", bits / (h * w * 3)), ("ratio", original / bits)):
+            got = line[name]
+            if got is None or not math.isclose(got, want, rel_tol=1e-9):
+                return f"{name} {got!r} disagrees with compressed_bits {bits!r}"
     return None
+
+
+def _figures(line: dict) -> dict:
+    """What a row measured, without what may differ between two runs of it (the times)."""
+    return {k: v for k, v in line.items() if not k.endswith("_seconds")}
 
 
 class RowLog:
@@ -161,7 +209,11 @@ class RowLog:
                     raise UsageError(f"{where} comes from another model: {line['compressor']} "
                                      f"had {field} {line.get(field)!r} there and {model[field]!r}"
                                      " here; give a new --log file for this model")
-        self.rows.setdefault((line["image_sha256"], line["compressor"]), line)
+        key = (line["image_sha256"], line["compressor"])
+        first = self.rows.setdefault(key, line)
+        if first is not line and _figures(first) != _figures(line):
+            raise UsageError(f"{where} repeats the row of {line['image']} × {line['compressor']} "
+                             "with other figures; give a log of one run, or a new file")
 
     def matching(self, hashes: Sequence[str], names: Sequence[str]) -> dict[tuple[str, str], dict]:
         """The logged rows this run can reuse, by (image hash, compressor)."""
