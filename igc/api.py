@@ -16,6 +16,13 @@ from igc.errors import PluginError, UsageError
 
 
 # -- compressors ----------------------------------------------------------------------------------
+def _callable_or_none(value: Any, name: str) -> None:
+    """A callback option (progress, note) as the library takes it, refused in words otherwise
+    (it would fail mid-run as "'int' object is not callable")."""
+    if value is not None and not callable(value):
+        raise UsageError(f"{name} must be a function or None, not {value!r}")
+
+
 def list_compressors(check: bool = False) -> list[str] | dict[str, str | None]:
     """Names `get_compressor` and `igc bench -c` accept: registered compressors and models; with
     check=True, name -> reason it is unavailable (or None)."""
@@ -31,8 +38,11 @@ def get_compressor(name: str, **options: Any):
     """A registered compressor, or a registered model composed with a tokenizer and a coder:
     `get_compressor("imagegpt", model=DIR)`, `get_compressor("imagegpt", coder="ans")`,
     `get_compressor("mymodel")`."""
-    from igc.plugins.compose import create_compressor
+    from igc.plugins.compose import check_options, create_compressor
 
+    if not isinstance(name, str) or not name:
+        raise UsageError(f"a compressor is named by a non-empty string, not {name!r}")
+    check_options(name, options)
     return create_compressor(name, **options)
 
 
@@ -104,6 +114,7 @@ def compress(image: Image, model: str | None = None, order: str = "interleaved",
     from igc.core.image import as_rgb_array
     from igc.engines.engines import using_engine
 
+    _callable_or_none(progress, "progress")
     pixels = as_rgb_array(image)
     with using_engine(engine):
         made = compressor(model, order=order, mode=mode, tokenizer=tokenizer, coder=coder,
@@ -132,6 +143,7 @@ def decompress(data: bytes, model: str | None = None,
     from igc.models.imagegpt import allowing_downloads
     from igc.plugins.compose import decompress as decode
 
+    _callable_or_none(progress, "progress")
     with using_engine(engine), allowing_downloads(allow_download):
         return decode(_file_bytes(data, "igc.decompress"), model, progress=progress)
 
@@ -196,6 +208,9 @@ def register_plugin(plugin: Any, name: str | None = None) -> None:
     process, as an installed package's entry point is: for scripts, notebooks and tests."""
     from igc.plugins.manager import get_registry
 
+    if plugin is None or isinstance(plugin, int | float | str | bytes | bool):
+        raise PluginError(f"a plugin is a module or an object with @igc.hookimpl hooks, not "
+                          f"{plugin!r}")
     name = name or getattr(plugin, "__name__", None) or type(plugin).__name__
     registry = get_registry()
     if name in registry.plugins:
@@ -266,8 +281,15 @@ def bench(images: Sequence[Any], compressors: Sequence[Any], *, verify: bool = T
 
     options = {"verify": verify, "estimate": estimate, "seed": seed,
                "preprocessing": preprocessing}
+    if isinstance(workers, bool) or not isinstance(workers, int):
+        raise UsageError(f"--workers must be a whole number, got {workers!r}")
     if workers < 1:
         raise UsageError(f"--workers must be at least 1, got {workers}")
+    if images is None or isinstance(images, str | bytes):
+        raise UsageError("images must be a list of images (arrays or load_images results), "
+                         f"not {images!r}"[:200])
+    _callable_or_none(progress, "progress")
+    _callable_or_none(note, "note")
     if not compressors:  # as `igc bench -c ""` is: an empty result would look like a run
         raise UsageError("no compressors given; known: " + ", ".join(list_compressors()))
     named = isinstance(compressors[0], str)
@@ -338,6 +360,8 @@ def report(result, reporter: str = "table", destination: Any = None,
     from igc.core.protocols import Reporter, conform
     from igc.plugins.manager import get_registry
 
+    if not hasattr(result, "results") or not hasattr(result, "to_dict"):
+        raise UsageError(f"igc.report takes the result of igc.bench, not {type(result).__name__}")
     made = conform(get_registry().create("reporter", reporter, **options), Reporter,
                    f"reporter {reporter!r}")
     if destination is None:
@@ -380,6 +404,9 @@ def speed(model: str | None = None, images: Sequence[str] | None = None, count: 
     from igc.benchmark import speed as timing
 
     unknown = [b for b in backends if b not in timing.BACKENDS]
+    twice = sorted({b for b in backends if list(backends).count(b) > 1})
+    if twice:  # two identical columns would read as two measurements
+        raise UsageError(f"--backend {twice[0]!r} is named twice")
     if not backends or unknown:
         raise UsageError(f"--backend {','.join(backends)!r}: choose from "
                          f"{', '.join(timing.BACKENDS)}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tracemalloc
 from pathlib import Path
@@ -16,6 +17,7 @@ from helpers import error_line, invoke, png_bytes, rgb
 from PIL import Image
 
 import igc
+from igc import api
 
 
 def test_decompression_bomb_refused_by_compress_and_bench(tmp_path):
@@ -428,3 +430,30 @@ def test_the_library_refuses_wrong_types_in_words():
         igc.compress(rgb(4, 4), model=123)
     with pytest.raises(igc.UsageError, match=r"no compressors given; known: .*png"):
         igc.bench([rgb(4, 4)], [])
+
+
+def test_the_library_refuses_what_it_cannot_use_in_words():
+    """A second review's finds: each was a Python error (AttributeError, TypeError) or, for an
+    option a compressor does not take, silence (a `modle=` typo coded with the default)."""
+    pixels = rgb(4, 4)
+    good = igc.compress(pixels, model="uniform")
+    cases = [
+        (lambda: igc.get_compressor("imagegpt", modle="/x"),
+         "compressor 'imagegpt' takes no option 'modle'; it takes: model, "),
+        (lambda: igc.get_compressor("png", level=3), "compressor 'png' takes no option 'level'"),
+        (lambda: igc.get_compressor(None), "a compressor is named by a non-empty string, not None"),
+        (lambda: igc.compress(pixels, model=""), "the model name '' is empty"),
+        (lambda: igc.compress(pixels, model="uniform", progress=5),
+         "progress must be a function or None, not 5"),
+        (lambda: igc.decompress(good, progress=5), "progress must be a function or None"),
+        (lambda: igc.report(None), "igc.report takes the result of igc.bench, not NoneType"),
+        (lambda: igc.bench(None, ["png"]), "images must be a list of images"),
+        (lambda: igc.bench([pixels], ["png"], workers="2"),
+         "--workers must be a whole number, got '2'"),
+        (lambda: igc.register_plugin(None), "a plugin is a module or an object"),
+        (lambda: api.speed(backends=("int", "int")), "--backend 'int' is named twice"),
+    ]
+    for call, message in cases:
+        with pytest.raises(igc.IgcError, match=re.escape(message)):
+            call()
+    assert "NoneType" not in [p["name"] for p in api.list_plugins()]

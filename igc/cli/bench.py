@@ -111,8 +111,8 @@ def bench(
         raise UsageError(f"--workers must be at least 1, got {workers}")
     if csv_path or plot_path or log:
         _check_reports(images, csv_path, plot_path, force, log)
-    if reporter:
-        api.check_reporter(reporter)  # an unknown name fails before any work
+    if reporter is not None:
+        api.check_reporter(reporter)  # an unknown (or empty) name fails before any work
     threads = threads or None  # 0: leave torch's default
     api.set_threads(threads)
     made_with = {"model": model, "mode": mode, "tokenizer": tokenizer, "coder": coder,

@@ -34,6 +34,9 @@ def split_spec(spec: str | None, registry: Registry) -> tuple[str, str | None]:
     if spec is not None and not isinstance(spec, str | os.PathLike):
         raise UsageError(f"a model is a name or a folder, not {spec!r}")
     spec = os.fspath(spec) if spec is not None else None
+    if spec is not None and not spec.strip():  # not the default: say what was given
+        raise UsageError(f"the model name {spec!r} is empty (an unset variable?); give a model, "
+                         "or leave --model out for the default")
     if spec is not None and registry.has("model", spec):
         return spec, None
     return DEFAULT_MODEL, spec
@@ -182,9 +185,37 @@ def create_compressor(name: str, registry: Registry | None = None, **options: An
         return conform(registry.create("compressor", name, **options), Compressor,
                        f"compressor {name!r}")
     plugin, spec = named_model(name, registry)
-    keep = ("tokenizer", "coder", "mode", "order", "batch", "lane", "context", "strip_rows")
+    keep = MODEL_OPTIONS[1:]
     return model_compressor(spec or options.get("model"), plugin=plugin, name=name,
                             registry=registry, **{k: v for k, v in options.items() if k in keep})
+
+
+MODEL_OPTIONS = ("model", "tokenizer", "coder", "mode", "order", "batch", "lane", "context",
+                 "strip_rows")  # what a model composed into a compressor takes
+
+
+def check_options(name: str, options: dict[str, Any], registry: Registry | None = None) -> None:
+    """Refuse options the named compressor does not take, as a direct call gives them (bench
+    passes its shared options to every compressor and drops what each does not take; a
+    library caller's `modle=` typo must not silently mean the default model)."""
+    import inspect
+
+    registry = registry or get_registry()
+    check_names([name], registry)
+    if registry.has("compressor", name):
+        try:
+            params = inspect.signature(registry.entry("compressor", name).factory).parameters
+        except (TypeError, ValueError):
+            return
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            return
+        takes = [k for k, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL]
+    else:
+        takes = list(MODEL_OPTIONS)
+    unknown = [k for k, v in options.items() if v is not None and k not in takes]
+    if unknown:
+        raise UsageError(f"compressor {name!r} takes no option {unknown[0]!r}; it takes: "
+                         + (", ".join(takes) or "none"))
 
 
 def create_compressors(names: list[str], **options: Any) -> tuple[list, dict[str, str]]:
