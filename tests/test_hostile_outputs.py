@@ -7,6 +7,7 @@ first, so nothing was loaded or coded.
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import sys
@@ -492,3 +493,25 @@ def test_a_plot_without_a_suffix_and_a_table_to_a_file(photo_dir, tmp_path):
     igc.report(igc.bench([PIXELS], ["png"]), "table", table)
     assert "Per image: 1 image × 1 compressor" in table.read_text()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_info_reads_standard_input_and_out_dir_names_a_dangling_link(png, igc_file, tmp_path):
+    """`igc info -` reads a file from standard input as `igc decompress -` does (it said
+    `-: no such file`); an --out-dir that is a link to nothing is named as one (mkdir said
+    `File exists`)."""
+    out = invoke("info", "-", "--json", input=igc_file.read_bytes())
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output)["height"] == PIXELS.shape[0]
+    assert error_line(invoke("info", "-", input=png.read_bytes())) == (
+        "igc: error: -: not an igc file (bad magic bytes)")
+    link = tmp_path / "dlink"
+    link.symlink_to("nowhere")
+    assert error_line(invoke("compress", png, "-d", link, "--model", "uniform")) == (
+        f"igc: error: --out-dir {link} is a symbolic link to nothing (nowhere); give a folder")
+
+
+def test_a_small_decode_budget_is_printed_in_a_unit_that_shows_it():
+    from igc.codec.memory import size
+
+    assert [size(n) for n in (10, 1024, 1536, 5 << 20, 3 << 30)] == [
+        "10 bytes", "1.0 KiB", "1.5 KiB", "5.0 MiB", "3.00 GiB"]

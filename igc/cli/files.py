@@ -135,6 +135,9 @@ def check_outputs(jobs: list[Job], *, force: bool, out_dir: Path | None, binary:
     if out_dir is not None and any(not j.error for j in jobs):
         if out_dir.exists() and not out_dir.is_dir():
             raise UsageError(f"--out-dir {out_dir} is not a folder")
+        if os.path.islink(out_dir) and not out_dir.exists():  # mkdir would say "File exists"
+            raise UsageError(f"--out-dir {out_dir} is a symbolic link to nothing "
+                             f"({os.readlink(out_dir)}); give a folder")
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

@@ -80,7 +80,8 @@ def describe(d: dict) -> list[tuple[str, str]]:
 
 @handle_errors
 def info(
-    source: Path = typer.Argument(..., metavar="FILE", help="An .igc file."),
+    source: Path = typer.Argument(..., metavar="FILE",
+                                  help="An .igc file, or - for standard input."),
     as_json: bool = typer.Option(False, "--json",
                                  help="Print every header field as JSON, exact."),
 ) -> None:
@@ -88,6 +89,14 @@ def info(
     from igc.api import info as read_info
     from igc.core.container import is_igc
 
+    if str(source) == "-":  # as decompress reads it: bounded by the header's payload size
+        from igc.core.container import read_stream
+
+        try:
+            d = read_info(read_stream(typer.get_binary_stream("stdin")))
+        except FormatError as exc:
+            raise FormatError(f"-: {exc}") from None
+        return _show(source, d, as_json)
     head = b"IGC"  # unless a regular file says otherwise, reading it below says what is wrong
     try:
         if source.is_file():
@@ -101,6 +110,11 @@ def info(
         d = read_info(read_file(source))
     except FormatError as exc:
         raise FormatError(f"{source}: {exc}") from None
+    _show(source, d, as_json)
+
+
+def _show(source: Path, d: dict, as_json: bool) -> None:
+    """The header's fields, as --json or as the explained list."""
     if as_json:
         typer.echo(json.dumps(d, indent=2))
         return

@@ -54,7 +54,12 @@ def budget() -> int:
 
 
 def size(n: int) -> str:
-    return f"{n / (1 << 30):.2f} GiB" if n >= 1 << 30 else f"{n / (1 << 20):.1f} MiB"
+    """Bytes in words, in a unit that keeps a small budget from reading as 0.0 MiB."""
+    if n >= 1 << 30:
+        return f"{n / (1 << 30):.2f} GiB"
+    if n >= 1 << 20:
+        return f"{n / (1 << 20):.1f} MiB"
+    return f"{n / (1 << 10):.1f} KiB" if n >= 1 << 10 else f"{n:,} bytes"
 
 
 def model_state(model, rows: int, length: int, numerics: int, engine: str | None = None) -> int:
