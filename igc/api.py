@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from igc.core.types import Image
-from igc.errors import PluginError, UsageError
+from igc.errors import IgcError, PluginError, UsageError
 
 
 # -- compressors ----------------------------------------------------------------------------------
@@ -281,13 +281,15 @@ def bench(images: Sequence[Any], compressors: Sequence[Any], *, verify: bool = T
 
     options = {"verify": verify, "estimate": estimate, "seed": seed,
                "preprocessing": preprocessing}
-    if isinstance(workers, bool) or not isinstance(workers, int):
+    from igc.core.options import whole_number
+
+    if not whole_number(workers):
         raise UsageError(f"--workers must be a whole number, got {workers!r}")
     if workers < 1:
         raise UsageError(f"--workers must be at least 1, got {workers}")
     if images is None or isinstance(images, str | bytes):
         raise UsageError("images must be a list of images (arrays or load_images results), "
-                         f"not {images!r}"[:200])
+                         f"not {type(images).__name__}")
     _callable_or_none(progress, "progress")
     _callable_or_none(note, "note")
     if not compressors:  # as `igc bench -c ""` is: an empty result would look like a run
@@ -376,7 +378,6 @@ def report(result, reporter: str = "table", destination: Any = None,
         made.report(result, None)
         return None
     from igc.core.writing import replacing
-    from igc.errors import IgcError
 
     if Path(destination).is_dir():
         raise UsageError(f"cannot write the report to {destination}: it is a folder")

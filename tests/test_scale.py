@@ -61,6 +61,11 @@ def log_lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+def write_log(path: Path, lines: list[dict]) -> None:
+    """A log holding `lines`, as a test edited them."""
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+
 class Counting(ZstdCompressor):
     """zstd that counts its calls and can stop the run (KeyboardInterrupt) at the n-th."""
 
@@ -141,7 +146,7 @@ def test_rows_of_other_options_are_refused_in_one_line(images, tmp_path):
     assert len(log_lines(log)) == 2  # refused before anything was appended
     lines = log_lines(log)
     del lines[0]["options"]["context"]  # as an earlier igc wrote it
-    log.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    write_log(log, lines)
     with pytest.raises(UsageError, match=r"line 1 does not record context \(an earlier igc"):
         api.bench(images[:2], ["png"], log=log)
 
@@ -674,7 +679,7 @@ def test_a_logged_row_whose_figures_cannot_be_bench_s_is_refused(images, tmp_pat
     api.bench(images[:2], ["png"], log=log)
     lines = log_lines(log)
     lines[0].update(edit)
-    log.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    write_log(log, lines)
     with pytest.raises(UsageError, match=f"line 1 is not a bench row \\({problem}\\)"):
         api.bench(images[:2], ["png"], log=log)
 
@@ -684,10 +689,10 @@ def test_a_log_repeating_a_row_with_other_figures_is_refused(images, tmp_path):
     api.bench(images[:1], ["png"], log=log)
     first = log_lines(log)[0]
     again = {**first, "encode_seconds": first["encode_seconds"] + 1}  # times may differ
-    log.write_text(json.dumps(first) + "\n" + json.dumps(again) + "\n")
+    write_log(log, [first, again])
     api.bench(images[:1], ["png"], log=log)
     other = {**first, "compressed_bits": first["compressed_bits"] * 2,
              "bits_per_subpixel": first["bits_per_subpixel"] * 2, "ratio": first["ratio"] / 2}
-    log.write_text(json.dumps(first) + "\n" + json.dumps(other) + "\n")
+    write_log(log, [first, other])
     with pytest.raises(UsageError, match=r"line 2 repeats the row of .* with other figures"):
         api.bench(images[:1], ["png"], log=log)

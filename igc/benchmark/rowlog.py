@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from igc.benchmark.run import Row
+from igc.core.options import whole_number
 from igc.errors import IgcError, UsageError
 
 ROW_FIELDS = tuple(f.name for f in dataclasses.fields(Row) if f.name != "extra")
@@ -87,11 +88,9 @@ def _problem(line: Any) -> str | None:
     return _figures_problem(line)
 
 
-def _number(value: Any, *, whole: bool = False) -> bool:
-    """A finite number (an int where `whole`), never a bool (JSON's true is not a count)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
-    return isinstance(value, int) if whole else math.isfinite(value)
+def _number(value: Any) -> bool:
+    """A finite number, never a bool (JSON's true is not a count)."""
+    return whole_number(value) or (isinstance(value, float) and math.isfinite(value))
 
 
 def _figures_problem(line: dict) -> str | None:
@@ -99,7 +98,7 @@ def _figures_problem(line: dict) -> str | None:
     a string, a NaN, a negative size or figures that disagree would be printed as results (or
     fail later as an 'unexpected' error)."""
     h, w, original = line["height"], line["width"], line["original_bits"]
-    if not (_number(h, whole=True) and _number(w, whole=True) and h > 0 and w > 0):
+    if not (whole_number(h) and whole_number(w) and h > 0 and w > 0):
         return "height and width must be positive whole numbers"
     if original != h * w * 3 * 8:
         return f"original_bits {original!r} is not {h}×{w}×3×8"

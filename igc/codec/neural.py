@@ -42,6 +42,7 @@ from igc.codec.lanes import GPU_TILES, lane_for
 from igc.codec.loop import Counter, Decoding, Encoding, Job, Progress
 from igc.core import container
 from igc.core.numerics import regroupable
+from igc.core.options import whole_number
 from igc.core.palette import combined_fingerprint
 from igc.core.protocols import (
     BatchedEngine,
@@ -74,7 +75,7 @@ def _count(name: str, value) -> int | None:
     coding (a negative count would reach the header's varints)."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+    if not whole_number(value):
         raise UsageError(f"{name} must be a whole number, not {value!r}")
     if value < 0:
         raise UsageError(f"{name} must be 0 or more, got {value}")
@@ -112,8 +113,8 @@ class NeuralCodec:
         self.residual = bool(residual) and not self.tokenizer.lossless
         self.plugin = plugin or model.name
         self.distributions = dict(distributions or {})
-        if context is not None and (isinstance(context, bool) or context not in
-                                    container.CONTEXT_MODES or not isinstance(context, (int, np.integer))):
+        if context is not None and not (whole_number(context)
+                                        and context in container.CONTEXT_MODES):
             raise UsageError(f"unknown context mode {context!r}; this igc codes "
                              f"{', '.join(map(str, container.CONTEXT_MODES))}")
         if context in adapt.ADAPTED and adapt.head_of(model, model.numerics) is None:

@@ -365,13 +365,14 @@ def load_image(
         raise ImageError(f"{label}: is a directory, not an image file")
     try:
         st = p.stat()
-        if stat.S_ISFIFO(st.st_mode):  # a pipe (<(cmd), /dev/stdin): read as standard input is
+        piped = stat.S_ISFIFO(st.st_mode)  # <(cmd), /dev/stdin: read as standard input is
+        if piped:
             with open(p, "rb") as fh:
                 data = read_image_stream(fh, label=label, max_pixels=cap)
     except OSError as exc:
         raise ImageError(f"{label}: cannot read: {exc.strerror or exc}") from None
     name = name if name is not None else p.name
-    if stat.S_ISFIFO(st.st_mode):
+    if piped:
         if not data:
             raise ImageError(f"{label}: empty input (0 bytes)")
         return _decode(io.BytesIO(data), label, strict, cap, name)

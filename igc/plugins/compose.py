@@ -31,12 +31,13 @@ FINGERPRINT = re.compile(r"^[0-9a-f]{16}$")
 def split_spec(spec: str | None, registry: Registry) -> tuple[str, str | None]:
     """A `--model` value -> (registered model name, spec for its factory): a registered model's
     name selects that plugin; anything else (a shipped id, a folder, a hub id) goes to ImageGPT."""
-    if spec is not None and not isinstance(spec, str | os.PathLike):
-        raise UsageError(f"a model is a name or a folder, not {spec!r}")
-    spec = os.fspath(spec) if spec is not None else None
-    if spec is not None and not spec.strip():  # not the default: say what was given
-        raise UsageError(f"the model name {spec!r} is empty (an unset variable?); give a model, "
-                         "or leave --model out for the default")
+    if spec is not None:
+        if not isinstance(spec, str | os.PathLike):
+            raise UsageError(f"a model is a name or a folder, not {spec!r}")
+        spec = os.fspath(spec)
+        if not spec.strip():  # not the default: say what was given
+            raise UsageError(f"the model name {spec!r} is empty (an unset variable?); give a "
+                             "model, or leave --model out for the default")
     if spec is not None and registry.has("model", spec):
         return spec, None
     return DEFAULT_MODEL, spec
