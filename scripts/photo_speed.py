@@ -17,7 +17,9 @@ gives what runs the strips side by side (igc/codec/strip_workers.py: forked proc
 default on Linux, or threads of this process); each strip cut runs once per kind, in the order
 given. `--lanes`: `one` steps each group as one lane on a thread that codes alone (the default,
 igc.codec.loop.ONE_LANE), `header` in the lanes the file's header records; each kind of worker
-runs once per value.
+runs once per value. `--amx on,off`: the cpu engine's weight products on the AMX units where
+this CPU has them, or not (IGC_AMX=0: VNNI or AVX2 pmaddwd); every other choice runs once per
+value, and each row names the instructions it ran on.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ def main() -> None:
     ap.add_argument("--strips", default="d")
     ap.add_argument("--workers", default=None)
     ap.add_argument("--lanes", default="one")
+    ap.add_argument("--amx", default=None)
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args()
 
@@ -79,14 +82,22 @@ def main() -> None:
     kinds = a.workers.split(",") if a.workers else [strip_workers.worker_kind()]
     if set(a.lanes.split(",")) - {"one", "header"}:
         raise SystemExit(f"--lanes takes one and header, not {a.lanes!r}")
-    runs = [(model, int(mode), None if strip == "d" else int(strip), kind, lanes)
+    amx_choices = a.amx.split(",") if a.amx else [None]
+    if set(amx_choices) - {"on", "off", None}:
+        raise SystemExit(f"--amx takes on and off, not {a.amx!r}")
+    runs = [(model, int(mode), None if strip == "d" else int(strip), kind, lanes, use_amx)
             for model in (a.model or "").split(",") for mode in a.modes.split(",")
-            for strip in a.strips.split(",") for kind in kinds for lanes in a.lanes.split(",")]
+            for strip in a.strips.split(",") for kind in kinds for lanes in a.lanes.split(",")
+            for use_amx in amx_choices]
     first = None
-    for model, mode, strip_rows, kind, lanes in runs:
+    for model, mode, strip_rows, kind, lanes, use_amx in runs:
         os.environ[strip_workers.ENV] = kind
         loop.ONE_LANE = lanes == "one"
+        if use_amx is not None:
+            os.environ["IGC_AMX"] = "1" if use_amx == "on" else "0"
         codec = compose(model or None, context=mode, strip_rows=strip_rows)
+        codec.model.__dict__.pop("_engines", None)  # a fresh engine reads IGC_AMX again
+        from igc.engines.integer_cpu import instruction_set
         codec.encode(image[:32, :32])  # compile the kernels outside the timing
         result, encode_s = timed(codec.encode, image)
         header = container.unpack(result.data)[0]
@@ -99,7 +110,7 @@ def main() -> None:
                      "batch": header.batch, "lane": header.lane,
                      "strip_rows": header.strip_rows,
                      "strip_workers": kind if header.strip_rows else None,
-                     "lanes": lanes, "bytes": len(result.data),
+                     "lanes": lanes, "kernels": instruction_set(), "bytes": len(result.data),
                      "bpsp": 8 * len(result.data) / subpixels, "encode_s": encode_s,
                      "decode_s": decode_s, "encode_subpixels_per_s": subpixels / encode_s,
                      "decode_subpixels_per_s": subpixels / decode_s,
@@ -109,7 +120,8 @@ def main() -> None:
                   else "")
         lane = f"lanes of {header.lane}" + (", one on a thread that codes alone"
                                              if lanes == "one" else "")
-        print(f"  igc {codec.model.name} mode {mode} (batch {header.batch}, {lane}{strips}): "
+        print(f"  igc {codec.model.name} mode {mode} (batch {header.batch}, {lane}{strips}, "
+              f"{instruction_set()}): "
               f"{len(result.data):,} bytes ({8 * len(result.data) / subpixels:.4f} bpsp), "
               f"encode {encode_s:.1f} s ({subpixels / encode_s:,.0f} subpixels/s), decode "
               f"{decode_s:.1f} s ({subpixels / decode_s:,.0f}/s): {ratio:.0f}x JPEG-XL's time, "

@@ -57,6 +57,8 @@ def run_note(env: dict) -> str:
     if "cpu" in env:
         cores = f", {env['cpu_count']} cores" if "cpu_count" in env else ""
         parts.append(f"CPU {env['cpu']}{cores}")
+    if "cpu_kernels" in env:
+        parts.append(f"cpu engine on {env['cpu_kernels']}")
     threads = env.get("threads", env.get("torch_threads"))
     if threads is not None:
         parts.append(f"{threads} torch threads")
@@ -203,15 +205,33 @@ def photo_block(data: dict) -> str:
                 codec += f" on {row['strip_workers']}"
         if row.get("lanes") == "header":
             codec += ", the header's lanes"
+        if "kernels" in row:
+            codec += f", cpu engine on {row['kernels']}"
         lines.append(f"| {codec} | {row.get('batch', '')} | {_n(row['bytes'])} | "
                      f"{bpsp:.4f} | {row['encode_s']:.2f} | {row['decode_s']:.2f} | {ratio} |")
     lines += ["", f"Image {data['image']} ({_n(data['subpixels'])} subpixels).", ""]
     return "\n".join(lines) + "\n" + _plain_note(data)
 
 
+def amx_block(data: dict) -> str:
+    """`python scripts/amx_speed.py --json`: the cpu engine's products on AMX against pmaddwd."""
+    lines = ["| model | batch | calls | pmaddwd (subpixels/s) | AMX (subpixels/s) | AMX / pmaddwd |",
+             "|---|---:|---|---:|---:|---:|"]
+    for row in data["rows"]:
+        lines.append(f"| {row['model']} | {row['batch']} | {row['calls']} | "
+                     f"{_n(row['pmaddwd'])} | {_n(row['amx'])} | "
+                     f"{row['amx'] / row['pmaddwd']:.2f} |")
+    lines += ["", f"One lane, one thread, random tokens, {data['positions']} positions (or the "
+              f"model's context), the median of {data['rounds']} rounds taking turns; "
+              f"pmaddwd on {data['pmaddwd_kernels']}.", ""]
+    return "\n".join(lines) + "\n- Run: " + run_note(data["environment"]) + "\n"
+
+
 def block(path: Path) -> str:
     data = json.loads(gzip.decompress(path.read_bytes()) if path.suffix == ".gz"
                       else path.read_text())
+    if "pmaddwd_kernels" in data:
+        return amx_block(data)
     if "parts" in data:
         return startup_block(data)
     if "mode0_bpsp" in data:

@@ -286,7 +286,8 @@ def test_weight_product_is_exact_at_the_extremes(rows, k, n):
 ])
 def test_other_instruction_sets_match_the_reference(isa, env, tmp_path):
     """The AVX2 intrinsics and the plain vector IR (what other CPUs get) give the same
-    integers: compiled in a subprocess for that target, with its own numba cache."""
+    integers: compiled in a subprocess for that target, with its own numba cache, where the
+    AMX path is off even on a CPU that has it."""
     script = f"""
 import numpy as np
 from numba.core.registry import cpu_target
@@ -297,6 +298,7 @@ from igc.engines.simd import target_isa
 assert target_isa(cpu_target.target_context) == {isa!r}
 m = quantize(ImageGPTModel().runtime)
 ref, cpu = ReferenceEngine(m), CpuEngine(m)
+assert not cpu.amx  # compiled without AMX: the kernel is a trap, never called
 seqs = np.random.default_rng(0).integers(0, 256, (5, 20))
 a, b = ref.start(5, 20), cpu.start(5, 20)
 assert all(np.array_equal(ref.step(a, seqs[:, t]), cpu.step(b, seqs[:, t])) for t in range(20))

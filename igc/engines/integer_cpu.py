@@ -8,6 +8,7 @@ A step is one numba call (nogil, so lanes stepping on threads run in parallel), 
   as plain vector IR (exact all the same) elsewhere. Weights are stored as [input pair][output
   channel][2] int8, widened as they are loaded; up to eight rows share each load. A lane adds at most 256 pairs, each below
   2 * 32767 * 127, so it cannot overflow; longer inputs are summed in int64 by chunks.
+  On a CPU with AMX the same sums run on its tiles instead (igc/engines/amx.py).
 * Attention reads an int16 cache laid out for the same instruction: keys as blocks of 16
   positions of [channel pair][position][2], values as [position pair][channel][2]. q is split
   into its high and low bytes and the softmax weights (Q20) into their high and low 10 bits,
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from igc.engines import amx
 from igc.engines.integer import (
     ACT_MAX,
     ATT_BITS,
@@ -101,6 +103,16 @@ def _linear(x, w, out):
                     else:
                         _product_1(w, wb, ws, n, x, xb, xs, out, ob, os, c)
             r += g
+
+
+@njit(inline="always", **_OPTS)
+def _product(x, w, wa, amx_on, out, tiles):
+    """`_linear`'s sums, on the AMX units where the engine chose them (same integers)."""
+    if amx_on:
+        hi, lo, sums, cfg = tiles
+        amx.linear(x, 2 * w.shape[0], wa, w.shape[1] // 2, out, hi, lo, sums, cfg)
+    else:
+        _linear(x, w, out)
 
 
 def pack_weights(w: np.ndarray) -> np.ndarray:
@@ -323,11 +335,14 @@ def _logits(acc, p, nf, out):
 @njit(**_OPTS)
 def _step(ids, pos0, wte, wpe, eps, nf, heads, v_shift, w_qkv, p_qkv, w_proj, p_proj, w_fc,
           p_fc, w_mlp, p_mlp, w_head, p_head, keys, key_shift, values, x, xin, acc, u, frac,
-          zeros, qn, qs, qh, ql, scores, wh, wl, mix, out, logits):
+          zeros, qn, qs, qh, ql, scores, wh, wl, mix, out, logits, amx_on, wa, tiles):
     """`per` steps of every sequence at once (see CpuEngine.block): ids (B, per), row r of the
     buffers is sequence r // per at position pos0 + r % per; per-layer arrays are stacked on
     axis 0. `logits` False: `out` gets the frequencies; True: the Q16 logits (and xin[:, :C]
-    holds the head's input)."""
+    holds the head's input). amx_on: the weight products run on the AMX units, with the
+    weights `wa` (qkv, proj, fc, mlp, head) packed by amx.pack_weights and the scratch
+    `tiles` (CpuState.tiles)."""
+    wa_qkv, wa_proj, wa_fc, wa_mlp, wa_head = wa
     c, per = x.shape[1], ids.shape[1]
     for r in range(x.shape[0]):
         t = r % per
@@ -335,16 +350,16 @@ def _step(ids, pos0, wte, wpe, eps, nf, heads, v_shift, w_qkv, p_qkv, w_proj, p_
             x[r, i] = min(max(wte[ids[r // per, t], i] + wpe[pos0 + t, i], -LIM), LIM)
         _norm_row(x[r], eps, nf, u[:c], xin[r])
     for i in range(w_qkv.shape[0]):
-        _linear(xin, w_qkv[i], acc)
+        _product(xin, w_qkv[i], wa_qkv[i], amx_on, acc, tiles)
         _attend(acc, p_qkv[i], nf, v_shift[i], heads, keys[i], key_shift[i], values[i], pos0,
                 per, u, qn, qs, qh, ql, scores, wh, wl, mix, xin)
-        _linear(xin, w_proj[i], acc)
+        _product(xin, w_proj[i], wa_proj[i], amx_on, acc, tiles)
         _residual_norm(acc, p_proj[i], zeros, x, eps, nf, u, xin)
-        _linear(xin, w_fc[i], acc)
+        _product(xin, w_fc[i], wa_fc[i], amx_on, acc, tiles)
         _gelu_narrow(acc, p_fc[i], nf, u, frac, xin)
-        _linear(xin, w_mlp[i], acc)
+        _product(xin, w_mlp[i], wa_mlp[i], amx_on, acc, tiles)
         _residual_norm(acc, p_mlp[i], frac, x, eps, nf, u, xin)
-    _linear(xin, w_head, acc)
+    _product(xin, w_head, wa_head, amx_on, acc, tiles)
     if logits:
         _logits(acc, p_head, nf, out)
     else:
@@ -352,6 +367,17 @@ def _step(ids, pos0, wte, wpe, eps, nf, heads, v_shift, w_qkv, p_qkv, w_proj, p_
 
 
 # -- the engine -----------------------------------------------------------------------------
+def instruction_set() -> str:
+    """What this process's cpu engine multiplies with: "amx-int8 + avx512", "avx512", "avx2"
+    or "generic" (the weight products on AMX where usable; the attention on pmaddwd always)."""
+    from numba.core.registry import cpu_target
+
+    from igc.engines.simd import target_isa
+
+    isa = target_isa(cpu_target.target_context)
+    return f"amx-int8 + {isa}" if amx.usable() else isa
+
+
 def cache_layout(length: int, d: int) -> tuple[int, int, int]:
     """(channel pairs of a key, channels of a value padded to 16, blocks of KEY_BLOCK)."""
     return (d + 1) // 2, -(-d // 16) * 16, -(-length // KEY_BLOCK)
@@ -375,6 +401,7 @@ class CpuState:
     wh: np.ndarray  # (L + 1,) int16
     wl: np.ndarray  # (L + 1,) int16
     mix: np.ndarray  # (dv,) int64
+    tiles: tuple  # the AMX products' scratch (CpuEngine._tiles)
     rows: dict = field(default_factory=dict)  # the row buffers, by name (CpuEngine._rows)
     views: tuple = ()  # (rows, the buffers' views of that many rows): a decoder's every step
 
@@ -384,7 +411,8 @@ class CpuEngine:
 
     name = "cpu"
 
-    def __init__(self, model: IntModel) -> None:
+    def __init__(self, model: IntModel, use_amx: bool | None = None) -> None:
+        """use_amx: the weight products on the AMX units (None: where `amx.usable()`)."""
         lins = [model.head, *(getattr(lay, k) for lay in model.layers
                               for k in ("qkv", "proj", "fc", "mlp_proj"))]
         if any(np.abs(lin.w).max(initial=0) > W_MAX for lin in lins):
@@ -412,6 +440,30 @@ class CpuEngine:
         self.inner = inner
         self.width_in = 2 * ((max(c, inner) + 1) // 2)
         self.width_out = -(-max(3 * c, inner, model.vocab) // 16) * 16
+        if use_amx and not amx.usable():
+            raise ModelError("AMX weight products asked for, but this CPU, its numba build or "
+                             "IGC_AMX=0 rules them out")
+        self.amx = amx.usable() if use_amx is None else use_amx
+        self.wa = self._amx_weights(model) if self.amx else (
+            *(np.zeros((nl, 1, 4), np.int8) for _ in range(4)), np.zeros((1, 4), np.int8))
+
+    @staticmethod
+    def _amx_weights(model: IntModel) -> tuple[np.ndarray, ...]:
+        """The weights again in the AMX tiles' layout: (qkv, proj, fc, mlp) stacked by layer,
+        and the head."""
+        def stacked(name: str) -> np.ndarray:
+            return np.stack([amx.pack_weights(getattr(lay, name).w) for lay in model.layers])
+
+        layers = tuple(stacked(k) for k in ("qkv", "proj", "fc", "mlp_proj")) \
+            if model.layers else tuple(np.zeros((0, 1, 4), np.int8) for _ in range(4))
+        return (*layers, amx.pack_weights(model.head.w))
+
+    def _tiles(self) -> tuple[np.ndarray, ...]:
+        """A lane's scratch for the AMX products: high and low bytes of 16 activation rows,
+        four int32 output tiles, the tile configuration."""
+        kp = -(-self.width_in // amx.TILE_K) * amx.TILE_K if self.amx else amx.TILE_K
+        return (np.zeros((amx.TILE_ROWS, kp), np.int8), np.zeros((amx.TILE_ROWS, kp), np.uint8),
+                np.zeros(4 * amx.TILE_ROWS * amx.TILE_N, np.int32), amx.tile_config())
 
     def start(self, batch: int, length: int | None = None) -> CpuState:
         m = self.m
@@ -427,6 +479,7 @@ class CpuEngine:
             u=z(max(3 * c, self.inner, m.vocab), np.int64), qh=z(2 * d2, np.int16),
             ql=z(2 * d2, np.int16), scores=z(blocks * KEY_BLOCK, np.int64),
             wh=z(length + 1, np.int16), wl=z(length + 1, np.int16), mix=z(dv, np.int64),
+            tiles=self._tiles(),
         )
         self._rows(state, batch)
         return state
@@ -490,6 +543,7 @@ class CpuEngine:
               self.w_qkv, self.p_qkv, self.w_proj, self.p_proj, self.w_fc, self.p_fc,
               self.w_mlp, self.p_mlp, self.w_head, self.p_head, st.keys, st.key_shift,
               st.values, r["x"], r["xin"], r["acc"], st.u, r["frac"], r["zeros"], r["qn"],
-              r["qs"], st.qh, st.ql, st.scores, st.wh, st.wl, st.mix, out, logits)
+              r["qs"], st.qh, st.ql, st.scores, st.wh, st.wl, st.mix, out, logits, self.amx,
+              self.wa, st.tiles)
         state.position = pos + per
         return out.reshape(st.batch, per, m.vocab)

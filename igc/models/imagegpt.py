@@ -157,7 +157,8 @@ class ImageGPTModel:
             d2, dv, blocks = (d + 1) // 2, -(-d // 16) * 16, -(-length // 16)
             per_row_head = blocks * d2 * 32 * 2 + length + (length + 1) // 2 * dv * 2 * 2
             width = max(3 * c, inner, vocab) + 16
-            return nl * rows_heads * per_row_head + rows * (c + 2 * width + 3) * 8
+            tiles = 2 * 16 * -(-max(c, inner) // 64) * 64 + 4096 + 64  # AMX scratch, at most
+            return nl * rows_heads * per_row_head + rows * (c + 2 * width + 3) * 8 + tiles
         if numerics == 1:  # bf16 keys in blocks of 64 positions and bf16 values
             per_row_head = (-(-length // 64) * 64 + length) * d * 2
             return nl * rows_heads * per_row_head + rows * (8 * c + inner + vocab) * 4
