@@ -368,7 +368,7 @@ def test_pixel_limit_applies_to_compress(monkeypatch):
 
     image = np.zeros((6, 5, 3), np.uint8)
     monkeypatch.setenv("IGC_MAX_PIXELS", "29")
-    with pytest.raises(ImageError, match=r"^image of 6x5 pixels exceeds the limit of 29 pixels "
+    with pytest.raises(ImageError, match=r"^image of 5×6 = 30 pixels exceeds the limit of 29 pixels "
                                          r"\(set IGC_MAX_PIXELS to raise it\)$"):
         igc.compress(image, model="uniform")
     monkeypatch.setenv("IGC_MAX_PIXELS", "30")
@@ -379,7 +379,7 @@ def test_pixel_limit_applies_to_compress_with_imagegpt(monkeypatch, tiny_model):
     from igc.errors import ImageError
 
     monkeypatch.setenv("IGC_MAX_PIXELS", "29")
-    with pytest.raises(ImageError, match="image of 6x5 pixels exceeds the limit of 29"):
+    with pytest.raises(ImageError, match="image of 5×6 = 30 pixels exceeds the limit of 29"):
         igc.compress(np.zeros((6, 5, 3), np.uint8), model=tiny_model)
 
 
@@ -401,7 +401,8 @@ def test_broadcast_views_beyond_the_pixel_limit_are_refused_without_a_copy(shape
     igc.compress(np.zeros((1, 1, 3), np.uint8), model="uniform")  # imports are not measured
     tracemalloc.start()
     try:
-        with pytest.raises(ImageError, match=rf"^image of {shape[0]}x{shape[1]} pixels exceeds "
+        with pytest.raises(ImageError, match=rf"^image of {shape[1]}×{shape[0]} = "
+                                             rf"{shape[0] * shape[1]} pixels exceeds "
                                              r"the limit of 268435456 pixels"):
             igc.compress(view, model="uniform")
         peak = tracemalloc.get_traced_memory()[1]

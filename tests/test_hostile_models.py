@@ -548,7 +548,7 @@ def test_model_mismatch_repeats_the_model_given(tmp_path, tiny_model, other_tiny
     line = error_line(invoke("decompress", path, "-o", tmp_path / "x.png", "--model", given))
     other = igc.get_compressor("imagegpt", model=other_tiny_model).model
     assert line == (
-        f"igc: error: file was encoded with model {Path(tiny_model).name!r} (fingerprint "
+        f"igc: error: {path}: file was encoded with model {Path(tiny_model).name!r} (fingerprint "
         f"{file_fingerprint(path)}) but model {given!r} (model {other.name!r}, fingerprint "
         f"{other.fingerprint}) was given; decode without --model (igc finds the file's model by "
         f"its fingerprint) or with --model naming the folder that holds "

@@ -515,3 +515,28 @@ def test_a_small_decode_budget_is_printed_in_a_unit_that_shows_it():
 
     assert [size(n) for n in (10, 1024, 1536, 5 << 20, 3 << 30)] == [
         "10 bytes", "1.0 KiB", "1.5 KiB", "5.0 MiB", "3.00 GiB"]
+
+
+@pytest.mark.parametrize("suffix,fmt", [(".bmp", "BMP"), (".TIFF", "TIFF"), (".tif", "TIFF"),
+                                        (".ppm", "PPM"), (".webp", "WEBP"), (".out", "PNG"),
+                                        ("", "PNG")])
+def test_decompress_writes_the_lossless_format_its_output_names(igc_file, tmp_path, suffix, fmt):
+    """As djxl: the output's suffix picks the format, where it is lossless; any other name is
+    PNG. Every one holds the pixels exactly."""
+    out = tmp_path / f"out{suffix}"
+    result = invoke("decompress", igc_file, "-o", out)
+    assert result.exit_code == 0, result.output
+    with Image.open(out) as back:
+        assert back.format == fmt
+        np.testing.assert_array_equal(np.asarray(back.convert("RGB")), PIXELS)
+
+
+@pytest.mark.parametrize("name,why", [("x.jpg", "JPEG is lossy"), ("x.JPEG", "JPEG is lossy"),
+                                      ("x.gif", "GIF holds 256 colours"),
+                                      ("x.pgm", "PGM holds grey levels only")])
+def test_decompress_refuses_an_output_that_cannot_hold_the_pixels(igc_file, tmp_path, name, why):
+    """`-o x.jpg` once wrote PNG bytes under a JPEG name; now it is refused before decoding,
+    and nothing is written."""
+    line = error_line(invoke("decompress", igc_file, "-o", tmp_path / name))
+    assert f"{name}: {why}" in line and ".png" in line and ".webp" in line
+    assert not (tmp_path / name).exists()

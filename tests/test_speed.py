@@ -203,3 +203,16 @@ def test_speed_cli_rejects_unknown_backend(tiny_model):
     out = CliRunner().invoke(app, ["speed", "--model", tiny_model, "--backend", "onnx"])
     assert out.exit_code != 0
     assert "onnx" in out.output
+
+
+def test_speed_names_a_model_plugin_it_cannot_time(tmp_path, monkeypatch):
+    """`--model uniform` once said "model 'uniform' not found"; it is found, and is not an
+    ImageGPT model. A folder of that name is still read as one."""
+    from helpers import error_line, invoke
+
+    line = error_line(invoke("speed", "--model", "uniform", "--count", "1", "--crop", "16"))
+    assert "'uniform' is a model plugin of another kind" in line and "not found" not in line
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "uniform").mkdir()
+    line = error_line(invoke("speed", "--model", "uniform", "--count", "1", "--crop", "16"))
+    assert "another kind" not in line

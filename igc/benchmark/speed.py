@@ -17,6 +17,7 @@ its own files: the two compute slightly different floats (see hf_backend.py).
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -71,9 +72,15 @@ def backend_codec(name: str, spec: str | None, batch: int | None = None):
     if name not in BACKENDS:
         raise UsageError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")
     plugin = HF_PLUGIN if name == "hf" else "imagegpt"
+    registry = backend_registry()
+    if (spec and spec not in ("imagegpt", HF_PLUGIN) and registry.has("model", spec)
+            and not os.path.exists(spec)):  # a folder of that name is an ImageGPT model
+        raise UsageError(f"igc speed times ImageGPT models (a shipped name, a folder or a hub "
+                         f"id); {spec!r} is a model plugin of another kind, with no ImageGPT "
+                         "runtime to time (igc bench --compressors measures any compressor)")
     codec = compose(spec, plugin=plugin, batch=batch or DEFAULT_BATCH,
                     numerics=FUSED.number if name == "igc" else None, context=0,
-                    registry=backend_registry())
+                    registry=registry)
     if name == "int" and codec.model.numerics != INTEGER.number:
         raise UsageError(f"model {codec.model.name!r} has no integer numerics (quick-GELU "
                          "models only); time it with --backend hf,igc")

@@ -114,9 +114,10 @@ def decompress(
                                         help=".igc files, folders of them, or - for standard "
                                              "input.", show_default=False),
     output: Path = typer.Option(None, "--output", "-o", metavar="FILE",
-                                help="Output PNG for one file; - for standard output (default: "
-                                     "the input's name without .igc, as .png: a.png.igc -> "
-                                     "a.png)."),
+                                help="Output image for one file: PNG, or BMP, TIFF, PPM or "
+                                     "lossless WebP by its suffix; - for standard output (PNG; "
+                                     "default: the input's name without .igc, as .png: "
+                                     "a.png.igc -> a.png)."),
     out_dir: Path = typer.Option(None, "--out-dir", "-d", metavar="DIR",
                                  help="Write every PNG into this folder (created if missing)."),
     model: str = typer.Option(None, "--model", "-m", metavar="NAME",
@@ -137,7 +138,10 @@ def decompress(
     """
     params = dict(locals())  # the command again, on each --workers process
     from igc import api
-    from igc.core.image import encode_png
+    from igc.core.image import encode_image, output_format
+
+    if output is not None and str(output) != "-":
+        output_format(output)  # a lossy or unknown image suffix: refused before any work
 
     jobs = plan(sources, output=output, out_dir=out_dir, default_output=default_output,
                 folder_files=igc_files, looked_for="*.igc", settle=settle_clashes)
@@ -157,7 +161,7 @@ def decompress(
         # the bar pulses while the header's model loads, then counts tokens
         pixels = api.decompress(data, model, progress=report.tokens(_name(job)),
                                 allow_download=allow_download)
-        write(job.output, encode_png(pixels), force)
+        write(job.output, encode_image(pixels, job.output), force)
         h, w = pixels.shape[:2]
         return [f"{job.label} -> {shown(job.output)}: {w}×{h}, {len(data):,} bytes, "
                 f"{bits_per_subpixel(len(data), h, w)}, checksum verified"]

@@ -31,7 +31,7 @@ import typer
 from igc.cli.errors import debug, fail, write_stdout
 from igc.cli.outputs import check_output, write_atomic
 from igc.core.numerics import engine_choices
-from igc.errors import IgcError, UsageError
+from igc.errors import FormatError, IgcError, ImageError, UsageError
 
 # options both commands take, with one wording
 FORCE = typer.Option(False, "--force", "-f", help="Overwrite existing outputs.")
@@ -319,6 +319,8 @@ def run(jobs: list[Job], work: Work, reporter: Output, *, verb: str, group: Any 
         except (KeyboardInterrupt, BrokenPipeError):  # a closed standard output ends all
             raise
         except Exception as exc:
+            if single and isinstance(exc, ABOUT_THE_INPUT) and job.source is not None:
+                _name_the_input(exc, job.label)
             if single or debug():
                 raise
             reporter.error(_named(job.label, exc))
@@ -485,6 +487,18 @@ def _run_sharded(jobs: list[Job], work: Work, reporter: Output, *, verb: str,
                  f"{seconds(time.perf_counter() - start)}")
     if failed:
         raise fail(f"{len(failed)} of {len(jobs)} files failed: {', '.join(failed)}")
+
+
+# Errors about what an input holds (not about where the output goes): a lone file's are named.
+ABOUT_THE_INPUT = (FormatError, ImageError)
+
+
+def _name_the_input(exc: IgcError, label: str) -> None:
+    """A lone file's error about what it holds names the file, as each of several files' does:
+    its first line gets the label in front unless it already names it."""
+    first, *rest = str(exc).split("\n", 1)
+    if label not in first:
+        exc.args = ("\n".join([f"{label}: {first}", *rest]),)
 
 
 def _named(label: str, exc: Exception) -> str:

@@ -403,8 +403,8 @@ def check_pixels(height: int, width: int, error: type[Exception]) -> None:
     """Raise `error` when an image is larger than IGC_MAX_PIXELS: the limit files are read
     under, so it bounds what igc writes too."""
     if height * width > max_pixels():
-        raise error(f"image of {height}x{width} pixels exceeds the limit of {max_pixels()} "
-                    "pixels (set IGC_MAX_PIXELS to raise it)")
+        raise error(f"image of {width}×{height} = {width * height} pixels exceeds the limit of "
+                    f"{max_pixels()} pixels (set IGC_MAX_PIXELS to raise it)")
 
 
 def unpack(data: bytes) -> tuple[Header, bytes]:

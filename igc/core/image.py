@@ -120,8 +120,8 @@ def as_rgb_array(obj: Any) -> Image:
             raise ImageError(f"image has zero size: {_describe(obj)}")
         cap = resolve_max_pixels()
         if height * width > cap:
-            raise ImageError(f"image of {height}x{width} pixels exceeds the limit of {cap} "
-                             "pixels (set IGC_MAX_PIXELS to raise it)")
+            raise ImageError(f"image of {width}×{height} = {width * height} pixels exceeds the "
+                             f"limit of {cap} pixels (set IGC_MAX_PIXELS to raise it)")
     if arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 1):
         gray = arr.reshape(arr.shape[0], arr.shape[1]) if arr.ndim == 3 else arr
         arr = np.repeat(gray[:, :, None], 3, axis=2)
@@ -487,6 +487,57 @@ def encode_png(pixels: Any) -> bytes:
 
     buffer = io.BytesIO()
     PILImage.fromarray(as_rgb_array(pixels), "RGB").save(buffer, format="PNG", compress_level=9)
+    return buffer.getvalue()
+
+
+# Lossless formats an output may be written in, by suffix (Pillow's name and save options);
+# igc decompress picks one from the output's name, as djxl does.
+LOSSLESS_FORMATS = {
+    ".png": ("PNG", {"compress_level": 9}),
+    ".bmp": ("BMP", {}),
+    ".tif": ("TIFF", {"compression": "tiff_lzw"}),
+    ".tiff": ("TIFF", {"compression": "tiff_lzw"}),
+    ".ppm": ("PPM", {}),
+    ".webp": ("WEBP", {"lossless": True, "quality": 100, "method": 6, "exact": True}),
+}
+# Image suffixes that cannot hold 8-bit RGB exactly: refused rather than written lossy.
+NOT_LOSSLESS = {".jpg": "JPEG is lossy", ".jpeg": "JPEG is lossy",
+                ".gif": "GIF holds 256 colours", ".pgm": "PGM holds grey levels only"}
+
+
+def output_format(path: str | os.PathLike | None) -> str:
+    """The format a decoded image named `path` is written in: by its suffix where it names a
+    lossless one, PNG for any other name (and for standard output, None). A suffix that names
+    a format that cannot hold the pixels exactly is an error, in one line."""
+    suffix = os.path.splitext(os.fspath(path))[1].lower() if path is not None else ""
+    if suffix in NOT_LOSSLESS:
+        choices = ", ".join(sorted(LOSSLESS_FORMATS))
+        raise ImageError(f"{os.fspath(path)}: {NOT_LOSSLESS[suffix]}, and igc writes the "
+                         f"decoded pixels exactly; name the output {choices} (or none: PNG)")
+    return LOSSLESS_FORMATS.get(suffix, LOSSLESS_FORMATS[".png"])[0]
+
+
+def encode_image(pixels: Any, path: str | os.PathLike | None = None) -> bytes:
+    """Pixels as the bytes of a lossless 8-bit RGB image in `output_format(path)`, read back
+    and compared before they are returned (a Pillow built without a format fails here, not in
+    the file)."""
+    from PIL import Image as PILImage
+
+    fmt = output_format(path)
+    if fmt == "PNG":
+        return encode_png(pixels)
+    arr = as_rgb_array(pixels)
+    options = next(opts for name, opts in LOSSLESS_FORMATS.values() if name == fmt)
+    buffer = io.BytesIO()
+    try:
+        PILImage.fromarray(arr, "RGB").save(buffer, format=fmt, **options)
+        with PILImage.open(io.BytesIO(buffer.getvalue())) as back:
+            same = np.array_equal(np.asarray(back.convert("RGB")), arr)
+    except (OSError, KeyError, ValueError) as exc:
+        raise ImageError(f"cannot write {fmt} here ({exc}); name the output .png") from None
+    if not same:
+        raise ImageError(f"{fmt} as written here does not hold these pixels exactly; name the "
+                         "output .png")
     return buffer.getvalue()
 
 
