@@ -83,9 +83,7 @@ def main() -> None:
     if args.json:
         from igc.benchmark.environment import environment
 
-        os.environ["IGC_AMX"] = "0"  # what the pmaddwd side ran on
-        pmaddwd = instruction_set()
-        del os.environ["IGC_AMX"]
+        pmaddwd = instruction_set(False)  # what the pmaddwd side ran on
         with open(args.json, "w") as f:
             json.dump(dict(rows=rows, positions=args.positions, rounds=args.rounds,
                            pmaddwd_kernels=pmaddwd, environment=environment(

@@ -129,3 +129,78 @@ def test_igc_amx_0_turns_the_path_off(odd_model, monkeypatch):
     assert "amx" not in instruction_set()
     with pytest.raises(ModelError, match="AMX weight products asked for"):
         CpuEngine(odd_model, use_amx=True)
+
+
+@needs_amx
+def test_inputs_past_one_int32_tile_sum_are_summed_in_int64():
+    """A low-byte sum of K inputs reaches 2**31 at K = 66,311 (255 x 127 each): the kernel sums
+    chunks of 65,536 inputs in int64, so a legal model with a huge MLP keeps the exact
+    integers (once it gave -4,303,857,296 for -8,890,000)."""
+    k = 70_000
+    x = np.full((3, k + 2), -1, np.int16)
+    x[1], x[2, : k // 2] = 255, -32767
+    w = np.full((k, 20), 127, np.int8)
+    w[:, 1] = -127
+    wa = amx.pack_weights(w)
+    out = np.zeros((3, 32), np.int64)
+    kp = wa.shape[0] * 4
+    amx.linear(x, k, wa, 32, out, np.zeros((16, kp), np.int8), np.zeros((16, kp), np.uint8),
+               np.zeros(1024, np.int32), amx.tile_config())
+    np.testing.assert_array_equal(out[:, :20], x[:, :k].astype(np.int64) @ w.astype(np.int64))
+
+
+@needs_amx
+@pytest.mark.slow
+def test_a_cached_amx_kernel_compiles_into_a_new_caller_in_a_later_process(tmp_path):
+    """numba links a cached kernel's bitcode into a caller it compiles later, in another process:
+    the inline assembly must be parsable there too (the parser is set up at import). Once, a
+    process that found `amx.linear` cached and compiled `_step` aborted (LLVM ERROR)."""
+    import os
+    import subprocess
+    import sys
+
+    first = """
+import numpy as np
+from igc.engines import amx
+assert amx.usable()  # asks Linux for the tile state, as the engine does before any product
+w = np.ones((64, 32), np.int8)
+out = np.zeros((1, 32), np.int64)
+amx.linear(np.ones((1, 64), np.int16), 64, amx.pack_weights(w), 32, out,
+           np.zeros((16, 64), np.int8), np.zeros((16, 64), np.uint8), np.zeros(1024, np.int32),
+           amx.tile_config())
+assert (out == 64).all()
+"""
+    second = """
+import numpy as np
+from igc.engines.integer import ReferenceEngine, quantize
+from igc.engines.integer_cpu import CpuEngine
+from igc.models.imagegpt import ImageGPTModel
+m = quantize(ImageGPTModel().runtime)
+ref, cpu = ReferenceEngine(m), CpuEngine(m)
+assert cpu.amx
+a, b = ref.start(2, 4), cpu.start(2, 4)
+ids = np.array([256, 256])
+assert np.array_equal(ref.step(a, ids), cpu.step(b, ids))
+print("same")
+"""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    for script in (first, second):
+        done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                              text=True, timeout=900)
+        assert done.returncode == 0, done.stderr[-2000:]
+    assert "same" in done.stdout
+
+
+def test_what_the_cpu_engines_ran_on_is_recorded(odd_model, monkeypatch):
+    """bench and speed JSON name the instructions the cpu engines that ran used, not what the
+    environment says at the end."""
+    from igc.benchmark.environment import environment
+    from igc.engines import integer_cpu
+
+    monkeypatch.setattr(integer_cpu, "KERNELS_USED", set())
+    assert "cpu_kernels" not in environment()
+    monkeypatch.setenv("IGC_AMX", "0")
+    CpuEngine(odd_model)
+    monkeypatch.delenv("IGC_AMX")
+    assert environment()["cpu_kernels"] == instruction_set(False)
+    assert "amx" not in environment()["cpu_kernels"]

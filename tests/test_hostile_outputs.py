@@ -532,11 +532,41 @@ def test_decompress_writes_the_lossless_format_its_output_names(igc_file, tmp_pa
 
 
 @pytest.mark.parametrize("name,why", [("x.jpg", "JPEG is lossy"), ("x.JPEG", "JPEG is lossy"),
+                                      ("x.jpe", "JPEG is lossy"), ("x.jfif", "JPEG is lossy"),
                                       ("x.gif", "GIF holds 256 colours"),
-                                      ("x.pgm", "PGM holds grey levels only")])
+                                      ("x.pgm", "PGM holds grey levels only"),
+                                      ("x.jxl", "igc decompress does not write JXL"),
+                                      ("x.ico", "igc decompress does not write ICO")])
 def test_decompress_refuses_an_output_that_cannot_hold_the_pixels(igc_file, tmp_path, name, why):
-    """`-o x.jpg` once wrote PNG bytes under a JPEG name; now it is refused before decoding,
-    and nothing is written."""
-    line = error_line(invoke("decompress", igc_file, "-o", tmp_path / name))
+    """`-o x.jpg` once wrote PNG bytes under a JPEG name; now any image suffix igc does not
+    write is a usage error (exit 2) before decoding, and nothing is written."""
+    result = invoke("decompress", igc_file, "-o", tmp_path / name)
+    line = error_line(result)
+    assert result.exit_code == 2
     assert f"{name}: {why}" in line and ".png" in line and ".webp" in line
     assert not (tmp_path / name).exists()
+
+
+def test_an_image_webp_cannot_hold_is_refused_before_decoding_and_names_the_output(tmp_path):
+    """WebP holds 16383 pixels a side: a wider image is refused from the header, naming the
+    output, not the input."""
+    wide = tmp_path / "wide.igc"
+    wide.write_bytes(igc.compress(np.zeros((1, 16384, 3), np.uint8), model="uniform"))
+    out = tmp_path / "out.webp"
+    result = invoke("decompress", wide, "-o", out)
+    assert error_line(result) == (f"igc: error: {out}: WebP holds at most 16383 pixels a side, "
+                                  "and the image is 16384×1; name the output .png")
+    assert result.exit_code == 2 and not out.exists()
+
+
+def test_a_lone_file_s_error_is_named_once(tmp_path, monkeypatch):
+    """The file is named in front of a message about what it holds, and a message that starts
+    with its name is left alone."""
+    monkeypatch.chdir(tmp_path)
+    Path("small.igc").write_bytes(igc.compress(np.zeros((4, 5, 3), np.uint8), model="uniform"))
+    monkeypatch.setenv("IGC_MAX_PIXELS", "10")
+    line = error_line(invoke("decompress", "small.igc", "-o", "x.png"))
+    assert line == ("igc: error: small.igc: image of 5×4 = 20 pixels exceeds the limit of 10 "
+                    "pixels (set IGC_MAX_PIXELS to raise it)")
+    Path("bad.igc").write_bytes(b"IGC" + bytes(40))
+    assert error_line(invoke("decompress", "bad.igc", "-o", "y.png")).count("bad.igc") == 1

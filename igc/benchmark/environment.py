@@ -44,7 +44,7 @@ def command_line() -> str:
 
 def environment(**extra: Any) -> dict[str, Any]:
     """Versions, platform, CPU, torch's thread count (when torch is loaded), the instructions
-    the cpu engine multiplies with (when it is loaded; IGC_AMX=0 changes them), the load average
+    the cpu engines this process made multiplied with (IGC_AMX=0 changes them), the load average
     (other work on the machine slows every compressor alike), the date (UTC) and the command
     line that ran, plus the caller's `extra` fields: what docs/results.md quotes beside a figure."""
     env: dict[str, Any] = {
@@ -59,9 +59,10 @@ def environment(**extra: Any) -> dict[str, Any]:
     }
     if "torch" in sys.modules:
         env["torch_threads"] = sys.modules["torch"].get_num_threads()
-    engine = sys.modules.get("igc.engines.integer_cpu")  # loaded: numerics 2 ran on the CPU
-    if engine is not None:
-        env["cpu_kernels"] = engine.instruction_set()
+    engine = sys.modules.get("igc.engines.integer_cpu")
+    used = sorted(getattr(engine, "KERNELS_USED", ()))  # cpu engines made in this process
+    if used:
+        env["cpu_kernels"] = ", ".join(used)
     if hasattr(os, "getloadavg"):
         one, five, fifteen = os.getloadavg()
         env["load_average_1min"] = round(one, 2)

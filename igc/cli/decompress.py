@@ -138,7 +138,8 @@ def decompress(
     """
     params = dict(locals())  # the command again, on each --workers process
     from igc import api
-    from igc.core.image import encode_image, output_format
+    from igc.core import container
+    from igc.core.image import check_output_size, encode_image, output_format
 
     if output is not None and str(output) != "-":
         output_format(output)  # a lossy or unknown image suffix: refused before any work
@@ -158,6 +159,9 @@ def decompress(
 
     def work(job: Job, report: Output) -> list[str]:
         data = read_file(job.source) if job.source is not None else _stdin()
+        if job.output is not None:  # a size the output's format cannot hold: before decoding
+            header = container.read_header(data)[0]
+            check_output_size(job.output, header.height, header.width)
         # the bar pulses while the header's model loads, then counts tokens
         pixels = api.decompress(data, model, progress=report.tokens(_name(job)),
                                 allow_download=allow_download)

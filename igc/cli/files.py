@@ -495,9 +495,10 @@ ABOUT_THE_INPUT = (FormatError, ImageError)
 
 def _name_the_input(exc: IgcError, label: str) -> None:
     """A lone file's error about what it holds names the file, as each of several files' does:
-    its first line gets the label in front unless it already names it."""
+    its first line gets the label in front unless it already starts with it ("a.png: ...",
+    "a.png has ...")."""
     first, *rest = str(exc).split("\n", 1)
-    if label not in first:
+    if not first.startswith((f"{label}:", f"{label} ")):
         exc.args = ("\n".join([f"{label}: {first}", *rest]),)
 
 

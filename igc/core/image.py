@@ -500,33 +500,57 @@ LOSSLESS_FORMATS = {
     ".ppm": ("PPM", {}),
     ".webp": ("WEBP", {"lossless": True, "quality": 100, "method": 6, "exact": True}),
 }
-# Image suffixes that cannot hold 8-bit RGB exactly: refused rather than written lossy.
-NOT_LOSSLESS = {".jpg": "JPEG is lossy", ".jpeg": "JPEG is lossy",
-                ".gif": "GIF holds 256 colours", ".pgm": "PGM holds grey levels only"}
+WEBP_MAX_SIDE = 16383  # the WebP format's limit on width and height
+# Why some image suffixes are refused; any other image suffix igc does not write is refused too.
+NOT_LOSSLESS = {".jpg": "JPEG is lossy", ".jpeg": "JPEG is lossy", ".jpe": "JPEG is lossy",
+                ".jfif": "JPEG is lossy", ".gif": "GIF holds 256 colours",
+                ".pgm": "PGM holds grey levels only"}
+# Image suffixes Pillow may not register here (plugins), refused all the same.
+OTHER_IMAGE_SUFFIXES = {".jxl", ".avif", ".heic", ".heif", ".jp2", ".j2k", ".jpx", ".qoi"}
 
 
 def output_format(path: str | os.PathLike | None) -> str:
     """The format a decoded image named `path` is written in: by its suffix where it names a
-    lossless one, PNG for any other name (and for standard output, None). A suffix that names
-    a format that cannot hold the pixels exactly is an error, in one line."""
+    lossless format igc writes, PNG for a name that is not an image's (and for standard
+    output, None). Any other image suffix is a usage error, in one line, before any work."""
+    from PIL import Image as PILImage
+    from PIL import features
+
     suffix = os.path.splitext(os.fspath(path))[1].lower() if path is not None else ""
-    if suffix in NOT_LOSSLESS:
+    if suffix in LOSSLESS_FORMATS:
+        fmt = LOSSLESS_FORMATS[suffix][0]
+        if fmt == "WEBP" and not features.check("webp"):
+            raise UsageError(f"{os.fspath(path)}: this Pillow was built without WebP; name "
+                             "the output .png")
+        return fmt
+    if suffix in NOT_LOSSLESS or suffix in OTHER_IMAGE_SUFFIXES or (
+            suffix and suffix in PILImage.registered_extensions()):
+        why = NOT_LOSSLESS.get(suffix, f"igc decompress does not write {suffix[1:].upper()}")
         choices = ", ".join(sorted(LOSSLESS_FORMATS))
-        raise ImageError(f"{os.fspath(path)}: {NOT_LOSSLESS[suffix]}, and igc writes the "
-                         f"decoded pixels exactly; name the output {choices} (or none: PNG)")
-    return LOSSLESS_FORMATS.get(suffix, LOSSLESS_FORMATS[".png"])[0]
+        raise UsageError(f"{os.fspath(path)}: {why}, and igc writes the decoded pixels "
+                         f"exactly; name the output {choices} (or none: PNG)")
+    return "PNG"
+
+
+def check_output_size(path: str | os.PathLike | None, height: int, width: int) -> None:
+    """Refuse, before decoding, an image the output's format cannot hold (WebP: 16383 per
+    side)."""
+    if output_format(path) == "WEBP" and max(height, width) > WEBP_MAX_SIDE:
+        raise UsageError(f"{os.fspath(path)}: WebP holds at most {WEBP_MAX_SIDE} pixels a side, "
+                         f"and the image is {width}×{height}; name the output .png")
 
 
 def encode_image(pixels: Any, path: str | os.PathLike | None = None) -> bytes:
     """Pixels as the bytes of a lossless 8-bit RGB image in `output_format(path)`, read back
-    and compared before they are returned (a Pillow built without a format fails here, not in
-    the file)."""
+    and compared before they are returned. A failure names the output (a usage error: the
+    pixels are fine, the format is not)."""
     from PIL import Image as PILImage
 
     fmt = output_format(path)
     if fmt == "PNG":
         return encode_png(pixels)
     arr = as_rgb_array(pixels)
+    check_output_size(path, *arr.shape[:2])
     options = next(opts for name, opts in LOSSLESS_FORMATS.values() if name == fmt)
     buffer = io.BytesIO()
     try:
@@ -534,10 +558,11 @@ def encode_image(pixels: Any, path: str | os.PathLike | None = None) -> bytes:
         with PILImage.open(io.BytesIO(buffer.getvalue())) as back:
             same = np.array_equal(np.asarray(back.convert("RGB")), arr)
     except (OSError, KeyError, ValueError) as exc:
-        raise ImageError(f"cannot write {fmt} here ({exc}); name the output .png") from None
+        raise UsageError(f"{os.fspath(path)}: cannot write {fmt} here ({exc}); name the "
+                         "output .png") from None
     if not same:
-        raise ImageError(f"{fmt} as written here does not hold these pixels exactly; name the "
-                         "output .png")
+        raise UsageError(f"{os.fspath(path)}: {fmt} as written here does not hold these pixels "
+                         "exactly; name the output .png")
     return buffer.getvalue()
 
 

@@ -7,8 +7,9 @@ signed high byte and an unsigned low byte, x = 256 hi + lo, so
 
     x . w = 256 (hi . w) + (lo . w)
 
-with both sums exact in int32 (|hi . w| <= K * 128 * 128 and |lo . w| <= K * 255 * 128, far
-below 2**31 for any K a model here has), combined in int64. The sums are the ones `_linear`
+with both sums exact in int32 (|hi . w| <= K * 128 * 127 and |lo . w| <= K * 255 * 127, below
+2**31 for K up to 65,536 inputs; longer inputs are summed in int64 by such chunks), combined in
+int64. The sums are the ones `_linear`
 computes with pmaddwd, so the integers, and the files, do not change.
 
 numba has no AMX intrinsics: the instructions are emitted as inline assembly naming the tile
@@ -26,6 +27,7 @@ import functools
 import os
 import platform
 
+import llvmlite.binding as _llvm
 import numpy as np
 from llvmlite import ir
 from numba import types
@@ -41,6 +43,13 @@ TILE_N = 16  # int32 output channels per tile
 PAIR_N = 2 * TILE_N  # output channels per pass: two tiles share each activation tile
 _ARCH_REQ_XCOMP_PERM, _XFEATURE_XTILEDATA, _SYS_ARCH_PRCTL = 0x1023, 18, 158
 _I8P, _I64 = ir.IntType(8).as_pointer(), ir.IntType(64)
+# Inputs per int32 tile sum: the low bytes' sum stays below 2**31 for K * 255 * 127 < 2**31,
+# K < 66,311; longer inputs are summed in int64 by chunks of this many.
+CHUNK_K = 1024 * TILE_K
+# numba does not set up LLVM's assembly parser, and inline assembly needs it: not only when
+# this module's kernels compile, but whenever a kernel that inlines them does, which may be in
+# a later process that loads them from numba's cache. So at import, before any of that.
+_llvm.initialize_native_asmparser()
 
 
 def _target_has_amx(context) -> bool:
@@ -59,9 +68,6 @@ def _asm(context, builder, text: str, args=(), types_=()):
             builder.module, ir.FunctionType(ir.VoidType(), []), "llvm.trap")
         builder.call(trap, [])
         return
-    import llvmlite.binding as llvm
-
-    llvm.initialize_native_asmparser()  # numba does not: inline assembly needs it
     constraint = ",".join(["r"] * len(args) + ["~{memory}"])
     fty = ir.FunctionType(ir.VoidType(), list(types_))
     builder.call(ir.InlineAsm(fty, text, constraint, side_effect=True), list(args))
@@ -194,36 +200,39 @@ def _split(x, r0, m, k, kp, hi, lo):
 def linear(x, k, wa, nout, out, hi, lo, sums, cfg):
     """out[:, :nout] = x[:, :k] @ W exactly (int64), W packed by `pack_weights` into `wa`;
     nout a multiple of 16 within W's padded width, k within x's width. Scratch: hi and lo
-    (16, >= Kp) int8 / uint8, sums (1024,) int32; cfg: `tile_config()`."""
+    (16, >= Kp) int8 / uint8, sums (1024,) int32; cfg: `tile_config()`. Only after `usable()`
+    said True: without the tile state Linux grants, the first tile instruction is SIGILL."""
     kp, w4 = wa.shape[0] * 4, wa.shape[1]
     _configure(cfg)
     for r0 in range(0, x.shape[0], TILE_ROWS):
         m = min(TILE_ROWS, x.shape[0] - r0)
         _split(x, r0, m, k, kp, hi, lo)
         for n0 in range(0, nout, PAIR_N):
-            _zero0()
-            _zero1()
-            _zero2()
-            _zero3()
-            for kb in range(0, kp, TILE_K):
-                _load_hi(hi, kb, hi.shape[1])
-                _load_lo(lo, kb, lo.shape[1])
-                _load_w0(wa, (kb // 4) * w4 + 4 * n0, w4)
-                _load_w1(wa, (kb // 4) * w4 + 4 * n0 + 4 * TILE_N, w4)
-                _hi_w0()
-                _lo_w0()
-                _hi_w1()
-                _lo_w1()
-            _store0(sums, 0, 64)
-            _store1(sums, 256, 64)
-            _store2(sums, 512, 64)
-            _store3(sums, 768, 64)
-            for h in range(2 if nout - n0 > TILE_N else 1):
-                a, o = 512 * h, n0 + TILE_N * h
-                for i in range(m):
-                    for j in range(TILE_N):
-                        out[r0 + i, o + j] = ((np.int64(sums[a + 16 * i + j]) << 8)
-                                              + np.int64(sums[a + 256 + 16 * i + j]))
+            for c0 in range(0, kp, CHUNK_K):
+                _zero0()
+                _zero1()
+                _zero2()
+                _zero3()
+                for kb in range(c0, min(c0 + CHUNK_K, kp), TILE_K):
+                    _load_hi(hi, kb, hi.shape[1])
+                    _load_lo(lo, kb, lo.shape[1])
+                    _load_w0(wa, (kb // 4) * w4 + 4 * n0, w4)
+                    _load_w1(wa, (kb // 4) * w4 + 4 * n0 + 4 * TILE_N, w4)
+                    _hi_w0()
+                    _lo_w0()
+                    _hi_w1()
+                    _lo_w1()
+                _store0(sums, 0, 64)
+                _store1(sums, 256, 64)
+                _store2(sums, 512, 64)
+                _store3(sums, 768, 64)
+                for h in range(2 if nout - n0 > TILE_N else 1):
+                    a, o = 512 * h, n0 + TILE_N * h
+                    for i in range(m):
+                        for j in range(TILE_N):
+                            t = ((np.int64(sums[a + 16 * i + j]) << 8)
+                                 + np.int64(sums[a + 256 + 16 * i + j]))
+                            out[r0 + i, o + j] = t if c0 == 0 else out[r0 + i, o + j] + t
     _release()
 
 

@@ -367,15 +367,20 @@ def _step(ids, pos0, wte, wpe, eps, nf, heads, v_shift, w_qkv, p_qkv, w_proj, p_
 
 
 # -- the engine -----------------------------------------------------------------------------
-def instruction_set() -> str:
-    """What this process's cpu engine multiplies with: "amx-int8 + avx512", "avx512", "avx2"
-    or "generic" (the weight products on AMX where usable; the attention on pmaddwd always)."""
+def instruction_set(amx_on: bool | None = None) -> str:
+    """What a cpu engine multiplies with: "amx-int8 + avx512", "avx512", "avx2" or "generic"
+    (the weight products on AMX where `amx_on`, by default where usable; the attention on
+    pmaddwd always)."""
     from numba.core.registry import cpu_target
 
     from igc.engines.simd import target_isa
 
     isa = target_isa(cpu_target.target_context)
-    return f"amx-int8 + {isa}" if amx.usable() else isa
+    return f"amx-int8 + {isa}" if (amx.usable() if amx_on is None else amx_on) else isa
+
+
+# What this process's cpu engines have multiplied with (environment records report it).
+KERNELS_USED: set[str] = set()
 
 
 def cache_layout(length: int, d: int) -> tuple[int, int, int]:
@@ -444,6 +449,7 @@ class CpuEngine:
             raise ModelError("AMX weight products asked for, but this CPU, its numba build or "
                              "IGC_AMX=0 rules them out")
         self.amx = amx.usable() if use_amx is None else use_amx
+        KERNELS_USED.add(instruction_set(self.amx))
         self.wa = self._amx_weights(model) if self.amx else (
             *(np.zeros((nl, 1, 4), np.int8) for _ in range(4)), np.zeros((1, 4), np.int8))
 
