@@ -78,7 +78,7 @@ def main() -> None:
 
     def bits(span: int | None, keep: int) -> float:
         train_model.Attention.forward = banded_attention(span, keep)
-        return sum(image_bits(model, tok, im, "cpu") for im in images) / subpixels
+        return sum(image_bits(model, tok, im, "cpu")[0] for im in images) / subpixels
 
     full = bits(None, 0)
     positions = np.arange(cfg.n_positions)
