@@ -62,6 +62,7 @@ def main() -> None:
     from igc.api import set_threads
     from igc.codec import loop, strip_workers
     from igc.core import container
+    from igc.engines.integer_cpu import instruction_set
     from igc.plugins.compose import compose
 
     set_threads(a.threads)
@@ -97,10 +98,10 @@ def main() -> None:
             os.environ["IGC_AMX"] = "1" if use_amx == "on" else "0"
         codec = compose(model or None, context=mode, strip_rows=strip_rows)
         codec.model.__dict__.pop("_engines", None)  # a fresh engine reads IGC_AMX again
-        from igc.engines.integer_cpu import instruction_set
         codec.encode(image[:32, :32])  # compile the kernels outside the timing
         result, encode_s = timed(codec.encode, image)
         header = container.unpack(result.data)[0]
+        kernels = instruction_set(codec.model.engine().amx)  # what the engine that coded ran on
         pixels, decode_s = timed(codec.decode, result.data)
         assert np.array_equal(pixels, image)
         total = encode_s + decode_s
@@ -110,7 +111,7 @@ def main() -> None:
                      "batch": header.batch, "lane": header.lane,
                      "strip_rows": header.strip_rows,
                      "strip_workers": kind if header.strip_rows else None,
-                     "lanes": lanes, "kernels": instruction_set(), "bytes": len(result.data),
+                     "lanes": lanes, "kernels": kernels, "bytes": len(result.data),
                      "bpsp": 8 * len(result.data) / subpixels, "encode_s": encode_s,
                      "decode_s": decode_s, "encode_subpixels_per_s": subpixels / encode_s,
                      "decode_subpixels_per_s": subpixels / decode_s,
@@ -121,7 +122,7 @@ def main() -> None:
         lane = f"lanes of {header.lane}" + (", one on a thread that codes alone"
                                              if lanes == "one" else "")
         print(f"  igc {codec.model.name} mode {mode} (batch {header.batch}, {lane}{strips}, "
-              f"{instruction_set()}): "
+              f"{kernels}): "
               f"{len(result.data):,} bytes ({8 * len(result.data) / subpixels:.4f} bpsp), "
               f"encode {encode_s:.1f} s ({subpixels / encode_s:,.0f} subpixels/s), decode "
               f"{decode_s:.1f} s ({subpixels / decode_s:,.0f}/s): {ratio:.0f}x JPEG-XL's time, "

@@ -445,10 +445,11 @@ class CpuEngine:
         self.inner = inner
         self.width_in = 2 * ((max(c, inner) + 1) // 2)
         self.width_out = -(-max(3 * c, inner, model.vocab) // 16) * 16
-        if use_amx and not amx.usable():
+        available = amx.usable()
+        if use_amx and not available:
             raise ModelError("AMX weight products asked for, but this CPU, its numba build or "
                              "IGC_AMX=0 rules them out")
-        self.amx = amx.usable() if use_amx is None else use_amx
+        self.amx = available if use_amx is None else use_amx
         KERNELS_USED.add(instruction_set(self.amx))
         self.wa = self._amx_weights(model) if self.amx else (
             *(np.zeros((nl, 1, 4), np.int8) for _ in range(4)), np.zeros((1, 4), np.int8))
