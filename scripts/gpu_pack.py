@@ -1,6 +1,7 @@
 """A prepared GPU continuation of shipped models: pack what they read into .gpu/, bring exports back.
 
-    python scripts/gpu_pack.py pack [--run INIT:LR:BATCH ...] [--minutes 7] [--cifar 1000]
+    python scripts/gpu_pack.py pack [--run [NAME=]INIT:LR:BATCH[:TEACHER[:GROW]] ...]
+                                    [--minutes 7] [--cifar 1000]
     python scripts/gpu_pack.py join FOLDER OUT      # after the run: the parts back into models
 
 Why a script: a GPU is lent to a session for 15 minutes in all, start-up included, and only the
@@ -75,7 +76,7 @@ def pack(a: argparse.Namespace) -> None:
     runs = [parse_run(r) for r in (a.run or [DEFAULT_RUN])]
     names = [r["name"] for r in runs]
     if len(set(names)) < len(names):  # each run writes /tmp/gpu/NAME and $OUT/NAME.log
-        sys.exit(f"gpu_pack: two --run share a start ({names}): give each run its own model")
+        sys.exit(f"gpu_pack: two --run share a name ({names}): give each its own NAME=")
     used, sets = 0, {}
     extra = ""
     if a.cifar:
@@ -131,18 +132,40 @@ def pack(a: argparse.Namespace) -> None:
           f"runs {[r['name'] for r in runs]}")
 
 
-DEFAULT_RUN = "igc-rgb16-w256:1e-3:128"
+DEFAULT_RUN = "v3kd=igc-rgb16-v3:2e-4:256:igc-rgb16-w256-v2"
+RUN_FORM = "[NAME=]INIT:LR:BATCH[:TEACHER[:GROW]]"
 
 
 def parse_run(text: str) -> dict:
-    """INIT:LR:BATCH -> the run's settings; its name is the shipped id without 'igc-rgb16-'."""
+    """[NAME=]INIT:LR:BATCH[:TEACHER[:GROW]] -> the run's settings.
+
+    TEACHER (a shipped id or folder; empty for none) is distilled from (`igc train --teacher`,
+    --distill 0.8), GROW blocks are added to INIT first (`--grow-layers`). The name, by default
+    INIT's shipped id without 'igc-rgb16-', is the run's folder and log, so two runs from one
+    INIT need names of their own."""
+    name, _, spec = text.rpartition("=") if "=" in text else ("", "", text)
+    fields = spec.split(":")
     try:
-        init, lr, batch = text.split(":")
-        run = {"init": init, "lr": float(lr), "batch": int(batch)}
+        if not 3 <= len(fields) <= 5:
+            raise ValueError
+        init, lr, batch = fields[0], float(fields[1]), int(fields[2])
+        teacher = fields[3] if len(fields) > 3 else ""
+        grow = int(fields[4]) if len(fields) > 4 else 0
+        if not init or lr <= 0 or batch < 1 or grow < 0:
+            raise ValueError
     except ValueError:
-        sys.exit(f"gpu_pack: --run {text!r}: expected INIT:LR:BATCH, e.g. {DEFAULT_RUN}")
-    run["name"] = Path(init).name.removeprefix("igc-rgb16-") or "run"
-    return run
+        sys.exit(f"gpu_pack: --run {text!r}: expected {RUN_FORM}, e.g. {DEFAULT_RUN}")
+    name = name or Path(init).name.removeprefix("igc-rgb16-") or "run"
+    if not name.replace("-", "").replace("_", "").isalnum():
+        sys.exit(f"gpu_pack: --run {text!r}: a run's name is letters, digits, - and _")
+    return {"init": init, "lr": lr, "batch": batch, "teacher": teacher, "grow": grow,
+            "name": name}
+
+
+def train_args(run: dict) -> str:
+    """The options a run adds to the shared `igc train` command line."""
+    extra = f" --teacher {run['teacher']} --distill 0.8" if run.get("teacher") else ""
+    return extra + (f" --grow-layers {run['grow']}" if run.get("grow") else "")
 
 
 def run_script(runs: list[dict], data: str, minutes: float) -> str:
@@ -150,7 +173,8 @@ def run_script(runs: list[dict], data: str, minutes: float) -> str:
     starts = "\n".join(
         f"python -m igc train --init-from {r['init']} {data} --val .gpu/val --val-count 512 "
         f"--minutes {minutes} --batch {r['batch']} --lr {r['lr']} --warmup 100 --eval-minutes 0.7 "
-        f"--eval-every 100000 --device \"$DEVICE\" --name gpu-{r['name']} --out /tmp/gpu/{r['name']} "
+        f"--eval-every 100000{train_args(r)} --device \"$DEVICE\" --name gpu-{r['name']} "
+        f"--out /tmp/gpu/{r['name']} "
         f"$EXTRA > \"$OUT/{r['name']}.log\" 2>&1 &\npids+=($!)" for r in runs)
     names = " ".join(r["name"] for r in runs)
     return f"""#!/bin/bash
@@ -251,7 +275,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("pack", help="fill .gpu/ and write .gpu/run.sh")
-    p.add_argument("--run", action="append", metavar="INIT:LR:BATCH",
+    p.add_argument("--run", action="append", metavar=RUN_FORM,
                    help=f"a continuation to train (repeatable; default {DEFAULT_RUN})")
     p.add_argument("--minutes", type=float, default=7.0)
     p.add_argument("--cifar", type=int, default=1000,

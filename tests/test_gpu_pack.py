@@ -62,6 +62,21 @@ def test_join_refuses_parts_that_do_not_make_the_tar(gpu_pack, tmp_path):
 
 def test_a_run_is_named_init_lr_batch(gpu_pack):
     assert gpu_pack.parse_run("igc-rgb16-w256:6e-4:128") == {
-        "init": "igc-rgb16-w256", "lr": 6e-4, "batch": 128, "name": "w256"}
-    with pytest.raises(SystemExit, match="expected INIT:LR:BATCH"):
-        gpu_pack.parse_run("igc-rgb16-w256:fast")
+        "init": "igc-rgb16-w256", "lr": 6e-4, "batch": 128, "teacher": "", "grow": 0,
+        "name": "w256"}
+    for bad in ("igc-rgb16-w256:fast", "igc-rgb16-v3:1e-4", "igc-rgb16-v3:1e-4:64:t:2:x",
+                "igc-rgb16-v3:1e-4:64:t:-1", "igc-rgb16-v3:0:64", "a b=igc-rgb16-v3:1e-4:64"):
+        with pytest.raises(SystemExit, match=r"expected \[NAME=\]INIT:LR:BATCH|letters, digits"):
+            gpu_pack.parse_run(bad)
+
+
+def test_a_run_distils_and_grows_under_its_own_name(gpu_pack):
+    run = gpu_pack.parse_run("v3kd=igc-rgb16-v3:2e-4:256:igc-rgb16-w256-v2:2")
+    assert run == {"init": "igc-rgb16-v3", "lr": 2e-4, "batch": 256,
+                   "teacher": "igc-rgb16-w256-v2", "grow": 2, "name": "v3kd"}
+    script = gpu_pack.run_script([run, gpu_pack.parse_run("igc-rgb16-v3:3e-4:256")], "--data x", 7)
+    lines = [ln for ln in script.splitlines() if ln.startswith("python -m igc train")]
+    assert len(lines) == 2
+    assert "--teacher igc-rgb16-w256-v2 --distill 0.8 --grow-layers 2" in lines[0]
+    assert "--out /tmp/gpu/v3kd " in lines[0] and "/tmp/gpu/v3 " in lines[1]
+    assert "--teacher" not in lines[1] and "--grow-layers" not in lines[1]
