@@ -1,11 +1,13 @@
-"""A whole photograph in context mode 2 at several batches (windows stepped together): file
-bytes and encode/decode seconds, each decode compared with the pixels (docs/speed.md).
+"""A whole photograph in context mode 2 (or 3) at several batches (windows stepped together):
+file bytes and encode/decode seconds, each decode compared with the pixels (docs/speed.md).
 
     python scripts/mode2_batch.py [kodim23] [--batches 16,64] [--threads 1] [--model M]
-                                  [--crop N]
+                                  [--crop N] [--context 2|3] [--rounds 1]
 
 `--crop N` codes the central N x N pixels instead of the whole photograph; `--model` is any model
-spec (`igc-rgb16-w256`), the default model otherwise.
+spec (`igc-rgb16-w256`), the default model otherwise; `--context 3` codes in mode 3 (with the
+codec's default strips, as files are written). `--rounds` repeats the batches in turn, so
+that a machine whose speed drifts shows it.
 """
 
 from __future__ import annotations
@@ -29,13 +31,16 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--model", default=None)
     ap.add_argument("--crop", type=int, default=0)
+    ap.add_argument("--context", type=int, choices=(2, 3), default=2)
+    ap.add_argument("--rounds", type=int, default=1)
     a = ap.parse_args()
     api.set_threads(a.threads)
     img = np.asarray(Image.open(KODAK / f"{a.image}.png").convert("RGB"))
     if a.crop:
         img = np.ascontiguousarray(center_crop(img, a.crop))
-    for b in (int(x) for x in a.batches.split(",")):
-        codec = compose(a.model, context=2, batch=b)
+    batches = [int(x) for x in a.batches.split(",")] * a.rounds
+    for b in batches:
+        codec = compose(a.model, context=a.context, batch=b)
         start = time.perf_counter()
         data = codec.encode(img).data
         enc = time.perf_counter() - start
