@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import shlex
 import shutil
 import subprocess
 import sys
@@ -164,14 +165,14 @@ def parse_run(text: str) -> dict:
 
 def train_args(run: dict) -> str:
     """The options a run adds to the shared `igc train` command line."""
-    extra = f" --teacher {run['teacher']} --distill 0.8" if run.get("teacher") else ""
+    extra = f" --teacher {shlex.quote(run['teacher'])} --distill 0.8" if run.get("teacher") else ""
     return extra + (f" --grow-layers {run['grow']}" if run.get("grow") else "")
 
 
 def run_script(runs: list[dict], data: str, minutes: float) -> str:
     """The command the GPU machine runs: every run at once, then their exports into $OUT."""
     starts = "\n".join(
-        f"python -m igc train --init-from {r['init']} {data} --val .gpu/val --val-count 512 "
+        f"python -m igc train --init-from {shlex.quote(r['init'])} {data} --val .gpu/val --val-count 512 "
         f"--minutes {minutes} --batch {r['batch']} --lr {r['lr']} --warmup 100 --eval-minutes 0.7 "
         f"--eval-every 100000{train_args(r)} --device \"$DEVICE\" --name gpu-{r['name']} "
         f"--out /tmp/gpu/{r['name']} "
