@@ -3,11 +3,13 @@
 
 Each case mutates a file of the corpus (truncation, byte flips, flips with the header CRC
 recomputed, splices of two files, inserted or deleted bytes, header fields rewritten and
-repacked, payload replaced) or is random bytes, and decodes it. The `fields` mutation rewrites
+repacked, payload replaced) or is random bytes, and decodes it; the tiny model's cases alternate
+between one thread and two, where a file cut into strips (format 6) decodes them in forked
+children. The `fields` mutation rewrites
 one to three header fields *by meaning*, with values chosen where the decoder's checks are:
 batch and lane around the tile count and far beyond it, tile sides, numerics, model ids (shipped,
 hub ids, paths), model plugin, tokenizer and coder names (the `context` model plugin and `ans`
-coder of examples/igc-context when installed), residual flag, format version and precision. A case must end in pixels equal
+coder of examples/igc-context when installed), residual flag, format version, context mode, rows per strip and precision. A case must end in pixels equal
 to an original image or in an `igc.IgcError`; anything else (another exception type, wrong
 pixels) is a failure: it is printed, its input saved under --crash-dir, and the exit status is 1.
 
@@ -73,13 +75,17 @@ def make_corpus(tiny_model: str | None):
             comp = get_compressor("context", coder=coder)
             uniform.append((image, comp.compress(image), None))
     if tiny_model:
-        for size, order, batch, context in [((6, 5), "interleaved", 3, None),
-                                            ((4, 9), "channel", None, None),
-                                            ((9, 10), "interleaved", 2, 1),  # adapted
-                                            ((11, 13), "interleaved", 4, 2)]:  # overlapping
+        for size, order, batch, context, rows in [
+                ((6, 5), "interleaved", 3, None, None),
+                ((4, 9), "channel", None, None, None),
+                ((9, 10), "interleaved", 2, 1, None),  # adapted
+                ((11, 13), "interleaved", 4, 2, None),  # overlapping
+                ((13, 11), "interleaved", 4, 3, 0),  # with the predictor, one strip
+                ((23, 14), "interleaved", 3, 3, 8),  # format 6: three strips
+                ((10, 21), "interleaved", 2, 2, 4)]:  # format 6: strips of mode 2
             image = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
             comp = get_compressor("imagegpt", model=tiny_model, order=order, batch=batch,
-                                  context=context)
+                                  context=context, strip_rows=rows)
             tiny.append((image, comp.compress(image), tiny_model))
     return uniform, tiny
 
@@ -172,8 +178,11 @@ def field_by_meaning(rng: np.random.Generator, header) -> tuple[str, object]:
         "precision": lambda: int(rng.choice([0, 1, 8, 12, 16, 23, 24, 25, 31, 32, 64, 255])),
         "order": lambda: str(rng.choice(list(container.ORDERS))),
         "residual": lambda: not header.residual,
-        "version": lambda: int(rng.choice([1, 2, 3, 4, 5])),
-        "context": lambda: int(rng.choice([0, 1, 2, 3, 7])),  # version 5; 0, 1 and 2 are known
+        "version": lambda: int(rng.choice([1, 2, 3, 4, 5, 6, 7])),
+        "context": lambda: int(rng.choice([0, 1, 2, 3, 4, 7])),  # version 5; 0-3 are known
+        "strip_rows": lambda: int(rng.choice(  # version 6
+            [0, 1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, header.height - 1, header.height,
+             header.height + 1, 1 << 20, 1 << 40])),
         "distributions": lambda: {str(k): str(rng.choice(["igc-context", "igc-xyz", "a", "x" * 63]))
                                   for k in container.PLUGIN_KINDS if rng.random() < 0.5},
         "height": lambda: int(rng.choice([1, 2, header.height + 1, 63, 64, 65, 4096, 4097])),
@@ -280,6 +289,11 @@ def main(argv: list[str] | None = None) -> int:
         tmp = tempfile.TemporaryDirectory(prefix="igc-fuzz-")
         tiny = build_tiny_model(Path(tmp.name) / "tiny-imagegpt")
     uniform, tiny_files = make_corpus(tiny)
+    import igc.api as api
+    from igc.codec.lanes import thread_budget
+
+    threads_before = thread_budget()  # restored at the end: a test calls main() in its process
+
     every = [img for img, _, _ in uniform + tiny_files]
 
     rng = np.random.default_rng(args.seed)
@@ -294,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
         kind, bad = mutate(rng, data, other)
         kinds[kind] += 1
         originals = every if kind.startswith("splice") else [image]
+        if model is not None:  # one thread or two: strips on one, in forked children on two
+            api.set_threads(1 + case // args.tiny_every % 2)
         try:
             outcome = run_case(bad, originals, model)
         except Exception as exc:
@@ -309,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.report_every and case % args.report_every == 0:
             print(f"... {case} cases, {time.time() - start:.0f} s", flush=True)
     elapsed = time.time() - start
+    api.set_threads(threads_before)
     errors = sum(v for k, v in counts.items() if k not in ("exact", "crash", "wrong pixels"))
     print(f"cases {args.cases} (seed {args.seed}, {len(uniform)} uniform + {len(tiny_files)} "
           f"tiny-model files, {elapsed:.0f} s, {args.cases / max(elapsed, 1e-9):.0f}/s)")

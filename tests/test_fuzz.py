@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from igc import decompress, get_compressor
+from igc.api import set_threads
 from igc.cli.app import app
 from igc.core import container
 from igc.errors import IgcError
@@ -63,6 +64,26 @@ def uniform_corpus() -> tuple[tuple[np.ndarray, bytes], ...]:
 def tiny_file(tiny_model):
     image = _image(6, 5, seed=9)
     return image, get_compressor("imagegpt", model=tiny_model, batch=3).compress(image)
+
+
+@pytest.fixture(scope="module")
+def tiny_strips_file(tiny_model):
+    """Format 6: context mode 3 in three strips, which two threads decode in forked children."""
+    image = _image(23, 14, seed=10)
+    data = get_compressor("imagegpt", model=tiny_model, batch=3, context=3,
+                          strip_rows=8).compress(image)
+    assert container.unpack(data)[0].strip_rows == 8
+    return image, data
+
+
+@pytest.fixture
+def two_threads():
+    import torch
+
+    before = torch.get_num_threads()
+    set_threads(2)
+    yield
+    set_threads(before)
 
 
 def recrc(data: bytes) -> bytes:
@@ -166,6 +187,27 @@ def test_tiny_model_files(tiny_model, tiny_file, changes, cut, mode):
         bad = bad[: cut % len(bad)]
     result = decodes_exactly_or_fails_cleanly(bad, [image], tiny_model)
     assert result == "error" or mode == "flip"
+
+
+@settings(max_examples=30, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(changes=flips, cut=st.integers(0, 10_000), mode=st.sampled_from(["flip", "cut", "both"]),
+       rows=st.sampled_from([None, 0, 1, 7, 9, 22, 23, 24, 1 << 20]))
+def test_strip_files_fail_cleanly_in_forked_children(tiny_model, tiny_strips_file, two_threads,
+                                                    changes, cut, mode, rows):
+    """A damaged format-6 file (bytes flipped, cut, or its rows per strip rewritten) decoded
+    with strips in forked children gives the pixels or one clean error, never a child's crash."""
+    image, data = tiny_strips_file
+    bad = data
+    if rows is not None:
+        header, payload = container.unpack(bad)
+        bad = container.pack(replace(header, strip_rows=rows), payload)
+    if mode in ("flip", "both"):
+        bad = recrc(apply_flips(bad, changes))
+    if mode in ("cut", "both"):
+        bad = bad[: cut % len(bad)]
+    result = decodes_exactly_or_fails_cleanly(bad, [image], tiny_model)
+    assert result == "error" or (mode == "flip" and rows in (None, 8))
 
 
 # -- the command line -------------------------------------------------------------------------
