@@ -52,6 +52,11 @@ class ModelMismatchError(FormatError):
     """A file encoded with another model than the one offered for decoding."""
 
 
+class WorkerStopped(IgcError):
+    """A forked process coding part of a file (a strip) ended before it finished: a crash of
+    igc's, reported in one line, never a result of what the file holds."""
+
+
 class PeerLost(IgcError):
     """Another rank of a distributed run (or the group's master) stopped answering, or left."""
 

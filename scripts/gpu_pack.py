@@ -33,6 +33,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
+import re
 import shlex
 import shutil
 import subprocess
@@ -69,15 +71,15 @@ def halved(src: Path, dst: Path) -> None:
 def pack(a: argparse.Namespace) -> None:
     if not (DATA / "urban100").is_dir():
         sys.exit(f"gpu_pack: no training photos at {DATA} (../shared/data beside the checkout)")
+    runs = [parse_run(r) for r in (a.run or [DEFAULT_RUN])]  # before the old pack goes
+    names = [r["name"] for r in runs]
+    if len(set(names)) < len(names):  # each run writes /tmp/gpu/NAME and $OUT/NAME.log
+        sys.exit(f"gpu_pack: two --run share a name ({names}): give each its own NAME=")
     out = ROOT / ".gpu"
     if out.exists():
         shutil.rmtree(out)
     (out / "val").mkdir(parents=True)
     budget = a.budget_mib << 20 if a.budget_mib else UPLOAD - tracked_bytes() - MARGIN
-    runs = [parse_run(r) for r in (a.run or [DEFAULT_RUN])]
-    names = [r["name"] for r in runs]
-    if len(set(names)) < len(names):  # each run writes /tmp/gpu/NAME and $OUT/NAME.log
-        sys.exit(f"gpu_pack: two --run share a name ({names}): give each its own NAME=")
     used, sets = 0, {}
     extra = ""
     if a.cifar:
@@ -135,16 +137,20 @@ def pack(a: argparse.Namespace) -> None:
 
 DEFAULT_RUN = "v3kd=igc-rgb16-v3:2e-4:256:igc-rgb16-w256-v2"
 RUN_FORM = "[NAME=]INIT:LR:BATCH[:TEACHER[:GROW]]"
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 
 
 def parse_run(text: str) -> dict:
     """[NAME=]INIT:LR:BATCH[:TEACHER[:GROW]] -> the run's settings.
 
     TEACHER (a shipped id or folder; empty for none) is distilled from (`igc train --teacher`,
-    --distill 0.8), GROW blocks are added to INIT first (`--grow-layers`). The name, by default
-    INIT's shipped id without 'igc-rgb16-', is the run's folder and log, so two runs from one
-    INIT need names of their own."""
-    name, _, spec = text.rpartition("=") if "=" in text else ("", "", text)
+    --distill 0.8), GROW blocks are added to INIT first (`--grow-layers`). NAME (a letter or
+    digit, then letters, digits, - and _; by default INIT's shipped id without 'igc-rgb16-') is
+    the run's folder and log, so two runs from one INIT need names of their own. Text before the
+    first '=' that is no such name belongs to INIT (a folder such as runs/lr=3e-4/best)."""
+    name, sep, spec = text.partition("=")
+    if not (sep and NAME.fullmatch(name)):
+        name, spec = "", text
     fields = spec.split(":")
     try:
         if not 3 <= len(fields) <= 5:
@@ -152,13 +158,14 @@ def parse_run(text: str) -> dict:
         init, lr, batch = fields[0], float(fields[1]), int(fields[2])
         teacher = fields[3] if len(fields) > 3 else ""
         grow = int(fields[4]) if len(fields) > 4 else 0
-        if not init or lr <= 0 or batch < 1 or grow < 0:
+        if not init or not (math.isfinite(lr) and lr > 0) or batch < 1 or grow < 0:
             raise ValueError
     except ValueError:
         sys.exit(f"gpu_pack: --run {text!r}: expected {RUN_FORM}, e.g. {DEFAULT_RUN}")
     name = name or Path(init).name.removeprefix("igc-rgb16-") or "run"
-    if not name.replace("-", "").replace("_", "").isalnum():
-        sys.exit(f"gpu_pack: --run {text!r}: a run's name is letters, digits, - and _")
+    if not NAME.fullmatch(name):
+        sys.exit(f"gpu_pack: --run {text!r}: the run needs a NAME= of letters, digits, - and _ "
+                 f"(not {name!r})")
     return {"init": init, "lr": lr, "batch": batch, "teacher": teacher, "grow": grow,
             "name": name}
 
@@ -179,7 +186,7 @@ def run_script(runs: list[dict], data: str, minutes: float) -> str:
         f"$EXTRA > \"$OUT/{r['name']}.log\" 2>&1 &\npids+=($!)" for r in runs)
     names = " ".join(r["name"] for r in runs)
     return f"""#!/bin/bash
-# Written by scripts/gpu_pack.py: GPU continuations of {', '.join(r['init'] for r in runs)},
+# Written by scripts/gpu_pack.py: GPU continuations of {', '.join(repr(r['init']) for r in runs)},
 # {minutes} minutes of training each, all at once.
 set -uo pipefail
 export PYTHONPATH="$PWD" PYTHONUNBUFFERED=1

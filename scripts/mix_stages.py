@@ -13,8 +13,8 @@ weight per channel and activity context, updated once per coding step. Then, eac
   per channel (`--hist-ctx`: and per 4 activity buckets), smoothed by the expert (`--beta`),
   halved past `--limit` counts: the residual's shape where the two-sided geometric is wrong;
 * `--sse`: secondary estimation of the mixed distribution, log p corrected by a learned
-  piecewise-linear curve of the quantized -log2 p (half-bit knots) per channel and entropy
-  bucket, renormalised.
+  piecewise-linear curve of the quantized -log2 p (half-bit knots) per channel (and per entropy
+  bucket with `--ent`), renormalised, learned at `--lr-sse`.
 
 Printed: the codec alone, the mix without `--sse`, and with it. Float64, not a codec mode
 (docs/design.md, "Three more stages over mode 3: measured").

@@ -4,6 +4,8 @@ refused. A GPU is lent for minutes; a damaged or short transfer must not become 
 from __future__ import annotations
 
 import importlib.util
+import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -65,9 +67,21 @@ def test_a_run_is_named_init_lr_batch(gpu_pack):
         "init": "igc-rgb16-w256", "lr": 6e-4, "batch": 128, "teacher": "", "grow": 0,
         "name": "w256"}
     for bad in ("igc-rgb16-w256:fast", "igc-rgb16-v3:1e-4", "igc-rgb16-v3:1e-4:64:t:2:x",
-                "igc-rgb16-v3:1e-4:64:t:-1", "igc-rgb16-v3:0:64", "a b=igc-rgb16-v3:1e-4:64"):
-        with pytest.raises(SystemExit, match=r"expected \[NAME=\]INIT:LR:BATCH|letters, digits"):
+                "igc-rgb16-v3:1e-4:64:t:-1", "igc-rgb16-v3:0:64", "igc-rgb16-v3:nan:64",
+                "igc-rgb16-v3:inf:64", "x=igc-rgb16-v3:1e-4:0"):
+        with pytest.raises(SystemExit, match=r"expected \[NAME=\]INIT:LR:BATCH"):
             gpu_pack.parse_run(bad)
+    for bad in ("-x=igc-rgb16-v3:1e-4:64", "é=igc-rgb16-v3:1e-4:64", "runs/-x:1e-4:64"):
+        with pytest.raises(SystemExit, match="needs a NAME= of letters, digits"):
+            gpu_pack.parse_run(bad)
+
+
+def test_a_folder_with_equals_signs_is_a_start_not_a_name(gpu_pack):
+    run = gpu_pack.parse_run("runs/lr=3e-4/best:1e-4:64:runs/t=1/last")
+    assert (run["init"], run["teacher"], run["name"]) == ("runs/lr=3e-4/best", "runs/t=1/last",
+                                                          "best")
+    run = gpu_pack.parse_run("a=runs/lr=3e-4/best:1e-4:64")
+    assert (run["init"], run["name"]) == ("runs/lr=3e-4/best", "a")
 
 
 def test_a_run_distils_and_grows_under_its_own_name(gpu_pack):
@@ -80,3 +94,15 @@ def test_a_run_distils_and_grows_under_its_own_name(gpu_pack):
     assert "--teacher igc-rgb16-w256-v2 --distill 0.8 --grow-layers 2" in lines[0]
     assert "--out /tmp/gpu/v3kd " in lines[0] and "/tmp/gpu/v3 " in lines[1]
     assert "--teacher" not in lines[1] and "--grow-layers" not in lines[1]
+
+
+def test_run_sh_quotes_folders_with_spaces_and_quotes(gpu_pack, tmp_path):
+    run = gpu_pack.parse_run('odd=my runs/it\'s best:1e-4:64:the "teacher" $HOME')
+    script = gpu_pack.run_script([run], "--data x", 7)
+    path = tmp_path / "run.sh"
+    path.write_text(script)
+    subprocess.run(["bash", "-n", str(path)], check=True)  # parses as a whole
+    line = next(ln for ln in script.splitlines() if ln.startswith("python -m igc train"))
+    words = shlex.split(line.split(" > ")[0])
+    assert words[words.index("--init-from") + 1] == "my runs/it's best"
+    assert words[words.index("--teacher") + 1] == 'the "teacher" $HOME'

@@ -18,7 +18,7 @@ from helpers import make_tiny_model, smooth_image
 from igc.api import set_threads
 from igc.codec import loop, strip_workers
 from igc.codec.strip_workers import each_strip
-from igc.errors import FormatError, IgcError, UsageError
+from igc.errors import FormatError, UsageError, WorkerStopped
 from igc.plugins.compose import compose
 
 needs_fork = pytest.mark.skipif(not strip_workers.can_fork(), reason="strips fork on Linux only")
@@ -163,7 +163,7 @@ def test_a_worker_that_dies_is_reported_in_one_line(two_threads, monkeypatch):
             os._exit(7)
         return i
 
-    with pytest.raises(IgcError, match=r"^the worker process coding strip 1 stopped \(exit "
+    with pytest.raises(WorkerStopped, match=r"^the worker process coding strip 1 stopped \(exit "
                                        r"code 7\) before it finished; IGC_STRIP_WORKERS=threads "
                                        r"codes strips in this process instead$"):
         each_strip(work, 2)

@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 
 from igc.codec.lanes import one_thread_here, thread_budget
 from igc.codec.loop import Progress
-from igc.errors import IgcError, UsageError
+from igc.errors import UsageError, WorkerStopped
 
 ENV = "IGC_STRIP_WORKERS"
 KINDS = ("processes", "threads")
@@ -244,7 +244,7 @@ def _receive(conn: Connection, children: dict, outcomes: dict) -> None:
         outcomes[i] = (ok, value)
     missing = [i for i in strips if i not in outcomes]
     if missing and all(ok for i, (ok, _) in outcomes.items() if i in strips):
-        outcomes[missing[0]] = (False, IgcError(
+        outcomes[missing[0]] = (False, WorkerStopped(
             f"the worker process coding strip {missing[0]} stopped (exit code "
             f"{child.exitcode}) before it finished; IGC_STRIP_WORKERS=threads codes strips "
             "in this process instead"))
