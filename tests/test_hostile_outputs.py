@@ -570,3 +570,20 @@ def test_a_lone_file_s_error_is_named_once(tmp_path, monkeypatch):
                     "pixels (set IGC_MAX_PIXELS to raise it)")
     Path("bad.igc").write_bytes(b"IGC" + bytes(40))
     assert error_line(invoke("decompress", "bad.igc", "-o", "y.png")).count("bad.igc") == 1
+
+
+def test_a_file_named_like_the_start_of_its_error_is_still_named(tmp_path, monkeypatch):
+    """A lone file's error names the file unless the message already does ("x: ...", "x is
+    ...", "x has ..."): a file called `image` gets its name in front of "image of ..." too."""
+    data = igc.compress(PIXELS, model="uniform")
+    (tmp_path / "image").write_bytes(data)
+    (tmp_path / "b.igc").write_bytes(data)
+    monkeypatch.setenv("IGC_MAX_PIXELS", "29")
+    monkeypatch.chdir(tmp_path)  # names as typed: the label is `image`, not a whole path
+    for name in ("image", "b.igc"):
+        line = error_line(invoke("decompress", name, "-o", "out.png"))
+        assert line.startswith(f"igc: error: {name}: image of 5×6 = 30 pixels exceeds the limit "
+                               "of 29 pixels"), line
+    (tmp_path / "notes.igc").write_text("hello")  # a message that names its file: not twice
+    line = error_line(invoke("decompress", "notes.igc"))
+    assert line.startswith("igc: error: notes.igc is not an .igc file;"), line

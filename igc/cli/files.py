@@ -493,19 +493,24 @@ def _run_sharded(jobs: list[Job], work: Work, reporter: Output, *, verb: str,
 ABOUT_THE_INPUT = (FormatError, ImageError)
 
 
+# how the messages that name their file begin after the name ("a.png: ...", "a.png has ...");
+# any other start is the message's own ("image of 5×6 = 30 pixels ..." for a file named image)
+NAMED_BY = (":", " is ", " has ", " does ")
+
+
 def _name_the_input(exc: IgcError, label: str) -> None:
     """A lone file's error about what it holds names the file, as each of several files' does:
-    its first line gets the label in front unless it already starts with it ("a.png: ...",
-    "a.png has ...")."""
+    its first line gets the label in front unless it already names it (NAMED_BY)."""
     first, *rest = str(exc).split("\n", 1)
-    if not first.startswith((f"{label}:", f"{label} ")):
+    if not first.startswith(tuple(label + after for after in NAMED_BY)):
         exc.args = ("\n".join([f"{label}: {first}", *rest]),)
 
 
 def _named(label: str, exc: Exception) -> str:
     message = (str(exc).splitlines() or [""])[0] if isinstance(exc, IgcError) else (
         f"unexpected {type(exc).__name__}: {exc}")
-    return message if message.startswith(label) else f"{label}: {message}"
+    return message if message.startswith(tuple(label + after for after in NAMED_BY)) else (
+        f"{label}: {message}")
 
 
 class _numbered:
