@@ -61,12 +61,14 @@ def make_corpus(tiny_model: str | None):
 
     rng = np.random.default_rng(0)
     uniform, tiny = [], []
-    specs = [((5, 7), "interleaved", None), ((17, 3), "interleaved", 1), ((1, 1), "interleaved",
-             None), ((3, 33), "channel", None), ((16, 16), "interleaved", None),
-             ((20, 18), "interleaved", 2)]
-    for size, order, batch in specs:
+    specs = [((5, 7), "interleaved", None, None), ((17, 3), "interleaved", 1, None),
+             ((1, 1), "interleaved", None, None), ((3, 33), "channel", None, None),
+             ((16, 16), "interleaved", None, None), ((20, 18), "interleaved", 2, None),
+             ((9, 7), "interleaved", None, 4)]  # format 6: three strips
+    for size, order, batch, rows in specs:
         image = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
-        uniform.append((image, get_compressor("uniform", order=order, batch=batch).compress(image), None))
+        comp = get_compressor("uniform", order=order, batch=batch, strip_rows=rows)
+        uniform.append((image, comp.compress(image), None))
     from igc import list_compressors
 
     if "context" in list_compressors():  # examples/igc-context: a plugin model and coder

@@ -47,16 +47,22 @@ def _image(h: int, w: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
 
 
+# the uniform model's files: one tile, two tiles in two batches, a 1×1 image, channel-major
+# order and three strips of rows (format 6): (size, order, batch, rows per strip)
+UNIFORM_CASES = [((5, 7), "interleaved", None, None), ((17, 3), "interleaved", 1, None),
+                 ((1, 1), "interleaved", None, None), ((3, 33), "channel", None, None),
+                 ((9, 7), "interleaved", None, 4)]
+LAST = len(UNIFORM_CASES) - 1
+
+
 @cache
 def uniform_corpus() -> tuple[tuple[np.ndarray, bytes], ...]:
-    """(image, file) pairs coded with the uniform model: one tile, two tiles in two batches, a
-    1×1 image and channel-major order."""
-    cases = [((5, 7), "interleaved", None), ((17, 3), "interleaved", 1), ((1, 1), "interleaved",
-             None), ((3, 33), "channel", None)]
+    """(image, file) pairs of UNIFORM_CASES."""
     out = []
-    for i, (size, order, batch) in enumerate(cases):
+    for i, (size, order, batch, rows) in enumerate(UNIFORM_CASES):
         image = _image(*size, seed=i)
-        out.append((image, get_compressor("uniform", order=order, batch=batch).compress(image)))
+        out.append((image, get_compressor("uniform", order=order, batch=batch,
+                                          strip_rows=rows).compress(image)))
     return tuple(out)
 
 
@@ -116,7 +122,7 @@ def apply_flips(data: bytes, changes) -> bytes:
 
 
 @FAST
-@given(index=st.integers(0, 3), cut=st.integers(0, 10_000))
+@given(index=st.integers(0, LAST), cut=st.integers(0, 10_000))
 def test_truncated_files_fail_cleanly(index, cut):
     image, data = uniform_corpus()[index]
     cut %= len(data)
@@ -124,7 +130,7 @@ def test_truncated_files_fail_cleanly(index, cut):
 
 
 @FAST
-@given(index=st.integers(0, 3), changes=flips, fix_crc=st.booleans())
+@given(index=st.integers(0, LAST), changes=flips, fix_crc=st.booleans())
 def test_flipped_bytes_fail_cleanly_or_decode_exactly(index, changes, fix_crc):
     image, data = uniform_corpus()[index]
     bad = apply_flips(data, changes)
@@ -134,7 +140,7 @@ def test_flipped_bytes_fail_cleanly_or_decode_exactly(index, changes, fix_crc):
 
 
 @FAST
-@given(a=st.integers(0, 3), b=st.integers(0, 3), i=st.integers(0, 10_000),
+@given(a=st.integers(0, LAST), b=st.integers(0, LAST), i=st.integers(0, 10_000),
        j=st.integers(0, 10_000), fix_crc=st.booleans())
 def test_spliced_files(a, b, i, j, fix_crc):
     corpus = uniform_corpus()
@@ -152,14 +158,14 @@ def test_random_bytes_fail_cleanly(data):
 
 
 @FAST
-@given(index=st.integers(0, 3), data=st.data())
+@given(index=st.integers(0, LAST), data=st.data())
 def test_header_fields_with_valid_crc(index, data):
     """Every header field rewritten (and the file repacked with a correct CRC and length)."""
     image, original = uniform_corpus()[index]
     header, payload = container.unpack(original)
     field = data.draw(st.sampled_from(
         ["height", "width", "tile", "batch", "order", "model_id", "checksum", "region_checks",
-         "channels", "precision", "fingerprint", "payload"]))
+         "channels", "precision", "fingerprint", "strip_rows", "payload"]))
     values = {
         "height": st.integers(1, 80), "width": st.integers(1, 80), "tile": st.integers(0, 255),
         "batch": st.integers(0, 1 << 40), "order": st.sampled_from(["interleaved", "channel"]),
@@ -167,6 +173,7 @@ def test_header_fields_with_valid_crc(index, data):
         "region_checks": st.binary(max_size=12), "channels": st.integers(0, 255),
         "precision": st.integers(0, 255),
         "fingerprint": st.binary(min_size=8, max_size=8).map(bytes.hex),
+        "strip_rows": st.integers(0, 40) | st.just(1 << 40),  # format 6 only; dropped by 5
     }
     if field == "payload":
         payload = data.draw(st.binary(max_size=12) | st.just(payload[: len(payload) // 2])
@@ -225,7 +232,7 @@ def assert_one_line_error(result) -> None:
 
 @settings(max_examples=30, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow])
-@given(index=st.integers(0, 3), changes=flips, cut=st.integers(0, 10_000),
+@given(index=st.integers(0, LAST), changes=flips, cut=st.integers(0, 10_000),
        fix_crc=st.booleans())
 def test_cli_decompress_and_info(tmp_path_factory, index, changes, cut, fix_crc):
     from PIL import Image
