@@ -5,13 +5,14 @@ Each case mutates a file of the corpus (truncation, byte flips, flips with the h
 recomputed, splices of two files, inserted or deleted bytes, header fields rewritten and
 repacked, payload replaced) or is random bytes, and decodes it; the tiny model's cases alternate
 between one thread and two, where a file cut into strips (format 6) decodes them in forked
-children. The `fields` mutation rewrites
-one to three header fields *by meaning*, with values chosen where the decoder's checks are:
-batch and lane around the tile count and far beyond it, tile sides, numerics, model ids (shipped,
-hub ids, paths), model plugin, tokenizer and coder names (the `context` model plugin and `ans`
-coder of examples/igc-context when installed), residual flag, format version, context mode, rows per strip and precision. A case must end in pixels equal
-to an original image or in an `igc.IgcError`; anything else (another exception type, wrong
-pixels) is a failure: it is printed, its input saved under --crash-dir, and the exit status is 1.
+children. The `fields` mutation rewrites one to three header fields *by meaning*, with values
+chosen where the decoder's checks are: batch and lane around the tile count and far beyond it,
+tile sides, numerics, model ids (shipped, hub ids, paths), model plugin, tokenizer and coder
+names (the `context` model plugin and `ans` coder of examples/igc-context when installed),
+residual flag, format version, context mode, rows per strip and precision. A case must end in
+pixels equal to an original image or in an `igc.IgcError` other than `WorkerStopped` (a worker
+process that died); anything else (another exception type, wrong pixels) is a failure: it is
+printed, its input saved under --crash-dir, and the exit status is 1.
 
     OMP_NUM_THREADS=1 python scripts/fuzz_decoder.py --cases 100000
 
@@ -299,13 +300,15 @@ def main(argv: list[str] | None = None) -> int:
     # restored at the end (a test calls main() in its process), where torch holds the count
     threads_before = thread_budget() if "torch" in sys.modules else None
     try:
-        return _cases(args, uniform, tiny_files, tmp)
+        return _cases(args, uniform, tiny_files)
     finally:
         if threads_before is not None:
             api.set_threads(threads_before)
+        if tmp is not None:
+            tmp.cleanup()
 
 
-def _cases(args, uniform, tiny_files, tmp) -> int:
+def _cases(args, uniform, tiny_files) -> int:
     import igc.api as api
 
     every = [img for img, _, _ in uniform + tiny_files]
@@ -350,8 +353,6 @@ def _cases(args, uniform, tiny_files, tmp) -> int:
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     print(f"peak RSS {peak / 1024:.0f} MiB")
-    if tmp is not None:
-        tmp.cleanup()
     if failures:
         print(f"FAILED: {failures} case(s), inputs in {args.crash_dir}/", file=sys.stderr)
         return 1

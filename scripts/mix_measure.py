@@ -118,6 +118,49 @@ def record(a) -> None:
 
 
 @njit(cache=True)
+def _pixel(img, known, yy, xx, ch, fallback):
+    """A coded subpixel's value, or `fallback` outside the image or where not yet coded."""
+    ok = 0 <= yy < img.shape[0] and 0 <= xx < img.shape[1] and known[yy, xx, ch]
+    return img[yy, xx, ch] if ok else fallback
+
+
+@njit(cache=True)
+def predict(img, known, err_at, w, f, y, x, c, inter):
+    """The NLMS prediction of subpixel (y, x, c) from the pixels coded so far: (prediction
+    clipped to 0..255, features used, 1 + their squared norm, activity context). Leaves the
+    centred features in f[:n] for the update; `inter` adds G's and B's colour terms."""
+    vw = _pixel(img, known, y, x - 1, c, _pixel(img, known, y - 1, x, c, 128.0))
+    vn = _pixel(img, known, y - 1, x, c, vw)
+    vnw, vne = _pixel(img, known, y - 1, x - 1, c, vn), _pixel(img, known, y - 1, x + 1, c, vn)
+    lo, hi = min(vw, vn), max(vw, vn)
+    med = lo if vnw >= hi else hi if vnw <= lo else vw + vn - vnw
+    f[0], f[1], f[2], f[3], f[4], f[5] = vw, vn, vnw, vne, vw + vn - vnw, med
+    n = 6
+    activity = abs(vw - vnw) + abs(vn - vnw) + abs(vn - vne)
+    if c > 0 and inter:
+        cur = img[y, x, c - 1]
+        f[6] = vw + cur - _pixel(img, known, y, x - 1, c - 1, cur)
+        f[7] = vn + cur - _pixel(img, known, y - 1, x, c - 1, cur)
+        f[8] = vnw + cur - _pixel(img, known, y - 1, x - 1, c - 1, cur)
+        f[9] = vne + cur - _pixel(img, known, y - 1, x + 1, c - 1, cur)
+        n = 10
+        activity += 2.0 * abs(err_at[y, x, c - 1])
+    base = 0.0
+    for k in range(n):
+        base += f[k]
+    base /= n
+    norm, pred = 1.0, base
+    for k in range(n):
+        f[k] -= base
+        norm += f[k] * f[k]
+        pred += w[c, k] * f[k]
+    b = 0
+    while b < CONTEXTS - 1 and activity > 2.0**b - 1:
+        b += 1
+    return min(max(pred, 0.0), 255.0), n, norm, b
+
+
+@njit(cache=True)
 def _replay(freqs, symbols, order, height, width, geometric, inter, per_symbol, lr_lms,
             lr_mix, laplace, shared_codec_weight, no_scale, lr_slope, second, use_expert):
     """Bits of the codec alone, the predictor alone and the mix, per channel: (3, 3).
@@ -160,39 +203,7 @@ def _replay(freqs, symbols, order, height, width, geometric, inter, per_symbol, 
             dcnt[:] = 0.0
             step = order[i, 3]
 
-        def at(yy, xx, ch, fallback):
-            ok = 0 <= yy < height and 0 <= xx < width and known[yy, xx, ch]
-            return img[yy, xx, ch] if ok else fallback
-
-        vw = at(y, x - 1, c, at(y - 1, x, c, 128.0))
-        vn = at(y - 1, x, c, vw)
-        vnw, vne = at(y - 1, x - 1, c, vn), at(y - 1, x + 1, c, vn)
-        lo, hi = min(vw, vn), max(vw, vn)
-        med = lo if vnw >= hi else hi if vnw <= lo else vw + vn - vnw
-        f[0], f[1], f[2], f[3], f[4], f[5] = vw, vn, vnw, vne, vw + vn - vnw, med
-        n = 6
-        activity = abs(vw - vnw) + abs(vn - vnw) + abs(vn - vne)
-        if c > 0 and inter:
-            cur = img[y, x, c - 1]
-            f[6] = vw + cur - at(y, x - 1, c - 1, cur)
-            f[7] = vn + cur - at(y - 1, x, c - 1, cur)
-            f[8] = vnw + cur - at(y - 1, x - 1, c - 1, cur)
-            f[9] = vne + cur - at(y - 1, x + 1, c - 1, cur)
-            n = 10
-            activity += 2.0 * abs(err_at[y, x, c - 1])
-        base = 0.0
-        for k in range(n):
-            base += f[k]
-        base /= n
-        norm, pred = 1.0, base
-        for k in range(n):
-            f[k] -= base
-            norm += f[k] * f[k]
-            pred += w[c, k] * f[k]
-        pred = min(max(pred, 0.0), 255.0)
-        b = 0
-        while b < CONTEXTS - 1 and activity > 2.0**b - 1:
-            b += 1
+        pred, n, norm, b = predict(img, known, err_at, w, f, y, x, c, inter)
         scale = 1.0 if no_scale else 0.6 * mag[c, b] / cnt[c, b] + 0.3
         a_at = 0 if shared_codec_weight else b  # the codec's weight: per channel, or context
         total = 0.0

@@ -24,9 +24,10 @@ import argparse
 import math
 
 import numpy as np
+from mix_measure import CONTEXTS, FEATURES, predict
 from numba import njit
 
-FEATURES, CONTEXTS, ENT = 10, 12, 6
+ENT = 6  # entropy buckets: whole bits 0..5+
 
 
 @njit(cache=True)
@@ -82,39 +83,7 @@ def _replay(freqs, symbols, order, height, width, lr_lms, lr_mix, ent_on, hist_o
             dsse[:] = 0
             step = order[i, 3]
 
-        def at(yy, xx, ch, fallback):
-            ok = 0 <= yy < height and 0 <= xx < width and known[yy, xx, ch]
-            return img[yy, xx, ch] if ok else fallback
-
-        vw = at(y, x - 1, c, at(y - 1, x, c, 128.0))
-        vn = at(y - 1, x, c, vw)
-        vnw, vne = at(y - 1, x - 1, c, vn), at(y - 1, x + 1, c, vn)
-        lo, hi = min(vw, vn), max(vw, vn)
-        med = lo if vnw >= hi else hi if vnw <= lo else vw + vn - vnw
-        f[0], f[1], f[2], f[3], f[4], f[5] = vw, vn, vnw, vne, vw + vn - vnw, med
-        n = 6
-        activity = abs(vw - vnw) + abs(vn - vnw) + abs(vn - vne)
-        if c > 0:
-            cur = img[y, x, c - 1]
-            f[6] = vw + cur - at(y, x - 1, c - 1, cur)
-            f[7] = vn + cur - at(y - 1, x, c - 1, cur)
-            f[8] = vnw + cur - at(y - 1, x - 1, c - 1, cur)
-            f[9] = vne + cur - at(y - 1, x + 1, c - 1, cur)
-            n = 10
-            activity += 2.0 * abs(err_at[y, x, c - 1])
-        base = 0.0
-        for k in range(n):
-            base += f[k]
-        base /= n
-        norm, pred = 1.0, base
-        for k in range(n):
-            f[k] -= base
-            norm += f[k] * f[k]
-            pred += w[c, k] * f[k]
-        pred = min(max(pred, 0.0), 255.0)
-        b = 0
-        while b < CONTEXTS - 1 and activity > 2.0**b - 1:
-            b += 1
+        pred, n, norm, b = predict(img, known, err_at, w, f, y, x, c, True)
         hb = min(b // 3, 3) if hist_ctx else 0
         scale = 0.6 * mag[c, b] / cnt[c, b] + 0.3
         total = 0.0

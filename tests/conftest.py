@@ -19,6 +19,28 @@ def other_tiny_model(tmp_path_factory) -> str:
     return make_tiny_model(tmp_path_factory.mktemp("other-imagegpt"), seed=1)
 
 
+def _threads(n: int):
+    """The codec's thread count (igc.api.set_threads) for one test, restored after it."""
+    import torch
+
+    from igc.api import set_threads
+
+    before = torch.get_num_threads()
+    set_threads(n)
+    yield
+    set_threads(before)
+
+
+@pytest.fixture
+def two_threads():
+    yield from _threads(2)
+
+
+@pytest.fixture
+def one_thread():
+    yield from _threads(1)
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)

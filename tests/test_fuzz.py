@@ -20,7 +20,6 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from igc import decompress, get_compressor
-from igc.api import set_threads
 from igc.cli.app import app
 from igc.core import container
 from igc.errors import IgcError, WorkerStopped
@@ -80,16 +79,6 @@ def tiny_strips_file(tiny_model):
                           strip_rows=8).compress(image)
     assert container.unpack(data)[0].strip_rows == 8
     return image, data
-
-
-@pytest.fixture
-def two_threads():
-    import torch
-
-    before = torch.get_num_threads()
-    set_threads(2)
-    yield
-    set_threads(before)
 
 
 def recrc(data: bytes) -> bytes:

@@ -15,32 +15,12 @@ import numpy as np
 import pytest
 from helpers import make_tiny_model, smooth_image
 
-from igc.api import set_threads
 from igc.codec import loop, strip_workers
 from igc.codec.strip_workers import each_strip
 from igc.errors import FormatError, UsageError, WorkerStopped
 from igc.plugins.compose import compose
 
 needs_fork = pytest.mark.skipif(not strip_workers.can_fork(), reason="strips fork on Linux only")
-
-
-def _threads(n: int):
-    import torch
-
-    before = torch.get_num_threads()
-    set_threads(n)
-    yield
-    set_threads(before)
-
-
-@pytest.fixture
-def two_threads():
-    yield from _threads(2)
-
-
-@pytest.fixture
-def one_thread():
-    yield from _threads(1)
 
 
 @pytest.fixture(params=["processes", "threads"])

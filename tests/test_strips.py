@@ -28,16 +28,6 @@ def tiny(tmp_path_factory):
     return make_tiny_model(tmp_path_factory.mktemp("strips-tiny"), seed=5)
 
 
-@pytest.fixture
-def two_threads():
-    import torch
-
-    before = torch.get_num_threads()
-    set_threads(2)
-    yield
-    set_threads(before)
-
-
 @pytest.mark.parametrize(("shape", "context", "rows"), [
     ((512, 768), 3, 256), ((768, 512), 3, 192), ((321, 481), 3, 161), ((481, 321), 3, 241),
     ((383, 383), 3, 192), ((256, 256), 3, 0), ((2160, 3840), 3, 135), ((3000, 4000), 2, 188),
