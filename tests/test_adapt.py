@@ -163,13 +163,14 @@ def test_observe_takes_a_slice_of_rows_as_the_definition_does():
 @pytest.mark.parametrize("shift", [13, 21, 40])
 def test_the_numba_update_is_the_definition_at_the_extremes(shift):
     """learn's mean step (a float quotient, corrected; huge steps cut to 2**33, which the
-    clamp makes invisible) is adapt._mean_step's exact rounding, clamped, for saturated sums,
-    quotients at .5 and near the float's limits, every row count up to MAX_ROWS."""
+    clamp makes invisible; a shift where the row count is a power of two) is
+    adapt._mean_step's exact rounding, clamped, for saturated sums, quotients at .5 and near
+    the float's limits, row counts up to MAX_ROWS, powers of two and others."""
     from igc.engines import adapt_cpu
 
     rng = np.random.default_rng(shift)
     lim, num, low, high = adapt.SUM_LIM, 277, -adapt.U_MAX, adapt.U_MAX
-    for count in (1, 7, 32, 1000, adapt.MAX_ROWS):
+    for count in (1, 2, 7, 32, 1000, 4096, adapt.MAX_ROWS - 1, adapt.MAX_ROWS):
         den = count << shift
         grad = np.concatenate([
             rng.integers(-(1 << 62), 1 << 62, 2000),  # saturated at +-2**52 first

@@ -144,9 +144,39 @@ def test_the_encoders_blocks_write_the_files_of_single_steps(tiny_model, rng, mo
     assert calls and max(shape[1] for shape in calls) == loop.BLOCK
     monkeypatch.setattr(loop, "BLOCK", 1)
     single = codec.encode(image)
-    assert blocks.data == single.data and blocks.model_bits == single.model_bits
+    assert blocks.data == single.data
+    # the same bits, summed in other groupings (an adapted encoder's action takes a block
+    # of steps at once): equal to the float sum's rounding
+    assert blocks.model_bits == pytest.approx(single.model_bits, rel=1e-12)
     if context:  # adapted modes estimate through the encoder's loop (mode 0: a float pass)
         assert codec.estimate_bits(image) == pytest.approx(blocks.model_bits, rel=1e-12)
+    np.testing.assert_array_equal(codec.decode(blocks.data), image)
+
+
+@pytest.mark.parametrize(("context", "batch"), [(1, 4), (1, 32), (2, 8), (3, 8), (3, 3)])
+def test_an_adapted_encoders_block_kernel_writes_the_files_of_its_steps(tiny_model, monkeypatch,
+                                                                       context, batch):
+    """An adapted encoder runs a block of steps' frequencies and learning in one kernel call
+    (loop._adapted_blocks, OnlineAdaptation.encode_block); the file and its bits are those of
+    the step-by-step path (`frequencies`, then `observe`, every step), in every adapted mode,
+    mode 3's predictor included, and the file decodes."""
+    from helpers import smooth_image
+
+    from igc.codec import adapt
+    from igc.plugins.compose import compose
+
+    codec = compose(tiny_model, context=context, batch=batch, strip_rows=0)
+    image = smooth_image(22, 27, seed=context)
+    real, calls = adapt.OnlineAdaptation.encode_block, []
+    monkeypatch.setattr(adapt.OnlineAdaptation, "encode_block",
+                        lambda self, *a: calls.append(a[0]) or real(self, *a))
+    blocks = codec.encode(image)
+    assert calls
+    monkeypatch.setattr(adapt.OnlineAdaptation, "blocks", lambda self, rows: False)
+    calls.clear()
+    steps = codec.encode(image)
+    assert not calls and blocks.data == steps.data
+    assert blocks.model_bits == pytest.approx(steps.model_bits, rel=1e-12)
     np.testing.assert_array_equal(codec.decode(blocks.data), image)
 
 

@@ -263,6 +263,43 @@ class OnlineAdaptation:
         self._learn(c, grad_a, grad_g, round_div(r << Q_SHIFT, norm).astype(np.float64), h1,
                     count, max(count, self.min_rows))
 
+    def blocks(self, rows: int) -> bool:
+        """Whether an encoder's steps of `rows` rows can run through `encode_block` (the
+        kernels, rows not split across threads)."""
+        return self.kernels is not None and self._parts(rows) <= 1
+
+    def encode_block(self, step: int, hidden: np.ndarray, logits: np.ndarray,
+                     symbols: np.ndarray, coded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """An encoder's steps `step` .. `step` + P - 1 in one kernel call, every input known:
+        what `frequencies` then `observe` of the coded rows do at each of them, on the same
+        state. hidden (B, P, C), logits (B, P, V) (the model's block), symbols (B, P) and
+        coded (B, P) bool -> the coded rows' frequencies and symbols, in step order."""
+        rows, steps = coded.shape
+        h1, head, u, j, w = self._buffers(rows, self.vocab, self.head.shape[2])
+        f = np.empty((rows, self.vocab), np.int64)
+        out_f = np.empty((rows * steps, self.vocab), np.int64)
+        out_s = np.empty(rows * steps, np.int64)
+        e = self.expert
+        if e is not None:
+            at = np.ascontiguousarray(e.by_step[step : step + steps, e.windows])
+            if at.shape != (steps, rows):
+                raise ValueError(f"a step of {rows} rows in a group of {at.shape[1]} windows")
+            expert_state = (True, at, e.image, e.error, e.height, e.width, e.weights, e.mag,
+                            e.count, e.slope, *e.scratch(rows))
+        else:
+            zeros = self._expert_terms(step, rows)[0]
+            expert_state = (False, np.zeros((steps, rows), np.int32), np.zeros(1, np.int16),
+                            np.zeros(1, np.int16), 0, 0, np.zeros((1, 1), np.int64),
+                            *(np.zeros((1, 1), np.int64) for _ in range(3)),
+                            np.zeros((rows, 1), np.int64), zeros, zeros, zeros, zeros, zeros)
+        k = self.kernels.encode_block(
+            step, hidden, logits, np.ascontiguousarray(symbols, np.int64),
+            np.ascontiguousarray(coded, np.bool_), np.int64(1 << self.norm_frac), self.temp,
+            self.calib, self.head, U_FRAC + self.norm_frac - Q, U_CLAMP, log2_table(), Q_SHIFT,
+            self._rates, self.min_rows, SUM_LIM, self._bounds, *expert_state, h1, head, u, j,
+            w, f, self._grad_g, self._grad_u, out_f, out_s)
+        return out_f[:k], out_s[:k]
+
     def _index(self, rows: np.ndarray | slice, total: int) -> np.ndarray:
         """`observe`'s rows (a mask, indices or a slice of a step of `total` rows) as int64
         indices."""

@@ -71,14 +71,19 @@ class OnlinePredictor:
         state = (self.image, self.error, self.height, self.width, self.weights, self.mag,
                  self.count, self.slope)
         if self.kernels is not None:
-            if len(self._out[1]) < rows:  # kept from step to step: a step allocates nothing
-                self._out = rules.empty(rows)
-            out = tuple(a[:rows] for a in self._out)
+            out = self.scratch(rows)  # kept from step to step: a step allocates nothing
             self.kernels.prepare(at, *state, *out)
         else:
             out = rules.prepare(at, *state)
         self.step = (at, *out)
         return out[-2], out[-1]
+
+    def scratch(self, rows: int) -> tuple[np.ndarray, ...]:
+        """prepare's output arrays for a step of `rows` rows (features, n, context, scale,
+        prediction, beta), kept from step to step."""
+        if len(self._out[1]) < rows:
+            self._out = rules.empty(rows)
+        return tuple(a[:rows] for a in self._out)
 
     def observe(self, rows: np.ndarray, symbols: np.ndarray, freqs: np.ndarray) -> None:
         """Learn from the symbols coded at the step's rows `rows` (int64 indices) with the

@@ -313,6 +313,10 @@ def _run_group(model: Any, numerics: int, start_token: int, group: Group, pool: 
                                        for p in group.parts])
     stepper = Stepper(model, rows, group.lane, group.steps, pool, numerics, geometry,
                       adaptation, known)
+    if (stepper.known is not None and adaptation is not None and len(group.parts) == 1
+            and adaptation.blocks(rows)):
+        _adapted_blocks(stepper, adaptation, group, counter)
+        return
     parts = [(p.job, p.job.tokens[p.rows], p.job.coded[p.rows],
               None if p.job.pad_source is None else p.job.pad_source[p.rows])
              for p in group.parts]
@@ -355,3 +359,25 @@ def _run_group(model: Any, numerics: int, start_token: int, group: Group, pool: 
                 pad = ~coded[:, t] & (source[:, t] >= 0)
                 tokens[pad, t] = tokens[np.flatnonzero(pad), source[pad, t]]
         prev = parts[0][1][:, t] if single else np.concatenate([p[1][:, t] for p in parts])
+
+
+def _adapted_blocks(stepper: Stepper, adaptation: Any, group: Group,
+                    counter: Counter | None) -> None:
+    """An adapted encoder's (or estimate's) group, a block of BLOCK steps per call: the model
+    computes the block's positions, the adaptation's kernel runs its steps (frequencies, then
+    learning from the coded rows, step after step), and the action takes the block's coded
+    symbols at once, in step order. The same integers and the same calls of the coder, in
+    fewer, longer pieces: a queue coder writes the same bytes (tests/test_loop.py). What a
+    step costs outside the model and the adaptation's arithmetic is then paid per block."""
+    (part,) = group.parts
+    job = part.job
+    tokens, coded = job.tokens[part.rows], job.coded[part.rows]
+    for t0 in range(0, group.steps, BLOCK):
+        t1 = min(t0 + BLOCK, group.steps)
+        hidden, logits = stepper.lanes.block(stepper.known[:, t0:t1])
+        freqs, symbols = adaptation.encode_block(t0, hidden, logits, tokens[:, t0:t1],
+                                                 coded[:, t0:t1])
+        if len(symbols):
+            job.action(Distributions(freqs=freqs, bits=stepper.bits), symbols)
+            if counter is not None:
+                counter.add(len(symbols))

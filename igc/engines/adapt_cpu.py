@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from igc.engines import expert_cpu
 from igc.engines.integer import FX, SCORE_FRAC, SCORE_LIM, TOTAL_BITS
 from igc.engines.kernel_cache import njit
 from igc.engines.scalars import OPTS as _OPTS
@@ -136,9 +137,23 @@ def _mean_step(total, num, shift, count, lim):
 @njit(**_OPTS)
 def learn(state, grad, num, shift, count, lim, low, high):
     """state += the step's mean of `grad` (adapt._mean_step), clamped to [low, high] (bounds
-    below 2**32 in magnitude); in place, both flat views of the same shape."""
-    for i in range(state.shape[0]):
-        state[i] = min(max(state[i] + _mean_step(grad[i], num, shift, count, lim), low), high)
+    below 2**32 in magnitude); in place, both flat views of the same shape. A power-of-two
+    count (modes 2 and 3 divide by 32 rows, mode 1 by a batch of 2**k) makes the divisor a
+    power of two: the rounded quotient is then a shift, exact and twice as fast, and a
+    quotient too large for the clamp to leave is clamped all the same."""
+    if count & (count - 1) == 0 and shift >= 0:
+        bits = shift  # round(t / 2**bits) = (t + 2**(bits - 1)) >> bits
+        while count > 1:
+            count >>= 1
+            bits += 1
+        half = (np.int64(1) << bits) >> 1
+        for i in range(state.shape[0]):
+            t = min(max(grad[i], -lim), lim) * num
+            state[i] = min(max(state[i] + ((t + half) >> bits), low), high)
+    else:
+        for i in range(state.shape[0]):
+            state[i] = min(max(state[i] + _mean_step(grad[i], num, shift, count, lim), low),
+                           high)
 
 
 @njit(**_OPTS)
@@ -174,3 +189,56 @@ def observe(rows, symbols, f, u, j, w, h1, q_shift, grad_g, grad_u, grad_u_flat,
     grad_a = np.empty(1, np.int64)
     grad_a[0] = gradients(rows, symbols, f, u, j, w, h1, q_shift, grad_g, grad_u)
     learn_all(temp, calib, head, grad_a, grad_g, grad_u_flat, rates, count, lim, bounds)
+
+
+@njit(**_OPTS)
+def encode_block(t0, hidden, logits, symbols, coded, one, temp, calib, head, head_shift,
+                 u_clamp, table, q_shift, rates, min_rows, lim, bounds, expert_on, at_steps,
+                 image, error, height, width, e_weights, mag, count, slope, feats, n, ctx, scale,
+                 pred, beta, h1, head_out, u, j, w, f, grad_g, grad_u, out_freqs, out_symbols):
+    """An encoder's steps t0 .. t0 + P - 1 of one group in one call, where every input is
+    known: per step, context mode 3's expert prepares (`expert_on`), the rows' adapted
+    frequencies are computed (`adapted`), and the coded rows are learned from (the expert's
+    `observe`, then this module's): the calls `OnlineAdaptation.frequencies` and `observe`
+    make step by step, in the same order on the same state, so the same integers.
+
+    hidden (B, P, C) and logits (B, P, V) from the model's block; symbols (B, P) int64 and
+    coded (B, P) bool; temp (3,), calib (3, K), head (3, V, C + 1): the whole state;
+    at_steps (P, B) int32: the expert's pixel per row and step. The coded rows' frequencies
+    and symbols go to out_freqs (P * B, V) and out_symbols in step order, rows in order;
+    returns how many."""
+    rows, steps = coded.shape
+    k = 0
+    index = np.empty(rows, np.int64)
+    picked = np.empty(rows, np.int64)
+    grad_u_flat = grad_u.reshape(-1)
+    for p in range(steps):
+        c = (t0 + p) % 3
+        at = at_steps[p]
+        if expert_on:
+            expert_cpu.prepare(at, image, error, height, width, e_weights, mag, count, slope,
+                               feats, n, ctx, scale, pred, beta)
+        adapted(hidden[:, p], one, logits[:, p], head[c], temp[c], calib[c], head_shift,
+                u_clamp, table, pred, beta, h1, head_out, u, j, w, f)
+        m = 0
+        for r in range(rows):
+            if coded[r, p]:
+                index[m] = r
+                picked[m] = symbols[r, p]
+                out_symbols[k + m] = symbols[r, p]
+                out_freqs[k + m] = f[r]
+                m += 1
+        if m == 0:
+            continue
+        k += m
+        if expert_on:
+            for i in range(m):
+                if at[index[i]] < 0:
+                    raise ValueError("symbols observed at positions the window layout does "
+                                     "not code")
+            expert_cpu.observe(index[:m], picked[:m], f, at, feats, n, ctx, scale, pred, image,
+                               error, e_weights, mag, count, slope)
+        observe(index[:m], picked[:m], f, u, j, w, h1, q_shift, grad_g, grad_u, grad_u_flat,
+                temp[c : c + 1], calib[c], head[c].reshape(-1), rates, max(m, min_rows), lim,
+                bounds)
+    return k
