@@ -142,12 +142,25 @@ class OnlineAdaptation:
         """(B, V) frequencies, each >= 1, summing to 2**24, of the adapted scores of rows with
         head input `hidden` ((B, C), `norm_frac` fraction bits) and Q16 `logits` (B, V)."""
         c = step % CLASSES
+        rows = len(logits)
+        if self.kernels is not None and self._parts(rows) <= 1:
+            # one kernel call: the expert's terms, then the adapted frequencies
+            self._check(rows, hidden, logits, self.head.shape[2])
+            h1, head, u, j, w = self._buffers(rows, self.vocab, self.head.shape[2])
+            f = np.empty((rows, self.vocab), np.int64)
+            at = None if self.expert is None else self.expert.at(step, rows)
+            self.kernels.frequencies_step(
+                np.ascontiguousarray(hidden, np.int64), np.int64(1 << self.norm_frac),
+                np.ascontiguousarray(logits, np.int64), self.head[c], self.temp[c],
+                self.calib[c], U_FRAC + self.norm_frac - Q, U_CLAMP, log2_table(),
+                *self._expert_args(at, rows), h1, head, u, j, w, f)
+            if self.expert is not None:  # what the expert's observe reads
+                self.expert.step = (at, *self.expert.scratch(rows))
+            self._pending = (c, u, j, w, h1, f)
+            return f
         if self.kernels is not None:
-            f = self.begin(step, len(logits))
-            if self._parts(len(logits)) <= 1:
-                self.fill(slice(0, len(logits)), hidden, logits)
-            else:
-                self._each(lambda r: self.fill(r, hidden[r], logits[r]), len(logits))
+            f = self.begin(step, rows)
+            self._each(lambda r: self.fill(r, hidden[r], logits[r]), rows)
             return f
         h1 = np.concatenate([hidden, np.full((len(hidden), 1), 1 << self.norm_frac)], axis=1)
         head = (h1.astype(np.float64) @ self.head[c].T.astype(np.float64)).astype(np.int64)
@@ -199,17 +212,36 @@ class OnlineAdaptation:
         """The adapted frequencies of the step's rows `rows`, from their head input (int64,
         C-contiguous) and logits: any row slices, in any order or thread."""
         one, weights, temp, calib, shift, clamp, table, *out = self._fill
-        n = len(range(*rows.indices(len(out[-1]))))
-        if np.shape(hidden) != (n, weights.shape[1] - 1) or np.shape(logits) != (n, self.vocab):
-            # the kernel writes [h, 1] into a buffer of the head's width, unchecked
-            raise ModelError(f"an adapted step of {n} rows got head inputs of shape "
-                             f"{np.shape(hidden)} and logits of shape {np.shape(logits)}; the "
-                             f"head takes {weights.shape[1] - 1} channels and "
-                             f"{self.vocab} symbols: the model's step_logits and head_shape "
-                             "disagree")
+        self._check(len(range(*rows.indices(len(out[-1])))), hidden, logits, weights.shape[1])
         self.kernels.adapted(np.ascontiguousarray(hidden, np.int64), one,
                              np.ascontiguousarray(logits, np.int64), weights, temp, calib, shift,
                              clamp, table, *(a[rows] for a in out))
+
+    def _check(self, n: int, hidden: np.ndarray, logits: np.ndarray, inputs: int) -> None:
+        """Refuse a step whose head inputs or logits do not fit the head: the kernels write
+        [h, 1] into a buffer of the head's width, unchecked."""
+        if np.shape(hidden) != (n, inputs - 1) or np.shape(logits) != (n, self.vocab):
+            raise ModelError(f"an adapted step of {n} rows got head inputs of shape "
+                             f"{np.shape(hidden)} and logits of shape {np.shape(logits)}; the "
+                             f"head takes {inputs - 1} channels and {self.vocab} symbols: the "
+                             "model's step_logits and head_shape disagree")
+
+    def _expert_args(self, at: np.ndarray | None, rows: int) -> tuple:
+        """The kernels' arguments for context mode 3's predictor: whether there is one, the
+        pixel of each row (`at`: of a step, or (steps, rows) of a block), its state and
+        prepare's outputs; without a predictor, arrays that stand in for them (pred and beta
+        zeros, so that its term is 0)."""
+        e = self.expert
+        if e is not None:
+            return (True, at, e.image, e.error, e.height, e.width, e.weights, e.mag, e.count,
+                    e.slope, *e.scratch(rows))
+        if len(self._zeros) < rows:
+            self._zeros = np.zeros(rows, np.int64)
+        zeros, one = self._zeros[:rows], np.zeros((1, 1), np.int64)
+        none = np.zeros(1, np.int16)
+        return (False, np.zeros((rows,), np.int32) if at is None else at, none, none, 0, 0,
+                one, one, one, one, np.zeros((rows, 1), np.int64), zeros, zeros, zeros, zeros,
+                zeros)
 
     def observe(self, rows: np.ndarray | slice, symbols: np.ndarray) -> None:
         """Learn from the symbols coded at `rows` (a mask or indices of the last step's rows,
@@ -221,16 +253,26 @@ class OnlineAdaptation:
         if count == 0:
             return
         index = self._index(rows, len(f))
+        k = self.kernels
+        state = (self.temp[c : c + 1], self.calib[c], self.head[c].reshape(-1))
+        limits = (self._rates, max(count, self.min_rows), SUM_LIM, self._bounds)
+        if k is not None and self._parts(count) <= 1:
+            # one kernel call: the expert learns and records the pixels, then the rest
+            e = self.expert
+            if e is not None:
+                at, feats, n, ctx, scale, pred, _ = e.step
+                ex = (True, at, feats, n, ctx, scale, pred, e.image, e.error, e.weights, e.mag,
+                      e.count, e.slope)
+            else:
+                _, at, image, error, _, _, weights, *more, feats, n, ctx, scale, pred, _ = (
+                    self._expert_args(None, len(f)))
+                ex = (False, at, feats, n, ctx, scale, pred, image, error, weights, *more)
+            k.observe_step(index, symbols, f, u, j, w, h1, Q_SHIFT, self._grad_g, self._grad_u,
+                           self._grad_u.reshape(-1), *state, *limits, *ex)
+            return
         if self.expert is not None:
             self.expert.observe(index, symbols, f)
-        if self.kernels is not None:
-            k = self.kernels
-            state = (self.temp[c : c + 1], self.calib[c], self.head[c].reshape(-1))
-            limits = (self._rates, max(count, self.min_rows), SUM_LIM, self._bounds)
-            if self._parts(count) <= 1:
-                k.observe(index, symbols, f, u, j, w, h1, Q_SHIFT, self._grad_g, self._grad_u,
-                          self._grad_u.reshape(-1), *state, *limits)
-                return
+        if k is not None:
             sums = []
 
             def part(at: slice) -> None:
@@ -279,19 +321,9 @@ class OnlineAdaptation:
         f = np.empty((rows, self.vocab), np.int64)
         out_f = np.empty((rows * steps, self.vocab), np.int64)
         out_s = np.empty(rows * steps, np.int64)
-        e = self.expert
-        if e is not None:
-            at = np.ascontiguousarray(e.by_step[step : step + steps, e.windows])
-            if at.shape != (steps, rows):
-                raise ValueError(f"a step of {rows} rows in a group of {at.shape[1]} windows")
-            expert_state = (True, at, e.image, e.error, e.height, e.width, e.weights, e.mag,
-                            e.count, e.slope, *e.scratch(rows))
-        else:
-            zeros = self._expert_terms(step, rows)[0]
-            expert_state = (False, np.zeros((steps, rows), np.int32), np.zeros(1, np.int16),
-                            np.zeros(1, np.int16), 0, 0, np.zeros((1, 1), np.int64),
-                            *(np.zeros((1, 1), np.int64) for _ in range(3)),
-                            np.zeros((rows, 1), np.int64), zeros, zeros, zeros, zeros, zeros)
+        at = (np.zeros((steps, rows), np.int32) if self.expert is None
+              else self.expert.at_block(step, steps, rows))
+        expert_state = self._expert_args(at, rows)
         k = self.kernels.encode_block(
             step, hidden, logits, np.ascontiguousarray(symbols, np.int64),
             np.ascontiguousarray(coded, np.bool_), np.int64(1 << self.norm_frac), self.temp,

@@ -65,9 +65,7 @@ class OnlinePredictor:
     def prepare(self, step: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
         """Each of the step's `rows` rows' prediction (Q4) and slope over scale `beta` (0 for a
         row whose position is not coded: context or padding)."""
-        at = self.by_step[step, self.windows]
-        if len(at) != rows:
-            raise ValueError(f"a step of {rows} rows in a group of {len(at)} windows")
+        at = self.at(step, rows)
         state = (self.image, self.error, self.height, self.width, self.weights, self.mag,
                  self.count, self.slope)
         if self.kernels is not None:
@@ -77,6 +75,20 @@ class OnlinePredictor:
             out = rules.prepare(at, *state)
         self.step = (at, *out)
         return out[-2], out[-1]
+
+    def at(self, step: int, rows: int) -> np.ndarray:
+        """The pixel each of the step's `rows` rows codes (-1: none), as `prepare` reads it."""
+        at = self.by_step[step, self.windows]
+        if len(at) != rows:
+            raise ValueError(f"a step of {rows} rows in a group of {len(at)} windows")
+        return at
+
+    def at_block(self, step: int, steps: int, rows: int) -> np.ndarray:
+        """`at` of `steps` steps from `step`, (steps, rows)."""
+        at = np.ascontiguousarray(self.by_step[step : step + steps, self.windows])
+        if at.shape != (steps, rows):
+            raise ValueError(f"a step of {rows} rows in a group of {at.shape[1]} windows")
+        return at
 
     def scratch(self, rows: int) -> tuple[np.ndarray, ...]:
         """prepare's output arrays for a step of `rows` rows (features, n, context, scale,

@@ -192,15 +192,45 @@ def observe(rows, symbols, f, u, j, w, h1, q_shift, grad_g, grad_u, grad_u_flat,
 
 
 @njit(**_OPTS)
+def frequencies_step(hidden, one, logits, weights, temp, calib, head_shift, u_clamp, table,
+                     expert_on, at, image, error, height, width, e_weights, mag, count, slope,
+                     feats, n, ctx, scale, pred, beta, h1, head, u, j, w, out):
+    """A step's `OnlineAdaptation.frequencies` in one call, rows not split: context mode 3's
+    expert computes its terms (`expert_on`, the predictor's state and `at`, each row's pixel;
+    otherwise pred and beta are zeros), then `adapted`."""
+    if expert_on:
+        expert_cpu.prepare(at, image, error, height, width, e_weights, mag, count, slope,
+                           feats, n, ctx, scale, pred, beta)
+    adapted(hidden, one, logits, weights, temp, calib, head_shift, u_clamp, table, pred, beta,
+            h1, head, u, j, w, out)
+
+
+@njit(**_OPTS)
+def observe_step(rows, symbols, f, u, j, w, h1, q_shift, grad_g, grad_u, grad_u_flat, temp,
+                 calib, head, rates, count, lim, bounds, expert_on, at, feats, n, ctx, scale,
+                 pred, image, error, e_weights, mag, e_count, slope):
+    """A step's `OnlineAdaptation.observe` in one call, rows not split: the expert learns
+    from the coded rows and records their pixels (`expert_on`), then `observe`."""
+    if expert_on:
+        for i in range(rows.shape[0]):
+            if at[rows[i]] < 0:
+                raise ValueError("symbols observed at positions the window layout does not "
+                                 "code")
+        expert_cpu.observe(rows, symbols, f, at, feats, n, ctx, scale, pred, image, error,
+                           e_weights, mag, e_count, slope)
+    observe(rows, symbols, f, u, j, w, h1, q_shift, grad_g, grad_u, grad_u_flat, temp, calib,
+            head, rates, count, lim, bounds)
+
+
+@njit(**_OPTS)
 def encode_block(t0, hidden, logits, symbols, coded, one, temp, calib, head, head_shift,
                  u_clamp, table, q_shift, rates, min_rows, lim, bounds, expert_on, at_steps,
                  image, error, height, width, e_weights, mag, count, slope, feats, n, ctx, scale,
                  pred, beta, h1, head_out, u, j, w, f, grad_g, grad_u, out_freqs, out_symbols):
     """An encoder's steps t0 .. t0 + P - 1 of one group in one call, where every input is
-    known: per step, context mode 3's expert prepares (`expert_on`), the rows' adapted
-    frequencies are computed (`adapted`), and the coded rows are learned from (the expert's
-    `observe`, then this module's): the calls `OnlineAdaptation.frequencies` and `observe`
-    make step by step, in the same order on the same state, so the same integers.
+    known: per step `frequencies_step` on every row, then `observe_step` on the coded rows:
+    the calls `OnlineAdaptation.frequencies` and `observe` make step by step, in the same
+    order on the same state, so the same integers.
 
     hidden (B, P, C) and logits (B, P, V) from the model's block; symbols (B, P) int64 and
     coded (B, P) bool; temp (3,), calib (3, K), head (3, V, C + 1): the whole state;
@@ -215,11 +245,10 @@ def encode_block(t0, hidden, logits, symbols, coded, one, temp, calib, head, hea
     for p in range(steps):
         c = (t0 + p) % 3
         at = at_steps[p]
-        if expert_on:
-            expert_cpu.prepare(at, image, error, height, width, e_weights, mag, count, slope,
-                               feats, n, ctx, scale, pred, beta)
-        adapted(hidden[:, p], one, logits[:, p], head[c], temp[c], calib[c], head_shift,
-                u_clamp, table, pred, beta, h1, head_out, u, j, w, f)
+        frequencies_step(hidden[:, p], one, logits[:, p], head[c], temp[c], calib[c],
+                         head_shift, u_clamp, table, expert_on, at, image, error, height, width,
+                         e_weights, mag, count, slope, feats, n, ctx, scale, pred, beta, h1,
+                         head_out, u, j, w, f)
         m = 0
         for r in range(rows):
             if coded[r, p]:
@@ -231,14 +260,8 @@ def encode_block(t0, hidden, logits, symbols, coded, one, temp, calib, head, hea
         if m == 0:
             continue
         k += m
-        if expert_on:
-            for i in range(m):
-                if at[index[i]] < 0:
-                    raise ValueError("symbols observed at positions the window layout does "
-                                     "not code")
-            expert_cpu.observe(index[:m], picked[:m], f, at, feats, n, ctx, scale, pred, image,
-                               error, e_weights, mag, count, slope)
-        observe(index[:m], picked[:m], f, u, j, w, h1, q_shift, grad_g, grad_u, grad_u_flat,
-                temp[c : c + 1], calib[c], head[c].reshape(-1), rates, max(m, min_rows), lim,
-                bounds)
+        observe_step(index[:m], picked[:m], f, u, j, w, h1, q_shift, grad_g, grad_u,
+                     grad_u_flat, temp[c : c + 1], calib[c], head[c].reshape(-1), rates,
+                     max(m, min_rows), lim, bounds, expert_on, at, feats, n, ctx, scale, pred,
+                     image, error, e_weights, mag, count, slope)
     return k
