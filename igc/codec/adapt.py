@@ -100,6 +100,36 @@ def _mean_step(total: np.ndarray, lr: tuple[int, int], count: int, shift: int) -
     return round_div(total, np.int64(count) << (lr_shift + shift))
 
 
+class _NoPredictor:
+    """What the kernels read in place of context mode 3's predictor in the other modes: a
+    prediction and a slope of 0 for every row, so that its term is 0, and a state that is
+    never read."""
+
+    def __init__(self) -> None:
+        self.image = self.error = np.zeros(1, np.int16)
+        self.height = self.width = 0
+        self.weights = self.mag = self.count = self.slope = np.zeros((1, 1), np.int64)
+        self.step: tuple | None = None
+        self._zeros = np.zeros(0, np.int64)
+        self._feats = np.zeros((0, 1), np.int64)
+
+    def at(self, step: int, rows: int) -> np.ndarray:
+        return np.zeros(rows, np.int32)
+
+    def at_block(self, step: int, steps: int, rows: int) -> np.ndarray:
+        return np.zeros((steps, rows), np.int32)
+
+    def prepare(self, step: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
+        self.step = (self.at(step, rows), *self.scratch(rows))
+        return self.step[-2], self.step[-1]
+
+    def scratch(self, rows: int) -> tuple[np.ndarray, ...]:
+        if len(self._zeros) < rows:  # prepare's outputs, all zeros: never written
+            self._zeros, self._feats = np.zeros(rows, np.int64), np.zeros((rows, 1), np.int64)
+        zeros = self._zeros[:rows]
+        return (self._feats[:rows], zeros, zeros, zeros, zeros, zeros)
+
+
 class OnlineAdaptation:
     """The adapted frequencies of one image's steps, and the state they are learned into.
 
@@ -112,6 +142,7 @@ class OnlineAdaptation:
         self.kernels = _kernels() if fast else None  # None: the NumPy definition below
         # context mode 3: the classical predictor whose term joins the scores (igc.codec.expert)
         self.expert = predictor
+        self._predictor = predictor if predictor is not None else _NoPredictor()
         # threads for the kernels (the codec loop's lane pool): rows split into one part per
         # worker; integer sums make the split invisible in the results
         self.pool, self.workers = None, 1
@@ -131,7 +162,6 @@ class OnlineAdaptation:
         self._scratch: tuple = ()
         self._fill: tuple = ()
         self._grad_g = np.zeros(KNOTS, np.int64)
-        self._zeros = np.zeros(0, np.int64)
         self._grad_u = np.zeros((vocab, channels + 1), np.int64)
         head_shift = LR_HEAD[1] + TOTAL_BITS + Q_SHIFT - U_FRAC - norm_frac
         self._rates = np.array([[LR_TEMP[0], LR_TEMP[1] + Q], [LR_CALIB[0], LR_CALIB[1] + Q],
@@ -148,14 +178,14 @@ class OnlineAdaptation:
             self._check(rows, hidden, logits, self.head.shape[2])
             h1, head, u, j, w = self._buffers(rows, self.vocab, self.head.shape[2])
             f = np.empty((rows, self.vocab), np.int64)
-            at = None if self.expert is None else self.expert.at(step, rows)
+            e = self._predictor
+            at = e.at(step, rows)
             self.kernels.frequencies_step(
                 np.ascontiguousarray(hidden, np.int64), np.int64(1 << self.norm_frac),
                 np.ascontiguousarray(logits, np.int64), self.head[c], self.temp[c],
                 self.calib[c], U_FRAC + self.norm_frac - Q, U_CLAMP, log2_table(),
-                *self._expert_args(at, rows), h1, head, u, j, w, f)
-            if self.expert is not None:  # what the expert's observe reads
-                self.expert.step = (at, *self.expert.scratch(rows))
+                *self._prepare_args(at, rows), h1, head, u, j, w, f)
+            e.step = (at, *e.scratch(rows))  # what the predictor's update reads
             self._pending = (c, u, j, w, h1, f)
             return f
         if self.kernels is not None:
@@ -202,11 +232,7 @@ class OnlineAdaptation:
 
     def _expert_terms(self, step: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
         """Each row's expert prediction (Q4) and slope over scale: zeros without an expert."""
-        if self.expert is None:
-            if len(self._zeros) < rows:
-                self._zeros = np.zeros(rows, np.int64)
-            return self._zeros[:rows], self._zeros[:rows]
-        return self.expert.prepare(step, rows)
+        return self._predictor.prepare(step, rows)
 
     def fill(self, rows: slice, hidden: np.ndarray, logits: np.ndarray) -> None:
         """The adapted frequencies of the step's rows `rows`, from their head input (int64,
@@ -226,22 +252,21 @@ class OnlineAdaptation:
                              f"head takes {inputs - 1} channels and {self.vocab} symbols: the "
                              "model's step_logits and head_shape disagree")
 
-    def _expert_args(self, at: np.ndarray | None, rows: int) -> tuple:
-        """The kernels' arguments for context mode 3's predictor: whether there is one, the
-        pixel of each row (`at`: of a step, or (steps, rows) of a block), its state and
-        prepare's outputs; without a predictor, arrays that stand in for them (pred and beta
-        zeros, so that its term is 0)."""
-        e = self.expert
-        if e is not None:
-            return (True, at, e.image, e.error, e.height, e.width, e.weights, e.mag, e.count,
-                    e.slope, *e.scratch(rows))
-        if len(self._zeros) < rows:
-            self._zeros = np.zeros(rows, np.int64)
-        zeros, one = self._zeros[:rows], np.zeros((1, 1), np.int64)
-        none = np.zeros(1, np.int16)
-        return (False, np.zeros((rows,), np.int32) if at is None else at, none, none, 0, 0,
-                one, one, one, one, np.zeros((rows, 1), np.int64), zeros, zeros, zeros, zeros,
-                zeros)
+    def _prepare_args(self, at: np.ndarray, rows: int) -> tuple:
+        """The kernels' arguments for context mode 3's predictor before a step: whether there
+        is one, the pixel of each row (`at`: of a step, or (steps, rows) of a block), its
+        state and prepare's outputs (`_NoPredictor`'s where there is none)."""
+        e = self._predictor
+        return (self.expert is not None, at, e.image, e.error, e.height, e.width, e.weights,
+                e.mag, e.count, e.slope, *e.scratch(rows))
+
+    def _observe_args(self) -> tuple:
+        """The kernels' arguments for the predictor's update after the step `frequencies`
+        prepared."""
+        e = self._predictor
+        at, feats, n, ctx, scale, pred, _ = e.step
+        return (self.expert is not None, at, feats, n, ctx, scale, pred, e.image, e.error,
+                e.weights, e.mag, e.count, e.slope)
 
     def observe(self, rows: np.ndarray | slice, symbols: np.ndarray) -> None:
         """Learn from the symbols coded at `rows` (a mask or indices of the last step's rows,
@@ -258,17 +283,8 @@ class OnlineAdaptation:
         limits = (self._rates, max(count, self.min_rows), SUM_LIM, self._bounds)
         if k is not None and self._parts(count) <= 1:
             # one kernel call: the expert learns and records the pixels, then the rest
-            e = self.expert
-            if e is not None:
-                at, feats, n, ctx, scale, pred, _ = e.step
-                ex = (True, at, feats, n, ctx, scale, pred, e.image, e.error, e.weights, e.mag,
-                      e.count, e.slope)
-            else:
-                _, at, image, error, _, _, weights, *more, feats, n, ctx, scale, pred, _ = (
-                    self._expert_args(None, len(f)))
-                ex = (False, at, feats, n, ctx, scale, pred, image, error, weights, *more)
             k.observe_step(index, symbols, f, u, j, w, h1, Q_SHIFT, self._grad_g, self._grad_u,
-                           self._grad_u.reshape(-1), *state, *limits, *ex)
+                           self._grad_u.reshape(-1), *state, *limits, *self._observe_args())
             return
         if self.expert is not None:
             self.expert.observe(index, symbols, f)
@@ -321,9 +337,7 @@ class OnlineAdaptation:
         f = np.empty((rows, self.vocab), np.int64)
         out_f = np.empty((rows * steps, self.vocab), np.int64)
         out_s = np.empty(rows * steps, np.int64)
-        at = (np.zeros((steps, rows), np.int32) if self.expert is None
-              else self.expert.at_block(step, steps, rows))
-        expert_state = self._expert_args(at, rows)
+        expert_state = self._prepare_args(self._predictor.at_block(step, steps, rows), rows)
         k = self.kernels.encode_block(
             step, hidden, logits, np.ascontiguousarray(symbols, np.int64),
             np.ascontiguousarray(coded, np.bool_), np.int64(1 << self.norm_frac), self.temp,
