@@ -153,13 +153,17 @@ def test_the_encoders_blocks_write_the_files_of_single_steps(tiny_model, rng, mo
     np.testing.assert_array_equal(codec.decode(blocks.data), image)
 
 
-@pytest.mark.parametrize(("context", "batch"), [(1, 4), (1, 32), (2, 8), (3, 8), (3, 3)])
+@pytest.mark.parametrize(("context", "batch", "threads"),
+                         [(1, 4, 1), (1, 32, 1), (1, 32, 2), (2, 8, 1), (3, 8, 2), (3, 3, 1)])
 def test_an_adapted_encoders_block_kernel_writes_the_files_of_its_steps(tiny_model, monkeypatch,
-                                                                       context, batch):
+                                                                       request, context, batch,
+                                                                       threads):
     """An adapted encoder runs a block of steps' frequencies and learning in one kernel call
-    (loop._adapted_blocks, OnlineAdaptation.encode_block); the file and its bits are those of
-    the step-by-step path (`frequencies`, then `observe`, every step), in every adapted mode,
-    mode 3's predictor included, and the file decodes."""
+    (loop._adapted_blocks, OnlineAdaptation.encode_block), on one thread even where the model's
+    lanes run on two; the file and its bits are those of the step-by-step path (`frequencies`,
+    then `observe`, every step; on two threads the adaptation's rows split across them), in
+    every adapted mode, mode 3's predictor included, and the file decodes."""
+    request.getfixturevalue("two_threads" if threads == 2 else "one_thread")
     from helpers import smooth_image
 
     from igc.codec import adapt
@@ -172,7 +176,7 @@ def test_an_adapted_encoders_block_kernel_writes_the_files_of_its_steps(tiny_mod
                         lambda self, *a: calls.append(a[0]) or real(self, *a))
     blocks = codec.encode(image)
     assert calls
-    monkeypatch.setattr(adapt.OnlineAdaptation, "blocks", lambda self, rows: False)
+    monkeypatch.setattr(adapt.OnlineAdaptation, "blocks", lambda self: False)
     calls.clear()
     steps = codec.encode(image)
     assert not calls and blocks.data == steps.data

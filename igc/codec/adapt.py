@@ -321,10 +321,12 @@ class OnlineAdaptation:
         self._learn(c, grad_a, grad_g, round_div(r << Q_SHIFT, norm).astype(np.float64), h1,
                     count, max(count, self.min_rows))
 
-    def blocks(self, rows: int) -> bool:
-        """Whether an encoder's steps of `rows` rows can run through `encode_block` (the
-        kernels, rows not split across threads)."""
-        return self.kernels is not None and self._parts(rows) <= 1
+    def blocks(self) -> bool:
+        """Whether an encoder's steps can run through `encode_block`: where the kernels are.
+        The block's steps run on one thread even where a step's rows would be split across
+        threads, and still faster: a 256x256 crop in mode 1 (steps of 32 rows) encodes in 7.0
+        to 7.4 s against 8.4 to 9.1 s on two threads (docs/speed.md)."""
+        return self.kernels is not None
 
     def encode_block(self, step: int, hidden: np.ndarray, logits: np.ndarray,
                      symbols: np.ndarray, coded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

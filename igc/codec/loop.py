@@ -314,7 +314,7 @@ def _run_group(model: Any, numerics: int, start_token: int, group: Group, pool: 
     stepper = Stepper(model, rows, group.lane, group.steps, pool, numerics, geometry,
                       adaptation, known)
     if (stepper.known is not None and adaptation is not None and len(group.parts) == 1
-            and adaptation.blocks(rows)):
+            and adaptation.blocks()):
         _adapted_blocks(stepper, adaptation, group, counter)
         return
     parts = [(p.job, p.job.tokens[p.rows], p.job.coded[p.rows],
