@@ -275,6 +275,9 @@ def together(jobs: list[Job]) -> list[Group]:
 # a group on one thread steps as one lane where the numerics allows it (scripts/one_lane.py
 # turns this off to measure what it saves)
 ONE_LANE = True
+# an encoder whose inputs are all known takes its steps a block at a time (_known_blocks);
+# tests turn it off to compare with the step-by-step path
+KNOWN_BLOCKS = True
 
 
 def run(model: Any, numerics: int, start_token: int, plan: list[Group],
@@ -313,9 +316,9 @@ def _run_group(model: Any, numerics: int, start_token: int, group: Group, pool: 
                                        for p in group.parts])
     stepper = Stepper(model, rows, group.lane, group.steps, pool, numerics, geometry,
                       adaptation, known)
-    if (stepper.known is not None and adaptation is not None and len(group.parts) == 1
-            and adaptation.blocks()):
-        _adapted_blocks(stepper, adaptation, group, counter)
+    if (KNOWN_BLOCKS and stepper.known is not None and len(group.parts) == 1
+            and (adaptation is None or adaptation.blocks())):
+        _known_blocks(stepper, adaptation, group, counter)
         return
     parts = [(p.job, p.job.tokens[p.rows], p.job.coded[p.rows],
               None if p.job.pad_source is None else p.job.pad_source[p.rows])
@@ -361,22 +364,27 @@ def _run_group(model: Any, numerics: int, start_token: int, group: Group, pool: 
         prev = parts[0][1][:, t] if single else np.concatenate([p[1][:, t] for p in parts])
 
 
-def _adapted_blocks(stepper: Stepper, adaptation: Any, group: Group,
-                    counter: Counter | None) -> None:
-    """An adapted encoder's (or estimate's) group, a block of BLOCK steps per call: the model
-    computes the block's positions, the adaptation's kernel runs its steps (frequencies, then
-    learning from the coded rows, step after step), and the action takes the block's coded
-    symbols at once, in step order. The same integers and the same calls of the coder, in
-    fewer, longer pieces: a queue coder writes the same bytes (tests/test_loop.py). What a
-    step costs outside the model and the adaptation's arithmetic is then paid per block."""
+def _known_blocks(stepper: Stepper, adaptation: Any, group: Group,
+                  counter: Counter | None) -> None:
+    """An encoder's (or estimate's) group, a block of BLOCK steps per call, where every input
+    is known: the model computes the block's positions; with an adaptation, its kernel runs
+    the block's steps (frequencies, then learning from the coded rows, step after step); and
+    the action takes the block's coded symbols at once, in step order. The same integers and
+    the same calls of the coder, in fewer, longer pieces: a queue coder writes the same bytes
+    (tests/test_loop.py). What a step costs outside the model and the adaptation's arithmetic
+    is then paid per block."""
     (part,) = group.parts
     job = part.job
     tokens, coded = job.tokens[part.rows], job.coded[part.rows]
     for t0 in range(0, group.steps, BLOCK):
         t1 = min(t0 + BLOCK, group.steps)
-        hidden, logits = stepper.lanes.block(stepper.known[:, t0:t1])
-        freqs, symbols = adaptation.encode_block(t0, hidden, logits, tokens[:, t0:t1],
-                                                 coded[:, t0:t1])
+        out = stepper.lanes.block(stepper.known[:, t0:t1])
+        if adaptation is not None:
+            freqs, symbols = adaptation.encode_block(t0, *out, tokens[:, t0:t1],
+                                                     coded[:, t0:t1])
+        else:  # (tiles, steps, V): the coded rows, step after step
+            order = coded[:, t0:t1].T
+            freqs, symbols = out.transpose(1, 0, 2)[order], tokens[:, t0:t1].T[order]
         if len(symbols):
             job.action(Distributions(freqs=freqs, bits=stepper.bits), symbols)
             if counter is not None:
