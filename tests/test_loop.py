@@ -81,10 +81,7 @@ def test_encode_many_writes_each_images_own_file(tiny_model, numerics, rng):
     many = codec.encode_many(images)
     for result, image in zip(many, images, strict=True):
         one = codec.encode(image)
-        # the same bits; an image coded alone sums them by blocks of steps (loop._known_blocks),
-        # in a group with others step by step: equal to the float sum's rounding
-        assert result.data == one.data
-        assert result.model_bits == pytest.approx(one.model_bits, rel=1e-12)
+        assert result.data == one.data and result.model_bits == one.model_bits
     for got, image in zip(codec.decode_many([r.data for r in many]), images, strict=True):
         np.testing.assert_array_equal(got, image)
 
@@ -147,10 +144,7 @@ def test_the_encoders_blocks_write_the_files_of_single_steps(tiny_model, rng, mo
     assert calls and max(shape[1] for shape in calls) == loop.BLOCK
     monkeypatch.setattr(loop, "BLOCK", 1)
     single = codec.encode(image)
-    assert blocks.data == single.data
-    # the same bits, summed in other groupings (an adapted encoder's action takes a block
-    # of steps at once): equal to the float sum's rounding
-    assert blocks.model_bits == pytest.approx(single.model_bits, rel=1e-12)
+    assert blocks.data == single.data and blocks.model_bits == single.model_bits
     if context:  # adapted modes estimate through the encoder's loop (mode 0: a float pass)
         assert codec.estimate_bits(image) == pytest.approx(blocks.model_bits, rel=1e-12)
     np.testing.assert_array_equal(codec.decode(blocks.data), image)
@@ -167,8 +161,8 @@ def test_an_encoder_taking_blocks_of_steps_writes_the_files_of_its_steps(tiny_mo
     the block's steps in one kernel call (OnlineAdaptation.encode_block), on one thread even
     where the model's lanes run on two. The file and its bits are those of the step-by-step
     path (loop.KNOWN_BLOCKS off: a coder call per step; `frequencies`, then `observe`, every
-    step, on two threads with the rows split across them), in every context mode, mode 3's
-    predictor included, and the file decodes."""
+    step, on two threads with the rows split across them), to the last bit of the model bits,
+    in every context mode, mode 3's predictor included, and the file decodes."""
     request.getfixturevalue("two_threads" if threads == 2 else "one_thread")
     from helpers import smooth_image
 
@@ -184,9 +178,37 @@ def test_an_encoder_taking_blocks_of_steps_writes_the_files_of_its_steps(tiny_mo
     monkeypatch.setattr(loop, "KNOWN_BLOCKS", False)
     calls.clear()
     steps = codec.encode(image)
-    assert not calls and blocks.data == steps.data
-    assert blocks.model_bits == pytest.approx(steps.model_bits, rel=1e-12)
+    # the model bits too: the action sums them step by step, as the step path does
+    assert not calls and blocks.data == steps.data and blocks.model_bits == steps.model_bits
     np.testing.assert_array_equal(codec.decode(blocks.data), image)
+
+
+def test_a_coder_that_does_not_say_any_calls_gets_a_call_per_step(tiny_model, monkeypatch):
+    """An encoder that takes blocks of steps hands the block's symbols to the coder in one call
+    only where the coder's encoder says its stream does not depend on the calls (`any_calls`,
+    igc's range coder); any other gets exactly the calls of the step-by-step path, the calls
+    its decoder will make. The file is the same every way."""
+    from helpers import smooth_image
+
+    from igc.codec import loop
+    from igc.coders.range import RangeEncoder
+    from igc.plugins.compose import compose
+
+    codec = compose(tiny_model, context=1, batch=8, strip_rows=0)
+    image = smooth_image(13, 21)
+    real = RangeEncoder.encode
+    runs = {}
+    for name, any_calls, blocks in (("blocks", True, True), ("calls", False, True),
+                                    ("steps", True, False)):
+        sizes = []
+        monkeypatch.setattr(RangeEncoder, "any_calls", any_calls)
+        monkeypatch.setattr(loop, "KNOWN_BLOCKS", blocks)
+        monkeypatch.setattr(RangeEncoder, "encode",
+                            lambda self, s, p, sizes=sizes: sizes.append(len(s)) or real(self, s, p))
+        runs[name] = (sizes, codec.encode(image).data)
+    assert runs["calls"][0] == runs["steps"][0] and max(runs["steps"][0]) <= 8
+    assert len(runs["blocks"][0]) < len(runs["steps"][0])
+    assert runs["blocks"][1] == runs["calls"][1] == runs["steps"][1]
 
 
 def test_a_stepper_with_known_inputs_refuses_other_tokens(codec):

@@ -169,6 +169,10 @@ class AnsEncoder:
     (each distribution depends on the symbols before it). So symbols are held back and pushed in
     reverse, in independent segments of SEGMENT symbols that bound the memory held."""
 
+    # segments are counted in symbols, not calls: the stream is the same however igc splits
+    # the symbols into `encode` calls, so it may hand over several steps' at once
+    any_calls = True
+
     def __init__(self) -> None:
         import constriction
 

@@ -80,11 +80,18 @@ class Distributions:
     def ideal_bits(self, symbols: np.ndarray, coder: Any) -> float:
         """-sum log2 p(symbol), the model's code length: the coder's `ideal_bits` on floats; on
         integers the same sum over the picked entries (exact floats, no table converted)."""
+        return self.step_bits(symbols, coder, (len(symbols),))[0]
+
+    def step_bits(self, symbols: np.ndarray, coder: Any, ends: Any) -> list[float]:
+        """`ideal_bits` of the rows of each step, rows [ends[i - 1], ends[i]) being step i's:
+        each step's sum is the float a step-by-step caller gets, whatever the rows around it."""
         if self.freqs is None:
-            return coder.ideal_bits(symbols, self.probs)
+            return [coder.ideal_bits(symbols[a:b], self.probs[a:b])
+                    for a, b in zip((0, *ends[:-1]), ends, strict=True)]
         picked = np.ldexp(self.freqs[np.arange(len(symbols)), symbols].astype(np.float64),
                           -self.bits)
-        return float(-np.log2(np.maximum(picked, TINY)).sum())
+        terms = -np.log2(np.maximum(picked, TINY))
+        return [float(terms[a:b].sum()) for a, b in zip((0, *ends[:-1]), ends, strict=True)]
 
 
 def frequency_bits(model: Any, numerics: int) -> int | None:
@@ -162,13 +169,25 @@ class Encoding:
     def __init__(self, encoder: Any, coder: Any) -> None:
         self.encoder, self.coder, self.bits = encoder, coder, 0.0
         self.integers = hasattr(encoder, "encode_frequencies")
+        # a stream that depends only on the sequence of symbols and rows, not on how they are
+        # split into calls (`any_calls`, docs/plugins.md), takes a block of steps in one call;
+        # any other gets one call per step, as its decoder will
+        self.any_calls = bool(getattr(encoder, "any_calls", False))
 
-    def __call__(self, dist: Distributions, symbols: np.ndarray) -> None:
-        if dist.freqs is not None and self.integers:
-            self.encoder.encode_frequencies(symbols, dist.freqs, dist.bits)
-        else:
-            self.encoder.encode(symbols, dist.floats())
-        self.bits += dist.ideal_bits(symbols, self.coder)
+    def __call__(self, dist: Distributions, symbols: np.ndarray,
+                 ends: tuple[int, ...] | None = None) -> None:
+        """Code the rows of one step, or of several (`ends`: where each step's rows end) at
+        once where the stream allows (`any_calls`), one call per step otherwise; the model
+        bits are summed step by step either way, the same floats in the same order."""
+        ends = (len(symbols),) if ends is None else ends
+        pieces = [(0, len(symbols))] if self.any_calls else zip((0, *ends[:-1]), ends, strict=True)
+        for a, b in pieces:
+            if dist.freqs is not None and self.integers:
+                self.encoder.encode_frequencies(symbols[a:b], dist.freqs[a:b], dist.bits)
+            else:
+                self.encoder.encode(symbols[a:b], dist.take(slice(a, b)).floats())
+        for bits in dist.step_bits(symbols, self.coder, ends):
+            self.bits += bits
 
 
 class Measuring:
@@ -180,8 +199,11 @@ class Measuring:
     def __init__(self, coder: Any) -> None:
         self.coder, self.bits = coder, 0.0
 
-    def __call__(self, dist: Distributions, symbols: np.ndarray) -> None:
-        self.bits += dist.ideal_bits(symbols, self.coder)
+    def __call__(self, dist: Distributions, symbols: np.ndarray,
+                 ends: tuple[int, ...] | None = None) -> None:
+        for bits in dist.step_bits(symbols, self.coder, (len(symbols),) if ends is None
+                                   else ends):
+            self.bits += bits
 
 
 class Decoding:
@@ -369,10 +391,11 @@ def _known_blocks(stepper: Stepper, adaptation: Any, group: Group,
     """An encoder's (or estimate's) group, a block of BLOCK steps per call, where every input
     is known: the model computes the block's positions; with an adaptation, its kernel runs
     the block's steps (frequencies, then learning from the coded rows, step after step); and
-    the action takes the block's coded symbols at once, in step order. The same integers and
-    the same calls of the coder, in fewer, longer pieces: a queue coder writes the same bytes
-    (tests/test_loop.py). What a step costs outside the model and the adaptation's arithmetic
-    is then paid per block."""
+    the action takes the block's coded symbols at once, in step order, where its coder's
+    stream does not depend on how the symbols are split into calls (igc's range coder), one
+    step's at a time otherwise. The same integers and the same sequence of symbols: the same
+    bytes (tests/test_loop.py). What a step costs outside the model and the adaptation's
+    arithmetic is then paid per block."""
     (part,) = group.parts
     job = part.job
     tokens, coded = job.tokens[part.rows], job.coded[part.rows]
@@ -385,7 +408,10 @@ def _known_blocks(stepper: Stepper, adaptation: Any, group: Group,
         else:  # (tiles, steps, V): the coded rows, step after step
             order = coded[:, t0:t1].T
             freqs, symbols = out.transpose(1, 0, 2)[order], tokens[:, t0:t1].T[order]
-        if len(symbols):
-            job.action(Distributions(freqs=freqs, bits=stepper.bits), symbols)
-            if counter is not None:
-                counter.add(len(symbols))
+        if not len(symbols):
+            continue
+        # where each step's coded rows end, steps that code nothing left out
+        ends = tuple(int(e) for e in np.unique(np.cumsum(coded[:, t0:t1].sum(axis=0))) if e)
+        job.action(Distributions(freqs=freqs, bits=stepper.bits), symbols, ends)
+        if counter is not None:
+            counter.add(len(symbols))

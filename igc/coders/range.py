@@ -33,6 +33,9 @@ def exact_floats(freqs: np.ndarray, bits: int) -> np.ndarray:
 
 
 class RangeEncoder:
+    # a queue coder's stream is its symbols in order, however they are split into calls
+    any_calls = True
+
     def __init__(self) -> None:
         import constriction
 
