@@ -69,10 +69,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--model", default=None)
-    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--child", metavar="IMAGE", help=argparse.SUPPRESS)  # one timed run
     a = ap.parse_args()
-    if a.child:  # argparse put the image in `base`
-        child(str(a.base), a.threads, a.model)
+    if a.child:
+        child(a.child, a.threads, a.model)
         return
     if a.base is None or not (a.base / "igc" / "__init__.py").exists():
         sys.exit("code_ab: give the root of another igc checkout (git worktree add DIR COMMIT)")
