@@ -227,6 +227,38 @@ def amx_block(data: dict) -> str:
     return "\n".join(lines) + "\n- Run: " + run_note(data["environment"]) + "\n"
 
 
+def tune_block(data: dict) -> str:
+    """`python scripts/tune_measure.py --json`: the shipped model against the same model with a
+    parameter subset tuned to each image, the tuned changes' side information counted."""
+    images = data["images"]
+    subsets = [k for k, v in next(iter(images.values())).items() if isinstance(v, dict)]
+    lines = []
+    for subset in subsets:
+        lines += [f"| image | shipped | {subset} tuned | change | side information | "
+                  "with it | change | parameters moved |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        base = tuned = net = 0.0
+        for name, row in images.items():
+            got = row[subset]
+            base, tuned, net = base + row["base_bpsp"], tuned + got["bpsp"], net + got["net_bpsp"]
+            lines.append(f"| {name} | {row['base_bpsp']:.4f} | {got['bpsp']:.4f} | "
+                         f"{100 * (got['bpsp'] / row['base_bpsp'] - 1):+.2f}% | "
+                         f"{_n(got['side_bits'] / 8)} B | {got['net_bpsp']:.4f} | "
+                         f"{100 * (got['net_bpsp'] / row['base_bpsp'] - 1):+.2f}% | "
+                         f"{_n(got['nonzero'])} of {_n(got['params'])} |")
+        n = len(images)
+        lines.append(f"| **all {n}** (mean) | **{base / n:.4f}** | **{tuned / n:.4f}** | "
+                     f"**{100 * (tuned / base - 1):+.2f}%** | | **{net / n:.4f}** | "
+                     f"**{100 * (net / base - 1):+.2f}%** | |")
+        lines.append("")
+    steps = ", ".join(f"{s:g}" for s in data["steps"])
+    lines += [f"Model {data['model']}; tuned on {'windows' if data['windows'] else 'tiles'}, "
+              f"Adam at {data['lr']:g} for {data['epochs']:g} epoch, L1 pull {data['l1']:g}, "
+              f"changes rounded to multiples of {steps}; bits per subpixel of the codec's "
+              "estimate (numerics 2, its default context mode and strips).", ""]
+    return "\n".join(lines) + "\n" + _plain_note(data)
+
+
 def block(path: Path) -> str:
     data = json.loads(gzip.decompress(path.read_bytes()) if path.suffix == ".gz"
                       else path.read_text())
@@ -236,6 +268,8 @@ def block(path: Path) -> str:
         return startup_block(data)
     if "mode0_bpsp" in data:
         return adapt_block(data)
+    if "steps" in data and "images" in data:
+        return tune_block(data)
     if "rows" in data and "subpixels" in data:
         return photo_block(data)
     return speed_block(data) if "ratios" in data else bench_block(data)
