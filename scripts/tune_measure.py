@@ -2,7 +2,7 @@
 model's parameters on the image, and sends them, would save (issue 23, "adapt to the image").
 
     python scripts/tune_measure.py kodim13 kodim23 [--model igc-rgb16-v3] [--subsets norms,biases]
-        [--windows] [--lr 1e-2] [--epochs 1] [--l1 0] [--step 0.02[,0.05]] [--threads 1]
+        [--windows] [--lr 1e-2] [--epochs 1] [--l1 0] [--step 0.02[,0.05]] [--threads 1] [--compile]
         [--base-json BENCH.json] [--out /tmp/tune] [--json out.json]
 
 For each image and parameter subset: the model is fine-tuned on the image's own 16×16 tiles, or
@@ -77,7 +77,8 @@ def tune(model, tokens, coded, start_token: int, subset: str, lr: float, epochs:
                     if p.requires_grad:
                         d = p - before[n]
                         p.copy_(before[n] + d.sign() * (d.abs() - lr * l1).clamp(min=0))
-    return {n: (p.detach() - before[n]) for n, p in model.named_parameters() if p.requires_grad}
+    return {n.removeprefix("_orig_mod."): (p.detach() - before[n])  # a compiled module's names
+            for n, p in model.named_parameters() if p.requires_grad}
 
 
 def side_bits(multiples: np.ndarray) -> float:
@@ -100,6 +101,8 @@ def main() -> None:
     ap.add_argument("--l1", type=float, default=0.0,
                     help="pull each change towards zero by lr * L1 a step (fewer bits to send)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--compile", action="store_true",
+                    help="tune through torch.compile (its first image pays for the compiling)")
     ap.add_argument("--out", type=Path, default=Path("/tmp/tune"))
     ap.add_argument("--windows", action="store_true",
                     help="tune on the windows of context modes 2 and 3 (their first row and column "
@@ -124,7 +127,7 @@ def main() -> None:
     api.set_threads(a.threads)
     cfg, state, _ = load_pretrained(a.model)
     tok = SubpixelTokenizer(cfg.tile)
-    report = {"model": a.model, "windows": a.windows, "lr": a.lr, "epochs": a.epochs, "l1": a.l1, "steps": a.steps, "images": {}}
+    report = {"model": a.model, "windows": a.windows, "lr": a.lr, "epochs": a.epochs, "l1": a.l1, "compile": a.compile, "steps": a.steps, "images": {}}
     known = {}
     if a.base_json:
         opener = gzip.open if a.base_json.suffix == ".gz" else open
@@ -147,7 +150,8 @@ def main() -> None:
             model = ImageGPT(cfg)
             model.load_state_dict(state, strict=False)
             start = time.perf_counter()
-            change = tune(model, tokens, coded, tok.start_token, subset, a.lr, a.epochs,
+            runner = torch.compile(model) if a.compile else model
+            change = tune(runner, tokens, coded, tok.start_token, subset, a.lr, a.epochs,
                           a.l1)
             seconds = time.perf_counter() - start
             for step in a.steps:
