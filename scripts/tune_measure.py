@@ -34,15 +34,15 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from script_env import KODAK
+
+SUBSETS = ("norms", "biases")
 
 
 def pick(name: str, subset: str) -> bool:
-    norm = ".ln_" in name or name.endswith("ln_f.weight")
-    if subset == "norms":
-        return norm
-    if subset == "biases":
-        return norm or name.endswith(".bias")
-    raise SystemExit(f"unknown subset {subset!r}; choose norms or biases")
+    """Whether parameter `name` is tuned in `subset` (ln_1, ln_2 and ln_f hold the norms)."""
+    norm = ".ln_" in name
+    return norm or (subset == "biases" and name.endswith(".bias"))
 
 
 def tune(model, tokens, coded, start_token: int, subset: str, lr: float, epochs: float,
@@ -112,10 +112,15 @@ def main() -> None:
                     "of the same model, images by file name) instead of estimating them again")
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args()
+    subsets = a.subsets.split(",")
+    if bad := [s for s in subsets if s not in SUBSETS]:
+        ap.error(f"unknown subset {bad[0]!r}; choose from {', '.join(SUBSETS)}")
+    paths = [Path(i) if Path(i).exists() else KODAK / f"{i}.png" for i in a.images]
+    if missing := [str(p) for p in paths if not p.exists()]:
+        ap.error(f"no image {missing[0]} (give a file, or a Kodak name such as kodim23)")
 
     import torch
     from PIL import Image
-    from script_env import KODAK
 
     import igc.api as api
     from igc.core.overlap import OverlapTiling
@@ -127,16 +132,16 @@ def main() -> None:
     api.set_threads(a.threads)
     cfg, state, _ = load_pretrained(a.model)
     tok = SubpixelTokenizer(cfg.tile)
-    report = {"model": a.model, "windows": a.windows, "lr": a.lr, "epochs": a.epochs, "l1": a.l1, "compile": a.compile, "steps": a.steps, "images": {}}
+    report = {"model": a.model, "windows": a.windows, "lr": a.lr, "epochs": a.epochs,
+              "l1": a.l1, "compile": a.compile, "steps": a.steps, "images": {}}
     known = {}
     if a.base_json:
         opener = gzip.open if a.base_json.suffix == ".gz" else open
         with opener(a.base_json, "rt") as f:
             for r in json.load(f)["results"]:
-                if r["compressor"].startswith("imagegpt") and a.model in r["compressor"]:
+                if r["compressor"] == f"imagegpt:{a.model}":
                     known[r["image"]] = r["model_bits"] / (r["original_bits"] / 8)
-    for image in a.images:
-        path = Path(image) if Path(image).exists() else KODAK / f"{image}.png"
+    for path in paths:
         pixels = np.asarray(Image.open(path).convert("RGB"))
         t = (OverlapTiling(tok) if a.windows else tok).encode(pixels)
         tokens, coded = torch.from_numpy(t.tokens), torch.from_numpy(t.coded)
@@ -146,7 +151,7 @@ def main() -> None:
         else:
             base = compose(a.model).estimate_bits(pixels)
             row = {"base_bpsp": base / pixels.size, "base_seconds": time.perf_counter() - start}
-        for subset in a.subsets.split(","):
+        for subset in subsets:
             model = ImageGPT(cfg)
             model.load_state_dict(state, strict=False)
             start = time.perf_counter()
@@ -162,7 +167,8 @@ def main() -> None:
                     for n, p in tuned.named_parameters():
                         if n in multiples:
                             p.add_(multiples[n] * step)
-                folder = a.out / f"{path.stem}-{subset}-{step:g}"  # one per model: loads are cached by path
+                # a folder per model: models are loaded once per path
+                folder = a.out / f"{path.stem}-{subset}-{step:g}"
                 export_pretrained(tuned, cfg.hf_config(), folder)
                 bits = compose(str(folder)).estimate_bits(pixels)
                 flat = np.concatenate([m.numpy().ravel() for m in multiples.values()])
