@@ -259,6 +259,38 @@ def tune_block(data: dict) -> str:
     return "\n".join(lines) + "\n" + _plain_note(data)
 
 
+def mode4_block(data: dict) -> str:
+    """`python scripts/mode4_measure.py --json`: context mode 4 image by image against mode 3,
+    the default (and mode 3 at mode 4's batch, which separates the batch from the tuning)."""
+    images = data["images"]
+    small = data["tuned_batch"]
+    lines = [f"| image | mode 3 | mode 3, batch {small} | tuned model | changes' block | mode 4 | "
+             "against mode 3 | parameters moved | tuning |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    sums = dict.fromkeys(("mode3_bpsp", "mode3_small_batch_bpsp", "tuned_bpsp", "mode4_bpsp"),
+                         0.0)
+    for name, r in images.items():
+        for key in sums:
+            sums[key] += r[key]
+        lines.append(f"| {name} | {r['mode3_bpsp']:.4f} | {r['mode3_small_batch_bpsp']:.4f} | "
+                     f"{r['tuned_bpsp']:.4f} | {_n(r['block_bytes'])} B | {r['mode4_bpsp']:.4f} | "
+                     f"{100 * (r['mode4_bpsp'] / r['mode3_bpsp'] - 1):+.2f}% | "
+                     f"{_n(r['moved'])} of {_n(r['params'])} | {r['tune_seconds']:.0f} s |")
+    n, base = len(images), sums["mode3_bpsp"]
+
+    def cell(key: str) -> str:
+        return f"**{sums[key] / n:.4f}** ({100 * (sums[key] / base - 1):+.2f}%)"
+
+    lines += [f"| **all {n}** (mean) | **{base / n:.4f}** | {cell('mode3_small_batch_bpsp')} | "
+              f"{cell('tuned_bpsp')} | | {cell('mode4_bpsp')} | | | |", "",
+              f"Model {data['model']}; bits per subpixel of the codec's estimate (numerics 2, "
+              f"strips), mode 3 at its default batch 8, mode 4 at batch {small}; the tuning: "
+              f"Adam at {data['lr']:g}, {data['epochs']:g} epoch of the image's windows, L1 pull "
+              f"{data['l1']:g}, changes in multiples of 2^-{data['step_shift']}; tuning seconds "
+              "on one thread.", ""]
+    return "\n".join(lines) + "\n" + _plain_note(data)
+
+
 def block(path: Path) -> str:
     data = json.loads(gzip.decompress(path.read_bytes()) if path.suffix == ".gz"
                       else path.read_text())
@@ -268,6 +300,8 @@ def block(path: Path) -> str:
         return startup_block(data)
     if "mode0_bpsp" in data:
         return adapt_block(data)
+    if data.get("mode") == 4 and "images" in data:
+        return mode4_block(data)
     if "steps" in data and "images" in data:
         return tune_block(data)
     if "rows" in data and "subpixels" in data:

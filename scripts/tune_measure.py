@@ -3,7 +3,7 @@ model's parameters on the image, and sends them, would save (issue 23, "adapt to
 
     python scripts/tune_measure.py kodim13 kodim23 [--model igc-rgb16-v3] [--subsets norms,biases]
         [--windows] [--lr 1e-2] [--epochs 1] [--l1 0] [--step 0.02[,0.05]] [--threads 1] [--compile]
-        [--base-json BENCH.json] [--out /tmp/tune] [--json out.json]
+        [--base-json BENCH.json] [--batch 4] [--out /tmp/tune] [--json out.json]
 
 For each image and parameter subset: the model is fine-tuned on the image's own 16×16 tiles, or
 with `--windows` on the overlapping windows of context modes 2 and 3 (their first row and column
@@ -110,11 +110,15 @@ def main() -> None:
     ap.add_argument("--base-json", type=Path, default=None,
                     help="take the shipped model's bits from this `igc bench --json` file (rows "
                     "of the same model, images by file name) instead of estimating them again")
+    ap.add_argument("--batch", type=int, default=None,
+                    help="the codec's batch for both estimates (default: the context mode's)")
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args()
     subsets = a.subsets.split(",")
     if bad := [s for s in subsets if s not in SUBSETS]:
         ap.error(f"unknown subset {bad[0]!r}; choose from {', '.join(SUBSETS)}")
+    if a.batch is not None and a.base_json:
+        ap.error("--base-json holds bits at the bench's batch: drop it to estimate at --batch")
     paths = [Path(i) if Path(i).exists() else KODAK / f"{i}.png" for i in a.images]
     if missing := [str(p) for p in paths if not p.exists()]:
         ap.error(f"no image {missing[0]} (give a file, or a Kodak name such as kodim23)")
@@ -132,7 +136,8 @@ def main() -> None:
     api.set_threads(a.threads)
     cfg, state, _ = load_pretrained(a.model)
     tok = SubpixelTokenizer(cfg.tile)
-    report = {"model": a.model, "windows": a.windows, "lr": a.lr, "epochs": a.epochs,
+    report = {"model": a.model, "batch": a.batch, "windows": a.windows, "lr": a.lr,
+              "epochs": a.epochs,
               "l1": a.l1, "compile": a.compile, "steps": a.steps, "images": {}}
     known = {}
     if a.base_json:
@@ -149,7 +154,7 @@ def main() -> None:
         if path.name in known:
             row = {"base_bpsp": known[path.name], "base_from": str(a.base_json)}
         else:
-            base = compose(a.model).estimate_bits(pixels)
+            base = compose(a.model, batch=a.batch).estimate_bits(pixels)
             row = {"base_bpsp": base / pixels.size, "base_seconds": time.perf_counter() - start}
         for subset in subsets:
             model = ImageGPT(cfg)
@@ -170,7 +175,7 @@ def main() -> None:
                 # a folder per model: models are loaded once per path
                 folder = a.out / f"{path.stem}-{subset}-{step:g}"
                 export_pretrained(tuned, cfg.hf_config(), folder)
-                bits = compose(str(folder)).estimate_bits(pixels)
+                bits = compose(str(folder), batch=a.batch).estimate_bits(pixels)
                 flat = np.concatenate([m.numpy().ravel() for m in multiples.values()])
                 flat = flat.astype(np.int64)
                 side = side_bits(flat)

@@ -290,7 +290,7 @@ def test_compress_takes_the_context_mode_and_info_names_it(tiny, tmp_path):
     info = invoke("info", str(tmp_path / "a1.igc"))
     assert "mode 1: tiles coded alone, the model adapted" in info.output
     bad = invoke("compress", str(tmp_path / "a.png"), "-m", tiny, "-o", str(tmp_path / "b.igc"),
-                 "--context", "4")
+                 "--context", "5")
     assert bad.exit_code != 0 and not (tmp_path / "b.igc").exists()
 
 

@@ -68,7 +68,7 @@ def _with_layout_bits(bits: int) -> bytes:
     return recompute_header_crc(bytes(data))
 
 
-@pytest.mark.parametrize("mode", range(4, 8))
+@pytest.mark.parametrize("mode", range(5, 8))
 def test_an_unknown_context_mode_is_refused_in_one_line(mode, tmp_path):
     data = _with_layout_bits(mode << 5)
     with pytest.raises(FormatError, match=f"context mode {mode}, which this igc does not know"):

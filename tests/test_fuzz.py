@@ -207,6 +207,40 @@ def test_strip_files_fail_cleanly_in_forked_children(tiny_model, tiny_strips_fil
     assert result == "error" or (mode == "flip" and rows in (None, 8))
 
 
+@pytest.fixture(scope="module")
+def tiny_tuned_file(tiny_model):
+    """Context mode 4 with changes forced into its block (a small image's tuning moves none),
+    and where the block ends in the file."""
+    from igc.codec import tuned
+    from igc.models import tuning
+
+    image = _image(11, 13, seed=12)
+    compressor = get_compressor("imagegpt", model=tiny_model, context=4)
+    n = sum(tuning.sizes(compressor.codec.model))
+    r = np.random.default_rng(3)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(tuning, "tune", lambda *_, **__: r.integers(-2, 3, n) * (r.random(n) < 0.2))
+        data = compressor.compress(image)
+    _, payload = container.unpack(data)
+    return image, data, len(data) - len(payload), tuned.unpack_changes(payload, n)[2]
+
+
+@settings(max_examples=30, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(changes=flips, cut=st.integers(0, 10_000), mode=st.sampled_from(["flip", "cut", "both"]))
+def test_a_damaged_tuned_block_fails_cleanly(tiny_model, tiny_tuned_file, changes, cut, mode):
+    """Context mode 4: bytes flipped in the changes' block, or the file cut inside it, give one
+    clean error or the pixels (a flip that leaves the block's meaning alone)."""
+    image, data, head, block = tiny_tuned_file
+    bad = data
+    if mode in ("flip", "both"):
+        bad = recrc(apply_flips(bad, [(head + pos % block, xor) for pos, xor in changes]))
+    if mode in ("cut", "both"):
+        bad = bad[: head + cut % block]
+    result = decodes_exactly_or_fails_cleanly(bad, [image], tiny_model)
+    assert result == "error" or mode == "flip"
+
+
 # -- the command line -------------------------------------------------------------------------
 
 runner = CliRunner()

@@ -45,7 +45,7 @@ def bench(
     estimate: bool = typer.Option(False, "--estimate",
                                   help="Model-based compressors: report the model's code length "
                                        "instead of writing files: from one parallel pass (fast), "
-                                       "or in context modes 1-3 from the encoder's steps."),
+                                       "or in context modes 1-4 from the encoder's steps."),
     threads: int = typer.Option(None, "--threads", help="CPU threads for the model."),
     context: int = CONTEXT,
     mode: str = typer.Option(None, "--mode",

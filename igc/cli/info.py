@@ -28,9 +28,9 @@ def portability(d: dict) -> str | None:
 
 
 def stepped(d: dict) -> str:
-    """What steps together: a batch of tiles, or in context modes 2 and 3 an anti-diagonal's
+    """What steps together: a batch of tiles, or in context modes 2 to 4 an anti-diagonal's
     windows."""
-    if d.get("context") in (2, 3):
+    if d.get("context") in (2, 3, 4):
         return f"the windows of an anti-diagonal, up to {d['batch']}"
     return f"{d['batch']} tiles"
 

@@ -49,7 +49,7 @@ from igc.errors import ModelError
 MODE = 1
 # context modes whose model adapts to the image (mode 2 also overlaps tiles, mode 3 adds a
 # classical predictor's term: igc.codec.expert)
-ADAPTED = (1, 2, 3)
+ADAPTED = (1, 2, 3, 4)
 # mode 2 divides a step's gradient sums by at least this many rows: its anti-diagonals can be a
 # handful of windows, whose mean gradient is noisy (on two Kodak crops, mode 2's bits with 1, 8,
 # 32 and 64 here: +1.8%, 0, -0.6%, -0.5% against 8; docs/design.md, scripts/overlap_measure.py)

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from igc.codec import adapt, expert
-from igc.codec.context import EXPERT, OVERLAPPED, can_overlap
+from igc.codec.context import OVERLAPPED, PREDICTED, can_overlap
 from igc.core.protocols import Specified
 from igc.core.types import Image
 from igc.errors import ChecksumError, FormatError, ModelMismatchError, StreamError
@@ -98,7 +98,7 @@ def check_composition(codec, header) -> None:
         raise FormatError(f"corrupted header: context mode {header.context} steps at most "
                           f"{adapt.MAX_ROWS} tiles at once, not {header.batch}")
     head = adapt.head_of(codec.model, header.numerics)
-    if header.context == EXPERT and head is not None and head[1] != expert.VOCAB:
+    if header.context in PREDICTED and head is not None and head[1] != expert.VOCAB:
         raise FormatError(f"file uses context mode {header.context} (8-bit subpixels "
                           f"predicted), which model {codec.model.name!r} of {head[1]} "
                           "symbols cannot code: decode it without --model (igc finds the "

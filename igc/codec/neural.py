@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from igc.codec import adapt, expert, loop, memory, residual, strips
+from igc.codec import adapt, expert, loop, memory, residual, strips, tuned
 from igc.codec.checks import (
     check_composition,
     pixel_checksum,
@@ -32,6 +32,8 @@ from igc.codec.context import (
     EXPERT,
     OVERLAP_LANE,
     OVERLAPPED,
+    PREDICTED,
+    TUNED,
     can_overlap,
     default_batch,
     default_mode,
@@ -120,7 +122,7 @@ class NeuralCodec:
         if context in adapt.ADAPTED and adapt.head_of(model, model.numerics) is None:
             raise UsageError(f"context mode {context} adapts a numerics-2 ImageGPT model's head; "
                              f"model {model.name!r} under numerics {model.numerics} has none")
-        symbols = adapt.head_of(model, model.numerics)[1] if context == EXPERT else None
+        symbols = adapt.head_of(model, model.numerics)[1] if context in PREDICTED else None
         if symbols is not None and symbols != expert.VOCAB:
             raise UsageError(f"context mode {context} predicts 8-bit subpixels; model "
                              f"{model.name!r} has {symbols} symbols: use --context 2")
@@ -128,6 +130,8 @@ class NeuralCodec:
             raise UsageError(f"context mode {context} overlaps subpixel tiles of 2 pixels or more; "
                              f"the {self.tokenizer.name} tokenizer's {self.tokenizer.tile}px "
                              "tiles cannot")
+        if context == TUNED and (reason := tuned.tuning.tunable(model)):
+            raise UsageError(f"context mode {TUNED} tunes the model to the image: {reason}")
         self.context = context
         self.strip_rows = strips.check_strips(self, _count("strip rows", strip_rows))
         self.fingerprint = combined_fingerprint(model.fingerprint,
@@ -283,6 +287,8 @@ class NeuralCodec:
     def encode(self, image: Image, progress: Progress | None = None) -> EncodeResult:
         """The `.igc` file of `image`; `progress(done, total)` follows the tokens coded."""
         container.check_pixels(*image.shape[:2], ImageError)  # a file igc could not read back
+        if self._tuned(image):
+            return tuned.encode(self, image, progress)
         self.check_memory(*image.shape[:2])
         if self.strip_rows_for(*image.shape[:2]):
             data, bits, header_bytes = strips.encode(self, image, progress)
@@ -292,6 +298,10 @@ class NeuralCodec:
         token_bits = self.encode_tokens(tok, encoder, progress)
         return self._encoded(image, tok, encoder, token_bits)
 
+    def _tuned(self, image: Image) -> bool:
+        """Whether a new file of `image` is context mode 4, which igc.codec.tuned codes."""
+        return self.context_for(self.tiles(*image.shape[:2]), image.shape[:2]) == TUNED
+
     def encode_many(self, images: list[Image]) -> list[EncodeResult]:
         """Several images' files, each what `encode` gives it. Where the numerics lets tiles be
         grouped freely and every image is one batch (a GPU engine), the tiles of all images step
@@ -299,7 +309,7 @@ class NeuralCodec:
         for image in images:
             container.check_pixels(*image.shape[:2], ImageError)
             self.check_memory(*image.shape[:2])
-        if any(self.strip_rows_for(*image.shape[:2]) for image in images):
+        if any(self.strip_rows_for(*image.shape[:2]) or self._tuned(image) for image in images):
             return [self.encode(image) for image in images]  # strips run side by side instead
         toks = [self._tokens(image) for image in images]
         encoders = [self._encoder() for _ in images]
@@ -361,6 +371,8 @@ class NeuralCodec:
         residuals' bits, after a lossy tokenizer, are exact). In context mode 1 only the stepped
         loop knows the probabilities (modes 1 to 3): the bits are then exactly a file's model
         bits, at the cost of an encode without the coder."""
+        if self._tuned(image):
+            return tuned.estimate_bits(self, image)
         if self.strip_rows_for(*image.shape[:2]):
             return strips.estimate_bits(self, image)
         tok = self._tokens(image)
@@ -439,8 +451,9 @@ class NeuralCodec:
         parsed = [container.unpack(d) for d in datas]
         for header, _ in parsed:
             self.check_model(header)
-            memory.check_decode(self.model, self.tiling(header.context), header, FormatError)
-        if any(header.strip_rows for header, _ in parsed):
+            if header.context != TUNED:  # its derived model is checked when it is decoded
+                memory.check_decode(self.model, self.tiling(header.context), header, FormatError)
+        if any(header.strip_rows or header.context == TUNED for header, _ in parsed):
             return [self.decode(data) for data in datas]  # strips run side by side instead
         decoders = [self._decoder(payload) for _, payload in parsed]
         jobs = [self._job(h, dec) for (h, _), dec in zip(parsed, decoders, strict=True)]
@@ -487,6 +500,13 @@ class NeuralCodec:
         """The pixels of an `.igc` file, checked against its checksum; `progress(done, total)`
         follows the tokens decoded."""
         header, payload = container.unpack(data)
+        if header.context == TUNED:
+            return tuned.decode(self, header, payload, progress)
+        return self.decode_parsed(header, payload, progress)
+
+    def decode_parsed(self, header: container.Header, payload: bytes,
+                      progress: Progress | None = None) -> Image:
+        """`decode` of a file already split into its header and payload."""
         self.check_model(header)
         memory.check_decode(self.model, self.tiling(header.context), header, FormatError)
         if header.strip_rows:

@@ -44,8 +44,9 @@ class RangeEncoder:
 
     def encode(self, symbols: np.ndarray, probs: np.ndarray) -> None:
         if len(symbols):
-            self._encoder.encode(np.asarray(symbols, dtype=np.int32), self._family,
-                                 np.asarray(probs, dtype=np.float64))
+            probs = np.asarray(probs, dtype=np.float64)
+            assert probs.flags.c_contiguous, "TEMP"
+            self._encoder.encode(np.asarray(symbols, dtype=np.int32), self._family, probs)
 
     def encode_frequencies(self, symbols: np.ndarray, freqs: np.ndarray, bits: int) -> None:
         """Code symbol i with the integer row freqs[i] (every entry >= 1, summing to 2**bits)."""

@@ -68,15 +68,18 @@ DISTRIBUTION_FLAGS = {"tokenizer": 0x02, "coder": 0x04, "model": 0x08}
 # alone by the model, whose distributions adapt to the tiles coded before it (igc.codec.adapt;
 # numerics 2 only). 2: as 1, and each tile is a window whose first row and column are the last
 # ones of the windows above and to its left, decoded before it (igc.core.overlap). 3: as 2, and
-# an online predictor over the decoded image adds its opinion (igc.codec.expert). A mode this igc
-# does not know is refused when the header is read, before any
-# model is loaded.
+# an online predictor over the decoded image adds its opinion (igc.codec.expert). 4: as 3, with
+# the model tuned to the image and the changes at the head of the payload (igc.codec.tuned).
+# Modes 3 and 4 came after version 5 without a new version: a mode this igc does not know is
+# refused in one line when the header is read, before any model is loaded.
 CONTEXT_MODES = {0: "tiles coded alone",
                  1: "tiles coded alone, the model adapted to the tiles coded before",
                  2: "windows overlapping their upper and left neighbours by one pixel, "
                     "the model adapted as in mode 1",
                  3: "mode 2, and a classical predictor over the decoded image mixed into the "
-                    "adapted distributions"}
+                    "adapted distributions",
+                 4: "mode 3 with the model's norms and biases tuned to the image, the changes "
+                    "sent in the file"}
 DISTRIBUTION_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?", re.ASCII)
 MAX_CONTEXT_MODE = 7
 

@@ -49,6 +49,11 @@ __all__ = [
 
 
 
+# what __init__ sets: everything else is derived from the weights, and a tuned copy derives again
+_LOADED = ("name", "folder", "spec", "config", "fingerprint", "context_length", "vocab_size",
+           "threads", "_torch")
+
+
 class IntegerState:
     """A numerics-2 engine and its state for one batch (lane) of sequences."""
 
@@ -73,11 +78,32 @@ class ImageGPTModel:
         self.spec = spec or self.name  # as the user gave it, for messages
         self.config, tensors = load_checked(self.folder)
         self.fingerprint = fingerprint_of(tensors, self.config)
+        self.tensors = tensors  # as the checkpoint has them: what context mode 4 changes
         self.runtime = ImageGPTRuntime(self.config, tensors)
         self.context_length = self.runtime.n_positions
         self.vocab_size = self.runtime.vocab_size - 1  # the start token is never predicted
         self.threads = threads
         self._torch = torch
+
+    def with_changes(self, changes: dict[str, np.ndarray]) -> ImageGPTModel:
+        """This model with `changes` added to some of its float32 tensors (names as the
+        checkpoint's, without "transformer."), for context mode 4 (igc.models.tuning). Each sum
+        is taken in float64 and rounded to float32, and numerics 2 quantizes the result as it
+        quantizes any checkpoint, so every machine derives the same integers. The copy keeps
+        this model's name and fingerprint: a file names the model it was tuned from."""
+        import torch
+
+        from igc.engines.runtime import ImageGPTRuntime
+
+        tensors = dict(self.tensors)
+        for name, change in changes.items():
+            key = name if name in tensors else f"transformer.{name}"
+            base = tensors[key].detach().double().numpy()
+            tensors[key] = torch.from_numpy((base + change).astype(np.float32))
+        tuned = object.__new__(type(self))
+        tuned.__dict__.update({k: v for k, v in vars(self).items() if k in _LOADED})
+        tuned.tensors, tuned.runtime = tensors, ImageGPTRuntime(self.config, tensors)
+        return tuned
 
     @classmethod
     def available(cls) -> str | None:

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from igc.core.options import checked_seed, checked_threads
 from igc.errors import IgcError, UsageError
+from igc.models.network import cpu_has_fast_bf16
 from igc.training.checkpoint import atomic_save, load_checkpoint
 from igc.training.data import (
     Sampler,
@@ -85,15 +86,6 @@ def pick_device(name: str) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda asked for, but CUDA is not available")
     return dev
-
-
-def cpu_has_fast_bf16() -> bool:
-    """True if the CPU computes bf16 natively; elsewhere bf16 autocast was measured ~9× slower."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def pick_dtype(precision: str, device: torch.device) -> torch.dtype | None:
