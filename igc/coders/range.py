@@ -32,6 +32,14 @@ def exact_floats(freqs: np.ndarray, bits: int) -> np.ndarray:
     return np.ldexp(np.asarray(freqs, dtype=np.float64), -bits)
 
 
+def _rows(probs: np.ndarray) -> np.ndarray:
+    """The table as constriction must get it: float64 in C order. It misreads other layouts
+    without a word (a Fortran-ordered table, which np.ldexp makes of a broadcast one, coded
+    5,760 symbols in 2,024 bytes instead of 948); every table igc passes was C-ordered already
+    (the test suite checked), so no file changes."""
+    return np.ascontiguousarray(probs, dtype=np.float64)
+
+
 class RangeEncoder:
     # a queue coder's stream is its symbols in order, however they are split into calls
     any_calls = True
@@ -44,9 +52,8 @@ class RangeEncoder:
 
     def encode(self, symbols: np.ndarray, probs: np.ndarray) -> None:
         if len(symbols):
-            probs = np.asarray(probs, dtype=np.float64)
-            assert probs.flags.c_contiguous, "TEMP"
-            self._encoder.encode(np.asarray(symbols, dtype=np.int32), self._family, probs)
+            self._encoder.encode(np.asarray(symbols, dtype=np.int32), self._family,
+                                 _rows(probs))
 
     def encode_frequencies(self, symbols: np.ndarray, freqs: np.ndarray, bits: int) -> None:
         """Code symbol i with the integer row freqs[i] (every entry >= 1, summing to 2**bits)."""
@@ -70,7 +77,7 @@ class RangeDecoder:
         if len(probs) == 0:
             return np.zeros(0, dtype=np.int64)
         try:
-            out = self._decoder.decode(self._family, np.asarray(probs, dtype=np.float64))
+            out = self._decoder.decode(self._family, _rows(probs))
         except Exception as exc:  # constriction raises on inconsistent streams
             raise StreamError(f"range decoder failed: {exc}") from None
         return np.asarray(out, dtype=np.int64)
