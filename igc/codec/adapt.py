@@ -50,6 +50,7 @@ MODE = 1
 # context modes whose model adapts to the image (mode 2 also overlaps tiles, mode 3 adds a
 # classical predictor's term: igc.codec.expert)
 ADAPTED = (1, 2, 3, 4)
+TUNED = 4  # context mode 4: adapted as mode 3, with a model derived from the file (codec.tuned)
 # mode 2 divides a step's gradient sums by at least this many rows: its anti-diagonals can be a
 # handful of windows, whose mean gradient is noisy (on two Kodak crops, mode 2's bits with 1, 8,
 # 32 and 64 here: +1.8%, 0, -0.6%, -0.5% against 8; docs/design.md, scripts/overlap_measure.py)
@@ -429,6 +430,9 @@ def adaptation_for(model, numerics: int, mode: int, pixels: np.ndarray | None = 
     (height, width) `shape` for its predictor."""
     if mode == 0:
         return None
+    if mode == TUNED:  # its file is mode 3's of a derived model: igc.codec.tuned codes it
+        raise ModelError(f"context mode {TUNED} codes through mode 3 with the model tuned to the "
+                         "image (igc.codec.tuned); its tokens are not stepped as mode 4")
     head = head_of(model, numerics)
     if mode not in ADAPTED or head is None:
         raise ModelError(f"context mode {mode} needs a model whose numerics-2 head it can adapt "

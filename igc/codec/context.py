@@ -19,7 +19,7 @@ from igc.core.overlap import OverlapTiling, overlappable, window_grid
 
 OVERLAP = 2
 EXPERT = expert.MODE
-TUNED = 4
+TUNED = adapt.TUNED
 OVERLAPPED = (OVERLAP, EXPERT, TUNED)  # the modes whose tiles are overlapping windows
 PREDICTED = (EXPERT, TUNED)  # the modes that mix mode 3's predictor in
 # context mode 1 (the model adapted to the image) is what new files use by default, on images of

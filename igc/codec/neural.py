@@ -287,9 +287,9 @@ class NeuralCodec:
     def encode(self, image: Image, progress: Progress | None = None) -> EncodeResult:
         """The `.igc` file of `image`; `progress(done, total)` follows the tokens coded."""
         container.check_pixels(*image.shape[:2], ImageError)  # a file igc could not read back
+        self.check_memory(*image.shape[:2])  # before mode 4's tuning, which takes minutes
         if self._tuned(image):
             return tuned.encode(self, image, progress)
-        self.check_memory(*image.shape[:2])
         if self.strip_rows_for(*image.shape[:2]):
             data, bits, header_bytes = strips.encode(self, image, progress)
             return EncodeResult(data, bits, header_bytes, image[..., :3].size, bits)
@@ -372,6 +372,7 @@ class NeuralCodec:
         loop knows the probabilities (modes 1 to 3): the bits are then exactly a file's model
         bits, at the cost of an encode without the coder."""
         if self._tuned(image):
+            self.check_memory(*image.shape[:2])
             return tuned.estimate_bits(self, image)
         if self.strip_rows_for(*image.shape[:2]):
             return strips.estimate_bits(self, image)

@@ -17,6 +17,7 @@ Mode 3's payload (its strips' table and streams, or one stream) follows unchange
 from __future__ import annotations
 
 import copy
+import itertools
 import time
 from dataclasses import replace
 
@@ -62,46 +63,56 @@ def pack_changes(multiples: np.ndarray, shift: int = tuning.STEP_SHIFT) -> bytes
     stream = b""
     if len(values) > 1:
         enc = RangeEncoder()
-        rows = np.tile(frequencies(counts), (len(multiples), 1))
-        enc.encode_frequencies(np.searchsorted(values, multiples), rows, FREQUENCY_BITS)
+        enc.encode_same(np.searchsorted(values, multiples), frequencies(counts), FREQUENCY_BITS)
         stream = enc.finish()
     return bytes(out + encode_varint(len(stream)) + stream)
 
 
+def _varints(payload: bytes, at: int, count: int) -> tuple[list[int], int]:
+    """`count` varints of the block from `at`, and where they end; a damaged one is the
+    block's error, not the header's."""
+    try:
+        values, used = read_varints(payload[at:], count)
+    except FormatError:
+        raise FormatError("corrupted payload: context mode 4's tuned parameters end early or "
+                          "hold a malformed number") from None
+    return values, at + used
+
+
 def unpack_changes(payload: bytes, n: int) -> tuple[np.ndarray, int, int]:
     """(multiples, shift, where mode 3's payload starts) of a mode-4 payload whose model tunes
-    `n` parameters; FormatError for a block no encoder writes."""
+    `n` parameters; FormatError for a block no encoder writes. Every number is checked as a
+    Python int before any array is made of it, and nothing larger than the n multiples and the
+    K-entry table is allocated."""
     if not payload:
         raise FormatError("file truncated: context mode 4's tuned parameters are missing")
-    shift, at = payload[0], 1
+    shift = payload[0]
     if shift > MAX_SHIFT:
         raise FormatError(f"corrupted payload: tuned parameters in steps of 2**-{shift}")
-    (k,), used = read_varints(payload[at:], 1)
-    at += used
+    (k,), at = _varints(payload, 1, 1)
     if not 1 <= k <= n:
         raise FormatError(f"corrupted payload: {k} distinct tuned values for {n} parameters")
-    pairs, used = read_varints(payload[at:], 2 * k)
-    at += used
-    values = np.array([_unzigzag(z) for z in pairs[0::2]], np.int64)
-    counts = np.array(pairs[1::2], np.int64)
-    if (np.abs(values) > tuning.MAX_MULTIPLE).any() or (np.diff(values) <= 0).any():
+    pairs, at = _varints(payload, at, 2 * k)
+    values = [_unzigzag(z) for z in pairs[0::2]]
+    counts = pairs[1::2]
+    if any(abs(v) > tuning.MAX_MULTIPLE for v in values) or any(
+            b <= a for a, b in itertools.pairwise(values)):
         raise FormatError("corrupted payload: tuned values out of range or out of order")
-    if (counts < 1).any() or int(counts.sum()) != n:
+    if any(c < 1 for c in counts) or sum(counts) != n:
         raise FormatError(f"corrupted payload: the tuned values' counts do not add up to {n}")
-    (length,), used = read_varints(payload[at:], 1)
-    at += used
+    (length,), at = _varints(payload, at, 1)
     if at + length > len(payload):
         raise FormatError("file truncated inside context mode 4's tuned parameters")
+    table = np.array(values, np.int64)
     if k == 1:
         if length:
             raise FormatError("corrupted payload: a stream for a single tuned value")
-        return np.full(n, values[0]), shift, at
+        return np.full(n, table[0]), shift, at
     dec = RangeDecoder(payload[at : at + length])
-    rows = np.tile(frequencies(counts), (n, 1))
-    symbols = dec.decode_frequencies(rows, FREQUENCY_BITS)
+    symbols = dec.decode_same(n, frequencies(np.array(counts, np.int64)), FREQUENCY_BITS)
     if (np.bincount(symbols, minlength=k) != counts).any():
         raise FormatError("corrupted payload: the tuned values disagree with their table")
-    return values[symbols], shift, at + length
+    return table[symbols], shift, at + length
 
 
 def _with_model(codec, model, context: int | None, batch: int | None = None):
@@ -137,7 +148,7 @@ def encode(codec, image, progress=None):
     data = container.pack(header, payload)
     side = 8 * len(block)
     return replace(result, data=data, model_bits=result.model_bits + side,
-                   header_bytes=len(data) - len(payload))
+                   token_bits=result.token_bits + side, header_bytes=len(data) - len(payload))
 
 
 def estimate_bits(codec, image) -> float:

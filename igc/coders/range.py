@@ -59,6 +59,16 @@ class RangeEncoder:
         """Code symbol i with the integer row freqs[i] (every entry >= 1, summing to 2**bits)."""
         self.encode(symbols, exact_floats(freqs, bits))
 
+    def encode_same(self, symbols: np.ndarray, freqs: np.ndarray, bits: int) -> None:
+        """Code every symbol with the one integer table `freqs` (the bytes `encode_frequencies`
+        writes with that row repeated, without an n × K table)."""
+        if len(symbols):
+            import constriction
+
+            model = constriction.stream.model.Categorical(_rows(exact_floats(freqs, bits)),
+                                                          perfect=False)
+            self._encoder.encode(np.asarray(symbols, dtype=np.int32), model)
+
     def finish(self) -> bytes:
         return self._encoder.get_compressed().astype("<u4").tobytes()
 
@@ -85,6 +95,20 @@ class RangeDecoder:
     def decode_frequencies(self, freqs: np.ndarray, bits: int) -> np.ndarray:
         """The symbols coded with the integer rows `freqs` (as `encode_frequencies`)."""
         return self.decode(exact_floats(freqs, bits))
+
+    def decode_same(self, count: int, freqs: np.ndarray, bits: int) -> np.ndarray:
+        """`count` symbols coded with the one integer table `freqs` (as `encode_same`)."""
+        if count == 0:
+            return np.zeros(0, dtype=np.int64)
+        import constriction
+
+        model = constriction.stream.model.Categorical(_rows(exact_floats(freqs, bits)),
+                                                      perfect=False)
+        try:
+            out = self._decoder.decode(model, count)
+        except Exception as exc:  # constriction raises on inconsistent streams
+            raise StreamError(f"range decoder failed: {exc}") from None
+        return np.asarray(out, dtype=np.int64)
 
 
 class RangeCoder:

@@ -27,8 +27,8 @@ L1 = 0.3
 BATCH = 32
 EPOCHS = 1.0
 SEED = 0
-# a decoder refuses a multiple beyond this (a tuned parameter 2**11 from its base): no image
-# moves one that far, and it keeps the derived float32 weights finite
+# a decoder refuses a multiple beyond this (2**15 steps: at igc's step of 2**-4 a parameter 2**11
+# from its base): no image moves one that far, and it keeps the derived float32 weights finite
 MAX_MULTIPLE = 1 << 15
 
 
