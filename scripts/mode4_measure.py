@@ -14,7 +14,6 @@ plus 8 bits per byte of the changes' block, as `igc bench --estimate --context 4
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import sys
 import time
@@ -23,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from script_env import KODAK
+from script_env import KODAK, bench_bpsp, cpu_model
 
 
 def main() -> None:
@@ -44,7 +43,6 @@ def main() -> None:
     from PIL import Image
 
     import igc.api as api
-    from igc.benchmark.environment import cpu_name
     from igc.codec import tuned
     from igc.codec.context import TUNED_BATCH
     from igc.models import tuning
@@ -52,20 +50,14 @@ def main() -> None:
 
     torch.set_num_threads(a.threads)
     api.set_threads(a.threads)
-    known = {}
-    if a.base_json:
-        opener = gzip.open if a.base_json.suffix == ".gz" else open
-        with opener(a.base_json, "rt") as f:
-            for r in json.load(f)["results"]:
-                if r["compressor"] == f"imagegpt:{a.model}":
-                    known[r["image"]] = r["model_bits"] / (r["original_bits"] / 8)
+    known = bench_bpsp(a.base_json, a.model) if a.base_json else {}
     three = compose(a.model, context=3)
     three_small = compose(a.model, context=3, batch=TUNED_BATCH)
     four = compose(a.model, context=4)
     n_params = sum(tuning.sizes(four.model))
     report = {"model": a.model, "mode": 4, "tuned_batch": TUNED_BATCH, "step_shift":
               tuning.STEP_SHIFT, "lr": tuning.LEARNING_RATE, "l1": tuning.L1,
-              "epochs": tuning.EPOCHS, "threads": a.threads, "cpu": cpu_name(),
+              "epochs": tuning.EPOCHS, "threads": a.threads, "cpu": cpu_model(),
               "command": "python scripts/mode4_measure.py " + " ".join(sys.argv[1:]),
               "images": {}}
     for path in paths:

@@ -5,6 +5,8 @@ on the path)."""
 
 from __future__ import annotations
 
+import gzip
+import json
 import platform
 from pathlib import Path
 
@@ -24,3 +26,12 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def bench_bpsp(path: Path, model: str) -> dict[str, float]:
+    """Model bits per subpixel by image file name, from an `igc bench --json` file (gzipped
+    or not), for the rows of `imagegpt:MODEL` exactly."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt") as f:
+        return {r["image"]: r["model_bits"] / (r["original_bits"] / 8)
+                for r in json.load(f)["results"] if r["compressor"] == f"imagegpt:{model}"}

@@ -25,7 +25,6 @@ file: measured".
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import sys
 import time
@@ -34,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from script_env import KODAK
+from script_env import KODAK, bench_bpsp
 
 SUBSETS = ("norms", "biases")
 
@@ -139,13 +138,7 @@ def main() -> None:
     report = {"model": a.model, "batch": a.batch, "windows": a.windows, "lr": a.lr,
               "epochs": a.epochs,
               "l1": a.l1, "compile": a.compile, "steps": a.steps, "images": {}}
-    known = {}
-    if a.base_json:
-        opener = gzip.open if a.base_json.suffix == ".gz" else open
-        with opener(a.base_json, "rt") as f:
-            for r in json.load(f)["results"]:
-                if r["compressor"] == f"imagegpt:{a.model}":
-                    known[r["image"]] = r["model_bits"] / (r["original_bits"] / 8)
+    known = bench_bpsp(a.base_json, a.model) if a.base_json else {}
     for path in paths:
         pixels = np.asarray(Image.open(path).convert("RGB"))
         t = (OverlapTiling(tok) if a.windows else tok).encode(pixels)

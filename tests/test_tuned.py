@@ -41,7 +41,7 @@ def _random_multiples(model, seed: int) -> np.ndarray:
 @pytest.fixture
 def forced(monkeypatch):
     """Make the encoder's tuning return random changes (seeded), as a large image's would."""
-    def fake(model, tokens, coded, start_token, threads=None):
+    def fake(model, tokens, coded, start_token):
         return _random_multiples(model, seed=len(tokens))
 
     monkeypatch.setattr(tuning, "tune", fake)
@@ -258,7 +258,7 @@ def test_tuning_lowers_the_models_bits_on_a_photograph():
 if __name__ == "__main__":  # rewrites the committed files (python tests/test_tuned.py)
     from PIL import Image
 
-    tuning.tune = lambda model, tokens, coded, start, threads=None: _random_multiples(model, 0)
+    tuning.tune = lambda model, tokens, coded, start: _random_multiples(model, 0)
     image = smooth_image(40, 48, seed=11)
     for name, rows in (("igc-rgb16-v3-ctx4-v5", None), ("igc-rgb16-v3-ctx4-strips-v6", 16)):
         (DATA / f"{name}.igc").write_bytes(compose(None, context=4, strip_rows=rows)

@@ -131,7 +131,8 @@ class NeuralCodec:
                              f"the {self.tokenizer.name} tokenizer's {self.tokenizer.tile}px "
                              "tiles cannot")
         if context == TUNED and (reason := tuned.tuning.tunable(model)):
-            raise UsageError(f"context mode {TUNED} tunes the model to the image: {reason}")
+            raise UsageError(f"context mode {TUNED} tunes the model to the image: {reason}; "
+                             "use --context 3")
         self.context = context
         self.strip_rows = strips.check_strips(self, _count("strip rows", strip_rows))
         self.fingerprint = combined_fingerprint(model.fingerprint,

@@ -27,7 +27,7 @@ from igc.codec.context import TUNED_BATCH
 from igc.coders.range import RangeDecoder, RangeEncoder
 from igc.core import container
 from igc.core.container import encode_varint, read_varints
-from igc.errors import FormatError, UsageError
+from igc.errors import FormatError
 from igc.models import tuning
 
 MODE = 4
@@ -122,16 +122,12 @@ def _with_model(codec, model, context: int | None, batch: int | None = None):
     return inner
 
 
-def tuned_codec(codec, image, threads: int | None = None):
+def tuned_codec(codec, image):
     """(the mode-3 codec with the model tuned to `image`, the changes' block, seconds spent
-    tuning)."""
-    reason = tuning.tunable(codec.model)
-    if reason:
-        raise UsageError(f"context mode 4 tunes the model to the image: {reason}")
+    tuning). `codec` is a mode-4 NeuralCodec, which refused an untunable model when made."""
     start = time.perf_counter()
     tok = codec.tiling(BASE_MODE).encode(image)
-    multiples = tuning.tune(codec.model, tok.tokens, tok.coded, codec.tokenizer.start_token,
-                            threads)
+    multiples = tuning.tune(codec.model, tok.tokens, tok.coded, codec.tokenizer.start_token)
     model = tuning.apply(codec.model, multiples)
     inner = _with_model(codec, model, BASE_MODE, codec.batch or TUNED_BATCH)
     return inner, pack_changes(multiples), time.perf_counter() - start
@@ -163,7 +159,8 @@ def decode(codec, header, payload: bytes, progress=None):
     codec.check_model(header)  # the file's model, before deriving anything from it
     reason = tuning.derivable(codec.model)
     if reason:
-        raise FormatError(f"file uses context mode 4 (the model tuned to the image): {reason}")
+        raise FormatError(f"file uses context mode 4 (the model tuned to the image): {reason}; "
+                          "decode it without --model, with the ImageGPT model it names")
     multiples, shift, at = unpack_changes(payload, sum(tuning.sizes(codec.model)))
     inner = _with_model(codec, tuning.apply(codec.model, multiples, shift), None)
     rest = payload[at:]

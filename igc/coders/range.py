@@ -32,6 +32,13 @@ def exact_floats(freqs: np.ndarray, bits: int) -> np.ndarray:
     return np.ldexp(np.asarray(freqs, dtype=np.float64), -bits)
 
 
+def _one_table(freqs: np.ndarray, bits: int):
+    """constriction's model of one integer table, for a stream whose symbols all use it."""
+    import constriction
+
+    return constriction.stream.model.Categorical(_rows(exact_floats(freqs, bits)), perfect=False)
+
+
 def _rows(probs: np.ndarray) -> np.ndarray:
     """The table as constriction must get it: float64 in C order. It misreads other layouts
     without a word (a Fortran-ordered table, which np.ldexp makes of a broadcast one, coded
@@ -63,11 +70,7 @@ class RangeEncoder:
         """Code every symbol with the one integer table `freqs` (the bytes `encode_frequencies`
         writes with that row repeated, without an n × K table)."""
         if len(symbols):
-            import constriction
-
-            model = constriction.stream.model.Categorical(_rows(exact_floats(freqs, bits)),
-                                                          perfect=False)
-            self._encoder.encode(np.asarray(symbols, dtype=np.int32), model)
+            self._encoder.encode(np.asarray(symbols, dtype=np.int32), _one_table(freqs, bits))
 
     def finish(self) -> bytes:
         return self._encoder.get_compressed().astype("<u4").tobytes()
@@ -100,12 +103,8 @@ class RangeDecoder:
         """`count` symbols coded with the one integer table `freqs` (as `encode_same`)."""
         if count == 0:
             return np.zeros(0, dtype=np.int64)
-        import constriction
-
-        model = constriction.stream.model.Categorical(_rows(exact_floats(freqs, bits)),
-                                                      perfect=False)
         try:
-            out = self._decoder.decode(model, count)
+            out = self._decoder.decode(_one_table(freqs, bits), count)
         except Exception as exc:  # constriction raises on inconsistent streams
             raise StreamError(f"range decoder failed: {exc}") from None
         return np.asarray(out, dtype=np.int64)

@@ -86,8 +86,8 @@ class ImageGPTModel:
         self._torch = torch
 
     def with_changes(self, changes: dict[str, np.ndarray]) -> ImageGPTModel:
-        """This model with `changes` added to some of its float32 tensors (names as the
-        checkpoint's, without "transformer."), for context mode 4 (igc.models.tuning). Each sum
+        """This model with `changes` added to some of its float32 tensors (keyed as the
+        checkpoint's tensors are), for context mode 4 (igc.models.tuning). Each sum
         is taken in float64 and rounded to float32, and numerics 2 quantizes the result as it
         quantizes any checkpoint, so every machine derives the same integers. The copy keeps
         this model's name and fingerprint: a file names the model it was tuned from."""
@@ -96,8 +96,7 @@ class ImageGPTModel:
         from igc.engines.runtime import ImageGPTRuntime
 
         tensors = dict(self.tensors)
-        for name, change in changes.items():
-            key = name if name in tensors else f"transformer.{name}"
+        for key, change in changes.items():
             base = tensors[key].detach().double().numpy()
             tensors[key] = torch.from_numpy((base + change).astype(np.float32))
         tuned = object.__new__(type(self))

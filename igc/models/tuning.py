@@ -12,8 +12,6 @@ result, which gives the same integers everywhere.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import numpy as np
 
 # changes are multiples of 2**-STEP_SHIFT (exact in binary, so base + k * step is one rounding)
@@ -41,9 +39,13 @@ def tuned_names(n_layer: int) -> list[str]:
     return [*names, "ln_f.weight"]
 
 
+def _key(model, name: str) -> str:
+    """The checkpoint's key of a tuned parameter (HF checkpoints prefix "transformer.")."""
+    return name if name in model.tensors else f"transformer.{name}"
+
+
 def _tensor(model, name: str):
-    tensors = model.tensors
-    return tensors[name] if name in tensors else tensors[f"transformer.{name}"]
+    return model.tensors[_key(model, name)]
 
 
 def sizes(model) -> list[int]:
@@ -75,21 +77,7 @@ def tunable(model) -> str | None:
     return reason
 
 
-@contextmanager
-def _torch_threads(threads: int | None):
-    import torch
-
-    before = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def tune(model, tokens: np.ndarray, coded: np.ndarray, start_token: int,
-         threads: int | None = None) -> np.ndarray:
+def tune(model, tokens: np.ndarray, coded: np.ndarray, start_token: int) -> np.ndarray:
     """The image's changes as int64 multiples of 2**-STEP_SHIFT, flat in file order: Adam on
     the windows `tokens` (windows, positions), the loss on the `coded` positions, bf16 autocast
     where the CPU computes bf16 natively."""
@@ -117,21 +105,20 @@ def tune(model, tokens: np.ndarray, coded: np.ndarray, start_token: int,
     dtype = torch.bfloat16 if cpu_has_fast_bf16() else None
     gen = torch.Generator().manual_seed(SEED)
     opt = torch.optim.Adam(params, lr=LEARNING_RATE)
-    with _torch_threads(threads):
-        for _ in range(max(1, int(EPOCHS * len(tokens_t) / BATCH))):
-            idx = torch.randint(len(tokens_t), (BATCH,), generator=gen)
-            with torch.autocast("cpu", dtype or torch.float32, enabled=dtype is not None):
-                logits = net(inputs[idx])
-            logp = torch.log_softmax(logits.float(), -1).gather(-1, tokens_t[idx, :, None])
-            m = mask[idx]
-            loss = -(logp[..., 0] * m).sum() / m.sum().clamp(min=1)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            with torch.no_grad():
-                for p, b in zip(params, before, strict=True):
-                    d = p - b
-                    p.copy_(b + d.sign() * (d.abs() - LEARNING_RATE * L1).clamp(min=0))
+    for _ in range(max(1, int(EPOCHS * len(tokens_t) / BATCH))):
+        idx = torch.randint(len(tokens_t), (BATCH,), generator=gen)
+        with torch.autocast("cpu", dtype or torch.float32, enabled=dtype is not None):
+            logits = net(inputs[idx])
+        logp = torch.log_softmax(logits.float(), -1).gather(-1, tokens_t[idx, :, None])
+        m = mask[idx]
+        loss = -(logp[..., 0] * m).sum() / m.sum().clamp(min=1)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            for p, b in zip(params, before, strict=True):
+                d = p - b
+                p.copy_(b + d.sign() * (d.abs() - LEARNING_RATE * L1).clamp(min=0))
     with torch.no_grad():
         change = torch.cat([(p - b).double().ravel() for p, b in zip(params, before, strict=True)])
     return torch.round(torch.ldexp(change, torch.tensor(STEP_SHIFT))).to(torch.int64).numpy()
@@ -143,6 +130,6 @@ def apply(model, multiples: np.ndarray, shift: int = STEP_SHIFT):
     changes, at = {}, 0
     for name, size in zip(names, sizes(model), strict=True):
         part = np.ldexp(multiples[at : at + size].astype(np.float64), -shift)
-        changes[name] = part.reshape(tuple(_tensor(model, name).shape))
+        changes[_key(model, name)] = part.reshape(tuple(_tensor(model, name).shape))
         at += size
     return model.with_changes(changes)
