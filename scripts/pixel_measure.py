@@ -10,20 +10,24 @@ Both architectures have igc's default body (width 128, 4 blocks of 4 heads, RMS 
 quick-GELU) over 16×16 tiles in raster order; they differ in what a position is:
 
 - `subpixel`: igc's ImageGPT (igc.models.network), 768 positions per tile, one symbol each.
-- `pixel`: 256 positions per tile. Position i reads pixel i−1 (the sum of one embedding per
-  channel; a start symbol at i = 0) and its final hidden state h_i gives three distributions in
-  turn: R from h_i, G from h_i plus an embedding of R passed through one residual MLP block, B from
-  h_i plus embeddings of R and G through another. A decoder would run the body once per pixel
-  and the small heads once per subpixel: per pixel about 2.8× fewer multiply-adds than three
-  subpixel steps, and attention over at most 256 positions instead of 768.
+- `pixel`: igc.models.pixel_network.PixelGPT (what `igc train --arch pixel` trains), 256
+  positions per tile. Position i reads pixel i−1 (the sum of one embedding per channel; a start
+  symbol at i = 0) and its final hidden state h_i gives three distributions in turn: R from
+  h_i, G from h_i plus an embedding of R through one residual MLP block, B from h_i plus
+  embeddings of R and G through another. A decoder would run the body once per pixel and the
+  small heads once per subpixel: per pixel about 2.8× fewer multiply-adds than three subpixel
+  steps, and attention over at most 256 positions instead of 768.
 
 `train` runs the trainer's recipe (its data mix `default_train_paths`, its sampler, AdamW with
 the trainer's betas and decay, linear warmup then cosine to a tenth, bf16 autocast where the CPU
-has it, optionally torch.compile) from scratch for a wall-clock budget, validating on tiles of
-BSDS500 test, and saves the weights and a log. `eval` gives float32 bits per subpixel on whole
-16×16 tiles of the given photos (mode 0: no context across tiles, no adaptation), the figure
-both architectures share. Nothing here is a codec: a pixel model has no integer engine, format
-or file yet.
+has it, optionally torch.compile) for a wall-clock budget, from GPT-2's init, a subpixel model
+(`--init-from`: a pixel model then starts from its body, `pixel_from_subpixel`) or a run of this
+script (continued with a fresh schedule), optionally distilling a subpixel model (`--teacher`);
+it validates on tiles of BSDS500 test and saves the weights (model.safetensors and meta.json, at
+each validation, so a run cut short keeps them) and a log. `eval` gives float32 bits per
+subpixel on whole 16×16 tiles of the given photos (mode 0: no context across tiles, no
+adaptation), the figure both architectures share. Nothing here is a codec: no engine codes
+with a pixel model yet.
 """
 
 from __future__ import annotations
@@ -43,101 +47,70 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from script_env import KODAK, cpu_model
 
-from igc.models.network import (
-    START_TOKEN,
-    Block,
-    ImageGPT,
-    ModelConfig,
-    RMSNorm,
-    cpu_has_fast_bf16,
-    tokens_from_tiles,
-)
+from igc.models.network import ImageGPT, ModelConfig, cpu_has_fast_bf16, tokens_from_tiles
+from igc.models.pixel_network import PixelGPT
+from igc.training.model import build_network
 
 LN2 = math.log(2)
 
 
-class PixelHead(nn.Module):
-    """One channel's distribution from the body's state plus the channels already known."""
-
-    def __init__(self, width: int, known: int):
-        super().__init__()
-        self.embs = nn.ModuleList(nn.Embedding(256, width) for _ in range(known))
-        if known:
-            self.ln = RMSNorm(width)
-            self.fc = nn.Linear(width, 4 * width)
-            self.proj = nn.Linear(4 * width, width)
-        self.ln_out = RMSNorm(width)
-        self.out = nn.Linear(width, 256, bias=False)
-
-    def forward(self, h: torch.Tensor, known: list[torch.Tensor]) -> torch.Tensor:
-        u = h
-        for emb, values in zip(self.embs, known, strict=True):
-            u = u + emb(values)
-        if self.embs:
-            f = self.fc(self.ln(u))
-            u = u + self.proj(f * torch.sigmoid(1.702 * f))
-        return self.out(self.ln_out(u))
-
-
-class PixelGPT(nn.Module):
-    """ImageGPT's body over pixels: `forward(pixels)` with pixels (B, N, 3) int64 returns the
-    logits (B, N, 3, 256) of every subpixel, each channel conditioned on the earlier ones."""
-
-    def __init__(self, cfg: ModelConfig):
-        super().__init__()
-        self.cfg = cfg
-        n = cfg.tile * cfg.tile
-        self.wte = nn.ModuleList(nn.Embedding(START_TOKEN + 1, cfg.width) for _ in range(3))
-        self.wpe = nn.Embedding(n, cfg.width)
-        self.h = nn.ModuleList(Block(cfg.width, cfg.heads) for _ in range(cfg.layers))
-        self.ln_f = RMSNorm(cfg.width)
-        self.heads = nn.ModuleList(PixelHead(cfg.width, c) for c in range(3))
-        for name, p in self.named_parameters():  # GPT-2's init, as ImageGPT.reset_parameters
-            if "ln" in name.split(".")[-2]:
-                nn.init.ones_(p)
-            elif name.endswith(".bias"):
-                nn.init.zeros_(p)
-            elif name.endswith("proj.weight"):
-                nn.init.normal_(p, 0.0, 0.02 / math.sqrt(2 * cfg.layers))
-            else:
-                nn.init.normal_(p, 0.0, 0.02)
-
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        b, n, _ = pixels.shape
-        start = torch.full((b, 1, 3), START_TOKEN, dtype=pixels.dtype, device=pixels.device)
-        prev = torch.cat([start, pixels[:, :-1]], 1)
-        x = sum(self.wte[c](prev[..., c]) for c in range(3)) + self.wpe(
-            torch.arange(n, device=pixels.device))
-        for block in self.h:
-            x = block(x)
-        h = self.ln_f(x)
-        return torch.stack([head(h, [pixels[..., k] for k in range(c)])
-                            for c, head in enumerate(self.heads)], 2)
-
-
 def make(arch: str) -> nn.Module:
-    return PixelGPT(ModelConfig()) if arch == "pixel" else ImageGPT(ModelConfig())
+    return build_network(ModelConfig(arch=arch))
 
 
-def nats(model: nn.Module, arch: str, tiles: torch.Tensor, dtype) -> torch.Tensor:
+def pixel_from_subpixel(model: PixelGPT, state: dict[str, torch.Tensor]) -> None:
+    """Warm-start a pixel model from a subpixel ImageGPT of the same body (`state`): the blocks
+    as they are; pixel k's position embedding is the subpixel model's at k's R (position 3k),
+    whose input is pixel k-1's B, so the B channel's embedding is the subpixel model's and R's
+    and G's start at zero. The final norm becomes a plain normalisation and each head's norm
+    takes the subpixel model's, so that R's head computes exactly the subpixel model's output
+    from the same hidden state; G's and B's start from it too, their MLP's output at zero."""
+    body = {k.removeprefix("transformer."): v for k, v in state.items()
+            if k.startswith("transformer.h.")}
+    model.h.load_state_dict({k.removeprefix("h."): v for k, v in body.items()})
+    with torch.no_grad():
+        model.wpe.weight.copy_(state["transformer.wpe.weight"][0::3])
+        model.wte[2].weight.copy_(state["transformer.wte.weight"])
+        model.wte[0].weight.zero_()
+        model.wte[1].weight.zero_()
+        model.ln_f.weight.fill_(1.0)
+        for head in model.heads:
+            head.ln_out.weight.copy_(state["transformer.ln_f.weight"])
+            head.out.weight.copy_(state["lm_head.weight"])
+            if head.embs:
+                head.proj.weight.zero_()
+                head.proj.bias.zero_()
+
+
+def nats(model: nn.Module, tiles: torch.Tensor, dtype) -> torch.Tensor:
     """Mean cross entropy per subpixel (nats) of uint8 tiles (B, T, T, 3)."""
+    return distilled(model, tiles, dtype)[1]
+
+
+def distilled(model: nn.Module, tiles: torch.Tensor, dtype, soft: torch.Tensor | None = None,
+              distill: float = 0.0):
+    """(the loss, the data's mean cross entropy) per subpixel in nats, as the trainer's
+    `training_loss`: with a teacher's probabilities `soft` (B, T*T*3, 256), the target is
+    `distill` of them plus the rest on the true symbol. Both architectures take the same ids
+    and order their logits the same way, so one teacher serves both."""
+    ids, tgt = tokens_from_tiles(tiles)
     with torch.autocast("cpu", dtype or torch.float32, enabled=dtype is not None):
-        if arch == "pixel":
-            pixels = tiles.reshape(tiles.shape[0], -1, 3).long()
-            logits, tgt = model(pixels), pixels
-        else:
-            ids, tgt = tokens_from_tiles(tiles)
-            logits = model(ids)
-    return F.cross_entropy(logits.float().reshape(-1, 256), tgt.reshape(-1))
+        logits = model(ids)
+    logits = logits.float().reshape(-1, 256)
+    hard = F.cross_entropy(logits, tgt.reshape(-1), reduction="none")
+    if soft is None:
+        return hard.mean(), hard.mean()
+    soft_ce = -(soft.reshape(-1, 256) * F.log_softmax(logits, -1)).sum(-1)
+    return (distill * soft_ce + (1 - distill) * hard).mean(), hard.mean()
 
 
-def bits(model: nn.Module, arch: str, tiles: np.ndarray, dtype=None, chunk: int = 64) -> float:
+def bits(model: nn.Module, tiles: np.ndarray, dtype=None, chunk: int = 64) -> float:
     model.eval()
     total = 0.0
     with torch.no_grad():
         for i in range(0, len(tiles), chunk):
             part = torch.from_numpy(tiles[i : i + chunk])
-            total += nats(model, arch, part, dtype).item() * len(part)
+            total += nats(model, part, dtype).item() * len(part)
     model.train()
     return total / len(tiles) / LN2
 
@@ -150,7 +123,8 @@ def train(a) -> None:
         load_training,
         load_validation,
     )
-    from igc.training.trainer import make_optimizer
+    from igc.training.model import load_pretrained
+    from igc.training.trainer import make_optimizer, teacher_probs
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -158,14 +132,34 @@ def train(a) -> None:
     src = load_training(default_train_paths(), 16)
     sampler = Sampler(src, np.random.default_rng(a.seed))
     val = load_validation(default_val_path(), 16, count=a.val_count)
-    model = make(a.arch)
+    model, seen_before = make(a.arch), 0
+    if a.init_from and (Path(a.init_from) / "meta.json").exists():  # a run of this script
+        if json.loads((Path(a.init_from) / "meta.json").read_text())["arch"] != a.arch:
+            sys.exit(f"--init-from {a.init_from}: not a {a.arch} run")
+        model.load_state_dict(load_weights(Path(a.init_from)))
+        before = json.loads((Path(a.init_from) / "meta.json").read_text())
+        seen_before = before["subpixels"] + before.get("subpixels_before", 0)
+    elif a.init_from:
+        state = load_pretrained(a.init_from)[1]
+        if a.arch == "pixel":
+            pixel_from_subpixel(model, state)
+        else:
+            model.load_state_dict(state)
+    teacher = None
+    if a.teacher:
+        teacher = ImageGPT(ModelConfig())
+        teacher.load_state_dict(load_pretrained(a.teacher)[1])
+        teacher.eval().requires_grad_(False)
     dtype = torch.bfloat16 if cpu_has_fast_bf16() else None
     opt = make_optimizer(model, a.lr, 0.01)
-    loss_fn = torch.compile(nats) if a.compile else nats
+    loss_fn = torch.compile(distilled) if a.compile else distilled
+    probs = torch.compile(teacher_probs) if a.compile else teacher_probs
     log = (a.out / "log.jsonl").open("w")
     meta = {"arch": a.arch, "params": sum(p.numel() for p in model.parameters()),
             "minutes": a.minutes, "batch": a.batch, "lr": a.lr, "warmup": a.warmup,
             "threads": a.threads, "compile": a.compile, "seed": a.seed, "cpu": cpu_model(),
+            "init_from": a.init_from, "subpixels_before": seen_before,
+            "teacher": a.teacher, "distill": a.distill,
             "data": src.description, "val_tiles": len(val),
             "command": "python scripts/pixel_measure.py " + " ".join(sys.argv[1:])}
     log.write(json.dumps(meta) + "\n")
@@ -174,30 +168,47 @@ def train(a) -> None:
         elapsed = time.perf_counter() - start
         progress = elapsed / (60 * a.minutes)
         if elapsed >= next_eval or progress >= 1:
-            v = bits(model, a.arch, val, dtype)
+            v = bits(model, val, dtype)
             rec = {"step": step, "minutes": elapsed / 60, "subpixels": subpixels, "val_bpsp": v,
                    "train_bpsp": float(np.mean(recent)) if recent else None}
             log.write(json.dumps(rec) + "\n")
             log.flush()
             print(json.dumps(rec), flush=True)
             recent, next_eval = [], elapsed + 60 * a.eval_minutes
+            save_weights(model, a.out)  # each evaluation, so a run cut short keeps its weights
+            (a.out / "meta.json").write_text(json.dumps(
+                {**meta, "steps": step, "subpixels": subpixels, "val_bpsp": v}, indent=1))
             if progress >= 1:
                 break
         lr = a.lr * (step + 1) / a.warmup if step < a.warmup else (
             a.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))))
         for g in opt.param_groups:
             g["lr"] = lr
-        loss = loss_fn(model, a.arch, torch.from_numpy(sampler.batch(a.batch)), dtype)
+        tiles = torch.from_numpy(sampler.batch(a.batch))
+        soft = None if teacher is None else probs(teacher, tokens_from_tiles(tiles)[0], dtype)
+        loss, hard = loss_fn(model, tiles, dtype, soft, a.distill)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         step += 1
         subpixels += a.batch * 768
-        recent.append(loss.item() / LN2)
-    torch.save(model.state_dict(), a.out / "model.pt")
-    (a.out / "meta.json").write_text(json.dumps({**meta, "steps": step,
-                                                 "subpixels": subpixels}, indent=1))
+        recent.append(hard.item() / LN2)
+
+
+def save_weights(model: nn.Module, out: Path) -> None:
+    """float32 safetensors, written whole then renamed, so a reader never sees half a file."""
+    from safetensors.torch import save_file
+
+    tmp = out / "model.safetensors.tmp"
+    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    tmp.replace(out / "model.safetensors")
+
+
+def load_weights(run: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(run / "model.safetensors"))
 
 
 def photo_tiles(path: Path) -> np.ndarray:
@@ -217,8 +228,8 @@ def evaluate(a) -> None:
     for run in a.runs:
         meta = json.loads((run / "meta.json").read_text())
         model = make(meta["arch"])
-        model.load_state_dict(torch.load(run / "model.pt"))
-        per = {p.stem: bits(model, meta["arch"], photo_tiles(p)) for p in paths}
+        model.load_state_dict(load_weights(run))
+        per = {p.stem: bits(model, photo_tiles(p)) for p in paths}
         report["runs"][str(run)] = {**meta, "bpsp": per, "mean_bpsp": float(np.mean(
             list(per.values())))}
         print(run, meta["arch"], f"{meta['subpixels'] / 1e6:.1f} M subpixels",
@@ -240,7 +251,7 @@ def speed(a) -> None:
             for i in range(a.steps + 1):
                 if i == 1:
                     t = time.perf_counter()
-                loss = nats(model, arch, tiles, dtype)
+                loss = nats(model, tiles, dtype)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -264,6 +275,11 @@ def main() -> None:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--val-count", type=int, default=512)
     t.add_argument("--eval-minutes", type=float, default=10)
+    t.add_argument("--init-from", default=None,
+                   help="a shipped or exported subpixel model to start from, or a run of "
+                   "this script of the same --arch (its model.safetensors)")
+    t.add_argument("--teacher", default=None, help="a subpixel model to distil")
+    t.add_argument("--distill", type=float, default=0.8)
     t.add_argument("--out", type=Path, required=True)
     e = sub.add_parser("eval")
     e.add_argument("runs", nargs="+", type=Path)

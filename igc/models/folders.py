@@ -105,7 +105,9 @@ def cached_snapshot(repo_id: str) -> Path | None:
         return None
 
 
-def read_config(folder: Path) -> dict:
+def read_config(folder: Path, model_types: tuple[str, ...] = ("imagegpt",)) -> dict:
+    """A model folder's config.json, refused unless its model_type is one of `model_types`: the
+    codec codes ImageGPT checkpoints; the trainer also reads its pixel models'."""
     from igc.core.files import read_json
 
     config_path = folder / "config.json"
@@ -114,9 +116,14 @@ def read_config(folder: Path) -> dict:
     config = read_json(config_path, ModelError)  # a regular file of at most 1 MiB
     if not isinstance(config, dict):
         raise ModelError(f"{config_path} must hold a JSON object, got {type(config).__name__}")
-    if config.get("model_type") != "imagegpt":
-        raise ModelError(f"{folder} holds a {config.get('model_type', 'unknown')!r} model; igc "
-                         "needs an ImageGPT checkpoint (model_type 'imagegpt')")
+    kind = config.get("model_type", "unknown")
+    if kind in model_types:
+        return config
+    if kind == "igc-pixel":  # igc.models.pixel_network.PIXEL_MODEL_TYPE
+        raise ModelError(f"{folder} holds a pixel model (igc train --arch pixel): igc trains and "
+                         "exports it, but no engine codes images with it yet")
+    raise ModelError(f"{folder} holds a {kind!r} model; igc needs an ImageGPT checkpoint "
+                     "(model_type 'imagegpt')")
     return config
 
 

@@ -23,12 +23,15 @@ VOCAB_SIZE = 257  # subpixel values 0..255 plus the start token
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Architecture of a model; `tile` fixes the sequence length (tile*tile*3 subpixels)."""
+    """Architecture of a model; `tile` fixes the sequence length (tile*tile*3 subpixels).
+    `arch`: "subpixel" (ImageGPT, one position per subpixel) or "pixel" (one per pixel,
+    igc.models.pixel_network)."""
 
     width: int = 128
     layers: int = 4
     heads: int = 4
     tile: int = 16
+    arch: str = "subpixel"
 
     @property
     def n_positions(self) -> int:
@@ -39,6 +42,8 @@ class ModelConfig:
 
     def hf_config(self) -> dict:
         """The `ImageGPTConfig` keyword arguments describing the same network."""
+        if self.arch != "subpixel":
+            raise ValueError(f"a {self.arch} model is not a HuggingFace ImageGPT")
         return {
             "vocab_size": VOCAB_SIZE,
             "n_positions": self.n_positions,

@@ -27,6 +27,16 @@ def train(
     tile: Annotated[
         int | None, typer.Option(help="Tile side T; the model sees T*T*3 subpixels. Default: 16.")
     ] = None,
+    arch: Annotated[
+        str | None,
+        typer.Option(
+            help="subpixel: ImageGPT, one position per subpixel (what the codec codes with). "
+            "pixel: one position per pixel, its three subpixels predicted in turn from one "
+            "hidden state; about 3x the training steps a minute on a CPU, exported for "
+            "--init-from and --teacher, not yet for the codec. Default: subpixel.",
+            show_default=False,
+        ),
+    ] = None,
     init_from: Annotated[
         str | None,
         typer.Option(
@@ -132,30 +142,33 @@ def train(
 ) -> None:
     """Train an ImageGPT model; exports the best weights to RUN/best, the last step's to RUN/last.
 
-    Both are HF-format model folders that --model, --init-from and --teacher accept."""
+    Both are model folders that --init-from and --teacher accept, and for a subpixel model (the
+    default) HF-format ImageGPT checkpoints that --model accepts."""
     from igc.training.data import default_train_paths, default_val_path
-    from igc.training.model import ModelConfig
+    from igc.training.model import ARCHES, ModelConfig
     from igc.training.trainer import Trainer, TrainSettings
 
-    given = {"width": width, "layers": layers, "heads": heads, "tile": tile}
+    given = {"width": width, "layers": layers, "heads": heads, "tile": tile, "arch": arch}
+    if arch is not None and arch not in ARCHES:
+        raise UsageError(f"--arch must be one of {', '.join(ARCHES)}, got {arch!r}")
     if init_from is not None:
         if resume:
             raise UsageError("--init-from starts a new run; --resume continues one: pass one")
-        arch = _architecture_of(init_from)
+        shape = _architecture_of(init_from)
         if grow_layers < 0:
             raise UsageError(f"--grow-layers must be at least 0, got {grow_layers}")
-        arch["layers"] += grow_layers
+        shape["layers"] += grow_layers
         model = "the grown model" if grow_layers else "the model"
-        clash = [f"--{k} {v} ({model} has {arch[k]})" for k, v in given.items()
-                 if v is not None and v != arch[k]]
+        clash = [f"--{k} {v} ({model} has {shape[k]})" for k, v in given.items()
+                 if v is not None and v != shape[k]]
         if clash:
             raise UsageError(f"--init-from {init_from} fixes the architecture: " + ", ".join(clash))
     else:
         if grow_layers:
             raise UsageError("--grow-layers adds blocks to the model of --init-from: give one")
-        defaults = {"width": 128, "layers": 4, "heads": 4, "tile": 16}
-        arch = {k: defaults[k] if v is None else v for k, v in given.items()}
-    width, layers, heads, tile = (arch[k] for k in given)
+        defaults = {"width": 128, "layers": 4, "heads": 4, "tile": 16, "arch": "subpixel"}
+        shape = {k: defaults[k] if v is None else v for k, v in given.items()}
+    width, layers, heads, tile, arch = (shape[k] for k in given)
     if min(width, layers, heads, tile, batch, threads, val_count) < 1:
         raise UsageError(
             "--width, --layers, --heads, --tile, --batch, --threads, --val-count must be positive"
@@ -180,7 +193,7 @@ def train(
         raise UsageError(f"--name {name!r} is not a run name (a folder under runs/); give --out "
                          "for a path")
     settings = TrainSettings(
-        model=ModelConfig(width, layers, heads, tile),
+        model=ModelConfig(width, layers, heads, tile, arch),
         data=[str(p) for p in (data or default_train_paths())],
         val=str(val or default_val_path()),
         val_count=val_count,
@@ -220,9 +233,10 @@ class Interrupted(IgcError):
 
 
 def _architecture_of(spec: str) -> dict:
-    """Width, layers, heads and tile of an exported model, from its config (the trainer loads
+    """Width, layers, heads, tile and architecture of an exported model, from its config (the trainer loads
     and checks the weights once, later)."""
     from igc.training.model import pretrained_architecture
 
     cfg, _, _ = pretrained_architecture(spec)
-    return {"width": cfg.width, "layers": cfg.layers, "heads": cfg.heads, "tile": cfg.tile}
+    return {"width": cfg.width, "layers": cfg.layers, "heads": cfg.heads, "tile": cfg.tile,
+            "arch": cfg.arch}

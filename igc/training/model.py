@@ -1,9 +1,11 @@
-"""Training-side helpers around igc's ImageGPT module (igc.models.network): warm starts from an
-exported model, growing layers, and exporting weights HF and igc load.
+"""Training-side helpers around igc's networks (igc.models.network, igc.models.pixel_network):
+building one from its architecture, warm starts from an exported model, growing layers, and
+exporting weights (a subpixel model's as HF and igc load them).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -26,19 +28,48 @@ from igc.models.network import (  # noqa: F401  (re-exported: the trainer's and 
     tokens_from_tiles,
 )
 
+ARCHES = ("subpixel", "pixel")
+
+
+def build_network(cfg: ModelConfig) -> torch.nn.Module:
+    """The module of an architecture, freshly initialised (GPT-2's init)."""
+    if cfg.arch == "pixel":
+        from igc.models.pixel_network import PixelGPT
+
+        return PixelGPT(cfg)
+    if cfg.arch != "subpixel":
+        raise ValueError(f"unknown architecture {cfg.arch!r} (one of {', '.join(ARCHES)})")
+    return ImageGPT(cfg)
+
+
+def export_config(cfg: ModelConfig) -> dict:
+    """What an export's config.json holds: HF ImageGPT's keyword arguments, or a pixel model's."""
+    if cfg.arch == "pixel":
+        from igc.models.pixel_network import pixel_config
+
+        return pixel_config(cfg)
+    return cfg.hf_config()
+
 
 def pretrained_architecture(spec: str) -> tuple[ModelConfig, str, Path]:
     """The architecture of an exported model (shipped id or folder), its id and folder, read
     from its config alone (the CLI checks `--init-from` before loading any data). Only models
-    this trainer can continue are accepted: subpixel vocabulary, square tiles, quick-GELU with a
-    4x MLP, epsilon 1e-5, attention scaled by 1/sqrt(head size) only, no tied head, and a config
-    that passes the codec's own checks (igc.models.checks)."""
+    this trainer can continue are accepted: a pixel model this code builds, or an ImageGPT with
+    subpixel vocabulary, square tiles, quick-GELU with a 4x MLP, epsilon 1e-5, attention scaled
+    by 1/sqrt(head size) only, no tied head, and a config that passes the codec's own checks
+    (igc.models.checks)."""
     from igc.errors import UsageError
     from igc.models.checks import check_config
     from igc.models.folders import read_config, resolve
+    from igc.models.pixel_network import PIXEL_MODEL_TYPE, pixel_config_of, pixel_config_problems
 
     name, folder = resolve(spec)
-    config = read_config(folder)
+    config = read_config(folder, ("imagegpt", PIXEL_MODEL_TYPE))
+    if config["model_type"] == PIXEL_MODEL_TYPE:
+        problems = pixel_config_problems(config)
+        if problems:
+            raise UsageError(f"--init-from {spec}: a pixel model with " + ", ".join(problems))
+        return pixel_config_of(config), name, folder
     problems = config_problems(config)
     if problems:
         raise UsageError(f"--init-from {spec}: this trainer cannot continue a model with "
@@ -51,13 +82,20 @@ def load_pretrained(spec: str) -> tuple[ModelConfig, dict[str, torch.Tensor], di
     """An exported model as (architecture, state_dict, provenance), for a warm start: what
     `pretrained_architecture` accepts, with weights that fit it and are finite."""
     from igc.errors import UsageError
-    from igc.models.folders import fingerprint_of, load_checked
+    from igc.models.folders import fingerprint_of, load_checked, read_config, read_tensors
+    from igc.models.pixel_network import PIXEL_MODEL_TYPE
 
     cfg, name, folder = pretrained_architecture(spec)
-    config, tensors = load_checked(folder)  # shapes against the config, finite weights
+    if cfg.arch == "subpixel":
+        config, tensors = load_checked(folder)  # shapes against the config, finite weights
+    else:  # the shapes are checked below, the values here
+        config, tensors = read_config(folder, (PIXEL_MODEL_TYPE,)), read_tensors(folder)
+        if bad := [k for k, v in tensors.items() if not bool(v.isfinite().all())]:
+            raise UsageError(f"--init-from {spec}: weight {bad[0]!r} holds NaN or infinite "
+                             "values")
     provenance = {"model": name, "folder": str(folder),
                   "fingerprint": fingerprint_of(tensors, config)}
-    expected = ImageGPT(cfg).state_dict()
+    expected = build_network(cfg).state_dict()
     state = {k: v for k, v in tensors.items() if k in expected}
     missing = sorted(set(expected) - set(state))
     wrong = [k for k in state if state[k].shape != expected[k].shape]
@@ -79,16 +117,17 @@ def grow_layers(
     weights zero would stay stuck at the identity)."""
     if extra < 1:
         raise ValueError(f"extra must be at least 1, got {extra}")
-    grown = ModelConfig(cfg.width, cfg.layers + extra, cfg.heads, cfg.tile)
+    grown = dataclasses.replace(cfg, layers=cfg.layers + extra)
     generator_state = torch.get_rng_state()
     try:
         torch.manual_seed(seed)
-        fresh = ImageGPT(grown).state_dict()
+        fresh = build_network(grown).state_dict()
     finally:
         torch.set_rng_state(generator_state)
     out = dict(state)
+    blocks = "transformer.h." if cfg.arch == "subpixel" else "h."
     for i in range(cfg.layers, grown.layers):
-        prefix = f"transformer.h.{i}."
+        prefix = f"{blocks}{i}."
         for name, tensor in fresh.items():
             if name.startswith(prefix):
                 zero = ".c_proj." in name
@@ -97,19 +136,28 @@ def grow_layers(
 
 
 def export_pretrained(
-    model: ImageGPT, config_dict: dict, out_dir: str | Path, extra: dict | None = None
+    model: torch.nn.Module, config_dict: dict, out_dir: str | Path, extra: dict | None = None
 ) -> Path:
-    """Write `config.json` + `model.safetensors` loadable by `ImageGPTForCausalImageModeling`.
+    """Write `config.json` + `model.safetensors`: for a subpixel model, loadable by
+    `ImageGPTForCausalImageModeling`; for a pixel model, by `--init-from` (`export_config`).
 
-    `config_dict` holds `ImageGPTConfig` keyword arguments (see `ModelConfig.hf_config`). HF's
+    `config_dict` holds `ImageGPTConfig` keyword arguments (see `ModelConfig.hf_config`), or a
+    pixel model's config. HF's
     attention-mask buffer is non-persistent, so the state_dict here is complete. Files are written
     to a temporary directory and swapped in, so a reader never sees half an export. `extra`, if
     given, is written as `training.json`.
     """
     from safetensors.torch import save
-    from transformers import ImageGPTConfig
 
     from igc.errors import IgcError
+    from igc.models.pixel_network import PIXEL_MODEL_TYPE
+
+    if config_dict.get("model_type") == PIXEL_MODEL_TYPE:
+        config_json = (json.dumps(config_dict, indent=2) + "\n").encode()
+    else:
+        from transformers import ImageGPTConfig
+
+        config_json = ImageGPTConfig(**config_dict).to_json_string(use_diff=True).encode()
 
     out = Path(out_dir)
     tmp = out.with_name(out.name + ".tmp")
@@ -123,8 +171,7 @@ def export_pretrained(
         # serialised here and written by Python, whose writes report a full disk (safetensors'
         # own file writer was seen to drop the error of its last, buffered write)
         _write(tmp / "model.safetensors", save(state, metadata={"format": "pt"}))
-        _write(tmp / "config.json",
-               ImageGPTConfig(**config_dict).to_json_string(use_diff=True).encode())
+        _write(tmp / "config.json", config_json)
         if extra is not None:
             _write(tmp / "training.json", (json.dumps(extra, indent=2) + "\n").encode())
         old = out.with_name(out.name + ".old")

@@ -33,8 +33,10 @@ from igc.training.data import (
     load_validation,
 )
 from igc.training.model import (
-    ImageGPT,
+    ARCHES,
     ModelConfig,
+    build_network,
+    export_config,
     export_pretrained,
     grow_layers,
     load_pretrained,
@@ -324,6 +326,8 @@ class Trainer:
             # The checkpoint's architecture wins: the weights only fit it.
             try:
                 s.model = ModelConfig(**ckpt["settings"]["model"])
+                if s.model.arch not in ARCHES:
+                    raise KeyError(f"architecture {s.model.arch!r}")
             except (TypeError, KeyError) as exc:
                 raise UsageError(f"--resume: {self.ckpt_path} holds no usable model settings "
                                  f"({exc})") from None
@@ -363,7 +367,7 @@ class Trainer:
         self.dtype = pick_dtype(s.precision, self.device)
         torch.manual_seed(s.seed)
         random.seed(s.seed)
-        self.model = ImageGPT(s.model)
+        self.model = build_network(s.model)
         if init_state is not None:
             self.model.load_state_dict(init_state)
         self.model.to(self.device)
@@ -377,7 +381,7 @@ class Trainer:
         self.train_loss = torch.compile(training_loss) if self.compiled else training_loss
         self.teacher = None
         if teacher_cfg is not None:
-            self.teacher = ImageGPT(teacher_cfg)
+            self.teacher = build_network(teacher_cfg)
             self.teacher.load_state_dict(teacher_state)
             self.teacher.to(self.device).eval().requires_grad_(False)
         self.teacher_probs = torch.compile(teacher_probs) if self.compiled else teacher_probs
@@ -449,7 +453,7 @@ class Trainer:
                                                  "border_weight": self.s.border_weight}
         export_pretrained(
             self.model,
-            self.s.model.hf_config(),
+            export_config(self.s.model),
             self.out / name,
             extra={
                 "step": self.step,

@@ -1,0 +1,122 @@
+"""A model with one position per pixel (`igc train --arch pixel`): ImageGPT's body over a tile's
+pixels, each pixel's three subpixels predicted in turn from one hidden state.
+
+Why: a subpixel ImageGPT steps 768 times per 16×16 tile and attends over up to 768 positions; this
+one steps 256 times over at most 256, so it trains about 3× faster on a CPU (docs/design.md, "One
+position per pixel") and would decode with far less attention traffic. Position k reads pixel k-1
+(one embedding per channel, summed; a start symbol at k = 0); its final hidden state h gives R's
+logits, G's from h plus an embedding of R through a residual MLP, B's from h plus embeddings of R
+and G through another.
+
+It speaks the subpixel model's interface: `forward(ids)` takes the same start-shifted subpixel
+ids (igc.models.network.tokens_from_tiles) and returns logits in the same order, position j's
+depending on ids[0..j] only, so the trainer's loss, validation and distillation serve both. Its
+exports are not HuggingFace ImageGPT checkpoints: their config.json says model_type "igc-pixel",
+and the codec refuses them in one line until an engine codes with them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from igc.models.network import START_TOKEN, VOCAB_SIZE, Block, ModelConfig, RMSNorm
+
+PIXEL_MODEL_TYPE = "igc-pixel"
+_FIELDS = ("width", "layers", "heads", "tile")
+
+
+def pixel_config(cfg: ModelConfig) -> dict:
+    """The config.json of an exported pixel model."""
+    return {"model_type": PIXEL_MODEL_TYPE, "vocab_size": VOCAB_SIZE,
+            **{k: getattr(cfg, k) for k in _FIELDS}}
+
+
+def pixel_config_problems(config: dict) -> list[str]:
+    """What keeps a config.json from describing a pixel model this code builds (empty: none)."""
+    problems = []
+    if config.get("vocab_size") != VOCAB_SIZE:
+        problems.append(f"vocabulary {config.get('vocab_size')} (subpixel values have "
+                        f"{VOCAB_SIZE})")
+    for key in _FIELDS:
+        value = config.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            problems.append(f"{key} {value!r} (a positive integer)")
+    if not problems and config["width"] % config["heads"]:
+        problems.append(f"width {config['width']} not a multiple of heads {config['heads']}")
+    return problems
+
+
+def pixel_config_of(config: dict) -> ModelConfig:
+    """The architecture of a config that `pixel_config_problems` accepts."""
+    return ModelConfig(**{k: config[k] for k in _FIELDS}, arch="pixel")
+
+
+class PixelHead(nn.Module):
+    """One channel's logits from the body's state plus the channels of the pixel already known."""
+
+    def __init__(self, width: int, known: int):
+        super().__init__()
+        self.embs = nn.ModuleList(nn.Embedding(VOCAB_SIZE - 1, width) for _ in range(known))
+        if known:
+            self.ln = RMSNorm(width)
+            self.fc = nn.Linear(width, 4 * width)
+            self.proj = nn.Linear(4 * width, width)
+        self.ln_out = RMSNorm(width)
+        self.out = nn.Linear(width, VOCAB_SIZE - 1, bias=False)
+
+    def forward(self, h: torch.Tensor, known: list[torch.Tensor]) -> torch.Tensor:
+        u = h
+        for emb, values in zip(self.embs, known, strict=True):
+            u = u + emb(values)
+        if self.embs:
+            f = self.fc(self.ln(u))
+            u = u + self.proj(f * torch.sigmoid(1.702 * f))  # quick-GELU, as the body's MLP
+        return self.out(self.ln_out(u))
+
+
+class PixelGPT(nn.Module):
+    """`forward(ids)`: ids (B, T*T*3) as the subpixel model takes them -> logits (B, T*T*3, 256)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.wte = nn.ModuleList(nn.Embedding(VOCAB_SIZE, cfg.width) for _ in range(3))
+        self.wpe = nn.Embedding(cfg.tile * cfg.tile, cfg.width)
+        self.h = nn.ModuleList(Block(cfg.width, cfg.heads) for _ in range(cfg.layers))
+        self.ln_f = RMSNorm(cfg.width)
+        self.heads = nn.ModuleList(PixelHead(cfg.width, c) for c in range(3))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """GPT-2's init, as ImageGPT's: norms at one, biases at zero, residual projections scaled
+        down with depth."""
+        for name, p in self.named_parameters():
+            if name.split(".")[-2].startswith("ln"):
+                nn.init.ones_(p)
+            elif name.endswith(".bias"):
+                nn.init.zeros_(p)
+            elif name.endswith("proj.weight"):
+                nn.init.normal_(p, 0.0, 0.02 / math.sqrt(2 * self.cfg.layers))
+            else:
+                nn.init.normal_(p, 0.0, 0.02)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        b, n = ids.shape
+        if n % 3:
+            raise ValueError(f"a pixel model reads whole pixels: {n} subpixel positions")
+        # ids[:, 1:] are the subpixels themselves; the missing last one (the last pixel's B) is
+        # never read, so any value stands in for it
+        pixels = torch.cat([ids[:, 1:], ids[:, :1]], 1).view(b, n // 3, 3)
+        start = torch.full((b, 1, 3), START_TOKEN, dtype=ids.dtype, device=ids.device)
+        prev = torch.cat([start, pixels[:, :-1]], 1)
+        x = self.wpe(torch.arange(n // 3, device=ids.device))
+        for c, emb in enumerate(self.wte):
+            x = x + emb(prev[..., c])
+        for block in self.h:
+            x = block(x)
+        h = self.ln_f(x)
+        logits = [head(h, [pixels[..., k] for k in range(c)]) for c, head in enumerate(self.heads)]
+        return torch.stack(logits, 2).reshape(b, n, VOCAB_SIZE - 1)

@@ -1,0 +1,167 @@
+"""The pixel model (`igc train --arch pixel`): causal over the subpixel ids the trainer feeds
+every model, trained, exported, continued and grown by the trainer, and refused by the codec in
+one line. Tiny configs (width 32, 2 layers, 4×4 tiles) keep the file to seconds on one core."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from igc.errors import UsageError
+from igc.models.network import ModelConfig, tokens_from_tiles
+from igc.models.pixel_network import PIXEL_MODEL_TYPE, PixelGPT
+from igc.training.data import TileSource
+from igc.training.model import grow_layers, load_pretrained
+from igc.training.trainer import Trainer, TrainSettings
+
+PIXEL = ModelConfig(width=32, layers=2, heads=2, tile=4, arch="pixel")
+
+
+def _images(n: int, side: int = 8, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    base = rng.choice([10, 60, 120, 200], (n, 1, 1, 3))
+    ramp = np.arange(side)[None, None, :, None] * 4
+    return np.broadcast_to(base + ramp, (n, side, side, 3)).astype(np.uint8)
+
+
+def _trainer(out: Path, resume: bool = False, **kw) -> Trainer:
+    settings = dict(model=PIXEL, out=str(out), steps=4, batch=8, warmup=2, threads=1,
+                    device="cpu", precision="fp32", eval_every=2, eval_minutes=1000.0)
+    settings.update(kw)
+    return Trainer(TrainSettings(**settings), source=TileSource(tile=4, stacks=[_images(64)]),
+                   val_tiles=_images(16, 4, seed=1), resume=resume, quiet=True)
+
+
+def _random_pixel_model(seed: int = 0) -> PixelGPT:
+    torch.manual_seed(seed)
+    model = PixelGPT(PIXEL).eval()
+    for p in model.parameters():  # large weights, so that every input visibly matters
+        torch.nn.init.normal_(p, 0.0, 0.3)
+    return model
+
+
+def test_each_subpixel_is_predicted_from_the_earlier_ones_only():
+    """Position j's logits change with ids[j] (the subpixel just before it) and never with a
+    later id: what lets a decoder code one subpixel at a time, as with ImageGPT. ids[0] is
+    always the start token, which the model supplies itself."""
+    model = _random_pixel_model()
+    ids, _ = tokens_from_tiles(torch.randint(0, 256, (2, 4, 4, 3), dtype=torch.uint8))
+    with torch.no_grad():
+        base = model(ids)
+        assert base.shape == (2, 48, 256)
+        for j in range(1, ids.shape[1]):
+            changed = ids.clone()
+            changed[:, j] = (changed[:, j] + 77) % 256
+            out = model(changed)
+            assert torch.equal(out[:, :j], base[:, :j]), f"position {j} leaks backwards"
+            assert not torch.equal(out[:, j], base[:, j]), f"position {j} ignores id {j}"
+
+
+def test_a_pixel_model_reads_whole_pixels_only():
+    with pytest.raises(ValueError, match="reads whole pixels"):
+        _random_pixel_model()(torch.zeros((1, 47), dtype=torch.long))
+
+
+def test_training_lowers_the_loss(tmp_path):
+    tr = _trainer(tmp_path / "run", steps=40, lr=3e-3)
+    losses = [tr.train_step().item() for _ in range(40)]
+    assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:3])
+
+
+def test_a_run_exports_a_pixel_model_that_init_from_continues(tmp_path):
+    tr = _trainer(tmp_path / "donor")
+    tr.run()
+    best = tmp_path / "donor" / "best"
+    config = json.loads((best / "config.json").read_text())
+    assert config == {"model_type": PIXEL_MODEL_TYPE, "vocab_size": 257, "width": 32,
+                      "layers": 2, "heads": 2, "tile": 4}
+    donor_bits = json.loads((best / "training.json").read_text())["val_bpsp"]
+
+    warm = _trainer(tmp_path / "warm", steps=2, init_from=str(best), lr=1e-3)
+    assert warm.s.model == PIXEL and warm.step == 0 and not warm.opt.state
+    from safetensors.torch import load_file
+
+    for key, value in load_file(best / "model.safetensors").items():
+        assert torch.equal(warm.model.state_dict()[key], value), key
+    warm.run()
+    records = [json.loads(line) for line in (tmp_path / "warm" / "log.jsonl").open()]
+    assert records[0]["step"] == 0 and records[0]["val_bpsp"] == pytest.approx(donor_bits,
+                                                                               abs=1e-5)
+    # a resumed pixel run is still a pixel run: the checkpoint's architecture wins
+    again = _trainer(tmp_path / "warm", resume=True, steps=2, model=ModelConfig())
+    assert again.s.model == PIXEL
+
+
+def test_a_grown_pixel_model_predicts_what_its_donor_does(tmp_path):
+    tr = _trainer(tmp_path / "donor", steps=2)
+    tr.run()
+    cfg, state, _ = load_pretrained(str(tmp_path / "donor" / "best"))
+    grown_cfg, grown_state = grow_layers(cfg, state, 1, seed=3)
+    assert grown_cfg == ModelConfig(width=32, layers=3, heads=2, tile=4, arch="pixel")
+    donor, grown = PixelGPT(cfg).eval(), PixelGPT(grown_cfg).eval()
+    donor.load_state_dict(state)
+    grown.load_state_dict(grown_state)
+    ids, _ = tokens_from_tiles(torch.randint(0, 256, (3, 4, 4, 3), dtype=torch.uint8))
+    with torch.no_grad():
+        assert torch.equal(donor(ids), grown(ids))
+    assert not grown_state["h.2.mlp.c_proj.weight"].any()
+
+
+def test_a_pixel_model_distils_a_subpixel_teacher(tmp_path, tiny_model):
+    tr = _trainer(tmp_path / "run", steps=2, teacher=tiny_model, distill=0.5)
+    tr.run()
+    meta = json.loads((tmp_path / "run" / "best" / "training.json").read_text())
+    assert meta["teacher"]["folder"] == tiny_model and meta["teacher"]["distill"] == 0.5
+
+
+def test_init_from_refuses_a_damaged_pixel_export(tmp_path):
+    tr = _trainer(tmp_path / "donor", steps=2)
+    tr.run()
+    best = tmp_path / "donor" / "best"
+    config = json.loads((best / "config.json").read_text())
+    (best / "config.json").write_text(json.dumps({**config, "heads": 3}))
+    with pytest.raises(UsageError, match="width 32 not a multiple of heads 3"):
+        load_pretrained(str(best))
+    (best / "config.json").write_text(json.dumps({**config, "width": 64}))
+    with pytest.raises(UsageError, match=r"weights do not fit its config\.json"):
+        load_pretrained(str(best))
+
+
+def test_train_cli_pixel_runs_and_its_errors(tmp_path, tiny_model):
+    from typer.testing import CliRunner
+
+    from igc.cli.app import app
+
+    np.savez(tmp_path / "train.npz", images=_images(32))
+    np.savez(tmp_path / "val.npz", images=_images(4, seed=1))
+    common = ["train", "--data", str(tmp_path / "train.npz"), "--val", str(tmp_path / "val.npz"),
+              "--val-count", "8", "--batch", "4", "--steps", "2", "--device", "cpu"]
+    tiny = ["--tile", "4", "--width", "32", "--layers", "2", "--heads", "2"]
+    runner = CliRunner()
+    out = runner.invoke(app, [*common, *tiny, "--arch", "pixel", "--out", str(tmp_path / "r")])
+    assert out.exit_code == 0, out.output
+    config = json.loads((tmp_path / "r" / "best" / "config.json").read_text())
+    assert config["model_type"] == PIXEL_MODEL_TYPE
+    for extra, message in [
+        ([*tiny, "--arch", "voxel"], "--arch must be one of subpixel, pixel, got 'voxel'"),
+        # the architecture comes from the model
+        (["--arch", "pixel", "--init-from", tiny_model], "--arch pixel (the model has subpixel)"),
+    ]:
+        out = runner.invoke(app, [*common, *extra, "--out", str(tmp_path / "x")])
+        lines = [line for line in out.output.splitlines() if line.strip()]
+        assert out.exit_code != 0 and len(lines) == 1, out.output
+        assert lines[0].startswith("igc: error:") and message in lines[0], lines[0]
+
+    # the codec has no engine for it: one line, not a traceback, not a file
+    Image.fromarray(_images(1)[0]).save(tmp_path / "img.png")
+    out = runner.invoke(app, ["compress", str(tmp_path / "img.png"), "--model",
+                              str(tmp_path / "r" / "best"), "-o", str(tmp_path / "img.igc")])
+    lines = [line for line in out.output.splitlines() if line.strip()]
+    assert out.exit_code != 0 and len(lines) == 1, out.output
+    assert "holds a pixel model (igc train --arch pixel)" in lines[0]
+    assert not (tmp_path / "img.igc").exists()
