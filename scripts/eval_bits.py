@@ -22,7 +22,7 @@ import torch
 
 from igc.core.tokenizer import SubpixelTokenizer
 from igc.training.data import image_files, jpeg_downscale_problem, load_rgb
-from igc.training.model import ImageGPT, load_pretrained
+from igc.training.model import build_network, load_pretrained
 from igc.training.trainer import position_weights
 
 
@@ -38,7 +38,7 @@ def images_of(path: Path, jpeg_downscale: float = 1.0):
 
 
 @torch.no_grad()
-def image_bits(model: ImageGPT, tok: SubpixelTokenizer, image: np.ndarray, device,
+def image_bits(model: torch.nn.Module, tok: SubpixelTokenizer, image: np.ndarray, device,
                chunk: int = 256) -> tuple[float, float, int]:
     """(bits of every coded subpixel, bits of those off a tile's first row and column, how
     many of those there are). The second pair is what context modes 2 and 3 ask the model
@@ -76,7 +76,7 @@ def main() -> None:
     torch.backends.cuda.matmul.allow_tf32 = False  # float32 products, as the codec computes
     torch.backends.cudnn.allow_tf32 = False
     cfg, state, provenance = load_pretrained(a.model)
-    model = ImageGPT(cfg)
+    model = build_network(cfg)  # a pixel model takes the same ids
     model.load_state_dict(state, strict=False)
     model.to(a.device).eval()
     tok = SubpixelTokenizer(cfg.tile)

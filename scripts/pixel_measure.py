@@ -47,7 +47,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from script_env import KODAK, cpu_model
 
-from igc.models.network import ImageGPT, ModelConfig, cpu_has_fast_bf16, tokens_from_tiles
+from igc.models.network import ModelConfig, cpu_has_fast_bf16, tokens_from_tiles
 from igc.models.pixel_network import PixelGPT
 from igc.training.model import build_network
 
@@ -64,7 +64,8 @@ def pixel_from_subpixel(model: PixelGPT, state: dict[str, torch.Tensor]) -> None
     whose input is pixel k-1's B, so the B channel's embedding is the subpixel model's and R's
     and G's start at zero. The final norm becomes a plain normalisation and each head's norm
     takes the subpixel model's, so that R's head computes exactly the subpixel model's output
-    from the same hidden state; G's and B's start from it too, their MLP's output at zero."""
+    from the same hidden state; G's and B's share its output layer and norm, their MLP's output
+    starts at zero, and their fresh embeddings of the known channels are added before the norm."""
     body = {k.removeprefix("transformer."): v for k, v in state.items()
             if k.startswith("transformer.h.")}
     model.h.load_state_dict({k.removeprefix("h."): v for k, v in body.items()})
@@ -139,16 +140,23 @@ def train(a) -> None:
         model.load_state_dict(load_weights(Path(a.init_from)))
         before = json.loads((Path(a.init_from) / "meta.json").read_text())
         seen_before = before["subpixels"] + before.get("subpixels_before", 0)
-    elif a.init_from:
-        state = load_pretrained(a.init_from)[1]
-        if a.arch == "pixel":
+    elif a.init_from:  # an exported model: the same architecture's weights, or a body
+        cfg, state, _ = load_pretrained(a.init_from)
+        if cfg != ModelConfig(arch=cfg.arch):
+            sys.exit(f"--init-from {a.init_from}: not the default shape ({cfg})")
+        if cfg.arch == a.arch:
+            model.load_state_dict(state)
+        elif a.arch == "pixel":
             pixel_from_subpixel(model, state)
         else:
-            model.load_state_dict(state)
+            sys.exit(f"--init-from {a.init_from}: a pixel model cannot start a subpixel one")
     teacher = None
     if a.teacher:
-        teacher = ImageGPT(ModelConfig())
-        teacher.load_state_dict(load_pretrained(a.teacher)[1])
+        cfg, state, _ = load_pretrained(a.teacher)
+        if cfg.tile != 16:
+            sys.exit(f"--teacher {a.teacher}: tiles of {cfg.tile}, not 16")
+        teacher = build_network(cfg)
+        teacher.load_state_dict(state)
         teacher.eval().requires_grad_(False)
     dtype = torch.bfloat16 if cpu_has_fast_bf16() else None
     opt = make_optimizer(model, a.lr, 0.01)

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from igc.training.data import default_val_path, image_files, load_validation
-from igc.training.model import ImageGPT, load_pretrained
+from igc.training.model import build_network, load_pretrained
 from igc.training.trainer import evaluate
 
 
@@ -38,7 +38,7 @@ def main() -> None:
     print(f"{len(tiles)} tiles from {a.photos or 'all'} photos of {default_val_path()}, float32")
     for spec in a.models:
         cfg, state, provenance = load_pretrained(spec)
-        model = ImageGPT(cfg)
+        model = build_network(cfg)  # a pixel model takes the same ids
         model.load_state_dict(state)
         bpsp, _ = evaluate(model, tiles, torch.device("cpu"), None)
         print(f"{spec} ({provenance['fingerprint']}): {bpsp:.4f} bits per subpixel")

@@ -5,6 +5,7 @@ one line. Tiny configs (width 32, 2 layers, 4×4 tiles) keep the file to seconds
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,11 @@ def _trainer(out: Path, resume: bool = False, **kw) -> Trainer:
     settings.update(kw)
     return Trainer(TrainSettings(**settings), source=TileSource(tile=4, stacks=[_images(64)]),
                    val_tiles=_images(16, 4, seed=1), resume=resume, quiet=True)
+
+
+def _export(tmp_path: Path) -> Path:
+    _trainer(tmp_path / "donor", steps=2).run()
+    return tmp_path / "donor" / "best"
 
 
 def _random_pixel_model(seed: int = 0) -> PixelGPT:
@@ -112,24 +118,85 @@ def test_a_grown_pixel_model_predicts_what_its_donor_does(tmp_path):
     assert not grown_state["h.2.mlp.c_proj.weight"].any()
 
 
-def test_a_pixel_model_distils_a_subpixel_teacher(tmp_path, tiny_model):
-    tr = _trainer(tmp_path / "run", steps=2, teacher=tiny_model, distill=0.5)
-    tr.run()
-    meta = json.loads((tmp_path / "run" / "best" / "training.json").read_text())
+def test_a_pixel_model_distils_a_subpixel_teacher_and_teaches_one(tmp_path, tiny_model):
+    """The teacher's distributions reach the step: the same seed and batch with a teacher move
+    the weights elsewhere than without. A pixel export teaches a subpixel student as well."""
+    plain = _trainer(tmp_path / "plain", steps=1)
+    taught = _trainer(tmp_path / "taught", steps=1, teacher=tiny_model, distill=0.5)
+    before = {k: v.clone() for k, v in taught.model.state_dict().items()}
+    assert all(torch.equal(v, plain.model.state_dict()[k]) for k, v in before.items())
+    plain.train_step()
+    taught.train_step()
+    assert not torch.equal(plain.model.state_dict()["h.0.attn.c_attn.weight"],
+                           taught.model.state_dict()["h.0.attn.c_attn.weight"])
+    taught.run()
+    meta = json.loads((tmp_path / "taught" / "best" / "training.json").read_text())
     assert meta["teacher"]["folder"] == tiny_model and meta["teacher"]["distill"] == 0.5
 
+    student = _trainer(tmp_path / "student", steps=1, model=ModelConfig(32, 2, 2, 4),
+                       teacher=str(tmp_path / "taught" / "best"))
+    assert student.teacher.cfg == PIXEL
+    student.run()
 
-def test_init_from_refuses_a_damaged_pixel_export(tmp_path):
-    tr = _trainer(tmp_path / "donor", steps=2)
-    tr.run()
-    best = tmp_path / "donor" / "best"
+
+def test_resume_reads_the_architecture_from_the_checkpoint(tmp_path):
+    """Checkpoints written before pixel models have no `arch`: they are subpixel runs. An
+    architecture this build does not know is refused in one line."""
+    subpixel = _trainer(tmp_path / "a", steps=1, model=ModelConfig(32, 2, 2, 4))
+    subpixel.save_checkpoint()
+    ckpt = torch.load(subpixel.ckpt_path, weights_only=False)
+    del ckpt["settings"]["model"]["arch"]
+    torch.save(ckpt, subpixel.ckpt_path)
+    again = _trainer(tmp_path / "a", resume=True, steps=2, model=PIXEL)
+    assert again.s.model.arch == "subpixel"
+    ckpt["settings"]["model"]["arch"] = "voxel"
+    torch.save(ckpt, subpixel.ckpt_path)
+    with pytest.raises(UsageError, match="unknown architecture 'voxel'"):
+        _trainer(tmp_path / "a", resume=True, steps=2)
+
+
+def test_imagegpt_refuses_another_architecture():
+    from igc.models.network import ImageGPT
+
+    with pytest.raises(ValueError, match="not 'pixel'"):
+        ImageGPT(PIXEL)
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"heads": 3}, "width 32 not a multiple of heads 3"),
+    ({"layers": "2"}, "layers '2' (a positive integer)"),
+    ({"tile": True}, "tile True (a positive integer)"),
+    ({"vocab_size": 256}, "vocabulary 256"),
+    ({"width": None}, "width None"),
+    # sizes the weights do not have are refused from the file, before a model is built
+    ({"tile": 100_000}, "needs (10000000000, 32)"),
+    ({"layers": 1_000_000}, "its weights hold 2 blocks; its config.json says 1000000"),
+    ({"width": 64}, "'wpe.weight' has shape (16, 32)"),
+])
+def test_init_from_refuses_a_damaged_pixel_config(tmp_path, change, message):
+    best = _export(tmp_path)
     config = json.loads((best / "config.json").read_text())
-    (best / "config.json").write_text(json.dumps({**config, "heads": 3}))
-    with pytest.raises(UsageError, match="width 32 not a multiple of heads 3"):
+    (best / "config.json").write_text(json.dumps({**config, **change}))
+    with pytest.raises(UsageError, match=re.escape(message)):
         load_pretrained(str(best))
-    (best / "config.json").write_text(json.dumps({**config, "width": 64}))
-    with pytest.raises(UsageError, match=r"weights do not fit its config\.json"):
-        load_pretrained(str(best))
+
+
+def test_init_from_refuses_pixel_weights_that_are_not_the_models(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    best = _export(tmp_path)
+    weights = load_file(best / "model.safetensors")
+    for damaged, message in [
+        ({**weights, "garbage": torch.zeros(3)}, "not in the model: garbage"),
+        ({k: v for k, v in weights.items() if k != "heads.2.out.weight"},
+         "missing: heads.2.out.weight"),
+        ({**weights, "heads.1.fc.bias": torch.full((128,), float("nan"))},
+         "'heads.1.fc.bias' holds NaN or infinite values"),
+        ({**weights, "heads.1.fc.bias": torch.zeros(5)}, "wrong shape: heads.1.fc.bias"),
+    ]:
+        save_file(damaged, best / "model.safetensors")
+        with pytest.raises(UsageError, match=re.escape(message)):
+            load_pretrained(str(best))
 
 
 def test_train_cli_pixel_runs_and_its_errors(tmp_path, tiny_model):

@@ -124,7 +124,6 @@ def read_config(folder: Path, model_types: tuple[str, ...] = ("imagegpt",)) -> d
                          "exports it, but no engine codes images with it yet")
     raise ModelError(f"{folder} holds a {kind!r} model; igc needs an ImageGPT checkpoint "
                      "(model_type 'imagegpt')")
-    return config
 
 
 def read_tensors(folder: Path) -> dict:

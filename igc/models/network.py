@@ -201,6 +201,8 @@ class ImageGPT(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
+        if cfg.arch != "subpixel":  # a script handed a pixel export would score a random model
+            raise ValueError(f"ImageGPT is the subpixel architecture, not {cfg.arch!r}")
         self.cfg = cfg
         self.transformer = Transformer(cfg)
         self.lm_head = nn.Linear(cfg.width, VOCAB_SIZE - 1, bias=False)

@@ -326,11 +326,12 @@ class Trainer:
             # The checkpoint's architecture wins: the weights only fit it.
             try:
                 s.model = ModelConfig(**ckpt["settings"]["model"])
-                if s.model.arch not in ARCHES:
-                    raise KeyError(f"architecture {s.model.arch!r}")
             except (TypeError, KeyError) as exc:
                 raise UsageError(f"--resume: {self.ckpt_path} holds no usable model settings "
                                  f"({exc})") from None
+            if s.model.arch not in ARCHES:
+                raise UsageError(f"--resume: {self.ckpt_path} holds a model of unknown "
+                                 f"architecture {s.model.arch!r}")
             self.init_provenance = ckpt.get("init_from")
             # `best` was chosen on the validation weighted as that run's loss was
             for key, flag in (("border_weight", "--border-weight"),
