@@ -4,6 +4,7 @@ time on this CPU (issue 25's "fewer positions per pixel", issue 23's models trai
     python scripts/pixel_measure.py train --arch pixel --minutes 70 --out /tmp/pix/pixel
     python scripts/pixel_measure.py train --arch subpixel --minutes 70 --out /tmp/pix/subpixel
     python scripts/pixel_measure.py eval /tmp/pix/pixel /tmp/pix/subpixel --images kodim01 ...
+    python scripts/pixel_measure.py export /tmp/pix/pixel experiments/pixel-w128
     python scripts/pixel_measure.py speed [--threads 1]
 
 Both architectures have igc's default body (width 128, 4 blocks of 4 heads, RMS norms,
@@ -247,6 +248,26 @@ def evaluate(a) -> None:
         a.json.write_text(json.dumps(report, indent=1))
 
 
+def export(a) -> None:
+    """A run of this script as a model folder that `igc train --init-from` continues and
+    `scripts/eval_bits.py` scores: config.json, model.safetensors, training.json (the run's
+    meta, its validation log and its provenance)."""
+    from igc.models.pixel_network import pixel_config
+    from igc.training.model import export_config, export_pretrained
+
+    meta = json.loads((a.run / "meta.json").read_text())
+    model = make(meta["arch"])
+    model.load_state_dict(load_weights(a.run))
+    log = [json.loads(line) for line in (a.run / "log.jsonl").read_text().splitlines()[1:]]
+    cfg = ModelConfig(arch=meta["arch"])
+    config = pixel_config(cfg) if meta["arch"] == "pixel" else export_config(cfg)
+    export_pretrained(model, config, a.out, extra={**meta, "curve": log,
+                                                   "exported_from": str(a.run)})
+    print(f"{a.out}: {meta['arch']} model, {meta['steps']} steps, "
+          f"{(meta['subpixels'] + meta.get('subpixels_before', 0)) / 1e6:.1f} M subpixels "
+          f"seen, validation {meta['val_bpsp']:.4f}")
+
+
 def speed(a) -> None:
     """Training steps per second of both architectures, alternating, random tiles."""
     torch.set_num_threads(a.threads)
@@ -294,13 +315,16 @@ def main() -> None:
     e.add_argument("--images", nargs="+", default=["kodim01", "kodim05", "kodim13", "kodim23"])
     e.add_argument("--threads", type=int, default=1)
     e.add_argument("--json", type=Path, default=None)
+    x = sub.add_parser("export")
+    x.add_argument("run", type=Path)
+    x.add_argument("out", type=Path)
     s = sub.add_parser("speed")
     s.add_argument("--threads", type=int, default=1)
     s.add_argument("--batch", type=int, default=32)
     s.add_argument("--steps", type=int, default=3)
     s.add_argument("--rounds", type=int, default=2)
     a = ap.parse_args()
-    {"train": train, "eval": evaluate, "speed": speed}[a.cmd](a)
+    {"train": train, "eval": evaluate, "export": export, "speed": speed}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Training throughput of both shipped shapes: the step as it was (eager, bf16 autocast where the
+"""Training throughput of both shipped shapes (and of `--arch pixel` with the default's body): the step as it was (eager, bf16 autocast where the
 CPU has native bf16) against the step `igc train` now takes by default on a long CPU run
 (compiled with torch.compile), side by side in one process (docs/training.md, "Speed on a CPU").
 
@@ -32,6 +32,7 @@ from igc.training.trainer import Trainer, TrainSettings, hardware
 SHAPES = {
     "default": ModelConfig(width=128, layers=4, heads=4, tile=16),
     "w256": ModelConfig(width=256, layers=8, heads=8, tile=16),
+    "pixel": ModelConfig(width=128, layers=4, heads=4, tile=16, arch="pixel"),  # --arch pixel
 }
 
 
@@ -56,7 +57,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--shapes", default="default,w256", help="comma-separated: default, w256")
+    ap.add_argument("--shapes", default="default,w256", help="comma-separated: default, w256, pixel")
     ap.add_argument("--precision", default="auto", help="auto, bf16 or fp32 (as igc train)")
     ap.add_argument("--device", default="auto")
     a = ap.parse_args()
