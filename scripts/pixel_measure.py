@@ -63,10 +63,10 @@ def pixel_from_subpixel(model: PixelGPT, state: dict[str, torch.Tensor]) -> None
     """Warm-start a pixel model from a subpixel ImageGPT of the same body (`state`): the blocks
     as they are; pixel k's position embedding is the subpixel model's at k's R (position 3k),
     whose input is pixel k-1's B, so the B channel's embedding is the subpixel model's and R's
-    and G's start at zero. The final norm becomes a plain normalisation and each head's norm
-    takes the subpixel model's, so that R's head computes exactly the subpixel model's output
-    from the same hidden state; G's and B's share its output layer and norm, their MLP's output
-    starts at zero, and their fresh embeddings of the known channels are added before the norm."""
+    and G's start at zero. Each head's norm and output layer are the subpixel model's final norm
+    and head, so that R's head computes exactly the subpixel model's output from the same
+    residual stream; G's and B's MLP output starts at zero, and their fresh embeddings of the
+    known channels are added before the norm."""
     body = {k.removeprefix("transformer."): v for k, v in state.items()
             if k.startswith("transformer.h.")}
     model.h.load_state_dict({k.removeprefix("h."): v for k, v in body.items()})
@@ -75,7 +75,6 @@ def pixel_from_subpixel(model: PixelGPT, state: dict[str, torch.Tensor]) -> None
         model.wte[2].weight.copy_(state["transformer.wte.weight"])
         model.wte[0].weight.zero_()
         model.wte[1].weight.zero_()
-        model.ln_f.weight.fill_(1.0)
         for head in model.heads:
             head.ln_out.weight.copy_(state["transformer.ln_f.weight"])
             head.out.weight.copy_(state["lm_head.weight"])

@@ -4,9 +4,12 @@ pixels, each pixel's three subpixels predicted in turn from one hidden state.
 Why: a subpixel ImageGPT steps 768 times per 16×16 tile and attends over up to 768 positions; this
 one steps 256 times over at most 256, so it trains about 3× faster on a CPU (docs/design.md, "One
 position per pixel") and would decode with far less attention traffic. Position k reads pixel k-1
-(one embedding per channel, summed; a start symbol at k = 0); its final hidden state h gives R's
-logits, G's from h plus an embedding of R through a residual MLP, B's from h plus embeddings of R
-and G through another.
+(one embedding per channel, summed; a start symbol at k = 0); its final residual stream h gives
+R's logits, G's from h plus an embedding of R through a residual MLP, B's from h plus embeddings
+of R and G through another. There is no final norm before the heads: each head normalises its own
+input, so R's head is exactly ImageGPT's `lm_head(ln_f(h))`, and every operation is one numerics
+2 already computes (embedding sums, RMS norms with their gains folded into the next product,
+int8 products, quick-GELU, residual adds).
 
 It speaks the subpixel model's interface: `forward(ids)` takes the same start-shifted subpixel
 ids (igc.models.network.tokens_from_tiles) and returns logits in the same order, position j's
@@ -86,7 +89,6 @@ class PixelGPT(nn.Module):
         self.wte = nn.ModuleList(nn.Embedding(VOCAB_SIZE, cfg.width) for _ in range(3))
         self.wpe = nn.Embedding(cfg.tile * cfg.tile, cfg.width)
         self.h = nn.ModuleList(Block(cfg.width, cfg.heads) for _ in range(cfg.layers))
-        self.ln_f = RMSNorm(cfg.width)
         self.heads = nn.ModuleList(PixelHead(cfg.width, c) for c in range(3))
         self.reset_parameters()
 
@@ -117,6 +119,5 @@ class PixelGPT(nn.Module):
             x = x + emb(prev[..., c])
         for block in self.h:
             x = block(x)
-        h = self.ln_f(x)
-        logits = [head(h, [pixels[..., k] for k in range(c)]) for c, head in enumerate(self.heads)]
+        logits = [head(x, [pixels[..., k] for k in range(c)]) for c, head in enumerate(self.heads)]
         return torch.stack(logits, 2).reshape(b, n, VOCAB_SIZE - 1)
