@@ -49,38 +49,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from script_env import KODAK, cpu_model
 
 from igc.models.network import ModelConfig, cpu_has_fast_bf16, tokens_from_tiles
-from igc.models.pixel_network import PixelGPT
-from igc.training.model import build_network
+from igc.training.model import build_network, pixel_from_subpixel
 
 LN2 = math.log(2)
 
 
 def make(arch: str) -> nn.Module:
     return build_network(ModelConfig(arch=arch))
-
-
-def pixel_from_subpixel(model: PixelGPT, state: dict[str, torch.Tensor]) -> None:
-    """Warm-start a pixel model from a subpixel ImageGPT of the same body (`state`): the blocks
-    as they are; pixel k's position embedding is the subpixel model's at k's R (position 3k),
-    whose input is pixel k-1's B, so the B channel's embedding is the subpixel model's and R's
-    and G's start at zero. Each head's norm and output layer are the subpixel model's final norm
-    and head, so that R's head computes exactly the subpixel model's output from the same
-    residual stream; G's and B's MLP output starts at zero, and their fresh embeddings of the
-    known channels are added before the norm."""
-    body = {k.removeprefix("transformer."): v for k, v in state.items()
-            if k.startswith("transformer.h.")}
-    model.h.load_state_dict({k.removeprefix("h."): v for k, v in body.items()})
-    with torch.no_grad():
-        model.wpe.weight.copy_(state["transformer.wpe.weight"][0::3])
-        model.wte[2].weight.copy_(state["transformer.wte.weight"])
-        model.wte[0].weight.zero_()
-        model.wte[1].weight.zero_()
-        for head in model.heads:
-            head.ln_out.weight.copy_(state["transformer.ln_f.weight"])
-            head.out.weight.copy_(state["lm_head.weight"])
-            if head.embs:
-                head.proj.weight.zero_()
-                head.proj.bias.zero_()
 
 
 def nats(model: nn.Module, tiles: torch.Tensor, dtype) -> torch.Tensor:
@@ -147,7 +122,7 @@ def train(a) -> None:
         if cfg.arch == a.arch:
             model.load_state_dict(state)
         elif a.arch == "pixel":
-            pixel_from_subpixel(model, state)
+            model.load_state_dict(pixel_from_subpixel(state, model.cfg))
         else:
             sys.exit(f"--init-from {a.init_from}: a pixel model cannot start a subpixel one")
     teacher = None

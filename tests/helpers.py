@@ -175,3 +175,25 @@ def make_palette_model(folder, *, seed: int = 0, cluster_seed: int = 0) -> str:
     ImageGPTImageProcessor(clusters=clusters, size={"height": 32, "width": 32}).save_pretrained(
         folder)
     return str(folder)
+
+
+def ramp_images(n: int, side: int = 8, seed: int = 0) -> np.ndarray:
+    """Predictable images: one of four base colours plus a small horizontal ramp."""
+    rng = np.random.default_rng(seed)
+    base = rng.choice([10, 60, 120, 200], (n, 1, 1, 3))
+    ramp = np.arange(side)[None, None, :, None] * 4
+    return np.broadcast_to(base + ramp, (n, side, side, 3)).astype(np.uint8)
+
+
+def pixel_trainer(out, resume: bool = False, **kw):
+    """A Trainer of a tiny pixel model (width 32, 2 layers, 4x4 tiles) on ramp images."""
+    from igc.models.network import ModelConfig
+    from igc.training.data import TileSource
+    from igc.training.trainer import Trainer, TrainSettings
+
+    tiny = ModelConfig(width=32, layers=2, heads=2, tile=4, arch="pixel")
+    settings = dict(model=tiny, out=str(out), steps=4, batch=8, warmup=2, threads=1,
+                    device="cpu", precision="fp32", eval_every=2, eval_minutes=1000.0)
+    settings.update(kw)
+    return Trainer(TrainSettings(**settings), source=TileSource(tile=4, stacks=[ramp_images(64)]),
+                   val_tiles=ramp_images(16, 4, seed=1), resume=resume, quiet=True)

@@ -11,35 +11,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import pixel_trainer, ramp_images
 from PIL import Image
 
 from igc.errors import UsageError
 from igc.models.network import ModelConfig, tokens_from_tiles
 from igc.models.pixel_network import PIXEL_MODEL_TYPE, PixelGPT
-from igc.training.data import TileSource
 from igc.training.model import grow_layers, load_pretrained
-from igc.training.trainer import Trainer, TrainSettings
 
 PIXEL = ModelConfig(width=32, layers=2, heads=2, tile=4, arch="pixel")
 
-
-def _images(n: int, side: int = 8, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    base = rng.choice([10, 60, 120, 200], (n, 1, 1, 3))
-    ramp = np.arange(side)[None, None, :, None] * 4
-    return np.broadcast_to(base + ramp, (n, side, side, 3)).astype(np.uint8)
-
-
-def _trainer(out: Path, resume: bool = False, **kw) -> Trainer:
-    settings = dict(model=PIXEL, out=str(out), steps=4, batch=8, warmup=2, threads=1,
-                    device="cpu", precision="fp32", eval_every=2, eval_minutes=1000.0)
-    settings.update(kw)
-    return Trainer(TrainSettings(**settings), source=TileSource(tile=4, stacks=[_images(64)]),
-                   val_tiles=_images(16, 4, seed=1), resume=resume, quiet=True)
-
-
 def _export(tmp_path: Path) -> Path:
-    _trainer(tmp_path / "donor", steps=2).run()
+    pixel_trainer(tmp_path / "donor", steps=2).run()
     return tmp_path / "donor" / "best"
 
 
@@ -74,13 +57,13 @@ def test_a_pixel_model_reads_whole_pixels_only():
 
 
 def test_training_lowers_the_loss(tmp_path):
-    tr = _trainer(tmp_path / "run", steps=40, lr=3e-3)
+    tr = pixel_trainer(tmp_path / "run", steps=40, lr=3e-3)
     losses = [tr.train_step().item() for _ in range(40)]
     assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:3])
 
 
 def test_a_run_exports_a_pixel_model_that_init_from_continues(tmp_path):
-    tr = _trainer(tmp_path / "donor")
+    tr = pixel_trainer(tmp_path / "donor")
     tr.run()
     best = tmp_path / "donor" / "best"
     config = json.loads((best / "config.json").read_text())
@@ -88,7 +71,7 @@ def test_a_run_exports_a_pixel_model_that_init_from_continues(tmp_path):
                       "layers": 2, "heads": 2, "tile": 4}
     donor_bits = json.loads((best / "training.json").read_text())["val_bpsp"]
 
-    warm = _trainer(tmp_path / "warm", steps=2, init_from=str(best), lr=1e-3)
+    warm = pixel_trainer(tmp_path / "warm", steps=2, init_from=str(best), lr=1e-3)
     assert warm.s.model == PIXEL and warm.step == 0 and not warm.opt.state
     from safetensors.torch import load_file
 
@@ -99,12 +82,12 @@ def test_a_run_exports_a_pixel_model_that_init_from_continues(tmp_path):
     assert records[0]["step"] == 0 and records[0]["val_bpsp"] == pytest.approx(donor_bits,
                                                                                abs=1e-5)
     # a resumed pixel run is still a pixel run: the checkpoint's architecture wins
-    again = _trainer(tmp_path / "warm", resume=True, steps=2, model=ModelConfig())
+    again = pixel_trainer(tmp_path / "warm", resume=True, steps=2, model=ModelConfig())
     assert again.s.model == PIXEL
 
 
 def test_a_grown_pixel_model_predicts_what_its_donor_does(tmp_path):
-    tr = _trainer(tmp_path / "donor", steps=2)
+    tr = pixel_trainer(tmp_path / "donor", steps=2)
     tr.run()
     cfg, state, _ = load_pretrained(str(tmp_path / "donor" / "best"))
     grown_cfg, grown_state = grow_layers(cfg, state, 1, seed=3)
@@ -121,8 +104,8 @@ def test_a_grown_pixel_model_predicts_what_its_donor_does(tmp_path):
 def test_a_pixel_model_distils_a_subpixel_teacher_and_teaches_one(tmp_path, tiny_model):
     """The teacher's distributions reach the step: the same seed and batch with a teacher move
     the weights elsewhere than without. A pixel export teaches a subpixel student as well."""
-    plain = _trainer(tmp_path / "plain", steps=1)
-    taught = _trainer(tmp_path / "taught", steps=1, teacher=tiny_model, distill=0.5)
+    plain = pixel_trainer(tmp_path / "plain", steps=1)
+    taught = pixel_trainer(tmp_path / "taught", steps=1, teacher=tiny_model, distill=0.5)
     before = {k: v.clone() for k, v in taught.model.state_dict().items()}
     assert all(torch.equal(v, plain.model.state_dict()[k]) for k, v in before.items())
     plain.train_step()
@@ -133,7 +116,7 @@ def test_a_pixel_model_distils_a_subpixel_teacher_and_teaches_one(tmp_path, tiny
     meta = json.loads((tmp_path / "taught" / "best" / "training.json").read_text())
     assert meta["teacher"]["folder"] == tiny_model and meta["teacher"]["distill"] == 0.5
 
-    student = _trainer(tmp_path / "student", steps=1, model=ModelConfig(32, 2, 2, 4),
+    student = pixel_trainer(tmp_path / "student", steps=1, model=ModelConfig(32, 2, 2, 4),
                        teacher=str(tmp_path / "taught" / "best"))
     assert student.teacher.cfg == PIXEL
     student.run()
@@ -142,17 +125,17 @@ def test_a_pixel_model_distils_a_subpixel_teacher_and_teaches_one(tmp_path, tiny
 def test_resume_reads_the_architecture_from_the_checkpoint(tmp_path):
     """Checkpoints written before pixel models have no `arch`: they are subpixel runs. An
     architecture this build does not know is refused in one line."""
-    subpixel = _trainer(tmp_path / "a", steps=1, model=ModelConfig(32, 2, 2, 4))
+    subpixel = pixel_trainer(tmp_path / "a", steps=1, model=ModelConfig(32, 2, 2, 4))
     subpixel.save_checkpoint()
     ckpt = torch.load(subpixel.ckpt_path, weights_only=False)
     del ckpt["settings"]["model"]["arch"]
     torch.save(ckpt, subpixel.ckpt_path)
-    again = _trainer(tmp_path / "a", resume=True, steps=2, model=PIXEL)
+    again = pixel_trainer(tmp_path / "a", resume=True, steps=2, model=PIXEL)
     assert again.s.model.arch == "subpixel"
     ckpt["settings"]["model"]["arch"] = "voxel"
     torch.save(ckpt, subpixel.ckpt_path)
     with pytest.raises(UsageError, match="unknown architecture 'voxel'"):
-        _trainer(tmp_path / "a", resume=True, steps=2)
+        pixel_trainer(tmp_path / "a", resume=True, steps=2)
 
 
 def test_imagegpt_refuses_another_architecture():
@@ -204,8 +187,8 @@ def test_train_cli_pixel_runs_and_its_errors(tmp_path, tiny_model):
 
     from igc.cli.app import app
 
-    np.savez(tmp_path / "train.npz", images=_images(32))
-    np.savez(tmp_path / "val.npz", images=_images(4, seed=1))
+    np.savez(tmp_path / "train.npz", images=ramp_images(32))
+    np.savez(tmp_path / "val.npz", images=ramp_images(4, seed=1))
     common = ["train", "--data", str(tmp_path / "train.npz"), "--val", str(tmp_path / "val.npz"),
               "--val-count", "8", "--batch", "4", "--steps", "2", "--device", "cpu"]
     tiny = ["--tile", "4", "--width", "32", "--layers", "2", "--heads", "2"]
@@ -225,7 +208,7 @@ def test_train_cli_pixel_runs_and_its_errors(tmp_path, tiny_model):
         assert lines[0].startswith("igc: error:") and message in lines[0], lines[0]
 
     # the codec has no engine for it: one line, not a traceback, not a file
-    Image.fromarray(_images(1)[0]).save(tmp_path / "img.png")
+    Image.fromarray(ramp_images(1)[0]).save(tmp_path / "img.png")
     out = runner.invoke(app, ["compress", str(tmp_path / "img.png"), "--model",
                               str(tmp_path / "r" / "best"), "-o", str(tmp_path / "img.igc")])
     lines = [line for line in out.output.splitlines() if line.strip()]

@@ -372,8 +372,15 @@ class ReferenceEngine:
             raise ModelError(f"sequence longer than the model's context of {m.n_positions}")
         if len(ids) != state.batch:
             raise ModelError(f"step got {len(ids)} tokens for a cache of batch {state.batch}")
+        x = self.blocks(state, np.clip(m.wte[ids] + m.wpe[pos], -LIM, LIM))
+        h = rms_norm(x, m)
+        return h, linear(h, m.norm_frac, m.head)
+
+    def blocks(self, state: IntState, x: np.ndarray) -> np.ndarray:
+        """The transformer blocks on one position's embedded input x ((B, C) Q16), caching its
+        keys and values at `state.position` and advancing it: the final residual stream."""
+        m, pos = self.m, state.position
         b, c, heads, d = state.batch, m.n_embd, m.n_head, m.head_dim
-        x = np.clip(m.wte[ids] + m.wpe[pos], -LIM, LIM)
         for i, lay in enumerate(m.layers):
             qkv = linear(rms_norm(x, m), m.norm_frac, lay.qkv)  # (B, 3C) Q16
             q, sq = narrow(qkv[:, :c].reshape(b * heads, d))
@@ -393,8 +400,7 @@ class ReferenceEngine:
             g, sg = narrow(f)
             x = np.clip(x + linear(g, FX - sg, lay.mlp_proj), -LIM, LIM)
         state.position = pos + 1
-        h = rms_norm(x, m)
-        return h, linear(h, m.norm_frac, m.head)
+        return x
 
     def _cached(self, layer: int, qkv: np.ndarray, lay, rows: int):
         """A step's key (int16-range, with its shift per row and head) and value (int16-range

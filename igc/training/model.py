@@ -112,6 +112,38 @@ def load_pretrained(spec: str) -> tuple[ModelConfig, dict[str, torch.Tensor], di
     return cfg, {k: v.float() for k, v in state.items()}, provenance
 
 
+def pixel_from_subpixel(state: dict[str, torch.Tensor], cfg: ModelConfig,
+                        seed: int = 0) -> dict[str, torch.Tensor]:
+    """A pixel model's weights (architecture `cfg`) warm-started from a subpixel ImageGPT of the
+    same body (`state`): the blocks as they are; pixel k's position embedding is the subpixel
+    model's at k's R (position 3k), whose input is pixel k-1's B, so B's input embedding is the
+    subpixel model's and R's and G's start at zero. Every head's output norm and layer are the
+    subpixel model's final norm and head, so R's head computes exactly the subpixel model's
+    first logits; G's and B's MLP outputs start at zero, their embeddings of the known channels
+    fresh (`seed`). Measured as a warm start for training and not taken (docs/design.md, "One
+    position per pixel"); it also gives tests a pixel model with a trained body."""
+    generator_state = torch.get_rng_state()
+    try:
+        torch.manual_seed(seed)
+        out = build_network(cfg).state_dict()
+    finally:
+        torch.set_rng_state(generator_state)
+    for key, value in state.items():
+        if key.startswith("transformer.h."):
+            out[key.removeprefix("transformer.")] = value.clone()
+    out["wpe.weight"] = state["transformer.wpe.weight"][0::3].clone()
+    out["wte.2.weight"] = state["transformer.wte.weight"].clone()
+    out["wte.0.weight"] = torch.zeros_like(out["wte.0.weight"])
+    out["wte.1.weight"] = torch.zeros_like(out["wte.1.weight"])
+    for c in range(3):
+        out[f"heads.{c}.ln_out.weight"] = state["transformer.ln_f.weight"].clone()
+        out[f"heads.{c}.out.weight"] = state["lm_head.weight"].clone()
+        if c:
+            out[f"heads.{c}.proj.weight"] = torch.zeros_like(out[f"heads.{c}.proj.weight"])
+            out[f"heads.{c}.proj.bias"] = torch.zeros_like(out[f"heads.{c}.proj.bias"])
+    return out
+
+
 def _check_pixel_size(spec: str, cfg: ModelConfig, tensors: dict) -> None:
     """A pixel config's size against its weights, before anything is built from it: a config
     that claims a million layers or tiles is refused from the file, not by running out of
