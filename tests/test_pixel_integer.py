@@ -98,3 +98,55 @@ def test_frequencies_are_valid_and_steps_are_checked(warm):
         engine.step(engine.start(2), np.array([256, 256, 256]))
     with pytest.raises(ModelError, match="sequence longer"):
         engine.start(1, length=769)
+
+
+def _same_frequencies(state: dict, cfg, tiles: np.ndarray, steps: int) -> None:
+    from igc.engines.pixel_cpu import PixelCpuEngine
+
+    model = quantize_pixel(state, cfg)
+    reference, cpu = PixelReferenceEngine(model), PixelCpuEngine(model)
+    ids, _ = tokens_from_tiles(torch.from_numpy(tiles))
+    a, b = reference.start(len(tiles)), cpu.start(len(tiles))
+    for p in range(steps):
+        assert np.array_equal(reference.step(a, ids[:, p].numpy()),
+                              cpu.step(b, ids[:, p].numpy())), p
+
+
+def test_cpu_engine_matches_the_reference_on_a_trained_model(tmp_path):
+    """Every step of whole tiles, a tiny pixel model trained until its heads matter."""
+    trainer = pixel_trainer(tmp_path / "run", steps=60)
+    for _ in range(60):
+        trainer.train_step()
+    _same_frequencies(trainer.model.state_dict(), trainer.model.cfg, ramp_images(5, 4, seed=3),
+                      48)
+
+
+def test_cpu_engine_matches_the_reference_at_the_shipped_width(warm):
+    """The default body's width, 512-wide MLPs in G's and B's heads (made to matter), 10
+    pixels of three photo-like tiles."""
+    state = dict(warm[1])
+    gen = torch.Generator().manual_seed(0)
+    for key in state:
+        if key.startswith(("heads.1.", "heads.2.")) and not key.endswith("ln.weight"):
+            state[key] = state[key] + 0.05 * torch.randn(state[key].shape, generator=gen)
+    _same_frequencies(state, PIXEL, _tiles(3), 30)
+
+
+def test_cpu_engine_checks_its_steps(warm):
+    from igc.engines.pixel_cpu import PixelCpuEngine
+
+    engine = PixelCpuEngine(quantize_pixel(warm[1], PIXEL))
+    with pytest.raises(ModelError, match="step got 3 tokens for a cache of batch 2"):
+        engine.step(engine.start(2), np.array([256, 256, 256]))
+    st = engine.start(1, length=3)
+    for ids in ([256], [5], [6]):
+        engine.step(st, np.array(ids))
+    with pytest.raises(ModelError, match="sequence longer"):
+        engine.step(st, np.array([7]))
+    for each in (engine, PixelReferenceEngine(quantize_pixel(warm[1], PIXEL))):
+        st = each.start(1)
+        each.step(st, np.array([256]))
+        with pytest.raises(ModelError, match=r"token ids must lie in \[0, 256\) at this step"):
+            each.step(st, np.array([256]))  # G's head reads R: a value, not the start symbol
+        with pytest.raises(ModelError, match=r"token ids must lie in \[0, 256\)"):
+            each.step(st, np.array([-1]))

@@ -335,19 +335,22 @@ def _logits(acc, p, nf, out):
 @njit(**_OPTS)
 def _step(ids, pos0, wte, wpe, eps, nf, heads, v_shift, w_qkv, p_qkv, w_proj, p_proj, w_fc,
           p_fc, w_mlp, p_mlp, w_head, p_head, keys, key_shift, values, x, xin, acc, u, frac,
-          zeros, qn, qs, qh, ql, scores, wh, wl, mix, out, logits, amx_on, wa, tiles):
+          zeros, qn, qs, qh, ql, scores, wh, wl, mix, out, logits, amx_on, wa, tiles, embedded):
     """`per` steps of every sequence at once (see CpuEngine.block): ids (B, per), row r of the
     buffers is sequence r // per at position pos0 + r % per; per-layer arrays are stacked on
     axis 0. `logits` False: `out` gets the frequencies; True: the Q16 logits (and xin[:, :C]
     holds the head's input). amx_on: the weight products run on the AMX units, with the
     weights `wa` (qkv, proj, fc, mlp, head) packed by amx.pack_weights and the scratch
-    `tiles` (CpuState.tiles)."""
+    `tiles` (CpuState.tiles). `embedded`: x already holds the embedded input (a pixel model's
+    sum of three, igc.engines.pixel_cpu); ids then only give the shape. x ends as the final
+    residual stream."""
     wa_qkv, wa_proj, wa_fc, wa_mlp, wa_head = wa
     c, per = x.shape[1], ids.shape[1]
     for r in range(x.shape[0]):
         t = r % per
-        for i in range(c):
-            x[r, i] = min(max(wte[ids[r // per, t], i] + wpe[pos0 + t, i], -LIM), LIM)
+        if not embedded:
+            for i in range(c):
+                x[r, i] = min(max(wte[ids[r // per, t], i] + wpe[pos0 + t, i], -LIM), LIM)
         _norm_row(x[r], eps, nf, u[:c], xin[r])
     for i in range(w_qkv.shape[0]):
         _product(xin, w_qkv[i], wa_qkv[i], amx_on, acc, tiles)
@@ -534,7 +537,10 @@ class CpuEngine:
         hidden = state.rows["xin"][: b * p, :c].astype(np.int64).reshape(b, p, c)
         return hidden, logits
 
-    def _block(self, state: CpuState, ids: np.ndarray, logits: bool) -> np.ndarray:
+    def _block(self, state: CpuState, ids: np.ndarray, logits: bool,
+               embedded: np.ndarray | None = None) -> np.ndarray:
+        """`embedded` (B*P, C) Q16: the input already embedded (ids then give only the
+        shape); the row buffer x ends as the final residual stream either way."""
         m, st, pos = self.m, state, state.position
         ids = np.ascontiguousarray(ids, np.int64)
         if ids.ndim != 2 or len(ids) != st.batch:
@@ -545,12 +551,14 @@ class CpuEngine:
         if ids.size and ids.view(np.uint64).max() >= len(m.wte):  # negatives wrap: one pass
             raise ModelError(f"token ids must lie in [0, {len(m.wte)})")
         r = self._rows(st, st.batch * per)
+        if embedded is not None:
+            r["x"][:] = embedded
         out = np.empty((st.batch * per, m.vocab), np.int64)
         _step(ids, pos, m.wte, m.wpe, m.eps, np.int64(m.norm_frac), m.n_head, self.v_shift,
               self.w_qkv, self.p_qkv, self.w_proj, self.p_proj, self.w_fc, self.p_fc,
               self.w_mlp, self.p_mlp, self.w_head, self.p_head, st.keys, st.key_shift,
               st.values, r["x"], r["xin"], r["acc"], st.u, r["frac"], r["zeros"], r["qn"],
               r["qs"], st.qh, st.ql, st.scores, st.wh, st.wl, st.mix, out, logits, self.amx,
-              self.wa, st.tiles)
+              self.wa, st.tiles, embedded is not None)
         state.position = pos + per
         return out.reshape(st.batch, per, m.vocab)

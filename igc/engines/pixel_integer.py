@@ -128,6 +128,9 @@ class PixelReferenceEngine:
         if len(ids) != state.cache.batch:
             raise ModelError(f"step got {len(ids)} tokens for a cache of batch "
                              f"{state.cache.batch}")
+        limit = 257 if channel == 0 else 256  # G's and B's heads read values, never the start
+        if ids.size and (ids.min() < 0 or ids.max() >= limit):
+            raise ModelError(f"token ids must lie in [0, {limit}) at this step")
         if channel == 0:  # ids: the previous pixel's B (or the start symbol)
             if state.cache.position >= state.cache.keys[0].shape[1]:
                 raise ModelError("sequence longer than the model's context of "

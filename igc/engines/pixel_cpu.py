@@ -1,0 +1,122 @@
+"""Numerics 2 for a pixel model on the CPU, fast: igc.engines.pixel_integer's integers, bit for
+bit. The codec does not code with it yet; scripts/pixel_speed.py times it against the subpixel
+model's step.
+
+The body is the cpu engine's own step (igc.engines.integer_cpu) over the pixel model's body,
+given the embedded input (the sum of the previous pixel's three embeddings), which it leaves as
+the final residual stream; R's head is that step's head. G's and B's heads are one numba call
+each, composed of the cpu engine's kernels for the body's MLP (norm, product, quick-GELU and
+narrowing, product, residual add and norm) and its head (product, frequencies), so they round
+exactly as the reference's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from igc.engines import integer as I
+from igc.engines.integer_cpu import (
+    CpuEngine,
+    CpuState,
+    _frequencies,
+    _gelu_narrow,
+    _linear,
+    _norm_row,
+    _residual_norm,
+    pack_weights,
+)
+from igc.engines.kernel_cache import njit
+from igc.engines.pixel_integer import IntPixelModel
+from igc.engines.scalars import OPTS as _OPTS
+from igc.errors import ModelError
+
+
+@njit(**_OPTS)
+def _pixel_head(stream, known, embs, eps, nf, w_fc, p_fc, w_proj, p_proj, w_out, p_out, u,
+                xin, acc, frac, h, out):
+    """G's or B's frequencies: h = stream plus the known channels' embeddings (saturated),
+    h += mlp(norm(h)), out = frequencies(norm(h) @ w_out). `known` (B, k) the channel values,
+    `embs` (k, 256, C) their Q16 tables; u, xin, acc, frac: the body's scratch."""
+    c = stream.shape[1]
+    for b in range(stream.shape[0]):
+        for i in range(c):
+            v = stream[b, i]
+            for k in range(known.shape[1]):
+                v += embs[k, known[b, k], i]
+            h[b, i] = min(max(v, -I.LIM), I.LIM)
+        _norm_row(h[b], eps, nf, u[:c], xin[b])
+    _linear(xin, w_fc, acc)
+    _gelu_narrow(acc, p_fc, nf, u, frac, xin)
+    _linear(xin, w_proj, acc)
+    _residual_norm(acc, p_proj, frac, h, eps, nf, u, xin)
+    _linear(xin, w_out, acc)
+    _frequencies(acc, p_out, nf, u, out)
+
+
+@dataclass
+class PixelCpuState:
+    body: CpuState  # one position per pixel
+    position: int  # subpixels stepped
+    known: np.ndarray  # (B, 2) the current pixel's R and G, as given
+    stream: np.ndarray  # (B, C) the body's final residual stream at the current pixel
+    h: np.ndarray  # (B, C) a head's residual stream
+
+
+class PixelCpuEngine:
+    """The pixel reference engine's frequencies at the cpu engine's speed."""
+
+    name = "cpu"
+
+    def __init__(self, model: IntPixelModel) -> None:
+        self.m = model
+        self.body = CpuEngine(model.body)  # AMX where usable; the heads on the plain kernels
+
+        def params(lin: I.Linear) -> np.ndarray:
+            return np.stack([lin.m, lin.e, lin.b]).astype(np.int64)
+
+        self.heads = []
+        for head in model.heads:
+            embs = np.ascontiguousarray(np.stack(head.embs), np.int64)
+            self.heads.append((embs, pack_weights(head.fc.w), params(head.fc),
+                               pack_weights(head.proj.w), params(head.proj),
+                               pack_weights(head.out.w), params(head.out)))
+
+    def start(self, batch: int, length: int | None = None) -> PixelCpuState:
+        n = self.m.body.n_positions
+        pixels = n if length is None else -(-length // 3)
+        if pixels > n:
+            raise ModelError(f"sequence longer than the model's context of {3 * n}")
+        c = self.m.body.n_embd
+        return PixelCpuState(self.body.start(batch, pixels), 0, np.zeros((batch, 2), np.int64),
+                             np.zeros((batch, c), np.int64), np.zeros((batch, c), np.int64))
+
+    def step(self, state: PixelCpuState, ids: np.ndarray) -> np.ndarray:
+        """The previous subpixel of each sequence -> (B, 256) frequencies of the next one."""
+        m, channel, st = self.m, state.position % 3, state.body
+        ids = np.ascontiguousarray(ids, np.int64)
+        if ids.ndim != 1 or len(ids) != st.batch:
+            raise ModelError(f"step got {len(ids)} tokens for a cache of batch {st.batch}")
+        limit = 257 if channel == 0 else 256  # G's and B's heads read values, never the start
+        if ids.size and ids.view(np.uint64).max() >= limit:  # negatives wrap: one pass
+            raise ModelError(f"token ids must lie in [0, {limit}) at this step")
+        if channel == 0:
+            if st.position >= min(st.length, m.body.n_positions):
+                raise ModelError("sequence longer than the model's context of "
+                                 f"{3 * m.body.n_positions}")
+            r, g = (ids, ids) if state.position == 0 else (state.known[:, 0], state.known[:, 1])
+            x = np.clip(m.wte_rg[0][r] + m.wte_rg[1][g] + m.body.wte[ids]
+                        + m.body.wpe[st.position], -I.LIM, I.LIM)
+            out = self.body._block(st, ids[:, None], False, embedded=x)[:, 0]
+            state.stream[:] = st.rows["x"][: st.batch]
+        else:
+            state.known[:, channel - 1] = ids
+            embs, w_fc, p_fc, w_proj, p_proj, w_out, p_out = self.heads[channel - 1]
+            rows = self.body._rows(st, st.batch)
+            out = np.empty((st.batch, 256), np.int64)
+            _pixel_head(state.stream, state.known[:, :channel], embs, m.body.eps,
+                        np.int64(m.body.norm_frac), w_fc, p_fc, w_proj, p_proj, w_out, p_out,
+                        st.u, rows["xin"], rows["acc"], rows["frac"], state.h, out)
+        state.position += 1
+        return out
