@@ -12,6 +12,7 @@ import pytest
 import torch
 from helpers import pixel_trainer, ramp_images, smooth_image
 
+from igc.engines import amx
 from igc.engines import integer as I
 from igc.engines.pixel_integer import PixelReferenceEngine, quantize_pixel
 from igc.errors import ModelError
@@ -19,6 +20,7 @@ from igc.models.network import ModelConfig, tokens_from_tiles
 from igc.training.model import load_pretrained, pixel_from_subpixel
 
 PIXEL = ModelConfig(arch="pixel")
+needs_amx = pytest.mark.skipif(not amx.usable(), reason="no AMX on this CPU (or IGC_AMX=0)")
 
 
 @pytest.fixture(scope="module")
@@ -100,11 +102,12 @@ def test_frequencies_are_valid_and_steps_are_checked(warm):
         engine.start(1, length=769)
 
 
-def _same_frequencies(state: dict, cfg, tiles: np.ndarray, steps: int) -> None:
+def _same_frequencies(state: dict, cfg, tiles: np.ndarray, steps: int,
+                     use_amx: bool | None = None) -> None:
     from igc.engines.pixel_cpu import PixelCpuEngine
 
     model = quantize_pixel(state, cfg)
-    reference, cpu = PixelReferenceEngine(model), PixelCpuEngine(model)
+    reference, cpu = PixelReferenceEngine(model), PixelCpuEngine(model, use_amx)
     ids, _ = tokens_from_tiles(torch.from_numpy(tiles))
     a, b = reference.start(len(tiles)), cpu.start(len(tiles))
     for p in range(steps):
@@ -112,13 +115,15 @@ def _same_frequencies(state: dict, cfg, tiles: np.ndarray, steps: int) -> None:
                               cpu.step(b, ids[:, p].numpy())), p
 
 
-def test_cpu_engine_matches_the_reference_on_a_trained_model(tmp_path):
-    """Every step of whole tiles, a tiny pixel model trained until its heads matter."""
+@pytest.mark.parametrize("use_amx", [False, pytest.param(True, marks=needs_amx)])
+def test_cpu_engine_matches_the_reference_on_a_trained_model(tmp_path, use_amx):
+    """Every step of whole tiles, a tiny pixel model trained until its heads matter, with the
+    body's products on the AMX units and off; batches of 5 and 1."""
     trainer = pixel_trainer(tmp_path / "run", steps=60)
     for _ in range(60):
         trainer.train_step()
-    _same_frequencies(trainer.model.state_dict(), trainer.model.cfg, ramp_images(5, 4, seed=3),
-                      48)
+    for tiles in (ramp_images(5, 4, seed=3), ramp_images(1, 4, seed=4)):
+        _same_frequencies(trainer.model.state_dict(), trainer.model.cfg, tiles, 48, use_amx)
 
 
 def test_cpu_engine_matches_the_reference_at_the_shipped_width(warm):
@@ -138,6 +143,10 @@ def test_cpu_engine_checks_its_steps(warm):
     engine = PixelCpuEngine(quantize_pixel(warm[1], PIXEL))
     with pytest.raises(ModelError, match="step got 3 tokens for a cache of batch 2"):
         engine.step(engine.start(2), np.array([256, 256, 256]))
+    for each in (engine, PixelReferenceEngine(quantize_pixel(warm[1], PIXEL))):
+        for bad in (np.full((1, 1), 256), np.int64(256), np.array([256.0])):
+            with pytest.raises(ModelError, match="one integer token per sequence"):
+                each.step(each.start(1), bad)
     st = engine.start(1, length=3)
     for ids in ([256], [5], [6]):
         engine.step(st, np.array(ids))
@@ -150,3 +159,30 @@ def test_cpu_engine_checks_its_steps(warm):
             each.step(st, np.array([256]))  # G's head reads R: a value, not the start symbol
         with pytest.raises(ModelError, match=r"token ids must lie in \[0, 256\)"):
             each.step(st, np.array([-1]))
+
+
+def test_every_norm_gain_reaches_the_integer_logits(tmp_path):
+    """Each norm's gain drawn from [0.5, 2] (trained gains stay near 1, which would hide a gain
+    left out of a fold): at every step each head's Q16 logits are the float model's times
+    log2(e) to within 0.1 (measured 0.019), where a gain left out moves logits of this model's
+    size (up to about 5) by far more."""
+    from igc.engines.integer import LOG2E
+
+    trainer = pixel_trainer(tmp_path / "run", steps=60)
+    for _ in range(60):
+        trainer.train_step()
+    model = trainer.model.eval()
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.split(".")[-2].startswith("ln"):
+                p.copy_(0.5 + 1.5 * torch.rand(p.shape, generator=gen))
+    ids, _ = tokens_from_tiles(torch.from_numpy(ramp_images(4, 4, seed=3)))
+    with torch.no_grad():
+        expected = model(ids).double().numpy() * LOG2E
+    engine = PixelReferenceEngine(quantize_pixel(model.state_dict(), model.cfg))
+    state = engine.start(4)
+    for p in range(ids.shape[1]):
+        hidden, logits = engine.step_logits(state, ids[:, p].numpy())
+        assert hidden.shape == (4, 32) and np.abs(hidden).max() <= I.ACT_MAX
+        assert np.abs(logits / 65536.0 - expected[:, p]).max() < 0.1, p

@@ -69,9 +69,16 @@ class PixelCpuEngine:
 
     name = "cpu"
 
-    def __init__(self, model: IntPixelModel) -> None:
+    def __init__(self, model: IntPixelModel, use_amx: bool | None = None) -> None:
+        """use_amx: the body's weight products on the AMX units (None: where usable); the
+        heads' run on the plain kernels (the same integers)."""
         self.m = model
-        self.body = CpuEngine(model.body)  # AMX where usable; the heads on the plain kernels
+        self.body = CpuEngine(model.body, use_amx)
+        for head in model.heads:  # the heads share the body's buffers, sized for its MLP
+            if head.fc.w.shape[1] > self.body.inner or any(
+                    np.abs(lin.w).max(initial=0) > I.W_MAX for lin in (head.fc, head.proj, head.out)):
+                raise ModelError("a pixel head wider than the body's MLP or with weights beyond "
+                                 f"+-{I.W_MAX}: not a numerics 2 pixel model")
 
         def params(lin: I.Linear) -> np.ndarray:
             return np.stack([lin.m, lin.e, lin.b]).astype(np.int64)
@@ -95,8 +102,12 @@ class PixelCpuEngine:
     def step(self, state: PixelCpuState, ids: np.ndarray) -> np.ndarray:
         """The previous subpixel of each sequence -> (B, 256) frequencies of the next one."""
         m, channel, st = self.m, state.position % 3, state.body
+        ids = np.asarray(ids)
+        if ids.ndim != 1 or ids.dtype.kind not in "iu":
+            raise ModelError(f"one integer token per sequence, got ids of shape {ids.shape} "
+                             f"and type {ids.dtype}")
         ids = np.ascontiguousarray(ids, np.int64)
-        if ids.ndim != 1 or len(ids) != st.batch:
+        if len(ids) != st.batch:
             raise ModelError(f"step got {len(ids)} tokens for a cache of batch {st.batch}")
         limit = 257 if channel == 0 else 256  # G's and B's heads read values, never the start
         if ids.size and ids.view(np.uint64).max() >= limit:  # negatives wrap: one pass

@@ -120,11 +120,17 @@ class PixelReferenceEngine:
 
     def step(self, state: PixelState, ids: np.ndarray) -> np.ndarray:
         """The previous subpixel of each sequence -> (B, 256) frequencies of the next one."""
-        return I.frequencies(self.step_logits(state, ids))
+        return I.frequencies(self.step_logits(state, ids)[1])
 
-    def step_logits(self, state: PixelState, ids: np.ndarray) -> np.ndarray:
+    def step_logits(self, state: PixelState, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """As `ReferenceEngine.step_logits`: the input of the head that ran ((B, C) int16-range
+        values with `norm_frac` fraction bits) and its Q16 log2-unit logits (B, 256)."""
         m, channel = self.m, state.position % 3
-        ids = np.asarray(ids, np.int64)
+        ids = np.asarray(ids)
+        if ids.ndim != 1 or ids.dtype.kind not in "iu":
+            raise ModelError(f"one integer token per sequence, got ids of shape {ids.shape} "
+                             f"and type {ids.dtype}")
+        ids = ids.astype(np.int64)
         if len(ids) != state.cache.batch:
             raise ModelError(f"step got {len(ids)} tokens for a cache of batch "
                              f"{state.cache.batch}")
@@ -139,16 +145,18 @@ class PixelReferenceEngine:
             x = m.wte_rg[0][r] + m.wte_rg[1][g] + m.body.wte[ids] + m.body.wpe[state.cache.position]
             state.stream = self.body.blocks(state.cache, np.clip(x, -I.LIM, I.LIM))
             state.known = []
-            logits = I.linear(I.rms_norm(state.stream, m.body), m.body.norm_frac, m.body.head)
+            h = I.rms_norm(state.stream, m.body)
+            out = h, I.linear(h, m.body.norm_frac, m.body.head)
         else:  # ids: this pixel's R (channel 1) or G (channel 2)
             state.known.append(ids)
-            logits = self._head(m.heads[channel - 1], state.stream, state.known)
+            out = self._head(m.heads[channel - 1], state.stream, state.known)
         state.position += 1
-        return logits
+        return out
 
     def _head(self, head: IntPixelHead, stream: np.ndarray, known: list[np.ndarray]):
-        """G's or B's logits (Q16 log2 units): the stream plus the known channels' embeddings,
-        one pre-norm MLP block as the body's, then the output norm and product."""
+        """G's or B's output head's input and logits (Q16 log2 units): the stream plus the
+        known channels' embeddings, one pre-norm MLP block as the body's, then the output norm
+        and product."""
         m = self.m.body
         u = stream
         for emb, values in zip(head.embs, known, strict=True):
@@ -157,4 +165,5 @@ class PixelReferenceEngine:
         f = I.quick_gelu(I.linear(I.rms_norm(u, m), m.norm_frac, head.fc))
         g, sg = I.narrow(f)
         u = np.clip(u + I.linear(g, I.FX - sg, head.proj), -I.LIM, I.LIM)
-        return I.linear(I.rms_norm(u, m), m.norm_frac, head.out)
+        h = I.rms_norm(u, m)
+        return h, I.linear(h, m.norm_frac, head.out)
