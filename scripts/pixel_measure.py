@@ -218,8 +218,35 @@ def evaluate(a) -> None:
         print(run, meta["arch"], f"{meta['subpixels'] / 1e6:.1f} M subpixels",
               " ".join(f"{k} {v:.4f}" for k, v in per.items()),
               f"mean {report['runs'][str(run)]['mean_bpsp']:.4f}", flush=True)
+        if a.integer_tiles and meta["arch"] == "pixel":
+            tiles = np.concatenate([spaced(photo_tiles(p), a.integer_tiles) for p in paths])
+            fbits, ibits = bits(model, tiles), integer_bits(model, tiles)
+            report["runs"][str(run)]["integer"] = {"tiles": len(tiles), "float_bpsp": fbits,
+                                                   "integer_bpsp": ibits}
+            print(f"  numerics 2 (cpu engine) on {len(tiles)} tiles: {ibits:.4f} against float "
+                  f"{fbits:.4f} ({100 * (ibits / fbits - 1):+.3f}%)", flush=True)
     if a.json:
         a.json.write_text(json.dumps(report, indent=1))
+
+
+def spaced(tiles: np.ndarray, n: int) -> np.ndarray:
+    """n tiles spread evenly over an image's."""
+    return tiles[np.linspace(0, len(tiles) - 1, min(n, len(tiles))).astype(int)]
+
+
+def integer_bits(model: nn.Module, tiles: np.ndarray) -> float:
+    """Bits per subpixel of numerics 2's frequencies (the pixel cpu engine), stepping the
+    tiles as a decoder steps a batch of windows."""
+    from igc.engines.pixel_cpu import PixelCpuEngine
+    from igc.engines.pixel_integer import quantize_pixel
+
+    engine = PixelCpuEngine(quantize_pixel(model.state_dict(), model.cfg))
+    ids, tgt = tokens_from_tiles(torch.from_numpy(tiles))
+    state, total, rows = engine.start(len(tiles)), 0.0, np.arange(len(tiles))
+    for p in range(ids.shape[1]):
+        f = engine.step(state, ids[:, p].numpy())
+        total -= np.log2(f[rows, tgt[:, p].numpy()] / 2.0 ** 24).sum()
+    return total / tgt.numel()
 
 
 def export(a) -> None:
@@ -289,6 +316,8 @@ def main() -> None:
     e.add_argument("--images", nargs="+", default=["kodim01", "kodim05", "kodim13", "kodim23"])
     e.add_argument("--threads", type=int, default=1)
     e.add_argument("--json", type=Path, default=None)
+    e.add_argument("--integer-tiles", type=int, default=0,
+                   help="a pixel model's numerics-2 bits too, on this many tiles of each image")
     x = sub.add_parser("export")
     x.add_argument("run", type=Path)
     x.add_argument("out", type=Path)
