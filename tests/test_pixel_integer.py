@@ -110,9 +110,14 @@ def _same_frequencies(state: dict, cfg, tiles: np.ndarray, steps: int,
     reference, cpu = PixelReferenceEngine(model), PixelCpuEngine(model, use_amx)
     ids, _ = tokens_from_tiles(torch.from_numpy(tiles))
     a, b = reference.start(len(tiles)), cpu.start(len(tiles))
+    c, d = reference.start(len(tiles)), cpu.start(len(tiles))
     for p in range(steps):
         assert np.array_equal(reference.step(a, ids[:, p].numpy()),
                               cpu.step(b, ids[:, p].numpy())), p
+        # what an adaptation reads: the head's input and its logits
+        for x, y in zip(reference.step_logits(c, ids[:, p].numpy()),
+                        cpu.step_logits(d, ids[:, p].numpy()), strict=True):
+            assert np.array_equal(x, y), p
 
 
 @pytest.mark.parametrize("use_amx", [False, pytest.param(True, marks=needs_amx)])

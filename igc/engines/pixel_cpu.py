@@ -23,6 +23,7 @@ from igc.engines.integer_cpu import (
     _frequencies,
     _gelu_narrow,
     _linear,
+    _logits,
     _norm_row,
     _residual_norm,
     pack_weights,
@@ -35,10 +36,11 @@ from igc.errors import ModelError
 
 @njit(**_OPTS)
 def _pixel_head(stream, known, embs, eps, nf, w_fc, p_fc, w_proj, p_proj, w_out, p_out, u,
-                xin, acc, frac, h, out):
+                xin, acc, frac, h, out, logits):
     """G's or B's frequencies: h = stream plus the known channels' embeddings (saturated),
-    h += mlp(norm(h)), out = frequencies(norm(h) @ w_out). `known` (B, k) the channel values,
-    `embs` (k, 256, C) their Q16 tables; u, xin, acc, frac: the body's scratch."""
+    h += mlp(norm(h)), out = frequencies(norm(h) @ w_out) (`logits`: the Q16 logits instead,
+    and xin[:, :C] holds norm(h), the output product's input). `known` (B, k) the channel
+    values, `embs` (k, 256, C) their Q16 tables; u, xin, acc, frac: the body's scratch."""
     c = stream.shape[1]
     for b in range(stream.shape[0]):
         for i in range(c):
@@ -52,7 +54,10 @@ def _pixel_head(stream, known, embs, eps, nf, w_fc, p_fc, w_proj, p_proj, w_out,
     _linear(xin, w_proj, acc)
     _residual_norm(acc, p_proj, frac, h, eps, nf, u, xin)
     _linear(xin, w_out, acc)
-    _frequencies(acc, p_out, nf, u, out)
+    if logits:
+        _logits(acc, p_out, nf, out)
+    else:
+        _frequencies(acc, p_out, nf, u, out)
 
 
 @dataclass
@@ -101,6 +106,16 @@ class PixelCpuEngine:
 
     def step(self, state: PixelCpuState, ids: np.ndarray) -> np.ndarray:
         """The previous subpixel of each sequence -> (B, 256) frequencies of the next one."""
+        return self._step(state, ids, False)
+
+    def step_logits(self, state: PixelCpuState, ids: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """As the reference's: the input of the head that ran and its Q16 logits."""
+        logits = self._step(state, ids, True)
+        c, rows = self.m.body.n_embd, len(logits)
+        return state.body.rows["xin"][:rows, :c].astype(np.int64), logits
+
+    def _step(self, state: PixelCpuState, ids: np.ndarray, logits: bool) -> np.ndarray:
         m, channel, st = self.m, state.position % 3, state.body
         ids = np.asarray(ids)
         if ids.ndim != 1 or ids.dtype.kind not in "iu":
@@ -119,7 +134,7 @@ class PixelCpuEngine:
             r, g = (ids, ids) if state.position == 0 else (state.known[:, 0], state.known[:, 1])
             x = np.clip(m.wte_rg[0][r] + m.wte_rg[1][g] + m.body.wte[ids]
                         + m.body.wpe[st.position], -I.LIM, I.LIM)
-            out = self.body._block(st, ids[:, None], False, embedded=x)[:, 0]
+            out = self.body._block(st, ids[:, None], logits, embedded=x)[:, 0]
             state.stream[:] = st.rows["x"][: st.batch]
         else:
             state.known[:, channel - 1] = ids
@@ -128,6 +143,6 @@ class PixelCpuEngine:
             out = np.empty((st.batch, 256), np.int64)
             _pixel_head(state.stream, state.known[:, :channel], embs, m.body.eps,
                         np.int64(m.body.norm_frac), w_fc, p_fc, w_proj, p_proj, w_out, p_out,
-                        st.u, rows["xin"], rows["acc"], rows["frac"], state.h, out)
+                        st.u, rows["xin"], rows["acc"], rows["frac"], state.h, out, logits)
         state.position += 1
         return out
