@@ -416,7 +416,9 @@ def speed(model: str | None = None, images: Sequence[str] | None = None, count: 
     if crop is not None and crop < 0:
         raise UsageError(f"--crop must be 0 (full resolution) or a positive size, got {crop}")
     set_threads(threads)
-    probe = timing.load_backend("igc", model)  # fails early, with igc's message, on a bad model
+    # fails early, with igc's message, on a bad model; a model with integer numerics only (a
+    # pixel model) is probed through the backend that times it
+    probe = timing.load_backend("igc" if "igc" in backends else "int", model)
     loaded, preprocessing = load_images(images, count, seed, crop or None)
     return timing.run(probe, loaded, preprocessing, list(backends), model=model, batch=batch,
                       repeat=repeat, progress=progress)

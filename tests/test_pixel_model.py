@@ -1,6 +1,6 @@
 """The pixel model (`igc train --arch pixel`): causal over the subpixel ids the trainer feeds
-every model, trained, exported, continued and grown by the trainer, and refused by the codec in
-one line. Tiny configs (width 32, 2 layers, 4×4 tiles) keep the file to seconds on one core."""
+every model, trained, exported, continued and grown by the trainer (the codec's use of it:
+tests/test_pixel_codec.py). Tiny configs (width 32, 2 layers, 4×4 tiles) keep the file to seconds on one core."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 from helpers import pixel_trainer, ramp_images
-from PIL import Image
 
 from igc.errors import UsageError
 from igc.models.network import ModelConfig, tokens_from_tiles
@@ -207,11 +206,9 @@ def test_train_cli_pixel_runs_and_its_errors(tmp_path, tiny_model):
         assert out.exit_code != 0 and len(lines) == 1, out.output
         assert lines[0].startswith("igc: error:") and message in lines[0], lines[0]
 
-    # the codec has no engine for it: one line, not a traceback, not a file
-    Image.fromarray(ramp_images(1)[0]).save(tmp_path / "img.png")
-    out = runner.invoke(app, ["compress", str(tmp_path / "img.png"), "--model",
-                              str(tmp_path / "r" / "best"), "-o", str(tmp_path / "img.igc")])
+    # HuggingFace's ImageGPT cannot run it: one line, not a traceback
+    out = runner.invoke(app, ["speed", "--model", str(tmp_path / "r" / "best"), "--backend",
+                              "hf,int", "--images", str(tmp_path / "val.npz")])
     lines = [line for line in out.output.splitlines() if line.strip()]
     assert out.exit_code != 0 and len(lines) == 1, out.output
     assert "holds a pixel model (igc train --arch pixel)" in lines[0]
-    assert not (tmp_path / "img.igc").exists()

@@ -95,7 +95,8 @@ def load_backend(name: str, spec: str | None):
 def _warm_up(codec) -> None:
     """First calls pay one-off costs (kernel selection, lazy imports); keep them out of timings."""
     model = codec.model
-    seq = np.full((1, model.context_length), codec.tokenizer.start_token, dtype=np.int64)
+    seq = np.zeros((1, model.context_length), dtype=np.int64)  # a tile: the start, then values
+    seq[:, 0] = codec.tokenizer.start_token
     model.log_probs(seq)
     state = model.start(2, 4, model.numerics)
     for _ in range(4):

@@ -92,7 +92,7 @@ def _fingerprints_of_folder(folder: Path) -> set[str]:
     """What a file coded with this folder's model records: the weights' fingerprint, and for a
     palette model (colour clusters beside the weights) that combined with the clusters'."""
     try:
-        own = fingerprint_of(read_tensors(folder), read_config(folder))
+        own = fingerprint_of(read_tensors(folder), read_config(folder, ("imagegpt", "igc-pixel")))
     except ModelError:
         return set()  # an unreadable folder on the path is not the one we look for
     if not (folder / PREPROCESSOR_CONFIG).is_file():

@@ -120,8 +120,8 @@ def read_config(folder: Path, model_types: tuple[str, ...] = ("imagegpt",)) -> d
     if kind in model_types:
         return config
     if kind == "igc-pixel":  # igc.models.pixel_network.PIXEL_MODEL_TYPE
-        raise ModelError(f"{folder} holds a pixel model (igc train --arch pixel): igc trains and "
-                         "exports it, but no engine codes images with it yet")
+        raise ModelError(f"{folder} holds a pixel model (igc train --arch pixel), which igc's "
+                         "own model loader runs, not this one (HuggingFace's ImageGPT cannot)")
     raise ModelError(f"{folder} holds a {kind!r} model; igc needs an ImageGPT checkpoint "
                      "(model_type 'imagegpt')")
 

@@ -54,6 +54,23 @@ _LOADED = ("name", "folder", "spec", "config", "fingerprint", "context_length", 
            "threads", "_torch")
 
 
+def _holds_pixel_model(spec: str) -> bool:
+    """Whether a local model folder's config.json says it is a pixel model (hub ids and
+    shipped ids are ImageGPT checkpoints; a broken folder is left to the loader's errors)."""
+    import json
+    import os
+
+    try:
+        path = os.path.join(os.path.expanduser(os.fspath(spec)), "config.json")
+        if not os.path.isfile(path) or os.path.getsize(path) > 1 << 20:
+            return False
+        with open(path, encoding="utf-8") as fh:
+            config = json.load(fh)
+    except (OSError, ValueError, TypeError, RuntimeError):
+        return False
+    return isinstance(config, dict) and config.get("model_type") == "igc-pixel"
+
+
 class IntegerState:
     """A numerics-2 engine and its state for one batch (lane) of sequences."""
 
@@ -68,6 +85,15 @@ class ImageGPTModel:
 
     description = ("ImageGPT next-token probabilities (default: igc's own model; or a shipped id, "
                    "local folder or hub id)")
+
+    def __new__(cls, spec: str | None = None, threads: int | None = None):
+        """A folder holding a pixel model (`igc train --arch pixel`) loads as one
+        (igc.models.pixel): the same plugin, headers and catalog serve both kinds."""
+        if cls is ImageGPTModel and spec is not None and _holds_pixel_model(spec):
+            from igc.models.pixel import PixelModel
+
+            return object.__new__(PixelModel)
+        return object.__new__(cls)
 
     def __init__(self, spec: str | None = None, threads: int | None = None) -> None:
         import torch

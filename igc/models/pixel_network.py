@@ -21,6 +21,8 @@ and the codec refuses them in one line until an engine codes with them.
 from __future__ import annotations
 
 import math
+import re
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -55,6 +57,49 @@ def pixel_config_problems(config: dict) -> list[str]:
 def pixel_config_of(config: dict) -> ModelConfig:
     """The architecture of a config that `pixel_config_problems` accepts."""
     return ModelConfig(**{k: config[k] for k in _FIELDS}, arch="pixel")
+
+
+def pixel_weight_problem(cfg: ModelConfig, tensors: dict) -> str | None:
+    """What keeps `tensors` from being the weights of the pixel model `cfg`, in words (None:
+    they are). The config's sizes are checked against the file's before anything is built from
+    them, so a config that claims a million layers or tiles is refused, not run out of memory
+    on."""
+    wpe = tensors.get("wpe.weight")
+    if wpe is None or tuple(wpe.shape) != (cfg.tile * cfg.tile, cfg.width):
+        got = "none" if wpe is None else tuple(wpe.shape)
+        return (f"the position embedding 'wpe.weight' has shape {got}; its config.json (tile "
+                f"{cfg.tile}, width {cfg.width}) needs {(cfg.tile * cfg.tile, cfg.width)}")
+    blocks = {int(m.group(1)) for key in tensors if (m := re.match(r"h\.(\d+)\.", key))}
+    if blocks != set(range(cfg.layers)):
+        return f"its weights hold {len(blocks)} blocks; its config.json says {cfg.layers}"
+    with torch.device("meta"):  # shapes only
+        expected = {k: tuple(v.shape) for k, v in PixelGPT(cfg).state_dict().items()}
+    missing = sorted(set(expected) - set(tensors))
+    wrong = [k for k in expected if k in tensors and tuple(tensors[k].shape) != expected[k]]
+    extra = sorted(set(tensors) - set(expected))
+    if missing or wrong or extra:
+        return (f"weights do not fit its config.json (missing: {', '.join(missing[:3]) or 'none'}"
+                f"; wrong shape: {', '.join(wrong[:3]) or 'none'}; not in the model: "
+                f"{', '.join(extra[:3]) or 'none'})")
+    if bad := [k for k, v in tensors.items() if not bool(v.isfinite().all())]:
+        return f"weight {bad[0]!r} holds NaN or infinite values"
+    return None
+
+
+def load_pixel(folder: Path) -> tuple[ModelConfig, dict, dict]:
+    """(architecture, config.json, float32 weights) of a pixel export, each checked: a broken
+    folder raises ModelError naming what is wrong."""
+    from igc.errors import ModelError
+    from igc.models.folders import read_config, read_tensors
+
+    config = read_config(folder, (PIXEL_MODEL_TYPE,))
+    if problems := pixel_config_problems(config):
+        raise ModelError(f"{folder}: a pixel model with " + ", ".join(problems))
+    cfg = pixel_config_of(config)
+    tensors = read_tensors(folder)
+    if problem := pixel_weight_problem(cfg, tensors):
+        raise ModelError(f"{folder}: {problem}")
+    return cfg, config, {k: v.float() for k, v in tensors.items()}
 
 
 class PixelHead(nn.Module):

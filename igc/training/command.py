@@ -32,8 +32,9 @@ def train(
         typer.Option(
             help="subpixel: ImageGPT, one position per subpixel (what the codec codes with). "
             "pixel: one position per pixel, its three subpixels predicted in turn from one "
-            "hidden state; about 3x the training steps a minute on a CPU, exported for "
-            "--init-from and --teacher, not yet for the codec. Default: subpixel.",
+            "hidden state; about 3x the subpixels a second on a CPU, and codes about 3x "
+            "faster (numerics 2, cpu engine; not yet cuda or context mode 4). Default: "
+            "subpixel.",
             show_default=False,
         ),
     ] = None,
@@ -142,8 +143,7 @@ def train(
 ) -> None:
     """Train an ImageGPT model; exports the best weights to RUN/best, the last step's to RUN/last.
 
-    Both are model folders that --init-from and --teacher accept, and for a subpixel model (the
-    default) HF-format ImageGPT checkpoints that --model accepts."""
+    Both are model folders that --model, --init-from and --teacher accept (a subpixel model's are HF-format ImageGPT checkpoints)."""
     from igc.training.data import default_train_paths, default_val_path
     from igc.training.model import ARCHES, ModelConfig
     from igc.training.trainer import Trainer, TrainSettings

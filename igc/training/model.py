@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 from pathlib import Path
 
 import torch
@@ -82,33 +81,32 @@ def pretrained_architecture(spec: str) -> tuple[ModelConfig, str, Path]:
 def load_pretrained(spec: str) -> tuple[ModelConfig, dict[str, torch.Tensor], dict]:
     """An exported model as (architecture, state_dict, provenance), for a warm start: what
     `pretrained_architecture` accepts, with weights that fit it and are finite."""
-    from igc.errors import UsageError
-    from igc.models.folders import fingerprint_of, load_checked, read_config, read_tensors
-    from igc.models.pixel_network import PIXEL_MODEL_TYPE
+    from igc.errors import ModelError, UsageError
+    from igc.models.folders import fingerprint_of, load_checked
+    from igc.models.pixel_network import load_pixel
 
     cfg, name, folder = pretrained_architecture(spec)
-    if cfg.arch == "subpixel":
-        config, tensors = load_checked(folder)  # shapes against the config, finite weights
-    else:  # the shapes are checked below, the values here
-        config, tensors = read_config(folder, (PIXEL_MODEL_TYPE,)), read_tensors(folder)
-        _check_pixel_size(spec, cfg, tensors)
-        if bad := [k for k, v in tensors.items() if not bool(v.isfinite().all())]:
-            raise UsageError(f"--init-from {spec}: weight {bad[0]!r} holds NaN or infinite "
-                             "values")
+    if cfg.arch == "pixel":
+        try:
+            cfg, config, tensors = load_pixel(folder)
+        except ModelError as exc:
+            raise UsageError(f"--init-from {spec}: {str(exc).removeprefix(f'{folder}: ')}"
+                             ) from None
+        provenance = {"model": name, "folder": str(folder),
+                      "fingerprint": fingerprint_of(tensors, config)}
+        return cfg, tensors, provenance
+    config, tensors = load_checked(folder)  # shapes against the config, finite weights
     provenance = {"model": name, "folder": str(folder),
                   "fingerprint": fingerprint_of(tensors, config)}
-    with torch.device("meta"):  # shapes only: no memory for weights the file may not hold
+    with torch.device("meta"):  # shapes only
         expected = build_network(cfg).state_dict()
-    state = {k: v for k, v in tensors.items() if k in expected}
+    state = {k: v for k, v in tensors.items() if k in expected}  # HF's buffers left out
     missing = sorted(set(expected) - set(state))
     wrong = [k for k in state if state[k].shape != expected[k].shape]
-    # an ImageGPT checkpoint may hold HF's extra buffers (load_checked vetted its keys)
-    extra = sorted(set(tensors) - set(expected)) if cfg.arch == "pixel" else []
-    if missing or wrong or extra:
+    if missing or wrong:
         raise UsageError(f"--init-from {spec}: weights do not fit its config.json (missing: "
                          f"{', '.join(missing[:3]) or 'none'}; wrong shape: "
-                         f"{', '.join(wrong[:3]) or 'none'}; not in the model: "
-                         f"{', '.join(extra[:3]) or 'none'})")
+                         f"{', '.join(wrong[:3]) or 'none'})")
     return cfg, {k: v.float() for k, v in state.items()}, provenance
 
 
@@ -142,24 +140,6 @@ def pixel_from_subpixel(state: dict[str, torch.Tensor], cfg: ModelConfig,
             out[f"heads.{c}.proj.weight"] = torch.zeros_like(out[f"heads.{c}.proj.weight"])
             out[f"heads.{c}.proj.bias"] = torch.zeros_like(out[f"heads.{c}.proj.bias"])
     return out
-
-
-def _check_pixel_size(spec: str, cfg: ModelConfig, tensors: dict) -> None:
-    """A pixel config's size against its weights, before anything is built from it: a config
-    that claims a million layers or tiles is refused from the file, not by running out of
-    memory building a model to compare with it."""
-    from igc.errors import UsageError
-
-    wpe = tensors.get("wpe.weight")
-    if wpe is None or tuple(wpe.shape) != (cfg.tile * cfg.tile, cfg.width):
-        got = "none" if wpe is None else tuple(wpe.shape)
-        raise UsageError(f"--init-from {spec}: the position embedding 'wpe.weight' has shape "
-                         f"{got}; its config.json (tile {cfg.tile}, width {cfg.width}) needs "
-                         f"{(cfg.tile * cfg.tile, cfg.width)}")
-    blocks = {int(m.group(1)) for key in tensors if (m := re.match(r"h\.(\d+)\.", key))}
-    if blocks != set(range(cfg.layers)):
-        raise UsageError(f"--init-from {spec}: its weights hold {len(blocks)} blocks; its "
-                         f"config.json says {cfg.layers}")
 
 
 def grow_layers(

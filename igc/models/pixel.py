@@ -1,0 +1,133 @@
+"""A pixel model (`igc train --arch pixel`, igc.models.pixel_network) behind igc's `Model`
+protocol, so the codec codes with it as with any ImageGPT: `--model FOLDER` on an export.
+
+`ImageGPTModel(spec)` returns one of these when the spec's folder holds a pixel model, so the
+`imagegpt` plugin, file headers (model id and fingerprint) and the catalog that finds a file's
+model serve both. It computes numerics 2 only (igc.engines.pixel_integer, pixel_cpu): the
+reference and cpu engines, not yet cuda; the float estimate (`--estimate`) runs the torch
+module. Context modes 0-3 apply as they do to ImageGPT (the adaptation's classes are the
+channels, each with its own head); mode 4 (a model tuned to the image) does not yet.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import numpy as np
+
+from igc.core.numerics import INTEGER
+from igc.errors import ModelError
+from igc.models.folders import fingerprint_of, resolve
+from igc.models.imagegpt import ImageGPTModel
+
+
+class PixelModel(ImageGPTModel):
+    """A pixel export behind the `Model` protocol (see the module docstring)."""
+
+    numerics_supported = (INTEGER.number,)
+
+    def __init__(self, spec: str | None = None, threads: int | None = None) -> None:
+        import torch
+
+        from igc.models.pixel_network import PixelGPT, load_pixel
+
+        self.name, self.folder = resolve(spec)
+        self.spec = spec or self.name
+        self.cfg, self.config, self.tensors = load_pixel(self.folder)
+        self.fingerprint = fingerprint_of(self.tensors, self.config)
+        self.net = PixelGPT(self.cfg)
+        self.net.load_state_dict(self.tensors)
+        self.net.eval()
+        self.context_length = 3 * self.cfg.tile * self.cfg.tile
+        self.vocab_size = 256
+        self.threads = threads
+        self._torch = torch
+
+    @property
+    def with_changes(self):
+        """Context mode 4 tunes ImageGPT checkpoints only (hasattr is then false, and the mode
+        refuses the model in one line)."""
+        raise AttributeError("a pixel model cannot be tuned to an image yet")
+
+    @cached_property
+    def runtime(self):
+        """The body's float runtime (ImageGPT's, R's head as its head): its sizes describe the
+        model (`igc speed`); nothing here computes with it."""
+        from igc.engines.pixel_integer import runtime_tensors
+        from igc.engines.runtime import ImageGPTRuntime
+
+        return ImageGPTRuntime(*runtime_tensors(self.tensors, self.cfg))
+
+    @cached_property
+    def numerics(self) -> int:
+        return INTEGER.number
+
+    @cached_property
+    def integer_model(self):
+        from igc.engines.pixel_integer import quantize_pixel
+
+        return quantize_pixel(self.tensors, self.cfg)
+
+    def engine(self, name: str | None = None):
+        from igc.engines.engines import check_engine, current_engine
+
+        name = check_engine(name or current_engine())
+        cache = self.__dict__.setdefault("_engines", {})
+        if name not in cache:
+            if name == "reference":
+                from igc.engines.pixel_integer import PixelReferenceEngine
+
+                cache[name] = PixelReferenceEngine(self.integer_model)
+            elif name == "cpu":
+                from igc.engines.pixel_cpu import PixelCpuEngine
+
+                cache[name] = PixelCpuEngine(self.integer_model)
+            else:
+                raise ModelError(f"model {self.name!r} is a pixel model, which the {name} engine "
+                                 "does not compute yet; use --engine cpu (the same files)")
+        return cache[name]
+
+    def batched_engine(self, numerics: int) -> bool:
+        return False
+
+    def state_bytes(self, rows: int, length: int, numerics: int, engine: str | None = None
+                    ) -> int:
+        """The body's cache for one position per pixel (an upper bound, as ImageGPT's), plus
+        the heads' streams."""
+        cfg = self.cfg
+        heads, c = cfg.heads, cfg.width
+        return (self._state_bytes(rows, -(-length // 3), numerics, engine, heads, c // heads, c,
+                                  cfg.layers, 4 * c, 257, rows * heads)
+                + rows * 257 * 8 + 8 * max(length, 4 * c, 257) + 3 * rows * c * 8)
+
+    @cached_property
+    def parameters(self) -> int:
+        return sum(t.numel() for t in self.tensors.values())
+
+    @property
+    def tokenizer(self) -> str:
+        return "subpixel"
+
+    def log_probs(self, sequences: np.ndarray, chunk: int = 64) -> np.ndarray:
+        """The float model's log-probabilities of whole-pixel sequences that start with the
+        start symbol, as the subpixel tokenizer makes them."""
+        torch = self._torch
+        if sequences.size and (sequences.shape[1] % 3 or (sequences[:, 1:] > 255).any()
+                               or (sequences < 0).any()):
+            raise ModelError(f"model {self.name!r} reads whole pixels of values 0-255 after the "
+                             "start symbol")
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(sequences), chunk):
+                ids = torch.from_numpy(np.ascontiguousarray(sequences[i : i + chunk], np.int64))
+                out.append(torch.log_softmax(self.net(ids).float(), dim=-1).numpy())
+        return np.concatenate(out) if out else np.zeros((0, sequences.shape[1], self.vocab_size))
+
+    def head_shape(self, numerics: int) -> tuple[int, int, int] | None:
+        if numerics != INTEGER.number:
+            return None
+        body = self.integer_model.body
+        return body.n_embd, 256, body.norm_frac
+
+    def block_steps(self, numerics: int) -> bool:
+        return False
