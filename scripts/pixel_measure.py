@@ -27,8 +27,8 @@ script (continued with a fresh schedule), optionally distilling a subpixel model
 it validates on tiles of BSDS500 test and saves the weights (model.safetensors and meta.json, at
 each validation, so a run cut short keeps them) and a log. `eval` gives float32 bits per
 subpixel on whole 16×16 tiles of the given photos (mode 0: no context across tiles, no
-adaptation), the figure both architectures share. Nothing here is a codec: no engine codes
-with a pixel model yet.
+adaptation), the figure both architectures share; `export` makes a run a model folder that
+`igc compress --model` codes with.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ It speaks the subpixel model's interface: `forward(ids)` takes the same start-sh
 ids (igc.models.network.tokens_from_tiles) and returns logits in the same order, position j's
 depending on ids[0..j] only, so the trainer's loss, validation and distillation serve both. Its
 exports are not HuggingFace ImageGPT checkpoints: their config.json says model_type "igc-pixel",
-and the codec refuses them in one line until an engine codes with them.
+which igc's own loader codes with (igc.models.pixel) and HuggingFace's cannot.
 """
 
 from __future__ import annotations
