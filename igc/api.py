@@ -418,7 +418,8 @@ def speed(model: str | None = None, images: Sequence[str] | None = None, count: 
     set_threads(threads)
     # fails early, with igc's message, on a bad model; a model with integer numerics only (a
     # pixel model) is probed through the backend that times it
-    probe = timing.load_backend("igc" if "igc" in backends else "int", model)
+    probe = timing.load_backend("int" if "int" in backends and "igc" not in backends else "igc",
+                                model)
     loaded, preprocessing = load_images(images, count, seed, crop or None)
     return timing.run(probe, loaded, preprocessing, list(backends), model=model, batch=batch,
                       repeat=repeat, progress=progress)

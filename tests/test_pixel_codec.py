@@ -106,3 +106,49 @@ def test_igc_speed_times_a_pixel_model_on_its_integer_step(pixel, tmp_path):
     report = json.loads(out.output)
     assert {r["phase"] for r in report["results"]} == {"estimate", "encode", "decode"}
     assert all(r["roundtrip_ok"] for r in report["results"] if r["phase"] == "decode")
+
+
+def test_a_shipped_name_wins_over_a_local_pixel_folder_of_that_name(pixel, tmp_path,
+                                                                     monkeypatch):
+    """As the loader resolves names: `--model igc-rgb16-v3` is the shipped model even where
+    the working folder holds a pixel export called igc-rgb16-v3."""
+    import shutil
+
+    shutil.copytree(pixel, tmp_path / "igc-rgb16-v3")
+    monkeypatch.chdir(tmp_path)
+    assert type(ImageGPTModel("igc-rgb16-v3")) is ImageGPTModel
+    assert type(ImageGPTModel("./igc-rgb16-v3")).__name__ == "PixelModel"
+
+
+def test_a_pixel_model_reads_interleaved_subpixels_only(pixel):
+    with pytest.raises(UsageError, match="reads subpixels in interleaved order, not 'channel'"):
+        compose(pixel, order="channel")
+
+
+def test_how_the_width_splits_into_heads_is_in_the_fingerprint(pixel, tmp_path):
+    """Weights of the same shapes compute another model with another head count: a file must
+    refuse it by fingerprint before decoding, not fail in the range decoder."""
+    import json
+    import shutil
+
+    other = tmp_path / "one-head"
+    shutil.copytree(pixel, other)
+    config = json.loads((other / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**config, "heads": 1}))
+    assert ImageGPTModel(str(other)).fingerprint != ImageGPTModel(pixel).fingerprint
+
+
+def test_bench_names_a_pixel_models_numerics_and_engine(pixel):
+    from igc.compressors.model_based import numerics_info
+
+    assert numerics_info(ImageGPTModel(pixel)) == {"numerics": 2, "numerics_name": "integer",
+                                                   "engine": "cpu"}
+
+
+def test_a_config_that_is_a_folder_is_refused_in_one_line(tmp_path):
+    (tmp_path / "m" / "config.json").mkdir(parents=True)
+    Image.fromarray(smooth_image(4, 4)).save(tmp_path / "img.png")
+    out = invoke("compress", str(tmp_path / "img.png"), "--model", str(tmp_path / "m"),
+                 "-o", str(tmp_path / "x.igc"))
+    lines = [line for line in out.output.splitlines() if line.strip()]
+    assert out.exit_code != 0 and len(lines) == 1 and "not a regular file" in lines[0], out.output

@@ -216,3 +216,19 @@ def test_speed_names_a_model_plugin_it_cannot_time(tmp_path, monkeypatch):
     (tmp_path / "uniform").mkdir()
     line = error_line(invoke("speed", "--model", "uniform", "--count", "1", "--crop", "16"))
     assert "another kind" not in line
+
+
+def test_speed_probes_through_a_backend_it_was_asked_for(tmp_path):
+    """A float-only model (not quick-GELU) times with --backend hf alone: the probe that checks
+    the model first must not ask it for integer numerics it has no reason to have."""
+    import json as _json
+
+    from helpers import invoke, make_tiny_model
+
+    folder = make_tiny_model(tmp_path / "gelu")
+    config = _json.loads((tmp_path / "gelu" / "config.json").read_text())
+    (tmp_path / "gelu" / "config.json").write_text(
+        _json.dumps({**config, "activation_function": "gelu"}))
+    out = invoke("speed", "--model", folder, "--backend", "hf", "--count", "1", "--crop", "8",
+                 "--threads", "1", "--json")
+    assert out.exit_code == 0, out.output

@@ -55,8 +55,9 @@ def numerics_info(model) -> dict:
     """Which numerics codes this model's files (and, for numerics 2, which engine computes it):
     a bench row says how its bits were computed."""
     numerics = getattr(model, "numerics", None)
-    if numerics is None or len(getattr(model, "numerics_supported", ())) < 2:
-        return {}  # a model with one step (a plugin's, HuggingFace's): nothing to choose
+    if numerics is None or (len(getattr(model, "numerics_supported", ())) < 2
+                            and not isinstance(model, Quantized)):
+        return {}  # a model with one float step (a plugin's, HuggingFace's): nothing to choose
     out = {"numerics": numerics, "numerics_name": name_of(numerics)}
     if numerics == INTEGER.number and isinstance(model, Quantized):
         from igc.engines.engines import current_engine

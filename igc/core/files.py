@@ -45,10 +45,11 @@ def read_json(path: Path, error: type[Exception], limit: int = MAX_JSON_BYTES):
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         raise error(f"cannot read {path}: {exc.strerror or exc}") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):  # before fdopen, which refuses a directory itself
+        os.close(fd)
+        raise error(f"{path} is {file_kind(st.st_mode)}, not a regular file")
     with os.fdopen(fd, "rb") as fh:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise error(f"{path} is {file_kind(st.st_mode)}, not a regular file")
         if st.st_size > limit:
             raise error(f"{path} is {st.st_size:,} bytes; igc reads JSON files of at most "
                         f"{limit:,} bytes")

@@ -122,8 +122,9 @@ def read_config(folder: Path, model_types: tuple[str, ...] = ("imagegpt",)) -> d
     if kind == "igc-pixel":  # igc.models.pixel_network.PIXEL_MODEL_TYPE
         raise ModelError(f"{folder} holds a pixel model (igc train --arch pixel), which igc's "
                          "own model loader runs, not this one (HuggingFace's ImageGPT cannot)")
-    raise ModelError(f"{folder} holds a {kind!r} model; igc needs an ImageGPT checkpoint "
-                     "(model_type 'imagegpt')")
+    wanted = ("an ImageGPT checkpoint (model_type 'imagegpt')" if model_types == ("imagegpt",)
+              else "model_type " + " or ".join(map(repr, model_types)))
+    raise ModelError(f"{folder} holds a {kind!r} model; igc needs {wanted}")
 
 
 def read_tensors(folder: Path) -> dict:
@@ -169,6 +170,9 @@ def fingerprint_of(tensors: dict, config: dict | None = None) -> str:
         digest.update(t.numpy().tobytes())
     changed = {field: config.get(field, default) for field, default in COMPUTATION_DEFAULTS.items()
                if config is not None and config.get(field, default) != default}
+    if config is not None and config.get("model_type") == "igc-pixel":
+        # its weights' shapes do not fix how the width splits into attention heads
+        changed["pixel_heads"] = config.get("heads")
     if changed:
         digest.update(json.dumps(changed, sort_keys=True).encode())
     return digest.hexdigest()[:16]

@@ -60,6 +60,8 @@ def _holds_pixel_model(spec: str) -> bool:
     import json
     import os
 
+    if "/" not in os.fspath(spec) and (WEIGHTS_DIR / os.fspath(spec) / "config.json").is_file():
+        return False  # a shipped name wins over a local folder of that name (resolve)
     try:
         path = os.path.join(os.path.expanduser(os.fspath(spec)), "config.json")
         if not os.path.isfile(path) or os.path.getsize(path) > 1 << 20:

@@ -25,6 +25,7 @@ class PixelModel(ImageGPTModel):
     """A pixel export behind the `Model` protocol (see the module docstring)."""
 
     numerics_supported = (INTEGER.number,)
+    token_orders = ("interleaved",)  # its heads read a pixel's channels in turn: R, G, B
 
     def __init__(self, spec: str | None = None, threads: int | None = None) -> None:
         import torch
@@ -86,6 +87,12 @@ class PixelModel(ImageGPTModel):
                 raise ModelError(f"model {self.name!r} is a pixel model, which the {name} engine "
                                  "does not compute yet; use --engine cpu (the same files)")
         return cache[name]
+
+    def start(self, batch: int, length: int | None = None, numerics: int | None = None):
+        if numerics not in (None, INTEGER.number):
+            raise ModelError(f"model {self.name!r} is a pixel model, which computes numerics "
+                             f"{INTEGER.number} only, not {numerics}")
+        return super().start(batch, length, INTEGER.number)
 
     def batched_engine(self, numerics: int) -> bool:
         return False

@@ -99,6 +99,9 @@ def compose(model: str | None = None, *, plugin: str | None = None, tokenizer: s
     if mode is not None and mode not in MODES:
         raise UsageError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
     m = _load_model(registry, plugin, model)
+    if order not in getattr(m, "token_orders", (order,)):
+        raise UsageError(f"model {m.name!r} reads subpixels in {' or '.join(m.token_orders)} "
+                         f"order, not {order!r}")
     if numerics is not None and numerics != m.numerics:
         m = WithNumerics(m, numerics)
     tok_name = tokenizer or getattr(m, "tokenizer", None) or DEFAULT_TOKENIZER
