@@ -369,6 +369,34 @@ def _step(ids, pos0, wte, wpe, eps, nf, heads, v_shift, w_qkv, p_qkv, w_proj, p_
         _frequencies(acc, p_head, nf, u, out)
 
 
+# -- a pixel model's heads (igc.engines.pixel_cpu) ---------------------------------------
+@njit(**_OPTS)
+def pixel_head(stream, known, embs, eps, nf, w_fc, p_fc, w_proj, p_proj, w_out, p_out, u,
+               xin, acc, frac, h, out, logits):
+    """A pixel model's G or B head (igc.engines.pixel_cpu), from the kernels of the body's MLP
+    and head: h = stream plus the known channels' embeddings (saturated), h += mlp(norm(h)),
+    out = frequencies(norm(h) @ w_out) (`logits`: the Q16 logits instead, and xin[:, :C] holds
+    norm(h), the output product's input). `known` (B, k) the channel values, `embs`
+    (k, 256, C) their Q16 tables; u, xin, acc, frac: the body's scratch."""
+    c = stream.shape[1]
+    for b in range(stream.shape[0]):
+        for i in range(c):
+            v = stream[b, i]
+            for k in range(known.shape[1]):
+                v += embs[k, known[b, k], i]
+            h[b, i] = min(max(v, -LIM), LIM)
+        _norm_row(h[b], eps, nf, u[:c], xin[b])
+    _linear(xin, w_fc, acc)
+    _gelu_narrow(acc, p_fc, nf, u, frac, xin)
+    _linear(xin, w_proj, acc)
+    _residual_norm(acc, p_proj, frac, h, eps, nf, u, xin)
+    _linear(xin, w_out, acc)
+    if logits:
+        _logits(acc, p_out, nf, out)
+    else:
+        _frequencies(acc, p_out, nf, u, out)
+
+
 # -- the engine -----------------------------------------------------------------------------
 def instruction_set(amx_on: bool | None = None) -> str:
     """What a cpu engine multiplies with: "amx-int8 + avx512", "avx512", "avx2" or "generic"

@@ -7,7 +7,7 @@ given the embedded input (the sum of the previous pixel's three embeddings), whi
 the final residual stream; R's head is that step's head. G's and B's heads are one numba call
 each, composed of the cpu engine's kernels for the body's MLP (norm, product, quick-GELU and
 narrowing, product, residual add and norm) and its head (product, frequencies), so they round
-exactly as the reference's.
+exactly as the reference's (the kernel, `pixel_head`, lives with them in integer_cpu).
 """
 
 from __future__ import annotations
@@ -17,47 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from igc.engines import integer as I
-from igc.engines.integer_cpu import (
-    CpuEngine,
-    CpuState,
-    _frequencies,
-    _gelu_narrow,
-    _linear,
-    _logits,
-    _norm_row,
-    _residual_norm,
-    pack_weights,
-)
-from igc.engines.kernel_cache import njit
+from igc.engines.integer_cpu import CpuEngine, CpuState, pack_weights, pixel_head
 from igc.engines.pixel_integer import IntPixelModel
-from igc.engines.scalars import OPTS as _OPTS
 from igc.errors import ModelError
-
-
-@njit(**_OPTS)
-def _pixel_head(stream, known, embs, eps, nf, w_fc, p_fc, w_proj, p_proj, w_out, p_out, u,
-                xin, acc, frac, h, out, logits):
-    """G's or B's frequencies: h = stream plus the known channels' embeddings (saturated),
-    h += mlp(norm(h)), out = frequencies(norm(h) @ w_out) (`logits`: the Q16 logits instead,
-    and xin[:, :C] holds norm(h), the output product's input). `known` (B, k) the channel
-    values, `embs` (k, 256, C) their Q16 tables; u, xin, acc, frac: the body's scratch."""
-    c = stream.shape[1]
-    for b in range(stream.shape[0]):
-        for i in range(c):
-            v = stream[b, i]
-            for k in range(known.shape[1]):
-                v += embs[k, known[b, k], i]
-            h[b, i] = min(max(v, -I.LIM), I.LIM)
-        _norm_row(h[b], eps, nf, u[:c], xin[b])
-    _linear(xin, w_fc, acc)
-    _gelu_narrow(acc, p_fc, nf, u, frac, xin)
-    _linear(xin, w_proj, acc)
-    _residual_norm(acc, p_proj, frac, h, eps, nf, u, xin)
-    _linear(xin, w_out, acc)
-    if logits:
-        _logits(acc, p_out, nf, out)
-    else:
-        _frequencies(acc, p_out, nf, u, out)
 
 
 @dataclass
@@ -141,7 +103,7 @@ class PixelCpuEngine:
             embs, w_fc, p_fc, w_proj, p_proj, w_out, p_out = self.heads[channel - 1]
             rows = self.body._rows(st, st.batch)
             out = np.empty((st.batch, 256), np.int64)
-            _pixel_head(state.stream, state.known[:, :channel], embs, m.body.eps,
+            pixel_head(state.stream, state.known[:, :channel], embs, m.body.eps,
                         np.int64(m.body.norm_frac), w_fc, p_fc, w_proj, p_proj, w_out, p_out,
                         st.u, rows["xin"], rows["acc"], rows["frac"], state.h, out, logits)
         state.position += 1

@@ -28,6 +28,7 @@ from igc.models.folders import (
     read_tensors,
     resolve,
 )
+from igc.models.stepping import IntegerState, IntegerStepping
 
 __all__ = [
     "COMPUTATION_DEFAULTS",
@@ -73,16 +74,7 @@ def _holds_pixel_model(spec: str) -> bool:
     return isinstance(config, dict) and config.get("model_type") == "igc-pixel"
 
 
-class IntegerState:
-    """A numerics-2 engine and its state for one batch (lane) of sequences."""
-
-    __slots__ = ("engine", "inner")
-
-    def __init__(self, engine, inner) -> None:
-        self.engine, self.inner = engine, inner
-
-
-class ImageGPTModel:
+class ImageGPTModel(IntegerStepping):
     """An ImageGPT checkpoint behind igc's `Model` protocol."""
 
     description = ("ImageGPT next-token probabilities (default: igc's own model; or a shipped id, "
@@ -94,7 +86,7 @@ class ImageGPTModel:
         if cls is ImageGPTModel and spec is not None and _holds_pixel_model(spec):
             from igc.models.pixel import PixelModel
 
-            return object.__new__(PixelModel)
+            return PixelModel(spec, threads)  # not an ImageGPTModel: __init__ is not run again
         return object.__new__(cls)
 
     def __init__(self, spec: str | None = None, threads: int | None = None) -> None:
@@ -175,11 +167,6 @@ class ImageGPTModel:
 
         return numerics == INTEGER.number and current_engine() == "cuda"
 
-    def frequency_bits(self, numerics: int) -> int | None:
-        """Numerics 2 steps give integer frequencies summing to 2**24 (`step_frequencies`); the
-        float numerics give None (`step`'s distributions)."""
-        return INTEGER.frequency_bits if numerics == INTEGER.number else None
-
     def state_bytes(self, rows: int, length: int, numerics: int, engine: str | None = None
                     ) -> int:
         """Host memory that `start(rows, length, numerics)` allocates, from the model's sizes
@@ -194,28 +181,6 @@ class ImageGPTModel:
         # plus what every engine adds: a step's float64 probabilities, fixed scratch buffers
         return self._state_bytes(rows, length, numerics, engine, heads, d, c, nl, inner, vocab,
                                  rows_heads) + rows * vocab * 8 + 8 * max(length, inner, vocab)
-
-    @staticmethod
-    def _state_bytes(rows, length, numerics, engine, heads, d, c, nl, inner, vocab,
-                     rows_heads) -> int:
-        if numerics == 2:
-            from igc.engines.engines import current_engine
-
-            engine = engine or current_engine()
-            if engine == "cuda":
-                return 0
-            if engine == "reference":  # int64 keys, shifts and values
-                return nl * rows_heads * length * (2 * d + 1) * 8 + rows * (c + vocab) * 8
-            # cpu: int16 keys in blocks of 16 positions, int8 shifts, int16 values (dv padded)
-            d2, dv, blocks = (d + 1) // 2, -(-d // 16) * 16, -(-length // 16)
-            per_row_head = blocks * d2 * 32 * 2 + length + (length + 1) // 2 * dv * 2 * 2
-            width = max(3 * c, inner, vocab) + 16
-            tiles = 2 * 16 * -(-max(c, inner) // 64) * 64 + 4096 + 64  # AMX scratch, at most
-            return nl * rows_heads * per_row_head + rows * (c + 2 * width + 3) * 8 + tiles
-        if numerics == 1:  # bf16 keys in blocks of 64 positions and bf16 values
-            per_row_head = (-(-length // 64) * 64 + length) * d * 2
-            return nl * rows_heads * per_row_head + rows * (8 * c + inner + vocab) * 4
-        return nl * rows_heads * length * d * 2 * 4 + rows * (4 * c + inner + vocab) * 4
 
     @cached_property
     def parameters(self) -> int:
@@ -279,11 +244,6 @@ class ImageGPTModel:
             return IntegerState(engine, engine.start(batch, length))
         return self.runtime.start(batch, length, numerics)
 
-    def step_frequencies(self, state: IntegerState, tokens: np.ndarray) -> np.ndarray:
-        """A numerics-2 step: (batch, vocab_size) int64 frequencies, each >= 1, summing to
-        2**frequency_bits(2), exactly as the engine computed them."""
-        return state.engine.step(state.inner, np.ascontiguousarray(tokens, dtype=np.int64))
-
     def head_shape(self, numerics: int) -> tuple[int, int, int] | None:
         """(channels, symbols, fraction bits of the head's input) of the integer head that
         `step_logits` exposes (numerics 2), for an adaptation to correct; None otherwise."""
@@ -292,36 +252,10 @@ class ImageGPTModel:
         m = self.integer_model
         return m.n_embd, m.vocab, m.norm_frac
 
-    def step_logits(self, state: IntegerState, tokens: np.ndarray
-                    ) -> tuple[np.ndarray, np.ndarray]:
-        """A numerics-2 step that stops before the frequencies: the head's input (batch,
-        channels) and its Q16 log2-unit logits (batch, symbols), int64, exactly as every engine
-        computes them."""
-        return state.engine.step_logits(state.inner, np.ascontiguousarray(tokens, np.int64))
-
     def block_steps(self, numerics: int) -> bool:
         """Whether an engine call computes a block of positions at once (numerics 2 on the cpu
         engine); the other engines take a block as that many steps."""
         return numerics == INTEGER.number and hasattr(self.engine(), "block")
-
-    def block_frequencies(self, state: IntegerState, tokens: np.ndarray) -> np.ndarray:
-        """`step_frequencies` of several known positions at once: tokens (batch, positions)
-        -> (batch, positions, vocab_size). One engine call where the engine computes blocks
-        (cpu), one step per position elsewhere: the same integers either way."""
-        tokens = np.ascontiguousarray(tokens, np.int64)
-        if hasattr(state.engine, "block"):
-            return state.engine.block(state.inner, tokens)
-        return np.stack([self.step_frequencies(state, tokens[:, p])
-                         for p in range(tokens.shape[1])], axis=1)
-
-    def block_logits(self, state: IntegerState, tokens: np.ndarray
-                     ) -> tuple[np.ndarray, np.ndarray]:
-        """`step_logits` of several known positions at once, as `block_frequencies`."""
-        tokens = np.ascontiguousarray(tokens, np.int64)
-        if hasattr(state.engine, "block_logits"):
-            return state.engine.block_logits(state.inner, tokens)
-        steps = [self.step_logits(state, tokens[:, p]) for p in range(tokens.shape[1])]
-        return tuple(np.stack(column, axis=1) for column in zip(*steps, strict=True))
 
     def step(self, state, tokens: np.ndarray) -> np.ndarray:
         from igc.engines.runtime import FusedState, one_thread

@@ -1,9 +1,9 @@
 """A pixel model (`igc train --arch pixel`, igc.models.pixel_network) behind igc's `Model`
 protocol, so the codec codes with it as with any ImageGPT: `--model FOLDER` on an export.
 
-`ImageGPTModel(spec)` returns one of these when the spec's folder holds a pixel model, so the
-`imagegpt` plugin, file headers (model id and fingerprint) and the catalog that finds a file's
-model serve both. It computes numerics 2 only (igc.engines.pixel_integer, pixel_cpu): the
+`ImageGPTModel(spec)` (igc.models.imagegpt) returns one of these when the spec's folder holds a
+pixel model, so the `imagegpt` plugin, file headers (model id and fingerprint) and the catalog
+that finds a file's model serve both. It computes numerics 2 only (igc.engines.pixel_integer, pixel_cpu): the
 reference and cpu engines, not yet cuda; the float estimate (`--estimate`) runs the torch
 module. Context modes 0-3 apply as they do to ImageGPT (the adaptation's classes are the
 channels, each with its own head); mode 4 (a model tuned to the image) does not yet.
@@ -18,10 +18,10 @@ import numpy as np
 from igc.core.numerics import INTEGER
 from igc.errors import ModelError
 from igc.models.folders import fingerprint_of, resolve
-from igc.models.imagegpt import ImageGPTModel
+from igc.models.stepping import IntegerState, IntegerStepping
 
 
-class PixelModel(ImageGPTModel):
+class PixelModel(IntegerStepping):
     """A pixel export behind the `Model` protocol (see the module docstring)."""
 
     numerics_supported = (INTEGER.number,)
@@ -92,7 +92,17 @@ class PixelModel(ImageGPTModel):
         if numerics not in (None, INTEGER.number):
             raise ModelError(f"model {self.name!r} is a pixel model, which computes numerics "
                              f"{INTEGER.number} only, not {numerics}")
-        return super().start(batch, length, INTEGER.number)
+        engine = self.engine()
+        return IntegerState(engine, engine.start(batch, length))
+
+    def step(self, state: IntegerState, tokens: np.ndarray) -> np.ndarray:
+        """The frequencies of a numerics-2 step as probabilities (exact: below 2**53)."""
+        return np.ldexp(self.step_frequencies(state, tokens).astype(np.float64),
+                        -INTEGER.frequency_bits)
+
+    @property
+    def clusters(self) -> None:
+        return None
 
     def batched_engine(self, numerics: int) -> bool:
         return False
