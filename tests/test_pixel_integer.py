@@ -146,6 +146,7 @@ def test_cpu_engine_checks_its_steps(warm):
     from igc.engines.pixel_cpu import PixelCpuEngine
 
     engine = PixelCpuEngine(quantize_pixel(warm[1], PIXEL))
+    assert engine.amx == amx.usable()  # what a report names the engine's instructions by
     with pytest.raises(ModelError, match="step got 3 tokens for a cache of batch 2"):
         engine.step(engine.start(2), np.array([256, 256, 256]))
     for each in (engine, PixelReferenceEngine(quantize_pixel(warm[1], PIXEL))):

@@ -57,6 +57,11 @@ class PixelCpuEngine:
                                pack_weights(head.proj.w), params(head.proj),
                                pack_weights(head.out.w), params(head.out)))
 
+    @property
+    def amx(self) -> bool:
+        """Whether the body's weight products run on the AMX units (the heads' never do)."""
+        return self.body.amx
+
     def start(self, batch: int, length: int | None = None) -> PixelCpuState:
         n = self.m.body.n_positions
         pixels = n if length is None else -(-length // 3)
