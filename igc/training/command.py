@@ -32,8 +32,8 @@ def train(
         typer.Option(
             help="subpixel: ImageGPT, one position per subpixel (what the codec codes with). "
             "pixel: one position per pixel, its three subpixels predicted in turn from one "
-            "hidden state; about 3x the subpixels a second on a CPU, and codes about 3x "
-            "faster (numerics 2, cpu engine; not yet cuda or context mode 4). Default: "
+            "hidden state; about 3x the subpixels a second on a CPU, and codes a photo in "
+            "about half the time (numerics 2, cpu engine; not yet cuda or context mode 4). Default: "
             "subpixel.",
             show_default=False,
         ),

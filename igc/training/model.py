@@ -110,6 +110,17 @@ def load_pretrained(spec: str) -> tuple[ModelConfig, dict[str, torch.Tensor], di
     return cfg, {k: v.float() for k, v in state.items()}, provenance
 
 
+def fresh_state(cfg: ModelConfig, seed: int) -> dict[str, torch.Tensor]:
+    """A freshly initialised network's weights (GPT-2 init from `seed`), leaving the global
+    generator as it was."""
+    generator_state = torch.get_rng_state()
+    try:
+        torch.manual_seed(seed)
+        return build_network(cfg).state_dict()
+    finally:
+        torch.set_rng_state(generator_state)
+
+
 def pixel_from_subpixel(state: dict[str, torch.Tensor], cfg: ModelConfig,
                         seed: int = 0) -> dict[str, torch.Tensor]:
     """A pixel model's weights (architecture `cfg`) warm-started from a subpixel ImageGPT of the
@@ -120,12 +131,7 @@ def pixel_from_subpixel(state: dict[str, torch.Tensor], cfg: ModelConfig,
     first logits; G's and B's MLP outputs start at zero, their embeddings of the known channels
     fresh (`seed`). Measured as a warm start for training and not taken (docs/design.md, "One
     position per pixel"); it also gives tests a pixel model with a trained body."""
-    generator_state = torch.get_rng_state()
-    try:
-        torch.manual_seed(seed)
-        out = build_network(cfg).state_dict()
-    finally:
-        torch.set_rng_state(generator_state)
+    out = fresh_state(cfg, seed)
     for key, value in state.items():
         if key.startswith("transformer.h."):
             out[key.removeprefix("transformer.")] = value.clone()
@@ -154,12 +160,7 @@ def grow_layers(
     if extra < 1:
         raise ValueError(f"extra must be at least 1, got {extra}")
     grown = dataclasses.replace(cfg, layers=cfg.layers + extra)
-    generator_state = torch.get_rng_state()
-    try:
-        torch.manual_seed(seed)
-        fresh = build_network(grown).state_dict()
-    finally:
-        torch.set_rng_state(generator_state)
+    fresh = fresh_state(grown, seed)
     out = dict(state)
     blocks = "transformer.h." if cfg.arch == "subpixel" else "h."
     for i in range(cfg.layers, grown.layers):
