@@ -51,8 +51,9 @@ def test_every_context_mode_round_trips_exactly_on_any_shape(pixel, shape, mode)
         assert estimate == pytest.approx(encoded.model_bits, rel=0.01)
 
 
-@pytest.mark.parametrize("mode", [1, 3])
+@pytest.mark.parametrize("mode", [0, 1, 3])
 def test_both_engines_write_the_same_file(pixel, mode):
+    """The reference steps one position at a time; the cpu engine's encoder computes blocks."""
     image = smooth_image(14, 19, seed=4)
     with using_engine("reference"):
         data = compose(pixel, context=mode, batch=2).encode(image).data

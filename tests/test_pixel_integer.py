@@ -111,13 +111,27 @@ def _same_frequencies(state: dict, cfg, tiles: np.ndarray, steps: int,
     ids, _ = tokens_from_tiles(torch.from_numpy(tiles))
     a, b = reference.start(len(tiles)), cpu.start(len(tiles))
     c, d = reference.start(len(tiles)), cpu.start(len(tiles))
+    freqs, hidden, logits = [], [], []
     for p in range(steps):
-        assert np.array_equal(reference.step(a, ids[:, p].numpy()),
-                              cpu.step(b, ids[:, p].numpy())), p
+        freqs.append(reference.step(a, ids[:, p].numpy()))
+        assert np.array_equal(freqs[-1], cpu.step(b, ids[:, p].numpy())), p
         # what an adaptation reads: the head's input and its logits
-        for x, y in zip(reference.step_logits(c, ids[:, p].numpy()),
-                        cpu.step_logits(d, ids[:, p].numpy()), strict=True):
+        want = reference.step_logits(c, ids[:, p].numpy())
+        for x, y in zip(want, cpu.step_logits(d, ids[:, p].numpy()), strict=True):
             assert np.array_equal(x, y), p
+        hidden.append(want[0])
+        logits.append(want[1])
+    # an encoder's blocks, of sizes that start and end at every channel: the same integers
+    freqs, hidden, logits = (np.stack(v, axis=1) for v in (freqs, hidden, logits))
+    e, f = cpu.start(len(tiles)), cpu.start(len(tiles))
+    p, sizes = 0, iter([1, 2, 4, 3, 5, 16, 7, 6, 48] * steps)
+    while p < steps:
+        q = min(p + next(sizes), steps)
+        block = ids[:, p:q].numpy()
+        assert np.array_equal(cpu.block(e, block), freqs[:, p:q]), (p, q)
+        got = cpu.block_logits(f, block)
+        assert np.array_equal(got[0], hidden[:, p:q]) and np.array_equal(got[1], logits[:, p:q])
+        p = q
 
 
 @pytest.mark.parametrize("use_amx", [False, pytest.param(True, marks=needs_amx)])

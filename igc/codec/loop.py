@@ -39,7 +39,8 @@ from igc.core.protocols import BlockSteps, IntegerFrequencies
 Progress = Callable[[int, int], None]
 TINY = np.finfo(np.float64).tiny
 # positions an encoder's lanes compute per model call (Stepper): speed only, the integers are the
-# same; 16 to 32 measured alike on the default model (about 2.2x one step at a time, one thread)
+# same; 16 to 32 measured alike on the default model (about 2.2x one step at a time, one thread).
+# A model may name its own (`block_positions`: a pixel model's 48, 16 pixels per body pass).
 BLOCK = 16
 
 
@@ -108,7 +109,8 @@ class Stepper:
 
     `known` (tiles, steps): every step's input, where all are known before stepping (an
     encoder's or an estimate's). A model that computes integer blocks (`BlockSteps`) then
-    computes BLOCK positions per call: the same integers, fewer passes over its weights and
+    computes `block` positions per call (the model's `block_positions`, or BLOCK): the same
+    integers, fewer passes over its weights and
     caches. The decoder, which learns each input from the step before, steps one at a time."""
 
     def __init__(self, model: Any, rows: int, lane: int, steps: int, pool: Any,
@@ -123,6 +125,7 @@ class Stepper:
         blocks = (known is not None and self.bits and isinstance(model, BlockSteps)
                   and model.block_steps(numerics))
         self.known = known if blocks else None
+        self.block = int(getattr(model, "block_positions", BLOCK)) if blocks else BLOCK
         block_call = None
         if blocks:
             block_call = model.block_logits if adaptation is not None else model.block_frequencies
@@ -152,8 +155,8 @@ class Stepper:
         t = self.position
         if not np.array_equal(tokens, self.known[:, t]):
             raise ValueError(f"step {t}: tokens other than the known inputs")
-        if self.ahead is None or t - self.ahead_from >= BLOCK:
-            self.ahead, self.ahead_from = self.lanes.block(self.known[:, t : t + BLOCK]), t
+        if self.ahead is None or t - self.ahead_from >= self.block:
+            self.ahead, self.ahead_from = self.lanes.block(self.known[:, t : t + self.block]), t
         i = t - self.ahead_from
         if isinstance(self.ahead, tuple):
             return tuple(np.ascontiguousarray(a[:, i]) for a in self.ahead)
@@ -388,8 +391,8 @@ def _run_group(model: Any, numerics: int, start_token: int, group: Group, pool: 
 
 def _known_blocks(stepper: Stepper, adaptation: Any, group: Group,
                   counter: Counter | None) -> None:
-    """An encoder's (or estimate's) group, a block of BLOCK steps per call, where every input
-    is known: the model computes the block's positions; with an adaptation, its kernel runs
+    """An encoder's (or estimate's) group, a block of steps per call (`Stepper.block`), where
+    every input is known: the model computes the block's positions; with an adaptation, its kernel runs
     the block's steps (frequencies, then learning from the coded rows, step after step); and
     the action takes the block's coded symbols at once, in step order, where its coder's
     stream does not depend on how the symbols are split into calls (igc's range coder), one
@@ -399,8 +402,8 @@ def _known_blocks(stepper: Stepper, adaptation: Any, group: Group,
     (part,) = group.parts
     job = part.job
     tokens, coded = job.tokens[part.rows], job.coded[part.rows]
-    for t0 in range(0, group.steps, BLOCK):
-        t1 = min(t0 + BLOCK, group.steps)
+    for t0 in range(0, group.steps, stepper.block):
+        t1 = min(t0 + stepper.block, group.steps)
         out = stepper.lanes.block(stepper.known[:, t0:t1])
         if adaptation is not None:
             freqs, symbols = adaptation.encode_block(t0, *out, tokens[:, t0:t1],

@@ -253,7 +253,9 @@ class HeadLogits(Protocol):
 class BlockSteps(Protocol):
     """A model whose integer steps can run several positions per call where every token is
     known beforehand (an encoder's), giving exactly what that many `step_frequencies` or
-    `step_logits` calls give (the tokens of one call: (batch, positions))."""
+    `step_logits` calls give (the tokens of one call: (batch, positions)). An optional
+    attribute `block_positions` (int) names the positions per call that suit it (igc.codec.loop
+    takes 16 otherwise)."""
 
     def block_steps(self, numerics: int) -> bool:
         """True where a block is faster than its steps under `numerics` (the codec loop then

@@ -1,6 +1,5 @@
 """Numerics 2 for a pixel model on the CPU, fast: igc.engines.pixel_integer's integers, bit for
-bit. The codec does not code with it yet; scripts/pixel_speed.py times it against the subpixel
-model's step.
+bit (scripts/pixel_speed.py times it against the subpixel model's step).
 
 The body is the cpu engine's own step (igc.engines.integer_cpu) over the pixel model's body,
 given the embedded input (the sum of the previous pixel's three embeddings), which it leaves as
@@ -8,6 +7,11 @@ the final residual stream; R's head is that step's head. G's and B's heads are o
 each, composed of the cpu engine's kernels for the body's MLP (norm, product, quick-GELU and
 narrowing, product, residual add and norm) and its head (product, frequencies), so they round
 exactly as the reference's (the kernel, `pixel_head`, lives with them in integer_cpu).
+
+An encoder knows every input beforehand, so `block` computes several steps in one call, as the
+cpu engine's `block` does for ImageGPT: the block's pixels through the body at once (one pass
+over the weights for all their rows), then each head over all its rows. The same integers as
+that many steps.
 """
 
 from __future__ import annotations
@@ -81,6 +85,90 @@ class PixelCpuEngine:
         logits = self._step(state, ids, True)
         c, rows = self.m.body.n_embd, len(logits)
         return state.body.rows["xin"][:rows, :c].astype(np.int64), logits
+
+    def block(self, state: PixelCpuState, ids: np.ndarray) -> np.ndarray:
+        """`ids` (B, P): P steps of every sequence at once, all inputs known beforehand (an
+        encoder's): (B, P, 256) frequencies, exactly those of P calls of `step`."""
+        return self._block(state, ids, False)[1]
+
+    def block_logits(self, state: PixelCpuState, ids: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """As `block`, for `step_logits`: the heads' inputs (B, P, C) and logits (B, P, 256)."""
+        return self._block(state, ids, True)
+
+    def _block(self, state: PixelCpuState, ids: np.ndarray, logits: bool
+               ) -> tuple[np.ndarray | None, np.ndarray]:
+        m, st = self.m, state.body
+        ids = np.asarray(ids)
+        if ids.ndim != 2 or ids.dtype.kind not in "iu":
+            raise ModelError(f"a block takes (batch, positions) integer tokens, got shape "
+                             f"{ids.shape} and type {ids.dtype}")
+        ids = np.ascontiguousarray(ids, np.int64)
+        b, per = ids.shape
+        if b != st.batch:
+            raise ModelError(f"step got {b} tokens for a cache of batch {st.batch}")
+        s0 = state.position
+        channel = (s0 + np.arange(per)) % 3
+        limit = np.where(channel == 0, 257, 256)  # G's and B's heads read values only
+        if ids.size and (ids.view(np.uint64) >= limit.astype(np.uint64)).any():
+            raise ModelError("token ids must lie in [0, 257) at a pixel's R and [0, 256) at "
+                             "its G and B")
+        body_cols = np.flatnonzero(channel == 0)
+        if st.position + len(body_cols) > min(st.length, m.body.n_positions):
+            raise ModelError("sequence longer than the model's context of "
+                             f"{3 * m.body.n_positions}")
+        c = m.body.n_embd
+        out = np.empty((b, per, 256), np.int64)
+        hidden = np.empty((b, per, c), np.int64) if logits else None
+        # each column's known channels of its pixel, as the steps would keep them: the R and G
+        # a body column reads (the pixel before's), and those a head column reads (its own)
+        known, reads = state.known.copy(), []
+        for j in range(per):
+            if channel[j] == 0:
+                reads.append((ids[:, j], ids[:, j]) if s0 + j == 0  # the start: all three
+                             else (known[:, 0].copy(), known[:, 1].copy()))
+            else:
+                known[:, channel[j] - 1] = ids[:, j]
+                reads.append(known[:, : channel[j]].copy())
+        streams = np.empty((b, len(body_cols), c), np.int64)
+        if len(body_cols):
+            rg = [reads[j] for j in body_cols]
+            r = np.stack([p[0] for p in rg], axis=1)
+            g = np.stack([p[1] for p in rg], axis=1)
+            x = (m.wte_rg[0][r] + m.wte_rg[1][g] + m.body.wte[ids[:, body_cols]]
+                 + m.body.wpe[st.position : st.position + len(body_cols)])
+            x = np.clip(x, -I.LIM, I.LIM).reshape(b * len(body_cols), c)
+            out[:, body_cols] = self.body._block(st, ids[:, body_cols], logits, embedded=x)
+            rows = st.rows
+            streams[:] = rows["x"][: b * len(body_cols)].reshape(b, len(body_cols), c)
+            if logits:
+                hidden[:, body_cols] = rows["xin"][: b * len(body_cols), :c].reshape(
+                    b, len(body_cols), c)
+        # each head column's stream: its pixel's, from this block's body or from before it
+        pixel_of = np.cumsum(channel == 0) - 1  # index into body_cols; -1: the pixel before
+        for ch in (1, 2):
+            cols = np.flatnonzero(channel == ch)
+            if not len(cols):
+                continue
+            n = b * len(cols)
+            stream = np.stack([streams[:, pixel_of[j]] if pixel_of[j] >= 0 else state.stream
+                               for j in cols], axis=1).reshape(n, c)
+            given = np.stack([reads[j] for j in cols], axis=1).reshape(n, ch)
+            embs, w_fc, p_fc, w_proj, p_proj, w_out, p_out = self.heads[ch - 1]
+            rows = self.body._rows(st, n)
+            res = np.empty((n, 256), np.int64)
+            pixel_head(stream, np.ascontiguousarray(given), embs, m.body.eps,
+                       np.int64(m.body.norm_frac), w_fc, p_fc, w_proj, p_proj, w_out, p_out,
+                       st.u, rows["xin"], rows["acc"], rows["frac"],
+                       np.empty((n, c), np.int64), res, logits)
+            out[:, cols] = res.reshape(b, len(cols), 256)
+            if logits:
+                hidden[:, cols] = rows["xin"][:n, :c].reshape(b, len(cols), c)
+        if len(body_cols):
+            state.stream[:] = streams[:, -1]
+        state.known[:] = known
+        state.position = s0 + per
+        return hidden, out
 
     def _step(self, state: PixelCpuState, ids: np.ndarray, logits: bool) -> np.ndarray:
         m, channel, st = self.m, state.position % 3, state.body

@@ -1,5 +1,5 @@
 """Numerics 2 for a pixel model (igc.models.pixel_network): its quantization and the reference
-engine, the definition fast engines will match. The codec does not code with it yet.
+engine, the definition fast engines match (igc.engines.pixel_cpu).
 
 A pixel model is an ImageGPT whose input embedding is the sum of three (one per channel of the
 previous pixel) and which has two more heads. So its integer model is the ImageGPT one

@@ -146,5 +146,11 @@ class PixelModel(IntegerStepping):
         body = self.integer_model.body
         return body.n_embd, 256, body.norm_frac
 
+    # an encoder's block (igc.codec.loop.Stepper): 16 whole pixels per pass of the body, where
+    # 16 subpixels (ImageGPT's) give it five or six (kodim23's top 128x128, mode 3, one
+    # thread: 1.95 s to encode against 2.25 s; the same bytes)
+    block_positions = 48
+
     def block_steps(self, numerics: int) -> bool:
-        return False
+        """As ImageGPT's: an encoder's steps in blocks where the engine computes them (cpu)."""
+        return numerics == INTEGER.number and hasattr(self.engine(), "block")
