@@ -1,0 +1,93 @@
+"""The adaptation's online-head product (contexts 1-4), measured against ways it could be
+computed (docs/design.md, "One position per pixel", the encoder's blocks): a decision record.
+
+    python scripts/adapt_products.py [--rows 8] [--channels 128] [--repeat 3000]
+
+Context mode 3's adaptation multiplies each row's head input [h, 1] by a (256, C + 1) integer
+head per step (`igc.engines.adapt_cpu.head_product`, int64 loops) and adds the same-sized
+gradient back. Every partial sum of those products is an integer below 2**53 (igc.codec.adapt),
+so float64 arithmetic in any order gives the same integers: this times the kernel as it is,
+numba float64 loops, and a BLAS product (numpy's matmul) on the state's layout and on a
+transposed copy, on inputs at the definition's bounds, and checks every result exactly. Run it
+on an idle core: it times microseconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+from numba import njit
+from script_env import cpu_model
+
+from igc.codec.adapt import U_MAX
+from igc.engines import adapt_cpu
+
+
+@njit(nogil=True, fastmath=True)
+def float_rows(h1, w, out):
+    """Each output a float64 reduction over the inputs (fastmath: reassociated, exact here)."""
+    for b in range(h1.shape[0]):
+        for k in range(w.shape[0]):
+            acc = 0.0
+            for c in range(h1.shape[1]):
+                acc += np.float64(h1[b, c]) * np.float64(w[k, c])
+            out[b, k] = np.int64(acc)
+
+
+@njit(nogil=True, fastmath=True)
+def float_axpy(hf, wt, out):
+    """Each row an accumulation of the transposed head's rows (the loop a compiler vectorises)."""
+    acc = np.empty(wt.shape[1])
+    for b in range(hf.shape[0]):
+        acc[:] = 0.0
+        for c in range(hf.shape[1]):
+            hb = hf[b, c]
+            for k in range(wt.shape[1]):
+                acc[k] += hb * wt[c, k]
+        for k in range(wt.shape[1]):
+            out[b, k] = np.int64(acc[k])
+
+
+def timed(call, repeat: int) -> float:
+    call()
+    t = time.perf_counter()
+    for _ in range(repeat):
+        call()
+    return (time.perf_counter() - t) / repeat * 1e6
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rows", type=int, default=8)
+    ap.add_argument("--channels", type=int, default=128)
+    ap.add_argument("--repeat", type=int, default=3000)
+    a = ap.parse_args()
+    rng = np.random.default_rng(0)
+    h1 = rng.integers(-(2**15), 2**15, (a.rows, a.channels + 1))
+    w = rng.integers(-U_MAX, U_MAX + 1, (256, a.channels + 1))
+    want = (h1.astype(object) @ w.T.astype(object)).astype(np.int64)
+    hf, wf = h1.astype(np.float64), w.astype(np.float64)
+    wt = np.ascontiguousarray(wf.T)
+    out = np.zeros((a.rows, 256), np.int64)
+    ways = {
+        "int64 loops (adapt_cpu.head_product, today)": lambda: adapt_cpu.head_product(h1, w, out),
+        "numba float64 reductions": lambda: float_rows(h1, w, out),
+        "numba float64 rows, head transposed": lambda: float_axpy(hf, wt, out),
+        "BLAS on the state's layout (float64 copy)": lambda: np.matmul(hf, wf.T, out=None),
+        "BLAS, head transposed (float64 copy)": lambda: np.matmul(hf, wt),
+        "the state's float64 copy alone": lambda: wf.__setitem__(slice(None), w),
+    }
+    print(f"{a.rows} rows x {a.channels + 1} inputs x 256 symbols; CPU {cpu_model()}")
+    for name, call in ways.items():
+        us = timed(call, a.repeat)
+        got = call()
+        result = out if got is None else got
+        exact = "" if name.startswith("the state") else (
+            " exact" if np.array_equal(np.asarray(result).astype(np.int64), want) else " WRONG")
+        print(f"  {name:46} {us:8.1f} us{exact}")
+
+
+if __name__ == "__main__":
+    main()
