@@ -372,12 +372,15 @@ def _step(ids, pos0, wte, wpe, eps, nf, heads, v_shift, w_qkv, p_qkv, w_proj, p_
 # -- a pixel model's heads (igc.engines.pixel_cpu) ---------------------------------------
 @njit(**_OPTS)
 def pixel_head(stream, known, embs, eps, nf, w_fc, p_fc, w_proj, p_proj, w_out, p_out, u,
-               xin, acc, frac, h, out, logits):
+               xin, acc, frac, h, out, logits, amx_on, wa, tiles):
     """A pixel model's G or B head (igc.engines.pixel_cpu), from the kernels of the body's MLP
     and head: h = stream plus the known channels' embeddings (saturated), h += mlp(norm(h)),
     out = frequencies(norm(h) @ w_out) (`logits`: the Q16 logits instead, and xin[:, :C] holds
     norm(h), the output product's input). `known` (B, k) the channel values, `embs`
-    (k, 256, C) their Q16 tables; u, xin, acc, frac: the body's scratch."""
+    (k, 256, C) their Q16 tables; u, xin, acc, frac: the body's scratch. amx_on: the products
+    on the AMX units, with the weights `wa` (fc, proj, out) packed by amx.pack_weights and
+    the body's `tiles` scratch (the same integers)."""
+    wa_fc, wa_proj, wa_out = wa
     c = stream.shape[1]
     for b in range(stream.shape[0]):
         for i in range(c):
@@ -386,11 +389,11 @@ def pixel_head(stream, known, embs, eps, nf, w_fc, p_fc, w_proj, p_proj, w_out, 
                 v += embs[k, known[b, k], i]
             h[b, i] = min(max(v, -LIM), LIM)
         _norm_row(h[b], eps, nf, u[:c], xin[b])
-    _linear(xin, w_fc, acc)
+    _product(xin, w_fc, wa_fc, amx_on, acc, tiles)
     _gelu_narrow(acc, p_fc, nf, u, frac, xin)
-    _linear(xin, w_proj, acc)
+    _product(xin, w_proj, wa_proj, amx_on, acc, tiles)
     _residual_norm(acc, p_proj, frac, h, eps, nf, u, xin)
-    _linear(xin, w_out, acc)
+    _product(xin, w_out, wa_out, amx_on, acc, tiles)
     if logits:
         _logits(acc, p_out, nf, out)
     else:

@@ -5,8 +5,9 @@ The body is the cpu engine's own step (igc.engines.integer_cpu) over the pixel m
 given the embedded input (the sum of the previous pixel's three embeddings), which it leaves as
 the final residual stream; R's head is that step's head. G's and B's heads are one numba call
 each, composed of the cpu engine's kernels for the body's MLP (norm, product, quick-GELU and
-narrowing, product, residual add and norm) and its head (product, frequencies), so they round
-exactly as the reference's (the kernel, `pixel_head`, lives with them in integer_cpu).
+narrowing, product, residual add and norm) and its head (product, frequencies), their
+products on the AMX units where the body's are, so they round exactly as the reference's (the
+kernel, `pixel_head`, lives with them in integer_cpu).
 
 An encoder knows every input beforehand, so `block` computes several steps in one call, as the
 cpu engine's `block` does for ImageGPT: the block's pixels through the body at once (one pass
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from igc.engines import amx
 from igc.engines import integer as I
 from igc.engines.integer_cpu import CpuEngine, CpuState, pack_weights, pixel_head
 from igc.engines.pixel_integer import IntPixelModel
@@ -41,8 +43,8 @@ class PixelCpuEngine:
     name = "cpu"
 
     def __init__(self, model: IntPixelModel, use_amx: bool | None = None) -> None:
-        """use_amx: the body's weight products on the AMX units (None: where usable); the
-        heads' run on the plain kernels (the same integers)."""
+        """use_amx: the weight products (the body's and the heads') on the AMX units (None:
+        where usable; the same integers either way)."""
         self.m = model
         self.body = CpuEngine(model.body, use_amx)
         for head in model.heads:  # the heads share the body's buffers, sized for its MLP
@@ -54,16 +56,19 @@ class PixelCpuEngine:
         def params(lin: I.Linear) -> np.ndarray:
             return np.stack([lin.m, lin.e, lin.b]).astype(np.int64)
 
-        self.heads = []
+        self.heads, self.heads_amx = [], []
         for head in model.heads:
             embs = np.ascontiguousarray(np.stack(head.embs), np.int64)
             self.heads.append((embs, pack_weights(head.fc.w), params(head.fc),
                                pack_weights(head.proj.w), params(head.proj),
                                pack_weights(head.out.w), params(head.out)))
+            self.heads_amx.append(tuple(amx.pack_weights(lin.w) for lin in
+                                        (head.fc, head.proj, head.out)) if self.body.amx
+                                  else (np.zeros((1, 4), np.int8),) * 3)
 
     @property
     def amx(self) -> bool:
-        """Whether the body's weight products run on the AMX units (the heads' never do)."""
+        """Whether the weight products run on the AMX units."""
         return self.body.amx
 
     def start(self, batch: int, length: int | None = None) -> PixelCpuState:
@@ -160,7 +165,8 @@ class PixelCpuEngine:
             pixel_head(stream, np.ascontiguousarray(given), embs, m.body.eps,
                        np.int64(m.body.norm_frac), w_fc, p_fc, w_proj, p_proj, w_out, p_out,
                        st.u, rows["xin"], rows["acc"], rows["frac"],
-                       np.empty((n, c), np.int64), res, logits)
+                       np.empty((n, c), np.int64), res, logits, self.body.amx,
+                       self.heads_amx[ch - 1], st.tiles)
             out[:, cols] = res.reshape(b, len(cols), 256)
             if logits:
                 hidden[:, cols] = rows["xin"][:n, :c].reshape(b, len(cols), c)
@@ -197,7 +203,8 @@ class PixelCpuEngine:
             rows = self.body._rows(st, st.batch)
             out = np.empty((st.batch, 256), np.int64)
             pixel_head(state.stream, state.known[:, :channel], embs, m.body.eps,
-                        np.int64(m.body.norm_frac), w_fc, p_fc, w_proj, p_proj, w_out, p_out,
-                        st.u, rows["xin"], rows["acc"], rows["frac"], state.h, out, logits)
+                       np.int64(m.body.norm_frac), w_fc, p_fc, w_proj, p_proj, w_out, p_out,
+                       st.u, rows["xin"], rows["acc"], rows["frac"], state.h, out, logits,
+                       self.body.amx, self.heads_amx[channel - 1], st.tiles)
         state.position += 1
         return out
