@@ -1,15 +1,16 @@
-"""The adaptation's online-head product (contexts 1-4), measured against ways it could be
-computed (docs/design.md, "One position per pixel", the encoder's blocks): a decision record.
+"""The adaptation's online-head products (context modes 1-4), measured against other ways of
+computing them (docs/design.md, "One position per pixel", the encoder's blocks).
 
     python scripts/adapt_products.py [--rows 8] [--channels 128] [--repeat 3000]
 
 Context mode 3's adaptation multiplies each row's head input [h, 1] by a (256, C + 1) integer
-head per step (`igc.engines.adapt_cpu.head_product`, int64 loops) and adds the same-sized
-gradient back. Every partial sum of those products is an integer below 2**53 (igc.codec.adapt),
-so float64 arithmetic in any order gives the same integers: this times the kernel as it is,
-numba float64 loops, and a BLAS product (numpy's matmul) on the state's layout and on a
-transposed copy, on inputs at the definition's bounds, and checks every result exactly. Run it
-on an idle core: it times microseconds.
+head per step (`igc.engines.adapt_cpu.head_product`) and adds the same-sized gradient back
+(`_outer_sum`). Every partial sum of those products is an integer below 2**53
+(igc.codec.adapt), so float64 arithmetic in any order gives the same integers. This times the
+kernels as they are (float64 loops shaped for SIMD lanes) against the int64 loops they replaced
+(kept here), plain numba float64 loops, and a BLAS product (numpy's matmul) on the state's layout
+and on a transposed copy, on inputs at the definition's bounds, and checks every result
+exactly. Run it on an idle core: it times microseconds.
 """
 
 from __future__ import annotations
@@ -23,6 +24,27 @@ from script_env import cpu_model
 
 from igc.codec.adapt import U_MAX
 from igc.engines import adapt_cpu
+
+
+@njit(nogil=True)
+def int64_product(h1, w, out):
+    """The head product before (session 28): int64 loops."""
+    for b in range(h1.shape[0]):
+        for k in range(w.shape[0]):
+            acc = np.int64(0)
+            for c in range(h1.shape[1]):
+                acc += h1[b, c] * w[k, c]
+            out[b, k] = acc
+
+
+@njit(nogil=True)
+def int64_gradient(q, h1, grad):
+    """The head gradient's sums before (session 28): int64 loops, row by row."""
+    for i in range(q.shape[0]):
+        for k in range(q.shape[1]):
+            if q[i, k] != 0:
+                for c in range(h1.shape[1]):
+                    grad[k, c] += q[i, k] * h1[i, c]
 
 
 @njit(nogil=True, fastmath=True)
@@ -72,21 +94,36 @@ def main() -> None:
     wt = np.ascontiguousarray(wf.T)
     out = np.zeros((a.rows, 256), np.int64)
     ways = {
-        "int64 loops (adapt_cpu.head_product, today)": lambda: adapt_cpu.head_product(h1, w, out),
+        "int64 loops (before)": lambda: int64_product(h1, w, out),
+        "adapt_cpu.head_product (float64, SIMD-shaped)": lambda: adapt_cpu.head_product(h1, w, out),
         "numba float64 reductions": lambda: float_rows(h1, w, out),
         "numba float64 rows, head transposed": lambda: float_axpy(hf, wt, out),
-        "BLAS on the state's layout (float64 copy)": lambda: np.matmul(hf, wf.T, out=None),
+        "BLAS on the state's layout (float64 copy)": lambda: np.matmul(hf, wf.T),
         "BLAS, head transposed (float64 copy)": lambda: np.matmul(hf, wt),
-        "the state's float64 copy alone": lambda: wf.__setitem__(slice(None), w),
     }
     print(f"{a.rows} rows x {a.channels + 1} inputs x 256 symbols; CPU {cpu_model()}")
+    print("the product, U . [h, 1]:")
     for name, call in ways.items():
         us = timed(call, a.repeat)
         got = call()
-        result = out if got is None else got
-        exact = "" if name.startswith("the state") else (
-            " exact" if np.array_equal(np.asarray(result).astype(np.int64), want) else " WRONG")
-        print(f"  {name:46} {us:8.1f} us{exact}")
+        result = out if got is None else np.asarray(got).astype(np.int64)
+        print(f"  {name:46} {us:8.1f} us {'exact' if np.array_equal(result, want) else 'WRONG'}")
+    print(f"  {'copying the state to float64 alone':46} "
+          f"{timed(lambda: wf.__setitem__(slice(None), w), a.repeat):8.1f} us")
+    # the gradient's sums: q (rows, 256) at |q h| < 2**40, as the definition bounds them
+    q = rng.choice([-(2**24), 2**24, 0, 5], (a.rows, 256))
+    want_g = (q.T.astype(object) @ h1.astype(object)).astype(np.int64)
+    grad, qf = np.zeros((256, a.channels + 1), np.int64), q.astype(np.float64)
+    print("the gradient's sums, q^T . [h, 1]:")
+    for name, call in {
+        "int64 loops (before)": lambda: int64_gradient(q, h1, grad),
+        "adapt_cpu._outer_sum (float64, SIMD-shaped)":
+            lambda: adapt_cpu._outer_sum(qf, hf, 0, a.rows, grad),
+    }.items():
+        us = timed(call, a.repeat)
+        grad[:] = 0
+        call()
+        print(f"  {name:46} {us:8.1f} us {'exact' if np.array_equal(grad, want_g) else 'WRONG'}")
 
 
 if __name__ == "__main__":

@@ -338,3 +338,40 @@ def test_mode_1_batches_and_memory_are_bounded(tiny):
     alone = memory.decode_bytes(codec.model, codec.tokenizer, dataclasses.replace(big, context=0))
     adapted = memory.decode_bytes(codec.model, codec.tokenizer, big)
     assert adapted[1] - alone[1] == adapt.state_bytes(256, 32, 256) > 256 * 256 * 8 * 8
+
+
+@pytest.mark.parametrize("rows,symbols,channels", [(1, 256, 17), (5, 255, 129), (9, 7, 512)])
+def test_the_head_product_is_exact_at_the_definitions_bounds(rows, symbols, channels):
+    """adapt_cpu's head product runs in float64 lanes in whatever order the compiler picks:
+    exact because |U| < 2**29 and |h| < 2**15 keep every partial sum of up to MAX_CHANNELS + 1
+    products below 2**53. Weights and inputs at those bounds (odd row and symbol counts too)
+    give Python's exact integers."""
+    from igc.engines import adapt_cpu
+
+    rng = np.random.default_rng(rows)
+    h1 = rng.choice([-(2**15) + 1, 2**15 - 1, 1, 0], (rows, channels)).astype(np.int64)
+    weights = rng.choice([-adapt.U_MAX, adapt.U_MAX, 3], (symbols, channels)).astype(np.int64)
+    h1[0], weights[-1] = 2**15 - 1, adapt.U_MAX  # one sum as large as the bounds allow
+    out = np.zeros((rows, symbols), np.int64)
+    adapt_cpu.head_product(h1, weights, out)
+    want = (h1.astype(object) @ weights.T.astype(object)).astype(np.int64)
+    np.testing.assert_array_equal(out, want)
+    assert want[0, -1] == (2**15 - 1) * adapt.U_MAX * channels
+
+
+def test_the_head_gradient_is_exact_over_blocks_of_rows():
+    """The head's gradient sums q[i, k] * h[i, c] over the step's rows in float64 blocks of
+    ROWS_EXACT rows (each partial sum below 2**53 when |q h| < 2**40), then in int64: for
+    5,000 rows at that bound, Python's exact integers."""
+    from igc.engines import adapt_cpu
+
+    assert adapt_cpu.ROWS == adapt.ROWS_EXACT
+    rng = np.random.default_rng(0)
+    rows, symbols, channels = 5000, 3, 5
+    hf = rng.choice([-(2.0**15) + 1, 2.0**15 - 1], (rows, channels))
+    q = rng.choice([-(2.0**25), 2.0**25 - 1], (rows, symbols))  # |q h| just below 2**40
+    grad = np.zeros((symbols, channels), np.int64)
+    for i0 in range(0, rows, adapt_cpu.ROWS):
+        adapt_cpu._outer_sum(q, hf, i0, min(i0 + adapt_cpu.ROWS, rows), grad)
+    want = (q.astype(np.int64).astype(object).T @ hf.astype(np.int64).astype(object))
+    np.testing.assert_array_equal(grad, want.astype(np.int64))

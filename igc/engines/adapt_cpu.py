@@ -1,7 +1,8 @@
 """Context mode 1's per-symbol rules (igc/codec/adapt.py) as numba loops: the same integers as
 the NumPy definition there, bit for bit (tests/test_adapt.py compares them), without the dozens
-of temporary arrays a step of NumPy makes. The online head's products are int64 loops here
-(every sum below 2**53, as the definition's float64 products)."""
+of temporary arrays a step of NumPy makes. The online head's products are float64 loops here,
+as the definition's (every partial sum an integer below 2**53: exact in any order), shaped so
+that the compiler puts them in SIMD lanes (scripts/adapt_products.py times them)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ from igc.engines.scalars import floor_div as _floor_div
 from igc.engines.scalars import shift_round_small as _shift_round_small
 
 Q = SCORE_FRAC
+# the head's products in float64 (exact: every partial sum is an integer below 2**53, so any
+# order the compiler picks gives the same integers), which lets it use SIMD lanes
+_FAST = {**_OPTS, "fastmath": True}
 
 
 @njit(inline="always", **_OPTS)
@@ -81,40 +85,93 @@ def predict(logits, head, temp, calib, head_shift, u_clamp, table, pred, beta, u
 @njit(**_OPTS)
 def gradients(rows, symbols, f, u, j, w, h1, q_shift, grad_g, grad_u):
     """The temperature's summed gradient (returned), the calibration's (into grad_g) and the
-    head's (into grad_u, (V, C+1)): each row's NLMS-scaled residual q times [h, 1], summed in
-    int64 (|q h| < 2**40 and at most 2**16 rows: exact, as the definition's float64 blocks)."""
+    head's (into grad_u, (V, C+1)): each row's NLMS-scaled residual q times [h, 1], summed over
+    the rows (|q h| < 2**40: every partial sum of a block of ROWS rows is an integer below
+    2**53, exact in float64 in any order, as the definition's blocks)."""
     v, inputs = f.shape[1], h1.shape[1]
     grad_a = np.int64(0)
-    q = np.empty(v, np.int64)
-    for i in range(rows.shape[0]):
+    n = rows.shape[0]
+    q = np.empty((n, v))
+    hf = np.empty((n, inputs))
+    for i in range(n):
         b = rows[i]
         norm = np.int64(0)
         for c in range(inputs):
             norm += h1[b, c] * h1[b, c]
+            hf[i, c] = h1[b, c]
         x = symbols[i]
         for k in range(v):
             r = -f[b, k] + ((np.int64(1) << TOTAL_BITS) if k == x else np.int64(0))
             grad_a += r * -u[b, k]
             grad_g[j[b, k]] += r * ((1 << Q) - w[b, k])
             grad_g[j[b, k] + 1] += r * w[b, k]
-            q[k] = _floor_div(2 * (r << q_shift) + norm, 2 * norm)
-        for k in range(v):
-            if q[k] != 0:
-                for c in range(inputs):
-                    grad_u[k, c] += q[k] * h1[b, c]
+            q[i, k] = _floor_div(2 * (r << q_shift) + norm, 2 * norm)
+    for i0 in range(0, n, ROWS):
+        _outer_sum(q, hf, i0, min(i0 + ROWS, n), grad_u)
     return grad_a
 
 
-@njit(**_OPTS)
-def head_product(h1, weights, out):
-    """out = h1 @ weights.T in int64: (B, C+1) by (V, C+1) integers, every sum below 2**53."""
-    rows, inputs = h1.shape
-    for b in range(rows):
-        for k in range(weights.shape[0]):
-            acc = np.int64(0)
+ROWS = 4096  # rows per float64 block of the head's gradient (igc.codec.adapt.ROWS_EXACT)
+
+
+@njit(**_FAST)
+def _outer_sum(q, hf, i0, i1, grad_u):
+    """grad_u[k, c] += the sum of q[i, k] * hf[i, c] over rows i0 .. i1 - 1, in float64 (exact:
+    see `gradients`), four rows a sweep so that the loop over c runs in SIMD lanes."""
+    v, inputs = q.shape[1], hf.shape[1]
+    g = np.empty(inputs)
+    for k in range(v):
+        g[:] = 0.0
+        i = i0
+        while i + 4 <= i1:
+            q0, q1, q2, q3 = q[i, k], q[i + 1, k], q[i + 2, k], q[i + 3, k]
             for c in range(inputs):
-                acc += h1[b, c] * weights[k, c]
-            out[b, k] = acc
+                g[c] += q0 * hf[i, c] + q1 * hf[i + 1, c] + q2 * hf[i + 2, c] + q3 * hf[i + 3, c]
+            i += 4
+        while i < i1:
+            q0 = q[i, k]
+            for c in range(inputs):
+                g[c] += q0 * hf[i, c]
+            i += 1
+        for c in range(inputs):
+            grad_u[k, c] += np.int64(g[c])
+
+
+@njit(**_FAST)
+def head_product(h1, weights, out):
+    """out = h1 @ weights.T: (B, C+1) by (V, C+1) integers, every partial sum below 2**53, so
+    float64 gives them exactly in any order. Four rows by two symbols a sweep over the inputs
+    (eight sums in SIMD lanes, each weight loaded once for four rows)."""
+    rows, inputs = h1.shape
+    v = weights.shape[0]
+    hf = np.zeros((rows + 3, inputs))
+    for b in range(rows):
+        for c in range(inputs):
+            hf[b, c] = h1[b, c]
+    for b in range(0, rows, 4):
+        n = min(4, rows - b)
+        for k in range(0, v, 2):
+            k1 = min(k + 1, v - 1)  # an odd last symbol computes itself twice
+            a0 = a1 = a2 = a3 = 0.0
+            e0 = e1 = e2 = e3 = 0.0
+            for c in range(inputs):
+                x, y = np.float64(weights[k, c]), np.float64(weights[k1, c])
+                h0, h1_, h2, h3 = hf[b, c], hf[b + 1, c], hf[b + 2, c], hf[b + 3, c]
+                a0 += h0 * x
+                a1 += h1_ * x
+                a2 += h2 * x
+                a3 += h3 * x
+                e0 += h0 * y
+                e1 += h1_ * y
+                e2 += h2 * y
+                e3 += h3 * y
+            out[b, k], out[b, k1] = np.int64(a0), np.int64(e0)
+            if n > 1:
+                out[b + 1, k], out[b + 1, k1] = np.int64(a1), np.int64(e1)
+            if n > 2:
+                out[b + 2, k], out[b + 2, k1] = np.int64(a2), np.int64(e2)
+            if n > 3:
+                out[b + 3, k], out[b + 3, k1] = np.int64(a3), np.int64(e3)
 
 
 BIG = np.int64(1) << 33  # a mean step this large moves any state to its bound (all < 2**32)
