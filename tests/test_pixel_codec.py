@@ -86,7 +86,7 @@ def test_what_a_pixel_model_does_not_do_yet_is_refused_in_one_line(pixel, tmp_pa
     Image.fromarray(image).save(tmp_path / "img.png")
     for extra, message in [
         (["--context", "4"], "cannot take tuned parameters"),
-        (["--engine", "cuda"], "the cuda engine does not compute yet"),
+        (["--engine", "cuda"], "a pixel model is not computed by the cuda engine yet"),
     ]:
         out = invoke("compress", str(tmp_path / "img.png"), "--model", pixel, *extra,
                      "-o", str(tmp_path / "x.igc"))

@@ -60,20 +60,35 @@ def cuda_available() -> bool:
 
 
 def make_engine(name: str, model):
-    """An engine instance over an `IntModel`."""
+    """An engine instance over an integer model: an `IntModel` (ImageGPT) or an
+    `IntPixelModel` (igc.engines.pixel_integer), the one place either family's engines are
+    chosen."""
+    from igc.engines.pixel_integer import IntPixelModel
+
+    pixel = isinstance(model, IntPixelModel)
     if name == "reference":
+        if pixel:
+            from igc.engines.pixel_integer import PixelReferenceEngine
+
+            return PixelReferenceEngine(model)
         from igc.engines.integer import ReferenceEngine
 
         return ReferenceEngine(model)
     if name == "cpu":
         try:
-            from igc.engines.integer_cpu import CpuEngine
+            if pixel:
+                from igc.engines.pixel_cpu import PixelCpuEngine as engine
+            else:
+                from igc.engines.integer_cpu import CpuEngine as engine
         except ImportError as exc:
             raise ModelError(f"igc's cpu engine needs numba ({exc}); pip install "
                              "'igc-codec[model]', or use --engine reference (slow, same files)"
                              ) from None
-        return CpuEngine(model)
+        return engine(model)
     if name == "cuda":
+        if pixel:
+            raise ModelError("a pixel model is not computed by the cuda engine yet; use "
+                             "--engine cpu (the same files)")
         if not cuda_available():
             raise ModelError("--engine cuda: no CUDA device is available here (torch sees none); "
                              "use --engine cpu, which gives the same files")

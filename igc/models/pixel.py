@@ -70,22 +70,15 @@ class PixelModel(IntegerStepping):
         return quantize_pixel(self.tensors, self.cfg)
 
     def engine(self, name: str | None = None):
-        from igc.engines.engines import check_engine, current_engine
+        from igc.engines.engines import check_engine, current_engine, make_engine
 
         name = check_engine(name or current_engine())
         cache = self.__dict__.setdefault("_engines", {})
         if name not in cache:
-            if name == "reference":
-                from igc.engines.pixel_integer import PixelReferenceEngine
-
-                cache[name] = PixelReferenceEngine(self.integer_model)
-            elif name == "cpu":
-                from igc.engines.pixel_cpu import PixelCpuEngine
-
-                cache[name] = PixelCpuEngine(self.integer_model)
-            else:
-                raise ModelError(f"model {self.name!r} is a pixel model, which the {name} engine "
-                                 "does not compute yet; use --engine cpu (the same files)")
+            try:
+                cache[name] = make_engine(name, self.integer_model)
+            except ModelError as exc:
+                raise ModelError(f"model {self.name!r}: {exc}") from None
         return cache[name]
 
     def start(self, batch: int, length: int | None = None, numerics: int | None = None):
