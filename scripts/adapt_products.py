@@ -5,7 +5,7 @@ computing them (docs/design.md, "One position per pixel", the encoder's blocks).
 
 Context mode 3's adaptation multiplies each row's head input [h, 1] by a (256, C + 1) integer
 head per step (`igc.engines.adapt_cpu.head_product`) and adds the same-sized gradient back
-(`_outer_sum`). Every partial sum of those products is an integer below 2**53
+(`outer_sums`). Every partial sum of those products is an integer below 2**53
 (igc.codec.adapt), so float64 arithmetic in any order gives the same integers. This times the
 kernels as they are (float64 loops shaped for SIMD lanes) against the int64 loops they replaced
 (kept here), plain numba float64 loops, and a BLAS product (numpy's matmul) on the state's layout
@@ -105,6 +105,7 @@ def main() -> None:
     print("the product, U . [h, 1]:")
     for name, call in ways.items():
         us = timed(call, a.repeat)
+        out[:] = -1
         got = call()
         result = out if got is None else np.asarray(got).astype(np.int64)
         print(f"  {name:46} {us:8.1f} us {'exact' if np.array_equal(result, want) else 'WRONG'}")
@@ -117,8 +118,8 @@ def main() -> None:
     print("the gradient's sums, q^T . [h, 1]:")
     for name, call in {
         "int64 loops (before)": lambda: int64_gradient(q, h1, grad),
-        "adapt_cpu._outer_sum (float64, SIMD-shaped)":
-            lambda: adapt_cpu._outer_sum(qf, hf, 0, a.rows, grad),
+        "adapt_cpu.outer_sums (float64, SIMD-shaped)":
+            lambda: adapt_cpu.outer_sums(qf, hf, grad),
     }.items():
         us = timed(call, a.repeat)
         grad[:] = 0

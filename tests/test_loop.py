@@ -236,3 +236,31 @@ def test_blocks_are_used_only_where_an_engine_computes_them(codec):
             assert codec.model.block_steps(1) is False
             stepper = Stepper(codec.model, 2, 2, 5, None, 2, known=known)
             assert (stepper.known is not None) is blocks
+
+
+def test_a_block_length_below_one_is_refused_in_one_line():
+    """A model naming its own block length (`block_positions`) must name at least one step."""
+    from igc.codec.loop import Stepper
+    from igc.errors import ModelError
+
+    class Blocky:
+        block_positions = 0
+
+        def frequency_bits(self, numerics):
+            return 24
+
+        def block_steps(self, numerics):
+            return True
+
+        def block_frequencies(self, state, tokens):
+            raise AssertionError("never called")
+
+        def block_logits(self, state, tokens):
+            raise AssertionError("never called")
+
+        def step_frequencies(self, state, tokens):
+            raise AssertionError("never called")
+
+    with pytest.raises(ModelError, match="block_positions must be at least 1, not 0"):
+        Stepper(Blocky(), rows=1, lane=1, steps=3, pool=None, numerics=2,
+                known=np.zeros((1, 3), np.int64))

@@ -33,6 +33,7 @@ import numpy as np
 from igc.codec.lanes import LaneStepper, lane_for, lane_pool
 from igc.core.numerics import regroupable
 from igc.core.protocols import BlockSteps, IntegerFrequencies
+from igc.errors import ModelError
 
 # progress(done, total): tokens coded so far and in all, called once before the first step and
 # after every step (the CLI draws its progress bar from it; this layer knows nothing of rich)
@@ -126,6 +127,8 @@ class Stepper:
                   and model.block_steps(numerics))
         self.known = known if blocks else None
         self.block = int(getattr(model, "block_positions", BLOCK)) if blocks else BLOCK
+        if self.block < 1:
+            raise ModelError(f"a model's block_positions must be at least 1, not {self.block}")
         block_call = None
         if blocks:
             block_call = model.block_logits if adaptation is not None else model.block_frequencies

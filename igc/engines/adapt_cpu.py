@@ -106,12 +106,20 @@ def gradients(rows, symbols, f, u, j, w, h1, q_shift, grad_g, grad_u):
             grad_g[j[b, k]] += r * ((1 << Q) - w[b, k])
             grad_g[j[b, k] + 1] += r * w[b, k]
             q[i, k] = _floor_div(2 * (r << q_shift) + norm, 2 * norm)
-    for i0 in range(0, n, ROWS):
-        _outer_sum(q, hf, i0, min(i0 + ROWS, n), grad_u)
+    outer_sums(q, hf, grad_u)
     return grad_a
 
 
 ROWS = 4096  # rows per float64 block of the head's gradient (igc.codec.adapt.ROWS_EXACT)
+
+
+@njit(**_OPTS)
+def outer_sums(q, hf, grad_u):
+    """grad_u[k, c] += the sum of q[i, k] * hf[i, c] over all rows, in float64 blocks of ROWS
+    rows (each block's partial sums exact), the blocks added in int64."""
+    n = q.shape[0]
+    for i0 in range(0, n, ROWS):
+        _outer_sum(q, hf, i0, min(i0 + ROWS, n), grad_u)
 
 
 @njit(**_FAST)
