@@ -5,6 +5,7 @@ time on this CPU (issue 25's "fewer positions per pixel", issue 23's models trai
     python scripts/pixel_measure.py train --arch subpixel --minutes 70 --out /tmp/pix/subpixel
     python scripts/pixel_measure.py eval /tmp/pix/pixel /tmp/pix/subpixel --images kodim01 ...
     python scripts/pixel_measure.py export /tmp/pix/pixel experiments/pixel-w128
+    python scripts/pixel_measure.py keep runs/pixel2 experiments/pixel-w128 --command "igc train ..."
     python scripts/pixel_measure.py speed [--threads 1]
 
 Both architectures have igc's default body (width 128, 4 blocks of 4 heads, RMS norms,
@@ -28,7 +29,11 @@ it validates on tiles of BSDS500 test and saves the weights (model.safetensors a
 each validation, so a run cut short keeps them) and a log. `eval` gives float32 bits per
 subpixel on whole 16×16 tiles of the given photos (mode 0: no context across tiles, no
 adaptation), the figure both architectures share; `export` makes a run a model folder that
-`igc compress --model` codes with.
+`igc compress --model` codes with. `keep` does it for an `igc train` run's best export (a
+continuation, `--init-from` the kept folder): its weights in float16 (half the bytes a lent
+GPU's upload must carry beside its data; a continuation starts from them in float32), its
+training.json with the run's validation curve, the command, and the folder's earlier
+provenance under "previous".
 """
 
 from __future__ import annotations
@@ -269,6 +274,31 @@ def export(a) -> None:
           f"seen, validation {meta['val_bpsp']:.4f}")
 
 
+def keep(a) -> None:
+    """An `igc train` run's best export as a kept experiment folder (see the module docstring)."""
+    from safetensors.torch import load_file, save_file
+
+    best = a.run / "best"
+    info = json.loads((best / "training.json").read_text())
+    previous = json.loads((a.out / "training.json").read_text()) if (
+        a.out / "training.json").is_file() else None
+    before = 0
+    if previous is not None:
+        before = previous.get("subpixels_total") or (previous.get("subpixels", 0)
+                                                     + previous.get("subpixels_before", 0))
+    curve = [json.loads(line) for line in (a.run / "log.jsonl").read_text().splitlines()]
+    tensors = {k: v.half().contiguous() for k, v in load_file(best / "model.safetensors").items()}
+    a.out.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, a.out / "model.safetensors", metadata={"format": "pt"})
+    (a.out / "config.json").write_text((best / "config.json").read_text())
+    info.update(command=a.command, stored="float16 (the run's best export, rounded)",
+                subpixels_total=before + info["tokens"], curve=curve, previous=previous)
+    (a.out / "training.json").write_text(json.dumps(info, indent=1) + "\n")
+    print(f"{a.out}: step {info['step']}, {info['tokens'] / 1e6:.1f} M subpixels this run, "
+          f"{info['subpixels_total'] / 1e6:.1f} M in all, validation {info['val_bpsp']:.4f} "
+          "(float32, before rounding to float16)")
+
+
 def speed(a) -> None:
     """Training steps per second of both architectures, alternating, random tiles."""
     torch.set_num_threads(a.threads)
@@ -321,13 +351,17 @@ def main() -> None:
     x = sub.add_parser("export")
     x.add_argument("run", type=Path)
     x.add_argument("out", type=Path)
+    k = sub.add_parser("keep")
+    k.add_argument("run", type=Path)
+    k.add_argument("out", type=Path)
+    k.add_argument("--command", required=True, help="the igc train command of the run")
     s = sub.add_parser("speed")
     s.add_argument("--threads", type=int, default=1)
     s.add_argument("--batch", type=int, default=32)
     s.add_argument("--steps", type=int, default=3)
     s.add_argument("--rounds", type=int, default=2)
     a = ap.parse_args()
-    {"train": train, "eval": evaluate, "export": export, "speed": speed}[a.cmd](a)
+    {"train": train, "eval": evaluate, "export": export, "keep": keep, "speed": speed}[a.cmd](a)
 
 
 if __name__ == "__main__":
