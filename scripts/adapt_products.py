@@ -125,6 +125,54 @@ def main() -> None:
         grad[:] = 0
         call()
         print(f"  {name:46} {us:8.1f} us {'exact' if np.array_equal(grad, want_g) else 'WRONG'}")
+    update(rng, a.rows, a.channels, a.repeat)
+
+
+def update(rng, rows: int, channels: int, repeat: int) -> None:
+    """A step's whole update (gradients, then the moves) as two kernels with the gradient written
+    out in between, against `adapt_cpu.observe`, which moves the head row by row as its gradient
+    is summed; both from the same state, compared after three steps."""
+    from igc.codec import adapt
+
+    v, inputs = 256, channels + 1
+    index, symbols = np.arange(rows), rng.integers(0, v, rows)
+    f, u = rng.integers(1, 2**17, (rows, v)), rng.integers(0, 2**16, (rows, v))
+    j, w = rng.integers(0, 15, (rows, v)), rng.integers(0, 4096, (rows, v))
+    h1 = rng.integers(-(2**14), 2**14, (rows, inputs))
+    h1[:, -1] = 1 << 10
+    grad_g, grad_u = np.zeros(17, np.int64), np.zeros((v, inputs), np.int64)
+    rates = np.array([[5, 21], [37, 21], [277, 2]], np.int64)
+    bounds = np.array([[adapt.A_MIN, adapt.A_MAX], [-adapt.G_MAX, adapt.G_MAX],
+                       [-adapt.U_MAX, adapt.U_MAX]], np.int64)
+
+    def fresh():
+        return (rng.integers(-(2**20), 2**20, v * inputs), np.zeros(1, np.int64),
+                np.zeros(17, np.int64))
+
+    def two_kernels(head, temp, calib):
+        grad_g[:] = 0
+        grad_u[:] = 0
+        grad_a = np.array([adapt_cpu.gradients(index, symbols, f, u, j, w, h1, adapt.Q_SHIFT,
+                                               grad_g, grad_u)])
+        adapt_cpu.learn_all(temp, calib, head, grad_a, grad_g, grad_u.reshape(-1), rates, 32,
+                            adapt.SUM_LIM, bounds)
+
+    def fused(head, temp, calib):
+        adapt_cpu.observe(index, symbols, f, u, j, w, h1, adapt.Q_SHIFT, grad_g, grad_u,
+                          grad_u.reshape(-1), temp, calib, head, rates, 32, adapt.SUM_LIM, bounds)
+
+    start = fresh()
+    a, b = [tuple(x.copy() for x in start) for _ in range(2)]
+    for _ in range(3):
+        two_kernels(*a)
+        fused(*b)
+    same = all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    print("a step's update (gradients and moves):")
+    for name, call in (("gradients, then learn_all (before)", two_kernels),
+                       ("adapt_cpu.observe (row by row)", fused)):
+        state = fresh()
+        us = timed(lambda call=call, state=state: call(*state), repeat)
+        print(f"  {name:46} {us:8.1f} us {'same state' if same else 'STATES DIFFER'}")
 
 
 if __name__ == "__main__":

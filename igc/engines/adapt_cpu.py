@@ -88,12 +88,21 @@ def gradients(rows, symbols, f, u, j, w, h1, q_shift, grad_g, grad_u):
     head's (into grad_u, (V, C+1)): each row's NLMS-scaled residual q times [h, 1], summed over
     the rows (|q h| < 2**40: every partial sum of a block of ROWS rows is an integer below
     2**53, exact in float64 in any order, as the definition's blocks)."""
+    n = rows.shape[0]
+    q, hf = np.empty((n, f.shape[1])), np.empty((n, h1.shape[1]))
+    grad_a = residuals(rows, symbols, f, u, j, w, h1, q_shift, grad_g, q, hf)
+    outer_sums(q, hf, grad_u)
+    return grad_a
+
+
+@njit(**_OPTS)
+def residuals(rows, symbols, f, u, j, w, h1, q_shift, grad_g, q, hf):
+    """`gradients` up to the head's sums: the temperature's gradient (returned), the
+    calibration's (into grad_g), each row's NLMS-scaled residual (q, (rows, V)) and [h, 1]
+    (hf, (rows, C+1)), both as float64 (exact integers)."""
     v, inputs = f.shape[1], h1.shape[1]
     grad_a = np.int64(0)
-    n = rows.shape[0]
-    q = np.empty((n, v))
-    hf = np.empty((n, inputs))
-    for i in range(n):
+    for i in range(rows.shape[0]):
         b = rows[i]
         norm = np.int64(0)
         for c in range(inputs):
@@ -106,7 +115,6 @@ def gradients(rows, symbols, f, u, j, w, h1, q_shift, grad_g, grad_u):
             grad_g[j[b, k]] += r * ((1 << Q) - w[b, k])
             grad_g[j[b, k] + 1] += r * w[b, k]
             q[i, k] = _floor_div(2 * (r << q_shift) + norm, 2 * norm)
-    outer_sums(q, hf, grad_u)
     return grad_a
 
 
@@ -125,24 +133,29 @@ def outer_sums(q, hf, grad_u):
 @njit(**_FAST)
 def _outer_sum(q, hf, i0, i1, grad_u):
     """grad_u[k, c] += the sum of q[i, k] * hf[i, c] over rows i0 .. i1 - 1, in float64 (exact:
-    see `gradients`), four rows a sweep so that the loop over c runs in SIMD lanes."""
-    v, inputs = q.shape[1], hf.shape[1]
-    g = np.empty(inputs)
-    for k in range(v):
-        g[:] = 0.0
-        i = i0
-        while i + 4 <= i1:
-            q0, q1, q2, q3 = q[i, k], q[i + 1, k], q[i + 2, k], q[i + 3, k]
-            for c in range(inputs):
-                g[c] += q0 * hf[i, c] + q1 * hf[i + 1, c] + q2 * hf[i + 2, c] + q3 * hf[i + 3, c]
-            i += 4
-        while i < i1:
-            q0 = q[i, k]
-            for c in range(inputs):
-                g[c] += q0 * hf[i, c]
-            i += 1
+    see `gradients`)."""
+    for k in range(q.shape[1]):
+        _outer_row(q, hf, i0, i1, k, grad_u[k])
+
+
+@njit(**_FAST)
+def _outer_row(q, hf, i0, i1, k, out):
+    """out[c] += the sum of q[i, k] * hf[i, c] over rows i0 .. i1 - 1: four rows a sweep so
+    that the loop over c runs in SIMD lanes, each four rows' sum exact in float64 and added in
+    int64."""
+    inputs = hf.shape[1]
+    i = i0
+    while i + 4 <= i1:
+        q0, q1, q2, q3 = q[i, k], q[i + 1, k], q[i + 2, k], q[i + 3, k]
         for c in range(inputs):
-            grad_u[k, c] += np.int64(g[c])
+            out[c] += np.int64(q0 * hf[i, c] + q1 * hf[i + 1, c] + q2 * hf[i + 2, c]
+                               + q3 * hf[i + 3, c])
+        i += 4
+    while i < i1:
+        q0 = q[i, k]
+        for c in range(inputs):
+            out[c] += np.int64(q0 * hf[i, c])
+        i += 1
 
 
 @njit(**_FAST)
@@ -248,12 +261,24 @@ def learn_all(temp, calib, head, grad_a, grad_g, grad_u, rates, count, lim, boun
 def observe(rows, symbols, f, u, j, w, h1, q_shift, grad_g, grad_u, grad_u_flat, temp, calib,
             head, rates, count, lim, bounds):
     """A step's update in one call (OnlineAdaptation.observe, rows not split): the gradients
-    of the coded rows into zeroed sums, then `learn_all`. grad_u_flat is grad_u's flat view."""
+    of the coded rows, then `learn_all`'s moves. The head moves one row of its weights at a
+    time, as soon as that row's gradient is summed: `learn` is elementwise, so these are the
+    integers of summing the whole gradient first, without writing it out and reading it back
+    (grad_u and grad_u_flat, kept for the callers' layout, are not used)."""
     grad_g[:] = 0
-    grad_u_flat[:] = 0
+    n, v, inputs = rows.shape[0], f.shape[1], h1.shape[1]
+    q, hf = np.empty((n, v)), np.empty((n, inputs))
     grad_a = np.empty(1, np.int64)
-    grad_a[0] = gradients(rows, symbols, f, u, j, w, h1, q_shift, grad_g, grad_u)
-    learn_all(temp, calib, head, grad_a, grad_g, grad_u_flat, rates, count, lim, bounds)
+    grad_a[0] = residuals(rows, symbols, f, u, j, w, h1, q_shift, grad_g, q, hf)
+    learn(temp, grad_a, rates[0, 0], rates[0, 1], count, lim, bounds[0, 0], bounds[0, 1])
+    learn(calib, grad_g, rates[1, 0], rates[1, 1], count, lim, bounds[1, 0], bounds[1, 1])
+    row = np.empty(inputs, np.int64)
+    for k in range(v):
+        row[:] = 0
+        for i0 in range(0, n, ROWS):
+            _outer_row(q, hf, i0, min(i0 + ROWS, n), k, row)
+        learn(head[k * inputs : (k + 1) * inputs], row, rates[2, 0], rates[2, 1], count, lim,
+              bounds[2, 0], bounds[2, 1])
 
 
 @njit(**_OPTS)
