@@ -158,8 +158,8 @@ def update(rng, rows: int, channels: int, repeat: int) -> None:
                             adapt.SUM_LIM, bounds)
 
     def fused(head, temp, calib):
-        adapt_cpu.observe(index, symbols, f, u, j, w, h1, adapt.Q_SHIFT, grad_g, grad_u,
-                          grad_u.reshape(-1), temp, calib, head, rates, 32, adapt.SUM_LIM, bounds)
+        adapt_cpu.observe(index, symbols, f, u, j, w, h1, adapt.Q_SHIFT, grad_g, temp, calib,
+                          head, rates, 32, adapt.SUM_LIM, bounds)
 
     start = fresh()
     a, b = [tuple(x.copy() for x in start) for _ in range(2)]

@@ -2,7 +2,7 @@
 position per pixel"): the same image encoded both ways in one run, the bytes compared.
 
     python scripts/pixel_blocks.py [--model experiments/pixel-w128] [--image kodim23]
-        [--rows 256] [--cols 768] [--context 3] [--rounds 2]
+        [--rows 256] [--cols 768] [--context 3] [--rounds 2] [--positions 16,48]
 
 The codec computes an encoder's positions in blocks where the model says it can
 (`block_steps`, igc.codec.loop.Stepper); here that answer is switched off for the "steps" rows.
@@ -34,26 +34,29 @@ def main() -> None:
     ap.add_argument("--cols", type=int, default=768)
     ap.add_argument("--context", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--positions", default="48", help="blocks of these many steps, each tried")
     args = ap.parse_args()
     path = Path(args.image) if Path(args.image).suffix else KODAK / f"{args.image}.png"
     image = np.asarray(Image.open(path).convert("RGB"))
     image = np.ascontiguousarray(image[: args.rows, : args.cols])
     print(f"{path.name} {args.rows}x{args.cols} of it, context mode {args.context}; CPU {cpu_model()}")
-    blocks = PixelModel.block_steps
+    blocks, positions = PixelModel.block_steps, PixelModel.block_positions
     compose(args.model, context=args.context).encode(image[:16, :16])  # compile the kernels
+    tries = [("steps", lambda self, numerics: False, positions)] + [
+        (f"blocks of {n}", blocks, int(n)) for n in args.positions.split(",")]
     sizes: dict[str, bytes] = {}
     for r in range(args.rounds):
-        for name, call in (("steps", lambda self, numerics: False), ("blocks", blocks)):
-            PixelModel.block_steps = call
+        for name, call, n in tries:
+            PixelModel.block_steps, PixelModel.block_positions = call, n
             codec = compose(args.model, context=args.context)
             t = time.perf_counter()
             data = codec.encode(image).data
             seconds = time.perf_counter() - t
             sizes.setdefault(name, data)
-            print(f"round {r}: {name:6} {len(data):,} bytes, encode {seconds:.2f} s "
+            print(f"round {r}: {name:12} {len(data):,} bytes, encode {seconds:.2f} s "
                   f"({image.size / seconds:,.0f} subpixels/s)", flush=True)
-    PixelModel.block_steps = blocks
-    print("the same bytes" if sizes["steps"] == sizes["blocks"] else "THE BYTES DIFFER")
+    PixelModel.block_steps, PixelModel.block_positions = blocks, positions
+    print("the same bytes" if len(set(sizes.values())) == 1 else "THE BYTES DIFFER")
 
 
 if __name__ == "__main__":

@@ -163,7 +163,6 @@ class OnlineAdaptation:
         self._scratch: tuple = ()
         self._fill: tuple = ()
         self._grad_g = np.zeros(KNOTS, np.int64)
-        self._grad_u = np.zeros((vocab, channels + 1), np.int64)
         head_shift = LR_HEAD[1] + TOTAL_BITS + Q_SHIFT - U_FRAC - norm_frac
         self._rates = np.array([[LR_TEMP[0], LR_TEMP[1] + Q], [LR_CALIB[0], LR_CALIB[1] + Q],
                                 [LR_HEAD[0], head_shift]], np.int64)
@@ -284,8 +283,8 @@ class OnlineAdaptation:
         limits = (self._rates, max(count, self.min_rows), SUM_LIM, self._bounds)
         if k is not None and self._parts(count) <= 1:
             # one kernel call: the expert learns and records the pixels, then the rest
-            k.observe_step(index, symbols, f, u, j, w, h1, Q_SHIFT, self._grad_g, self._grad_u,
-                           self._grad_u.reshape(-1), *state, *limits, *self._observe_args())
+            k.observe_step(index, symbols, f, u, j, w, h1, Q_SHIFT, self._grad_g, *state,
+                           *limits, *self._observe_args())
             return
         if self.expert is not None:
             self.expert.observe(index, symbols, f)
@@ -346,7 +345,7 @@ class OnlineAdaptation:
             np.ascontiguousarray(coded, np.bool_), np.int64(1 << self.norm_frac), self.temp,
             self.calib, self.head, U_FRAC + self.norm_frac - Q, U_CLAMP, log2_table(), Q_SHIFT,
             self._rates, self.min_rows, SUM_LIM, self._bounds, *expert_state, h1, head, u, j,
-            w, f, self._grad_g, self._grad_u, out_f, out_s)
+            w, f, self._grad_g, out_f, out_s)
         return out_f[:k], out_s[:k]
 
     def _index(self, rows: np.ndarray | slice, total: int) -> np.ndarray:

@@ -111,8 +111,8 @@ class Stepper:
     `known` (tiles, steps): every step's input, where all are known before stepping (an
     encoder's or an estimate's). A model that computes integer blocks (`BlockSteps`) then
     computes `block` positions per call (the model's `block_positions`, or BLOCK): the same
-    integers, fewer passes over its weights and
-    caches. The decoder, which learns each input from the step before, steps one at a time."""
+    integers, fewer passes over its weights and caches. The decoder, which learns each input
+    from the step before, steps one at a time."""
 
     def __init__(self, model: Any, rows: int, lane: int, steps: int, pool: Any,
                  numerics: int, geometry: Any = None, adaptation: Any = None,
@@ -395,11 +395,11 @@ def _run_group(model: Any, numerics: int, start_token: int, group: Group, pool: 
 def _known_blocks(stepper: Stepper, adaptation: Any, group: Group,
                   counter: Counter | None) -> None:
     """An encoder's (or estimate's) group, a block of steps per call (`Stepper.block`), where
-    every input is known: the model computes the block's positions; with an adaptation, its kernel runs
-    the block's steps (frequencies, then learning from the coded rows, step after step); and
-    the action takes the block's coded symbols at once, in step order, where its coder's
-    stream does not depend on how the symbols are split into calls (igc's range coder), one
-    step's at a time otherwise. The same integers and the same sequence of symbols: the same
+    every input is known: the model computes the block's positions; with an adaptation, its
+    kernel runs the block's steps (frequencies, then learning from the coded rows, step after
+    step); and the action takes the block's coded symbols at once, in step order, where its
+    coder's stream does not depend on how the symbols are split into calls (igc's range
+    coder), one step's at a time otherwise. The same integers and the same sequence of symbols: the same
     bytes (tests/test_loop.py). What a step costs outside the model and the adaptation's
     arithmetic is then paid per block."""
     (part,) = group.parts

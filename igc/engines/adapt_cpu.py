@@ -258,13 +258,12 @@ def learn_all(temp, calib, head, grad_a, grad_g, grad_u, rates, count, lim, boun
 
 
 @njit(**_OPTS)
-def observe(rows, symbols, f, u, j, w, h1, q_shift, grad_g, grad_u, grad_u_flat, temp, calib,
-            head, rates, count, lim, bounds):
+def observe(rows, symbols, f, u, j, w, h1, q_shift, grad_g, temp, calib, head, rates, count,
+            lim, bounds):
     """A step's update in one call (OnlineAdaptation.observe, rows not split): the gradients
     of the coded rows, then `learn_all`'s moves. The head moves one row of its weights at a
     time, as soon as that row's gradient is summed: `learn` is elementwise, so these are the
-    integers of summing the whole gradient first, without writing it out and reading it back
-    (grad_u and grad_u_flat, kept for the callers' layout, are not used)."""
+    integers of summing the whole gradient first, without writing it out and reading it back."""
     grad_g[:] = 0
     n, v, inputs = rows.shape[0], f.shape[1], h1.shape[1]
     q, hf = np.empty((n, v)), np.empty((n, inputs))
@@ -296,9 +295,9 @@ def frequencies_step(hidden, one, logits, weights, temp, calib, head_shift, u_cl
 
 
 @njit(**_OPTS)
-def observe_step(rows, symbols, f, u, j, w, h1, q_shift, grad_g, grad_u, grad_u_flat, temp,
-                 calib, head, rates, count, lim, bounds, expert_on, at, feats, n, ctx, scale,
-                 pred, image, error, e_weights, mag, e_count, slope):
+def observe_step(rows, symbols, f, u, j, w, h1, q_shift, grad_g, temp, calib, head, rates,
+                 count, lim, bounds, expert_on, at, feats, n, ctx, scale, pred, image, error,
+                 e_weights, mag, e_count, slope):
     """A step's `OnlineAdaptation.observe` in one call, rows not split: the expert learns
     from the coded rows and records their pixels (`expert_on`), then `observe`."""
     if expert_on:
@@ -308,15 +307,15 @@ def observe_step(rows, symbols, f, u, j, w, h1, q_shift, grad_g, grad_u, grad_u_
                                  "code")
         expert_cpu.observe(rows, symbols, f, at, feats, n, ctx, scale, pred, image, error,
                            e_weights, mag, e_count, slope)
-    observe(rows, symbols, f, u, j, w, h1, q_shift, grad_g, grad_u, grad_u_flat, temp, calib,
-            head, rates, count, lim, bounds)
+    observe(rows, symbols, f, u, j, w, h1, q_shift, grad_g, temp, calib, head, rates, count,
+            lim, bounds)
 
 
 @njit(**_OPTS)
 def encode_block(t0, hidden, logits, symbols, coded, one, temp, calib, head, head_shift,
                  u_clamp, table, q_shift, rates, min_rows, lim, bounds, expert_on, at_steps,
                  image, error, height, width, e_weights, mag, count, slope, feats, n, ctx, scale,
-                 pred, beta, h1, head_out, u, j, w, f, grad_g, grad_u, out_freqs, out_symbols):
+                 pred, beta, h1, head_out, u, j, w, f, grad_g, out_freqs, out_symbols):
     """An encoder's steps t0 .. t0 + P - 1 of one group in one call, where every input is
     known: per step `frequencies_step` on every row, then `observe_step` on the coded rows:
     the calls `OnlineAdaptation.frequencies` and `observe` make step by step, in the same
@@ -331,7 +330,6 @@ def encode_block(t0, hidden, logits, symbols, coded, one, temp, calib, head, hea
     k = 0
     index = np.empty(rows, np.int64)
     picked = np.empty(rows, np.int64)
-    grad_u_flat = grad_u.reshape(-1)
     for p in range(steps):
         c = (t0 + p) % 3
         at = at_steps[p]
@@ -350,8 +348,8 @@ def encode_block(t0, hidden, logits, symbols, coded, one, temp, calib, head, hea
         if m == 0:
             continue
         k += m
-        observe_step(index[:m], picked[:m], f, u, j, w, h1, q_shift, grad_g, grad_u,
-                     grad_u_flat, temp[c : c + 1], calib[c], head[c].reshape(-1), rates,
+        observe_step(index[:m], picked[:m], f, u, j, w, h1, q_shift, grad_g, temp[c : c + 1],
+                     calib[c], head[c].reshape(-1), rates,
                      max(m, min_rows), lim, bounds, expert_on, at, feats, n, ctx, scale, pred,
                      image, error, e_weights, mag, count, slope)
     return k

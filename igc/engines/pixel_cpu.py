@@ -140,9 +140,7 @@ class PixelCpuEngine:
             rg = [reads[j] for j in body_cols]
             r = np.stack([p[0] for p in rg], axis=1)
             g = np.stack([p[1] for p in rg], axis=1)
-            x = (m.wte_rg[0][r] + m.wte_rg[1][g] + m.body.wte[ids[:, body_cols]]
-                 + m.body.wpe[st.position : st.position + len(body_cols)])
-            x = np.clip(x, -I.LIM, I.LIM).reshape(b * len(body_cols), c)
+            x = self._embedded(r, g, ids[:, body_cols], st.position)
             out[:, body_cols] = self.body._block(st, ids[:, body_cols], logits, embedded=x)
             rows = st.rows
             streams[:] = rows["x"][: b * len(body_cols)].reshape(b, len(body_cols), c)
@@ -159,17 +157,10 @@ class PixelCpuEngine:
             stream = np.stack([streams[:, pixel_of[j]] if pixel_of[j] >= 0 else state.stream
                                for j in cols], axis=1).reshape(n, c)
             given = np.stack([reads[j] for j in cols], axis=1).reshape(n, ch)
-            embs, w_fc, p_fc, w_proj, p_proj, w_out, p_out = self.heads[ch - 1]
-            rows = self.body._rows(st, n)
-            res = np.empty((n, 256), np.int64)
-            pixel_head(stream, np.ascontiguousarray(given), embs, m.body.eps,
-                       np.int64(m.body.norm_frac), w_fc, p_fc, w_proj, p_proj, w_out, p_out,
-                       st.u, rows["xin"], rows["acc"], rows["frac"],
-                       np.empty((n, c), np.int64), res, logits, self.body.amx,
-                       self.heads_amx[ch - 1], st.tiles)
+            res = self._head(st, ch, stream, given, np.empty((n, c), np.int64), logits)
             out[:, cols] = res.reshape(b, len(cols), 256)
             if logits:
-                hidden[:, cols] = rows["xin"][:n, :c].reshape(b, len(cols), c)
+                hidden[:, cols] = st.rows["xin"][:n, :c].reshape(b, len(cols), c)
         if len(body_cols):
             state.stream[:] = streams[:, -1]
         state.known[:] = known
@@ -193,18 +184,34 @@ class PixelCpuEngine:
                 raise ModelError("sequence longer than the model's context of "
                                  f"{3 * m.body.n_positions}")
             r, g = (ids, ids) if state.position == 0 else (state.known[:, 0], state.known[:, 1])
-            x = np.clip(m.wte_rg[0][r] + m.wte_rg[1][g] + m.body.wte[ids]
-                        + m.body.wpe[st.position], -I.LIM, I.LIM)
+            x = self._embedded(r[:, None], g[:, None], ids[:, None], st.position)
             out = self.body._block(st, ids[:, None], logits, embedded=x)[:, 0]
             state.stream[:] = st.rows["x"][: st.batch]
         else:
             state.known[:, channel - 1] = ids
-            embs, w_fc, p_fc, w_proj, p_proj, w_out, p_out = self.heads[channel - 1]
-            rows = self.body._rows(st, st.batch)
-            out = np.empty((st.batch, 256), np.int64)
-            pixel_head(state.stream, state.known[:, :channel], embs, m.body.eps,
-                       np.int64(m.body.norm_frac), w_fc, p_fc, w_proj, p_proj, w_out, p_out,
-                       st.u, rows["xin"], rows["acc"], rows["frac"], state.h, out, logits,
-                       self.body.amx, self.heads_amx[channel - 1], st.tiles)
+            out = self._head(st, channel, state.stream, state.known[:, :channel], state.h,
+                             logits)
         state.position += 1
+        return out
+
+    def _embedded(self, r, g, b, pos0: int) -> np.ndarray:
+        """The body's input at (B, n) pixels from position pos0 on: the embeddings of the pixel
+        before's R, G and B and of the position, summed and saturated, as (B * n, C)."""
+        m = self.m
+        x = (m.wte_rg[0][r] + m.wte_rg[1][g] + m.body.wte[b]
+             + m.body.wpe[pos0 : pos0 + r.shape[1]])
+        return np.clip(x, -I.LIM, I.LIM).reshape(-1, m.body.n_embd)
+
+    def _head(self, st: CpuState, channel: int, stream: np.ndarray, known: np.ndarray,
+              h: np.ndarray, logits: bool) -> np.ndarray:
+        """G's (channel 1) or B's (2) head over rows of `stream` given their known channels:
+        (rows, 256) frequencies or logits; the body's row buffer xin[:, :C] then holds the
+        output product's input. h: (rows, C) scratch."""
+        m, rows = self.m, len(stream)
+        embs, w_fc, p_fc, w_proj, p_proj, w_out, p_out = self.heads[channel - 1]
+        buf = self.body._rows(st, rows)
+        out = np.empty((rows, 256), np.int64)
+        pixel_head(stream, known, embs, m.body.eps, np.int64(m.body.norm_frac), w_fc, p_fc,
+                   w_proj, p_proj, w_out, p_out, st.u, buf["xin"], buf["acc"], buf["frac"], h,
+                   out, logits, self.body.amx, self.heads_amx[channel - 1], st.tiles)
         return out

@@ -252,11 +252,6 @@ class ImageGPTModel(IntegerStepping):
         m = self.integer_model
         return m.n_embd, m.vocab, m.norm_frac
 
-    def block_steps(self, numerics: int) -> bool:
-        """Whether an engine call computes a block of positions at once (numerics 2 on the cpu
-        engine); the other engines take a block as that many steps."""
-        return numerics == INTEGER.number and hasattr(self.engine(), "block")
-
     def step(self, state, tokens: np.ndarray) -> np.ndarray:
         from igc.engines.runtime import FusedState, one_thread
 

@@ -140,10 +140,6 @@ class PixelModel(IntegerStepping):
         return body.n_embd, 256, body.norm_frac
 
     # an encoder's block (igc.codec.loop.Stepper): 16 whole pixels per pass of the body, where
-    # 16 subpixels (ImageGPT's) give it five or six (kodim23's top 128x128, mode 3, one
-    # thread: 1.95 s to encode against 2.25 s; the same bytes)
+    # 16 subpixels (ImageGPT's) give it five or six (kodim23's top 128x128, mode 3, one core:
+    # 2.14 s to encode against 2.50 s, the same bytes; scripts/pixel_blocks.py --positions 16,48)
     block_positions = 48
-
-    def block_steps(self, numerics: int) -> bool:
-        """As ImageGPT's: an encoder's steps in blocks where the engine computes them (cpu)."""
-        return numerics == INTEGER.number and hasattr(self.engine(), "block")

@@ -61,6 +61,11 @@ class IntegerStepping:
         computes them."""
         return state.engine.step_logits(state.inner, np.ascontiguousarray(tokens, np.int64))
 
+    def block_steps(self, numerics: int) -> bool:
+        """Whether an engine call computes a block of positions at once (numerics 2 on the cpu
+        engine); the other engines take a block as that many steps."""
+        return numerics == INTEGER.number and hasattr(self.engine(), "block")
+
     def block_frequencies(self, state: IntegerState, tokens: np.ndarray) -> np.ndarray:
         """`step_frequencies` of several known positions at once: tokens (batch, positions)
         -> (batch, positions, vocab_size). One engine call where the engine computes blocks
