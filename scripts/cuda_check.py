@@ -12,6 +12,8 @@ photo-like image of --width x --height (default 768x512, Kodak's size: 1,536 til
 * `edges` (once): tiny random models at the rules' edges (saturation, scores the reference
   zeroes, weight scales that take the int64 rule, a large eps, zero inputs), every position,
   against ReferenceEngine;
+* a pixel model (`--model` on an `igc train --arch pixel` export): `reference` and `cpu` as
+  above with its engines, and `timing` of every tile stepped as one batch, graphs and not;
 * `timing`: every tile of the image stepped as one batch over all positions, with CUDA graphs
   and without (each run stopped after --seconds / 3), and `frequencies_all` over every tile
   (the encoder's pass): seconds per step and subpixels per second (one subpixel per tile per
@@ -266,15 +268,89 @@ def time_all(engine, tokens: np.ndarray, budget: float) -> dict:
             "subpixels_per_s": round(rows * length / dt)}
 
 
+def check_pixel_model(model, args, image: np.ndarray, t0: float) -> dict:
+    """A pixel model (igc.engines.pixel_torch): the device's steps against the reference's
+    (--ref-steps) and the CPU torch engine's (every step) on --tiles tiles, then every tile of
+    the image stepped as one batch (host ids, as the codec's cuda path steps), timed."""
+    from igc.core.tokenizer import SubpixelTokenizer
+    from igc.engines.pixel_integer import PixelReferenceEngine
+    from igc.engines.pixel_torch import PixelTorchEngine
+
+    q = model.integer_model
+    res: dict = {"model": {"id": model.spec, "kind": "pixel", "n_embd": q.body.n_embd,
+                           "n_layer": len(q.body.layers), "digest": q.digest,
+                           "load_s": round(time.perf_counter() - t0, 2)}}
+    tokens = SubpixelTokenizer(model=model).encode(image).tokens
+    length = tokens.shape[1]
+    tiles = tokens[np.unique(np.linspace(0, len(tokens) - 1, min(args.tiles, len(tokens)))
+                             .round().astype(int))]
+    dev = torch.device(args.device)
+    kinds = {"graph": True, "no_graph": False} if dev.type == "cuda" else {"no_graph": False}
+    engines = {k: PixelTorchEngine(q, dev, graph=g, span_step=args.span_step)
+               for k, g in kinds.items()}
+    cpu_f: dict = {}
+
+    def per_kind(fn) -> dict:
+        out: dict = {}
+        for k, e in engines.items():
+            run_check(out, k, lambda e=e: fn(e))
+        out["ok"] = all(v["ok"] for v in out.values())
+        return out
+
+    def reference():
+        n = min(args.ref_steps, length)
+        ref = step_all(PixelReferenceEngine(q), tiles, n)
+        return {"steps": n, "tiles": len(tiles),
+                **per_kind(lambda e: first_difference(step_all(e, tiles, n), ref))}
+
+    def cpu():
+        cpu_f["f"] = step_all(PixelTorchEngine(q, "cpu", span_step=args.span_step), tiles,
+                              length)
+        return {"steps": length, "tiles": len(tiles),
+                **per_kind(lambda e: first_difference(step_all(e, tiles, length), cpu_f["f"]))}
+
+    run_check(res, "reference", reference)
+    run_check(res, "cpu", cpu)
+
+    def timing():
+        engines.clear()
+        out: dict = {}
+        for k, g in kinds.items():
+            def run(g=g) -> dict:
+                e = PixelTorchEngine(q, dev, graph=g, span_step=args.span_step)
+                st = e.start(len(tokens), length)
+                ids = np.full(len(tokens), 256, np.int64)
+                t1, done = time.perf_counter(), 0
+                for p in range(length):
+                    e.step(st, ids)
+                    ids, done = tokens[:, p], p + 1
+                    if p % 48 == 47 and time.perf_counter() - t1 > args.seconds / 2:
+                        break
+                dt = time.perf_counter() - t1
+                return {"ok": True, "tiles": len(tokens), "steps": done, "s": round(dt, 3),
+                        "subpixels_per_s": round(len(tokens) * done / dt)}
+            run_check(out, k, run)
+        out["ok"] = all(v["ok"] for v in out.values())
+        return out
+
+    if not args.no_timing:
+        run_check(res, "timing", timing)
+    res["ok"] = all(v.get("ok", True) for v in res.values() if isinstance(v, dict))
+    return res
+
+
 def check_model(spec: str | None, args, image: np.ndarray) -> dict:
     from igc.core.tokenizer import SubpixelTokenizer
     from igc.engines.integer import ReferenceEngine, quantize
     from igc.engines.integer_torch import TorchEngine
     from igc.models.imagegpt import ImageGPTModel
+    from igc.models.pixel import PixelModel
 
     res: dict = {}
     t0 = time.perf_counter()
     model = ImageGPTModel(spec)
+    if isinstance(model, PixelModel):
+        return check_pixel_model(model, args, image, t0)
     q = quantize(model.runtime)
     res["model"] = {"id": spec or "default", "n_embd": q.n_embd, "n_head": q.n_head,
                     "n_layer": len(q.layers), "context": q.n_positions, "digest": q.digest,

@@ -11,7 +11,7 @@ from helpers import invoke, pixel_trainer, smooth_image
 from PIL import Image
 
 from igc.core import container
-from igc.engines.engines import using_engine
+from igc.engines.engines import cuda_available, using_engine
 from igc.errors import UsageError
 from igc.models.imagegpt import ImageGPTModel
 from igc.plugins.compose import compose
@@ -62,6 +62,38 @@ def test_both_engines_write_the_same_file(pixel, mode):
         np.testing.assert_array_equal(compose(pixel).decode(data), image)
 
 
+@pytest.mark.parametrize("mode", [0, 1, 3])
+def test_the_cuda_engines_path_writes_the_cpu_engines_file(pixel, mode, monkeypatch):
+    """The cuda engine's codec path (every tile of a batch in one state, the torch engine's
+    steps), run on torch's CPU: the cpu engine's bytes, and it decodes them."""
+    from igc.engines import engines
+    from igc.engines.pixel_torch import PixelTorchEngine
+
+    image = smooth_image(14, 19, seed=4)
+    with using_engine("cpu"):
+        data = compose(pixel, context=mode, batch=2).encode(image).data
+    made = []
+
+    def torch_on_cpu(name, model, make=engines.make_engine):
+        if name != "cuda":
+            return make(name, model)
+        made.append(PixelTorchEngine(model, device="cpu"))
+        return made[-1]
+
+    monkeypatch.setattr(engines, "make_engine", torch_on_cpu)
+    with using_engine("cuda"):
+        codec = compose(pixel, context=mode, batch=2)
+        cached = codec.model.__dict__.setdefault("_engines", {})  # models are shared: keep
+        cached.pop("cuda", None)  # no torch-on-CPU "cuda" engine beyond this test
+        try:
+            assert codec.model.batched_engine(2)
+            assert codec.encode(image).data == data
+            np.testing.assert_array_equal(compose(pixel).decode(data), image)
+            assert made and codec.model.engine("cuda") is made[0]
+        finally:
+            cached.pop("cuda", None)
+
+
 def test_a_file_finds_its_pixel_model_and_refuses_another(pixel, tmp_path, monkeypatch):
     from pathlib import Path
 
@@ -86,8 +118,8 @@ def test_what_a_pixel_model_does_not_do_yet_is_refused_in_one_line(pixel, tmp_pa
     Image.fromarray(image).save(tmp_path / "img.png")
     for extra, message in [
         (["--context", "4"], "cannot take tuned parameters"),
-        (["--engine", "cuda"], "a pixel model is not computed by the cuda engine yet"),
-    ]:
+    ] + ([] if cuda_available() else
+          [(["--engine", "cuda"], "no CUDA device is available here")]):
         out = invoke("compress", str(tmp_path / "img.png"), "--model", pixel, *extra,
                      "-o", str(tmp_path / "x.igc"))
         lines = [line for line in out.output.splitlines() if line.strip()]
@@ -153,3 +185,22 @@ def test_a_config_that_is_a_folder_is_refused_in_one_line(tmp_path):
                  "-o", str(tmp_path / "x.igc"))
     lines = [line for line in out.output.splitlines() if line.strip()]
     assert out.exit_code != 0 and len(lines) == 1 and "not a regular file" in lines[0], out.output
+
+
+def test_cuda_check_script_checks_a_pixel_model_on_the_cpu(pixel, tmp_path):
+    """The prepared GPU check (scripts/cuda_check.py --model PIXEL) runs its pixel path on
+    torch's CPU: the engine against the reference and the CPU's steps, then the timing."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "cuda_check.py"
+    out = subprocess.run([sys.executable, str(script), "--device", "cpu", "--model", pixel,
+                          "--no-default", "--no-edges", "--width", "12", "--height", "8",
+                          "--seconds", "2", "--json", str(tmp_path / "r.json")],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    (m,) = json.loads((tmp_path / "r.json").read_text())["models"]
+    assert m["model"]["kind"] == "pixel" and m["reference"]["ok"] and m["cpu"]["ok"], m
+    assert m["timing"]["no_graph"]["steps"] >= 1 and "graph" not in m["timing"]

@@ -206,3 +206,75 @@ def test_every_norm_gain_reaches_the_integer_logits(tmp_path):
         hidden, logits = engine.step_logits(state, ids[:, p].numpy())
         assert hidden.shape == (4, 32) and np.abs(hidden).max() <= I.ACT_MAX
         assert np.abs(logits / 65536.0 - expected[:, p]).max() < 0.1, p
+
+
+def _torch_matches_the_reference(state: dict, cfg, tiles: np.ndarray, steps: int,
+                                 device: str, graph: bool | None = None) -> None:
+    """The torch engine's frequencies and (head input, logits) at every step are the
+    reference's."""
+    from igc.engines.pixel_torch import PixelTorchEngine
+
+    model = quantize_pixel(state, cfg)
+    reference = PixelReferenceEngine(model)
+    engine = PixelTorchEngine(model, device=device, graph=graph, span_step=4)
+    ids, _ = tokens_from_tiles(torch.from_numpy(tiles))
+    a, b = reference.start(len(tiles)), engine.start(len(tiles))
+    c, d = reference.start(len(tiles)), engine.start(len(tiles))
+    for p in range(steps):
+        x = ids[:, p].numpy()
+        assert np.array_equal(reference.step(a, x), engine.step(b, x)), p
+        want, got = reference.step_logits(c, x), engine.step_logits(d, x)
+        for u, v in zip(want, got, strict=True):
+            assert u.dtype == v.dtype == np.int64 and np.array_equal(u, v), p
+
+
+def test_torch_engine_matches_the_reference_on_a_trained_model(tmp_path):
+    """What the cuda engine computes, on torch's CPU here: every step of whole tiles (a
+    attended span that grows by 4 pixels at a time), batches of 5 and 1."""
+    trainer = pixel_trainer(tmp_path / "run", steps=60)
+    for _ in range(60):
+        trainer.train_step()
+    for tiles in (ramp_images(5, 4, seed=3), ramp_images(1, 4, seed=4)):
+        _torch_matches_the_reference(trainer.model.state_dict(), trainer.model.cfg, tiles,
+                                     48, "cpu")
+
+
+def test_torch_engine_matches_the_reference_at_the_shipped_width(warm):
+    state = dict(warm[1])
+    gen = torch.Generator().manual_seed(0)
+    for key in state:
+        if key.startswith(("heads.1.", "heads.2.")) and not key.endswith("ln.weight"):
+            state[key] = state[key] + 0.05 * torch.randn(state[key].shape, generator=gen)
+    _torch_matches_the_reference(state, PIXEL, _tiles(3), 30, "cpu")
+
+
+def test_torch_engine_checks_its_steps(warm):
+    from igc.engines.pixel_torch import PixelTorchEngine
+
+    engine = PixelTorchEngine(quantize_pixel(warm[1], PIXEL), device="cpu")
+    with pytest.raises(ModelError, match="step got 3 tokens for a cache of batch 2"):
+        engine.step(engine.start(2), np.array([256, 256, 256]))
+    for bad in (np.full((1, 1), 256), np.int64(256), np.array([256.0])):
+        with pytest.raises(ModelError, match="one integer token per sequence"):
+            engine.step(engine.start(1), bad)
+    st = engine.start(1, length=3)
+    for ids in ([256], [5], [6]):
+        engine.step(st, np.array(ids))
+    with pytest.raises(ModelError, match="sequence longer"):
+        engine.step(st, np.array([7]))
+    with pytest.raises(ModelError, match="sequence longer"):
+        engine.start(1, length=769)
+    st = engine.start(1)
+    engine.step(st, np.array([256]))
+    with pytest.raises(ModelError, match=r"token ids must lie in \[0, 256\) at this step"):
+        engine.step(st, np.array([256]))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("graph", [False, True])
+def test_cuda_engine_matches_the_reference(tmp_path, graph):
+    trainer = pixel_trainer(tmp_path / "run", steps=30)
+    for _ in range(30):
+        trainer.train_step()
+    _torch_matches_the_reference(trainer.model.state_dict(), trainer.model.cfg,
+                                 ramp_images(5, 4, seed=3), 48, "cuda", graph)

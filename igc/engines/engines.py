@@ -86,12 +86,13 @@ def make_engine(name: str, model):
                              ) from None
         return engine(model)
     if name == "cuda":
-        if pixel:
-            raise ModelError("a pixel model is not computed by the cuda engine yet; use "
-                             "--engine cpu (the same files)")
         if not cuda_available():
             raise ModelError("--engine cuda: no CUDA device is available here (torch sees none); "
                              "use --engine cpu, which gives the same files")
+        if pixel:
+            from igc.engines.pixel_torch import PixelTorchEngine
+
+            return PixelTorchEngine(model, device="cuda")
         from igc.engines.integer_torch import TorchEngine
 
         return TorchEngine(model, device="cuda")

@@ -186,6 +186,10 @@ class TorchState:
     length: int
     graphs: dict = field(default_factory=dict)
     pool: object = None
+    # a step given its embedded input (a pixel model's body, igc.engines.pixel_torch): the
+    # input (B, C) float64 Q16, read by the step, and the final residual stream it leaves
+    x_in: torch.Tensor | None = None
+    stream: torch.Tensor | None = None
 
 
 class TorchEngine:
@@ -363,12 +367,19 @@ class TorchEngine:
             return length
         return min(length, (position // self.span_step + 1) * self.span_step)
 
-    def _step_into(self, st: TorchState, span: int, logits: bool = False) -> None:
+    def _step_into(self, st: TorchState, span: int, logits: bool = False,
+                   embedded: bool = False) -> None:
         """The step on the state's buffers: reads ids and pos, writes the cache at pos and
-        `out` (`logits`: `hidden` and `logits` instead). No host synchronisation, fixed shapes for a given span (graph-capturable), and
-        idempotent (running it twice leaves the same state), so warm-up runs are harmless."""
+        `out` (`logits`: `hidden` and `logits` instead). No host synchronisation, fixed shapes
+        for a given span (graph-capturable), and idempotent (running it twice leaves the same
+        state), so warm-up runs are harmless. `embedded`: the input is `x_in` rather than the
+        ids' embedding, and the final residual stream is kept in `stream`."""
         heads, d = self.m.n_head, self.m.head_dim
-        x = (self.wte.index_select(0, st.ids) + self.wpe.index_select(0, st.pos)).clamp_(-LIM, LIM)
+        if embedded:
+            x = st.x_in.clone()
+        else:
+            x = (self.wte.index_select(0, st.ids)
+                 + self.wpe.index_select(0, st.pos)).clamp_(-LIM, LIM)
         invalid = torch.arange(span, device=self.device) > st.pos
 
         for i, lay in enumerate(self.layers):
@@ -381,6 +392,8 @@ class TorchEngine:
                 return a.reshape(st.batch, heads * d)
 
             x = self._block(x, lay, attend)
+        if embedded:
+            st.stream.copy_(x)
         h = self._rms_norm(x)
         if logits:
             st.hidden.copy_(h)
@@ -388,17 +401,18 @@ class TorchEngine:
         else:
             st.out.copy_(self._frequencies(self.head(h)))
 
-    def _capture(self, st: TorchState, span: int, logits: bool = False):
+    def _capture(self, st: TorchState, span: int, logits: bool = False,
+                 embedded: bool = False):
         side = torch.cuda.Stream(device=self.device)
         side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(side):  # per torch's recipe; later spans need less warming
             for _ in range(1 if self._warmed else 3):
-                self._step_into(st, span, logits)
+                self._step_into(st, span, logits, embedded)
         self._warmed = True
         torch.cuda.current_stream(self.device).wait_stream(side)
         g = torch.cuda.CUDAGraph()
         with torch.cuda.graph(g, pool=st.pool):
-            self._step_into(st, span, logits)
+            self._step_into(st, span, logits, embedded)
         if st.pool is None:
             st.pool = g.pool()
         return g
@@ -421,26 +435,31 @@ class TorchEngine:
         return ids
 
     @torch.no_grad()
-    def _advance(self, state: TorchState, ids: torch.Tensor, logits: bool) -> None:
+    def _advance(self, state: TorchState, ids: torch.Tensor | None, logits: bool) -> None:
+        """One step of every sequence; `ids` None: of their embedded inputs, which the caller
+        wrote into `x_in` (a pixel model's body)."""
         pos = state.position
         if pos >= state.length:
             raise ModelError(f"sequence longer than the model's context of {self.m.n_positions}")
-        if ids.shape != (state.batch,):
-            raise ModelError(f"step got {tuple(ids.shape)} tokens for a cache of batch "
-                             f"{state.batch}")
-        state.ids.copy_(ids)
+        embedded = ids is None
+        if not embedded:
+            if ids.shape != (state.batch,):
+                raise ModelError(f"step got {tuple(ids.shape)} tokens for a cache of batch "
+                                 f"{state.batch}")
+            state.ids.copy_(ids)
         state.pos.fill_(pos)
         span = self.span(pos, state.length)
         if self.graph:
-            g = state.graphs.get((span, logits))
+            key = (span, logits, embedded)
+            g = state.graphs.get(key)
             if g is None:
-                g = state.graphs[span, logits] = self._capture(state, span, logits)
+                g = state.graphs[key] = self._capture(state, span, logits, embedded)
             g.replay()
         elif self.cuda:
-            self._step_into(state, span, logits)
+            self._step_into(state, span, logits, embedded)
         else:  # small products: threads only add waits (and sharded processes oversubscribe)
             with one_thread():
-                self._step_into(state, span, logits)
+                self._step_into(state, span, logits, embedded)
         state.position = pos + 1
 
     def step(self, state: TorchState, ids: np.ndarray) -> np.ndarray:

@@ -3,8 +3,8 @@ protocol, so the codec codes with it as with any ImageGPT: `--model FOLDER` on a
 
 `ImageGPTModel(spec)` (igc.models.imagegpt) returns one of these when the spec's folder holds a
 pixel model, so the `imagegpt` plugin, file headers (model id and fingerprint) and the catalog
-that finds a file's model serve both. It computes numerics 2 only (igc.engines.pixel_integer, pixel_cpu): the
-reference and cpu engines, not yet cuda; the float estimate (`--estimate`) runs the torch
+that finds a file's model serve both. It computes numerics 2 only, on all three engines (igc.engines.pixel_integer,
+pixel_cpu, pixel_torch); the float estimate (`--estimate`) runs the torch
 module. Context modes 0-3 apply as they do to ImageGPT (the adaptation's classes are the
 channels, each with its own head); mode 4 (a model tuned to the image) does not yet.
 """
@@ -98,7 +98,10 @@ class PixelModel(IntegerStepping):
         return None
 
     def batched_engine(self, numerics: int) -> bool:
-        return False
+        """As ImageGPT's: the cuda engine steps every tile of a batch in one state."""
+        from igc.engines.engines import current_engine
+
+        return numerics == INTEGER.number and current_engine() == "cuda"
 
     def state_bytes(self, rows: int, length: int, numerics: int, engine: str | None = None
                     ) -> int:
