@@ -5,8 +5,9 @@ protocol, so the codec codes with it as with any ImageGPT: `--model FOLDER` on a
 pixel model, so the `imagegpt` plugin, file headers (model id and fingerprint) and the catalog
 that finds a file's model serve both. It computes numerics 2 only, on all three engines (igc.engines.pixel_integer,
 pixel_cpu, pixel_torch); the float estimate (`--estimate`) runs the torch
-module. Context modes 0-3 apply as they do to ImageGPT (the adaptation's classes are the
-channels, each with its own head); mode 4 (a model tuned to the image) does not yet.
+module. Context modes 0-4 apply as they do to ImageGPT (the adaptation's classes are the
+channels, each with its own head; mode 4 tunes the body's and the heads' norms and biases,
+igc.models.tuning).
 """
 
 from __future__ import annotations
@@ -19,6 +20,12 @@ from igc.core.numerics import INTEGER
 from igc.errors import ModelError
 from igc.models.folders import fingerprint_of, resolve
 from igc.models.stepping import IntegerState, IntegerStepping
+
+
+# what a tuned copy (`with_changes`) shares with its model: everything but the weights and what
+# is made from them (the float module, the integer model, its engines)
+_LOADED = ("name", "folder", "spec", "cfg", "config", "fingerprint", "context_length",
+           "vocab_size", "threads", "_torch")
 
 
 class PixelModel(IntegerStepping):
@@ -44,11 +51,27 @@ class PixelModel(IntegerStepping):
         self.threads = threads
         self._torch = torch
 
-    @property
-    def with_changes(self):
-        """Context mode 4 tunes ImageGPT checkpoints only (hasattr is then false, and the mode
-        refuses the model in one line)."""
-        raise AttributeError("a pixel model cannot be tuned to an image yet")
+    def with_changes(self, changes: dict[str, np.ndarray]) -> PixelModel:
+        """This model with `changes` added to some of its float32 tensors, for context mode 4
+        (igc.models.tuning), as `ImageGPTModel.with_changes`: each sum taken in float64 and
+        rounded to float32, then quantized by numerics 2 as any export is, so every machine
+        derives the same integers. The copy keeps this model's name and fingerprint (a file
+        names the model it was tuned from) and makes its own integer model and engines."""
+        import torch
+
+        from igc.models.pixel_network import PixelGPT
+
+        tensors = dict(self.tensors)
+        for key, change in changes.items():
+            base = tensors[key].detach().double().numpy()
+            tensors[key] = torch.from_numpy((base + change).astype(np.float32))
+        tuned = object.__new__(type(self))
+        tuned.__dict__.update({k: v for k, v in vars(self).items() if k in _LOADED})
+        tuned.tensors = tensors
+        tuned.net = PixelGPT(self.cfg)
+        tuned.net.load_state_dict(tensors)
+        tuned.net.eval()
+        return tuned
 
     @cached_property
     def runtime(self):

@@ -31,12 +31,42 @@ MAX_MULTIPLE = 1 << 15
 
 
 def tuned_names(n_layer: int) -> list[str]:
-    """The tuned parameters in file order (checkpoint names without "transformer.")."""
+    """An ImageGPT's tuned parameters in file order (checkpoint names without
+    "transformer.")."""
+    return [*_block_names(n_layer), "ln_f.weight"]
+
+
+def _block_names(n_layer: int) -> list[str]:
     names = []
     for i in range(n_layer):
         names += [f"h.{i}.ln_1.weight", f"h.{i}.attn.c_attn.bias", f"h.{i}.attn.c_proj.bias",
                   f"h.{i}.ln_2.weight", f"h.{i}.mlp.c_fc.bias", f"h.{i}.mlp.c_proj.bias"]
-    return [*names, "ln_f.weight"]
+    return names
+
+
+def pixel_tuned_names(layers: int) -> list[str]:
+    """A pixel model's (igc.models.pixel_network) tuned parameters in file order: its body's,
+    as ImageGPT's, then each channel's head's norms and biases (R's head has its output norm
+    only; G's and B's their MLP's norm and biases too)."""
+    heads = ["heads.0.ln_out.weight"]
+    for c in (1, 2):
+        heads += [f"heads.{c}.ln.weight", f"heads.{c}.fc.bias", f"heads.{c}.proj.bias",
+                  f"heads.{c}.ln_out.weight"]
+    return [*_block_names(layers), *heads]
+
+
+def _pixel(model) -> bool:
+    from igc.models.pixel import PixelModel
+
+    return isinstance(model, PixelModel)
+
+
+def names_of(model) -> list[str]:
+    """`model`'s tuned parameters in file order: which ones is a function of the model alone
+    (its kind and depth), so a file carries their changes and nothing that names them."""
+    if _pixel(model):
+        return pixel_tuned_names(model.cfg.layers)
+    return tuned_names(int(model.config.get("n_layer", 0)))
 
 
 def _key(model, name: str) -> str:
@@ -50,15 +80,16 @@ def _tensor(model, name: str):
 
 def sizes(model) -> list[int]:
     """How many numbers each tuned parameter holds, in file order."""
-    return [_tensor(model, n).numel() for n in tuned_names(int(model.config["n_layer"]))]
+    return [_tensor(model, n).numel() for n in names_of(model)]
 
 
 def derivable(model) -> str | None:
     """Why a decoder cannot derive a tuned copy of `model`, in words; None where it can: it must
     keep its checkpoint's tensors (igc's ImageGPT loader does) and have every tuned one."""
     if not hasattr(model, "with_changes") or not hasattr(model, "tensors"):
-        return f"model {model.name!r} cannot take tuned parameters (igc's ImageGPT loader can)"
-    names = tuned_names(int(model.config.get("n_layer", 0)))
+        return (f"model {model.name!r} cannot take tuned parameters (igc's loader of ImageGPT "
+                "and pixel models can)")
+    names = names_of(model)
     missing = [n for n in names if n not in model.tensors
                and f"transformer.{n}" not in model.tensors]
     if missing:
@@ -72,7 +103,7 @@ def tunable(model) -> str | None:
     from igc.models.network import config_problems
 
     reason = derivable(model)
-    if reason is None and (problems := config_problems(model.config)):
+    if reason is None and not _pixel(model) and (problems := config_problems(model.config)):
         reason = f"model {model.name!r} is not igc's ImageGPT network ({problems[0]})"
     return reason
 
@@ -85,13 +116,18 @@ def tune(model, tokens: np.ndarray, coded: np.ndarray, start_token: int) -> np.n
 
     from igc.models.network import ImageGPT, config_of, cpu_has_fast_bf16
 
-    net = ImageGPT(config_of(model.config))
+    if _pixel(model):
+        from igc.models.pixel_network import PixelGPT
+
+        net = PixelGPT(model.cfg)
+    else:
+        net = ImageGPT(config_of(model.config))
     state = {}
     for key in net.state_dict():
         short = key.removeprefix("transformer.")
         state[key] = _tensor(model, short).detach().float()
     net.load_state_dict(state)
-    names = tuned_names(int(model.config["n_layer"]))
+    names = names_of(model)
     by_name = dict(net.named_parameters())
     params = [by_name[n if n in by_name else f"transformer.{n}"] for n in names]
     for p in net.parameters():
@@ -126,9 +162,8 @@ def tune(model, tokens: np.ndarray, coded: np.ndarray, start_token: int) -> np.n
 
 def apply(model, multiples: np.ndarray, shift: int = STEP_SHIFT):
     """`model` with the flat `multiples` of 2**-shift added to its tuned parameters."""
-    names = tuned_names(int(model.config["n_layer"]))
     changes, at = {}, 0
-    for name, size in zip(names, sizes(model), strict=True):
+    for name, size in zip(names_of(model), sizes(model), strict=True):
         part = np.ldexp(multiples[at : at + size].astype(np.float64), -shift)
         changes[_key(model, name)] = part.reshape(tuple(_tensor(model, name).shape))
         at += size
