@@ -278,3 +278,34 @@ def test_cuda_engine_matches_the_reference(tmp_path, graph):
         trainer.train_step()
     _torch_matches_the_reference(trainer.model.state_dict(), trainer.model.cfg,
                                  ramp_images(5, 4, seed=3), 48, "cuda", graph)
+
+
+def test_cpu_steps_and_blocks_mixed_on_one_state_agree(tmp_path):
+    """A pixel lane's state moves on the same whether its positions came in blocks or one by
+    one, in any mix, ending mid-pixel either way (a decoder steps; an encoder may take blocks
+    then steps): frequencies and what the adaptation reads, against the reference's steps."""
+    from igc.engines.pixel_cpu import PixelCpuEngine
+
+    trainer = pixel_trainer(tmp_path / "run", steps=40)
+    for _ in range(40):
+        trainer.train_step()
+    model = quantize_pixel(trainer.model.state_dict(), trainer.model.cfg)
+    ids, _ = tokens_from_tiles(torch.from_numpy(ramp_images(3, 4, seed=7)))
+    ids = ids.numpy()
+    reference, cpu = PixelReferenceEngine(model), PixelCpuEngine(model)
+    ref = reference.start(3)
+    want = [reference.step_logits(ref, ids[:, t]) for t in range(ids.shape[1])]
+    for plan in ([("b", 5), ("s", 4), ("b", 7), ("s", 1), ("b", 31)],
+                 [("s", 2), ("b", 1), ("s", 3), ("b", 12), ("s", 30)]):
+        st, t = cpu.start(3), 0
+        for kind, n in plan:
+            if kind == "b":
+                hidden, logits = cpu.block_logits(st, ids[:, t : t + n])
+                got = [(hidden[:, i], logits[:, i]) for i in range(n)]
+            else:
+                got = [cpu.step_logits(st, ids[:, t + i]) for i in range(n)]
+            for i, (h, z) in enumerate(got):
+                assert np.array_equal(h, want[t + i][0]), (plan, t + i)
+                assert np.array_equal(z, want[t + i][1]), (plan, t + i)
+            t += n
+        assert t == ids.shape[1] == 48

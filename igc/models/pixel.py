@@ -21,7 +21,6 @@ from igc.errors import ModelError
 from igc.models.folders import fingerprint_of, resolve
 from igc.models.stepping import IntegerState, IntegerStepping
 
-
 # what a tuned copy (`with_changes`) shares with its model: everything but the weights and what
 # is made from them (the float module, the integer model, its engines)
 _LOADED = ("name", "folder", "spec", "cfg", "config", "fingerprint", "context_length",

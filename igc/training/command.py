@@ -33,7 +33,7 @@ def train(
             help="subpixel: ImageGPT, one position per subpixel (what the codec codes with). "
             "pixel: one position per pixel, its three subpixels predicted in turn from one "
             "hidden state; about 3x the subpixels a second on a CPU, and codes a photo in "
-            "about half the time (numerics 2, every engine; not yet context mode 4). Default: "
+            "about half the time (numerics 2, every engine, context modes 0-4). Default: "
             "subpixel.",
             show_default=False,
         ),
