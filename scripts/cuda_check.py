@@ -13,7 +13,9 @@ photo-like image of --width x --height (default 768x512, Kodak's size: 1,536 til
   zeroes, weight scales that take the int64 rule, a large eps, zero inputs), every position,
   against ReferenceEngine;
 * a pixel model (`--model` on an `igc train --arch pixel` export): `reference` and `cpu` as
-  above with its engines, and `timing` of every tile stepped as one batch, graphs and not;
+  above with its engines, `reference_logits` (the head inputs and logits an adaptation reads,
+  their own graphs on CUDA), and `timing` of every tile stepped as one batch, graphs and not,
+  its checked tiles' frequencies against the CPU's;
 * `timing`: every tile of the image stepped as one batch over all positions, with CUDA graphs
   and without (each run stopped after --seconds / 3), and `frequencies_all` over every tile
   (the encoder's pass): seconds per step and subpixels per second (one subpixel per tile per
@@ -282,8 +284,9 @@ def check_pixel_model(model, args, image: np.ndarray, t0: float) -> dict:
                            "load_s": round(time.perf_counter() - t0, 2)}}
     tokens = SubpixelTokenizer(model=model).encode(image).tokens
     length = tokens.shape[1]
-    tiles = tokens[np.unique(np.linspace(0, len(tokens) - 1, min(args.tiles, len(tokens)))
-                             .round().astype(int))]
+    tiles_at = np.unique(np.linspace(0, len(tokens) - 1, min(args.tiles, len(tokens)))
+                         .round().astype(int))
+    tiles = tokens[tiles_at]
     dev = torch.device(args.device)
     kinds = {"graph": True, "no_graph": False} if dev.type == "cuda" else {"no_graph": False}
     engines = {k: PixelTorchEngine(q, dev, graph=g, span_step=args.span_step)
@@ -297,11 +300,27 @@ def check_pixel_model(model, args, image: np.ndarray, t0: float) -> dict:
         out["ok"] = all(v["ok"] for v in out.values())
         return out
 
+    def logits_all(engine, n: int) -> np.ndarray:
+        """(T, n, C + 256): the head inputs and logits of `n` steps (what the adaptation of
+        context modes 1-4 reads: its own graphs on CUDA)."""
+        st = engine.start(len(tiles), length)
+        ids, out = np.full(len(tiles), 256, np.int64), []
+        for p in range(n):
+            out.append(np.concatenate(engine.step_logits(st, ids), axis=1))
+            ids = tiles[:, p]
+        return np.stack(out, 1)
+
     def reference():
         n = min(args.ref_steps, length)
         ref = step_all(PixelReferenceEngine(q), tiles, n)
         return {"steps": n, "tiles": len(tiles),
                 **per_kind(lambda e: first_difference(step_all(e, tiles, n), ref))}
+
+    def reference_logits():
+        n = min(args.ref_steps, length)
+        ref = logits_all(PixelReferenceEngine(q), n)
+        return {"steps": n, "tiles": len(tiles),
+                **per_kind(lambda e: first_difference(logits_all(e, n), ref))}
 
     def cpu():
         cpu_f["f"] = step_all(PixelTorchEngine(q, "cpu", span_step=args.span_step), tiles,
@@ -310,6 +329,7 @@ def check_pixel_model(model, args, image: np.ndarray, t0: float) -> dict:
                 **per_kind(lambda e: first_difference(step_all(e, tiles, length), cpu_f["f"]))}
 
     run_check(res, "reference", reference)
+    run_check(res, "reference_logits", reference_logits)
     run_check(res, "cpu", cpu)
 
     def timing():
@@ -320,15 +340,18 @@ def check_pixel_model(model, args, image: np.ndarray, t0: float) -> dict:
                 e = PixelTorchEngine(q, dev, graph=g, span_step=args.span_step)
                 st = e.start(len(tokens), length)
                 ids = np.full(len(tokens), 256, np.int64)
-                t1, done = time.perf_counter(), 0
+                t1, done, watched = time.perf_counter(), 0, []
                 for p in range(length):
-                    e.step(st, ids)
+                    watched.append(e.step(st, ids)[tiles_at])
                     ids, done = tokens[:, p], p + 1
                     if p % 48 == 47 and time.perf_counter() - t1 > args.seconds / 2:
                         break
                 dt = time.perf_counter() - t1
-                return {"ok": True, "tiles": len(tokens), "steps": done, "s": round(dt, 3),
-                        "subpixels_per_s": round(len(tokens) * done / dt)}
+                r = {"ok": True, "tiles": len(tokens), "steps": done, "s": round(dt, 3),
+                     "subpixels_per_s": round(len(tokens) * done / dt)}
+                if "f" in cpu_f:  # the whole image's batch gives the few tiles' frequencies
+                    r.update(first_difference(np.stack(watched, 1), cpu_f["f"][:, :done]))
+                return r
             run_check(out, k, run)
         out["ok"] = all(v["ok"] for v in out.values())
         return out

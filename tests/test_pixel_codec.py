@@ -62,7 +62,7 @@ def test_both_engines_write_the_same_file(pixel, mode):
         np.testing.assert_array_equal(compose(pixel).decode(data), image)
 
 
-@pytest.mark.parametrize("mode", [0, 1, 3])
+@pytest.mark.parametrize("mode", [0, 1, 3, 4])
 def test_the_cuda_engines_path_writes_the_cpu_engines_file(pixel, mode, monkeypatch):
     """The cuda engine's codec path (every tile of a batch in one state, the torch engine's
     steps), run on torch's CPU: the cpu engine's bytes, and it decodes them."""
@@ -89,7 +89,9 @@ def test_the_cuda_engines_path_writes_the_cpu_engines_file(pixel, mode, monkeypa
             assert codec.model.batched_engine(2)
             assert codec.encode(image).data == data
             np.testing.assert_array_equal(compose(pixel).decode(data), image)
-            assert made and codec.model.engine("cuda") is made[0]
+            # the torch engine computed them (mode 4: the encoder's and the decoder's tuned
+            # copies each made their own)
+            assert len(made) == (2 if mode == 4 else 1)
         finally:
             cached.pop("cuda", None)
 
@@ -146,6 +148,9 @@ def test_mode_4_tunes_the_body_and_every_head(pixel):
     assert zero.integer_model.digest == model.integer_model.digest
     moved = tuning.apply(model, np.arange(n, dtype=np.int64) % 7 - 3)
     assert moved.integer_model.digest != model.integer_model.digest
+    # the copy computes with its own integers, not with the model's engines
+    assert moved.engine("reference").m is moved.integer_model
+    assert moved.engine("reference") is not model.engine("reference")
     assert (moved.name, moved.fingerprint) == (model.name, model.fingerprint)
     assert moved.tensors["heads.2.fc.bias"][0] != model.tensors["heads.2.fc.bias"][0]
 
@@ -239,4 +244,5 @@ def test_cuda_check_script_checks_a_pixel_model_on_the_cpu(pixel, tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     (m,) = json.loads((tmp_path / "r.json").read_text())["models"]
     assert m["model"]["kind"] == "pixel" and m["reference"]["ok"] and m["cpu"]["ok"], m
+    assert m["reference_logits"]["ok"] and m["timing"]["no_graph"]["ok"], m
     assert m["timing"]["no_graph"]["steps"] >= 1 and "graph" not in m["timing"]

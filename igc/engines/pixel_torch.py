@@ -8,8 +8,8 @@ block and an output head each, built from the same engine's exact rules (norm, p
 quick-GELU, narrowing, frequencies), so they round as the reference's.
 
 On CUDA the body's step runs as that engine's CUDA graphs (one per attended span); the
-embedding sums and the heads run eagerly, a few small kernels each, with no host
-synchronisation until the frequencies are read.
+embedding sums and the heads run eagerly, a few small kernels each. A step copies its ids to
+the device and its frequencies (or logits) back, as the ImageGPT engine's `step` does.
 """
 
 from __future__ import annotations

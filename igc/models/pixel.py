@@ -36,15 +36,12 @@ class PixelModel(IntegerStepping):
     def __init__(self, spec: str | None = None, threads: int | None = None) -> None:
         import torch
 
-        from igc.models.pixel_network import PixelGPT, load_pixel
+        from igc.models.pixel_network import load_pixel
 
         self.name, self.folder = resolve(spec)
         self.spec = spec or self.name
         self.cfg, self.config, self.tensors = load_pixel(self.folder)
         self.fingerprint = fingerprint_of(self.tensors, self.config)
-        self.net = PixelGPT(self.cfg)
-        self.net.load_state_dict(self.tensors)
-        self.net.eval()
         self.context_length = 3 * self.cfg.tile * self.cfg.tile
         self.vocab_size = 256
         self.threads = threads
@@ -58,8 +55,6 @@ class PixelModel(IntegerStepping):
         names the model it was tuned from) and makes its own integer model and engines."""
         import torch
 
-        from igc.models.pixel_network import PixelGPT
-
         tensors = dict(self.tensors)
         for key, change in changes.items():
             base = tensors[key].detach().double().numpy()
@@ -67,10 +62,20 @@ class PixelModel(IntegerStepping):
         tuned = object.__new__(type(self))
         tuned.__dict__.update({k: v for k, v in vars(self).items() if k in _LOADED})
         tuned.tensors = tensors
-        tuned.net = PixelGPT(self.cfg)
-        tuned.net.load_state_dict(tensors)
-        tuned.net.eval()
         return tuned
+
+    @cached_property
+    def net(self):
+        """The float module (the estimate's `log_probs`), made when first asked for: a decoder
+        of a tuned copy never needs it."""
+        import torch
+
+        from igc.models.pixel_network import PixelGPT
+
+        with torch.device("meta"):  # no random init to overwrite
+            net = PixelGPT(self.cfg)
+        net.load_state_dict(self.tensors, assign=True)
+        return net.eval()
 
     @cached_property
     def runtime(self):
