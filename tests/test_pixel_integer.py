@@ -248,6 +248,22 @@ def test_torch_engine_matches_the_reference_at_the_shipped_width(warm):
     _torch_matches_the_reference(state, PIXEL, _tiles(3), 30, "cpu")
 
 
+def test_a_reset_torch_state_steps_new_sequences(warm):
+    from igc.engines.pixel_torch import PixelTorchEngine
+
+    model = quantize_pixel(warm[1], PIXEL)
+    engine, reference = PixelTorchEngine(model, device="cpu"), PixelReferenceEngine(model)
+    ids, _ = tokens_from_tiles(torch.from_numpy(_tiles(2)))
+    ids = ids.numpy()
+    st = engine.start(1)
+    for p in range(10):  # another sequence first, left mid-pixel
+        engine.step(st, ids[1:, p])
+    engine.reset(st)
+    ref = reference.start(1)
+    for p in range(12):
+        assert np.array_equal(engine.step(st, ids[:1, p]), reference.step(ref, ids[:1, p])), p
+
+
 def test_torch_engine_checks_its_steps(warm):
     from igc.engines.pixel_torch import PixelTorchEngine
 

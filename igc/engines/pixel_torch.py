@@ -64,6 +64,13 @@ class PixelTorchEngine:
         return PixelTorchState(st, 0, torch.zeros((batch, 2), dtype=torch.long,
                                                   device=self.device))
 
+    def reset(self, state: PixelTorchState) -> None:
+        """Start `state` over (new sequences, same batch), keeping its CUDA graphs, as the
+        ImageGPT engine's `reset`."""
+        self.body.reset(state.body)
+        state.position = 0
+        state.known.zero_()
+
     def step(self, state: PixelTorchState, ids: np.ndarray) -> np.ndarray:
         """The previous subpixel of each sequence -> (B, 256) frequencies of the next one."""
         return self._advance(state, ids, False).cpu().numpy()
