@@ -78,7 +78,7 @@ def _exp_flat() -> np.ndarray:
     return out
 
 
-def _take(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+def take(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """table[index] for an int32 or int64 index of any shape (index_select takes both, on every
     device, without a host sync)."""
     return table.index_select(0, index.reshape(-1)).view(*index.shape, *table.shape[1:])
@@ -96,7 +96,7 @@ def _shift_round_int(v: torch.Tensor, s: torch.Tensor, lim: int) -> torch.Tensor
     return torch.where(s > 0, down, up).clamp(-lim, lim)
 
 
-class _Linear:
+class ExactLinear:
     """One `integer.Linear` on the device. `frac` is the input's fraction bits (None: given per
     row at call time, as `FX - shift` of a narrowed row with shift in NARROW_SHIFTS).
 
@@ -160,10 +160,10 @@ class _Linear:
 
 @dataclass
 class _Layer:
-    qkv: _Linear
-    proj: _Linear
-    fc: _Linear
-    mlp_proj: _Linear
+    qkv: ExactLinear
+    proj: ExactLinear
+    fc: ExactLinear
+    mlp_proj: ExactLinear
     v_scale: torch.Tensor  # (C,) 2**-v_shift
 
 
@@ -215,10 +215,10 @@ class TorchEngine:
         self.wte = t(model.wte.astype(np.float64))
         self.wpe = t(model.wpe.astype(np.float64))
         self.layers = [
-            _Layer(_Linear(lay.qkv, nf, dev), _Linear(lay.proj, 0, dev), _Linear(lay.fc, nf, dev),
-                   _Linear(lay.mlp_proj, None, dev), t(_pow2(-lay.v_shift)))
+            _Layer(ExactLinear(lay.qkv, nf, dev), ExactLinear(lay.proj, 0, dev), ExactLinear(lay.fc, nf, dev),
+                   ExactLinear(lay.mlp_proj, None, dev), t(_pow2(-lay.v_shift)))
             for lay in model.layers]
-        self.head = _Linear(model.head, nf, dev)
+        self.head = ExactLinear(model.head, nf, dev)
         sh = SHIFT_OF_E
         self.e_shift = t(sh.astype(np.int16))  # E -> the row's shift
         self.e_down = t(_pow2(-sh))  # E -> 2**-shift
@@ -259,7 +259,7 @@ class TorchEngine:
         """`integer.narrow` of Q16 rows (float64, |v| <= 2**40) -> (values, E per row): the
         shift is e_shift[E]; v * 2**-shift is exact and so is floor(. + 0.5) (|v| < 2**41)."""
         e = self._top_bits(v)
-        return self._round(v, _take(self.e_down, e).unsqueeze(-1)).clamp_(-ACT_MAX, ACT_MAX), e
+        return self._round(v, take(self.e_down, e).unsqueeze(-1)).clamp_(-ACT_MAX, ACT_MAX), e
 
     @staticmethod
     def _isqrt(n: torch.Tensor) -> torch.Tensor:
@@ -273,8 +273,8 @@ class TorchEngine:
     def _rms_norm(self, x: torch.Tensor) -> torch.Tensor:
         """`integer.rms_norm`: (N, C) Q16 float64 -> (N, C) values with norm_frac bits."""
         e = self._top_bits(x)
-        u = self._round(x, _take(self.e_down, e).unsqueeze(-1))  # shift_round(x, k), <= 2**15
-        den = (u * u).sum(dim=-1).long() + _take(self.e_eps, e)  # the sum is exact (< 2**53)
+        u = self._round(x, take(self.e_down, e).unsqueeze(-1))  # shift_round(x, k), <= 2**15
+        den = (u * u).sum(dim=-1).long() + take(self.e_eps, e)  # the sum is exact (< 2**53)
         j = (den.unsqueeze(-1) >= self.j_bounds).sum(dim=-1)  # max(bit_length(den) - 41, 0) // 2
         r = (self._isqrt(((den >> (2 * j)) << 20) // self.c) << j).clamp_(min=1).double()
         r = r.unsqueeze(-1)
@@ -289,14 +289,14 @@ class TorchEngine:
         (clamped to the two ends standing for 0 and f); f * sig is exact inside the table
         (|f| < 2**20), f * 1 above it."""
         i = torch.addcmul(self.gelu_at, f, self.gelu_in).floor_()  # i + GELU_HALF + 1
-        sig = _take(self.gelu_sig, i.clamp_(0, 2 * GELU_HALF + 1).int())
+        sig = take(self.gelu_sig, i.clamp_(0, 2 * GELU_HALF + 1).int())
         return self._round(f, sig)
 
     def _frequencies(self, logits: torch.Tensor) -> torch.Tensor:
         """`integer.frequencies` of (N, V) Q16 float64 logits -> (N, V) int64."""
         d = logits.amax(dim=-1, keepdim=True) - logits  # >= 0
         z = self._round(d, self.freq_in).clamp_(max=min(SCORE_LIM, ZCAP)).long()
-        e = _take(self.exp30, z)
+        e = take(self.exp30, z)
         total = e.sum(dim=-1, keepdim=True)
         f = 1 + (e * ((1 << TOTAL_BITS) - self.vocab)) // total
         # argmax of e (its first): e is 2**30 exactly where z == 0 and below it elsewhere
@@ -311,12 +311,12 @@ class TorchEngine:
         q * 2**(sq - 20) . k * 2**sk = dots * 2**-s with s = 20 - sq - sk in [-32, 48], every
         partial sum an integer below 2**36 times 2**-s: exact, and floor(. + 0.5) of it is the
         reference's rounding (|dots| + 2**47 < 2**53); for s <= -31 the reference gives 0."""
-        x = torch.bmm(q * _take(self.e_query, q_e).unsqueeze(-1), keys.transpose(1, 2))
+        x = torch.bmm(q * take(self.e_query, q_e).unsqueeze(-1), keys.transpose(1, 2))
         scores = x.add_(0.5).floor_().clamp_(-SCORE_LIM, SCORE_LIM)
-        scores.masked_fill_(key_shift.unsqueeze(1) >= _take(self.e_zero, q_e).unsqueeze(-1), 0.0)
+        scores.masked_fill_(key_shift.unsqueeze(1) >= take(self.e_zero, q_e).unsqueeze(-1), 0.0)
         scores.masked_fill_(invalid, MASKED)
         z = torch.sub(scores.amax(dim=-1, keepdim=True), scores, out=scores)
-        e = _take(self.exp20, z.clamp_(max=ZCAP).int())  # exp2_neg(z) >> 10; 0 where invalid
+        e = take(self.exp20, z.clamp_(max=ZCAP).int())  # exp2_neg(z) >> 10; 0 where invalid
         mixed = torch.bmm(e, values)  # exact: below 768 * 2**20 * 2**15
         den = e.sum(dim=-1, keepdim=True)
         # round_div: floor((2 mixed + den) / 2 den), integers below 2**53 (see _rms_norm)
@@ -332,11 +332,11 @@ class TorchEngine:
         q_e, k_e = qk_e[:, 0].reshape(n * heads), qk_e[:, 1].reshape(n * heads)
         # values: shift_round by the per-channel v_shift (in [-30, 27]) and clip to int16
         v = self._round(qkv[:, 2 * c :], lay.v_scale).clamp_(-ACT_MAX, ACT_MAX)
-        a = attend(q, q_e, k * _take(self.e_up, k_e).unsqueeze(-1), _take(self.e_shift, k_e), v)
+        a = attend(q, q_e, k * take(self.e_up, k_e).unsqueeze(-1), take(self.e_shift, k_e), v)
         x = lay.proj(a).add_(x).clamp_(-LIM, LIM)
         f = self._quick_gelu(lay.fc(self._rms_norm(x)))
         g, g_e = self._narrow(f)
-        y = lay.mlp_proj(g, _take(self.e_shift, g_e), _take(self.e_up, g_e))
+        y = lay.mlp_proj(g, take(self.e_shift, g_e), take(self.e_up, g_e))
         return y.add_(x).clamp_(-LIM, LIM)
 
     # -- stepping ---------------------------------------------------------------------------
@@ -501,7 +501,7 @@ class TorchEngine:
     def _all(self, ids: torch.Tensor, future: torch.Tensor) -> torch.Tensor:
         r, length = ids.shape
         heads, d, c = self.m.n_head, self.m.head_dim, self.c
-        x = (_take(self.wte, ids) + self.wpe[:length]).clamp_(-LIM, LIM).reshape(r * length, c)
+        x = (take(self.wte, ids) + self.wpe[:length]).clamp_(-LIM, LIM).reshape(r * length, c)
 
         def heads_first(t: torch.Tensor) -> torch.Tensor:  # (R*L*H, ...) -> (R*H, L, ...)
             t = t.reshape(r, length, heads, *t.shape[1:]).transpose(1, 2)

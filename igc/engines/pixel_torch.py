@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from igc.engines.integer import LIM
-from igc.engines.integer_torch import F64, TorchEngine, TorchState, _Linear, _take
+from igc.engines.integer_torch import F64, ExactLinear, TorchEngine, TorchState, take
 from igc.engines.pixel_integer import IntPixelModel
 from igc.engines.runtime import one_thread
 from igc.errors import ModelError
@@ -47,8 +47,8 @@ class PixelTorchEngine:
             return torch.from_numpy(np.ascontiguousarray(a, np.float64)).to(b.device)
 
         self.wte_rg = [t(w) for w in model.wte_rg]
-        self.heads = [([t(e) for e in head.embs], _Linear(head.fc, nf, b.device),
-                       _Linear(head.proj, None, b.device), _Linear(head.out, nf, b.device))
+        self.heads = [([t(e) for e in head.embs], ExactLinear(head.fc, nf, b.device),
+                       ExactLinear(head.proj, None, b.device), ExactLinear(head.out, nf, b.device))
                       for head in model.heads]
 
     def start(self, batch: int, length: int | None = None) -> PixelTorchState:
@@ -105,7 +105,7 @@ class PixelTorchEngine:
             r, g = ((ids_t, ids_t) if state.position == 0
                     else (state.known[:, 0], state.known[:, 1]))  # the start: all three 256
             b = self.body
-            x = (_take(self.wte_rg[0], r) + _take(self.wte_rg[1], g) + _take(b.wte, ids_t)
+            x = (take(self.wte_rg[0], r) + take(self.wte_rg[1], g) + take(b.wte, ids_t)
                  + b.wpe[st.position]).clamp_(-LIM, LIM)
             st.x_in.copy_(x)
             b._advance(st, None, logits)
@@ -128,11 +128,11 @@ class PixelTorchEngine:
         embs, fc, proj, out = self.heads[channel - 1]
         u = stream
         for k, emb in enumerate(embs):
-            u = u + _take(emb, known[:, k])
+            u = u + take(emb, known[:, k])
         u = u.clamp(-LIM, LIM)
         f = b._quick_gelu(fc(b._rms_norm(u)))
         g, g_e = b._narrow(f)
-        u = proj(g, _take(b.e_shift, g_e), _take(b.e_up, g_e)).add_(u).clamp_(-LIM, LIM)
+        u = proj(g, take(b.e_shift, g_e), take(b.e_up, g_e)).add_(u).clamp_(-LIM, LIM)
         h = b._rms_norm(u)
         z = out(h)
         return (h, z) if logits else b._frequencies(z)
