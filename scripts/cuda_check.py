@@ -179,6 +179,16 @@ def run_check(results: dict, name: str, fn) -> None:
     results[name]["seconds"] = round(time.perf_counter() - t0, 2)
 
 
+def per_kind(engines: dict, fn) -> dict:
+    """fn(engine) for each kind of device engine, each recorded apart (a failure with graphs
+    must not hide the eager results)."""
+    out: dict = {}
+    for k, e in engines.items():
+        run_check(out, k, lambda e=e: fn(e))
+    out["ok"] = all(v["ok"] for v in out.values())
+    return out
+
+
 def step_all(engine, tiles: np.ndarray, steps: int) -> np.ndarray:
     """(T, steps, V) frequencies of stepping `tiles` from the start token."""
     st = engine.start(len(tiles), tiles.shape[1])
@@ -293,13 +303,6 @@ def check_pixel_model(model, args, image: np.ndarray, t0: float) -> dict:
                for k, g in kinds.items()}
     cpu_f: dict = {}
 
-    def per_kind(fn) -> dict:
-        out: dict = {}
-        for k, e in engines.items():
-            run_check(out, k, lambda e=e: fn(e))
-        out["ok"] = all(v["ok"] for v in out.values())
-        return out
-
     def logits_all(engine, n: int) -> np.ndarray:
         """(T, n, C + 256): the head inputs and logits of `n` steps (what the adaptation of
         context modes 1-4 reads: its own graphs on CUDA)."""
@@ -314,19 +317,20 @@ def check_pixel_model(model, args, image: np.ndarray, t0: float) -> dict:
         n = min(args.ref_steps, length)
         ref = step_all(PixelReferenceEngine(q), tiles, n)
         return {"steps": n, "tiles": len(tiles),
-                **per_kind(lambda e: first_difference(step_all(e, tiles, n), ref))}
+                **per_kind(engines, lambda e: first_difference(step_all(e, tiles, n), ref))}
 
     def reference_logits():
         n = min(args.ref_steps, length)
         ref = logits_all(PixelReferenceEngine(q), n)
         return {"steps": n, "tiles": len(tiles),
-                **per_kind(lambda e: first_difference(logits_all(e, n), ref))}
+                **per_kind(engines, lambda e: first_difference(logits_all(e, n), ref))}
 
     def cpu():
         cpu_f["f"] = step_all(PixelTorchEngine(q, "cpu", span_step=args.span_step), tiles,
                               length)
         return {"steps": length, "tiles": len(tiles),
-                **per_kind(lambda e: first_difference(step_all(e, tiles, length), cpu_f["f"]))}
+                **per_kind(engines, lambda e: first_difference(step_all(e, tiles, length),
+                                                               cpu_f["f"]))}
 
     run_check(res, "reference", reference)
     run_check(res, "reference_logits", reference_logits)
@@ -394,25 +398,17 @@ def check_model(spec: str | None, args, image: np.ndarray) -> dict:
                      + eng.head.fast, "linears": 4 * len(eng.layers) + 1}
     cpu_f: dict = {}
 
-    def per_kind(fn) -> dict:
-        """fn(engine) for each kind of device engine, each recorded apart (a failure with
-        graphs must not hide the eager results)."""
-        out: dict = {}
-        for k, e in engines.items():
-            run_check(out, k, lambda e=e: fn(e))
-        out["ok"] = all(v["ok"] for v in out.values())
-        return out
-
     def reference():
         n = min(args.ref_steps, length)
         ref = step_all(ReferenceEngine(q), tiles, n)
         return {"steps": n, "tiles": len(tiles),
-                **per_kind(lambda e: first_difference(step_all(e, tiles, n), ref))}
+                **per_kind(engines, lambda e: first_difference(step_all(e, tiles, n), ref))}
 
     def cpu():
         cpu_f["f"] = step_all(TorchEngine(q, "cpu", span_step=args.span_step), tiles, length)
         return {"steps": length, "tiles": len(tiles),
-                **per_kind(lambda e: first_difference(step_all(e, tiles, length), cpu_f["f"]))}
+                **per_kind(engines, lambda e: first_difference(step_all(e, tiles, length),
+                                                               cpu_f["f"]))}
 
     def all_():  # the one pass on the device against stepping (the CPU's, equal to the device's)
         want = cpu_f.get("f")

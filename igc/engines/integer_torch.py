@@ -376,7 +376,7 @@ class TorchEngine:
         ids' embedding, and the final residual stream is kept in `stream`."""
         heads, d = self.m.n_head, self.m.head_dim
         if embedded:
-            x = st.x_in.clone()
+            x = st.x_in  # read only: every operation below makes a new tensor from x
         else:
             x = (self.wte.index_select(0, st.ids)
                  + self.wpe.index_select(0, st.pos)).clamp_(-LIM, LIM)

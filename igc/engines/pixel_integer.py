@@ -93,6 +93,22 @@ def pixel_digest(model: IntPixelModel) -> str:
     return h.hexdigest()[:16]
 
 
+def checked_ids(ids, batch: int, channel: int) -> np.ndarray:
+    """A step's ids as int64, refused in one line unless they are one integer per sequence of a
+    batch of `batch`, in [0, 257) at a pixel's R (the previous pixel's B, or the start symbol)
+    and in [0, 256) at its G and B (values, never the start)."""
+    ids = np.asarray(ids)
+    if ids.ndim != 1 or ids.dtype.kind not in "iu":
+        raise ModelError(f"one integer token per sequence, got ids of shape {ids.shape} "
+                         f"and type {ids.dtype}")
+    if len(ids) != batch:
+        raise ModelError(f"step got {len(ids)} tokens for a cache of batch {batch}")
+    limit = 257 if channel == 0 else 256
+    if ids.size and (ids.min() < 0 or ids.max() >= limit):
+        raise ModelError(f"token ids must lie in [0, {limit}) at this step")
+    return ids.astype(np.int64)
+
+
 @dataclass
 class PixelState:
     cache: I.IntState  # the body's keys and values, one position per pixel
@@ -126,17 +142,7 @@ class PixelReferenceEngine:
         """As `ReferenceEngine.step_logits`: the input of the head that ran ((B, C) int16-range
         values with `norm_frac` fraction bits) and its Q16 log2-unit logits (B, 256)."""
         m, channel = self.m, state.position % 3
-        ids = np.asarray(ids)
-        if ids.ndim != 1 or ids.dtype.kind not in "iu":
-            raise ModelError(f"one integer token per sequence, got ids of shape {ids.shape} "
-                             f"and type {ids.dtype}")
-        ids = ids.astype(np.int64)
-        if len(ids) != state.cache.batch:
-            raise ModelError(f"step got {len(ids)} tokens for a cache of batch "
-                             f"{state.cache.batch}")
-        limit = 257 if channel == 0 else 256  # G's and B's heads read values, never the start
-        if ids.size and (ids.min() < 0 or ids.max() >= limit):
-            raise ModelError(f"token ids must lie in [0, {limit}) at this step")
+        ids = checked_ids(ids, state.cache.batch, channel)
         if channel == 0:  # ids: the previous pixel's B (or the start symbol)
             if state.cache.position >= state.cache.keys[0].shape[1]:
                 raise ModelError("sequence longer than the model's context of "

@@ -21,7 +21,7 @@ import torch
 
 from igc.engines.integer import LIM
 from igc.engines.integer_torch import F64, ExactLinear, TorchEngine, TorchState, take
-from igc.engines.pixel_integer import IntPixelModel
+from igc.engines.pixel_integer import IntPixelModel, checked_ids
 from igc.engines.runtime import one_thread
 from igc.errors import ModelError
 
@@ -81,23 +81,10 @@ class PixelTorchEngine:
         hidden, logits = self._advance(state, ids, True)
         return hidden.long().cpu().numpy(), logits.long().cpu().numpy()
 
-    def _checked(self, state: PixelTorchState, ids: np.ndarray, channel: int) -> torch.Tensor:
-        ids = np.asarray(ids)
-        if ids.ndim != 1 or ids.dtype.kind not in "iu":
-            raise ModelError(f"one integer token per sequence, got ids of shape {ids.shape} "
-                             f"and type {ids.dtype}")
-        if len(ids) != state.body.batch:
-            raise ModelError(f"step got {len(ids)} tokens for a cache of batch "
-                             f"{state.body.batch}")
-        limit = 257 if channel == 0 else 256  # G's and B's heads read values, never the start
-        if ids.size and (ids.min() < 0 or ids.max() >= limit):
-            raise ModelError(f"token ids must lie in [0, {limit}) at this step")
-        return torch.from_numpy(ids.astype(np.int64)).to(self.device)
-
     @torch.no_grad()
     def _advance(self, state: PixelTorchState, ids: np.ndarray, logits: bool):
         channel, st = state.position % 3, state.body
-        ids_t = self._checked(state, ids, channel)
+        ids_t = torch.from_numpy(checked_ids(ids, st.batch, channel)).to(self.device)
         if channel == 0:  # ids: the previous pixel's B (or the start symbol)
             if st.position >= st.length:
                 raise ModelError("sequence longer than the model's context of "

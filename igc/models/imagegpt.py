@@ -111,14 +111,10 @@ class ImageGPTModel(IntegerStepping):
         is taken in float64 and rounded to float32, and numerics 2 quantizes the result as it
         quantizes any checkpoint, so every machine derives the same integers. The copy keeps
         this model's name and fingerprint: a file names the model it was tuned from."""
-        import torch
-
         from igc.engines.runtime import ImageGPTRuntime
+        from igc.models.tuning import changed
 
-        tensors = dict(self.tensors)
-        for key, change in changes.items():
-            base = tensors[key].detach().double().numpy()
-            tensors[key] = torch.from_numpy((base + change).astype(np.float32))
+        tensors = changed(self.tensors, changes)
         tuned = object.__new__(type(self))
         tuned.__dict__.update({k: v for k, v in vars(self).items() if k in _LOADED})
         tuned.tensors, tuned.runtime = tensors, ImageGPTRuntime(self.config, tensors)

@@ -3,9 +3,9 @@ protocol, so the codec codes with it as with any ImageGPT: `--model FOLDER` on a
 
 `ImageGPTModel(spec)` (igc.models.imagegpt) returns one of these when the spec's folder holds a
 pixel model, so the `imagegpt` plugin, file headers (model id and fingerprint) and the catalog
-that finds a file's model serve both. It computes numerics 2 only, on all three engines (igc.engines.pixel_integer,
-pixel_cpu, pixel_torch); the float estimate (`--estimate`) runs the torch
-module. Context modes 0-4 apply as they do to ImageGPT (the adaptation's classes are the
+that finds a file's model serve both. It computes numerics 2 only, on all three engines
+(igc.engines.pixel_integer, pixel_cpu, pixel_torch); the float estimate (`--estimate`) runs
+the torch module. Context modes 0-4 apply as they do to ImageGPT (the adaptation's classes are the
 channels, each with its own head; mode 4 tunes the body's and the heads' norms and biases,
 igc.models.tuning).
 """
@@ -53,15 +53,11 @@ class PixelModel(IntegerStepping):
         rounded to float32, then quantized by numerics 2 as any export is, so every machine
         derives the same integers. The copy keeps this model's name and fingerprint (a file
         names the model it was tuned from) and makes its own integer model and engines."""
-        import torch
+        from igc.models.tuning import changed
 
-        tensors = dict(self.tensors)
-        for key, change in changes.items():
-            base = tensors[key].detach().double().numpy()
-            tensors[key] = torch.from_numpy((base + change).astype(np.float32))
         tuned = object.__new__(type(self))
         tuned.__dict__.update({k: v for k, v in vars(self).items() if k in _LOADED})
-        tuned.tensors = tensors
+        tuned.tensors = changed(self.tensors, changes)
         return tuned
 
     @cached_property

@@ -56,9 +56,11 @@ def pixel_tuned_names(layers: int) -> list[str]:
 
 
 def _pixel(model) -> bool:
-    from igc.models.pixel import PixelModel
+    """Whether `model` is a pixel model (its config.json's type: igc.models.pixel imports this
+    module, so it is not imported here)."""
+    from igc.models.pixel_network import PIXEL_MODEL_TYPE
 
-    return isinstance(model, PixelModel)
+    return getattr(model, "config", {}).get("model_type") == PIXEL_MODEL_TYPE
 
 
 def names_of(model) -> list[str]:
@@ -158,6 +160,20 @@ def tune(model, tokens: np.ndarray, coded: np.ndarray, start_token: int) -> np.n
     with torch.no_grad():
         change = torch.cat([(p - b).double().ravel() for p, b in zip(params, before, strict=True)])
     return torch.round(torch.ldexp(change, torch.tensor(STEP_SHIFT))).to(torch.int64).numpy()
+
+
+def changed(tensors: dict, changes: dict[str, np.ndarray]) -> dict:
+    """A copy of float32 `tensors` with `changes` added (keyed as the tensors are): each sum taken
+    in float64 and rounded to float32 once, so every machine derives the same weights, which
+    numerics 2 then quantizes as it quantizes any checkpoint. What `with_changes` of every model
+    kind computes."""
+    import torch
+
+    out = dict(tensors)
+    for key, change in changes.items():
+        base = out[key].detach().double().numpy()
+        out[key] = torch.from_numpy((base + change).astype(np.float32))
+    return out
 
 
 def apply(model, multiples: np.ndarray, shift: int = STEP_SHIFT):
