@@ -397,12 +397,18 @@ def check_reporter(name: str) -> None:
 
 
 def speed(model: str | None = None, images: Sequence[str] | None = None, count: int = 2,
-          crop: int | None = 64, seed: int = 0, backends: Sequence[str] = ("hf", "igc", "int"),
+          crop: int | None = 64, seed: int = 0, backends: Sequence[str] | None = None,
           threads: int | None = None, batch: int | None = None, repeat: int = 1,
           progress: Callable[[str], None] | None = None):
     """Subpixels per second of igc's ImageGPT runtime and HuggingFace's on the same model and
-    images (estimate, encode, decode), as a `SpeedReport` (`.to_dict()`: `igc speed --json`)."""
+    images (estimate, encode, decode), as a `SpeedReport` (`.to_dict()`: `igc speed --json`).
+    `backends` None: all three, or for a pixel model, which only the integer step computes,
+    `int` alone."""
     from igc.benchmark import speed as timing
+    from igc.models.imagegpt import holds_pixel_model
+
+    if backends is None:
+        backends = ("int",) if model and holds_pixel_model(model) else timing.BACKENDS
 
     unknown = [b for b in backends if b not in timing.BACKENDS]
     twice = sorted({b for b in backends if list(backends).count(b) > 1})

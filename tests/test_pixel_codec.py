@@ -174,12 +174,18 @@ def test_igc_speed_times_a_pixel_model_on_its_integer_step(pixel, tmp_path):
 
     np.savez(tmp_path / "imgs.npz", images=np.stack([smooth_image(12, 12, seed=s)
                                                       for s in range(2)]))
-    out = invoke("speed", "--model", pixel, "--backend", "int", "--images",
-                 str(tmp_path / "imgs.npz"), "--json")
-    assert out.exit_code == 0, out.output
+    out = invoke("speed", "--model", pixel, "--images", str(tmp_path / "imgs.npz"), "--json")
+    assert out.exit_code == 0, out.output  # no --backend: int alone, the one that computes it
     report = json.loads(out.output)
     assert {r["phase"] for r in report["results"]} == {"estimate", "encode", "decode"}
+    assert {r["backend"] for r in report["results"]} == {"int"}
     assert all(r["roundtrip_ok"] for r in report["results"] if r["phase"] == "decode")
+    for asked in ("hf,int", "igc"):
+        out = invoke("speed", "--model", pixel, "--backend", asked, "--images",
+                     str(tmp_path / "imgs.npz"))
+        lines = [line for line in out.output.splitlines() if line.strip()]
+        assert out.exit_code != 0 and len(lines) == 1, out.output
+        assert "is a pixel model" in lines[0] and "--backend int" in lines[0], out.output
 
 
 def test_a_shipped_name_wins_over_a_local_pixel_folder_of_that_name(pixel, tmp_path,
@@ -246,3 +252,4 @@ def test_cuda_check_script_checks_a_pixel_model_on_the_cpu(pixel, tmp_path):
     assert m["model"]["kind"] == "pixel" and m["reference"]["ok"] and m["cpu"]["ok"], m
     assert m["reference_logits"]["ok"] and m["timing"]["no_graph"]["ok"], m
     assert m["timing"]["no_graph"]["steps"] >= 1 and "graph" not in m["timing"]
+

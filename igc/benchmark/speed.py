@@ -31,6 +31,7 @@ from igc.codec.neural import DEFAULT_BATCH
 from igc.core.numerics import FUSED, INTEGER, TORCH
 from igc.errors import IgcError, UsageError
 from igc.models.hf_backend import HFImageGPTModel
+from igc.models.imagegpt import holds_pixel_model
 from igc.plugins.compose import compose
 from igc.plugins.manager import Registry
 
@@ -78,6 +79,9 @@ def backend_codec(name: str, spec: str | None, batch: int | None = None):
         raise UsageError(f"igc speed times ImageGPT models (a shipped name, a folder or a hub "
                          f"id); {spec!r} is a model plugin of another kind, with no ImageGPT "
                          "runtime to time (igc bench --compressors measures any compressor)")
+    if name != "int" and spec and holds_pixel_model(spec):
+        raise UsageError(f"{spec!r} is a pixel model: only igc's integer step computes it "
+                         "(numerics 2); time it with --backend int")
     codec = compose(spec, plugin=plugin, batch=batch or DEFAULT_BATCH,
                     numerics=FUSED.number if name == "igc" else None, context=0,
                     registry=registry)
@@ -194,6 +198,11 @@ class SpeedReport:
     results: list[SpeedResult]
     environment: dict[str, Any]
     phases: tuple[str, ...] = PHASES
+
+    @property
+    def backends(self) -> list[str]:
+        """The backends timed, in the order asked for."""
+        return list(dict.fromkeys(r.backend for r in self.results))
 
     def ratios(self) -> dict:
         return ratios(self.results)

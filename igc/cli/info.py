@@ -21,9 +21,8 @@ def portability(d: dict) -> str | None:
     if d["model_plugin"] != "imagegpt":
         return None
     if d["numerics"] == 2:
-        return ("to the same pixels on any machine, thread count and engine that computes its "
-                "model (any CPU or GPU for an ImageGPT; a pixel model's engines are the cpu and "
-                "reference ones)")
+        return ("to the same pixels on any machine, thread count and engine (reference, cpu "
+                "or cuda) that computes its model")
     return ("only on the kind of CPU that wrote it: its float arithmetic can differ on another "
             "CPU, and the checksum then refuses the file (numerics 2 files, which igc writes "
             "now, decode anywhere)")

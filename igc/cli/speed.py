@@ -27,10 +27,11 @@ def speed(
     engine: str = typer.Option(None, "--engine", metavar="NAME",
                                help="What computes the integer backend (int): "
                                     f"{engine_choices()}."),
-    backend: str = typer.Option("hf,igc,int", "--backend", "-b",
+    backend: str = typer.Option(None, "--backend", "-b",
                                 help="Comma-separated backends to time: hf (HuggingFace, float32), igc "
                                      "(igc's fused float step, numerics 1), int (igc's integer "
-                                     "step, numerics 2: what new files use)."),
+                                     "step, numerics 2: what new files use). Default: all three; "
+                                     "int alone for a pixel model."),
     batch: int = typer.Option(None, "--batch", help="Tiles stepped together (codec default)."),
     repeat: int = typer.Option(1, "--repeat", "-r",
                                help="Time everything N times, keep each phase's fastest run "
@@ -48,14 +49,14 @@ def speed(
 
     from igc import api
 
-    names = [b.strip() for b in backend.split(",") if b.strip()]
+    names = None if backend is None else [b.strip() for b in backend.split(",") if b.strip()]
     err = Console(stderr=True)
     with err.status("measuring") as status:
         api.set_engine(engine)
         report = api.speed(model, images, count, crop, seed, names, threads=threads,
                            batch=batch, repeat=repeat,
                            progress=lambda what: status.update(f"measuring {what}"))
-    results, env = report.results, report.environment
+    results, env, names = report.results, report.environment, report.backends
     failed = [r for r in results if r.roundtrip_ok is False]
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))

@@ -55,16 +55,17 @@ _LOADED = ("name", "folder", "spec", "config", "fingerprint", "context_length", 
            "threads", "_torch")
 
 
-def _holds_pixel_model(spec: str) -> bool:
-    """Whether a local model folder's config.json says it is a pixel model (hub ids and
-    shipped ids are ImageGPT checkpoints; a broken folder is left to the loader's errors)."""
+def holds_pixel_model(spec: str) -> bool:
+    """Whether a shipped model's or a local model folder's config.json says it is a pixel model
+    (hub ids are ImageGPT checkpoints; a broken folder is left to the loader's errors)."""
     import json
     import os
 
-    if "/" not in os.fspath(spec) and (WEIGHTS_DIR / os.fspath(spec) / "config.json").is_file():
-        return False  # a shipped name wins over a local folder of that name (resolve)
+    shipped = WEIGHTS_DIR / os.fspath(spec) / "config.json"
+    # a shipped name wins over a local folder of that name, as in resolve
+    path = (os.fspath(shipped) if "/" not in os.fspath(spec) and shipped.is_file()
+            else os.path.join(os.path.expanduser(os.fspath(spec)), "config.json"))
     try:
-        path = os.path.join(os.path.expanduser(os.fspath(spec)), "config.json")
         if not os.path.isfile(path) or os.path.getsize(path) > 1 << 20:
             return False
         with open(path, encoding="utf-8") as fh:
@@ -83,7 +84,7 @@ class ImageGPTModel(IntegerStepping):
     def __new__(cls, spec: str | None = None, threads: int | None = None):
         """A folder holding a pixel model (`igc train --arch pixel`) loads as one
         (igc.models.pixel): the same plugin, headers and catalog serve both kinds."""
-        if cls is ImageGPTModel and spec is not None and _holds_pixel_model(spec):
+        if cls is ImageGPTModel and spec is not None and holds_pixel_model(spec):
             from igc.models.pixel import PixelModel
 
             return PixelModel(spec, threads)  # not an ImageGPTModel: __init__ is not run again
