@@ -175,12 +175,15 @@ def test_shipped_fingerprints_are_unchanged():
     expected = {"igc-rgb16-v2": "c862dd8d8d6cbab8", "igc-rgb16": "c31ec73887b527b1",
                 "igc-rgb16-w256": "1eb7fb01d4945761", "igc-rgb16-w256-v2": "9fa2c4a833074d54",
                 "igc-rgb16-v3": "c62b30186c39f0c8"}
+    pixel = {"igc-rgb16-pixel": "def9149fa043a180"}  # igc's own loader only (load_pixel)
+    for name, fingerprint in pixel.items():
+        assert ImageGPTModel(name).fingerprint == fingerprint
     for name, fingerprint in expected.items():
         config, tensors = load_checked(resolve(name)[1])
         assert fingerprint_of(tensors, config) == fingerprint_of(tensors) == fingerprint, name
         assert ImageGPTModel(name).fingerprint == fingerprint
     catalog = json.loads((Path(igc.__file__).parent / "weights" / "catalog.json").read_text())
-    assert {k: v["fingerprint"] for k, v in catalog.items()} == expected
+    assert {k: v["fingerprint"] for k, v in catalog.items()} == expected | pixel
 
 
 def test_config_at_the_defaults_keeps_the_fingerprint(tiny_model, tmp_path):

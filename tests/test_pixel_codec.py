@@ -10,6 +10,7 @@ import pytest
 from helpers import invoke, pixel_trainer, smooth_image
 from PIL import Image
 
+import igc
 from igc.core import container
 from igc.engines.engines import cuda_available, using_engine
 from igc.errors import UsageError
@@ -253,3 +254,45 @@ def test_cuda_check_script_checks_a_pixel_model_on_the_cpu(pixel, tmp_path):
     assert m["reference_logits"]["ok"] and m["timing"]["no_graph"]["ok"], m
     assert m["timing"]["no_graph"]["steps"] >= 1 and "graph" not in m["timing"]
 
+
+# The shipped pixel model (igc/weights/igc-rgb16-pixel): its header code, fingerprint and
+# integer digest are what its files record; a change here is a new model, never an edit.
+SHIPPED_PIXEL = "igc-rgb16-pixel"
+SHIPPED_PIXEL_CODE = 0x85
+SHIPPED_PIXEL_FILE = "igc-rgb16-pixel-ctx3-strips-v6"
+
+
+def test_the_shipped_pixel_model_is_named_by_its_code_and_round_trips():
+    image = smooth_image(7, 9, seed=2)
+    data = compose(SHIPPED_PIXEL).encode(image).data
+    header, _ = container.unpack(data)
+    assert header.model_id == SHIPPED_PIXEL
+    assert container.SHIPPED_MODEL_IDS.index(SHIPPED_PIXEL) == SHIPPED_PIXEL_CODE - 0x80
+    assert header.fingerprint == ImageGPTModel(SHIPPED_PIXEL).fingerprint
+    assert np.array_equal(igc.decompress(data), image)  # found by its header's code alone
+
+
+def test_the_committed_shipped_pixel_file_decodes():
+    """Pins the shipped pixel model's integers and context mode 3 with it: written by
+    `python tests/test_pixel_codec.py` (helpers.smooth_image(20, 24, seed=11), context mode 3,
+    strips of 16 rows, numerics 2, so it decodes on any machine)."""
+    from pathlib import Path
+
+    fixture = Path(__file__).parent / "data" / f"{SHIPPED_PIXEL_FILE}.igc"
+    data = fixture.read_bytes()
+    header, _ = container.unpack(data)
+    assert (header.model_id, header.context, header.numerics, header.version) == (
+        SHIPPED_PIXEL, 3, 2, 6)
+    assert header.strip_rows == 16
+    want = smooth_image(20, 24, seed=11)
+    np.testing.assert_array_equal(igc.decompress(data), want)
+    with using_engine("reference"):
+        np.testing.assert_array_equal(igc.decompress(data), want)
+
+
+if __name__ == "__main__":  # rewrites the committed file (python tests/test_pixel_codec.py)
+    from pathlib import Path
+
+    target = Path(__file__).parent / "data" / f"{SHIPPED_PIXEL_FILE}.igc"
+    target.write_bytes(compose(SHIPPED_PIXEL, context=3, strip_rows=16)
+                       .encode(smooth_image(20, 24, seed=11)).data)
