@@ -15,7 +15,7 @@ output and gives each line's share of the samples taken inside the timed decode 
 kernel's time falls on the line that calls it):
 
     IGC_THREADS=1 taskset -c 0 py-spy record -r 200 -f raw -o /tmp/dec.raw -- \
-        python scripts/decode_profile.py --model experiments/pixel-w128 --context 3 --sampler none
+        python scripts/decode_profile.py --model igc-rgb16-pixel --context 3 --sampler none
     python scripts/decode_profile.py --split /tmp/dec.raw
 """
 

@@ -1,7 +1,7 @@
 """An encoder's steps in blocks against one at a time, for a pixel model (docs/design.md, "One
 position per pixel"): the same image encoded both ways in one run, the bytes compared.
 
-    python scripts/pixel_blocks.py [--model experiments/pixel-w128] [--image kodim23]
+    python scripts/pixel_blocks.py [--model igc-rgb16-pixel] [--image kodim23]
         [--rows 256] [--cols 768] [--context 3] [--rounds 2] [--positions 16,48]
 
 The codec computes an encoder's positions in blocks where the model says it can
@@ -28,7 +28,7 @@ from igc.plugins.compose import compose
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default="experiments/pixel-w128")
+    ap.add_argument("--model", default="igc-rgb16-pixel")
     ap.add_argument("--image", default="kodim23")
     ap.add_argument("--rows", type=int, default=256)
     ap.add_argument("--cols", type=int, default=768)

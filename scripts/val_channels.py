@@ -20,7 +20,7 @@ from igc.training.data import default_val_path, load_validation
 from igc.training.model import build_network, load_pretrained
 
 ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-ap.add_argument("models", nargs="*", default=["igc-rgb16-v3", "experiments/pixel-w128"])
+ap.add_argument("models", nargs="*", default=["igc-rgb16-v3", "igc-rgb16-pixel"])
 ap.add_argument("--count", type=int, default=512)
 args = ap.parse_args()
 if len(args.models) != 2:

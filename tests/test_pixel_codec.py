@@ -259,17 +259,34 @@ def test_cuda_check_script_checks_a_pixel_model_on_the_cpu(pixel, tmp_path):
 # integer digest are what its files record; a change here is a new model, never an edit.
 SHIPPED_PIXEL = "igc-rgb16-pixel"
 SHIPPED_PIXEL_CODE = 0x85
+SHIPPED_PIXEL_FINGERPRINT = "def9149fa043a180"
 SHIPPED_PIXEL_FILE = "igc-rgb16-pixel-ctx3-strips-v6"
 
 
 def test_the_shipped_pixel_model_is_named_by_its_code_and_round_trips():
+    """Its header stores the id as one byte, 0x85, after the fingerprint; a decoder finds the
+    weights by that fingerprint among the shipped models, with no --model."""
     image = smooth_image(7, 9, seed=2)
     data = compose(SHIPPED_PIXEL).encode(image).data
     header, _ = container.unpack(data)
-    assert header.model_id == SHIPPED_PIXEL
+    assert (header.model_id, header.fingerprint) == (SHIPPED_PIXEL, SHIPPED_PIXEL_FINGERPRINT)
+    at = data.index(bytes.fromhex(header.fingerprint)) + 8  # the id follows the fingerprint
+    assert data[at] == SHIPPED_PIXEL_CODE
     assert container.SHIPPED_MODEL_IDS.index(SHIPPED_PIXEL) == SHIPPED_PIXEL_CODE - 0x80
-    assert header.fingerprint == ImageGPTModel(SHIPPED_PIXEL).fingerprint
-    assert np.array_equal(igc.decompress(data), image)  # found by its header's code alone
+    assert np.array_equal(igc.decompress(data), image)
+
+
+def test_a_local_imagegpt_folder_named_like_the_shipped_pixel_model_does_not_shadow_it(
+        tiny_model, tmp_path, monkeypatch):
+    """A shipped name means the shipped model, as for ImageGPT ids: an ImageGPT folder of that
+    name in the working directory is not what --model igc-rgb16-pixel loads."""
+    import shutil
+
+    shutil.copytree(tiny_model, tmp_path / SHIPPED_PIXEL)
+    monkeypatch.chdir(tmp_path)
+    model = ImageGPTModel(SHIPPED_PIXEL)
+    assert type(model).__name__ == "PixelModel"
+    assert model.fingerprint == SHIPPED_PIXEL_FINGERPRINT
 
 
 def test_the_committed_shipped_pixel_file_decodes():

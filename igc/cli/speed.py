@@ -80,10 +80,12 @@ def speed(
             table.add_row(phase, *cells)
         Console().print(table)
         load = env.get("load_average_1min")
+        what = {"hf": "hf: numerics 0 (HuggingFace, float32)",
+                "igc": "igc: numerics 1 (float32, bfloat16 key/value cache)",
+                "int": f"int: numerics 2 on engine {env['engine']}"}
         Console().print(f"device {env['device']} ({env['cpu']}), threads {env['threads']}, "
-                        f"igc: numerics 1 (float32, bfloat16 key/value cache); int: numerics 2 "
-                        f"on engine {env['engine']}; "
-                        f"lanes {env['lanes']}"
+                        + "; ".join(what[name] for name in names)
+                        + f"; lanes {env['lanes']}"
                         + (f", load average {load}" if load else ""))
     if failed:
         raise typer.Exit(3)
