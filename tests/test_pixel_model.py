@@ -211,4 +211,4 @@ def test_train_cli_pixel_runs_and_its_errors(tmp_path, tiny_model):
                               "hf,int", "--images", str(tmp_path / "val.npz")])
     lines = [line for line in out.output.splitlines() if line.strip()]
     assert out.exit_code != 0 and len(lines) == 1, out.output
-    assert "holds a pixel model (igc train --arch pixel)" in lines[0]
+    assert "is a pixel model" in lines[0] and "--backend int" in lines[0], lines[0]
