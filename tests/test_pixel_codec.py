@@ -5,6 +5,8 @@ What such a model saves is measured in docs/design.md, "One position per pixel",
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from helpers import invoke, pixel_trainer, smooth_image
@@ -98,7 +100,6 @@ def test_the_cuda_engines_path_writes_the_cpu_engines_file(pixel, mode, monkeypa
 
 
 def test_a_file_finds_its_pixel_model_and_refuses_another(pixel, tmp_path, monkeypatch):
-    from pathlib import Path
 
     image = smooth_image(9, 11, seed=2)
     Image.fromarray(image).save(tmp_path / "img.png")
@@ -241,7 +242,6 @@ def test_cuda_check_script_checks_a_pixel_model_on_the_cpu(pixel, tmp_path):
     import json
     import subprocess
     import sys
-    from pathlib import Path
 
     script = Path(__file__).resolve().parent.parent / "scripts" / "cuda_check.py"
     out = subprocess.run([sys.executable, str(script), "--device", "cpu", "--model", pixel,
@@ -260,7 +260,7 @@ def test_cuda_check_script_checks_a_pixel_model_on_the_cpu(pixel, tmp_path):
 SHIPPED_PIXEL = "igc-rgb16-pixel"
 SHIPPED_PIXEL_CODE = 0x85
 SHIPPED_PIXEL_FINGERPRINT = "def9149fa043a180"
-SHIPPED_PIXEL_FILE = "igc-rgb16-pixel-ctx3-strips-v6"
+SHIPPED_PIXEL_FILE = Path(__file__).parent / "data" / "igc-rgb16-pixel-ctx3-strips-v6.igc"
 
 
 def test_the_shipped_pixel_model_is_named_by_its_code_and_round_trips():
@@ -293,10 +293,7 @@ def test_the_committed_shipped_pixel_file_decodes():
     """Pins the shipped pixel model's integers and context mode 3 with it: written by
     `python tests/test_pixel_codec.py` (helpers.smooth_image(20, 24, seed=11), context mode 3,
     strips of 16 rows, numerics 2, so it decodes on any machine)."""
-    from pathlib import Path
-
-    fixture = Path(__file__).parent / "data" / f"{SHIPPED_PIXEL_FILE}.igc"
-    data = fixture.read_bytes()
+    data = SHIPPED_PIXEL_FILE.read_bytes()
     header, _ = container.unpack(data)
     assert (header.model_id, header.context, header.numerics, header.version) == (
         SHIPPED_PIXEL, 3, 2, 6)
@@ -308,8 +305,5 @@ def test_the_committed_shipped_pixel_file_decodes():
 
 
 if __name__ == "__main__":  # rewrites the committed file (python tests/test_pixel_codec.py)
-    from pathlib import Path
-
-    target = Path(__file__).parent / "data" / f"{SHIPPED_PIXEL_FILE}.igc"
-    target.write_bytes(compose(SHIPPED_PIXEL, context=3, strip_rows=16)
+    SHIPPED_PIXEL_FILE.write_bytes(compose(SHIPPED_PIXEL, context=3, strip_rows=16)
                        .encode(smooth_image(20, 24, seed=11)).data)
