@@ -82,7 +82,9 @@ def create_compressors(names: Sequence[str], **options: Any) -> tuple[list, dict
 
 def compressor(model: str | None = None, **options: Any):
     """The compressor `compress` uses: `model` is a registered model's name or an ImageGPT spec
-    (default: the packaged model); options: tokenizer, coder, mode, order, batch."""
+    (default: the packaged default, which codes whole photographs, 768×512 pixels and up, with
+    its photo model: igc.compressors.photo_split); options: tokenizer, coder, mode, order,
+    batch."""
     from igc.plugins.compose import model_compressor
 
     return model_compressor(model, **options)
@@ -96,7 +98,8 @@ def compress(image: Image, model: str | None = None, order: str = "interleaved",
              engine: str | None = None, context: int | None = None,
              strip_rows: int | None = None) -> bytes:
     """RGB uint8 (H, W, 3) -> `.igc` bytes. `model`: a registered model's name, or an ImageGPT
-    spec (default: the packaged model); `tokenizer`, `coder`: registered names (default: the
+    spec (default: the packaged default, with its photo model on photographs, see `compressor`);
+    `tokenizer`, `coder`: registered names (default: the
     model's tokenizer, the range coder). `mode` applies to palette models: "lossless" (default)
     or "palette" (lossy indices only). `progress(done, total)` is called with the tokens coded
     so far, before the first model step and after each. `engine`: see `set_engine` (for this
@@ -166,7 +169,8 @@ def report_fields(compressor: Any, result: Any, image: Image) -> dict:
     lossy file, its PSNR and what PNG and JPEG-XL take for the same quantized image)."""
     from igc.benchmark.run import report_fields as fields
 
-    return fields(compressor.codec, result, image)
+    codec_for = getattr(compressor, "codec_for", None)  # the default: a model per image size
+    return fields(codec_for(image) if codec_for else compressor.codec, result, image)
 
 
 # -- models and plugins ---------------------------------------------------------------------------

@@ -105,6 +105,14 @@ def bench_block(data: dict) -> str:
                      + (f" and decode {_n(decode)} subpixels per second" if decode else
                         " subpixels per second (an estimate: nothing decoded)"))
         context = f", context {m['context']}" if m.get("context") else ""
+        if m.get("photo_model"):  # the packaged default: a model per image size
+            photo = m["photo_model"]
+            lines.append(f"- Model of `{name}`: the default pair, {m['model']} (fingerprint "
+                         f"{m['fingerprint']} of the pair; photographs {photo['fingerprint']}, "
+                         f"{_n(photo['parameters'])} parameters")
+            lines[-1] += (f"; numerics {m['numerics']}, engine {m.get('engine', '?')}"
+                          f"{context}){rates}.")
+            continue
         lines.append(f"- Model of `{name}`: {m['model']} (fingerprint {m['fingerprint']}, "
                      f"{_n(m['parameters'])} parameters, numerics {m['numerics']}, engine "
                      f"{m.get('engine', '?')}{context}){rates}.")

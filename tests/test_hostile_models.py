@@ -175,7 +175,8 @@ def test_shipped_fingerprints_are_unchanged():
     expected = {"igc-rgb16-v2": "c862dd8d8d6cbab8", "igc-rgb16": "c31ec73887b527b1",
                 "igc-rgb16-w256": "1eb7fb01d4945761", "igc-rgb16-w256-v2": "9fa2c4a833074d54",
                 "igc-rgb16-v3": "c62b30186c39f0c8"}
-    pixel = {"igc-rgb16-pixel": "def9149fa043a180"}  # igc's own loader only (load_pixel)
+    pixel = {"igc-rgb16-pixel": "def9149fa043a180",  # igc's own loader only (load_pixel)
+             "igc-rgb16-pixel-v2": "3d4dd529c0bb0e66"}
     for name, fingerprint in pixel.items():
         assert ImageGPTModel(name).fingerprint == fingerprint
     for name, fingerprint in expected.items():

@@ -22,7 +22,8 @@ pytest.importorskip("torch")
 TABLES = "d93d003601b30cd1"
 SHIPPED = {"igc-rgb16-v2": "a31f0228c640dfb3", "igc-rgb16": "d4a0a79d018428a1",
            "igc-rgb16-w256": "8f115d0545eb66ad", "igc-rgb16-w256-v2": "412e303a49a28d39",
-           "igc-rgb16-v3": "aa23f2cba9192a73", "igc-rgb16-pixel": "a24b961a54b1a3f6"}
+           "igc-rgb16-v3": "aa23f2cba9192a73", "igc-rgb16-pixel": "a24b961a54b1a3f6",
+           "igc-rgb16-pixel-v2": "e57e22f638e49d0c"}
 
 
 def test_tables_are_the_pinned_ones():

@@ -255,24 +255,29 @@ def test_cuda_check_script_checks_a_pixel_model_on_the_cpu(pixel, tmp_path):
     assert m["timing"]["no_graph"]["steps"] >= 1 and "graph" not in m["timing"]
 
 
-# The shipped pixel model (igc/weights/igc-rgb16-pixel): its header code, fingerprint and
+# The shipped pixel models (igc/weights/igc-rgb16-pixel*): each one's header code, fingerprint and
 # integer digest are what its files record; a change here is a new model, never an edit.
+DATA = Path(__file__).parent / "data"
+SHIPPED_PIXELS = {  # id: (header code, fingerprint, committed file)
+    "igc-rgb16-pixel": (0x85, "def9149fa043a180", DATA / "igc-rgb16-pixel-ctx3-strips-v6.igc"),
+    "igc-rgb16-pixel-v2": (0x86, "3d4dd529c0bb0e66",
+                           DATA / "igc-rgb16-pixel-v2-ctx3-strips-v6.igc"),
+}
 SHIPPED_PIXEL = "igc-rgb16-pixel"
-SHIPPED_PIXEL_CODE = 0x85
-SHIPPED_PIXEL_FINGERPRINT = "def9149fa043a180"
-SHIPPED_PIXEL_FILE = Path(__file__).parent / "data" / "igc-rgb16-pixel-ctx3-strips-v6.igc"
 
 
-def test_the_shipped_pixel_model_is_named_by_its_code_and_round_trips():
-    """Its header stores the id as one byte, 0x85, after the fingerprint; a decoder finds the
-    weights by that fingerprint among the shipped models, with no --model."""
+@pytest.mark.parametrize("name", SHIPPED_PIXELS)
+def test_the_shipped_pixel_model_is_named_by_its_code_and_round_trips(name):
+    """Its header stores the id as one byte after the fingerprint; a decoder finds the weights
+    by that fingerprint among the shipped models, with no --model."""
+    code, fingerprint, _ = SHIPPED_PIXELS[name]
     image = smooth_image(7, 9, seed=2)
-    data = compose(SHIPPED_PIXEL).encode(image).data
+    data = compose(name).encode(image).data
     header, _ = container.unpack(data)
-    assert (header.model_id, header.fingerprint) == (SHIPPED_PIXEL, SHIPPED_PIXEL_FINGERPRINT)
+    assert (header.model_id, header.fingerprint) == (name, fingerprint)
     at = data.index(bytes.fromhex(header.fingerprint)) + 8  # the id follows the fingerprint
-    assert data[at] == SHIPPED_PIXEL_CODE
-    assert container.SHIPPED_MODEL_IDS.index(SHIPPED_PIXEL) == SHIPPED_PIXEL_CODE - 0x80
+    assert data[at] == code
+    assert container.SHIPPED_MODEL_IDS.index(name) == code - 0x80
     assert np.array_equal(igc.decompress(data), image)
 
 
@@ -286,17 +291,17 @@ def test_a_local_imagegpt_folder_named_like_the_shipped_pixel_model_does_not_sha
     monkeypatch.chdir(tmp_path)
     model = ImageGPTModel(SHIPPED_PIXEL)
     assert type(model).__name__ == "PixelModel"
-    assert model.fingerprint == SHIPPED_PIXEL_FINGERPRINT
+    assert model.fingerprint == SHIPPED_PIXELS[SHIPPED_PIXEL][1]
 
 
-def test_the_committed_shipped_pixel_file_decodes():
-    """Pins the shipped pixel model's integers and context mode 3 with it: written by
+@pytest.mark.parametrize("name", SHIPPED_PIXELS)
+def test_the_committed_shipped_pixel_file_decodes(name):
+    """Pins each shipped pixel model's integers and context mode 3 with it: written by
     `python tests/test_pixel_codec.py` (helpers.smooth_image(20, 24, seed=11), context mode 3,
     strips of 16 rows, numerics 2, so it decodes on any machine)."""
-    data = SHIPPED_PIXEL_FILE.read_bytes()
+    data = SHIPPED_PIXELS[name][2].read_bytes()
     header, _ = container.unpack(data)
-    assert (header.model_id, header.context, header.numerics, header.version) == (
-        SHIPPED_PIXEL, 3, 2, 6)
+    assert (header.model_id, header.context, header.numerics, header.version) == (name, 3, 2, 6)
     assert header.strip_rows == 16
     want = smooth_image(20, 24, seed=11)
     np.testing.assert_array_equal(igc.decompress(data), want)
@@ -304,6 +309,8 @@ def test_the_committed_shipped_pixel_file_decodes():
         np.testing.assert_array_equal(igc.decompress(data), want)
 
 
-if __name__ == "__main__":  # rewrites the committed file (python tests/test_pixel_codec.py)
-    SHIPPED_PIXEL_FILE.write_bytes(compose(SHIPPED_PIXEL, context=3, strip_rows=16)
-                       .encode(smooth_image(20, 24, seed=11)).data)
+if __name__ == "__main__":  # writes the committed file of each shipped pixel model that has none
+    for name, (_, _, path) in SHIPPED_PIXELS.items():  # (python tests/test_pixel_codec.py)
+        if not path.exists():
+            path.write_bytes(compose(name, context=3, strip_rows=16)
+                             .encode(smooth_image(20, 24, seed=11)).data)

@@ -281,12 +281,16 @@ def _encode(comp: Any, pixels: np.ndarray, row: Row, estimate: bool) -> bytes | 
         row.model_bits = result.model_bits
         row.header_bits = result.header_bytes * 8
         row.compressed_bits = len(data) * 8
-        if hasattr(comp, "codec"):
-            row.extra.update(report_fields(comp.codec, result, pixels))
+        codec = comp.codec_for(pixels) if hasattr(comp, "codec_for") else getattr(comp, "codec",
+                                                                                     None)
+        if codec is not None:
+            row.extra.update(report_fields(codec, result, pixels))
     else:
         data = _checked_bytes(comp, comp.compress(pixels))
         row.compressed_bits = len(data) * 8
     row.encode_seconds = time.perf_counter() - start
+    if hasattr(comp, "codec_for"):  # the packaged default: a model per image size, named per row
+        row.extra["model"] = comp.codec_for(pixels).model.name
     return data
 
 

@@ -28,8 +28,10 @@ def bench(
     seed: int = typer.Option(0, "--seed", help="Seed of the random pick."),
     model: str = typer.Option(None, "--model", "-m",
                               help="The imagegpt compressor's model: a shipped name (see `igc "
-                                   "models`), local folder or hub id. Other model plugins "
-                                   "are made with their default."),
+                                   "models`), local folder or hub id (default: the shipped "
+                                   "default, with its photo model on images of 768×512 "
+                                   "pixels and up). Other model plugins are made with their "
+                                   "default."),
     tokenizer: str = typer.Option(None, "--tokenizer",
                                   help="Registered tokenizer for the model-based compressors "
                                        "(default: each model's own)."),

@@ -47,7 +47,9 @@ def compress(
     model: str = typer.Option(None, "--model", "-m", metavar="NAME",
                               help="A model: a shipped one's name (see `igc models`), a registered "
                                    "model plugin's name (see `igc plugins`), or an ImageGPT "
-                                   "folder or hub id."),
+                                   "folder or hub id. Default: the shipped default, whose "
+                                   "photo model codes images of 768×512 pixels and up "
+                                   "(`igc models` marks it)."),
     tokenizer: str = typer.Option(None, "--tokenizer", metavar="NAME",
                                   help="Registered tokenizer (default: the model's own)."),
     coder: str = typer.Option(None, "--coder", metavar="NAME",

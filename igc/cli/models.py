@@ -13,7 +13,7 @@ from igc.cli.errors import handle_errors
 def models(
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
-    """List the shipped models: id, size, fingerprint, what each is for, which is the default."""
+    """List the shipped models: id, size, fingerprint, purpose, the default, its photo model."""
     from igc.api import list_models, model_search_path
 
     data = list_models()
@@ -30,7 +30,8 @@ def models(
     table.add_column("MB", justify="right", no_wrap=True)
     table.add_column("fingerprint", no_wrap=True)
     for m in data:
-        name = f"{m['id']} [bold](default)[/]" if m["default"] else m["id"]
+        name = (f"{m['id']} [bold](default)[/]" if m["default"] else
+                f"{m['id']} [bold](photos)[/]" if m.get("photographs") else m["id"])
         table.add_row(name, f"{m['parameters']:,}", f"{m['file_bytes'] / 1e6:.1f}",
                       m["fingerprint"])
     console = Console()

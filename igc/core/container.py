@@ -56,7 +56,7 @@ SHIPPED_NAMES = ("subpixel", "palette", "range", "imagegpt", "uniform")
 # on a 32x32 image. Append-only: a file's code must name the same model in every later igc.
 SHIPPED_MODEL_IDS = (
     "igc-rgb16", "igc-rgb16-v2", "igc-rgb16-w256", "igc-rgb16-w256-v2", "igc-rgb16-v3",
-    "igc-rgb16-pixel",
+    "igc-rgb16-pixel", "igc-rgb16-pixel-v2",
 )
 RESIDUAL_FLAG = 0x01  # layout low nibble (version 4): exact residuals follow the tokens
 # version 5: layout bits 1-3 say which of the tokenizer, coder and model plugin names is followed

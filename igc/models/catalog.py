@@ -25,6 +25,7 @@ from igc.core.palette import (
 from igc.errors import ModelError
 from igc.models.folders import (
     DEFAULT_MODEL,
+    PHOTO_MODEL,
     WEIGHTS_DIR,
     fingerprint_of,
     read_config,
@@ -48,24 +49,31 @@ class ShippedModel:
         return self.id == DEFAULT_MODEL
 
     @property
+    def photographs(self) -> bool:
+        """Whether the default codes photographs with this model (igc.compressors.photo_split)."""
+        return self.id == PHOTO_MODEL
+
+    @property
     def file_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.folder.glob("*.safetensors"))
 
     def to_dict(self) -> dict:
-        return {"id": self.id, "default": self.default, "parameters": self.parameters,
+        return {"id": self.id, "default": self.default, "photographs": self.photographs,
+                "parameters": self.parameters,
                 "file_bytes": self.file_bytes, "fingerprint": self.fingerprint,
                 "purpose": self.purpose}
 
 
 def shipped_models() -> list[ShippedModel]:
-    """The catalog's models whose weights are installed, the default first."""
+    """The catalog's models whose weights are installed, the default first, then the model the
+    default codes photographs with."""
     try:
         entries = json.loads(CATALOG.read_text())
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot read the shipped-model catalog {CATALOG}: {exc}") from None
     models = [ShippedModel(name, e["fingerprint"], e["parameters"], e["purpose"], WEIGHTS_DIR / name)
               for name, e in entries.items() if (WEIGHTS_DIR / name / "config.json").is_file()]
-    return sorted(models, key=lambda m: not m.default)
+    return sorted(models, key=lambda m: (not m.default, not m.photographs))
 
 
 def model_path() -> list[Path]:

@@ -22,6 +22,10 @@ from igc.errors import ModelError
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 DEFAULT_MODEL = "igc-rgb16-v3"
+# what the default codes whole photographs with (igc.compressors.photo_split: 768×512 pixels and
+# up) when no model is named: as good there as DEFAULT_MODEL in well under half its time
+# (docs/results.md), and worse on smaller images, which keep DEFAULT_MODEL
+PHOTO_MODEL = "igc-rgb16-pixel-v2"
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 

@@ -130,11 +130,22 @@ def compose(model: str | None = None, *, plugin: str | None = None, tokenizer: s
 
 def model_compressor(model: str | None = None, *, name: str | None = None, **options: Any):
     """A compressor for a model spec, named `name` (default: its model plugin's name);
-    `options` as for `compose`."""
+    `options` as for `compose`. No spec and the ImageGPT plugin (the packaged default) give
+    a PhotoSplitCompressor: photographs are coded with PHOTO_MODEL, other images with
+    DEFAULT_MODEL (igc/compressors/photo_split.py)."""
     from igc.compressors.model_based import ModelCompressor
 
     codec = compose(model, **options)
-    return ModelCompressor(codec, name or codec.plugin)
+    made = ModelCompressor(codec, name or codec.plugin)
+    if model is None and options.get("plugin") in (None, DEFAULT_MODEL) and made.lossless:
+        from igc.compressors.photo_split import PhotoSplitCompressor
+        from igc.models.folders import PHOTO_MODEL
+
+        if PHOTO_MODEL:  # the packaged default: photographs get their own model
+            photo = {**options, "plugin": DEFAULT_MODEL}
+            return PhotoSplitCompressor(
+                made, lambda: model_compressor(PHOTO_MODEL, name=made.name, **photo))
+    return made
 
 
 def named_model(name: str, registry: Registry) -> tuple[str, str | None]:
