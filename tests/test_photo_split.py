@@ -104,3 +104,4 @@ def test_anything_smaller_goes_to_the_default_model(shape):
     made = compressor()
     assert made.codec_for(np.zeros((*shape, 3), np.uint8)).model.name == DEFAULT_MODEL
     assert photo_split.whole_photograph(*shape) is False
+

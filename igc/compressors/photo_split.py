@@ -33,8 +33,8 @@ def whole_photograph(height: int, width: int) -> bool:
 
 
 class PhotoSplitCompressor:
-    """`small` on images that are not photographs, and the compressor `photo()` makes (once, on
-    the first photograph) on those that are. Where the options given cannot code with the photo
+    """`small` on images smaller than a whole photograph, and the compressor `photo()` makes
+    (once, on the first whole photograph) on those that are not. Where the options given cannot code with the photo
     model (`UsageError`, e.g. an order it does not read), every image goes to `small`: the
     options pin the model the user asked for with them."""
 
@@ -55,14 +55,14 @@ class PhotoSplitCompressor:
         return self._photo
 
     def codec_for(self, image: Image) -> NeuralCodec:
-        """The codec that codes `image`: the photo model's for a photograph."""
+        """The codec that codes `image`: the photo model's for a whole photograph."""
         return self._for(image).codec
 
     def _for(self, image: Image) -> ModelCompressor:
-        height, width = image.shape[:2]
-        if whole_photograph(height, width):
+        shape = getattr(image, "shape", ())
+        if len(shape) >= 2 and whole_photograph(*shape[:2]):
             return self._photo_compressor() or self.small
-        return self.small
+        return self.small  # smaller images, and anything the codec will check and refuse
 
     @property
     def codec(self) -> NeuralCodec:
