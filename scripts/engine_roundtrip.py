@@ -31,7 +31,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("images", nargs="+", type=Path)
     ap.add_argument("--engine", default="cpu")
-    ap.add_argument("--model", default=None)
+    ap.add_argument("--model", default=None, help="one model for every image (default: DEFAULT_MODEL)")
     ap.add_argument("--decode", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=None, help="folder for the encoded files")
     ap.add_argument("--warm", action="store_true", help="code a 16x16 crop first (warm-up)")
@@ -41,7 +41,11 @@ def main() -> None:
     from igc.engines.engines import set_engine
 
     set_engine(a.engine)
-    comp = igc.get_compressor("imagegpt", model=a.model)
+    from igc.models.folders import DEFAULT_MODEL
+
+    # one model for every image (the default pair would send photographs to its photo model,
+    # and decode_many below steps one model): --model igc-rgb16-pixel-v2 checks that one
+    comp = igc.get_compressor("imagegpt", model=a.model or DEFAULT_MODEL)
     report: dict = {"engine": a.engine, "model": comp.model.name, "images": []}
     pixels = [load(p) for p in a.images]
     if a.warm:
