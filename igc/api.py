@@ -167,10 +167,10 @@ def info(data: bytes) -> dict:
 def report_fields(compressor: Any, result: Any, image: Image) -> dict:
     """What bench adds to a model-based row beyond sizes (a palette model's bit split and, for a
     lossy file, its PSNR and what PNG and JPEG-XL take for the same quantized image)."""
+    from igc.benchmark.run import codec_of
     from igc.benchmark.run import report_fields as fields
 
-    codec_for = getattr(compressor, "codec_for", None)  # the default: a model per image size
-    return fields(codec_for(image) if codec_for else compressor.codec, result, image)
+    return fields(codec_of(compressor, image), result, image)
 
 
 # -- models and plugins ---------------------------------------------------------------------------

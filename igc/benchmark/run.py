@@ -118,6 +118,13 @@ def summarise(rows: list[Row], names: list[str]) -> dict[str, dict]:
     return summary
 
 
+def codec_of(comp: Any, image: Image) -> Any:
+    """The codec a model-based compressor codes `image` with (the default pair picks one per
+    image size, igc.compressors.photo_split); None for a compressor without one."""
+    codec_for = getattr(comp, "codec_for", None)
+    return codec_for(image) if codec_for is not None else getattr(comp, "codec", None)
+
+
 def report_fields(codec: Any, result: Any, image: Image) -> dict:
     """Extra bench fields of an encode with a lossy tokenizer (the palette): the bit split, and
     for a lossy file its PSNR and what PNG and JPEG-XL take for the same approximated image (the
@@ -282,8 +289,7 @@ def _encode(comp: Any, pixels: np.ndarray, row: Row, estimate: bool) -> bytes | 
         row.model_bits = result.model_bits
         row.header_bits = result.header_bytes * 8
         row.compressed_bits = len(data) * 8
-        codec = comp.codec_for(pixels) if hasattr(comp, "codec_for") else getattr(comp, "codec",
-                                                                                     None)
+        codec = codec_of(comp, pixels)
         if codec is not None:
             row.extra.update(report_fields(codec, result, pixels))
     else:
@@ -291,7 +297,7 @@ def _encode(comp: Any, pixels: np.ndarray, row: Row, estimate: bool) -> bytes | 
         row.compressed_bits = len(data) * 8
     row.encode_seconds = time.perf_counter() - start
     if hasattr(comp, "codec_for"):  # the packaged default: a model per image size, named per row
-        row.extra["model"] = comp.codec_for(pixels).model.name
+        row.extra["model"] = codec_of(comp, pixels).model.name
     return data
 
 

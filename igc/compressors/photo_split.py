@@ -2,8 +2,8 @@
 
 No one shipped model is best everywhere: the pixel model (one position per pixel) codes a whole
 photograph as well as the subpixel default in well under half its time, but spends more the
-smaller the image: 1.4% more on 256×256 crops of photographs, 3% more on 32×32 images
-(docs/results.md). When no model is named, `imagegpt` therefore codes images of at least
+smaller the image: 1.4% more on 256×256 crops of photographs (igc-rgb16-pixel-v2), 3.1% more on
+CIFAR-10's 32×32 images (igc-rgb16-pixel; docs/results.md). When no model is named, `imagegpt` therefore codes images of at least
 PHOTO_MIN_PIXELS (a Kodak photo's 768×512, where the two were measured even) with PHOTO_MODEL,
 everything else with DEFAULT_MODEL. Each file names its own model, so decoding needs nothing from
 here; naming a model (`--model`, `-c imagegpt:ID`) always means that model.
@@ -33,25 +33,25 @@ def whole_photograph(height: int, width: int) -> bool:
 
 
 class PhotoSplitCompressor:
-    """`small` on images smaller than a whole photograph, and the compressor `photo()` makes
-    (once, on the first whole photograph) on those that are not. Where the options given cannot code with the photo
-    model (`UsageError`, e.g. an order it does not read), every image goes to `small`: the
-    options pin the model the user asked for with them."""
+    """`small` on images smaller than a whole photograph, and on whole photographs the
+    compressor `photo()` makes (once, when first needed). Where the options given cannot code
+    with the photo model (`UsageError`, e.g. an order it does not read), every image goes to
+    `small`: the options pin the model the user asked for with them."""
 
     model_based = True
 
     def __init__(self, small: ModelCompressor, photo: Callable[[], ModelCompressor]) -> None:
         self.small, self._make_photo = small, photo
         self._photo: ModelCompressor | None = None
-        self._photo_refused: str | None = None
+        self._photo_refused = False
         self.name, self.lossless = small.name, small.lossless
 
     def _photo_compressor(self) -> ModelCompressor | None:
-        if self._photo is None and self._photo_refused is None:
+        if self._photo is None and not self._photo_refused:
             try:
                 self._photo = self._make_photo()
-            except UsageError as exc:
-                self._photo_refused = str(exc)
+            except UsageError:
+                self._photo_refused = True
         return self._photo
 
     def codec_for(self, image: Image) -> NeuralCodec:

@@ -141,10 +141,9 @@ def model_compressor(model: str | None = None, *, name: str | None = None, **opt
         from igc.compressors.photo_split import PhotoSplitCompressor
         from igc.models.folders import PHOTO_MODEL
 
-        if PHOTO_MODEL:  # the packaged default: photographs get their own model
-            photo = {**options, "plugin": DEFAULT_MODEL}
-            return PhotoSplitCompressor(
-                made, lambda: model_compressor(PHOTO_MODEL, name=made.name, **photo))
+        photo = {**options, "plugin": DEFAULT_MODEL}  # the packaged default: a photo model too
+        return PhotoSplitCompressor(
+            made, lambda: model_compressor(PHOTO_MODEL, name=made.name, **photo))
     return made
 
 
